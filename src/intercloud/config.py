@@ -1,0 +1,198 @@
+"""Agent configuration: a TOML file, overridden by INTERCLOUD_<SECTION>_<KEY> variables.
+
+    [agent]
+    name = "A"                     # this cloud's name, as its peers know it
+    listen = "0.0.0.0"
+    port = 8700
+    database = "sqlite:////var/lib/intercloud/agent.db"   # or postgresql+psycopg://...
+    admin_token = "..."
+    reconcile_interval = 10.0      # seconds between periodic passes
+
+    [dataplane]
+    driver = "linux"               # linux | fake
+    prefix = "ic"                  # every host object the agent makes starts with this
+    vni_min = 1
+    vni_max = 16777215
+
+    [cloud]
+    driver = "standalone"
+
+    [[projects]]                   # standalone mode: the local projects and their tokens
+    name = "p1"
+    token = "..."
+
+    [[networks]]                   # standalone mode: the networks projects may expand
+    name = "net1"
+    project = "p1"
+    cidr = "10.10.0.0/24"
+    interface = "tn-net1"          # a bridge (joined by a veth pair) or an interface (enslaved)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from intercloud.domain import naming, validation
+from intercloud.errors import Invalid
+
+
+@dataclass
+class AgentSection:
+    name: str = "local"
+    listen: str = "127.0.0.1"
+    port: int = 8700
+    database: str = "sqlite:///intercloud.db"
+    admin_token: str = ""
+    reconcile_interval: float = 10.0
+    federation_timeout: float = 5.0
+    log_level: str = "info"
+
+
+@dataclass
+class DataplaneSection:
+    driver: str = "linux"
+    prefix: str = "ic"
+    vni_min: int = 1
+    vni_max: int = validation.VNI_MAX
+    vxlan_port: int = 4789
+
+
+@dataclass
+class CloudSection:
+    driver: str = "standalone"
+
+
+@dataclass
+class ProjectDef:
+    name: str
+    token: str
+
+
+@dataclass
+class NetworkDef:
+    name: str
+    project: str
+    cidr: str
+    interface: str
+
+
+@dataclass
+class Config:
+    agent: AgentSection = field(default_factory=AgentSection)
+    dataplane: DataplaneSection = field(default_factory=DataplaneSection)
+    cloud: CloudSection = field(default_factory=CloudSection)
+    projects: list[ProjectDef] = field(default_factory=list)
+    networks: list[NetworkDef] = field(default_factory=list)
+
+
+def _coerce(section: str, key: str, raw: Any, default: Any) -> Any:
+    kind = type(default)
+    try:
+        if kind is bool:
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"config {section}.{key}: expected {kind.__name__}, got {raw!r}",
+                      field=f"{section}.{key}") from exc
+
+
+def _section(cls: type, section: str, data: dict[str, Any], env: dict[str, str]) -> Any:
+    obj = cls()
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise Invalid(f"config {section}.{key}: unknown key (valid: {', '.join(sorted(known))})",
+                          field=f"{section}.{key}")
+    for f in fields(cls):
+        value = data.get(f.name, getattr(obj, f.name))
+        env_key = f"INTERCLOUD_{section.upper()}_{f.name.upper()}"
+        if env_key in env:
+            value = env[env_key]
+        setattr(obj, f.name, _coerce(section, f.name, value, getattr(obj, f.name)))
+    return obj
+
+
+def _items(cls: type, section: str, data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        raise Invalid(f"config {section}: must be a list of tables ([[{section}]])", field=section)
+    out = []
+    names = [f.name for f in fields(cls)]
+    for i, item in enumerate(data):
+        missing = [n for n in names if n not in item]
+        extra = [k for k in item if k not in names]
+        if missing or extra:
+            what = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(extra)}"
+            raise Invalid(f"config {section}[{i}]: {what}", field=section)
+        out.append(cls(**{n: str(item[n]) for n in names}))
+    return out
+
+
+def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
+    env = dict(os.environ) if env is None else env
+    for key in data:
+        if key not in ("agent", "dataplane", "cloud", "projects", "networks"):
+            raise Invalid(f"config: unknown section [{key}]", field=key)
+    cfg = Config(
+        agent=_section(AgentSection, "agent", data.get("agent", {}), env),
+        dataplane=_section(DataplaneSection, "dataplane", data.get("dataplane", {}), env),
+        cloud=_section(CloudSection, "cloud", data.get("cloud", {}), env),
+        projects=_items(ProjectDef, "projects", data.get("projects", [])),
+        networks=_items(NetworkDef, "networks", data.get("networks", [])),
+    )
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    validation.name(cfg.agent.name, "agent.name")
+    naming.check_prefix(cfg.dataplane.prefix)
+    if len(cfg.agent.admin_token) < 16:
+        raise Invalid("config agent.admin_token: must be at least 16 characters",
+                      field="agent.admin_token")
+    validation.vni(cfg.dataplane.vni_min, "dataplane.vni_min")
+    validation.vni(cfg.dataplane.vni_max, "dataplane.vni_max")
+    if cfg.dataplane.vni_min > cfg.dataplane.vni_max:
+        raise Invalid("config dataplane.vni_min: must not exceed vni_max",
+                      field="dataplane.vni_min")
+    projects = set()
+    tokens = set()
+    for p in cfg.projects:
+        validation.name(p.name, "projects.name")
+        if len(p.token) < 16:
+            raise Invalid(f"config projects[{p.name}].token: must be at least 16 characters",
+                          field="projects.token")
+        if p.name in projects or p.token in tokens or p.token == cfg.agent.admin_token:
+            raise Invalid(f"config projects[{p.name}]: duplicate name or token",
+                          field="projects")
+        projects.add(p.name)
+        tokens.add(p.token)
+    seen = set()
+    for n in cfg.networks:
+        validation.name(n.name, "networks.name")
+        validation.cidr(n.cidr, f"networks[{n.name}].cidr")
+        if n.project not in projects:
+            raise Invalid(f"config networks[{n.name}].project: unknown project {n.project!r}",
+                          field="networks.project")
+        if (n.project, n.name) in seen:
+            raise Invalid(f"config networks[{n.name}]: duplicate in project {n.project}",
+                          field="networks.name")
+        seen.add((n.project, n.name))
+
+
+def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise Invalid(f"config: file not found: {p}", field="config") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise Invalid(f"config: {p} is not valid TOML ({exc})", field="config") from exc
+    return parse(data, env)

@@ -1,0 +1,93 @@
+"""Validation of user and peer input; every error names its field."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlparse
+
+from intercloud.errors import Invalid
+
+VNI_MIN = 1
+VNI_MAX = 2**24 - 1
+MTU_MIN = 576
+MTU_MAX = 9000
+TUNNEL_TYPES = ("vxlan", "geneve", "gre")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def name(value: object, field: str = "name") -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise Invalid(
+            f"{field}: must be 1-63 characters of letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit (got {value!r})",
+            field=field,
+        )
+    return value
+
+
+def cidr(value: object, field: str = "cidr") -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{field}: must be a string such as '10.0.0.0/24'", field=field)
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise Invalid(f"{field}: invalid CIDR {value!r} ({exc})", field=field) from exc
+    return str(net)
+
+
+def ip_address(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{field}: must be an IP address string", field=field)
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise Invalid(f"{field}: invalid IP address {value!r}", field=field) from exc
+    if addr.is_unspecified or addr.is_multicast:
+        raise Invalid(f"{field}: {value!r} cannot be a tunnel endpoint", field=field)
+    return str(addr)
+
+
+def vni(value: object, field: str = "vni") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not VNI_MIN <= value <= VNI_MAX:
+        raise Invalid(f"{field}: must be an integer from {VNI_MIN} to {VNI_MAX} (got {value!r})",
+                      field=field)
+    return value
+
+
+def mtu(value: object, field: str = "mtu") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not MTU_MIN <= value <= MTU_MAX:
+        raise Invalid(f"{field}: must be an integer from {MTU_MIN} to {MTU_MAX} (got {value!r})",
+                      field=field)
+    return value
+
+
+def tunnel_type(value: object, supported: tuple[str, ...] = ("vxlan",),
+                field: str = "tunnel_type") -> str:
+    if value not in TUNNEL_TYPES:
+        raise Invalid(f"{field}: must be one of {', '.join(TUNNEL_TYPES)} (got {value!r})",
+                      field=field)
+    if value not in supported:
+        raise Invalid(
+            f"{field}: {value!r} is not supported by this agent's data plane "
+            f"(supported: {', '.join(supported)})",
+            field=field,
+        )
+    return str(value)
+
+
+def url(value: object, field: str = "federation_url") -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{field}: must be an http(s) URL", field=field)
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise Invalid(f"{field}: must be an http(s) URL such as 'http://198.18.1.2:8700' "
+                      f"(got {value!r})", field=field)
+    return value.rstrip("/")
+
+
+def secret(value: object, field: str = "key") -> str:
+    if not isinstance(value, str) or len(value) < 16:
+        raise Invalid(f"{field}: must be a string of at least 16 characters", field=field)
+    return value

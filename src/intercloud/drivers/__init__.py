@@ -1,0 +1,1 @@
+"""Side effects live here, behind small interfaces chosen by configuration."""

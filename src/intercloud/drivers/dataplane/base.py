@@ -1,0 +1,57 @@
+"""The data plane driver contract. Every verb is idempotent: calling it on a host that already
+matches changes nothing, and removing what is absent is not an error."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+
+
+class Dataplane(ABC):
+    supported_tunnels: tuple[str, ...] = ("vxlan",)
+
+    @abstractmethod
+    def observe(self, prefix: str, foreign: Iterable[str] = ()) -> HostState:
+        """The host objects whose names start with `prefix` (bridges, vxlans, patches), plus an
+        Attachment for each interface named in `foreign` that is enslaved to one of our bridges.
+        Must report exactly the fields that ensure_* sets, so a converged host diffs empty."""
+
+    @abstractmethod
+    def ensure_bridge(self, bridge: Bridge) -> None:
+        """Create the bridge (up) or set its MTU if it exists."""
+
+    @abstractmethod
+    def ensure_vxlan(self, vxlan: Vxlan) -> None:
+        """Create the VXLAN device (replacing one of that name whose attributes differ),
+        enslave it to vxlan.master, set it up."""
+
+    @abstractmethod
+    def ensure_patch(self, patch: Patch) -> None:
+        """Create the veth pair; `name` into `master`, `peer` into `peer_master`; both up."""
+
+    @abstractmethod
+    def attach(self, attachment: Attachment) -> None:
+        """Enslave an existing operator interface to our bridge and set it up."""
+
+    @abstractmethod
+    def detach(self, interface: str) -> None:
+        """Release an operator interface from whatever bridge holds it (no error if free)."""
+
+    @abstractmethod
+    def remove_link(self, name: str) -> None:
+        """Delete one of our interfaces (a veth pair goes with either end)."""
+
+    @abstractmethod
+    def interface_kind(self, name: str) -> str | None:
+        """'bridge', 'veth', 'vxlan', 'other', or None if the interface does not exist."""
+
+    def cleanup(self, prefix: str) -> None:
+        """Remove everything this agent made (all interfaces named with `prefix`)."""
+        state = self.observe(prefix)
+        for name in sorted(state.vxlans) + sorted(state.patches) + sorted(state.bridges):
+            self.remove_link(name)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release handles (netlink sockets)."""
