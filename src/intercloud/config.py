@@ -1,31 +1,31 @@
 """Agent configuration: a TOML file, overridden by INTERCLOUD_<SECTION>_<KEY> variables.
 
-    [agent]
-    name = "A"                     # this cloud's name, as its peers know it
-    listen = "0.0.0.0"
-    port = 8700
-    database = "sqlite:////var/lib/intercloud/agent.db"   # or postgresql+psycopg://...
-    admin_token = "..."
-    reconcile_interval = 10.0      # seconds between periodic passes
+[agent]
+name = "A"                     # this cloud's name, as its peers know it
+listen = "0.0.0.0"
+port = 8700
+database = "sqlite:////var/lib/intercloud/agent.db"   # or postgresql+psycopg://...
+admin_token = "..."
+reconcile_interval = 10.0      # seconds between periodic passes
 
-    [dataplane]
-    driver = "linux"               # linux | fake
-    prefix = "ic"                  # every host object the agent makes starts with this
-    vni_min = 1
-    vni_max = 16777215
+[dataplane]
+driver = "linux"               # linux | fake
+prefix = "ic"                  # every host object the agent makes starts with this
+vni_min = 1
+vni_max = 16777215
 
-    [cloud]
-    driver = "standalone"
+[cloud]
+driver = "standalone"
 
-    [[projects]]                   # standalone mode: the local projects and their tokens
-    name = "p1"
-    token = "..."
+[[projects]]                   # standalone mode: the local projects and their tokens
+name = "p1"
+token = "..."
 
-    [[networks]]                   # standalone mode: the networks projects may expand
-    name = "net1"
-    project = "p1"
-    cidr = "10.10.0.0/24"
-    interface = "tn-net1"          # a bridge (joined by a veth pair) or an interface (enslaved)
+[[networks]]                   # standalone mode: the networks projects may expand
+name = "net1"
+project = "p1"
+cidr = "10.10.0.0/24"
+interface = "tn-net1"          # a bridge (joined by a veth pair) or an interface (enslaved)
 """
 
 from __future__ import annotations
@@ -100,8 +100,10 @@ def _coerce(section: str, key: str, raw: Any, default: Any) -> Any:
             return float(raw)
         return str(raw)
     except (TypeError, ValueError) as exc:
-        raise Invalid(f"config {section}.{key}: expected {kind.__name__}, got {raw!r}",
-                      field=f"{section}.{key}") from exc
+        raise Invalid(
+            f"config {section}.{key}: expected {kind.__name__}, got {raw!r}",
+            field=f"{section}.{key}",
+        ) from exc
 
 
 def _section(cls: type, section: str, data: dict[str, Any], env: dict[str, str]) -> Any:
@@ -109,8 +111,10 @@ def _section(cls: type, section: str, data: dict[str, Any], env: dict[str, str])
     known = {f.name for f in fields(cls)}
     for key in data:
         if key not in known:
-            raise Invalid(f"config {section}.{key}: unknown key (valid: {', '.join(sorted(known))})",
-                          field=f"{section}.{key}")
+            raise Invalid(
+                f"config {section}.{key}: unknown key (valid: {', '.join(sorted(known))})",
+                field=f"{section}.{key}",
+            )
     for f in fields(cls):
         value = data.get(f.name, getattr(obj, f.name))
         env_key = f"INTERCLOUD_{section.upper()}_{f.name.upper()}"
@@ -155,23 +159,26 @@ def validate(cfg: Config) -> None:
     validation.name(cfg.agent.name, "agent.name")
     naming.check_prefix(cfg.dataplane.prefix)
     if len(cfg.agent.admin_token) < 16:
-        raise Invalid("config agent.admin_token: must be at least 16 characters",
-                      field="agent.admin_token")
+        raise Invalid(
+            "config agent.admin_token: must be at least 16 characters", field="agent.admin_token"
+        )
     validation.vni(cfg.dataplane.vni_min, "dataplane.vni_min")
     validation.vni(cfg.dataplane.vni_max, "dataplane.vni_max")
     if cfg.dataplane.vni_min > cfg.dataplane.vni_max:
-        raise Invalid("config dataplane.vni_min: must not exceed vni_max",
-                      field="dataplane.vni_min")
+        raise Invalid(
+            "config dataplane.vni_min: must not exceed vni_max", field="dataplane.vni_min"
+        )
     projects = set()
     tokens = set()
     for p in cfg.projects:
         validation.name(p.name, "projects.name")
         if len(p.token) < 16:
-            raise Invalid(f"config projects[{p.name}].token: must be at least 16 characters",
-                          field="projects.token")
+            raise Invalid(
+                f"config projects[{p.name}].token: must be at least 16 characters",
+                field="projects.token",
+            )
         if p.name in projects or p.token in tokens or p.token == cfg.agent.admin_token:
-            raise Invalid(f"config projects[{p.name}]: duplicate name or token",
-                          field="projects")
+            raise Invalid(f"config projects[{p.name}]: duplicate name or token", field="projects")
         projects.add(p.name)
         tokens.add(p.token)
     seen = set()
@@ -179,11 +186,15 @@ def validate(cfg: Config) -> None:
         validation.name(n.name, "networks.name")
         validation.cidr(n.cidr, f"networks[{n.name}].cidr")
         if n.project not in projects:
-            raise Invalid(f"config networks[{n.name}].project: unknown project {n.project!r}",
-                          field="networks.project")
+            raise Invalid(
+                f"config networks[{n.name}].project: unknown project {n.project!r}",
+                field="networks.project",
+            )
         if (n.project, n.name) in seen:
-            raise Invalid(f"config networks[{n.name}]: duplicate in project {n.project}",
-                          field="networks.name")
+            raise Invalid(
+                f"config networks[{n.name}]: duplicate in project {n.project}",
+                field="networks.name",
+            )
         seen.add((n.project, n.name))
 
 

@@ -13,8 +13,11 @@ _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
 
 def check_prefix(prefix: str) -> str:
     if not _PREFIX_RE.match(prefix):
-        raise Invalid("prefix: must be 1-4 lowercase letters or digits, starting with a letter "
-                      f"(got {prefix!r})", field="prefix")
+        raise Invalid(
+            "prefix: must be 1-4 lowercase letters or digits, starting with a letter "
+            f"(got {prefix!r})",
+            field="prefix",
+        )
     return prefix
 
 

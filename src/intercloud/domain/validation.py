@@ -51,23 +51,27 @@ def ip_address(value: object, field: str) -> str:
 
 def vni(value: object, field: str = "vni") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not VNI_MIN <= value <= VNI_MAX:
-        raise Invalid(f"{field}: must be an integer from {VNI_MIN} to {VNI_MAX} (got {value!r})",
-                      field=field)
+        raise Invalid(
+            f"{field}: must be an integer from {VNI_MIN} to {VNI_MAX} (got {value!r})", field=field
+        )
     return value
 
 
 def mtu(value: object, field: str = "mtu") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not MTU_MIN <= value <= MTU_MAX:
-        raise Invalid(f"{field}: must be an integer from {MTU_MIN} to {MTU_MAX} (got {value!r})",
-                      field=field)
+        raise Invalid(
+            f"{field}: must be an integer from {MTU_MIN} to {MTU_MAX} (got {value!r})", field=field
+        )
     return value
 
 
-def tunnel_type(value: object, supported: tuple[str, ...] = ("vxlan",),
-                field: str = "tunnel_type") -> str:
+def tunnel_type(
+    value: object, supported: tuple[str, ...] = ("vxlan",), field: str = "tunnel_type"
+) -> str:
     if value not in TUNNEL_TYPES:
-        raise Invalid(f"{field}: must be one of {', '.join(TUNNEL_TYPES)} (got {value!r})",
-                      field=field)
+        raise Invalid(
+            f"{field}: must be one of {', '.join(TUNNEL_TYPES)} (got {value!r})", field=field
+        )
     if value not in supported:
         raise Invalid(
             f"{field}: {value!r} is not supported by this agent's data plane "
@@ -82,8 +86,10 @@ def url(value: object, field: str = "federation_url") -> str:
         raise Invalid(f"{field}: must be an http(s) URL", field=field)
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise Invalid(f"{field}: must be an http(s) URL such as 'http://198.18.1.2:8700' "
-                      f"(got {value!r})", field=field)
+        raise Invalid(
+            f"{field}: must be an http(s) URL such as 'http://198.18.1.2:8700' (got {value!r})",
+            field=field,
+        )
     return value.rstrip("/")
 
 

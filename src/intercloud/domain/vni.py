@@ -12,8 +12,9 @@ from intercloud.errors import Conflict, Invalid
 
 def lowest_free(used: Iterable[int], low: int = VNI_MIN, high: int = VNI_MAX) -> int:
     if not VNI_MIN <= low <= high <= VNI_MAX:
-        raise Invalid(f"vni range: {low}-{high} is not within {VNI_MIN}-{VNI_MAX}",
-                      field="vni_range")
+        raise Invalid(
+            f"vni range: {low}-{high} is not within {VNI_MIN}-{VNI_MAX}", field="vni_range"
+        )
     taken = {v for v in used if low <= v <= high}
     candidate = low
     for v in sorted(taken):
@@ -25,8 +26,13 @@ def lowest_free(used: Iterable[int], low: int = VNI_MIN, high: int = VNI_MAX) ->
     return candidate
 
 
-def agree(local_used: Iterable[int], peer_used: Iterable[int], requested: int | None = None,
-          low: int = VNI_MIN, high: int = VNI_MAX) -> int:
+def agree(
+    local_used: Iterable[int],
+    peer_used: Iterable[int],
+    requested: int | None = None,
+    low: int = VNI_MIN,
+    high: int = VNI_MAX,
+) -> int:
     """The VNI both sides can use: the requested one if free on both, else the lowest free."""
     busy = set(local_used) | set(peer_used)
     if requested is not None:

@@ -1,0 +1,23 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from intercloud import __version__
+from intercloud.api import admin, errors, federation, user
+from intercloud.api.context import AppContext
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(
+        title="intercloud",
+        version=__version__,
+        description="Stretch virtual networks at layer 2 between federated clouds.",
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    app.include_router(admin.router)
+    app.include_router(user.router)
+    app.include_router(federation.router)
+    return app

@@ -1,0 +1,74 @@
+"""Authentication dependencies: bearer tokens (admin, project) and signed federation calls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import Request
+from sqlalchemy import delete, select
+
+from intercloud.api.context import AppContext
+from intercloud.drivers.cloud.base import Principal
+from intercloud.errors import Conflict, Forbidden, Unauthorized
+from intercloud.federation import signing
+from intercloud.store import models as m
+
+
+def ctx(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+def _principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    principal = ctx(request).cloud.authenticate(token.strip())
+    if principal is None:
+        raise Unauthorized("invalid token")
+    return principal
+
+
+def admin(request: Request) -> Principal:
+    principal = _principal(request)
+    if not principal.admin:
+        raise Forbidden("this call needs the admin token")
+    return principal
+
+
+def project(request: Request) -> str:
+    principal = _principal(request)
+    if principal.project is None:
+        raise Forbidden("this call needs a project token, not the admin token")
+    return principal.project
+
+
+async def peer(request: Request) -> str:
+    """The authenticated peer's name. Checks the HMAC signature, the clock window and that the
+    nonce was not seen before (stored, so replays fail across restarts too)."""
+    headers = request.headers
+    name = headers.get(signing.HEADER_PEER)
+    ts = headers.get(signing.HEADER_TIMESTAMP)
+    nonce = headers.get(signing.HEADER_NONCE)
+    sig = headers.get(signing.HEADER_SIGNATURE)
+    if not (name and ts and nonce and sig):
+        raise Unauthorized("federation call without signature headers")
+    body = await request.body()
+    store = ctx(request).store
+    with store.session() as s:
+        row = s.scalar(select(m.Peer).where(m.Peer.name == name))
+        key = row.key if row else None
+        peer_id = row.id if row else None
+    if key is None:
+        raise Unauthorized("unknown peer or bad signature")
+    why = signing.check(key, request.method, request.url.path, body, ts, nonce, sig)
+    if why:
+        raise Unauthorized(f"federation signature refused: {why}")
+    try:
+        with store.session() as s:
+            s.add(m.Nonce(peer_id=peer_id, nonce=nonce))
+            horizon = datetime.now(UTC) - timedelta(seconds=2 * signing.MAX_SKEW_SECONDS)
+            s.execute(delete(m.Nonce).where(m.Nonce.seen_at < horizon))
+    except Conflict as exc:
+        raise Unauthorized("federation call replayed (nonce already seen)") from exc
+    return name

@@ -1,0 +1,63 @@
+"""Federation API: calls from authenticated peer agents, each scoped to that peer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from intercloud.api import auth
+from intercloud.api.schemas import ReplicaPut, VniAgree
+from intercloud.service import admin, replicas, views
+
+router = APIRouter(prefix="/v1/federation", tags=["federation"])
+
+
+@router.get("/health")
+def health(request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
+    return {"name": auth.ctx(request).cfg.agent.name, "time": datetime.now(UTC).isoformat()}
+
+
+@router.put("/replicas/{uid}")
+def put_replica(
+    uid: str, body: ReplicaPut, request: Request, peer: str = Depends(auth.peer)
+) -> Any:
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        out, created = replicas.upsert(
+            s, admin.get_peer(s, peer), uid, body.project, body.network, body.cidr
+        )
+    if created:
+        c.reconciler.trigger()
+    return JSONResponse(out, status_code=201 if created else 200)
+
+
+@router.get("/replicas/{uid}")
+def get_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
+    with auth.ctx(request).store.session() as s:
+        return views.replica(replicas.get(s, admin.get_peer(s, peer), uid))
+
+
+@router.put("/replicas/{uid}/vni")
+def agree_vni(
+    uid: str, body: VniAgree, request: Request, peer: str = Depends(auth.peer)
+) -> dict[str, Any]:
+    c = auth.ctx(request)
+    dp = c.cfg.dataplane
+    with c.store.session() as s:
+        out = replicas.agree_vni(
+            s, admin.get_peer(s, peer), uid, body.vni, body.exclude, dp.vni_min, dp.vni_max
+        )
+    c.reconciler.trigger()
+    return out
+
+
+@router.delete("/replicas/{uid}", status_code=204)
+def delete_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> Response:
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        replicas.delete(s, admin.get_peer(s, peer), uid)
+    c.reconciler.trigger()
+    return Response(status_code=204)

@@ -1,0 +1,58 @@
+"""User API: a project's networks and expansions. Other projects' objects are 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from intercloud.api import auth
+from intercloud.api.schemas import ExpansionCreate
+from intercloud.service import user as svc
+from intercloud.service import views
+
+router = APIRouter(prefix="/v1", tags=["user"])
+
+
+@router.get("/networks")
+def list_networks(request: Request, project: str = Depends(auth.project)) -> list[dict[str, Any]]:
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        return svc.list_networks(s, c.cloud, project)
+
+
+@router.post("/expansions", status_code=201)
+def create_expansion(
+    body: ExpansionCreate, request: Request, project: str = Depends(auth.project)
+) -> Any:
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        out, created = svc.create_expansion(s, c.cloud, project, body.network, body.peers, body.vni)
+    if created:
+        c.reconciler.trigger()
+        return out
+    return JSONResponse(out, status_code=200)
+
+
+@router.get("/expansions")
+def list_expansions(request: Request, project: str = Depends(auth.project)) -> list[dict[str, Any]]:
+    with auth.ctx(request).store.session() as s:
+        return svc.list_expansions(s, project)
+
+
+@router.get("/expansions/{uid}")
+def get_expansion(
+    uid: str, request: Request, project: str = Depends(auth.project)
+) -> dict[str, Any]:
+    with auth.ctx(request).store.session() as s:
+        return views.expansion(svc.get_expansion(s, project, uid))
+
+
+@router.delete("/expansions/{uid}", status_code=202)
+def delete_expansion(uid: str, request: Request, project: str = Depends(auth.project)) -> Response:
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        out = svc.delete_expansion(s, project, uid)
+    c.reconciler.trigger()
+    return JSONResponse(out, status_code=202)

@@ -1,0 +1,29 @@
+"""Standalone mode: projects, tokens and networks come from the agent's config file."""
+
+from __future__ import annotations
+
+import hmac
+
+from intercloud.config import Config
+from intercloud.drivers.cloud.base import Cloud, Network, Principal
+
+
+class StandaloneCloud(Cloud):
+    def __init__(self, cfg: Config) -> None:
+        self._admin_token = cfg.agent.admin_token
+        self._tokens = {p.token: p.name for p in cfg.projects}
+        self._networks = [Network(n.name, n.project, n.cidr, n.interface) for n in cfg.networks]
+
+    def authenticate(self, token: str) -> Principal | None:
+        if hmac.compare_digest(token.encode(), self._admin_token.encode()):
+            return Principal(admin=True)
+        for known, project in self._tokens.items():
+            if hmac.compare_digest(token.encode(), known.encode()):
+                return Principal(admin=False, project=project)
+        return None
+
+    def networks(self, project: str) -> list[Network]:
+        return [n for n in self._networks if n.project == project]
+
+    def all_networks(self) -> list[Network]:
+        return list(self._networks)

@@ -1,0 +1,1 @@
+"""Agent-to-agent calls: HMAC-signed requests with per-peer keys and replay protection."""

@@ -1,0 +1,50 @@
+"""Calls to a peer agent's federation API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from intercloud.errors import PeerError
+from intercloud.federation.signing import sign
+
+
+class FederationClient:
+    def __init__(
+        self, local_name: str, timeout: float = 5.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.local_name = local_name
+        self.timeout = timeout
+        self.transport = transport
+
+    def call(
+        self,
+        peer_name: str,
+        url: str,
+        key: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        payload = b"" if body is None else json.dumps(body).encode()
+        headers = sign(self.local_name, key, method, path, payload)
+        headers["Content-Type"] = "application/json"
+        try:
+            with httpx.Client(timeout=self.timeout, transport=self.transport) as client:
+                resp = client.request(method, url + path, content=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            raise PeerError(f"peer {peer_name} unreachable at {url}: {exc}") from exc
+        if resp.status_code == 204:
+            return None
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if resp.status_code >= 400:
+            message = resp.text[:200]
+            if isinstance(data, dict) and isinstance(data.get("error"), dict):
+                message = data["error"].get("message", message)
+            raise PeerError(f"peer {peer_name} refused: {message}", status=resp.status_code)
+        return data

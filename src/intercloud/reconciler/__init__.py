@@ -1,0 +1,251 @@
+"""Make the host match the desired state and write observed status back.
+
+Runs at start-up, after every change (trigger) and periodically. Idempotent: on a converged
+host a pass makes no driver call that changes anything."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from intercloud.config import Config
+from intercloud.domain import plan as planner
+from intercloud.drivers.cloud.base import Cloud
+from intercloud.drivers.dataplane.base import Dataplane
+from intercloud.errors import IntercloudError, PeerError
+from intercloud.federation.client import FederationClient
+from intercloud.reconciler import sync
+from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
+from intercloud.store import Store
+from intercloud.store import models as m
+
+log = logging.getLogger("intercloud.reconciler")
+
+
+@dataclass
+class Stats:
+    passes: int = 0
+    last_pass_at: str | None = None
+    last_changes: int = 0
+    changes_since_start: int = 0
+    last_error: str | None = None
+    last_duration_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PassResult:
+    changes: int = 0
+    settled: bool = True
+    errors: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        cloud: Cloud,
+        dataplane: Dataplane,
+        client: FederationClient,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.cloud = cloud
+        self.dataplane = dataplane
+        self.client = client
+        self.stats = Stats()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- loop ---------------------------------------------------------------------------------
+    def trigger(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            result = self.reconcile_once()
+            wait = self.cfg.agent.reconcile_interval if result.settled else 0.3
+            self._wake.wait(timeout=wait)
+            self._wake.clear()
+
+    # -- one pass -----------------------------------------------------------------------------
+    def reconcile_once(self) -> PassResult:
+        with self._lock:
+            started = time.monotonic()
+            result = PassResult()
+            try:
+                self._check_links()
+                replicas = self._sync_federation(result)
+                self._converge_dataplane(result, replicas)
+                self.stats.last_error = "; ".join(result.errors) or None
+            except Exception as exc:  # the loop must survive anything; say what happened
+                log.exception("reconciler pass failed")
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                result.settled = False
+            self.stats.passes += 1
+            self.stats.last_pass_at = datetime.now(UTC).isoformat()
+            self.stats.last_changes = result.changes
+            self.stats.changes_since_start += result.changes
+            self.stats.last_duration_ms = round((time.monotonic() - started) * 1000, 1)
+            return result
+
+    def _check_links(self) -> None:
+        with self.store.session() as s:
+            todo = [
+                (lk.id, lk.enabled, lk.peer.name, lk.peer.federation_url, lk.peer.key)
+                for lk in s.scalars(select(m.Link))
+            ]
+        for link_id, enabled, name, url, key in todo:
+            if not enabled:
+                state, reason = "disabled", "disabled by the administrator"
+            else:
+                try:
+                    self.client.call(name, url, key, "GET", "/v1/federation/health")
+                    state, reason = "up", ""
+                except PeerError as exc:
+                    state, reason = "down", exc.message
+            with self.store.session() as s:
+                lk = s.get(m.Link, link_id)
+                if lk is None:
+                    continue
+                if (lk.state, lk.reason) != (state, reason):
+                    log.info("link %s: %s%s", name, state, f" ({reason})" if reason else "")
+                    lk.state, lk.reason = state, reason
+                lk.checked_at = datetime.now(UTC)
+
+    def _sync_federation(self, result: PassResult) -> dict[int, dict]:
+        """Returns the peer's view of each live target's replica (by target id)."""
+        replicas: dict[int, dict] = {}
+        for work in sync.pending_work(self.store):
+            if work.deleting:
+                if not sync.remove_target(self.store, self.client, work):
+                    result.settled = False
+                continue
+            replica = sync.agree(self.store, self.client, work)
+            if replica is None:
+                result.settled = False
+            else:
+                replicas[work.target_id] = replica
+        return replicas
+
+    def _desired_inputs(self) -> tuple[list[NetworkWant], dict[str, LinkView], list[str]]:
+        networks: list[NetworkWant] = []
+        with self.store.session() as s:
+            links = {
+                lk.peer.name: LinkView(
+                    lk.peer.name, lk.local_endpoint, lk.remote_endpoint, lk.enabled
+                )
+                for lk in s.scalars(select(m.Link))
+            }
+            for exp in s.scalars(select(m.Expansion).where(m.Expansion.deleting.is_(False))):
+                net = self.cloud.network(exp.project, exp.network)
+                tunnels = tuple(TunnelWant(f"t:{t.id}", t.peer.name, t.vni) for t in exp.targets)
+                networks.append(NetworkWant(f"e{exp.id}", net.interface if net else "", tunnels))
+            for rep in s.scalars(select(m.Replica)):
+                tunnels = (TunnelWant(f"r:{rep.id}", rep.peer.name, rep.vni),)
+                networks.append(NetworkWant(f"r{rep.id}", None, tunnels))
+        foreign = sorted({n.interface for n in self.cloud.all_networks()})
+        return networks, links, foreign
+
+    def _converge_dataplane(self, result: PassResult, replicas: dict[int, dict]) -> None:
+        networks, links, foreign = self._desired_inputs()
+        prefix = self.cfg.dataplane.prefix
+        desired = build(
+            prefix, self.cfg.dataplane.vxlan_port, networks, links, self.dataplane.interface_kind
+        )
+        observed = self.dataplane.observe(prefix, foreign)
+        for step in planner.plan(desired.state, observed):
+            try:
+                getattr(self.dataplane, step.verb)(step.obj)
+                log.info("dataplane: %s", step.describe())
+                result.changes += 1
+            except IntercloudError as exc:
+                log.error("dataplane: %s failed: %s", step.describe(), exc.message)
+                result.errors.append(exc.message)
+        remaining = (
+            planner.plan(desired.state, self.dataplane.observe(prefix, foreign))
+            if result.changes or result.errors
+            else []
+        )
+        broken = {_step_name(st) for st in remaining}
+        self._write_status(desired, broken, replicas, result)
+
+    def _write_status(
+        self, desired, broken: set[str], replicas: dict[int, dict], result: PassResult
+    ) -> None:
+        def local_state(owner: str) -> tuple[bool, str]:
+            if owner in desired.blocked:
+                return False, desired.blocked[owner]
+            needs = desired.needs.get(owner, set())
+            if needs & broken:
+                return False, "the data plane could not be built: " + ", ".join(
+                    sorted(needs & broken)
+                )
+            return True, ""
+
+        with self.store.session() as s:
+            for t in s.scalars(
+                select(m.Target).join(m.Expansion).where(m.Expansion.deleting.is_(False))
+            ):
+                if t.id not in replicas:
+                    continue  # the federation step recorded why
+                ok, reason = local_state(f"t:{t.id}")
+                peer_side = replicas[t.id]
+                if not ok:
+                    status = "error" if "could not" in reason else "pending"
+                elif peer_side.get("status") == "active":
+                    status, reason = "active", ""
+                elif peer_side.get("status") == "error":
+                    status, reason = "error", f"peer {t.peer.name}: {peer_side.get('reason')}"
+                else:
+                    status, reason = "pending", f"waiting for peer {t.peer.name} to build its side"
+                if status != "active":
+                    result.settled = False
+                if (t.status, t.reason) != (status, reason):
+                    log.info(
+                        "expansion %s peer %s: %s%s",
+                        t.expansion.uid,
+                        t.peer.name,
+                        status,
+                        f" ({reason})" if reason else "",
+                    )
+                    t.status, t.reason = status, reason
+            for rep in s.scalars(select(m.Replica)):
+                ok, reason = local_state(f"r:{rep.id}")
+                status = "active" if ok else ("pending" if rep.vni is None else "error")
+                if (rep.status, rep.reason) != (status, reason):
+                    log.info(
+                        "replica %s of peer %s: %s%s",
+                        rep.uid,
+                        rep.peer.name,
+                        status,
+                        f" ({reason})" if reason else "",
+                    )
+                    rep.status, rep.reason = status, reason
+
+
+def _step_name(step: planner.Step) -> str:
+    obj = step.obj
+    if isinstance(obj, str):
+        return obj
+    return getattr(obj, "name", None) or getattr(obj, "interface", "")

@@ -1,0 +1,106 @@
+"""Desired host state from stored expansions and replicas. Pure: rows in, HostState out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from intercloud.domain import naming
+from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+
+# VM-facing MTU of the tunnel ports: VMs keep their default 1500 and the encapsulated packets
+# are fragmented on the underlay (VXLAN with DF unset), as the paper does.
+TUNNEL_PORT_MTU = 1500
+
+
+@dataclass(frozen=True)
+class LinkView:
+    peer: str
+    local: str
+    remote: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class TunnelWant:
+    """One tunnel of one network: which object (target or replica) it serves."""
+
+    owner: str  # "t:<id>" or "r:<id>"
+    peer: str
+    vni: int | None
+
+
+@dataclass(frozen=True)
+class NetworkWant:
+    key: str  # "e<id>" or "r<id>"
+    local_interface: str | None  # operator interface or bridge; None on the replica side
+    tunnels: tuple[TunnelWant, ...]
+
+
+@dataclass
+class DesiredResult:
+    state: HostState
+    # why an owner's tunnel is not in the desired state (for its status)
+    blocked: dict[str, str] = field(default_factory=dict)
+    # owner -> interface names that must exist for it to be realized
+    needs: dict[str, set[str]] = field(default_factory=dict)
+
+
+def build(
+    prefix: str,
+    port: int,
+    networks: list[NetworkWant],
+    links: dict[str, LinkView],
+    kind_of: Callable[[str], str | None],
+) -> DesiredResult:
+    result = DesiredResult(HostState())
+    for net in networks:
+        tunnels = []
+        for t in net.tunnels:
+            link = links.get(t.peer)
+            if t.vni is None:
+                result.blocked[t.owner] = "waiting for a VNI"
+            elif link is None:
+                result.blocked[t.owner] = f"no link to peer {t.peer}"
+            elif not link.enabled:
+                result.blocked[t.owner] = f"the link to peer {t.peer} is disabled"
+            else:
+                tunnels.append((t, link))
+        if not tunnels:
+            continue
+        bridge = naming.bridge(prefix, net.key)
+        needs = {bridge}
+        local_ok = True
+        if net.local_interface is not None:
+            kind = kind_of(net.local_interface)
+            if kind is None:
+                local_ok = False
+                for t, _ in tunnels:
+                    result.blocked[t.owner] = (
+                        f"local interface {net.local_interface} does not exist"
+                    )
+            elif kind == "bridge":
+                ours, theirs = naming.patch(prefix, net.key)
+                result.state.add(Patch(ours, theirs, bridge, net.local_interface))
+                needs |= {ours, theirs}
+            else:
+                result.state.add(Attachment(net.local_interface, bridge))
+        if not local_ok:
+            continue
+        result.state.add(Bridge(bridge))
+        for t, link in tunnels:
+            assert t.vni is not None
+            name = naming.vxlan(prefix, t.vni)
+            result.state.add(
+                Vxlan(
+                    name=name,
+                    vni=t.vni,
+                    local=link.local,
+                    remote=link.remote,
+                    master=bridge,
+                    port=port,
+                    mtu=TUNNEL_PORT_MTU,
+                )
+            )
+            result.needs[t.owner] = needs | {name}
+    return result

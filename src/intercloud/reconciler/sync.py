@@ -1,0 +1,139 @@
+"""Federation half of a reconciler pass: agree replicas and VNIs with peers, remove them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from intercloud.errors import Conflict, PeerError
+from intercloud.federation.client import FederationClient
+from intercloud.store import Store
+from intercloud.store import models as m
+
+log = logging.getLogger("intercloud.sync")
+
+
+@dataclass(frozen=True)
+class PeerAddr:
+    name: str
+    url: str
+    key: str
+
+
+@dataclass(frozen=True)
+class TargetWork:
+    target_id: int
+    expansion_uid: str
+    project: str
+    network: str
+    cidr: str
+    requested_vni: int | None
+    vni: int | None
+    deleting: bool
+    peer: PeerAddr
+
+
+def _set_status(store: Store, target_id: int, status: str, reason: str) -> None:
+    with store.session() as s:
+        t = s.get(m.Target, target_id)
+        if t is not None and (t.status, t.reason) != (status, reason):
+            t.status, t.reason = status, reason
+            exp_uid = t.expansion.uid
+            log.info(
+                "expansion %s peer %s: %s%s",
+                exp_uid,
+                t.peer.name,
+                status,
+                f" ({reason})" if reason else "",
+            )
+
+
+def pending_work(store: Store) -> list[TargetWork]:
+    with store.session() as s:
+        rows = s.scalars(select(m.Target).join(m.Expansion).order_by(m.Target.id))
+        return [
+            TargetWork(
+                t.id,
+                t.expansion.uid,
+                t.expansion.project,
+                t.expansion.network,
+                t.expansion.cidr,
+                t.expansion.requested_vni,
+                t.vni,
+                t.expansion.deleting,
+                PeerAddr(t.peer.name, t.peer.federation_url, t.peer.key),
+            )
+            for t in rows
+        ]
+
+
+def remove_target(store: Store, client: FederationClient, w: TargetWork) -> bool:
+    """Ask the peer to drop its replica, then forget the target. True when done."""
+    path = f"/v1/federation/replicas/{w.expansion_uid}"
+    try:
+        client.call(w.peer.name, w.peer.url, w.peer.key, "DELETE", path)
+    except PeerError as exc:
+        if exc.peer_status != 404:
+            _set_status(store, w.target_id, "deleting", f"retrying: {exc.message}")
+            return False
+    with store.session() as s:
+        t = s.get(m.Target, w.target_id)
+        if t is not None:
+            s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"t:{t.id}").delete()
+            exp = t.expansion
+            s.delete(t)
+            s.flush()
+            if not exp.targets:
+                log.info("expansion %s: deleted", exp.uid)
+                s.delete(exp)
+    return True
+
+
+def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
+    """Make sure the peer holds a replica and both sides hold the same VNI.
+    Returns the peer's replica view, or None after recording an error."""
+    path = f"/v1/federation/replicas/{w.expansion_uid}"
+    try:
+        replica = client.call(
+            w.peer.name,
+            w.peer.url,
+            w.peer.key,
+            "PUT",
+            path,
+            {"project": w.project, "network": w.network, "cidr": w.cidr},
+        )
+        if w.vni is not None and replica.get("vni") == w.vni:
+            return replica
+        with store.session() as s:
+            used = sorted(
+                s.scalars(
+                    select(m.VniAllocation.vni).where(m.VniAllocation.owner != f"t:{w.target_id}")
+                )
+            )
+        answer = client.call(
+            w.peer.name,
+            w.peer.url,
+            w.peer.key,
+            "PUT",
+            path + "/vni",
+            {"vni": w.requested_vni, "exclude": used},
+        )
+        vni = int(answer["vni"])
+        with store.session() as s:
+            t = s.get(m.Target, w.target_id)
+            if t is None:
+                return None
+            s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"t:{t.id}").delete()
+            s.flush()
+            s.add(m.VniAllocation(vni=vni, owner=f"t:{t.id}"))
+            t.vni = vni
+            log.info("expansion %s peer %s: agreed vni %d", w.expansion_uid, w.peer.name, vni)
+        replica["vni"] = vni
+        return replica
+    except Conflict:
+        _set_status(store, w.target_id, "error", "VNI taken locally meanwhile; agreeing again")
+    except PeerError as exc:
+        _set_status(store, w.target_id, "error", exc.message)
+    return None

@@ -1,0 +1,1 @@
+"""Use cases: what the API (and the reconciler) may do to the desired state."""

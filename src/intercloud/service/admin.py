@@ -1,0 +1,205 @@
+"""Admin use cases: peers, links, agreements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from intercloud.domain import validation as v
+from intercloud.errors import Conflict, Invalid, NotFound
+from intercloud.service import views
+from intercloud.store import models as m
+
+
+def get_peer(s: Session, name: str, field: str = "peer") -> m.Peer:
+    peer = s.scalar(select(m.Peer).where(m.Peer.name == name))
+    if peer is None:
+        raise NotFound(f"{field}: unknown peer {name!r}", field=field)
+    return peer
+
+
+def create_peer(
+    s: Session, local_name: str, name: str, federation_url: str, underlay_endpoint: str, key: str
+) -> dict[str, Any]:
+    v.name(name, "name")
+    if name == local_name:
+        raise Invalid(f"name: {name!r} is this agent's own name", field="name")
+    url = v.url(federation_url, "federation_url")
+    endpoint = v.ip_address(underlay_endpoint, "underlay_endpoint")
+    v.secret(key, "key")
+    if s.scalar(select(m.Peer).where(m.Peer.name == name)):
+        raise Conflict(f"name: peer {name!r} already exists", field="name")
+    peer = m.Peer(name=name, federation_url=url, underlay_endpoint=endpoint, key=key)
+    s.add(peer)
+    s.flush()
+    return views.peer(peer)
+
+
+def list_peers(s: Session) -> list[dict[str, Any]]:
+    return [views.peer(p) for p in s.scalars(select(m.Peer).order_by(m.Peer.name))]
+
+
+def delete_peer(s: Session, name: str) -> None:
+    peer = get_peer(s, name, "name")
+    if peer.link is not None or peer.agreement is not None:
+        raise Conflict(
+            f"name: peer {name!r} still has a link or agreement; delete them first", field="name"
+        )
+    in_use = s.scalar(select(func.count()).select_from(m.Target).where(m.Target.peer_id == peer.id))
+    in_use += s.scalar(
+        select(func.count()).select_from(m.Replica).where(m.Replica.peer_id == peer.id)
+    )
+    if in_use:
+        raise Conflict(
+            f"name: peer {name!r} is used by {in_use} expansion(s) or replica(s)", field="name"
+        )
+    s.query(m.Nonce).filter(m.Nonce.peer_id == peer.id).delete()
+    s.query(m.ReplicatedProject).filter(m.ReplicatedProject.peer_id == peer.id).delete()
+    s.delete(peer)
+
+
+def create_link(
+    s: Session,
+    supported: tuple[str, ...],
+    peer: str,
+    local_endpoint: str,
+    remote_endpoint: str | None,
+    tunnel_type: str,
+    mtu: int,
+    enabled: bool,
+) -> dict[str, Any]:
+    p = get_peer(s, v.name(peer, "peer"))
+    local = v.ip_address(local_endpoint, "local_endpoint")
+    remote = (
+        v.ip_address(remote_endpoint, "remote_endpoint") if remote_endpoint else p.underlay_endpoint
+    )
+    v.tunnel_type(tunnel_type, supported)
+    v.mtu(mtu)
+    if p.link is not None:
+        raise Conflict(f"peer: a link to {peer!r} already exists", field="peer")
+    link = m.Link(
+        peer=p,
+        local_endpoint=local,
+        remote_endpoint=remote,
+        tunnel_type=tunnel_type,
+        mtu=mtu,
+        enabled=enabled,
+        state="unknown" if enabled else "disabled",
+    )
+    s.add(link)
+    s.flush()
+    return views.link(link)
+
+
+def get_link(s: Session, peer: str) -> m.Link:
+    p = get_peer(s, peer)
+    if p.link is None:
+        raise NotFound(f"peer: no link to {peer!r}", field="peer")
+    return p.link
+
+
+def list_links(s: Session) -> list[dict[str, Any]]:
+    links = s.scalars(select(m.Link).join(m.Peer).order_by(m.Peer.name))
+    return [views.link(lk) for lk in links]
+
+
+def update_link(s: Session, peer: str, enabled: bool | None, mtu: int | None) -> dict[str, Any]:
+    link = get_link(s, peer)
+    if mtu is not None:
+        link.mtu = v.mtu(mtu)
+    if enabled is not None:
+        link.enabled = enabled
+        if not enabled:
+            link.state, link.reason = "disabled", "disabled by the administrator"
+        elif link.state == "disabled":
+            link.state, link.reason = "unknown", ""
+    s.flush()
+    return views.link(link)
+
+
+def delete_link(s: Session, peer: str) -> None:
+    link = get_link(s, peer)
+    users = s.scalar(
+        select(func.count()).select_from(m.Target).where(m.Target.peer_id == link.peer_id)
+    )
+    users += s.scalar(
+        select(func.count()).select_from(m.Replica).where(m.Replica.peer_id == link.peer_id)
+    )
+    if users:
+        raise Conflict(
+            f"peer: the link to {peer!r} carries {users} expansion(s) or replica(s); "
+            "delete them first",
+            field="peer",
+        )
+    s.delete(link)
+
+
+def _projects(value: object, field: str) -> list[str]:
+    if not isinstance(value, list):
+        raise Invalid(f"{field}: must be a list of project names", field=field)
+    out = []
+    for item in value:
+        out.append("*" if item == "*" else v.name(item, field))
+    return sorted(set(out))
+
+
+def _limit(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100000:
+        raise Invalid(
+            "max_expansions_per_project: must be an integer from 0 to 100000",
+            field="max_expansions_per_project",
+        )
+    return value
+
+
+def create_agreement(
+    s: Session,
+    peer: str,
+    projects: list[str],
+    peer_projects: list[str],
+    max_expansions_per_project: int,
+) -> dict[str, Any]:
+    p = get_peer(s, v.name(peer, "peer"))
+    ours = _projects(projects, "projects")
+    theirs = _projects(peer_projects, "peer_projects")
+    limit = _limit(max_expansions_per_project)
+    if p.agreement is not None:
+        raise Conflict(f"peer: an agreement with {peer!r} already exists", field="peer")
+    a = m.Agreement(peer=p, projects=ours, peer_projects=theirs, max_expansions_per_project=limit)
+    s.add(a)
+    s.flush()
+    return views.agreement(a)
+
+
+def get_agreement(s: Session, peer: str) -> m.Agreement:
+    p = get_peer(s, peer)
+    if p.agreement is None:
+        raise NotFound(f"peer: no agreement with {peer!r}", field="peer")
+    return p.agreement
+
+
+def list_agreements(s: Session) -> list[dict[str, Any]]:
+    rows = s.scalars(select(m.Agreement).join(m.Peer).order_by(m.Peer.name))
+    return [views.agreement(a) for a in rows]
+
+
+def update_agreement(s: Session, peer: str, changes: dict[str, Any]) -> dict[str, Any]:
+    a = get_agreement(s, peer)
+    if changes.get("projects") is not None:
+        a.projects = _projects(changes["projects"], "projects")
+    if changes.get("peer_projects") is not None:
+        a.peer_projects = _projects(changes["peer_projects"], "peer_projects")
+    if changes.get("max_expansions_per_project") is not None:
+        a.max_expansions_per_project = _limit(changes["max_expansions_per_project"])
+    s.flush()
+    return views.agreement(a)
+
+
+def delete_agreement(s: Session, peer: str) -> None:
+    s.delete(get_agreement(s, peer))
+
+
+def allows(project_list: list[str], project: str) -> bool:
+    return "*" in project_list or project in project_list

@@ -1,0 +1,142 @@
+"""Federation use cases: the networks this agent hosts for its peers' expansions.
+
+Every call is made by an authenticated peer and scoped to it: a peer never sees another
+peer's replicas, and can only act within its agreement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from intercloud.domain import validation as v
+from intercloud.domain import vni as vnis
+from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
+from intercloud.service import views
+from intercloud.service.admin import allows
+from intercloud.store import models as m
+
+
+def _uid(value: str) -> str:
+    if not 8 <= len(value) <= 36 or not all(c.isalnum() or c == "-" for c in value):
+        raise Invalid(f"id: invalid expansion id {value!r}", field="id")
+    return value
+
+
+def get(s: Session, peer: m.Peer, uid: str) -> m.Replica:
+    rep = s.scalar(
+        select(m.Replica).where(m.Replica.peer_id == peer.id, m.Replica.uid == _uid(uid))
+    )
+    if rep is None:
+        raise NotFound(f"id: no replica {uid!r} for peer {peer.name!r}", field="id")
+    return rep
+
+
+def _replicated_project(s: Session, peer: m.Peer, project: str) -> m.ReplicatedProject:
+    rp = s.scalar(
+        select(m.ReplicatedProject).where(
+            m.ReplicatedProject.peer_id == peer.id, m.ReplicatedProject.origin_name == project
+        )
+    )
+    if rp is None:
+        rp = m.ReplicatedProject(
+            name=f"{peer.name}.{project}", peer_id=peer.id, origin_name=project
+        )
+        s.add(rp)
+        s.flush()
+    return rp
+
+
+def upsert(
+    s: Session, peer: m.Peer, uid: str, project: str, network: str, cidr: str
+) -> tuple[dict[str, Any], bool]:
+    _uid(uid)
+    v.name(project, "project")
+    v.name(network, "network")
+    cidr = v.cidr(cidr, "cidr")
+    agreement = peer.agreement
+    if agreement is None or not allows(agreement.peer_projects, project):
+        raise Forbidden(
+            f"project: {project!r} of peer {peer.name!r} may not expand into this "
+            "cloud (no agreement for it)",
+            field="project",
+        )
+    existing = s.scalar(select(m.Replica).where(m.Replica.peer_id == peer.id, m.Replica.uid == uid))
+    if existing is not None:
+        if (existing.project.origin_name, existing.network, existing.cidr) != (
+            project,
+            network,
+            cidr,
+        ):
+            raise Conflict(
+                f"id: replica {uid!r} exists with another project/network/cidr", field="id"
+            )
+        return views.replica(existing), False
+    count = s.scalar(
+        select(func.count())
+        .select_from(m.Replica)
+        .join(m.ReplicatedProject)
+        .where(m.Replica.peer_id == peer.id, m.ReplicatedProject.origin_name == project)
+    )
+    if count >= agreement.max_expansions_per_project:
+        raise Conflict(
+            f"project: {project!r} reached its limit of "
+            f"{agreement.max_expansions_per_project} expansion(s) into this cloud",
+            field="project",
+        )
+    rep = m.Replica(
+        uid=uid,
+        peer=peer,
+        project=_replicated_project(s, peer, project),
+        network=network,
+        cidr=cidr,
+        status="pending",
+        reason="waiting for a VNI",
+    )
+    s.add(rep)
+    s.flush()
+    return views.replica(rep), True
+
+
+def agree_vni(
+    s: Session,
+    peer: m.Peer,
+    uid: str,
+    requested: int | None,
+    exclude: list[int],
+    low: int,
+    high: int,
+) -> dict[str, Any]:
+    rep = get(s, peer, uid)
+    if requested is not None:
+        v.vni(requested, "vni")
+    if not isinstance(exclude, list) or len(exclude) > 100000:
+        raise Invalid("exclude: must be a list of VNIs", field="exclude")
+    excluded = {v.vni(x, "exclude") for x in exclude}
+    if rep.vni is not None:
+        if rep.vni not in excluded and requested in (None, rep.vni):
+            return {"vni": rep.vni}
+        # The origin cannot use the one we hold: release it and agree again.
+        s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"r:{rep.id}").delete()
+        rep.vni = None
+        s.flush()
+    used = set(s.scalars(select(m.VniAllocation.vni)))
+    if requested is not None and requested in used:
+        raise Conflict(f"vni: {requested} is already in use in this cloud", field="vni")
+    chosen = vnis.agree(used, excluded, requested, low, high)
+    s.add(m.VniAllocation(vni=chosen, owner=f"r:{rep.id}"))
+    rep.vni = chosen
+    rep.reason = "building the data plane"
+    s.flush()
+    return {"vni": chosen}
+
+
+def delete(s: Session, peer: m.Peer, uid: str) -> None:
+    rep = get(s, peer, uid)
+    s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"r:{rep.id}").delete()
+    s.delete(rep)
+
+
+def list_all(s: Session) -> list[m.Replica]:
+    return list(s.scalars(select(m.Replica).order_by(m.Replica.id)))

@@ -1,0 +1,130 @@
+"""User use cases: a project's networks and its expansions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from intercloud.domain import validation as v
+from intercloud.drivers.cloud.base import Cloud
+from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
+from intercloud.service import views
+from intercloud.service.admin import allows
+from intercloud.store import models as m
+
+
+def list_networks(s: Session, cloud: Cloud, project: str) -> list[dict[str, Any]]:
+    expanded = {
+        e.network: e.uid
+        for e in s.scalars(select(m.Expansion).where(m.Expansion.project == project))
+    }
+    return [
+        {"name": n.name, "project": n.project, "cidr": n.cidr, "expansion": expanded.get(n.name)}
+        for n in cloud.networks(project)
+    ]
+
+
+def _peer_names(value: object) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise Invalid("peers: must be a non-empty list of peer names", field="peers")
+    names = [v.name(p, "peers") for p in value]
+    if len(set(names)) != len(names):
+        raise Invalid("peers: lists a peer twice", field="peers")
+    return sorted(names)
+
+
+def create_expansion(
+    s: Session, cloud: Cloud, project: str, network: str, peers: list[str], vni: int | None
+) -> tuple[dict[str, Any], bool]:
+    """Returns (expansion, created). The same request twice returns the first expansion."""
+    v.name(network, "network")
+    names = _peer_names(peers)
+    if vni is not None:
+        v.vni(vni, "vni")
+    net = cloud.network(project, network)
+    if net is None:
+        raise NotFound(f"network: no network {network!r} in project {project!r}", field="network")
+    existing = s.scalar(
+        select(m.Expansion).where(m.Expansion.project == project, m.Expansion.network == network)
+    )
+    if existing is not None:
+        same = (
+            sorted(t.peer.name for t in existing.targets) == names
+            and existing.requested_vni == vni
+            and not existing.deleting
+        )
+        if same:
+            return views.expansion(existing), False
+        raise Conflict(
+            f"network: {network!r} is already expanded (expansion {existing.uid}) "
+            "with other peers; delete it first",
+            field="network",
+        )
+    peer_rows = []
+    for name in names:
+        peer = s.scalar(select(m.Peer).where(m.Peer.name == name))
+        # A peer the project may not use is as invisible as an unknown one.
+        if peer is None or peer.agreement is None or not allows(peer.agreement.projects, project):
+            raise NotFound(
+                f"peers: no peer {name!r} available to project {project!r}", field="peers"
+            )
+        if peer.link is None:
+            raise Conflict(f"peers: no link to peer {name!r} yet", field="peers")
+        count = s.scalar(
+            select(func.count())
+            .select_from(m.Target)
+            .join(m.Expansion)
+            .where(m.Target.peer_id == peer.id, m.Expansion.project == project)
+        )
+        if count >= peer.agreement.max_expansions_per_project:
+            raise Conflict(
+                f"peers: project {project!r} reached its limit of "
+                f"{peer.agreement.max_expansions_per_project} expansion(s) to {name!r}",
+                field="peers",
+            )
+        peer_rows.append(peer)
+    if vni is not None and s.get(m.VniAllocation, vni) is not None:
+        raise Conflict(f"vni: {vni} is already in use on this agent", field="vni")
+    exp = m.Expansion(
+        uid=str(uuid.uuid4()), project=project, network=network, cidr=net.cidr, requested_vni=vni
+    )
+    exp.targets = [
+        m.Target(peer=p, status="pending", reason="waiting for the reconciler") for p in peer_rows
+    ]
+    s.add(exp)
+    s.flush()
+    return views.expansion(exp), True
+
+
+def get_expansion(s: Session, project: str, uid: str) -> m.Expansion:
+    exp = s.scalar(
+        select(m.Expansion).where(m.Expansion.uid == uid, m.Expansion.project == project)
+    )
+    if exp is None:
+        raise NotFound(f"id: no expansion {uid!r}", field="id")
+    return exp
+
+
+def list_expansions(s: Session, project: str) -> list[dict[str, Any]]:
+    rows = s.scalars(
+        select(m.Expansion).where(m.Expansion.project == project).order_by(m.Expansion.id)
+    )
+    return [views.expansion(e) for e in rows]
+
+
+def delete_expansion(s: Session, project: str, uid: str) -> dict[str, Any]:
+    exp = get_expansion(s, project, uid)
+    exp.deleting = True
+    for t in exp.targets:
+        t.status, t.reason = "deleting", "removing both sides"
+    s.flush()
+    return views.expansion(exp)
+
+
+def forbid_admin_only(project: str | None) -> str:
+    if project is None:
+        raise Forbidden("the user API needs a project token, not the admin token")
+    return project

@@ -1,0 +1,83 @@
+"""JSON views of stored objects. Secrets (peer keys) never appear here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from intercloud.store import models as m
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def peer(p: m.Peer) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "federation_url": p.federation_url,
+        "underlay_endpoint": p.underlay_endpoint,
+        "created_at": _ts(p.created_at),
+    }
+
+
+def link(lk: m.Link) -> dict[str, Any]:
+    return {
+        "peer": lk.peer.name,
+        "local_endpoint": lk.local_endpoint,
+        "remote_endpoint": lk.remote_endpoint,
+        "tunnel_type": lk.tunnel_type,
+        "mtu": lk.mtu,
+        "enabled": lk.enabled,
+        "status": {"state": lk.state, "reason": lk.reason, "checked_at": _ts(lk.checked_at)},
+    }
+
+
+def agreement(a: m.Agreement) -> dict[str, Any]:
+    return {
+        "peer": a.peer.name,
+        "projects": list(a.projects),
+        "peer_projects": list(a.peer_projects),
+        "max_expansions_per_project": a.max_expansions_per_project,
+    }
+
+
+def overall(statuses: list[str]) -> str:
+    if not statuses:
+        return "pending"
+    for state in ("deleting", "error", "pending"):
+        if state in statuses:
+            return state
+    return "active"
+
+
+def expansion(e: m.Expansion) -> dict[str, Any]:
+    peers = [
+        {"peer": t.peer.name, "vni": t.vni, "status": t.status, "reason": t.reason}
+        for t in e.targets
+    ]
+    return {
+        "id": e.uid,
+        "project": e.project,
+        "network": e.network,
+        "cidr": e.cidr,
+        "vni": e.requested_vni,
+        "status": "deleting" if e.deleting else overall([p["status"] for p in peers]),
+        "peers": peers,
+        "created_at": _ts(e.created_at),
+    }
+
+
+def replica(r: m.Replica, bridge: str | None = None) -> dict[str, Any]:
+    return {
+        "id": r.uid,
+        "peer": r.peer.name,
+        "project": r.project.name,
+        "origin_project": r.project.origin_name,
+        "network": r.network,
+        "cidr": r.cidr,
+        "vni": r.vni,
+        "bridge": bridge,
+        "status": r.status,
+        "reason": r.reason,
+    }

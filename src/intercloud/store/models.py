@@ -1,0 +1,150 @@
+"""The agent's tables. Desired state is written by the API; observed status by the reconciler."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Peer(Base):
+    __tablename__ = "peers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    federation_url: Mapped[str] = mapped_column(String(255))
+    underlay_endpoint: Mapped[str] = mapped_column(String(45))
+    # Needed in clear to sign requests; never returned by the API, never logged.
+    key: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    link: Mapped[Link | None] = relationship(back_populates="peer", uselist=False)
+    agreement: Mapped[Agreement | None] = relationship(back_populates="peer", uselist=False)
+
+
+class Link(Base):
+    __tablename__ = "links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"), unique=True)
+    local_endpoint: Mapped[str] = mapped_column(String(45))
+    remote_endpoint: Mapped[str] = mapped_column(String(45))
+    tunnel_type: Mapped[str] = mapped_column(String(16), default="vxlan")
+    mtu: Mapped[int] = mapped_column(Integer, default=1500)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[str] = mapped_column(String(16), default="unknown")
+    reason: Mapped[str] = mapped_column(String(1024), default="")
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    peer: Mapped[Peer] = relationship(back_populates="link")
+
+
+class Agreement(Base):
+    __tablename__ = "agreements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"), unique=True)
+    projects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    peer_projects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    max_expansions_per_project: Mapped[int] = mapped_column(Integer, default=10)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    peer: Mapped[Peer] = relationship(back_populates="agreement")
+
+
+class ReplicatedProject(Base):
+    """A peer's project, replicated here on its first expansion."""
+
+    __tablename__ = "replicated_projects"
+    __table_args__ = (UniqueConstraint("peer_id", "origin_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"))
+    origin_name: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Expansion(Base):
+    __tablename__ = "expansions"
+    __table_args__ = (UniqueConstraint("project", "network"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    project: Mapped[str] = mapped_column(String(63))
+    network: Mapped[str] = mapped_column(String(63))
+    cidr: Mapped[str] = mapped_column(String(64))
+    requested_vni: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    deleting: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    targets: Mapped[list[Target]] = relationship(
+        back_populates="expansion", cascade="all, delete-orphan", order_by="Target.id"
+    )
+
+
+class Target(Base):
+    """One peer an expansion reaches, with its agreed VNI and observed status."""
+
+    __tablename__ = "expansion_targets"
+    __table_args__ = (UniqueConstraint("expansion_id", "peer_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    expansion_id: Mapped[int] = mapped_column(ForeignKey("expansions.id"))
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"))
+    vni: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str] = mapped_column(String(1024), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    expansion: Mapped[Expansion] = relationship(back_populates="targets")
+    peer: Mapped[Peer] = relationship()
+
+
+class Replica(Base):
+    """The network this agent hosts for a peer's expansion."""
+
+    __tablename__ = "replicas"
+    __table_args__ = (UniqueConstraint("peer_id", "uid"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(36))
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("replicated_projects.id"))
+    network: Mapped[str] = mapped_column(String(63))
+    cidr: Mapped[str] = mapped_column(String(64))
+    vni: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str] = mapped_column(String(1024), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    peer: Mapped[Peer] = relationship()
+    project: Mapped[ReplicatedProject] = relationship()
+
+
+class VniAllocation(Base):
+    """VNIs are unique per agent (one UDP port, one namespace): the primary key enforces it."""
+
+    __tablename__ = "vni_allocations"
+    vni: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    owner: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Nonce(Base):
+    """Federation request nonces seen recently (replay protection survives restarts)."""
+
+    __tablename__ = "federation_nonces"
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

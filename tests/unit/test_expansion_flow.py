@@ -1,0 +1,101 @@
+"""End-to-end control plane in one process: two agents, real API and store, fake data plane."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.federation_harness import Router, make_agent, peer
+
+
+@pytest.fixture
+def pair(tmp_path):
+    router = Router()
+    a = make_agent(tmp_path, router, "A", 1)
+    b = make_agent(tmp_path, router, "B", 2)
+    peer(a, b)
+    yield a, b, router
+    for agent in (a, b):
+        agent.ctx.store.dispose()
+
+
+def converge(*agents, rounds: int = 4) -> None:
+    for _ in range(rounds):
+        for agent in agents:
+            agent.reconcile()
+
+
+def test_expand_builds_both_sides_and_goes_active(pair):
+    a, b, _ = pair
+    r = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]})
+    assert r.status_code == 201, r.text
+    uid = r.json()["id"]
+    converge(a, b)
+    exp = a.user("p1", "GET", f"/v1/expansions/{uid}").json()
+    assert exp["status"] == "active", exp
+    vni = exp["peers"][0]["vni"]
+    assert vni is not None
+    assert f"icv{vni}" in a.dataplane.observe("ic").vxlans
+    reps = b.admin("GET", "/v1/replicas").json()
+    assert [(x["peer"], x["network"], x["vni"], x["status"]) for x in reps] == [
+        ("A", "net1", vni, "active")
+    ]
+    assert reps[0]["project"] == "A.p1"
+    b_vx = b.dataplane.observe("ic").vxlans[f"icv{vni}"]
+    assert (b_vx.local, b_vx.remote) == (b.ip, a.ip)
+
+
+def test_second_pass_changes_nothing(pair):
+    a, b, _ = pair
+    a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]})
+    converge(a, b)
+    a.dataplane.calls.clear()
+    assert a.reconcile() == 0
+    assert b.reconcile() == 0
+
+
+def test_create_twice_is_idempotent(pair):
+    a, _, _ = pair
+    body = {"network": "net1", "peers": ["B"]}
+    first = a.user("p1", "POST", "/v1/expansions", body)
+    second = a.user("p1", "POST", "/v1/expansions", body)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"]
+    assert len(a.user("p1", "GET", "/v1/expansions").json()) == 1
+
+
+def test_delete_removes_both_sides(pair):
+    a, b, _ = pair
+    uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    converge(a, b)
+    assert a.user("p1", "DELETE", f"/v1/expansions/{uid}").status_code == 202
+    converge(a, b)
+    assert a.user("p1", "GET", f"/v1/expansions/{uid}").status_code == 404
+    assert b.admin("GET", "/v1/replicas").json() == []
+    assert a.dataplane.observe("ic").interface_names() == set()
+    assert b.dataplane.observe("ic").interface_names() == set()
+
+
+def test_overlapping_projects_get_distinct_vnis(pair):
+    a, b, _ = pair
+    u1 = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    u2 = a.user("p2", "POST", "/v1/expansions", {"network": "net2", "peers": ["B"]}).json()["id"]
+    converge(a, b)
+    v1 = a.user("p1", "GET", f"/v1/expansions/{u1}").json()["peers"][0]["vni"]
+    v2 = a.user("p2", "GET", f"/v1/expansions/{u2}").json()["peers"][0]["vni"]
+    assert v1 != v2
+    # each project sees only its own
+    assert a.user("p1", "GET", f"/v1/expansions/{u2}").status_code == 404
+
+
+def test_unreachable_peer_reports_error_then_recovers(pair):
+    a, b, router = pair
+    router.down.add(b.ip)
+    uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    a.reconcile()
+    exp = a.user("p1", "GET", f"/v1/expansions/{uid}").json()
+    assert exp["peers"][0]["status"] == "error"
+    assert "unreachable" in exp["peers"][0]["reason"]
+    assert a.admin("GET", "/v1/links/B").json()["status"]["state"] == "down"
+    router.down.clear()
+    converge(a, b)
+    assert a.user("p1", "GET", f"/v1/expansions/{uid}").json()["status"] == "active"
