@@ -8,10 +8,11 @@ from tests.unit.federation_harness import Router, make_agent, peer
 
 
 @pytest.fixture
-def pair(tmp_path):
+def pair(tmp_path, databases):
+    """Runs every test once on SQLite and once on PostgreSQL."""
     router = Router()
-    a = make_agent(tmp_path, router, "A", 1)
-    b = make_agent(tmp_path, router, "B", 2)
+    a = make_agent(tmp_path, router, "A", 1, databases())
+    b = make_agent(tmp_path, router, "B", 2, databases())
     peer(a, b)
     yield a, b, router
     for agent in (a, b):

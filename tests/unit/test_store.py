@@ -1,0 +1,93 @@
+"""The store against both databases it supports: SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from intercloud.errors import Conflict
+from intercloud.store import Store
+from intercloud.store import models as m
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def store(database_url):
+    s = Store(database_url)
+    s.migrate()
+    yield s
+    s.dispose()
+
+
+def test_migrate_creates_schema_and_is_idempotent(store):
+    store.migrate()
+    assert {
+        "peers",
+        "links",
+        "agreements",
+        "expansions",
+        "expansion_targets",
+        "replicas",
+        "vni_allocations",
+        "federation_nonces",
+        "alembic_version",
+    } <= store.tables()
+
+
+def test_round_trip_json_and_relations(store):
+    with store.session() as s:
+        p = m.Peer(
+            name="B",
+            federation_url="http://198.18.2.2:8700",
+            underlay_endpoint="198.18.2.2",
+            key="k" * 32,
+        )
+        s.add(p)
+        s.flush()
+        s.add(
+            m.Agreement(
+                peer=p, projects=["p1", "p2"], peer_projects=["*"], max_expansions_per_project=3
+            )
+        )
+    with store.session() as s:
+        peer = s.scalar(select(m.Peer).where(m.Peer.name == "B"))
+        assert peer.agreement.projects == ["p1", "p2"]
+        assert peer.agreement.peer_projects == ["*"]
+
+
+def test_duplicate_name_is_a_conflict_and_changes_nothing(store):
+    with store.session() as s:
+        s.add(
+            m.Peer(
+                name="B", federation_url="http://x", underlay_endpoint="198.18.2.2", key="k" * 32
+            )
+        )
+    with pytest.raises(Conflict), store.session() as s:
+        s.add(
+            m.Peer(
+                name="B", federation_url="http://y", underlay_endpoint="198.18.3.2", key="k" * 32
+            )
+        )
+    with store.session() as s:
+        assert [p.federation_url for p in s.scalars(select(m.Peer))] == ["http://x"]
+
+
+def test_a_vni_is_allocated_once(store):
+    with store.session() as s:
+        s.add(m.VniAllocation(vni=100, owner="t:1"))
+    with pytest.raises(Conflict), store.session() as s:
+        s.add(m.VniAllocation(vni=100, owner="r:7"))
+
+
+def test_nonce_replay_is_refused(store):
+    with store.session() as s:
+        p = m.Peer(
+            name="B", federation_url="http://x", underlay_endpoint="198.18.2.2", key="k" * 32
+        )
+        s.add(p)
+        s.flush()
+        s.add(m.Nonce(peer_id=p.id, nonce="ab" * 16))
+        pid = p.id
+    with pytest.raises(Conflict), store.session() as s:
+        s.add(m.Nonce(peer_id=pid, nonce="ab" * 16))
