@@ -1,0 +1,38 @@
+# The two front-door commands: `make demo` and `make test` (each installs what it needs first).
+PYTHON ?= python3
+APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables procps
+PYTEST_ARGS ?=
+
+.PHONY: install install-system install-python demo test test-unit lint format clean-lab
+
+install: install-system install-python
+
+install-system:
+	@if [ "$$(id -u)" != 0 ]; then echo "make install needs root (apt-get, network namespaces)"; exit 1; fi
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
+	# Debian's postgresql package starts a cluster; the tests start their own on a free port.
+	-systemctl stop postgresql 2>/dev/null || true
+
+install-python:
+	$(PYTHON) -m pip install -q -e '.[dev]'
+
+demo: install
+	bash scripts/demo.sh
+
+test: install
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+
+test-unit:
+	$(PYTHON) -m pytest -q tests/unit
+
+lint:
+	ruff check src tests bench
+	ruff format --check src tests bench
+
+format:
+	ruff format src tests bench
+	ruff check --fix src tests bench
+
+clean-lab:
+	$(PYTHON) -m intercloud lab down --name demo

@@ -1,0 +1,31 @@
+"""Integration tests run the real thing: namespaces, kernel bridges and VXLAN, agents."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+
+from intercloud.lab.topology import Lab
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="module")
+def lab3():
+    """Three clouds A, B, C with their agents; A peered with B and with C."""
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (network namespaces); run them as root")
+    lab = Lab("t" + secrets.token_hex(3))
+    try:
+        lab.up(3)
+        lab.peer("A", "B")
+        lab.peer("A", "C")
+        yield lab
+    finally:
+        lab.down()
