@@ -32,21 +32,39 @@ def postgres_server() -> Iterator[str]:
     """Base URL (without database) of a throwaway PostgreSQL server."""
     initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
     if initdb is None or postgres is None:
-        pytest.fail("PostgreSQL server binaries not found: install Debian's 'postgresql' "
-                    "(make install does)")
+        pytest.fail(
+            "PostgreSQL server binaries not found: install Debian's 'postgresql' "
+            "(make install does)"
+        )
     if os.geteuid() != 0:
         pytest.skip("starting PostgreSQL here needs root (to run it as the postgres user)")
     workdir = tempfile.mkdtemp(prefix="intercloud-pg-")
     datadir = os.path.join(workdir, "data")
     shutil.chown(workdir, "postgres", "postgres")
     run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(run_as + [initdb, "-D", datadir, "-A", "trust", "-U", "postgres",
-                             "--no-sync"], check=True, capture_output=True)
+    subprocess.run(
+        run_as + [initdb, "-D", datadir, "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
     port = _free_port()
     proc = subprocess.Popen(
-        run_as + [postgres, "-D", datadir, "-h", "127.0.0.1", "-p", str(port), "-k", workdir,
-                  "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        run_as
+        + [
+            postgres,
+            "-D",
+            datadir,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            workdir,
+            "-c",
+            "fsync=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30

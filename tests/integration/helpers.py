@@ -9,8 +9,12 @@ from contextlib import contextmanager
 from typing import Any
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3,
-             what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.3,
+    what: str = "condition",
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -30,12 +34,24 @@ class Capture:
         self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        argv = ["ip", "netns", "exec", self.netns, "tcpdump", "-i", self.interface, "-nn",
-                "-e", "-l", "-U"]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.netns,
+            "tcpdump",
+            "-i",
+            self.interface,
+            "-nn",
+            "-e",
+            "-l",
+            "-U",
+        ]
         if self.bpf:
             argv += self.bpf.split()
-        self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True)
+        self._proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         assert self._proc.stderr is not None
         seen = []
         while True:  # "listening on ..." comes once the capture socket is open

@@ -30,10 +30,14 @@ def ping(lab, target: str, ip: str, count: int = 3) -> bool:
 
 
 def expand(lab, cloud: str, project: str, network: str, peers: list[str]) -> dict:
-    exp = lab.api(cloud, "POST", "/v1/expansions", {"network": network, "peers": peers},
-                  token=project)
-    return wait_for(lambda: _active(lab, cloud, project, exp["id"]), timeout=30,
-                    what=f"expansion of {network} to {peers} to become active")
+    exp = lab.api(
+        cloud, "POST", "/v1/expansions", {"network": network, "peers": peers}, token=project
+    )
+    return wait_for(
+        lambda: _active(lab, cloud, project, exp["id"]),
+        timeout=30,
+        what=f"expansion of {network} to {peers} to become active",
+    )
 
 
 def _active(lab, cloud, project, uid):
@@ -81,8 +85,11 @@ def test_expand_a_to_b_pings_and_arp_resolves_then_shrink_cleans_up(lab3, vms):
     assert f"icv{vni}" in links_in(lab3, "A") and f"icv{vni}" in links_in(lab3, "B")
 
     shrink(lab3, "A", "p1", exp["id"])
-    wait_for(lambda: links_in(lab3, "A") == before_a and links_in(lab3, "B") == before_b,
-             timeout=20, what="every interface the agents made to be removed")
+    wait_for(
+        lambda: links_in(lab3, "A") == before_a and links_in(lab3, "B") == before_b,
+        timeout=20,
+        what="every interface the agents made to be removed",
+    )
     assert lab3.api("B", "GET", "/v1/replicas") == []
     assert not ping(lab3, a1, "10.10.0.2", count=2)
 
@@ -117,9 +124,11 @@ def test_broadcast_of_a_network_expanded_to_b_never_reaches_c(lab3, vms):
     vms("B", "b1", "10.10.0.2/24", replica_of="A/net1")
     c1 = vms("C", "c1", "10.10.0.3/24", network="net1")  # C's own net1, same range
     try:
-        with capture(lab3.namespace("C"), "eth0", "udp port 4789") as wan, \
-                capture(lab3.namespace(c1), "eth0") as vm_c, \
-                capture(lab3.namespace("B"), "eth0", "udp port 4789") as control:
+        with (
+            capture(lab3.namespace("C"), "eth0", "udp port 4789") as wan,
+            capture(lab3.namespace(c1), "eth0") as vm_c,
+            capture(lab3.namespace("B"), "eth0", "udp port 4789") as control,
+        ):
             lab3.exec(a1, ["ping", "-b", "-c", "5", "-i", "0.2", "-W", "1", "10.10.0.255"])
             lab3.exec(a1, ["arping", "-c", "3", "-I", "eth0", "10.10.0.3"])
         assert wan.lines == [], wan.lines
@@ -136,9 +145,24 @@ def test_agent_restart_under_ping_loses_nothing_and_changes_nothing(lab3, vms):
     assert ping(lab3, a1, "10.10.0.2")
     try:
         pinger = subprocess.Popen(
-            ["ip", "netns", "exec", lab3.namespace(a1), "ping", "-c", "100", "-i", "0.05",
-             "-W", "1", "10.10.0.2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+            [
+                "ip",
+                "netns",
+                "exec",
+                lab3.namespace(a1),
+                "ping",
+                "-c",
+                "100",
+                "-i",
+                "0.05",
+                "-W",
+                "1",
+                "10.10.0.2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         time.sleep(1)
         lab3.restart_agent("A")
         lab3.restart_agent("B")
@@ -146,12 +170,14 @@ def test_agent_restart_under_ping_loses_nothing_and_changes_nothing(lab3, vms):
         assert " 0% packet loss" in out, out
         # the new agents converge with no change on the host
         for cloud in ("A", "B"):
-            stats = wait_for(lambda c=cloud: _passes(lab3, c, 2), timeout=20,
-                             what=f"two reconciler passes on {cloud}")
+            stats = wait_for(
+                lambda c=cloud: _passes(lab3, c, 2),
+                timeout=20,
+                what=f"two reconciler passes on {cloud}",
+            )
             assert stats["changes_since_start"] == 0, stats
             assert stats["last_error"] is None, stats
-        assert lab3.api("A", "GET", f"/v1/expansions/{exp['id']}", token="p1")["status"] \
-            == "active"
+        assert lab3.api("A", "GET", f"/v1/expansions/{exp['id']}", token="p1")["status"] == "active"
     finally:
         shrink(lab3, "A", "p1", exp["id"])
 
@@ -163,20 +189,25 @@ def _passes(lab, cloud, n):
 
 def test_bad_input_through_the_real_agent_changes_nothing_on_the_host(lab3):
     before = links_in(lab3, "A"), links_in(lab3, "B")
-    status, body = lab3.api_raw("A", "POST", "/v1/expansions",
-                                {"network": "net1", "peers": ["Z"]}, token="p1")
+    status, body = lab3.api_raw(
+        "A", "POST", "/v1/expansions", {"network": "net1", "peers": ["Z"]}, token="p1"
+    )
     assert status == 404 and body["error"]["field"] == "peers"
-    status, body = lab3.api_raw("A", "POST", "/v1/expansions",
-                                {"network": "net1", "peers": ["B"], "vni": 0}, token="p1")
+    status, body = lab3.api_raw(
+        "A", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"], "vni": 0}, token="p1"
+    )
     assert status == 422 and body["error"]["field"] == "vni"
-    status, body = lab3.api_raw("A", "POST", "/v1/links",
-                                {"peer": "B", "local_endpoint": "198.18.1.2"})
+    status, body = lab3.api_raw(
+        "A", "POST", "/v1/links", {"peer": "B", "local_endpoint": "198.18.1.2"}
+    )
     assert status == 409
     # an unsigned federation call over the underlay, from A's gateway to B's agent
-    r = lab3.exec("A", [sys.executable, "-c", (
-        "import httpx,sys; r=httpx.put('http://%s:8700/v1/federation/replicas/"
-        "0b6f3a52-0000-4000-8000-000000000009', json={'project':'p1','network':'net1',"
-        "'cidr':'10.10.0.0/24'}); print(r.status_code)") % lab3.ip("B")])
+    url = f"http://{lab3.ip('B')}:8700/v1/federation/replicas/0b6f3a52-0000-4000-8000-000000000009"
+    script = (
+        "import httpx; r = httpx.put(%r, json={'project': 'p1', 'network': 'net1', "
+        "'cidr': '10.10.0.0/24'}); print(r.status_code)"
+    ).replace("%r", repr(url))
+    r = lab3.exec("A", [sys.executable, "-c", script])
     assert r.stdout.strip() == "401", r.stdout + r.stderr
     assert lab3.api("B", "GET", "/v1/replicas") == []
     time.sleep(1)

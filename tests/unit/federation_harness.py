@@ -31,8 +31,9 @@ class Router(httpx.BaseTransport):
         if host in self.down or host not in self.apps:
             raise httpx.ConnectError("connection refused", request=request)
         client = self.apps[host]
-        resp = client.request(request.method, request.url.path, content=request.content,
-                              headers=dict(request.headers))
+        resp = client.request(
+            request.method, request.url.path, content=request.content, headers=dict(request.headers)
+        )
         return httpx.Response(resp.status_code, headers=resp.headers, content=resp.content)
 
 
@@ -50,26 +51,33 @@ class Agent:
         return self.ctx.dataplane  # type: ignore[return-value]
 
     def admin(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
-        return self.http.request(method, path, json=body,
-                                 headers={"Authorization": f"Bearer {self.admin_token}"})
+        return self.http.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
 
-    def user(self, project: str, method: str, path: str, body: dict | None = None
-             ) -> httpx.Response:
-        return self.http.request(method, path, json=body,
-                                 headers={"Authorization": f"Bearer {self.tokens[project]}"})
+    def user(
+        self, project: str, method: str, path: str, body: dict | None = None
+    ) -> httpx.Response:
+        return self.http.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {self.tokens[project]}"}
+        )
 
     def reconcile(self, passes: int = 1) -> int:
         return sum(self.ctx.reconciler.reconcile_once().changes for _ in range(passes))
 
 
-def make_agent(tmp: Path, router: Router, name: str, index: int,
-               database: str | None = None) -> Agent:
+def make_agent(
+    tmp: Path, router: Router, name: str, index: int, database: str | None = None
+) -> Agent:
     ip = f"198.18.{index}.2"
     admin_token = secrets.token_hex(16)
     tokens = {"p1": secrets.token_hex(16), "p2": secrets.token_hex(16)}
     data = {
-        "agent": {"name": name, "database": database or f"sqlite:///{tmp}/{name}.db",
-                  "admin_token": admin_token},
+        "agent": {
+            "name": name,
+            "database": database or f"sqlite:///{tmp}/{name}.db",
+            "admin_token": admin_token,
+        },
         "dataplane": {"driver": "fake"},
         "projects": [{"name": p, "token": t} for p, t in tokens.items()],
         "networks": [
@@ -92,12 +100,25 @@ def peer(a: Agent, b: Agent, projects: tuple[str, ...] = ("p1", "p2"), limit: in
     key = secrets.token_hex(16)
     for x, y in ((a, b), (b, a)):
         for path, body in (
-            ("/v1/peers", {"name": y.name, "federation_url": f"http://{y.ip}:8700",
-                           "underlay_endpoint": y.ip, "key": key}),
+            (
+                "/v1/peers",
+                {
+                    "name": y.name,
+                    "federation_url": f"http://{y.ip}:8700",
+                    "underlay_endpoint": y.ip,
+                    "key": key,
+                },
+            ),
             ("/v1/links", {"peer": y.name, "local_endpoint": x.ip}),
-            ("/v1/agreements", {"peer": y.name, "projects": list(projects),
-                                "peer_projects": list(projects),
-                                "max_expansions_per_project": limit}),
+            (
+                "/v1/agreements",
+                {
+                    "peer": y.name,
+                    "projects": list(projects),
+                    "peer_projects": list(projects),
+                    "max_expansions_per_project": limit,
+                },
+            ),
         ):
             r = x.admin("POST", path, body)
             assert r.status_code == 201, r.text

@@ -45,22 +45,75 @@ def error_of(resp, status: int, field: str | None = None) -> str:
 
 
 def raw(agent, method, path, content: bytes, token: str):
-    return agent.http.request(method, path, content=content, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return agent.http.request(
+        method,
+        path,
+        content=content,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
 
 
 ADMIN_CASES = [
-    ("POST", "/v1/peers", {"name": "C", "federation_url": "ftp://x", "underlay_endpoint":
-                           "198.18.3.2", "key": "k" * 32}, 422, "federation_url"),
-    ("POST", "/v1/peers", {"name": "C", "federation_url": "http://198.18.3.2:8700",
-                           "underlay_endpoint": "198.18.3.999", "key": "k" * 32}, 422,
-     "underlay_endpoint"),
-    ("POST", "/v1/peers", {"name": "C", "federation_url": "http://198.18.3.2:8700",
-                           "underlay_endpoint": "198.18.3.2", "key": "short"}, 422, "key"),
-    ("POST", "/v1/peers", {"name": "B", "federation_url": "http://198.18.3.2:8700",
-                           "underlay_endpoint": "198.18.3.2", "key": "k" * 32}, 409, "name"),
-    ("POST", "/v1/peers", {"name": "bad name!", "federation_url": "http://198.18.3.2:8700",
-                           "underlay_endpoint": "198.18.3.2", "key": "k" * 32}, 422, "name"),
+    (
+        "POST",
+        "/v1/peers",
+        {
+            "name": "C",
+            "federation_url": "ftp://x",
+            "underlay_endpoint": "198.18.3.2",
+            "key": "k" * 32,
+        },
+        422,
+        "federation_url",
+    ),
+    (
+        "POST",
+        "/v1/peers",
+        {
+            "name": "C",
+            "federation_url": "http://198.18.3.2:8700",
+            "underlay_endpoint": "198.18.3.999",
+            "key": "k" * 32,
+        },
+        422,
+        "underlay_endpoint",
+    ),
+    (
+        "POST",
+        "/v1/peers",
+        {
+            "name": "C",
+            "federation_url": "http://198.18.3.2:8700",
+            "underlay_endpoint": "198.18.3.2",
+            "key": "short",
+        },
+        422,
+        "key",
+    ),
+    (
+        "POST",
+        "/v1/peers",
+        {
+            "name": "B",
+            "federation_url": "http://198.18.3.2:8700",
+            "underlay_endpoint": "198.18.3.2",
+            "key": "k" * 32,
+        },
+        409,
+        "name",
+    ),
+    (
+        "POST",
+        "/v1/peers",
+        {
+            "name": "bad name!",
+            "federation_url": "http://198.18.3.2:8700",
+            "underlay_endpoint": "198.18.3.2",
+            "key": "k" * 32,
+        },
+        422,
+        "name",
+    ),
     ("POST", "/v1/links", {"peer": "Z", "local_endpoint": "198.18.1.2"}, 404, "peer"),
     ("POST", "/v1/links", {"peer": "B", "local_endpoint": "198.18.1.2"}, 409, "peer"),
     ("POST", "/v1/links", {"peer": "B", "local_endpoint": "nope"}, 422, "local_endpoint"),
@@ -68,8 +121,13 @@ ADMIN_CASES = [
     ("PATCH", "/v1/links/B", {"mtu": "big"}, 422, "mtu"),
     ("POST", "/v1/agreements", {"peer": "Z", "projects": ["p1"]}, 404, "peer"),
     ("POST", "/v1/agreements", {"peer": "B", "projects": "p1"}, 422, "projects"),
-    ("PATCH", "/v1/agreements/B", {"max_expansions_per_project": -1}, 422,
-     "max_expansions_per_project"),
+    (
+        "PATCH",
+        "/v1/agreements/B",
+        {"max_expansions_per_project": -1},
+        422,
+        "max_expansions_per_project",
+    ),
     ("DELETE", "/v1/peers/B", None, 409, "name"),
     ("GET", "/v1/peers/Z", None, 404, "name"),
 ]
@@ -88,8 +146,15 @@ def test_link_with_unsupported_tunnel_type_names_the_field(pair):
     a.admin("DELETE", "/v1/agreements/B")
     assert a.admin("DELETE", "/v1/links/B").status_code == 204
     before = snapshot(a)
-    msg = error_of(a.admin("POST", "/v1/links", {"peer": "B", "local_endpoint": "198.18.1.2",
-                                                 "tunnel_type": "geneve"}), 422, "tunnel_type")
+    msg = error_of(
+        a.admin(
+            "POST",
+            "/v1/links",
+            {"peer": "B", "local_endpoint": "198.18.1.2", "tunnel_type": "geneve"},
+        ),
+        422,
+        "tunnel_type",
+    )
     assert "not supported" in msg
     assert snapshot(a) == before
 
@@ -113,11 +178,11 @@ def test_unknown_field_is_refused(pair):
 
 
 USER_CASES = [
-    ({"network": "net1", "peers": ["Z"]}, 404, "peers"),          # unknown peer
+    ({"network": "net1", "peers": ["Z"]}, 404, "peers"),  # unknown peer
     ({"network": "net1", "peers": []}, 422, "peers"),
-    ({"network": "net1", "peers": ["B"], "vni": 0}, 422, "vni"),   # invalid VNI
+    ({"network": "net1", "peers": ["B"], "vni": 0}, 422, "vni"),  # invalid VNI
     ({"network": "net1", "peers": ["B"], "vni": 2**24}, 422, "vni"),
-    ({"network": "net2", "peers": ["B"]}, 404, "network"),        # another project's network
+    ({"network": "net2", "peers": ["B"]}, 404, "network"),  # another project's network
     ({"network": "nope", "peers": ["B"]}, 404, "network"),
 ]
 
@@ -133,8 +198,9 @@ def test_user_bad_input(pair, body, status, field):
 def test_peer_outside_agreement_is_invisible_to_the_project(pair):
     a, _ = pair  # the agreement lists p1 only
     before = snapshot(a)
-    error_of(a.user("p2", "POST", "/v1/expansions", {"network": "net2", "peers": ["B"]}),
-             404, "peers")
+    error_of(
+        a.user("p2", "POST", "/v1/expansions", {"network": "net2", "peers": ["B"]}), 404, "peers"
+    )
     assert snapshot(a) == before
 
 
@@ -155,8 +221,11 @@ def test_vni_in_use_is_409(pair):
         b.reconcile()
     a.admin("PATCH", "/v1/agreements/B", {"projects": ["p1", "p2"]})
     before = snapshot(a)
-    error_of(a.user("p2", "POST", "/v1/expansions", {"network": "net2", "peers": ["B"],
-                                                     "vni": 4242}), 409, "vni")
+    error_of(
+        a.user("p2", "POST", "/v1/expansions", {"network": "net2", "peers": ["B"], "vni": 4242}),
+        409,
+        "vni",
+    )
     assert snapshot(a) == before
 
 
@@ -166,9 +235,16 @@ def test_admin_api_needs_the_admin_token(pair, token, status):
     headers = {}
     if token:
         headers["Authorization"] = f"Bearer {a.tokens.get(token, token)}"
-    r = a.http.post("/v1/peers", json={"name": "C", "federation_url": "http://198.18.3.2:1",
-                                       "underlay_endpoint": "198.18.3.2", "key": "k" * 32},
-                    headers=headers)
+    r = a.http.post(
+        "/v1/peers",
+        json={
+            "name": "C",
+            "federation_url": "http://198.18.3.2:1",
+            "underlay_endpoint": "198.18.3.2",
+            "key": "k" * 32,
+        },
+        headers=headers,
+    )
     error_of(r, status)
     assert [p["name"] for p in a.admin("GET", "/v1/peers").json()] == ["B"]
 
@@ -220,8 +296,9 @@ def test_federation_refuses_unauthenticated_calls(pair, case):
         r = fed(b, "PUT", REPLICA, BODY, sender="Mallory", key="m" * 32)
     elif case == "tampered":
         h = sign("A", agent_key(b, "A"), "PUT", REPLICA, json.dumps(BODY).encode())
-        r = b.http.put(REPLICA, content=json.dumps(dict(BODY, cidr="10.99.0.0/24")).encode(),
-                       headers=h)
+        r = b.http.put(
+            REPLICA, content=json.dumps(dict(BODY, cidr="10.99.0.0/24")).encode(), headers=h
+        )
     else:
         content = json.dumps(BODY).encode()
         h = sign("A", agent_key(b, "A"), "PUT", REPLICA, content, now=1_000_000)
@@ -257,8 +334,16 @@ def test_a_peer_cannot_touch_another_peers_replica(pair, tmp_path):
     assert fed(b, "PUT", REPLICA, BODY).status_code == 201
     # a second peer C of B, with its own key
     key = "c" * 32
-    b.admin("POST", "/v1/peers", {"name": "C", "federation_url": "http://198.18.3.2:8700",
-                                  "underlay_endpoint": "198.18.3.2", "key": key})
+    b.admin(
+        "POST",
+        "/v1/peers",
+        {
+            "name": "C",
+            "federation_url": "http://198.18.3.2:8700",
+            "underlay_endpoint": "198.18.3.2",
+            "key": key,
+        },
+    )
     error_of(fed(b, "GET", REPLICA, None, sender="C", key=key, payload=b""), 404, "id")
     error_of(fed(b, "DELETE", REPLICA, None, sender="C", key=key, payload=b""), 404, "id")
     assert len(b.admin("GET", "/v1/replicas").json()) == 1

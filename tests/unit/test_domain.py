@@ -85,8 +85,11 @@ def test_agree_takes_the_lowest_free_on_both_sides():
 @pytest.mark.parametrize("prefix", ["ic", "x", "abcd"])
 def test_names_fit_in_15_characters(prefix):
     longest_key = naming.network_key("e", 10**8)
-    names = [naming.bridge(prefix, longest_key), naming.vxlan(prefix, 2**24 - 1),
-             *naming.patch(prefix, longest_key)]
+    names = [
+        naming.bridge(prefix, longest_key),
+        naming.vxlan(prefix, 2**24 - 1),
+        *naming.patch(prefix, longest_key),
+    ]
     assert all(len(n) <= naming.IFNAME_MAX for n in names), names
     assert len(set(names)) == 4
     assert all(naming.owned(prefix, n) for n in names)
@@ -101,29 +104,37 @@ def test_names_too_long_are_refused():
 
 
 def _cfg(**agent):
-    data = {"agent": {"name": "A", "admin_token": "a" * 32, **agent},
-            "projects": [{"name": "p1", "token": "t" * 32}],
-            "networks": [{"name": "net1", "project": "p1", "cidr": "10.0.0.0/24",
-                          "interface": "tn-net1"}]}
+    data = {
+        "agent": {"name": "A", "admin_token": "a" * 32, **agent},
+        "projects": [{"name": "p1", "token": "t" * 32}],
+        "networks": [
+            {"name": "net1", "project": "p1", "cidr": "10.0.0.0/24", "interface": "tn-net1"}
+        ],
+    }
     return data
 
 
 def test_config_env_overrides_file():
-    cfg = config.parse(_cfg(port=8700), env={"INTERCLOUD_AGENT_PORT": "9001",
-                                             "INTERCLOUD_DATAPLANE_DRIVER": "fake"})
+    cfg = config.parse(
+        _cfg(port=8700),
+        env={"INTERCLOUD_AGENT_PORT": "9001", "INTERCLOUD_DATAPLANE_DRIVER": "fake"},
+    )
     assert cfg.agent.port == 9001
     assert cfg.dataplane.driver == "fake"
     assert cfg.networks[0].interface == "tn-net1"
 
 
-@pytest.mark.parametrize("mutate,field", [
-    (lambda d: d["agent"].update(admin_token="short"), "agent.admin_token"),
-    (lambda d: d["agent"].update(bogus=1), "agent.bogus"),
-    (lambda d: d["networks"][0].update(cidr="10.0.0.1/24"), "networks[net1].cidr"),
-    (lambda d: d["networks"][0].update(project="p9"), "networks.project"),
-    (lambda d: d.update(extra={}), "extra"),
-    (lambda d: d["agent"].update(port="eighty"), "agent.port"),
-])
+@pytest.mark.parametrize(
+    "mutate,field",
+    [
+        (lambda d: d["agent"].update(admin_token="short"), "agent.admin_token"),
+        (lambda d: d["agent"].update(bogus=1), "agent.bogus"),
+        (lambda d: d["networks"][0].update(cidr="10.0.0.1/24"), "networks[net1].cidr"),
+        (lambda d: d["networks"][0].update(project="p9"), "networks.project"),
+        (lambda d: d.update(extra={}), "extra"),
+        (lambda d: d["agent"].update(port="eighty"), "agent.port"),
+    ],
+)
 def test_config_errors_name_the_key(mutate, field):
     data = _cfg()
     mutate(data)

@@ -17,5 +17,7 @@ def load(kind: str, netns: str | None = None) -> Dataplane:
         from intercloud.drivers.dataplane.fake import FakeDataplane
 
         return FakeDataplane()
-    raise Invalid(f"dataplane.driver: unknown driver {kind!r} (valid: {', '.join(DRIVERS)})",
-                  field="dataplane.driver")
+    raise Invalid(
+        f"dataplane.driver: unknown driver {kind!r} (valid: {', '.join(DRIVERS)})",
+        field="dataplane.driver",
+    )

@@ -1,0 +1,1 @@
+"""The `intercloud` command line: a client of the agent's REST API (see `main`)."""

@@ -1,0 +1,325 @@
+"""CLI groups for the admin API (admin token): peer, link, agreement, replica."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.text import Text
+
+from intercloud.cli import output
+from intercloud.cli.output import Columns
+from intercloud.client import path
+
+if TYPE_CHECKING:
+    from intercloud.cli.main import State
+
+
+PEER_COLUMNS: Columns = [
+    ("NAME", "name"),
+    ("FEDERATION URL", "federation_url"),
+    ("UNDERLAY", "underlay_endpoint"),
+    ("CREATED", "created_at"),
+]
+LINK_COLUMNS: Columns = [
+    ("PEER", "peer"),
+    ("LOCAL", "local_endpoint"),
+    ("REMOTE", "remote_endpoint"),
+    ("TYPE", "tunnel_type"),
+    ("MTU", "mtu"),
+    ("ENABLED", "enabled"),
+    ("STATE", lambda r: output.link_state(r)[0]),
+    ("REASON", lambda r: output.link_state(r)[1]),
+]
+AGREEMENT_COLUMNS: Columns = [
+    ("PEER", "peer"),
+    ("PROJECTS", "projects"),
+    ("PEER PROJECTS", "peer_projects"),
+    ("MAX EXPANSIONS", "max_expansions_per_project"),
+]
+REPLICA_COLUMNS: Columns = [
+    ("ID", "id"),
+    ("PEER", "peer"),
+    ("PROJECT", "project"),
+    ("ORIGIN PROJECT", "origin_project"),
+    ("NETWORK", "network"),
+    ("CIDR", "cidr"),
+    ("VNI", "vni"),
+    ("BRIDGE", "bridge"),
+    ("STATUS", "status"),
+    ("REASON", "reason"),
+]
+
+
+def _show_link(link: dict[str, Any]) -> None:
+    state, reason, checked = output.link_state(link)
+    line = output.fmt(state) + (f" - {reason}" if reason else "")
+    if checked:
+        line += f" (checked {checked})"
+    style = output.STATE_STYLES.get(output.fmt(state), "")
+    output.print_object(link, extra={"status": Text(line, style=style)})
+
+
+# --- peers ------------------------------------------------------------------------------------
+
+
+@click.group()
+def peer() -> None:
+    """Peer clouds (admin token)."""
+
+
+@peer.command("create")
+@click.argument("name")
+@click.option("--url", "federation_url", required=True, help="The peer agent's federation URL.")
+@click.option("--endpoint", "underlay_endpoint", required=True, help="The peer's underlay IP.")
+@click.option("--key", default=None, help="Shared HMAC key, >= 16 chars (prefer --key-file).")
+@click.option(
+    "--key-file", type=click.File("r"), default=None, help="Read the key from a file ('-': stdin)."
+)
+@click.pass_obj
+def peer_create(
+    state: State,
+    name: str,
+    federation_url: str,
+    underlay_endpoint: str,
+    key: str | None,
+    key_file: Any,
+) -> None:
+    """Register peer cloud NAME (its own agent.name)."""
+    if (key is None) == (key_file is None):
+        raise click.UsageError("give exactly one of --key or --key-file")
+    if key_file is not None:
+        key = key_file.read().rstrip("\r\n")
+        if not key:
+            raise click.UsageError("--key-file: the file is empty")
+    assert key is not None
+    state.secrets.append(key)
+    body = {
+        "name": name,
+        "federation_url": federation_url,
+        "underlay_endpoint": underlay_endpoint,
+        "key": key,
+    }
+    output.emit(state, state.client.post("/v1/peers", body), output.print_object)
+
+
+@peer.command("list")
+@click.pass_obj
+def peer_list(state: State) -> None:
+    """List peer clouds."""
+    output.show_list(state, "/v1/peers", PEER_COLUMNS, "no peers")
+
+
+@peer.command("show")
+@click.argument("name")
+@click.pass_obj
+def peer_show(state: State, name: str) -> None:
+    """Show peer cloud NAME."""
+    output.emit(state, state.client.get(path("v1", "peers", name)), output.print_object)
+
+
+@peer.command("delete")
+@click.argument("name")
+@click.pass_obj
+def peer_delete(state: State, name: str) -> None:
+    """Remove peer cloud NAME (refused while a link or agreement names it)."""
+    output.deleted(state, state.client.delete(path("v1", "peers", name)), f"peer {name}")
+
+
+# --- links ------------------------------------------------------------------------------------
+
+
+@click.group()
+def link() -> None:
+    """Tunnels to peer clouds (admin token)."""
+
+
+@link.command("create")
+@click.argument("peer_name", metavar="PEER")
+@click.option("--local", "local_endpoint", required=True, help="This cloud's tunnel endpoint IP.")
+@click.option("--remote", "remote_endpoint", default=None, help="Default: the peer's underlay.")
+@click.option("--tunnel-type", default=None, help="Tunnel type (default vxlan).")
+@click.option("--mtu", type=int, default=None, help="Tunnel MTU (default 1500).")
+@click.option("--disabled", is_flag=True, help="Create the link disabled.")
+@click.pass_obj
+def link_create(
+    state: State,
+    peer_name: str,
+    local_endpoint: str,
+    remote_endpoint: str | None,
+    tunnel_type: str | None,
+    mtu: int | None,
+    disabled: bool,
+) -> None:
+    """Create the link to PEER."""
+    body: dict[str, Any] = {"peer": peer_name, "local_endpoint": local_endpoint}
+    if remote_endpoint is not None:
+        body["remote_endpoint"] = remote_endpoint
+    if tunnel_type is not None:
+        body["tunnel_type"] = tunnel_type
+    if mtu is not None:
+        body["mtu"] = mtu
+    body["enabled"] = not disabled
+    output.emit(state, state.client.post("/v1/links", body), _show_link)
+
+
+@link.command("list")
+@click.pass_obj
+def link_list(state: State) -> None:
+    """List links and their state."""
+    output.show_list(state, "/v1/links", LINK_COLUMNS, "no links")
+
+
+@link.command("show")
+@click.argument("peer_name", metavar="PEER")
+@click.pass_obj
+def link_show(state: State, peer_name: str) -> None:
+    """Show the link to PEER."""
+    output.emit(state, state.client.get(path("v1", "links", peer_name)), _show_link)
+
+
+@link.command("update")
+@click.argument("peer_name", metavar="PEER")
+@click.option("--enable/--disable", "enabled", default=None, help="Enable or disable the link.")
+@click.option("--mtu", type=int, default=None, help="New tunnel MTU.")
+@click.pass_obj
+def link_update(state: State, peer_name: str, enabled: bool | None, mtu: int | None) -> None:
+    """Enable, disable or re-size the link to PEER."""
+    body: dict[str, Any] = {}
+    if enabled is not None:
+        body["enabled"] = enabled
+    if mtu is not None:
+        body["mtu"] = mtu
+    if not body:
+        raise click.UsageError("nothing to update: give --enable/--disable and/or --mtu")
+    output.emit(state, state.client.patch(path("v1", "links", peer_name), body), _show_link)
+
+
+@link.command("delete")
+@click.argument("peer_name", metavar="PEER")
+@click.pass_obj
+def link_delete(state: State, peer_name: str) -> None:
+    """Remove the link to PEER (refused while expansions or replicas use it)."""
+    output.deleted(
+        state, state.client.delete(path("v1", "links", peer_name)), f"link to {peer_name}"
+    )
+
+
+# --- agreements -------------------------------------------------------------------------------
+
+
+@click.group()
+def agreement() -> None:
+    """Which projects may expand to and from a peer (admin token)."""
+
+
+_projects = click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    help="Local project that may expand to the peer ('*' = all); repeatable.",
+)
+_peer_projects = click.option(
+    "--peer-project",
+    "peer_projects",
+    multiple=True,
+    help="Peer project that may expand into this cloud ('*' = all); repeatable.",
+)
+_max_expansions = click.option(
+    "--max-expansions", type=int, default=None, help="Expansions per project (default 10)."
+)
+
+
+@agreement.command("create")
+@click.argument("peer_name", metavar="PEER")
+@_projects
+@_peer_projects
+@_max_expansions
+@click.pass_obj
+def agreement_create(
+    state: State,
+    peer_name: str,
+    projects: tuple[str, ...],
+    peer_projects: tuple[str, ...],
+    max_expansions: int | None,
+) -> None:
+    """Create the agreement with PEER."""
+    body: dict[str, Any] = {
+        "peer": peer_name,
+        "projects": list(projects),
+        "peer_projects": list(peer_projects),
+    }
+    if max_expansions is not None:
+        body["max_expansions_per_project"] = max_expansions
+    output.emit(state, state.client.post("/v1/agreements", body), output.print_object)
+
+
+@agreement.command("list")
+@click.pass_obj
+def agreement_list(state: State) -> None:
+    """List agreements."""
+    output.show_list(state, "/v1/agreements", AGREEMENT_COLUMNS, "no agreements")
+
+
+@agreement.command("show")
+@click.argument("peer_name", metavar="PEER")
+@click.pass_obj
+def agreement_show(state: State, peer_name: str) -> None:
+    """Show the agreement with PEER."""
+    output.emit(state, state.client.get(path("v1", "agreements", peer_name)), output.print_object)
+
+
+@agreement.command("update")
+@click.argument("peer_name", metavar="PEER")
+@_projects
+@_peer_projects
+@_max_expansions
+@click.pass_obj
+def agreement_update(
+    state: State,
+    peer_name: str,
+    projects: tuple[str, ...],
+    peer_projects: tuple[str, ...],
+    max_expansions: int | None,
+) -> None:
+    """Change the agreement with PEER; a given project list replaces the old one."""
+    body: dict[str, Any] = {}
+    if projects:
+        body["projects"] = list(projects)
+    if peer_projects:
+        body["peer_projects"] = list(peer_projects)
+    if max_expansions is not None:
+        body["max_expansions_per_project"] = max_expansions
+    if not body:
+        raise click.UsageError(
+            "nothing to update: give --project, --peer-project and/or --max-expansions"
+        )
+    answer = state.client.patch(path("v1", "agreements", peer_name), body)
+    output.emit(state, answer, output.print_object)
+
+
+@agreement.command("delete")
+@click.argument("peer_name", metavar="PEER")
+@click.pass_obj
+def agreement_delete(state: State, peer_name: str) -> None:
+    """Remove the agreement with PEER."""
+    answer = state.client.delete(path("v1", "agreements", peer_name))
+    output.deleted(state, answer, f"agreement with {peer_name}")
+
+
+# --- replicas --------------------------------------------------------------------
+
+
+@click.group()
+def replica() -> None:
+    """Networks this agent hosts for peers (admin token)."""
+
+
+@replica.command("list")
+@click.pass_obj
+def replica_list(state: State) -> None:
+    """List replicas hosted for peers."""
+    output.show_list(state, "/v1/replicas", REPLICA_COLUMNS, "no replicas")
+
+
+GROUPS = [peer, link, agreement, replica]

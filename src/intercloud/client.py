@@ -1,0 +1,154 @@
+"""A small HTTP client for the agent's REST API (docs/api.md).
+
+Answers are parsed JSON (None for an empty answer such as 204); error answers become the
+matching `intercloud.errors` exception carrying the server's message, and transport failures
+become an `IntercloudError` with one readable line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from intercloud import __version__
+from intercloud.errors import (
+    Conflict,
+    Forbidden,
+    IntercloudError,
+    Invalid,
+    NotFound,
+    PeerError,
+    Unauthorized,
+)
+
+_ERRORS: dict[int, type[IntercloudError]] = {
+    400: Invalid,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
+}
+
+_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
+def path(*parts: object) -> str:
+    """`path("v1", "peers", name)` → `/v1/peers/<name>`, each part percent-encoded."""
+    return "/" + "/".join(quote(str(p), safe="") for p in parts)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost OS-level reason of a transport error, e.g. `connection refused`."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.strerror:
+            return cur.strerror[0].lower() + cur.strerror[1:]
+        cur = cur.__cause__ or cur.__context__
+    text = _ERRNO_PREFIX.sub("", str(exc).strip()) or type(exc).__name__
+    text = " ".join(text.split())
+    return text[0].lower() + text[1:]
+
+
+def error_from_response(resp: httpx.Response) -> IntercloudError:
+    """The exception for an error answer, with the server's message and field."""
+    status = resp.status_code
+    message: str | None = None
+    field: str | None = None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        message = str(err.get("message") or err.get("code") or "") or None
+        field = err.get("field")
+    elif isinstance(body, dict) and "detail" in body:  # a framework-level answer
+        message = str(body["detail"])
+    if not message:
+        text = " ".join(resp.text.split())[:200]
+        message = f"HTTP {status} {resp.reason_phrase}" + (f": {text}" if text else "")
+    cls = _ERRORS.get(status)
+    exc: IntercloudError
+    if cls is not None:
+        exc = cls(message, field=field)
+    elif status == 502:
+        exc = PeerError(message, status=status, field=field)
+    else:
+        exc = IntercloudError(message, field=field)
+    exc.http_status = status  # type: ignore[attr-defined]
+    return exc
+
+
+class ApiClient:
+    """Synchronous client; `transport` lets tests pass an `httpx.MockTransport`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        headers = {"Accept": "application/json", "User-Agent": f"intercloud/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            if body is None:
+                resp = self._http.request(method, path)
+            else:
+                resp = self._http.request(method, path, json=body)
+        except httpx.TimeoutException as exc:
+            raise IntercloudError(
+                f"the agent at {self.url} did not answer within {self.timeout:g}s ({_reason(exc)})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise IntercloudError(f"cannot reach the agent at {self.url}: {_reason(exc)}") from None
+        if resp.status_code >= 400:
+            raise error_from_response(resp)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise IntercloudError(
+                f"the agent at {self.url} answered {method} {path} with something that is not "
+                f"JSON (HTTP {resp.status_code})"
+            ) from None
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body)
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)

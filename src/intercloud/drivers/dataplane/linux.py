@@ -1,0 +1,366 @@
+"""The Linux data plane: bridges, VXLAN devices and veth patches over rtnetlink (pyroute2).
+
+Two layers. `_Netlink` maps one method to one netlink request and turns `NetlinkError` into a
+`DriverError` that names the interface ("cannot create vxlan icv100: File exists").
+`LinuxDataplane` above it holds the tolerant logic: create what is missing, change only what
+differs, treat "already absent" as done.
+
+MTU observation rule. The kernel cannot tell "MTU chosen by us" from "MTU the device got by
+default" (a bridge also follows its ports' MTU unless one was set). So ensure_* records an MTU it
+sets in the interface alias (`intercloud:mtu=<n>`, see `ip -d link`), and observe() reports:
+- `mtu=None` when the alias carries no such mark (the desired MTU was None: nothing to enforce);
+- the device's *actual* MTU when it does, so a drift (someone changed it) diffs non-empty and
+  the reconciler sets it again.
+ensure_* with `mtu=None` removes our mark (and leaves the current MTU as it is). This makes
+`plan(desired, observe()) == []` after convergence for `mtu=None` and for any explicit MTU,
+bridges and VXLAN devices alike.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as _vxlan_nla
+
+from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.drivers.dataplane.base import Dataplane
+from intercloud.errors import DriverError
+
+MTU_MARK = "intercloud:mtu="
+NETNS_RUN_DIR = "/var/run/netns"  # where `ip netns add` mounts named namespaces
+_IFF_UP = 0x1
+# VXLAN_DF_UNSET: outer packets may fragment. Only sent where pyroute2 knows the attribute.
+_HAS_DF = any(name == "IFLA_VXLAN_DF" for name, *_ in _vxlan_nla.nla_map)
+
+
+@dataclass(frozen=True)
+class Link:
+    """The parts of one RTM_NEWLINK message the driver looks at."""
+
+    index: int
+    name: str
+    kind: str | None
+    mtu: int
+    master: int  # 0 = none
+    up: bool
+    alias: str | None
+    data: dict[str, Any]  # IFLA_INFO_DATA (vxlan: IFLA_VXLAN_*)
+    slave: dict[str, Any]  # IFLA_INFO_SLAVE_DATA (bridge port: IFLA_BRPORT_*)
+    peer: int  # IFLA_LINK (a veth's peer), 0 = none
+    peer_elsewhere: bool  # IFLA_LINK_NETNSID present: the peer lives in another namespace
+
+    @property
+    def marked_mtu(self) -> int | None:
+        """The MTU under the observation rule (module docstring)."""
+        return self.mtu if (self.alias or "").startswith(MTU_MARK) else None
+
+
+def _attrs(nla: Any) -> dict[str, Any]:
+    return {} if nla is None else {k: v for k, v in nla.get("attrs", ()) if k != "UNKNOWN"}
+
+
+def _parse(msg: Any) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    data = _attrs(info.get_attr("IFLA_INFO_DATA")) if info is not None else {}
+    slave = _attrs(info.get_attr("IFLA_INFO_SLAVE_DATA")) if info is not None else {}
+    return Link(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        kind=kind,
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        master=msg.get_attr("IFLA_MASTER") or 0,
+        up=bool(msg["flags"] & _IFF_UP),
+        alias=msg.get_attr("IFLA_IFALIAS"),
+        data=data if isinstance(data, dict) else {},
+        slave=slave if isinstance(slave, dict) else {},
+        peer=msg.get_attr("IFLA_LINK") or 0,
+        peer_elsewhere=msg.get_attr("IFLA_LINK_NETNSID") is not None,
+    )
+
+
+@contextmanager
+def _netlink(action: str, what: str, tolerate: tuple[int, ...] = ()) -> Iterator[None]:
+    """Turn a NetlinkError into "cannot <action> <what>: <reason>"; errnos in `tolerate` pass."""
+    try:
+        yield
+    except NetlinkError as exc:
+        if exc.code in tolerate:
+            return
+        reason = os.strerror(exc.code) if exc.code else str(exc)
+        raise DriverError(f"cannot {action} {what}: {reason}") from exc
+
+
+class _Netlink:
+    """Thin layer: one method per rtnetlink request, errors as DriverError."""
+
+    def __init__(self, netns: str | None = None, ipr: Any = None) -> None:
+        self.owned = ipr is None
+        if ipr is None:
+            # Checked first: pyroute2 leaks its socketpair when the namespace is missing.
+            path = netns if netns and "/" in netns else f"{NETNS_RUN_DIR}/{netns}"
+            if netns and not os.path.exists(path):
+                raise DriverError(f"network namespace {netns} does not exist")
+            try:
+                ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
+            except FileNotFoundError as exc:
+                raise DriverError(f"network namespace {netns} does not exist") from exc
+            except (OSError, NetlinkError) as exc:
+                where = netns or "this namespace"
+                raise DriverError(f"cannot open netlink in {where}: {exc}") from exc
+        self.ipr = ipr
+
+    def links(self) -> list[Link]:
+        with _netlink("list", "interfaces"):
+            return [_parse(m) for m in self.ipr.get_links()]
+
+    def link(self, name: str) -> Link | None:
+        with _netlink("look up", name):
+            idx = self.ipr.link_lookup(ifname=name)
+            if not idx:
+                return None
+            try:
+                msgs = self.ipr.get_links(idx[0])
+            except NetlinkError as exc:
+                if exc.code == errno.ENODEV:  # vanished in between
+                    return None
+                raise
+        return _parse(msgs[0]) if msgs else None
+
+    def add(self, what: str, name: str, label: str | None = None, **kw: Any) -> None:
+        with _netlink(f"create {what}", label or name):
+            self.ipr.link("add", ifname=name, **kw)
+
+    def set(self, link: Link, action: str, what: str | None = None, **kw: Any) -> None:
+        with _netlink(action, what or link.name):
+            self.ipr.link("set", index=link.index, **kw)
+
+    def set_port(self, link: Link, **kw: Any) -> None:
+        with _netlink("set bridge port flags of", link.name):
+            self.ipr.link("set", index=link.index, kind="bridge_slave", **kw)
+
+    def delete(self, link: Link) -> None:
+        with _netlink("delete", link.name, tolerate=(errno.ENODEV,)):  # already gone: done
+            self.ipr.link("del", index=link.index)
+
+    def close(self) -> None:
+        if self.owned:
+            self.ipr.close()
+
+
+def _mark(mtu: int | None) -> str | None:
+    return None if mtu is None else f"{MTU_MARK}{mtu}"
+
+
+class LinuxDataplane(Dataplane):
+    """Bridge + VXLAN + veth over netlink, in the current namespace or in `netns`.
+
+    `ipr` hands in an open pyroute2 `IPRoute` (then close() leaves it open for its owner)."""
+
+    def __init__(self, netns: str | None = None, *, ipr: Any = None) -> None:
+        self.netns = netns
+        self._nl = _Netlink(netns, ipr)
+
+    # -- observation -------------------------------------------------------------------------
+
+    def observe(self, prefix: str, foreign: Iterable[str] = ()) -> HostState:
+        links = self._nl.links()
+        by_index = {link.index: link for link in links}
+        by_name = {link.name: link for link in links}
+
+        def name_of(index: int) -> str:
+            return by_index[index].name if index in by_index else ""
+
+        def ours(link: Link, tag: str, kind: str) -> bool:
+            n = len(prefix)
+            return link.name[:n] == prefix and link.name[n : n + 1] == tag and link.kind == kind
+
+        state = HostState()
+        for link in links:
+            if ours(link, "b", "bridge"):
+                state.add(Bridge(link.name, mtu=link.marked_mtu))
+            elif ours(link, "v", "vxlan"):
+                state.add(self._as_vxlan(link, name_of(link.master)))
+            elif ours(link, "p", "veth"):
+                peer = by_index.get(link.peer) if not link.peer_elsewhere else None
+                state.add(
+                    Patch(
+                        name=link.name,
+                        peer=peer.name if peer else "",
+                        master=name_of(link.master),
+                        peer_master=name_of(peer.master) if peer else "",
+                    )
+                )
+        for name in foreign:
+            link = by_name.get(name)
+            if link is not None and name_of(link.master) in state.bridges:
+                state.add(Attachment(name, name_of(link.master)))
+        return state
+
+    @staticmethod
+    def _as_vxlan(link: Link, master: str) -> Vxlan:
+        d = link.data
+        return Vxlan(
+            name=link.name,
+            vni=d.get("IFLA_VXLAN_ID", 0),
+            local=d.get("IFLA_VXLAN_LOCAL") or d.get("IFLA_VXLAN_LOCAL6") or "",
+            remote=d.get("IFLA_VXLAN_GROUP") or d.get("IFLA_VXLAN_GROUP6") or "",
+            master=master,
+            port=d.get("IFLA_VXLAN_PORT", 0),
+            mtu=link.marked_mtu,
+            isolated=bool(link.slave.get("IFLA_BRPORT_ISOLATED", 0)) if master else False,
+        )
+
+    def interface_kind(self, name: str) -> str | None:
+        link = self._nl.link(name)
+        if link is None:
+            return None
+        return link.kind if link.kind in ("bridge", "veth", "vxlan") else "other"
+
+    # -- ensure verbs ------------------------------------------------------------------------
+
+    def ensure_bridge(self, bridge: Bridge) -> None:
+        link = self._replace_if(bridge.name, lambda cur: cur.kind != "bridge")
+        if link is None:
+            kw = {"mtu": bridge.mtu} if bridge.mtu is not None else {}
+            # STP off and no forward delay: ports forward as soon as they are enslaved.
+            self._nl.add(
+                "bridge", bridge.name, kind="bridge", br_stp_state=0, br_forward_delay=0, **kw
+            )
+            link = self._must(bridge.name)
+        elif bridge.mtu is not None and link.mtu != bridge.mtu:
+            self._nl.set(link, f"set MTU {bridge.mtu} on", mtu=bridge.mtu)
+        self._set_mark(link, bridge.mtu)
+        self._up(link)
+
+    def ensure_vxlan(self, vxlan: Vxlan) -> None:
+        master = self._bridge(vxlan.master, f"vxlan {vxlan.name}")
+        link = self._replace_if(vxlan.name, lambda cur: not self._same_tunnel(cur, vxlan))
+        if link is None:
+            six = ":" in vxlan.local or ":" in vxlan.remote
+            kw: dict[str, Any] = {
+                "vxlan_id": vxlan.vni,
+                "vxlan_local6" if six else "vxlan_local": vxlan.local,
+                "vxlan_group6" if six else "vxlan_group": vxlan.remote,
+                "vxlan_port": vxlan.port,
+                "vxlan_learning": 1,
+            }
+            if _HAS_DF:
+                kw["vxlan_df"] = 0
+            if vxlan.mtu is not None:
+                kw["mtu"] = vxlan.mtu
+            self._nl.add("vxlan", vxlan.name, kind="vxlan", **kw)
+            link = self._must(vxlan.name)
+        elif vxlan.mtu is not None and link.mtu != vxlan.mtu:
+            self._nl.set(link, f"set MTU {vxlan.mtu} on", mtu=vxlan.mtu)
+        self._set_mark(link, vxlan.mtu)
+        link = self._enslave(link, master)
+        if bool(link.slave.get("IFLA_BRPORT_ISOLATED", 0)) != vxlan.isolated:
+            self._nl.set_port(link, isolated=int(vxlan.isolated))
+        self._up(link)
+
+    def ensure_patch(self, patch: Patch) -> None:
+        master = self._bridge(patch.master, f"patch {patch.name}")
+        peer_master = self._nl.link(patch.peer_master)
+        if peer_master is None:
+            raise DriverError(
+                f"cannot patch {patch.name} into {patch.peer_master}: no such interface"
+            )
+        peer = self._nl.link(patch.peer)
+        link = self._replace_if(
+            patch.name,
+            lambda cur: (
+                cur.kind != "veth" or peer is None or cur.peer_elsewhere or cur.peer != peer.index
+            ),
+        )
+        if link is None:
+            stale = self._nl.link(patch.peer)  # a leftover end without its partner
+            if stale is not None:
+                self._nl.delete(stale)
+            label = f"{patch.name}/{patch.peer}"
+            self._nl.add("veth pair", patch.name, label, kind="veth", peer=patch.peer)
+            link = self._must(patch.name)
+        peer = self._must(patch.peer)
+        self._up(self._enslave(link, master))
+        self._up(self._enslave(peer, peer_master))
+
+    def attach(self, attachment: Attachment) -> None:
+        master = self._bridge(attachment.master, attachment.interface)
+        link = self._nl.link(attachment.interface)
+        if link is None:
+            raise DriverError(
+                f"cannot attach {attachment.interface} to {attachment.master}: no such interface"
+            )
+        self._up(self._enslave(link, master))
+
+    def detach(self, interface: str) -> None:
+        link = self._nl.link(interface)
+        if link is not None and link.master:
+            self._nl.set(link, "release", master=0)
+
+    def remove_link(self, name: str) -> None:
+        link = self._nl.link(name)
+        if link is not None:
+            self._nl.delete(link)
+
+    def close(self) -> None:
+        self._nl.close()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _must(self, name: str) -> Link:
+        link = self._nl.link(name)
+        if link is None:
+            raise DriverError(f"{name} vanished right after it was created")
+        return link
+
+    def _bridge(self, name: str, user: str) -> Link:
+        link = self._nl.link(name)
+        if link is None or link.kind != "bridge":
+            why = "no such interface" if link is None else f"it is a {link.kind or 'device'}"
+            raise DriverError(f"cannot enslave {user} to bridge {name}: {why}")
+        return link
+
+    def _replace_if(self, name: str, wrong: Callable[[Link], bool]) -> Link | None:
+        """The interface `name`, after deleting it if `wrong(link)` (then None)."""
+        link = self._nl.link(name)
+        if link is not None and wrong(link):
+            self._nl.delete(link)
+            return None
+        return link
+
+    @staticmethod
+    def _same_tunnel(link: Link, vxlan: Vxlan) -> bool:
+        """Can `link` stay as the device for `vxlan`? (What only a new device can change.)"""
+        if link.kind != "vxlan":
+            return False
+        seen = LinuxDataplane._as_vxlan(link, vxlan.master)
+        learning = link.data.get("IFLA_VXLAN_LEARNING", 1)
+        df = link.data.get("IFLA_VXLAN_DF", 0)
+        tunnel = (seen.vni, seen.local, seen.remote, seen.port, learning, df)
+        return tunnel == (vxlan.vni, vxlan.local, vxlan.remote, vxlan.port, 1, 0)
+
+    def _enslave(self, link: Link, master: Link) -> Link:
+        if link.master == master.index:
+            return link
+        self._nl.set(link, "enslave", f"{link.name} to {master.name}", master=master.index)
+        return self._must(link.name)
+
+    def _set_mark(self, link: Link, mtu: int | None) -> None:
+        want = _mark(mtu)
+        ours = (link.alias or "").startswith(MTU_MARK)
+        if want is not None and link.alias != want:
+            self._nl.set(link, "record MTU on", ifalias=want)
+        elif want is None and ours:
+            self._nl.set(link, "clear MTU record on", ifalias="")
+
+    def _up(self, link: Link) -> None:
+        if not link.up:
+            self._nl.set(link, "set up", state="up")

@@ -1,0 +1,237 @@
+"""`intercloud lab ...`: build and drive a federation of clouds in network namespaces.
+
+The main CLI registers the group with `from intercloud.lab.cli import lab`; it also runs on its
+own as `python -m intercloud.lab.cli`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+from typing import Any
+
+import click
+
+from intercloud.errors import IntercloudError
+from intercloud.lab.topology import PROJECTS, Lab
+
+
+class _LabGroup(click.Group):
+    """Turns lab errors into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IntercloudError as exc:
+            raise click.ClickException(exc.message) from exc
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def _name_option(f: Any) -> Any:
+    return click.option(
+        "--name",
+        "lab_name",
+        default="icl",
+        show_default=True,
+        envvar="INTERCLOUD_LAB",
+        help="Lab name (1-8 lowercase letters/digits; env INTERCLOUD_LAB).",
+    )(f)
+
+
+@click.group(cls=_LabGroup)
+def lab() -> None:
+    """A federation of N clouds in network namespaces on this host (needs root)."""
+
+
+@lab.command()
+@click.option(
+    "--clouds",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 26),
+    help="Number of clouds (A, B, C, ...).",
+)
+@_name_option
+@click.option(
+    "--peer/--no-peer",
+    default=False,
+    show_default=True,
+    help="Peer every pair of clouds (full mesh) for projects p1 and p2.",
+)
+@click.option(
+    "--agents/--no-agents",
+    default=True,
+    show_default=True,
+    help="Start an agent per cloud (--no-agents: namespaces and configs only).",
+)
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait per agent.")
+def up(clouds: int, lab_name: str, peer: bool, agents: bool, timeout: float) -> None:
+    """Create the namespaces, underlay, tenant bridges and agents."""
+    if peer and not agents:
+        raise click.UsageError("--peer needs the agents (drop --no-agents)")
+    lb = Lab(lab_name)
+    lb.up(clouds, start_agents=agents, timeout=timeout)
+    if peer:
+        try:
+            for a, b in itertools.combinations(lb.clouds, 2):
+                lb.peer(a, b)
+        except BaseException:
+            lb.down()
+            raise
+    _print_status(lb.status())
+    click.echo(
+        f"\nnext: intercloud lab exec --name {lab_name} A -- intercloud status   |   "
+        f"intercloud lab down --name {lab_name}"
+    )
+
+
+@lab.command()
+@_name_option
+def down(lab_name: str) -> None:
+    """Stop the agents, delete every <name>-* namespace and the state dir."""
+    deleted = Lab(lab_name).down()
+    click.echo(f"lab {lab_name} down ({len(deleted)} namespaces deleted)")
+
+
+@lab.command()
+@_name_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(lab_name: str, as_json: bool) -> None:
+    """Clouds, agents (alive, healthy), namespaces and VMs."""
+    st = Lab(lab_name).status()
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+    else:
+        _print_status(st)
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    if not st["up"]:
+        click.echo(f"lab {st['name']} is not up")
+        if st["namespaces"]:
+            click.echo(f"leftover namespaces (run lab down): {', '.join(st['namespaces'])}")
+        return
+    click.echo(f"lab {st['name']}  (state {st['state_dir']})")
+    for c in st["clouds"]:
+        agent = ("healthy" if c["healthy"] else "alive, not answering") if c["alive"] else "stopped"
+        ns = c["namespace"] + ("" if c["present"] else " (MISSING)")
+        click.echo(
+            f"  cloud {c['name']}  {ns:<16} {c['ip']:<12} agent {agent}"
+            + (f" (pid {c['pid']})" if c["alive"] else "")
+        )
+    for vm in st["vms"]:
+        where = f"network {vm['network']}" if vm["network"] else f"replica of {vm['replica_of']}"
+        gone = "" if vm["present"] else " (MISSING)"
+        click.echo(f"  vm {vm['target']:<14} {vm['ip']:<16} {where} (bridge {vm['bridge']}){gone}")
+    for a, b in st["peerings"]:
+        click.echo(f"  peering {a} <-> {b}")
+
+
+@lab.command(
+    "exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@_name_option
+@click.option(
+    "--token",
+    default="admin",
+    show_default=True,
+    help="INTERCLOUD_TOKEN in a cloud: admin, or a project (p1, p2).",
+)
+@click.argument("target")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, lab_name: str, token: str, target: str, cmd: tuple[str, ...]) -> None:
+    """Run CMD in TARGET: a cloud's gateway (A), a VM (A/vm1) or the underlay router (wan).
+
+    In a cloud, INTERCLOUD_URL and INTERCLOUD_TOKEN point at its agent. Exit status and output
+    are the command's."""
+    argv = list(cmd[1:] if cmd[:1] == ("--",) else cmd)
+    if not argv:
+        raise click.UsageError("missing command after --")
+    proc = Lab(lab_name).exec(target, argv, token=token, capture=False)
+    ctx.exit(proc.returncode)
+
+
+@lab.group()
+def vm() -> None:
+    """Add or remove VMs (namespaces joined to a tenant network or a replica)."""
+
+
+@vm.command("add")
+@_name_option
+@click.argument("cloud")
+@click.argument("vm_name", metavar="NAME")
+@click.option("--ip", "ip_cidr", required=True, help="Address of eth0, e.g. 10.10.0.11/24.")
+@click.option("--network", help="A local network of CLOUD (net1, net2).")
+@click.option("--replica-of", help="PEER/NETWORK: the replica CLOUD hosts for it, e.g. A/net1.")
+@click.option("--mac", help="MAC address of eth0.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for a replica.")
+def vm_add(
+    lab_name: str,
+    cloud: str,
+    vm_name: str,
+    ip_cidr: str,
+    network: str | None,
+    replica_of: str | None,
+    mac: str | None,
+    timeout: float,
+) -> None:
+    """Add VM NAME to CLOUD."""
+    if (network is None) == (replica_of is None):
+        raise click.UsageError("give exactly one of --network or --replica-of")
+    v = Lab(lab_name).add_vm(
+        cloud, vm_name, ip_cidr, network=network, replica_of=replica_of, mac=mac, timeout=timeout
+    )
+    click.echo(f"vm {v['cloud']}/{v['name']} {v['ip']} on bridge {v['bridge']} (ns {v['ns']})")
+
+
+@vm.command("rm")
+@_name_option
+@click.argument("cloud")
+@click.argument("vm_name", metavar="NAME")
+def vm_rm(lab_name: str, cloud: str, vm_name: str) -> None:
+    """Remove VM NAME from CLOUD."""
+    Lab(lab_name).remove_vm(cloud, vm_name)
+    click.echo(f"vm {cloud.upper()}/{vm_name} removed")
+
+
+@lab.command()
+@click.argument("action", type=click.Choice(["start", "stop", "restart", "log"]))
+@click.argument("cloud")
+@_name_option
+@click.option("--lines", default=50, show_default=True, help="log: lines to show (0 = all).")
+def agent(action: str, cloud: str, lab_name: str, lines: int) -> None:
+    """Start, stop or restart a cloud's agent, or show its log."""
+    lb = Lab(lab_name)
+    if action == "log":
+        text = lb.agent_log(cloud, lines=lines or None)
+        click.echo(text, nl=not text.endswith("\n"))
+    elif action == "stop":
+        lb.stop_agent(cloud)
+        click.echo(f"agent {cloud.upper()} stopped")
+    else:
+        pid = lb.start_agent(cloud) if action == "start" else lb.restart_agent(cloud)
+        click.echo(f"agent {cloud.upper()} running (pid {pid})")
+
+
+@lab.command()
+@_name_option
+@click.argument("a")
+@click.argument("b")
+@click.option(
+    "--projects",
+    default=",".join(PROJECTS),
+    show_default=True,
+    help="Comma-separated projects allowed to expand, both ways.",
+)
+def peer(lab_name: str, a: str, b: str, projects: str) -> None:
+    """Peer clouds A and B both ways: peer, link and agreement, shared key."""
+    names = [p.strip() for p in projects.split(",") if p.strip()]
+    Lab(lab_name).peer(a, b, names)
+    click.echo(f"peered {a.upper()} <-> {b.upper()} for {', '.join(names)}")
+
+
+if __name__ == "__main__":
+    lab(prog_name="intercloud lab")

@@ -1,0 +1,230 @@
+"""Operations on a running lab: admin/user API calls made from inside a cloud's gateway
+namespace, peering two clouds, and "VMs" (namespaces joined to a tenant bridge or a replica).
+Mixed into `intercloud.lab.topology.Lab`."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from intercloud import errors
+from intercloud.lab import netns
+from intercloud.lab.netns import LabError
+
+PROJECTS = ("p1", "p2")
+_VM_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
+_HTTP_ERRORS: dict[int, type[errors.IntercloudError]] = {
+    400: errors.Invalid,
+    401: errors.Unauthorized,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    422: errors.Invalid,
+    502: errors.PeerError,
+}
+
+
+class LabOps:
+    if TYPE_CHECKING:  # provided by Lab
+
+        def cloud(self, cloud: str) -> dict[str, Any]: ...
+        def ip(self, cloud: str) -> str: ...
+        def token(self, cloud: str, which: str | None = "admin") -> str | None: ...
+        def state(self) -> dict[str, Any]: ...
+        def vm_ns(self, cloud: str, vm: str) -> str: ...
+        def _edit(self) -> AbstractContextManager[dict[str, Any]]: ...
+
+    # --- API calls (made from inside the cloud's gateway namespace) -------------------------------
+
+    def api_raw(
+        self,
+        cloud: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = "admin",
+        timeout: float = 30.0,
+    ) -> tuple[int, Any]:
+        """(status, parsed JSON body); raises LabError only if the agent does not answer."""
+        c = self.cloud(cloud)
+        status, data, err = netns.http(
+            c["ns"], method, path, body=body, token=self.token(cloud, token), timeout=timeout
+        )
+        if status == 0:
+            raise LabError(f"agent {c['name']} did not answer {method.upper()} {path}: {err}")
+        return status, data
+
+    def api(
+        self,
+        cloud: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = "admin",
+        timeout: float = 30.0,
+    ) -> Any:
+        """Parsed JSON (None for an empty body); an HTTP error raises the matching
+        IntercloudError subclass (NotFound, Conflict, ...) with `.status` and `.body`."""
+        status, data = self.api_raw(cloud, method, path, body, token, timeout)
+        if status < 400:
+            return data
+        err = data.get("error", {}) if isinstance(data, dict) else {}
+        message = err.get("message") or str(data)
+        cls = _HTTP_ERRORS.get(status, errors.IntercloudError)
+        exc = cls(
+            f"{cloud.upper()}: {method.upper()} {path} -> {status}: {message}",
+            field=err.get("field"),
+        )
+        exc.status = status  # type: ignore[attr-defined]
+        exc.body = data  # type: ignore[attr-defined]
+        raise exc
+
+    def peer(
+        self,
+        a: str,
+        b: str,
+        projects: Sequence[str] = PROJECTS,
+        max_expansions_per_project: int = 10,
+    ) -> None:
+        """Peer, link and agreement on both sides, with a fresh shared key."""
+        a, b = self.cloud(a)["name"], self.cloud(b)["name"]
+        if a == b:
+            raise LabError(f"cannot peer cloud {a} with itself")
+        key = secrets.token_hex(16)
+        for x, y in ((a, b), (b, a)):
+            self.api(
+                x,
+                "POST",
+                "/v1/peers",
+                {
+                    "name": y,
+                    "federation_url": self.cloud(y)["url"],
+                    "underlay_endpoint": self.ip(y),
+                    "key": key,
+                },
+            )
+            self.api(x, "POST", "/v1/links", {"peer": y, "local_endpoint": self.ip(x)})
+            self.api(
+                x,
+                "POST",
+                "/v1/agreements",
+                {
+                    "peer": y,
+                    "projects": list(projects),
+                    "peer_projects": list(projects),
+                    "max_expansions_per_project": max_expansions_per_project,
+                },
+            )
+        with self._edit() as st:
+            st["peerings"].append({"clouds": [a, b], "projects": list(projects), "key": key})
+
+    # --- VMs --------------------------------------------------------------------------------------
+
+    def add_vm(
+        self,
+        cloud: str,
+        name: str,
+        ip_cidr: str,
+        *,
+        network: str | None = None,
+        replica_of: str | Sequence[str] | None = None,
+        mac: str | None = None,
+        mtu: int | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """A namespace with eth0 = ip_cidr, joined to local network `network` or to the replica
+        this cloud hosts for `replica_of` = ("A", "net1") or "A/net1"."""
+        c = self.cloud(cloud)
+        letter, gw = c["name"], c["ns"]
+        if not _VM_RE.match(name):
+            raise LabError(
+                f"VM name must be 1-12 lowercase letters, digits or '-', starting "
+                f"with a letter (got {name!r})"
+            )
+        if (network is None) == (replica_of is None):
+            raise LabError("give exactly one of network or replica_of")
+        try:
+            iface = ipaddress.ip_interface(ip_cidr)
+        except ValueError:
+            raise LabError(f"invalid address {ip_cidr!r} (expected e.g. 10.10.0.11/24)") from None
+        key = f"{letter}/{name}"
+        if key in self.state()["vms"]:
+            raise LabError(f"VM {key} already exists")
+        if network is not None:
+            bridge = f"tn-{network}"
+            if not netns.link_exists(gw, bridge):
+                raise LabError(f"cloud {letter} has no network {network!r} (no bridge {bridge})")
+        else:
+            bridge = self.replica_bridge(letter, replica_of, timeout=timeout)  # type: ignore[arg-type]
+        ns, veth = self.vm_ns(letter, name), f"v{letter.lower()}{name}"
+        try:
+            netns.add_namespace(ns)
+            netns.add_veth(ns, "eth0", gw, veth)
+            netns.set_up(ns, "eth0", mac=mac, mtu=mtu)
+            netns.add_address(ns, "eth0", str(iface))
+            netns.set_up(gw, veth, master=bridge)
+        except BaseException:
+            netns.delete_namespace(ns)
+            raise
+        vm = {
+            "cloud": letter,
+            "name": name,
+            "ns": ns,
+            "ip": str(iface),
+            "veth": veth,
+            "bridge": bridge,
+            "network": network,
+            "replica_of": "/".join(replica_of)
+            if isinstance(replica_of, (list, tuple))
+            else replica_of,
+        }
+        with self._edit() as st:
+            st["vms"][key] = vm
+        return vm
+
+    def replica_bridge(
+        self, cloud: str, replica_of: str | Sequence[str], timeout: float = 30.0
+    ) -> str:
+        """Wait until `cloud` hosts a replica of peer/network whose bridge exists; its name."""
+        parts = replica_of.split("/") if isinstance(replica_of, str) else list(replica_of)
+        if len(parts) not in (2, 3):
+            raise LabError(
+                f"replica_of must be PEER/NETWORK or PEER/PROJECT/NETWORK (got {replica_of!r})"
+            )
+        peer, network, project = parts[0].upper(), parts[-1], parts[1] if len(parts) == 3 else None
+        gw = self.cloud(cloud)["ns"]
+        deadline = time.monotonic() + timeout
+        seen: Any = None
+        while True:
+            status, data = self.api_raw(cloud, "GET", "/v1/replicas")
+            seen = data
+            items = data.get("items", []) if isinstance(data, dict) else data
+            for r in items if status == 200 and isinstance(items, list) else []:
+                if (
+                    r.get("peer") == peer
+                    and r.get("network") == network
+                    and project in (None, r.get("origin_project"))
+                    and r.get("bridge")
+                    and netns.link_exists(gw, r["bridge"])
+                ):
+                    return r["bridge"]
+            if time.monotonic() >= deadline:
+                raise LabError(
+                    f"cloud {cloud.upper()} hosts no replica of {'/'.join(parts)} "
+                    f"with a bridge after {timeout:.0f}s (replicas: {seen})"
+                )
+            time.sleep(0.5)
+
+    def remove_vm(self, cloud: str, name: str) -> None:
+        letter = self.cloud(cloud)["name"]
+        key, ns = f"{letter}/{name}", self.vm_ns(letter, name)
+        if key not in self.state()["vms"] and not netns.exists(ns):
+            raise LabError(f"no VM {key}")
+        netns.delete_namespace(ns)
+        with self._edit() as st:
+            st["vms"].pop(key, None)

@@ -1,0 +1,257 @@
+"""The Linux data plane against the real kernel, each test in network namespaces of its own.
+
+Needs root. Nothing here touches the host's namespace: every interface lives in a namespace
+named `ictest-dp-<role>-<uuid8>`, deleted after the test even when it fails. Traffic stays
+between namespaces the test made (underlay 198.18.0.0/15, tenant 10.10.0.0/24)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.domain.plan import plan
+from intercloud.drivers.dataplane.linux import LinuxDataplane
+from intercloud.errors import DriverError
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+]
+
+P = "ic"
+VX100 = Vxlan("icv100", 100, "198.18.0.1", "198.18.0.2", "icbe1", isolated=True)
+VX200 = Vxlan("icv200", 200, "198.18.0.1", "198.18.0.3", "icbe2", port=4790, mtu=1400)
+PATCH = Patch("icpe1", "icqe1", "icbe1", "opbr")
+ATT = Attachment("opv0", "icbe2")
+
+
+def sh(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def netns():
+    """A factory of fresh namespaces (loopback up), all deleted at teardown."""
+    made: list[str] = []
+
+    def make(role: str = "ns") -> str:
+        name = f"ictest-dp-{role}-{uuid.uuid4().hex[:8]}"
+        sh("ip", "netns", "add", name)
+        made.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def driver(netns):
+    """A factory of drivers, each in a new namespace: (driver, namespace). Closed first."""
+    opened: list[LinuxDataplane] = []
+
+    def make(role: str = "gw") -> tuple[LinuxDataplane, str]:
+        ns = netns(role)
+        dp = LinuxDataplane(netns=ns)
+        opened.append(dp)
+        return dp, ns
+
+    try:
+        yield make
+    finally:
+        for dp in opened:
+            dp.close()
+
+
+@pytest.fixture
+def host(driver):
+    """One namespace with an operator bridge `opbr` and an operator veth `opv0`/`opv1`."""
+    dp, ns = driver()
+    sh("ip", "-n", ns, "link", "add", "opbr", "type", "bridge")
+    sh("ip", "-n", ns, "link", "add", "opv0", "type", "veth", "peer", "name", "opv1")
+    return dp, ns
+
+
+def desired() -> HostState:
+    s = HostState()
+    for obj in (Bridge("icbe1"), Bridge("icbe2", 1400), VX100, VX200, PATCH, ATT):
+        s.add(obj)
+    return s
+
+
+def converge(dp: LinuxDataplane, want: HostState) -> list[str]:
+    steps = plan(want, dp.observe(P, ["opv0"]))
+    for step in steps:
+        getattr(dp, step.verb)(step.obj)
+    return [s.describe() for s in steps]
+
+
+def indexes(ns: str) -> str:
+    return sh("ip", "-n", ns, "-o", "link", "show")
+
+
+def test_ensure_then_observe_equals_desired(host):
+    dp, ns = host
+    converge(dp, desired())
+    assert dp.observe(P, ["opv0"]) == desired()
+    assert converge(dp, desired()) == []
+    details = sh("ip", "-n", ns, "-d", "link", "show", "icv100")
+    assert "remote 198.18.0.2" in details and "isolated on" in details
+    assert "state UP" in sh("ip", "-n", ns, "link", "show", "icbe1")
+    br = sh("ip", "-n", ns, "-d", "link", "show", "icbe1")
+    assert "stp_state 0" in br and "forward_delay 0" in br
+    assert "master opbr" in sh("ip", "-n", ns, "link", "show", "icqe1")
+    assert "master icbe2" in sh("ip", "-n", ns, "link", "show", "opv0")
+    assert [dp.interface_kind(n) for n in ("icbe1", "icv100", "icpe1", "lo", "nope")] == [
+        "bridge",
+        "vxlan",
+        "veth",
+        "other",
+        None,
+    ]
+    dp.detach("opv0")
+    dp.detach("opv0")  # already free: no error
+    assert "master" not in sh("ip", "-n", ns, "link", "show", "opv0")
+    assert dp.observe(P, ["opv0"]).attachments == {}
+
+
+def test_ensure_patch_replaces_leftovers(host):
+    dp, ns = host
+    dp.ensure_bridge(Bridge("icbe1"))
+    sh("ip", "-n", ns, "link", "add", "icqe1", "type", "bridge")  # an end in the way
+    dp.ensure_patch(PATCH)
+    assert dp.observe(P).patches == {"icpe1": PATCH}
+    sh("ip", "-n", ns, "link", "del", "icpe1")
+    sh("ip", "-n", ns, "link", "add", "icpe1", "type", "veth", "peer", "name", "other1")
+    dp.ensure_patch(PATCH)  # a pair with the wrong peer
+    assert dp.observe(P).patches == {"icpe1": PATCH}
+    assert dp.interface_kind("other1") is None
+
+
+def test_ensure_twice_is_a_no_op(host):
+    dp, ns = host
+    converge(dp, desired())
+    before = indexes(ns)
+    for obj in (Bridge("icbe1"), Bridge("icbe2", 1400), VX100, VX200, PATCH):
+        getattr(dp, "ensure_" + type(obj).__name__.lower())(obj)
+    dp.attach(ATT)
+    assert indexes(ns) == before
+    assert plan(desired(), dp.observe(P, ["opv0"])) == []
+
+
+def test_changing_the_remote_replaces_the_vxlan(host):
+    dp, ns = host
+    converge(dp, desired())
+    want = desired()
+    want.add(dataclasses.replace(VX100, remote="198.18.0.9"))
+    assert converge(dp, want) == ["remove_link icv100", "ensure_vxlan icv100"]
+    assert "remote 198.18.0.9" in sh("ip", "-n", ns, "-d", "link", "show", "icv100")
+    # ensure_vxlan alone also replaces a device whose attributes differ
+    dp.ensure_vxlan(dataclasses.replace(VX100, vni=300))
+    assert dp.observe(P).vxlans["icv100"] == dataclasses.replace(VX100, vni=300)
+
+
+def test_mtu_observation_rule(host):
+    dp, ns = host
+    dp.ensure_bridge(Bridge("icbe1", 9000))
+    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1", 9000)
+    sh("ip", "-n", ns, "link", "set", "icbe1", "mtu", "1300")  # drift is seen...
+    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1", 1300)
+    dp.ensure_bridge(Bridge("icbe1", 9000))  # ...and repaired
+    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1", 9000)
+    dp.ensure_bridge(Bridge("icbe1"))  # None: our mark goes, the MTU stays
+    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1")
+    assert "mtu 9000" in sh("ip", "-n", ns, "link", "show", "icbe1")
+    dp.ensure_vxlan(VX100)  # mtu=None: the device keeps the kernel's default, reported None
+    want = HostState(bridges={"icbe1": Bridge("icbe1")}, vxlans={"icv100": VX100})
+    assert plan(want, dp.observe(P)) == []
+    dp.ensure_vxlan(dataclasses.replace(VX100, mtu=1380))  # set in place, same device
+    assert dp.observe(P).vxlans["icv100"].mtu == 1380
+
+
+def test_cleanup_removes_ours_and_keeps_foreign(host):
+    dp, ns = host
+    converge(dp, desired())
+    dp.cleanup(P)
+    assert dp.observe(P, ["opv0"]) == HostState()
+    names = sh("ip", "-n", ns, "-o", "link", "show")
+    assert "opbr" in names and "opv0" in names and "opv1" in names
+    assert " ic" not in names
+    assert "master" not in sh("ip", "-n", ns, "link", "show", "opv0")
+
+
+def test_errors_name_the_interface(host, driver):
+    dp, ns = host
+    with pytest.raises(DriverError, match="cannot enslave vxlan icv100 to bridge icbe1"):
+        dp.ensure_vxlan(VX100)
+    dp.ensure_bridge(Bridge("icbe1"))
+    with pytest.raises(DriverError, match="cannot patch icpe1 into nobr: no such interface"):
+        dp.ensure_patch(dataclasses.replace(PATCH, peer_master="nobr"))
+    with pytest.raises(DriverError, match="cannot attach eth9 to icbe1: no such interface"):
+        dp.attach(Attachment("eth9", "icbe1"))
+    with pytest.raises(DriverError, match="cannot enslave opbr to icbe1"):
+        dp.attach(Attachment("opbr", "icbe1"))  # a bridge cannot be a bridge port
+    dp.ensure_vxlan(VX100)
+    with pytest.raises(DriverError, match="cannot create vxlan icv9: File exists"):
+        dp.ensure_vxlan(dataclasses.replace(VX100, name="icv9", remote="198.18.0.7"))
+    dp.detach("nothing")
+    dp.remove_link("nothing")
+    with pytest.raises(DriverError, match="does not exist"):
+        LinuxDataplane(netns=f"ictest-dp-missing-{uuid.uuid4().hex[:8]}")
+
+
+def _underlay(a: str, b: str) -> None:
+    sh("ip", "-n", a, "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns", b)
+    for ns, addr in ((a, "198.18.0.1/24"), (b, "198.18.0.2/24")):
+        sh("ip", "-n", ns, "addr", "add", addr, "dev", "ul0")
+        sh("ip", "-n", ns, "link", "set", "ul0", "up")
+
+
+def _tenant(gw: str, vm: str, addr: str) -> None:
+    """An operator bridge `tenant` in the gateway and a VM namespace plugged into it."""
+    sh("ip", "-n", gw, "link", "add", "tenant", "type", "bridge")
+    sh("ip", "-n", gw, "link", "set", "tenant", "up")
+    sh("ip", "-n", vm, "link", "add", "eth0", "type", "veth", "peer", "name", "tap0", "netns", gw)
+    sh("ip", "-n", gw, "link", "set", "tap0", "master", "tenant", "up")
+    sh("ip", "-n", vm, "addr", "add", addr, "dev", "eth0")
+    sh("ip", "-n", vm, "link", "set", "eth0", "up")
+
+
+def test_vms_in_two_gateways_ping_over_vxlan(driver, netns):
+    dp_a, gw_a = driver("gwA")
+    dp_b, gw_b = driver("gwB")
+    vm_a, vm_b = netns("vmA"), netns("vmB")
+    _underlay(gw_a, gw_b)
+    _tenant(gw_a, vm_a, "10.10.0.1/24")
+    _tenant(gw_b, vm_b, "10.10.0.2/24")
+    for dp, local, remote in (
+        (dp_a, "198.18.0.1", "198.18.0.2"),
+        (dp_b, "198.18.0.2", "198.18.0.1"),
+    ):
+        want = HostState()
+        want.add(Bridge("icbe1"))
+        want.add(Vxlan("icv100", 100, local, remote, "icbe1"))
+        want.add(Patch("icpe1", "icqe1", "icbe1", "tenant"))
+        converge(dp, want)
+        assert plan(want, dp.observe(P)) == []
+    ping = subprocess.run(
+        ["ip", "netns", "exec", vm_a, "ping", "-c", "3", "-W", "1", "10.10.0.2"],
+        capture_output=True,
+        text=True,
+    )
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    dp_a.remove_link("icv100")  # the tunnel was the only way across
+    ping = subprocess.run(
+        ["ip", "netns", "exec", vm_a, "ping", "-c", "1", "-W", "1", "10.10.0.2"],
+        capture_output=True,
+        text=True,
+    )
+    assert ping.returncode != 0
