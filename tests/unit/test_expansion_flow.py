@@ -100,3 +100,29 @@ def test_unreachable_peer_reports_error_then_recovers(pair):
     router.down.clear()
     converge(a, b)
     assert a.user("p1", "GET", f"/v1/expansions/{uid}").json()["status"] == "active"
+
+
+def test_per_project_limit_applies_on_both_sides(pair):
+    a, b, _ = pair
+    # A lets p1 make 5 expansions to B, but B accepts only 1 replica of A's p1
+    assert b.admin("PATCH", "/v1/agreements/A", {"max_expansions_per_project": 1}).is_success
+    first = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]})
+    converge(a, b)
+    assert a.user("p1", "GET", f"/v1/expansions/{first.json()['id']}").json()["status"] == "active"
+    # a second network of p1 in A: add one by hand to the cloud driver's list
+    from intercloud.drivers.cloud.base import Network
+
+    a.ctx.cloud._networks.append(Network("net3", "p1", "10.30.0.0/24", "tn-net1"))
+    second = a.user("p1", "POST", "/v1/expansions", {"network": "net3", "peers": ["B"]})
+    assert second.status_code == 201
+    converge(a, b)
+    peer_status = a.user("p1", "GET", f"/v1/expansions/{second.json()['id']}").json()["peers"][0]
+    assert peer_status["status"] == "error"
+    assert "limit of 1" in peer_status["reason"]
+    assert len(b.admin("GET", "/v1/replicas").json()) == 1
+    # and A's own limit refuses at once
+    assert a.admin("PATCH", "/v1/agreements/B", {"max_expansions_per_project": 2}).is_success
+    a.ctx.cloud._networks.append(Network("net4", "p1", "10.40.0.0/24", "tn-net1"))
+    third = a.user("p1", "POST", "/v1/expansions", {"network": "net4", "peers": ["B"]})
+    assert third.status_code == 409
+    assert third.json()["error"]["field"] == "peers"
