@@ -32,7 +32,6 @@ peer_pair() {  # what two cloud administrators do to agree on a peering
 step "admins peer A with B and A with C (peer, link, agreement on both sides)"
 peer_pair A B
 peer_pair A C
-in_cloud A link list
 
 step "a user of project p1 in cloud A expands net1 (10.10.0.0/24) into B and C"
 as_p1 A network list
@@ -53,6 +52,8 @@ done
 echo "-- ARP in a1 (MACs learned across clouds):"
 ic lab exec A/a1 -- ip neigh show dev eth0
 
+step "links as A sees them"
+in_cloud A link list
 step "intercloud status (A, admin)"
 in_cloud A status
 step "intercloud status (A, project p1)"

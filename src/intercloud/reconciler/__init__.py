@@ -40,10 +40,16 @@ class Stats:
         return dict(self.__dict__)
 
 
+# How soon to pass again when something is still moving, instead of reconcile_interval.
+RETRY_PENDING = 0.3  # an expansion waits for its peer: it is usually a fraction of a second
+RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the peer
+
+
 @dataclass
 class PassResult:
     changes: int = 0
     settled: bool = True
+    links_down: bool = False
     errors: list[str] = field(default_factory=list)
 
 
@@ -84,7 +90,11 @@ class Reconciler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             result = self.reconcile_once()
-            wait = self.cfg.agent.reconcile_interval if result.settled else 0.3
+            wait = self.cfg.agent.reconcile_interval
+            if result.links_down:
+                wait = min(wait, RETRY_LINK_DOWN)
+            if not result.settled:
+                wait = min(wait, RETRY_PENDING)
             self._wake.wait(timeout=wait)
             self._wake.clear()
 
@@ -94,7 +104,7 @@ class Reconciler:
             started = time.monotonic()
             result = PassResult()
             try:
-                self._check_links()
+                result.links_down = not self._check_links()
                 replicas = self._sync_federation(result)
                 self._converge_dataplane(result, replicas)
                 self.stats.last_error = "; ".join(result.errors) or None
@@ -109,7 +119,9 @@ class Reconciler:
             self.stats.last_duration_ms = round((time.monotonic() - started) * 1000, 1)
             return result
 
-    def _check_links(self) -> None:
+    def _check_links(self) -> bool:
+        """Health-check every enabled link's peer; True when all of them answer."""
+        all_up = True
         with self.store.session() as s:
             todo = [
                 (lk.id, lk.enabled, lk.peer.name, lk.peer.federation_url, lk.peer.key)
@@ -124,6 +136,7 @@ class Reconciler:
                     state, reason = "up", ""
                 except PeerError as exc:
                     state, reason = "down", exc.message
+                    all_up = False
             with self.store.session() as s:
                 lk = s.get(m.Link, link_id)
                 if lk is None:
@@ -132,6 +145,7 @@ class Reconciler:
                     log.info("link %s: %s%s", name, state, f" ({reason})" if reason else "")
                     lk.state, lk.reason = state, reason
                 lk.checked_at = datetime.now(UTC)
+        return all_up
 
     def _sync_federation(self, result: PassResult) -> dict[int, dict]:
         """Returns the peer's view of each live target's replica (by target id)."""
