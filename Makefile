@@ -1,6 +1,8 @@
 # The two front-door commands: `make demo` and `make test` (each installs what it needs first).
 PYTHON ?= python3
-APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables procps
+APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables procps iperf3 \
+	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins \
+	libstrongswan-standard-plugins
 PYTEST_ARGS ?=
 
 .PHONY: install install-system install-python demo test test-unit lint format clean-lab
@@ -13,6 +15,8 @@ install-system:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
 	# Debian's postgresql package starts a cluster; the tests start their own on a free port.
 	-systemctl stop postgresql 2>/dev/null || true
+	# Nor may a system charon run in the host namespace: each lab gateway runs its own.
+	-systemctl stop strongswan-starter strongswan 2>/dev/null || true
 
 install-python:
 	$(PYTHON) -m pip install -q -e '.[dev]'

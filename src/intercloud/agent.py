@@ -12,6 +12,7 @@ from intercloud.api import create_app
 from intercloud.api.context import AppContext
 from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
+from intercloud.drivers import ipsec as ipsec_drivers
 from intercloud.federation.client import FederationClient
 from intercloud.reconciler import Reconciler
 from intercloud.store import Store
@@ -27,13 +28,17 @@ def build(cfg: config_mod.Config) -> AppContext:
     cloud = cloud_drivers.load(cfg)
     dataplane = dataplane_drivers.load(cfg.dataplane.driver)
     client = FederationClient(cfg.agent.name, timeout=cfg.agent.federation_timeout)
-    reconciler = Reconciler(cfg, store, cloud, dataplane, client)
-    return AppContext(cfg=cfg, store=store, cloud=cloud, dataplane=dataplane, reconciler=reconciler)
+    ipsec = ipsec_drivers.load(cfg)
+    reconciler = Reconciler(cfg, store, cloud, dataplane, client, ipsec)
+    return AppContext(
+        cfg=cfg, store=store, cloud=cloud, dataplane=dataplane, reconciler=reconciler, ipsec=ipsec
+    )
 
 
 def run(config_path: str | Path) -> None:
     cfg = config_mod.load(config_path)
     logging.basicConfig(level=cfg.agent.log_level.upper(), format=LOG_FORMAT, force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     ctx = build(cfg)
     app = create_app(ctx)
     server = uvicorn.Server(
@@ -61,6 +66,8 @@ def run(config_path: str | Path) -> None:
         # Leave the data plane as it is: a restart must not drop a packet.
         ctx.reconciler.stop()
         ctx.dataplane.close()
+        if ctx.ipsec is not None:
+            ctx.ipsec.close()
         ctx.store.dispose()
         log.info("agent %s: stopped (data plane left in place)", cfg.agent.name)
 

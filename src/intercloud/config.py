@@ -62,6 +62,12 @@ class DataplaneSection:
 
 
 @dataclass
+class IpsecSection:
+    driver: str = "strongswan"  # strongswan | fake | none
+    vici_socket: str = "/var/run/charon.vici"
+
+
+@dataclass
 class CloudSection:
     driver: str = "standalone"
 
@@ -84,6 +90,7 @@ class NetworkDef:
 class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     dataplane: DataplaneSection = field(default_factory=DataplaneSection)
+    ipsec: IpsecSection = field(default_factory=IpsecSection)
     cloud: CloudSection = field(default_factory=CloudSection)
     projects: list[ProjectDef] = field(default_factory=list)
     networks: list[NetworkDef] = field(default_factory=list)
@@ -142,11 +149,12 @@ def _items(cls: type, section: str, data: Any) -> list[Any]:
 def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ) if env is None else env
     for key in data:
-        if key not in ("agent", "dataplane", "cloud", "projects", "networks"):
+        if key not in ("agent", "dataplane", "ipsec", "cloud", "projects", "networks"):
             raise Invalid(f"config: unknown section [{key}]", field=key)
     cfg = Config(
         agent=_section(AgentSection, "agent", data.get("agent", {}), env),
         dataplane=_section(DataplaneSection, "dataplane", data.get("dataplane", {}), env),
+        ipsec=_section(IpsecSection, "ipsec", data.get("ipsec", {}), env),
         cloud=_section(CloudSection, "cloud", data.get("cloud", {}), env),
         projects=_items(ProjectDef, "projects", data.get("projects", [])),
         networks=_items(NetworkDef, "networks", data.get("networks", [])),
@@ -158,6 +166,12 @@ def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
 def validate(cfg: Config) -> None:
     validation.name(cfg.agent.name, "agent.name")
     naming.check_prefix(cfg.dataplane.prefix)
+    if cfg.ipsec.driver not in ("strongswan", "fake", "none"):
+        raise Invalid(
+            f"config ipsec.driver: unknown driver {cfg.ipsec.driver!r} "
+            "(valid: strongswan, fake, none)",
+            field="ipsec.driver",
+        )
     if len(cfg.agent.admin_token) < 16:
         raise Invalid(
             "config agent.admin_token: must be at least 16 characters", field="agent.admin_token"

@@ -18,12 +18,13 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="module")
 def lab3():
-    """Three clouds A, B, C with their agents; A peered with B and with C."""
+    """Three clouds A, B, C with their agents and charons; C sits behind a NAT router; A is
+    peered with B and with C; every link is encrypted (IPsec, NAT-T to C)."""
     if os.geteuid() != 0:
         pytest.fail("integration tests need root (network namespaces); run them as root")
     lab = Lab("t" + secrets.token_hex(3))
     try:
-        lab.up(3)
+        lab.up(3, nat=["C"])
         lab.peer("A", "B")
         lab.peer("A", "C")
         yield lab

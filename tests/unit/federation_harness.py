@@ -79,6 +79,7 @@ def make_agent(
             "admin_token": admin_token,
         },
         "dataplane": {"driver": "fake"},
+        "ipsec": {"driver": "fake"},
         "projects": [{"name": p, "token": t} for p, t in tokens.items()],
         "networks": [
             {"name": "net1", "project": "p1", "cidr": "10.10.0.0/24", "interface": "tn-net1"},
@@ -98,6 +99,7 @@ def make_agent(
 
 def peer(a: Agent, b: Agent, projects: tuple[str, ...] = ("p1", "p2"), limit: int = 10) -> None:
     key = secrets.token_hex(16)
+    psk = secrets.token_hex(16)
     for x, y in ((a, b), (b, a)):
         for path, body in (
             (
@@ -109,7 +111,7 @@ def peer(a: Agent, b: Agent, projects: tuple[str, ...] = ("p1", "p2"), limit: in
                     "key": key,
                 },
             ),
-            ("/v1/links", {"peer": y.name, "local_endpoint": x.ip}),
+            ("/v1/links", {"peer": y.name, "local_endpoint": x.ip, "psk": psk}),
             (
                 "/v1/agreements",
                 {

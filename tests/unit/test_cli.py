@@ -162,9 +162,16 @@ def test_link_create_bodies(agent):
     run("link", "create", "B", "--local", "192.0.2.1")
     args = ["--remote", "198.51.100.2", "--tunnel-type", "vxlan", "--mtu", "9000", "--disabled"]
     run("link", "create", "B", "--local", "192.0.2.1", *args)
+    run("link", "create", "B", "--local", "192.0.2.1", "--psk", SECRET, "--ike-policy", "strong")
+    run("link", "create", "B", "--local", "192.0.2.1", "--unencrypted")
     base = {"peer": "B", "local_endpoint": "192.0.2.1"}
     extra = {"remote_endpoint": "198.51.100.2", "tunnel_type": "vxlan", "mtu": 9000}
-    bodies = [{**base, "enabled": True}, {**base, **extra, "enabled": False}]
+    bodies = [
+        {**base, "encrypted": True, "enabled": True},
+        {**base, "encrypted": True, **extra, "enabled": False},
+        {**base, "encrypted": True, "psk": SECRET, "ike_policy": "strong", "enabled": True},
+        {**base, "encrypted": False, "enabled": True},
+    ]
     assert [c[2] for c in agent.calls] == bodies
 
 

@@ -11,13 +11,15 @@ from intercloud.api import auth
 from intercloud.api.schemas import (
     AgreementCreate,
     AgreementUpdate,
+    IkePolicyCreate,
+    IpsecPolicyCreate,
     LinkCreate,
     LinkUpdate,
     PeerCreate,
 )
 from intercloud.domain import naming
 from intercloud.service import admin as svc
-from intercloud.service import replicas, views
+from intercloud.service import policies, replicas, views
 
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(auth.admin)])
 
@@ -62,12 +64,8 @@ def create_link(body: LinkCreate, request: Request) -> dict[str, Any]:
         out = svc.create_link(
             s,
             c.dataplane.supported_tunnels,
-            body.peer,
-            body.local_endpoint,
-            body.remote_endpoint,
-            body.tunnel_type,
-            body.mtu,
-            body.enabled,
+            c.ipsec is not None,
+            body.model_dump(exclude_unset=True),
         )
     _changed(request)
     return out
@@ -87,8 +85,9 @@ def get_link(peer: str, request: Request) -> dict[str, Any]:
 
 @router.patch("/links/{peer}")
 def update_link(peer: str, body: LinkUpdate, request: Request) -> dict[str, Any]:
-    with auth.ctx(request).store.session() as s:
-        out = svc.update_link(s, peer, body.enabled, body.mtu)
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        out = svc.update_link(s, peer, c.ipsec is not None, body.model_dump(exclude_unset=True))
     _changed(request)
     return out
 
@@ -104,9 +103,16 @@ def delete_link(peer: str, request: Request) -> Response:
 @router.post("/agreements", status_code=201)
 def create_agreement(body: AgreementCreate, request: Request) -> dict[str, Any]:
     with auth.ctx(request).store.session() as s:
-        return svc.create_agreement(
-            s, body.peer, body.projects, body.peer_projects, body.max_expansions_per_project
+        out = svc.create_agreement(
+            s,
+            body.peer,
+            body.projects,
+            body.peer_projects,
+            body.max_expansions_per_project,
+            body.default_rate_mbit,
         )
+    _changed(request)
+    return out
 
 
 @router.get("/agreements")
@@ -124,13 +130,65 @@ def get_agreement(peer: str, request: Request) -> dict[str, Any]:
 @router.patch("/agreements/{peer}")
 def update_agreement(peer: str, body: AgreementUpdate, request: Request) -> dict[str, Any]:
     with auth.ctx(request).store.session() as s:
-        return svc.update_agreement(s, peer, body.model_dump())
+        out = svc.update_agreement(s, peer, body.model_dump(exclude_unset=True))
+    _changed(request)
+    return out
 
 
 @router.delete("/agreements/{peer}", status_code=204)
 def delete_agreement(peer: str, request: Request) -> Response:
     with auth.ctx(request).store.session() as s:
         svc.delete_agreement(s, peer)
+    return Response(status_code=204)
+
+
+@router.post("/ike-policies", status_code=201)
+def create_ike_policy(body: IkePolicyCreate, request: Request) -> dict[str, Any]:
+    with auth.ctx(request).store.session() as s:
+        return policies.create_ike(s, body.model_dump(exclude_unset=True))
+
+
+@router.get("/ike-policies")
+def list_ike_policies(request: Request) -> list[dict[str, Any]]:
+    with auth.ctx(request).store.session() as s:
+        return policies.list_ike(s)
+
+
+@router.get("/ike-policies/{name}")
+def get_ike_policy(name: str, request: Request) -> dict[str, Any]:
+    with auth.ctx(request).store.session() as s:
+        return policies.ike_view(policies.get_ike(s, name))
+
+
+@router.delete("/ike-policies/{name}", status_code=204)
+def delete_ike_policy(name: str, request: Request) -> Response:
+    with auth.ctx(request).store.session() as s:
+        policies.delete_ike(s, name)
+    return Response(status_code=204)
+
+
+@router.post("/ipsec-policies", status_code=201)
+def create_ipsec_policy(body: IpsecPolicyCreate, request: Request) -> dict[str, Any]:
+    with auth.ctx(request).store.session() as s:
+        return policies.create_ipsec(s, body.model_dump(exclude_unset=True))
+
+
+@router.get("/ipsec-policies")
+def list_ipsec_policies(request: Request) -> list[dict[str, Any]]:
+    with auth.ctx(request).store.session() as s:
+        return policies.list_ipsec(s)
+
+
+@router.get("/ipsec-policies/{name}")
+def get_ipsec_policy(name: str, request: Request) -> dict[str, Any]:
+    with auth.ctx(request).store.session() as s:
+        return policies.ipsec_view(policies.get_ipsec(s, name))
+
+
+@router.delete("/ipsec-policies/{name}", status_code=204)
+def delete_ipsec_policy(name: str, request: Request) -> Response:
+    with auth.ctx(request).store.session() as s:
+        policies.delete_ipsec(s, name)
     return Response(status_code=204)
 
 
@@ -158,6 +216,7 @@ def status(request: Request) -> dict[str, Any]:
         "agent": c.cfg.agent.name,
         "version": __version__,
         "dataplane": c.cfg.dataplane.driver,
+        "ipsec": {"driver": c.cfg.ipsec.driver, "backend": c.reconciler.ipsec_backend},
         "cloud": c.cfg.cloud.driver,
         "reconciler": c.reconciler.stats.as_dict(),
         "links": links,

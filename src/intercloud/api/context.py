@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from intercloud.config import Config
 from intercloud.drivers.cloud.base import Cloud
 from intercloud.drivers.dataplane.base import Dataplane
+from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.reconciler import Reconciler
 from intercloud.store import Store
 
@@ -18,3 +19,4 @@ class AppContext:
     cloud: Cloud
     dataplane: Dataplane
     reconciler: Reconciler
+    ipsec: Ipsec | None = None

@@ -17,7 +17,17 @@ router = APIRouter(prefix="/v1/federation", tags=["federation"])
 
 @router.get("/health")
 def health(request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
-    return {"name": auth.ctx(request).cfg.agent.name, "time": datetime.now(UTC).isoformat()}
+    """Also tells the caller our own address for its tunnel (behind NAT the caller only knows
+    the translated one)."""
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        link = admin.get_peer(s, peer).link
+        endpoint = link.local_endpoint if link is not None else None
+    return {
+        "name": c.cfg.agent.name,
+        "time": datetime.now(UTC).isoformat(),
+        "tunnel_endpoint": endpoint,
+    }
 
 
 @router.put("/replicas/{uid}")

@@ -23,11 +23,43 @@ class LinkCreate(Strict):
     tunnel_type: str = "vxlan"
     mtu: int = 1500
     enabled: bool = True
+    encrypted: bool = True
+    psk: str | None = Field(default=None, description="pre-shared key; write-only")
+    ike_policy: str | None = Field(default=None, description="IKE policy name; default if unset")
+    ipsec_policy: str | None = Field(default=None, description="IPsec policy name")
+    peer_tunnel_endpoint: str | None = Field(
+        default=None,
+        description="the peer's own address for the tunnel when it sits behind NAT "
+        "(learned from the peer if unset)",
+    )
 
 
 class LinkUpdate(Strict):
     enabled: bool | None = None
     mtu: int | None = None
+    encrypted: bool | None = None
+    psk: str | None = Field(default=None, description="new pre-shared key; write-only")
+    ike_policy: str | None = None
+    ipsec_policy: str | None = None
+
+
+class IkePolicyCreate(Strict):
+    name: str
+    version: int = 2
+    encryption: list[str] | None = None
+    integrity: list[str] | None = None
+    prf: list[str] | None = None
+    dh_groups: list[str] | None = None
+    lifetime: int = 14400
+
+
+class IpsecPolicyCreate(Strict):
+    name: str
+    encryption: list[str] | None = None
+    integrity: list[str] | None = None
+    pfs_group: str | None = "ecp256"
+    lifetime: int = 3600
+    mode: str = "transport"
 
 
 class AgreementCreate(Strict):
@@ -35,18 +67,25 @@ class AgreementCreate(Strict):
     projects: list[str] = Field(default_factory=list)
     peer_projects: list[str] = Field(default_factory=list)
     max_expansions_per_project: int = 10
+    default_rate_mbit: float | None = None
 
 
 class AgreementUpdate(Strict):
     projects: list[str] | None = None
     peer_projects: list[str] | None = None
     max_expansions_per_project: int | None = None
+    default_rate_mbit: float | None = None
 
 
 class ExpansionCreate(Strict):
     network: str
     peers: list[str]
     vni: int | None = None
+    rate_mbit: float | None = Field(default=None, description="egress limit to each peer")
+
+
+class ExpansionUpdate(Strict):
+    rate_mbit: float | None = None
 
 
 class ReplicaPut(Strict):

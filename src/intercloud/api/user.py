@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from intercloud.api import auth
-from intercloud.api.schemas import ExpansionCreate
+from intercloud.api.schemas import ExpansionCreate, ExpansionUpdate
 from intercloud.service import user as svc
 from intercloud.service import views
 
@@ -28,7 +28,9 @@ def create_expansion(
 ) -> Any:
     c = auth.ctx(request)
     with c.store.session() as s:
-        out, created = svc.create_expansion(s, c.cloud, project, body.network, body.peers, body.vni)
+        out, created = svc.create_expansion(
+            s, c.cloud, project, body.network, body.peers, body.vni, body.rate_mbit
+        )
     if created:
         c.reconciler.trigger()
         return out
@@ -47,6 +49,17 @@ def get_expansion(
 ) -> dict[str, Any]:
     with auth.ctx(request).store.session() as s:
         return views.expansion(svc.get_expansion(s, project, uid))
+
+
+@router.patch("/expansions/{uid}")
+def update_expansion(
+    uid: str, body: ExpansionUpdate, request: Request, project: str = Depends(auth.project)
+) -> dict[str, Any]:
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        out = svc.update_expansion(s, project, uid, body.model_dump(exclude_unset=True))
+    c.reconciler.trigger()
+    return out
 
 
 @router.delete("/expansions/{uid}", status_code=202)

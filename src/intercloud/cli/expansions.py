@@ -82,6 +82,9 @@ def expansion() -> None:
 @click.option("--peer", "peers", multiple=True, required=True, help="Peer cloud; repeatable.")
 @click.option("--vni", type=int, default=None, help="Ask for this VNI (default: first free).")
 @click.option(
+    "--rate", type=float, default=None, metavar="MBIT", help="Egress limit to each peer, Mbit/s."
+)
+@click.option(
     "--wait",
     type=click.FloatRange(min=0),
     default=None,
@@ -90,12 +93,19 @@ def expansion() -> None:
 )
 @click.pass_obj
 def expansion_create(
-    state: State, network_name: str, peers: tuple[str, ...], vni: int | None, wait: float | None
+    state: State,
+    network_name: str,
+    peers: tuple[str, ...],
+    vni: int | None,
+    rate: float | None,
+    wait: float | None,
 ) -> None:
     """Expand NETWORK to the given peers."""
     body: dict[str, Any] = {"network": network_name, "peers": list(peers)}
     if vni is not None:
         body["vni"] = vni
+    if rate is not None:
+        body["rate_mbit"] = rate
     exp = state.client.post("/v1/expansions", body)
     if wait is None:
         output.emit(state, exp, _show_expansion)
@@ -113,6 +123,19 @@ def expansion_create(
     if failed:
         lines = "; ".join(output.peer_line(p) for p in failed)
         raise IntercloudError(f"expansion {exp['id']} failed: {lines}")
+
+
+@expansion.command("update")
+@click.argument("expansion_id", metavar="ID")
+@click.option("--rate", type=float, default=None, metavar="MBIT", help="New egress limit, Mbit/s.")
+@click.option("--no-rate", is_flag=True, help="Remove the expansion's own limit.")
+@click.pass_obj
+def expansion_update(state: State, expansion_id: str, rate: float | None, no_rate: bool) -> None:
+    """Change expansion ID's egress limit toward its peers."""
+    if (rate is None) == (not no_rate):
+        raise click.UsageError("give exactly one of --rate or --no-rate")
+    answer = state.client.patch(path("v1", "expansions", expansion_id), {"rate_mbit": rate})
+    output.emit(state, answer, _show_expansion)
 
 
 @expansion.command("list")

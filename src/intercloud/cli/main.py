@@ -18,6 +18,7 @@ import click
 from intercloud import __version__
 from intercloud.cli import expansions as expansions_cli
 from intercloud.cli import output, resources
+from intercloud.cli import policies as policies_cli
 from intercloud.client import ApiClient
 from intercloud.errors import Forbidden, IntercloudError
 
@@ -252,7 +253,7 @@ def _print_status(st: dict[str, Any], replicas: list[dict[str, Any]]) -> None:
     output.print_table(replicas, resources.REPLICA_COLUMNS, title="Replicas", empty="no replicas")
 
 
-for _group in resources.GROUPS + expansions_cli.GROUPS:
+for _group in resources.GROUPS + expansions_cli.GROUPS + policies_cli.GROUPS:
     cli.add_command(_group)
 
 

@@ -60,6 +60,23 @@ def _show_link(link: dict[str, Any]) -> None:
     output.print_object(link, extra={"status": Text(line, style=style)})
 
 
+def read_secret(
+    state: State, value: str | None, file: Any, option: str, *, required: bool
+) -> str | None:
+    """A secret from `--x VALUE` or `--x-file FILE`; remembered so that no output shows it."""
+    if value is not None and file is not None:
+        raise click.UsageError(f"give exactly one of {option} or {option}-file")
+    if file is not None:
+        value = file.read().rstrip("\r\n")
+        if not value:
+            raise click.UsageError(f"{option}-file: the file is empty")
+    if value is None and required:
+        raise click.UsageError(f"give exactly one of {option} or {option}-file")
+    if value:
+        state.secrets.append(value)
+    return value
+
+
 # --- peers ------------------------------------------------------------------------------------
 
 
@@ -86,14 +103,7 @@ def peer_create(
     key_file: Any,
 ) -> None:
     """Register peer cloud NAME (its own agent.name)."""
-    if (key is None) == (key_file is None):
-        raise click.UsageError("give exactly one of --key or --key-file")
-    if key_file is not None:
-        key = key_file.read().rstrip("\r\n")
-        if not key:
-            raise click.UsageError("--key-file: the file is empty")
-    assert key is not None
-    state.secrets.append(key)
+    key = read_secret(state, key, key_file, "--key", required=True)
     body = {
         "name": name,
         "federation_url": federation_url,
@@ -141,6 +151,11 @@ def link() -> None:
 @click.option("--tunnel-type", default=None, help="Tunnel type (default vxlan).")
 @click.option("--mtu", type=int, default=None, help="Tunnel MTU (default 1500).")
 @click.option("--disabled", is_flag=True, help="Create the link disabled.")
+@click.option("--unencrypted", is_flag=True, help="No IPsec (links are encrypted by default).")
+@click.option("--psk", default=None, help="IPsec pre-shared key (prefer --psk-file).")
+@click.option("--psk-file", type=click.File("r"), default=None, help="Read the PSK from a file.")
+@click.option("--ike-policy", default=None, help="IKE policy name (default: built-in default).")
+@click.option("--ipsec-policy", default=None, help="IPsec policy name (default: built-in).")
 @click.pass_obj
 def link_create(
     state: State,
@@ -150,9 +165,19 @@ def link_create(
     tunnel_type: str | None,
     mtu: int | None,
     disabled: bool,
+    unencrypted: bool,
+    psk: str | None,
+    psk_file: Any,
+    ike_policy: str | None,
+    ipsec_policy: str | None,
 ) -> None:
-    """Create the link to PEER."""
+    """Create the link to PEER (encrypted with IPsec unless --unencrypted)."""
     body: dict[str, Any] = {"peer": peer_name, "local_endpoint": local_endpoint}
+    body["encrypted"] = not unencrypted
+    psk = read_secret(state, psk, psk_file, "--psk", required=False)
+    for key, value in (("psk", psk), ("ike_policy", ike_policy), ("ipsec_policy", ipsec_policy)):
+        if value is not None:
+            body[key] = value
     if remote_endpoint is not None:
         body["remote_endpoint"] = remote_endpoint
     if tunnel_type is not None:
@@ -182,16 +207,37 @@ def link_show(state: State, peer_name: str) -> None:
 @click.argument("peer_name", metavar="PEER")
 @click.option("--enable/--disable", "enabled", default=None, help="Enable or disable the link.")
 @click.option("--mtu", type=int, default=None, help="New tunnel MTU.")
+@click.option("--psk", default=None, help="New IPsec pre-shared key (prefer --psk-file).")
+@click.option("--psk-file", type=click.File("r"), default=None, help="Read the PSK from a file.")
+@click.option("--ike-policy", default=None, help="IKE policy name.")
+@click.option("--ipsec-policy", default=None, help="IPsec policy name.")
 @click.pass_obj
-def link_update(state: State, peer_name: str, enabled: bool | None, mtu: int | None) -> None:
-    """Enable, disable or re-size the link to PEER."""
+def link_update(
+    state: State,
+    peer_name: str,
+    enabled: bool | None,
+    mtu: int | None,
+    psk: str | None,
+    psk_file: Any,
+    ike_policy: str | None,
+    ipsec_policy: str | None,
+) -> None:
+    """Enable, disable, re-size or re-key the link to PEER."""
     body: dict[str, Any] = {}
-    if enabled is not None:
-        body["enabled"] = enabled
-    if mtu is not None:
-        body["mtu"] = mtu
+    psk = read_secret(state, psk, psk_file, "--psk", required=False)
+    for key, value in (
+        ("enabled", enabled),
+        ("mtu", mtu),
+        ("psk", psk),
+        ("ike_policy", ike_policy),
+        ("ipsec_policy", ipsec_policy),
+    ):
+        if value is not None:
+            body[key] = value
     if not body:
-        raise click.UsageError("nothing to update: give --enable/--disable and/or --mtu")
+        raise click.UsageError(
+            "nothing to update: give --enable/--disable, --mtu, --psk or a policy"
+        )
     output.emit(state, state.client.patch(path("v1", "links", peer_name), body), _show_link)
 
 
@@ -228,6 +274,13 @@ _peer_projects = click.option(
 _max_expansions = click.option(
     "--max-expansions", type=int, default=None, help="Expansions per project (default 10)."
 )
+_default_rate = click.option(
+    "--default-rate",
+    type=float,
+    default=None,
+    metavar="MBIT",
+    help="Egress limit per expansion toward the peer when it sets none (Mbit/s).",
+)
 
 
 @agreement.command("create")
@@ -235,6 +288,7 @@ _max_expansions = click.option(
 @_projects
 @_peer_projects
 @_max_expansions
+@_default_rate
 @click.pass_obj
 def agreement_create(
     state: State,
@@ -242,6 +296,7 @@ def agreement_create(
     projects: tuple[str, ...],
     peer_projects: tuple[str, ...],
     max_expansions: int | None,
+    default_rate: float | None,
 ) -> None:
     """Create the agreement with PEER."""
     body: dict[str, Any] = {
@@ -251,6 +306,8 @@ def agreement_create(
     }
     if max_expansions is not None:
         body["max_expansions_per_project"] = max_expansions
+    if default_rate is not None:
+        body["default_rate_mbit"] = default_rate
     output.emit(state, state.client.post("/v1/agreements", body), output.print_object)
 
 
@@ -274,6 +331,7 @@ def agreement_show(state: State, peer_name: str) -> None:
 @_projects
 @_peer_projects
 @_max_expansions
+@_default_rate
 @click.pass_obj
 def agreement_update(
     state: State,
@@ -281,6 +339,7 @@ def agreement_update(
     projects: tuple[str, ...],
     peer_projects: tuple[str, ...],
     max_expansions: int | None,
+    default_rate: float | None,
 ) -> None:
     """Change the agreement with PEER; a given project list replaces the old one."""
     body: dict[str, Any] = {}
@@ -290,9 +349,12 @@ def agreement_update(
         body["peer_projects"] = list(peer_projects)
     if max_expansions is not None:
         body["max_expansions_per_project"] = max_expansions
+    if default_rate is not None:
+        body["default_rate_mbit"] = default_rate
     if not body:
         raise click.UsageError(
-            "nothing to update: give --project, --peer-project and/or --max-expansions"
+            "nothing to update: give --project, --peer-project, --max-expansions "
+            "and/or --default-rate"
         )
     answer = state.client.patch(path("v1", "agreements", peer_name), body)
     output.emit(state, answer, output.print_object)

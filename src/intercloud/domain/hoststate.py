@@ -13,9 +13,18 @@ class Bridge:
     mtu: int | None = None
 
 
+MIN_MSS = 88  # Linux's TCP_MIN_MSS
+
+
 @dataclass(frozen=True, order=True)
 class Vxlan:
-    """One tunnel to one peer: floods only to `remote`."""
+    """One tunnel to one peer: floods only to `remote`.
+
+    `mss`: clamp the TCP MSS of SYN and SYN/ACK crossing this port (both directions) to this
+    value for IPv4 (IPv6: 20 less); None = no clamp. `rate_mbit`: egress rate limit of this
+    device, i.e. of this expansion towards this peer, counted on the inner Ethernet frames;
+    None = unlimited. It is rounded to whole kbit/s here, so what observe() reports equals it.
+    Both change in place: a device whose only differences are these is never re-created."""
 
     name: str
     vni: int
@@ -25,6 +34,19 @@ class Vxlan:
     port: int = 4789
     mtu: int | None = None
     isolated: bool = False
+    mss: int | None = None
+    rate_mbit: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mss is not None and not MIN_MSS <= self.mss <= 65535:
+            raise ValueError(f"{self.name}: mss must be in {MIN_MSS}..65535, got {self.mss}")
+        if self.rate_mbit is not None:
+            kbit = round(self.rate_mbit * 1000)
+            if kbit < 1:
+                raise ValueError(
+                    f"{self.name}: rate_mbit must be at least 0.001, got {self.rate_mbit}"
+                )
+            object.__setattr__(self, "rate_mbit", kbit / 1000)
 
 
 @dataclass(frozen=True, order=True)
@@ -51,12 +73,20 @@ class HostState:
     vxlans: dict[str, Vxlan] = field(default_factory=dict)
     patches: dict[str, Patch] = field(default_factory=dict)
     attachments: dict[str, Attachment] = field(default_factory=dict)
+    # The MSS clamp table: interface -> MSS. Observed: what the host's table does (it may name
+    # interfaces that are gone; 0 marks rules not as we write them, see the drivers). Desired:
+    # plan() ignores it and reads Vxlan.mss; add() keeps it in step for comparisons.
+    mss_clamp: dict[str, int] = field(default_factory=dict)
 
     def add(self, obj: Bridge | Vxlan | Patch | Attachment) -> None:
         if isinstance(obj, Bridge):
             self.bridges[obj.name] = obj
         elif isinstance(obj, Vxlan):
             self.vxlans[obj.name] = obj
+            if obj.mss is not None:
+                self.mss_clamp[obj.name] = obj.mss
+            else:
+                self.mss_clamp.pop(obj.name, None)
         elif isinstance(obj, Patch):
             self.patches[obj.name] = obj
         else:

@@ -1,9 +1,14 @@
 """The reconciler's heart: desired vs observed host state -> an ordered list of driver calls.
 
-Pure, so a converged host yields an empty plan (idempotence is a property we test)."""
+Pure, so a converged host yields an empty plan (idempotence is a property we test).
+
+A VXLAN device's `mss` and `rate_mbit` never re-create it: the rate is changed in place by
+ensure_vxlan (its qdisc), and the MSS clamps of all tunnels are one nftables table, set by one
+`ensure_mss_clamp` step whose argument is the whole wanted mapping (interface -> MSS)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
@@ -11,16 +16,34 @@ from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vx
 
 @dataclass(frozen=True)
 class Step:
-    """One driver call. `verb` is the driver method; `obj` its argument."""
+    """One driver call. `verb` is the driver method; `obj` its argument (for ensure_mss_clamp
+    a dict interface -> MSS, sorted by name; an empty dict removes the clamp table)."""
 
     verb: str
-    obj: Bridge | Vxlan | Patch | Attachment | str
+    obj: Bridge | Vxlan | Patch | Attachment | dict[str, int] | str
 
     def describe(self) -> str:
         target = self.obj if isinstance(self.obj, str) else getattr(self.obj, "name", None)
         if isinstance(self.obj, Attachment):
             target = f"{self.obj.interface}->{self.obj.master}"
+        elif isinstance(self.obj, dict):
+            target = ",".join(f"{k}={v}" for k, v in self.obj.items()) or "(none)"
         return f"{self.verb} {target}"
+
+
+def _tunnel(vx: Vxlan | None) -> Vxlan | None:
+    """What only a new device can change (everything but the in-place fields)."""
+    return None if vx is None else dataclasses.replace(vx, mss=None, rate_mbit=None)
+
+
+def _device(vx: Vxlan | None) -> Vxlan | None:
+    """What ensure_vxlan sets (the MSS clamp is a separate step)."""
+    return None if vx is None else dataclasses.replace(vx, mss=None)
+
+
+def mss_clamp(state: HostState) -> dict[str, int]:
+    """The clamp mapping a desired state asks for, from its tunnels' `mss`."""
+    return {n: vx.mss for n, vx in sorted(state.vxlans.items()) if vx.mss is not None}
 
 
 def plan(desired: HostState, observed: HostState) -> list[Step]:
@@ -32,7 +55,7 @@ def plan(desired: HostState, observed: HostState) -> list[Step]:
         if want is None or want != att:
             steps.append(Step("detach", name))
     for name, vx in sorted(observed.vxlans.items()):
-        if desired.vxlans.get(name) != vx:
+        if _tunnel(desired.vxlans.get(name)) != _tunnel(vx):
             steps.append(Step("remove_link", name))
     for name, p in sorted(observed.patches.items()):
         if desired.patches.get(name) != p:
@@ -45,11 +68,16 @@ def plan(desired: HostState, observed: HostState) -> list[Step]:
             # Only the MTU can differ; changing it in place keeps the ports.
             steps.append(Step("ensure_bridge", want))
 
+    # Clamps go in before any new tunnel forwards a SYN (rules match names, not devices).
+    clamp = mss_clamp(desired)
+    if clamp != observed.mss_clamp:
+        steps.append(Step("ensure_mss_clamp", clamp))
+
     for name, br in sorted(desired.bridges.items()):
         if name not in observed.bridges:
             steps.append(Step("ensure_bridge", br))
     for name, vx in sorted(desired.vxlans.items()):
-        if observed.vxlans.get(name) != vx:
+        if _device(observed.vxlans.get(name)) != _device(vx):
             steps.append(Step("ensure_vxlan", vx))
     for name, p in sorted(desired.patches.items()):
         if observed.patches.get(name) != p:

@@ -27,12 +27,14 @@ class FederationClient:
         method: str,
         path: str,
         body: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         payload = b"" if body is None else json.dumps(body).encode()
         headers = sign(self.local_name, key, method, path, payload)
         headers["Content-Type"] = "application/json"
         try:
-            with httpx.Client(timeout=self.timeout, transport=self.transport) as client:
+            wait = self.timeout if timeout is None else timeout
+            with httpx.Client(timeout=wait, transport=self.transport) as client:
                 resp = client.request(method, url + path, content=payload, headers=headers)
         except httpx.HTTPError as exc:
             raise PeerError(f"peer {peer_name} unreachable at {url}: {exc}") from exc

@@ -66,13 +66,36 @@ def lab() -> None:
     show_default=True,
     help="Start an agent per cloud (--no-agents: namespaces and configs only).",
 )
+@click.option(
+    "--encrypt/--no-encrypt",
+    default=True,
+    show_default=True,
+    help="Run a charon per gateway and encrypt every link with IPsec.",
+)
+@click.option(
+    "--nat",
+    "nat",
+    multiple=True,
+    metavar="CLOUD",
+    help="Put CLOUD behind a NAT router (repeatable), e.g. --nat C.",
+)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait per agent.")
-def up(clouds: int, lab_name: str, peer: bool, agents: bool, timeout: float) -> None:
-    """Create the namespaces, underlay, tenant bridges and agents."""
+def up(
+    clouds: int,
+    lab_name: str,
+    peer: bool,
+    agents: bool,
+    encrypt: bool,
+    nat: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Create the namespaces, underlay, tenant bridges, charons and agents."""
     if peer and not agents:
         raise click.UsageError("--peer needs the agents (drop --no-agents)")
+    if nat and not encrypt:
+        raise click.UsageError("--nat needs --encrypt (NAT traversal is IPsec's NAT-T)")
     lb = Lab(lab_name)
-    lb.up(clouds, start_agents=agents, timeout=timeout)
+    lb.up(clouds, start_agents=agents, encrypt=encrypt, nat=nat, timeout=timeout)
     if peer:
         try:
             for a, b in itertools.combinations(lb.clouds, 2):

@@ -95,7 +95,8 @@ class LabOps:
         a, b = self.cloud(a)["name"], self.cloud(b)["name"]
         if a == b:
             raise LabError(f"cannot peer cloud {a} with itself")
-        key = secrets.token_hex(16)
+        key, psk = secrets.token_hex(16), secrets.token_hex(24)
+        encrypt = bool(self.state().get("encrypt", False))
         for x, y in ((a, b), (b, a)):
             self.api(
                 x,
@@ -103,12 +104,19 @@ class LabOps:
                 "/v1/peers",
                 {
                     "name": y,
-                    "federation_url": self.cloud(y)["url"],
+                    "federation_url": self._federation_url(x, y),
                     "underlay_endpoint": self.ip(y),
                     "key": key,
                 },
             )
-            self.api(x, "POST", "/v1/links", {"peer": y, "local_endpoint": self.ip(x)})
+            link: dict[str, Any] = {"peer": y, "local_endpoint": self.cloud(x)["local_ip"]}
+            if self.cloud(y)["local_ip"] != self.ip(y):  # y is behind NAT: its own address
+                link["peer_tunnel_endpoint"] = self.cloud(y)["local_ip"]
+            if encrypt:
+                link["psk"] = psk
+            else:
+                link["encrypted"] = False
+            self.api(x, "POST", "/v1/links", link)
             self.api(
                 x,
                 "POST",
@@ -122,6 +130,15 @@ class LabOps:
             )
         with self._edit() as st:
             st["peerings"].append({"clouds": [a, b], "projects": list(projects), "key": key})
+
+    def _federation_url(self, x: str, y: str) -> str:
+        """Where x reaches y's agent. A cloud behind NAT is reached at its own address through
+        the IPsec tunnel: its replies go back through the tunnel, not through the NAT router,
+        so a connection made to its public address would never see them."""
+        c = self.cloud(y)
+        if c["local_ip"] != c["ip"] and self.state().get("encrypt"):
+            return f"http://{c['local_ip']}:8700"
+        return c["url"]
 
     # --- VMs --------------------------------------------------------------------------------------
 

@@ -4,6 +4,10 @@
     <name>-gw-<c>       cloud <C>'s gateway: eth0 198.18.<i>.2/24, tenant bridges tn-net1/tn-net2,
                         and its agent (python -m intercloud agent) listening on :8700
     <name>-<c>-<vm>     a "VM": eth0 joined by a veth (v<c><vm>) to a bridge in its gateway
+    <name>-nat-<c>      for a cloud behind NAT: its NAT router (see underlay.py)
+
+With encryption (the default) each gateway also runs its own charon (strongSwan), with its own
+config, VICI socket and /run, and the agents encrypt every link with IPsec.
 
 Every namespace starts with `<name>-`, so `down()` finds them all even without lab.json.
 """
@@ -24,11 +28,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from intercloud.lab import netns
+from intercloud.drivers.ipsec.charon import Charon
+from intercloud.lab import netns, underlay
 from intercloud.lab.netns import LabError
 from intercloud.lab.ops import PROJECTS, LabOps
 
-LAB_ROOT = Path("/run/intercloud-lab")
+LAB_ROOT = Path("/var/lib/intercloud-lab")  # not under /run: each charon mounts its own /run
 AGENT_PORT = 8700
 
 NETWORKS = (("net1", "p1", "10.10.0.0/24"), ("net2", "p2", "10.10.0.0/24"))
@@ -39,7 +44,13 @@ def _toml(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
-def _agent_toml(letter: str, cloud_dir: Path, admin_token: str, projects: dict[str, str]) -> str:
+def _agent_toml(
+    letter: str,
+    cloud_dir: Path,
+    admin_token: str,
+    projects: dict[str, str],
+    vici_socket: str | None,
+) -> str:
     agent = {
         "name": letter,
         "listen": "0.0.0.0",
@@ -55,6 +66,13 @@ def _agent_toml(letter: str, cloud_dir: Path, admin_token: str, projects: dict[s
         "[dataplane]",
         'driver = "linux"',
         'prefix = "ic"',
+        "",
+        "[ipsec]",
+        *(
+            ['driver = "strongswan"', f"vici_socket = {_toml(vici_socket)}"]
+            if vici_socket
+            else ['driver = "none"']
+        ),
         "",
     ]
     for name, token in projects.items():
@@ -163,9 +181,17 @@ class Lab(LabOps):
     # --- up / down --------------------------------------------------------------------------------
 
     def up(
-        self, clouds: int = 3, *, start_agents: bool = True, timeout: float = 30.0
+        self,
+        clouds: int = 3,
+        *,
+        start_agents: bool = True,
+        encrypt: bool = True,
+        nat: Sequence[str] = (),
+        timeout: float = 30.0,
     ) -> dict[str, Any]:
-        """Build the lab; all or nothing (on any failure everything made is torn down)."""
+        """Build the lab; all or nothing (on any failure everything made is torn down).
+        `encrypt`: one charon per gateway and IPsec on every link; `nat`: the clouds (letters)
+        that sit behind a NAT router."""
         require_root()
         if not 1 <= clouds <= 26:
             raise LabError(f"clouds must be between 1 and 26 (got {clouds})")
@@ -185,14 +211,20 @@ class Lab(LabOps):
                 "clouds": {},
                 "vms": {},
                 "peerings": [],
+                "encrypt": encrypt,
             }
             self._save(st)
             netns.add_namespace(self.wan_ns)
             netns.sysctl(self.wan_ns, "net.ipv4.ip_forward", "1")
             for i in range(1, clouds + 1):
                 letter = chr(ord("A") + i - 1)
-                st["clouds"][letter] = self._build_cloud(letter, i)
+                st["clouds"][letter] = self._build_cloud(
+                    letter, i, nat=letter in {n.upper() for n in nat}, encrypt=encrypt
+                )
                 self._save(st)
+            if encrypt:
+                for c in st["clouds"].values():
+                    Charon(c["ns"], Path(c["charon_dir"])).start()
             if start_agents:
                 for letter in st["clouds"]:
                     self._spawn(letter)
@@ -204,16 +236,9 @@ class Lab(LabOps):
             raise
         return self.state()
 
-    def _build_cloud(self, letter: str, index: int) -> dict[str, Any]:
-        gw, wan_if = self.gw_ns(letter), f"wan-{letter.lower()}"
-        wan_ip, gw_ip = f"198.18.{index}.1", f"198.18.{index}.2"
-        netns.add_namespace(gw)
-        netns.add_veth(self.wan_ns, wan_if, gw, "eth0")
-        netns.add_address(self.wan_ns, wan_if, f"{wan_ip}/24")
-        netns.set_up(self.wan_ns, wan_if)
-        netns.add_address(gw, "eth0", f"{gw_ip}/24")
-        netns.set_up(gw, "eth0")
-        netns.add_default_route(gw, wan_ip)
+    def _build_cloud(self, letter: str, index: int, *, nat: bool, encrypt: bool) -> dict[str, Any]:
+        gw = self.gw_ns(letter)
+        addrs = underlay.build(self.name, self.wan_ns, letter, index, gw, nat=nat)
         for net, _, _ in NETWORKS:
             netns.add_bridge(gw, f"tn-{net}")
         cloud_dir = self.state_dir / letter
@@ -221,16 +246,18 @@ class Lab(LabOps):
         admin_token = secrets.token_hex(16)
         projects = {p: secrets.token_hex(16) for p in PROJECTS}
         config = cloud_dir / "agent.toml"
-        config.write_text(_agent_toml(letter, cloud_dir, admin_token, projects))
+        charon_dir = cloud_dir / "charon"
+        vici = str(charon_dir / "charon.vici") if encrypt else None
+        config.write_text(_agent_toml(letter, cloud_dir, admin_token, projects, vici))
         config.chmod(0o600)
         return {
             "name": letter,
             "index": index,
             "ns": gw,
-            "ip": gw_ip,
-            "wan_ip": wan_ip,
-            "wan_if": wan_if,
-            "url": f"http://{gw_ip}:{AGENT_PORT}",
+            **addrs,
+            "nat": nat,
+            "charon_dir": str(charon_dir) if encrypt else None,
+            "url": f"http://{addrs['ip']}:{AGENT_PORT}",
             "admin_token": admin_token,
             "projects": projects,
             "networks": {n: {"project": p, "cidr": c, "bridge": f"tn-{n}"} for n, p, c in NETWORKS},

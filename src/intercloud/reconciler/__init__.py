@@ -17,10 +17,12 @@ from intercloud.config import Config
 from intercloud.domain import plan as planner
 from intercloud.drivers.cloud.base import Cloud
 from intercloud.drivers.dataplane.base import Dataplane
+from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.errors import IntercloudError, PeerError
 from intercloud.federation.client import FederationClient
-from intercloud.reconciler import sync
+from intercloud.reconciler import sync, tunnels
 from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
+from intercloud.service import budget, views
 from intercloud.store import Store
 from intercloud.store import models as m
 
@@ -43,6 +45,7 @@ class Stats:
 # How soon to pass again when something is still moving, instead of reconcile_interval.
 RETRY_PENDING = 0.3  # an expansion waits for its peer: it is usually a fraction of a second
 RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the peer
+HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
 
 
 @dataclass
@@ -61,8 +64,11 @@ class Reconciler:
         cloud: Cloud,
         dataplane: Dataplane,
         client: FederationClient,
+        ipsec: Ipsec | None = None,
     ) -> None:
         self.cfg = cfg
+        self.ipsec = ipsec
+        self.ipsec_backend: str | None = None
         self.store = store
         self.cloud = cloud
         self.dataplane = dataplane
@@ -104,9 +110,22 @@ class Reconciler:
             started = time.monotonic()
             result = PassResult()
             try:
-                result.links_down = not self._check_links()
+                health = self._check_links()
+                try:
+                    changes, tunnels_ok, self.ipsec_backend = tunnels.converge(
+                        self.store, self.ipsec, self.cfg.agent.name
+                    )
+                    result.changes += changes
+                except IntercloudError as exc:
+                    # Without IPsec status we cannot tell which tunnels may carry traffic:
+                    # leave the data plane exactly as it is for this pass.
+                    result.errors.append(f"IPsec: {exc.message}")
+                    result.settled = False
+                    tunnels_ok = None
+                result.links_down = not self._write_link_states(health, tunnels_ok or {})
                 replicas = self._sync_federation(result)
-                self._converge_dataplane(result, replicas)
+                if tunnels_ok is not None:
+                    self._converge_dataplane(result, replicas, tunnels_ok)
                 self.stats.last_error = "; ".join(result.errors) or None
             except Exception as exc:  # the loop must survive anything; say what happened
                 log.exception("reconciler pass failed")
@@ -119,32 +138,56 @@ class Reconciler:
             self.stats.last_duration_ms = round((time.monotonic() - started) * 1000, 1)
             return result
 
-    def _check_links(self) -> bool:
-        """Health-check every enabled link's peer; True when all of them answer."""
-        all_up = True
+    def _check_links(self) -> dict[int, tuple[bool, str]]:
+        """Health-check every enabled link's peer: (answers, why not) by link id. The peer
+        also tells its own address for our tunnel (it differs from ours for it behind NAT)."""
         with self.store.session() as s:
             todo = [
                 (lk.id, lk.enabled, lk.peer.name, lk.peer.federation_url, lk.peer.key)
                 for lk in s.scalars(select(m.Link))
             ]
+        health: dict[int, tuple[bool, str]] = {}
         for link_id, enabled, name, url, key in todo:
             if not enabled:
-                state, reason = "disabled", "disabled by the administrator"
-            else:
-                try:
-                    self.client.call(name, url, key, "GET", "/v1/federation/health")
-                    state, reason = "up", ""
-                except PeerError as exc:
-                    state, reason = "down", exc.message
-                    all_up = False
-            with self.store.session() as s:
-                lk = s.get(m.Link, link_id)
-                if lk is None:
-                    continue
+                continue
+            try:
+                answer = self.client.call(
+                    name, url, key, "GET", "/v1/federation/health", timeout=HEALTH_TIMEOUT
+                )
+                health[link_id] = (True, "")
+                endpoint = answer.get("tunnel_endpoint") if isinstance(answer, dict) else None
+                if endpoint:
+                    with self.store.session() as s:
+                        lk = s.get(m.Link, link_id)
+                        if lk is not None and lk.peer_tunnel_endpoint != endpoint:
+                            log.info("link %s: peer's tunnel endpoint is %s", name, endpoint)
+                            lk.peer_tunnel_endpoint = endpoint
+            except PeerError as exc:
+                health[link_id] = (False, exc.message)
+        return health
+
+    def _write_link_states(
+        self, health: dict[int, tuple[bool, str]], tunnels_ok: dict[str, tunnels.TunnelOutcome]
+    ) -> bool:
+        """Link state = the peer answers and, if encrypted, its IPsec SA is up. True if every
+        enabled link is up."""
+        all_up = True
+        now = datetime.now(UTC)
+        with self.store.session() as s:
+            for lk in s.scalars(select(m.Link)):
+                if not lk.enabled:
+                    state, reason = "disabled", "disabled by the administrator"
+                else:
+                    ok, reason = health.get(lk.id, (False, "not checked yet"))
+                    outcome = tunnels_ok.get(lk.peer.name)
+                    if ok and outcome is not None and not outcome.ready:
+                        ok, reason = False, outcome.reason
+                    state = "up" if ok else "down"
+                    all_up = all_up and ok
+                    lk.checked_at = now
                 if (lk.state, lk.reason) != (state, reason):
-                    log.info("link %s: %s%s", name, state, f" ({reason})" if reason else "")
+                    log.info("link %s: %s%s", lk.peer.name, state, f" ({reason})" if reason else "")
                     lk.state, lk.reason = state, reason
-                lk.checked_at = datetime.now(UTC)
         return all_up
 
     def _sync_federation(self, result: PassResult) -> dict[int, dict]:
@@ -162,27 +205,43 @@ class Reconciler:
                 replicas[work.target_id] = replica
         return replicas
 
-    def _desired_inputs(self) -> tuple[list[NetworkWant], dict[str, LinkView], list[str]]:
+    def _desired_inputs(
+        self, tunnels_ok: dict[str, tunnels.TunnelOutcome]
+    ) -> tuple[list[NetworkWant], dict[str, LinkView], list[str]]:
         networks: list[NetworkWant] = []
         with self.store.session() as s:
-            links = {
-                lk.peer.name: LinkView(
-                    lk.peer.name, lk.local_endpoint, lk.remote_endpoint, lk.enabled
+            links = {}
+            for lk in s.scalars(select(m.Link)):
+                outcome = tunnels_ok.get(lk.peer.name, tunnels.TunnelOutcome(False, "unknown"))
+                links[lk.peer.name] = LinkView(
+                    lk.peer.name,
+                    lk.local_endpoint,
+                    lk.peer_tunnel_endpoint or lk.remote_endpoint,
+                    lk.enabled,
+                    ready=outcome.ready,
+                    not_ready_reason=outcome.reason,
+                    mss=budget.link_budget(lk).mss,
                 )
-                for lk in s.scalars(select(m.Link))
-            }
             for exp in s.scalars(select(m.Expansion).where(m.Expansion.deleting.is_(False))):
                 net = self.cloud.network(exp.project, exp.network)
-                tunnels = tuple(TunnelWant(f"t:{t.id}", t.peer.name, t.vni) for t in exp.targets)
-                networks.append(NetworkWant(f"e{exp.id}", net.interface if net else "", tunnels))
+                wants = tuple(
+                    TunnelWant(f"t:{t.id}", t.peer.name, t.vni, views.effective_rate(exp, t))
+                    for t in exp.targets
+                )
+                networks.append(NetworkWant(f"e{exp.id}", net.interface if net else "", wants))
             for rep in s.scalars(select(m.Replica)):
-                tunnels = (TunnelWant(f"r:{rep.id}", rep.peer.name, rep.vni),)
-                networks.append(NetworkWant(f"r{rep.id}", None, tunnels))
+                wants = (TunnelWant(f"r:{rep.id}", rep.peer.name, rep.vni),)
+                networks.append(NetworkWant(f"r{rep.id}", None, wants))
         foreign = sorted({n.interface for n in self.cloud.all_networks()})
         return networks, links, foreign
 
-    def _converge_dataplane(self, result: PassResult, replicas: dict[int, dict]) -> None:
-        networks, links, foreign = self._desired_inputs()
+    def _converge_dataplane(
+        self,
+        result: PassResult,
+        replicas: dict[int, dict],
+        tunnels_ok: dict[str, tunnels.TunnelOutcome],
+    ) -> None:
+        networks, links, foreign = self._desired_inputs(tunnels_ok)
         prefix = self.cfg.dataplane.prefix
         desired = build(
             prefix, self.cfg.dataplane.vxlan_port, networks, links, self.dataplane.interface_kind

@@ -17,8 +17,11 @@ TUNNEL_PORT_MTU = 1500
 class LinkView:
     peer: str
     local: str
-    remote: str
+    remote: str  # where the tunnel traffic goes: the peer's own address for it
     enabled: bool
+    ready: bool = True  # False while an encrypted link's IPsec SA is not up
+    not_ready_reason: str = ""
+    mss: int | None = None  # clamp TCP MSS on this link's tunnel ports
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class TunnelWant:
     owner: str  # "t:<id>" or "r:<id>"
     peer: str
     vni: int | None
+    rate_mbit: float | None = None  # egress limit of this network toward this peer
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ def build(
                 result.blocked[t.owner] = f"no link to peer {t.peer}"
             elif not link.enabled:
                 result.blocked[t.owner] = f"the link to peer {t.peer} is disabled"
+            elif not link.ready:
+                # Never send tunnel traffic in clear on an encrypted link.
+                result.blocked[t.owner] = link.not_ready_reason
             else:
                 tunnels.append((t, link))
         if not tunnels:
@@ -100,6 +107,8 @@ def build(
                     master=bridge,
                     port=port,
                     mtu=TUNNEL_PORT_MTU,
+                    mss=link.mss,
+                    rate_mbit=t.rate_mbit,
                 )
             )
             result.needs[t.owner] = needs | {name}

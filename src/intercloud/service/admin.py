@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
 from intercloud.errors import Conflict, Invalid, NotFound
-from intercloud.service import views
+from intercloud.service import policies, views
 from intercloud.store import models as m
 
 
@@ -61,24 +61,20 @@ def delete_peer(s: Session, name: str) -> None:
 
 
 def create_link(
-    s: Session,
-    supported: tuple[str, ...],
-    peer: str,
-    local_endpoint: str,
-    remote_endpoint: str | None,
-    tunnel_type: str,
-    mtu: int,
-    enabled: bool,
+    s: Session, supported: tuple[str, ...], ipsec_available: bool, body: dict[str, Any]
 ) -> dict[str, Any]:
-    p = get_peer(s, v.name(peer, "peer"))
-    local = v.ip_address(local_endpoint, "local_endpoint")
-    remote = (
-        v.ip_address(remote_endpoint, "remote_endpoint") if remote_endpoint else p.underlay_endpoint
-    )
-    v.tunnel_type(tunnel_type, supported)
-    v.mtu(mtu)
+    p = get_peer(s, v.name(body.get("peer"), "peer"))
+    local = v.ip_address(body.get("local_endpoint"), "local_endpoint")
+    remote_raw = body.get("remote_endpoint")
+    remote = v.ip_address(remote_raw, "remote_endpoint") if remote_raw else p.underlay_endpoint
+    tunnel_type = v.tunnel_type(body.get("tunnel_type", "vxlan"), supported)
+    mtu = v.mtu(body.get("mtu", 1500))
+    enabled = bool(body.get("enabled", True))
+    encrypted = body.get("encrypted", True)
+    inner = body.get("peer_tunnel_endpoint")
+    inner = v.ip_address(inner, "peer_tunnel_endpoint") if inner else None
     if p.link is not None:
-        raise Conflict(f"peer: a link to {peer!r} already exists", field="peer")
+        raise Conflict(f"peer: a link to {p.name!r} already exists", field="peer")
     link = m.Link(
         peer=p,
         local_endpoint=local,
@@ -86,11 +82,43 @@ def create_link(
         tunnel_type=tunnel_type,
         mtu=mtu,
         enabled=enabled,
+        encrypted=bool(encrypted),
+        peer_tunnel_endpoint=inner,
         state="unknown" if enabled else "disabled",
     )
+    _apply_crypto(s, link, body, ipsec_available, creating=True)
     s.add(link)
     s.flush()
     return views.link(link)
+
+
+def _apply_crypto(
+    s: Session, link: m.Link, body: dict[str, Any], ipsec_available: bool, creating: bool
+) -> None:
+    """Encryption settings of a link: PSK (write-only) and the two policies by name."""
+    if body.get("psk") is not None:
+        link.psk = v.secret(body["psk"], "psk")
+    for key, getter, attr in (
+        ("ike_policy", policies.get_ike, "ike_policy"),
+        ("ipsec_policy", policies.get_ipsec, "ipsec_policy"),
+    ):
+        if key in body:
+            setattr(link, attr, None if body[key] is None else getter(s, body[key], key))
+    if link.encrypted:
+        if not ipsec_available:
+            raise Invalid(
+                "encrypted: this agent has no IPsec driver (ipsec.driver = none); "
+                "create the link with encrypted=false or configure strongSwan",
+                field="encrypted",
+            )
+        if not link.psk:
+            raise Invalid(
+                "psk: an encrypted link needs a pre-shared key (16+ characters)", field="psk"
+            )
+    elif creating and (link.psk or link.ike_policy or link.ipsec_policy):
+        raise Invalid(
+            "encrypted: psk and policies only apply to an encrypted link", field="encrypted"
+        )
 
 
 def get_link(s: Session, peer: str) -> m.Link:
@@ -105,13 +133,25 @@ def list_links(s: Session) -> list[dict[str, Any]]:
     return [views.link(lk) for lk in links]
 
 
-def update_link(s: Session, peer: str, enabled: bool | None, mtu: int | None) -> dict[str, Any]:
+def update_link(
+    s: Session, peer: str, ipsec_available: bool, body: dict[str, Any]
+) -> dict[str, Any]:
     link = get_link(s, peer)
-    if mtu is not None:
-        link.mtu = v.mtu(mtu)
-    if enabled is not None:
-        link.enabled = enabled
-        if not enabled:
+    if body.get("mtu") is not None:
+        link.mtu = v.mtu(body["mtu"])
+    if body.get("encrypted") is not None:
+        link.encrypted = bool(body["encrypted"])
+    _apply_crypto(
+        s,
+        link,
+        {k: val for k, val in body.items() if k in ("psk",) and val is not None}
+        | {k: body[k] for k in ("ike_policy", "ipsec_policy") if k in body},
+        ipsec_available,
+        creating=False,
+    )
+    if body.get("enabled") is not None:
+        link.enabled = bool(body["enabled"])
+        if not link.enabled:
             link.state, link.reason = "disabled", "disabled by the administrator"
         elif link.state == "disabled":
             link.state, link.reason = "unknown", ""
@@ -154,20 +194,39 @@ def _limit(value: object) -> int:
     return value
 
 
+def rate(value: object, field: str) -> float | None:
+    """An egress limit in Mbit/s, or None for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 1e5:
+        raise Invalid(
+            f"{field}: must be a number of Mbit/s from 0.1 to 100000, or null", field=field
+        )
+    return float(value)
+
+
 def create_agreement(
     s: Session,
     peer: str,
     projects: list[str],
     peer_projects: list[str],
     max_expansions_per_project: int,
+    default_rate_mbit: float | None = None,
 ) -> dict[str, Any]:
     p = get_peer(s, v.name(peer, "peer"))
     ours = _projects(projects, "projects")
     theirs = _projects(peer_projects, "peer_projects")
     limit = _limit(max_expansions_per_project)
+    default_rate = rate(default_rate_mbit, "default_rate_mbit")
     if p.agreement is not None:
         raise Conflict(f"peer: an agreement with {peer!r} already exists", field="peer")
-    a = m.Agreement(peer=p, projects=ours, peer_projects=theirs, max_expansions_per_project=limit)
+    a = m.Agreement(
+        peer=p,
+        projects=ours,
+        peer_projects=theirs,
+        max_expansions_per_project=limit,
+        default_rate_mbit=default_rate,
+    )
     s.add(a)
     s.flush()
     return views.agreement(a)
@@ -193,6 +252,8 @@ def update_agreement(s: Session, peer: str, changes: dict[str, Any]) -> dict[str
         a.peer_projects = _projects(changes["peer_projects"], "peer_projects")
     if changes.get("max_expansions_per_project") is not None:
         a.max_expansions_per_project = _limit(changes["max_expansions_per_project"])
+    if "default_rate_mbit" in changes:
+        a.default_rate_mbit = rate(changes["default_rate_mbit"], "default_rate_mbit")
     s.flush()
     return views.agreement(a)
 

@@ -12,7 +12,7 @@ from intercloud.domain import validation as v
 from intercloud.drivers.cloud.base import Cloud
 from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
 from intercloud.service import views
-from intercloud.service.admin import allows
+from intercloud.service.admin import allows, rate
 from intercloud.store import models as m
 
 
@@ -37,13 +37,20 @@ def _peer_names(value: object) -> list[str]:
 
 
 def create_expansion(
-    s: Session, cloud: Cloud, project: str, network: str, peers: list[str], vni: int | None
+    s: Session,
+    cloud: Cloud,
+    project: str,
+    network: str,
+    peers: list[str],
+    vni: int | None,
+    rate_mbit: float | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Returns (expansion, created). The same request twice returns the first expansion."""
     v.name(network, "network")
     names = _peer_names(peers)
     if vni is not None:
         v.vni(vni, "vni")
+    rate_mbit = rate(rate_mbit, "rate_mbit")
     net = cloud.network(project, network)
     if net is None:
         raise NotFound(f"network: no network {network!r} in project {project!r}", field="network")
@@ -54,6 +61,7 @@ def create_expansion(
         same = (
             sorted(t.peer.name for t in existing.targets) == names
             and existing.requested_vni == vni
+            and existing.rate_mbit == rate_mbit
             and not existing.deleting
         )
         if same:
@@ -89,7 +97,12 @@ def create_expansion(
     if vni is not None and s.get(m.VniAllocation, vni) is not None:
         raise Conflict(f"vni: {vni} is already in use on this agent", field="vni")
     exp = m.Expansion(
-        uid=str(uuid.uuid4()), project=project, network=network, cidr=net.cidr, requested_vni=vni
+        uid=str(uuid.uuid4()),
+        project=project,
+        network=network,
+        cidr=net.cidr,
+        requested_vni=vni,
+        rate_mbit=rate_mbit,
     )
     exp.targets = [
         m.Target(peer=p, status="pending", reason="waiting for the reconciler") for p in peer_rows
@@ -128,3 +141,13 @@ def forbid_admin_only(project: str | None) -> str:
     if project is None:
         raise Forbidden("the user API needs a project token, not the admin token")
     return project
+
+
+def update_expansion(s: Session, project: str, uid: str, body: dict[str, Any]) -> dict[str, Any]:
+    exp = get_expansion(s, project, uid)
+    if exp.deleting:
+        raise Conflict(f"id: expansion {uid!r} is being deleted", field="id")
+    if "rate_mbit" in body:
+        exp.rate_mbit = rate(body["rate_mbit"], "rate_mbit")
+    s.flush()
+    return views.expansion(exp)

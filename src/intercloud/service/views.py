@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from intercloud.service import budget
 from intercloud.store import models as m
 
 
@@ -29,7 +30,21 @@ def link(lk: m.Link) -> dict[str, Any]:
         "tunnel_type": lk.tunnel_type,
         "mtu": lk.mtu,
         "enabled": lk.enabled,
-        "status": {"state": lk.state, "reason": lk.reason, "checked_at": _ts(lk.checked_at)},
+        "encrypted": lk.encrypted,
+        "ike_policy": (lk.ike_policy.name if lk.ike_policy else "default")
+        if lk.encrypted
+        else None,
+        "ipsec_policy": (lk.ipsec_policy.name if lk.ipsec_policy else "default")
+        if lk.encrypted
+        else None,
+        "peer_tunnel_endpoint": lk.peer_tunnel_endpoint,
+        "mtu_budget": budget.view(lk),
+        "status": {
+            "state": lk.state,
+            "reason": lk.reason,
+            "checked_at": _ts(lk.checked_at),
+            "ipsec": lk.ipsec_status,
+        },
     }
 
 
@@ -39,6 +54,7 @@ def agreement(a: m.Agreement) -> dict[str, Any]:
         "projects": list(a.projects),
         "peer_projects": list(a.peer_projects),
         "max_expansions_per_project": a.max_expansions_per_project,
+        "default_rate_mbit": a.default_rate_mbit,
     }
 
 
@@ -51,9 +67,23 @@ def overall(statuses: list[str]) -> str:
     return "active"
 
 
+def effective_rate(e: m.Expansion, t: m.Target) -> float | None:
+    """The expansion's own limit, else the agreement's per-project default."""
+    if e.rate_mbit is not None:
+        return e.rate_mbit
+    agreement = t.peer.agreement
+    return agreement.default_rate_mbit if agreement is not None else None
+
+
 def expansion(e: m.Expansion) -> dict[str, Any]:
     peers = [
-        {"peer": t.peer.name, "vni": t.vni, "status": t.status, "reason": t.reason}
+        {
+            "peer": t.peer.name,
+            "vni": t.vni,
+            "status": t.status,
+            "reason": t.reason,
+            "rate_mbit": effective_rate(e, t),
+        }
         for t in e.targets
     ]
     return {
@@ -62,6 +92,7 @@ def expansion(e: m.Expansion) -> dict[str, Any]:
         "network": e.network,
         "cidr": e.cidr,
         "vni": e.requested_vni,
+        "rate_mbit": e.rate_mbit,
         "status": "deleting" if e.deleting else overall([p["status"] for p in peers]),
         "peers": peers,
         "created_at": _ts(e.created_at),

@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -38,6 +39,31 @@ class Peer(Base):
     agreement: Mapped[Agreement | None] = relationship(back_populates="peer", uselist=False)
 
 
+class IkePolicyRow(Base):
+    __tablename__ = "ike_policies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    version: Mapped[int] = mapped_column(Integer, default=2)
+    encryption: Mapped[list[str]] = mapped_column(JSON)
+    integrity: Mapped[list[str]] = mapped_column(JSON)
+    prf: Mapped[list[str]] = mapped_column(JSON)
+    dh_groups: Mapped[list[str]] = mapped_column(JSON)
+    lifetime: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IpsecPolicyRow(Base):
+    __tablename__ = "ipsec_policies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    encryption: Mapped[list[str]] = mapped_column(JSON)
+    integrity: Mapped[list[str]] = mapped_column(JSON)
+    pfs_group: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lifetime: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(16), default="transport")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Link(Base):
     __tablename__ = "links"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -47,12 +73,24 @@ class Link(Base):
     tunnel_type: Mapped[str] = mapped_column(String(16), default="vxlan")
     mtu: Mapped[int] = mapped_column(Integer, default=1500)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Write-only: needed in clear by the IPsec driver; never returned, never logged.
+    psk: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ike_policy_id: Mapped[int | None] = mapped_column(ForeignKey("ike_policies.id"), nullable=True)
+    ipsec_policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ipsec_policies.id"), nullable=True
+    )
+    # Observed: the peer's own address for our tunnel (differs from remote_endpoint behind NAT)
+    peer_tunnel_endpoint: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    ipsec_status: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="unknown")
     reason: Mapped[str] = mapped_column(String(1024), default="")
     checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     peer: Mapped[Peer] = relationship(back_populates="link")
+    ike_policy: Mapped[IkePolicyRow | None] = relationship()
+    ipsec_policy: Mapped[IpsecPolicyRow | None] = relationship()
 
 
 class Agreement(Base):
@@ -62,6 +100,8 @@ class Agreement(Base):
     projects: Mapped[list[str]] = mapped_column(JSON, default=list)
     peer_projects: Mapped[list[str]] = mapped_column(JSON, default=list)
     max_expansions_per_project: Mapped[int] = mapped_column(Integer, default=10)
+    # Egress limit toward the peer for each expansion that sets none itself (None: no limit)
+    default_rate_mbit: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     peer: Mapped[Peer] = relationship(back_populates="agreement")
@@ -88,6 +128,7 @@ class Expansion(Base):
     network: Mapped[str] = mapped_column(String(63))
     cidr: Mapped[str] = mapped_column(String(64))
     requested_vni: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rate_mbit: Mapped[float | None] = mapped_column(Float, nullable=True)
     deleting: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

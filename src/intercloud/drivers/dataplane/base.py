@@ -4,13 +4,17 @@ matches changes nothing, and removing what is absent is not an error."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.errors import DriverError
 
 
 class Dataplane(ABC):
     supported_tunnels: tuple[str, ...] = ("vxlan",)
+    # The prefix of the last observe(): ensure_mss_clamp(mapping) (a plan step carries only the
+    # mapping) names its table after it. observe() implementations call _remember(prefix).
+    prefix: str | None = None
 
     @abstractmethod
     def observe(self, prefix: str, foreign: Iterable[str] = ()) -> HostState:
@@ -47,11 +51,36 @@ class Dataplane(ABC):
     def interface_kind(self, name: str) -> str | None:
         """'bridge', 'veth', 'vxlan', 'other', or None if the interface does not exist."""
 
+    # -- TCP MSS clamping (one table of rules per agent; drivers that cannot clamp keep these
+    # defaults: they observe no clamp and refuse to install one) -------------------------------
+
+    def observe_mss_clamp(self, prefix: str) -> dict[str, int]:
+        """The clamp rules of the agent with `prefix`: interface -> MSS (HostState.mss_clamp)."""
+        return {}
+
+    def ensure_mss_clamp(self, rules: Mapping[str, int], prefix: str | None = None) -> None:
+        """Make the clamp table hold exactly `rules` (interface -> IPv4 MSS), atomically, and
+        only if it differs; {} removes it. `prefix` defaults to the last observed one."""
+        if rules:
+            raise DriverError(f"the {type(self).__name__} data plane cannot clamp TCP MSS")
+
+    def remove_mss_clamp(self, prefix: str) -> None:  # noqa: B027 - optional hook
+        """Remove the clamp table of the agent with `prefix` (no error if absent)."""
+
+    def _remember(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def _clamp_prefix(self, prefix: str | None) -> str:
+        if prefix is None and self.prefix is None:
+            raise DriverError("cannot clamp TCP MSS: no prefix given and nothing observed yet")
+        return prefix if prefix is not None else self.prefix  # type: ignore[return-value]
+
     def cleanup(self, prefix: str) -> None:
-        """Remove everything this agent made (all interfaces named with `prefix`)."""
+        """Remove everything this agent made (all interfaces named with `prefix`, its clamps)."""
         state = self.observe(prefix)
         for name in sorted(state.vxlans) + sorted(state.patches) + sorted(state.bridges):
             self.remove_link(name)
+        self.remove_mss_clamp(prefix)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles (netlink sockets)."""

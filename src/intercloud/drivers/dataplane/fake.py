@@ -3,7 +3,9 @@
 Like the kernel it refuses to enslave to a missing bridge (or a bridge into a bridge), to patch
 into a missing operator bridge, to attach a missing interface, and to create a second VXLAN
 device with the same VNI and port ("File exists"). It follows the Linux driver's observation
-rule: an MTU is reported only where ensure_* set one (None otherwise).
+rule: an MTU is reported only where ensure_* set one (None otherwise). A VXLAN device's rate
+limit lives on its link (`rate_mbit`, changed in place like the Linux qdisc); MSS clamps live in
+`clamps`, one table per prefix (interface -> MSS), as the Linux driver's nftables table.
 
 Every mutating verb is appended to `calls` as "<verb> <target>" (the form of Step.describe),
 before it runs, so a test can assert that a converged pass made no call; observe() and
@@ -15,10 +17,10 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.domain.hoststate import MIN_MSS, Attachment, Bridge, HostState, Patch, Vxlan
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.errors import DriverError
 
@@ -39,6 +41,7 @@ class FakeLink:
     local: str = ""
     remote: str = ""
     port: int = 0
+    rate_mbit: float | None = None  # vxlan: the rate limit (the Linux driver's tbf)
 
 
 def _why(code: int) -> str:
@@ -51,6 +54,7 @@ class FakeDataplane(Dataplane):
         self.calls: list[str] = []
         self.observations = 0
         self.closed = False
+        self.clamps: dict[str, dict[str, int]] = {}  # prefix -> interface -> MSS
         self._failures: dict[str, str] = {}
 
     # -- test helpers ------------------------------------------------------------------------
@@ -79,6 +83,8 @@ class FakeDataplane(Dataplane):
     def observe(self, prefix: str, foreign: Iterable[str] = ()) -> HostState:
         self.observations += 1
         self._check_failure("observe")
+        self._remember(prefix)
+        clamp = self.observe_mss_clamp(prefix)
         state = HostState()
         n = len(prefix)
 
@@ -99,6 +105,8 @@ class FakeDataplane(Dataplane):
                         port=link.port,
                         mtu=link.mtu,
                         isolated=link.isolated,
+                        mss=clamp.get(link.name) or None,
+                        rate_mbit=link.rate_mbit,
                     )
                 )
             elif ours(link, "p", "veth"):
@@ -115,7 +123,11 @@ class FakeDataplane(Dataplane):
             link = self.links.get(name)
             if link is not None and link.master in state.bridges:
                 state.add(Attachment(name, link.master))
+        state.mss_clamp = clamp
         return state
+
+    def observe_mss_clamp(self, prefix: str) -> dict[str, int]:
+        return dict(self.clamps.get(prefix, {}))
 
     def interface_kind(self, name: str) -> str | None:
         link = self.links.get(name)
@@ -157,6 +169,7 @@ class FakeDataplane(Dataplane):
         link.mtu = vxlan.mtu
         self._enslave(link, master)
         link.isolated = vxlan.isolated
+        link.rate_mbit = vxlan.rate_mbit
         link.up = True
 
     def ensure_patch(self, patch: Patch) -> None:
@@ -201,6 +214,24 @@ class FakeDataplane(Dataplane):
         self._record("remove_link", name)
         if name in self.links:
             self._delete(name)
+
+    def ensure_mss_clamp(self, rules: Mapping[str, int], prefix: str | None = None) -> None:
+        wanted = dict(sorted(rules.items()))
+        self._record(
+            "ensure_mss_clamp", ",".join(f"{k}={v}" for k, v in wanted.items()) or "(none)"
+        )
+        for name, mss in wanted.items():  # what the Linux driver refuses
+            if isinstance(mss, bool) or not isinstance(mss, int) or not MIN_MSS <= mss <= 65535:
+                raise DriverError(f"cannot clamp MSS on {name} to {mss!r}: not in 88..65535")
+        table = self._clamp_prefix(prefix)
+        if wanted:
+            self.clamps[table] = wanted
+        else:
+            self.clamps.pop(table, None)
+
+    def remove_mss_clamp(self, prefix: str) -> None:
+        self._record("remove_mss_clamp", prefix)
+        self.clamps.pop(prefix, None)
 
     def close(self) -> None:
         self.closed = True

@@ -1,0 +1,234 @@
+"""TCP MSS clamping on our bridges with nftables (bridge family), through the `nft` command.
+
+One table per agent, `table bridge intercloud_<prefix>`, holding one base chain on the bridge
+forward hook. Per tunnel port and MSS N, four rules: SYN and SYN/ACK (`tcp flags syn / syn,rst`)
+entering (`iifname`) or leaving (`oifname`) that port get their MSS option lowered to N for
+IPv4 and N - 20 for IPv6 when it is larger:
+
+    table bridge intercloud_ic {
+        chain mss {
+            type filter hook forward priority filter; policy accept;
+            iifname "icv100" meta protocol ip tcp flags syn / syn,rst \\
+                tcp option maxseg size > 1310 tcp option maxseg size set 1310
+            oifname "icv100" meta protocol ip ... (the same)
+            iifname "icv100" meta protocol ip6 ... > 1290 ... set 1290
+            oifname "icv100" meta protocol ip6 ... > 1290 ... set 1290
+        }
+    }
+
+Measured on Linux 6.18 with nft 1.0.6: the bridge family parses the IPv4/IPv6 and TCP headers of
+bridged frames itself (no br_netfilter needed); `meta l4proto tcp` is implied by the `tcp`
+matches (nft drops it when listing), and `meta protocol ip|ip6` picks the MSS per IP version.
+Rules match interface names, so they may be installed before the device exists.
+
+The table is always written whole, in one `nft -f` transaction (`add table` + `delete table` +
+the new table): the forwarding path never sees a half-written table. Reading uses
+`nft -j list table` (JSON). `observe` reports interface -> MSS for ports whose four rules are
+exactly ours; a port with other rules is reported with MSS 0, and anything else in the table
+(foreign rules, chains, sets) under the key "*" (FOREIGN) with 0, so a caller comparing with
+what it wants sees a difference and rewrites the table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from intercloud.errors import DriverError
+
+FAMILY = "bridge"
+CHAIN = "mss"
+FOREIGN = "*"
+MIN_MSS, MAX_MSS = 88, 65535
+IPV6_EXTRA = 20  # an IPv6 header is 20 bytes longer than an IPv4 one
+_PRIO_FILTER = -200
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+_IFNAME_RE = re.compile(r'^[^\s"\\/]{1,15}$')
+
+
+class NftMissing(DriverError):
+    """The nft command is not installed."""
+
+
+def table_name(prefix: str) -> str:
+    if not _PREFIX_RE.match(prefix):
+        raise DriverError(f"cannot name an nftables table after prefix {prefix!r}")
+    return f"intercloud_{prefix}"
+
+
+def _check(rules: Mapping[str, int]) -> dict[str, int]:
+    for name, mss in rules.items():
+        if not _IFNAME_RE.match(name):
+            raise DriverError(f"cannot clamp MSS on {name!r}: not an interface name")
+        if isinstance(mss, bool) or not isinstance(mss, int) or not MIN_MSS <= mss <= MAX_MSS:
+            raise DriverError(f"cannot clamp MSS on {name} to {mss!r}: not in 88..65535")
+    return dict(sorted(rules.items()))
+
+
+def _rule(direction: str, ifname: str, proto: str, mss: int) -> str:
+    size = "tcp option maxseg size"
+    return (
+        f'{direction} "{ifname}" meta protocol {proto} tcp flags syn / syn,rst '
+        f"{size} > {mss} {size} set {mss}"
+    )
+
+
+def render(prefix: str, rules: Mapping[str, int]) -> str:
+    """The `nft -f` transaction that makes the table hold exactly `rules` (none: no table)."""
+    table = f"{FAMILY} {table_name(prefix)}"
+    lines = [f"add table {table}", f"delete table {table}"]
+    wanted = _check(rules)
+    if wanted:
+        lines += [f"table {table} {{", f"\tchain {CHAIN} {{"]
+        lines.append("\t\ttype filter hook forward priority filter; policy accept;")
+        for name, mss in wanted.items():
+            for proto, value in (("ip", mss), ("ip6", mss - IPV6_EXTRA)):
+                for direction in ("iifname", "oifname"):
+                    lines.append("\t\t" + _rule(direction, name, proto, value))
+        lines += ["\t}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _is_syn_match(expr: Any) -> bool:
+    left = expr.get("left", {})
+    return (
+        expr.get("op") == "=="
+        and expr.get("right") == "syn"
+        and isinstance(left, dict)
+        and left.get("&") == [{"payload": {"protocol": "tcp", "field": "flags"}}, ["syn", "rst"]]
+    )
+
+
+_MAXSEG = {"tcp option": {"name": "maxseg", "field": "size"}}
+
+
+def _parse_rule(exprs: list[Any]) -> tuple[str, str, str, int] | None:
+    """(direction, ifname, proto, mss) of a rule written by render(), else None."""
+    try:
+        return _parse_exprs(exprs)
+    except (AttributeError, TypeError):  # a shape we never write
+        return None
+
+
+def _parse_exprs(exprs: list[Any]) -> tuple[str, str, str, int] | None:
+    if len(exprs) != 5 or not all(isinstance(e, dict) and len(e) == 1 for e in exprs):
+        return None
+    iface, proto, flags, above, mangle = (e.get("match") or e.get("mangle") for e in exprs)
+    if not all(isinstance(x, dict) for x in (iface, proto, flags, above, mangle)):
+        return None
+    direction = iface.get("left", {}).get("meta", {}).get("key")
+    ifname = iface.get("right")
+    if (
+        "mangle" not in exprs[4]
+        or direction not in ("iifname", "oifname")
+        or iface.get("op") != "=="
+        or not isinstance(ifname, str)
+        or proto.get("left") != {"meta": {"key": "protocol"}}
+        or proto.get("op") != "=="
+        or proto.get("right") not in ("ip", "ip6")
+        or not _is_syn_match(flags)
+        or above.get("left") != _MAXSEG
+        or above.get("op") != ">"
+        or mangle.get("key") != _MAXSEG
+        or above.get("right") != mangle.get("value")
+        or not isinstance(mangle.get("value"), int)
+    ):
+        return None
+    return direction, ifname, proto["right"], mangle["value"]
+
+
+def parse(listing: dict[str, Any], prefix: str) -> dict[str, int]:
+    """interface -> MSS from `nft -j list table` output (module docstring for 0 and "*")."""
+    table = table_name(prefix)
+    seen: dict[str, list[tuple[str, str, int]]] = {}
+    foreign = False
+    for item in listing.get("nftables", []):
+        kind, body = next(iter(item.items()))
+        if kind in ("metainfo", "table"):
+            continue
+        if kind == "chain":
+            ours = (body.get("name"), body.get("type"), body.get("hook")) == (
+                CHAIN,
+                "filter",
+                "forward",
+            )
+            ours = ours and body.get("prio") == _PRIO_FILTER and body.get("policy") == "accept"
+            foreign |= not ours
+        elif kind == "rule" and body.get("table") == table and body.get("chain") == CHAIN:
+            parsed = _parse_rule(body.get("expr", []))
+            if parsed is None:
+                foreign = True
+            else:
+                direction, ifname, proto, mss = parsed
+                seen.setdefault(ifname, []).append((direction, proto, mss))
+        else:
+            foreign = True
+    result: dict[str, int] = {}
+    for ifname, found in sorted(seen.items()):
+        mss = next((m for _, p, m in found if p == "ip"), 0)
+        expected = {(d, "ip", mss) for d in ("iifname", "oifname")}
+        expected |= {(d, "ip6", mss - IPV6_EXTRA) for d in ("iifname", "oifname")}
+        ok = len(found) == 4 and set(found) == expected and MIN_MSS <= mss <= MAX_MSS
+        result[ifname] = mss if ok else 0
+    if foreign:
+        result[FOREIGN] = 0
+    return result
+
+
+def _argv(netns: str | None, args: list[str]) -> list[str]:
+    if shutil.which("nft") is None:
+        raise NftMissing("cannot clamp TCP MSS: the nft command is missing (install nftables)")
+    if netns is None:
+        return ["nft", *args]
+    if "/" in netns:  # a namespace given by path
+        return ["nsenter", f"--net={netns}", "nft", *args]
+    return ["ip", "netns", "exec", netns, "nft", *args]
+
+
+def _run(netns: str | None, args: list[str], stdin: str | None = None, what: str = "") -> str:
+    try:
+        done = subprocess.run(
+            _argv(netns, args), input=stdin, capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DriverError(f"cannot {what}: {exc}") from exc
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()
+        raise DriverError(f"cannot {what}: {reason[0] if reason else 'nft failed'}")
+    return done.stdout
+
+
+def observe_mss_clamp(table_prefix: str, netns: str | None = None) -> dict[str, int]:
+    """What our table clamps (interface -> MSS); {} when there is no table."""
+    table = table_name(table_prefix)
+    listed = _run(netns, ["-j", "list", "tables", FAMILY], what="list nftables tables")
+    names = {
+        item["table"].get("name")
+        for item in json.loads(listed or "{}").get("nftables", [])
+        if "table" in item
+    }
+    if table not in names:
+        return {}
+    out = _run(netns, ["-j", "list", "table", FAMILY, table], what=f"list table {table}")
+    return parse(json.loads(out), table_prefix)
+
+
+def ensure_mss_clamp(table_prefix: str, rules: Mapping[str, int], netns: str | None = None) -> bool:
+    """Make our table clamp exactly `rules`; one atomic transaction, only if it differs.
+    An empty mapping removes the table. Returns whether anything changed."""
+    wanted = _check(rules)
+    if observe_mss_clamp(table_prefix, netns) == wanted:
+        return False
+    text = render(table_prefix, wanted)
+    _run(netns, ["-f", "-"], stdin=text, what=f"write table {table_name(table_prefix)}")
+    return True
+
+
+def remove_mss_clamp(table_prefix: str, netns: str | None = None) -> None:
+    """Delete our table (no error when it is absent)."""
+    text = render(table_prefix, {})
+    _run(netns, ["-f", "-"], stdin=text, what=f"delete table {table_name(table_prefix)}")

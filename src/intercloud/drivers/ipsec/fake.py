@@ -1,0 +1,59 @@
+"""An in-memory IPsec driver for tests: every ensured tunnel is up at once (ESTABLISHED with
+one INSTALLED CHILD_SA), unless `fail_auth(name)` was called, then it is DOWN with
+"authentication failed". Every ensure_tunnel/remove_tunnel is recorded in `calls`."""
+
+from __future__ import annotations
+
+from intercloud.drivers.ipsec.base import ChildStatus, Ipsec, TunnelSpec, TunnelStatus
+from intercloud.drivers.ipsec.strongswan import effective_mode, nat_expected, validate
+
+AUTH_FAILED = "authentication failed: pre-shared key differs from the peer's (fake)"
+
+
+class FakeIpsec(Ipsec):
+    def __init__(self, backend: str = "kernel-libipsec") -> None:
+        self._backend = backend
+        self.specs: dict[str, TunnelSpec] = {}
+        self.calls: list[tuple[str, str]] = []  # (verb, tunnel name) of ensure/remove
+        self.failing: set[str] = set()
+        self.closed = False
+        self._ids: dict[str, int] = {}
+        self._next_id = 1
+
+    def fail_auth(self, name: str, failing: bool = True) -> None:
+        """Make `name` fail authentication (or succeed again with failing=False)."""
+        (self.failing.add if failing else self.failing.discard)(name)
+
+    def backend(self) -> str:
+        return self._backend
+
+    def ensure_tunnel(self, spec: TunnelSpec) -> bool:
+        self.calls.append(("ensure_tunnel", spec.name))
+        validate(spec)
+        changed = self.specs.get(spec.name) != spec
+        if changed or spec.name not in self._ids:
+            self._ids[spec.name] = self._next_id
+            self._next_id += 1
+        self.specs[spec.name] = spec
+        return changed
+
+    def remove_tunnel(self, name: str) -> bool:
+        self.calls.append(("remove_tunnel", name))
+        self._ids.pop(name, None)
+        return self.specs.pop(name, None) is not None
+
+    def tunnels(self) -> dict[str, TunnelStatus]:
+        out: dict[str, TunnelStatus] = {}
+        for name, spec in self.specs.items():
+            if name in self.failing:
+                out[name] = TunnelStatus(name, "DOWN", last_error=AUTH_FAILED)
+                continue
+            mode = effective_mode(spec, self._backend).upper()
+            nat = nat_expected(spec)
+            encap = self._backend == "kernel-libipsec" or nat
+            child = ChildStatus(name, "INSTALLED", mode, encap, unique_id=self._ids[name])
+            out[name] = TunnelStatus(name, "ESTABLISHED", nat_detected=nat, children=[child])
+        return out
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,137 @@
+"""IPsec half of a reconciler pass: one IKE connection per encrypted, enabled link."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from intercloud.drivers.ipsec.base import Ipsec, TunnelSpec, TunnelStatus
+from intercloud.errors import IntercloudError
+from intercloud.service import policies
+from intercloud.store import Store
+from intercloud.store import models as m
+
+log = logging.getLogger("intercloud.ipsec")
+PREFIX = "link-"
+
+
+@dataclass(frozen=True)
+class TunnelOutcome:
+    """Per peer: is the link's encryption ready to carry traffic, and why not."""
+
+    ready: bool
+    reason: str = ""
+
+
+def name_for(peer: str) -> str:
+    return PREFIX + peer
+
+
+def spec_for(local_name: str, lk: m.Link) -> TunnelSpec:
+    ike = policies.to_ike(lk.ike_policy)
+    esp = policies.to_ipsec(lk.ipsec_policy)
+    assert lk.psk is not None
+    return TunnelSpec(
+        name=name_for(lk.peer.name),
+        local=lk.local_endpoint,
+        remote=lk.remote_endpoint,
+        local_id=local_name,
+        remote_id=lk.peer.name,
+        psk=lk.psk,
+        ike_version=ike.version,
+        ike_proposals=ike.proposals(),
+        ike_lifetime=ike.lifetime,
+        esp_proposals=esp.proposals(),
+        esp_lifetime=esp.lifetime,
+        mode=esp.mode,
+        # The lower name initiates, so two agents do not race to create duplicate IKE SAs.
+        initiator=local_name < lk.peer.name,
+        # Behind NAT the peer's own address (learned from its health answer) differs from the
+        # one we reach it at: the tunnel traffic is addressed to the former.
+        remote_ts=lk.peer_tunnel_endpoint
+        if lk.peer_tunnel_endpoint and lk.peer_tunnel_endpoint != lk.remote_endpoint
+        else "",
+    )
+
+
+def status_view(backend: str | None, st: TunnelStatus | None) -> dict[str, Any]:
+    if st is None:
+        return {"backend": backend, "ike_state": "DOWN", "children": [], "last_error": ""}
+    return {
+        "backend": backend,
+        "ike_state": st.ike_state,
+        "nat_detected": st.nat_detected,
+        "last_error": st.last_error,
+        "children": [
+            {
+                "id": c.unique_id,
+                "state": c.state,
+                "mode": c.mode,
+                "encap": c.encap,
+                "bytes_in": c.bytes_in,
+                "bytes_out": c.bytes_out,
+                "packets_in": c.packets_in,
+                "packets_out": c.packets_out,
+            }
+            for c in st.children
+        ],
+    }
+
+
+def converge(
+    store: Store, ipsec: Ipsec | None, local_name: str
+) -> tuple[int, dict[str, TunnelOutcome], str | None]:
+    """Ensure/remove IKE connections, write each link's IPsec status.
+    Returns (changes, outcome by peer, backend); raises IntercloudError if IPsec cannot be read,
+    in which case the caller leaves the data plane alone for this pass."""
+    outcomes: dict[str, TunnelOutcome] = {}
+    changes = 0
+    with store.session() as s:
+        links = list(s.scalars(select(m.Link)))
+        wanted = {}
+        for lk in links:
+            if not lk.encrypted:
+                outcomes[lk.peer.name] = TunnelOutcome(True)
+            elif ipsec is None:
+                outcomes[lk.peer.name] = TunnelOutcome(False, "encrypted link but no IPsec driver")
+            elif lk.enabled:
+                wanted[lk.peer.name] = spec_for(local_name, lk)
+    if ipsec is None:
+        return 0, outcomes, None
+    backend = ipsec.backend()
+    for peer, spec in wanted.items():
+        try:
+            if ipsec.ensure_tunnel(spec):
+                changes += 1
+                log.info("link %s: IPsec connection %s loaded", peer, spec.name)
+        except IntercloudError as exc:
+            log.error("link %s: IPsec connection failed: %s", peer, exc.message)
+    status = ipsec.tunnels()
+    for name in sorted(status):
+        owned = name.startswith(PREFIX) and name[len(PREFIX) :] not in wanted
+        if owned and ipsec.remove_tunnel(name):
+            changes += 1
+            log.info("IPsec connection %s removed", name)
+    with store.session() as s:
+        for lk in s.scalars(select(m.Link).where(m.Link.encrypted.is_(True))):
+            st = status.get(name_for(lk.peer.name)) if lk.peer.name in wanted else None
+            view = status_view(backend, st)
+            if lk.ipsec_status != view:
+                lk.ipsec_status = view
+            if lk.peer.name not in wanted:
+                continue
+            if st is not None and st.up:
+                outcomes[lk.peer.name] = TunnelOutcome(True)
+            else:
+                why = (
+                    st.last_error
+                    if st and st.last_error
+                    else f"IKE {st.ike_state.lower() if st else 'down'}"
+                )
+                outcomes[lk.peer.name] = TunnelOutcome(
+                    False, f"IPsec to {lk.peer.name} not up: {why}"
+                )
+    return changes, outcomes, backend

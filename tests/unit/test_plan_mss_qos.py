@@ -1,0 +1,318 @@
+"""MSS clamps and rate limits: the plan (pure), the fake driver, and the pure parts of the Linux
+driver (nftables text and JSON, tbf parameters)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from intercloud.domain.hoststate import Bridge, HostState, Vxlan
+from intercloud.domain.plan import Step, mss_clamp, plan
+from intercloud.drivers.dataplane import nft
+from intercloud.drivers.dataplane.base import Dataplane
+from intercloud.drivers.dataplane.fake import FakeDataplane
+from intercloud.drivers.dataplane.linux import tbf_params
+from intercloud.errors import DriverError
+
+P = "ic"
+VX1 = Vxlan("icv100", 100, "198.18.0.1", "198.18.0.2", "icbe1", mss=1310, rate_mbit=50)
+VX2 = Vxlan("icv200", 200, "198.18.0.1", "198.18.0.3", "icbe2", mss=1348)
+VX3 = Vxlan("icv300", 300, "198.18.0.1", "198.18.0.3", "icbe2")
+
+
+def state(*objs) -> HostState:
+    s = HostState()
+    for obj in objs:
+        s.add(obj)
+    return s
+
+
+def desired(*vxlans: Vxlan) -> HostState:
+    return state(Bridge("icbe1"), Bridge("icbe2"), *(vxlans or (VX1, VX2, VX3)))
+
+
+def converge(dp: FakeDataplane, want: HostState) -> list[str]:
+    steps = plan(want, dp.observe(P))
+    for step in steps:
+        getattr(dp, step.verb)(step.obj)
+    return [s.describe() for s in steps]
+
+
+@pytest.fixture
+def dp() -> FakeDataplane:
+    return FakeDataplane()
+
+
+# -- plan ---------------------------------------------------------------------------------------
+
+
+def test_one_clamp_step_for_all_tunnels_then_nothing(dp):
+    assert converge(dp, desired()) == [
+        "ensure_mss_clamp icv100=1310,icv200=1348",
+        "ensure_bridge icbe1",
+        "ensure_bridge icbe2",
+        "ensure_vxlan icv100",
+        "ensure_vxlan icv200",
+        "ensure_vxlan icv300",
+    ]
+    assert dp.clamps == {P: {"icv100": 1310, "icv200": 1348}}
+    assert dp.observe(P) == desired()
+    dp.reset_calls()
+    assert converge(dp, desired()) == []
+    assert dp.calls == []
+
+
+def test_changing_an_mss_is_only_the_clamp_step(dp):
+    converge(dp, desired())
+    links = dict(dp.links)
+    new = dataclasses.replace(VX2, mss=1300)
+    assert converge(dp, desired(VX1, new, VX3)) == ["ensure_mss_clamp icv100=1310,icv200=1300"]
+    assert dp.links == links and all(dp.links[n] is links[n] for n in links)
+    assert converge(dp, desired(VX1, new, VX3)) == []
+
+
+def test_changing_a_rate_updates_the_vxlan_in_place(dp):
+    converge(dp, desired())
+    link = dp.links["icv100"]
+    for rate in (10, 12.5, None, 50):
+        want = desired(dataclasses.replace(VX1, rate_mbit=rate), VX2, VX3)
+        assert converge(dp, want) == ["ensure_vxlan icv100"]
+        assert dp.links["icv100"] is link and link.rate_mbit == rate
+        assert dp.observe(P).vxlans["icv100"].rate_mbit == rate
+        assert converge(dp, want) == []
+
+
+def test_rate_and_mss_changes_never_remove(dp):
+    converge(dp, desired())
+    want = desired(dataclasses.replace(VX1, mss=None, rate_mbit=1), VX2, VX3)
+    steps = plan(want, dp.observe(P))
+    assert [s.verb for s in steps] == ["ensure_mss_clamp", "ensure_vxlan"]
+    assert steps[0].obj == {"icv200": 1348}
+
+
+def test_a_changed_remote_still_replaces_and_keeps_the_clamp(dp):
+    converge(dp, desired())
+    want = desired(dataclasses.replace(VX1, remote="198.18.0.9"), VX2, VX3)
+    assert converge(dp, want) == ["remove_link icv100", "ensure_vxlan icv100"]
+    assert dp.observe(P).vxlans["icv100"] == want.vxlans["icv100"]
+
+
+def test_removed_tunnels_leave_the_table_and_no_clamps_remove_it(dp):
+    converge(dp, desired())
+    assert converge(dp, desired(VX2, VX3)) == [
+        "remove_link icv100",
+        "ensure_mss_clamp icv200=1348",
+    ]
+    assert converge(dp, HostState()) == [
+        "remove_link icv200",
+        "remove_link icv300",
+        "remove_link icbe1",
+        "remove_link icbe2",
+        "ensure_mss_clamp (none)",
+    ]
+    assert dp.clamps == {} and dp.observe(P) == HostState()
+    assert converge(dp, HostState()) == []
+
+
+def test_the_plan_order_puts_clamps_after_removals_and_before_creations():
+    observed = state(Bridge("icbe1"), dataclasses.replace(VX1, mss=None))
+    verbs = [s.verb for s in plan(desired(), observed)]
+    assert verbs == ["ensure_mss_clamp", "ensure_bridge", "ensure_vxlan", "ensure_vxlan"]
+    old = state(Bridge("icbe9"), dataclasses.replace(VX1, name="icv9", master="icbe9"))
+    verbs = [s.describe() for s in plan(HostState(), old)]
+    assert verbs == ["remove_link icv9", "remove_link icbe9", "ensure_mss_clamp (none)"]
+
+
+def test_broken_or_foreign_rules_are_rewritten():
+    want = desired()
+    for seen in ({"icv100": 1310, "icv200": 0}, {"icv100": 1310, "icv200": 1348, "*": 0}, {}):
+        observed = desired()
+        observed.mss_clamp = seen
+        assert plan(want, observed) == [Step("ensure_mss_clamp", mss_clamp(want))]
+
+
+def test_desired_mss_clamp_comes_from_the_tunnels_only():
+    want = desired()
+    want.mss_clamp = {"junk": 1}  # ignored: Vxlan.mss is the source
+    observed = desired()
+    assert plan(want, observed) == []
+    assert mss_clamp(want) == {"icv100": 1310, "icv200": 1348}
+
+
+def test_add_keeps_mss_clamp_in_step():
+    s = state(VX1)
+    assert s.mss_clamp == {"icv100": 1310}
+    s.add(dataclasses.replace(VX1, mss=None))
+    assert s.mss_clamp == {}
+
+
+def test_describe_of_the_clamp_step():
+    assert Step("ensure_mss_clamp", {"a": 1, "b": 2}).describe() == "ensure_mss_clamp a=1,b=2"
+    assert Step("ensure_mss_clamp", {}).describe() == "ensure_mss_clamp (none)"
+
+
+def test_vxlan_rate_is_kept_in_kbit_and_values_are_checked():
+    assert dataclasses.replace(VX1, rate_mbit=33.33333).rate_mbit == 33.333
+    assert dataclasses.replace(VX1, rate_mbit=50).rate_mbit == 50.0
+    with pytest.raises(ValueError, match="rate_mbit"):
+        dataclasses.replace(VX1, rate_mbit=0.0004)
+    with pytest.raises(ValueError, match="mss"):
+        dataclasses.replace(VX1, mss=40)
+    with pytest.raises(ValueError, match="mss"):
+        dataclasses.replace(VX1, mss=70000)
+
+
+# -- the fake and the base class ------------------------------------------------------------------
+
+
+def test_fake_clamp_verbs(dp):
+    with pytest.raises(DriverError, match="nothing observed yet"):
+        dp.ensure_mss_clamp({"icv1": 1300})
+    dp.ensure_mss_clamp({"icv1": 1300}, prefix=P)
+    assert dp.observe_mss_clamp(P) == {"icv1": 1300} and dp.observe_mss_clamp("xx") == {}
+    with pytest.raises(DriverError, match="not in 88..65535"):
+        dp.ensure_mss_clamp({"icv1": 10}, prefix=P)
+    dp.remove_mss_clamp(P)
+    dp.remove_mss_clamp(P)
+    assert dp.clamps == {}
+    dp.fail("ensure_mss_clamp")
+    with pytest.raises(DriverError):
+        dp.ensure_mss_clamp({}, prefix=P)
+
+
+def test_cleanup_removes_the_clamps(dp):
+    converge(dp, desired())
+    dp.cleanup(P)
+    assert dp.links == {} and dp.clamps == {}
+
+
+class _NoClamp(Dataplane):
+    def observe(self, prefix, foreign=()):
+        self._remember(prefix)
+        return HostState()
+
+    ensure_bridge = ensure_vxlan = ensure_patch = attach = detach = remove_link = lambda self, *a: (
+        None
+    )
+
+    def interface_kind(self, name):
+        return None
+
+
+def test_base_default_observes_nothing_and_refuses_to_clamp():
+    dp = _NoClamp()
+    dp.observe(P)
+    assert dp.observe_mss_clamp(P) == {}
+    dp.ensure_mss_clamp({})
+    dp.remove_mss_clamp(P)
+    with pytest.raises(DriverError, match="_NoClamp data plane cannot clamp"):
+        dp.ensure_mss_clamp({"icv1": 1300})
+
+
+# -- nftables text and JSON -----------------------------------------------------------------------
+
+
+def test_render_is_one_transaction_with_four_rules_per_port():
+    text = nft.render(P, {"icv2": 1400, "icv100": 1310})
+    lines = text.splitlines()
+    assert lines[:3] == [
+        "add table bridge intercloud_ic",
+        "delete table bridge intercloud_ic",
+        "table bridge intercloud_ic {",
+    ]
+    assert "type filter hook forward priority filter; policy accept;" in text
+    rules = [ln.strip() for ln in lines if "maxseg" in ln]
+    assert len(rules) == 8 and rules[0].startswith('iifname "icv100" meta protocol ip tcp')
+    assert rules[0].endswith("tcp option maxseg size > 1310 tcp option maxseg size set 1310")
+    assert rules[3].startswith('oifname "icv100" meta protocol ip6') and "set 1290" in rules[3]
+    assert nft.render(P, {}).splitlines() == lines[:2]
+
+
+@pytest.mark.parametrize(
+    "bad", [{'ic"v': 1300}, {"icv 1": 1300}, {"a" * 16: 1300}, {"icv1": 80}, {"icv1": True}]
+)
+def test_render_refuses_bad_input(bad):
+    with pytest.raises(DriverError, match="cannot clamp MSS"):
+        nft.render(P, bad)
+
+
+def test_table_names_need_a_plain_prefix():
+    assert nft.table_name("ic") == "intercloud_ic"
+    with pytest.raises(DriverError):
+        nft.table_name("ic-1")
+
+
+MAXSEG = {"tcp option": {"name": "maxseg", "field": "size"}}
+
+
+def _rule(direction: str, ifname: str, proto: str, mss: int, chain: str = "mss") -> dict:
+    """A rule as `nft -j list table` (nft 1.0.6) shows what render() wrote."""
+    flags = {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["syn", "rst"]]}
+    exprs = [
+        {"match": {"op": "==", "left": {"meta": {"key": direction}}, "right": ifname}},
+        {"match": {"op": "==", "left": {"meta": {"key": "protocol"}}, "right": proto}},
+        {"match": {"op": "==", "left": flags, "right": "syn"}},
+        {"match": {"op": ">", "left": MAXSEG, "right": mss}},
+        {"mangle": {"key": MAXSEG, "value": mss}},
+    ]
+    body = {"family": "bridge", "table": "intercloud_ic", "chain": chain, "handle": 2}
+    return {"rule": {**body, "expr": exprs}}
+
+
+def _listing(*rules: dict, chain: dict | None = None) -> dict:
+    base = {"family": "bridge", "table": "intercloud_ic", "name": "mss", "handle": 1}
+    hook = {"type": "filter", "hook": "forward", "prio": -200, "policy": "accept"}
+    return {
+        "nftables": [
+            {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+            {"table": {"family": "bridge", "name": "intercloud_ic", "handle": 1}},
+            {"chain": chain if chain is not None else {**base, **hook}},
+            *rules,
+        ]
+    }
+
+
+def _port(ifname: str, mss: int) -> list[dict]:
+    return [
+        _rule(d, ifname, p, m)
+        for p, m in (("ip", mss), ("ip6", mss - 20))
+        for d in ("iifname", "oifname")
+    ]
+
+
+def test_parse_reads_back_what_render_writes():
+    assert nft.parse(_listing(*_port("icv100", 1310), *_port("icv2", 1400)), P) == {
+        "icv100": 1310,
+        "icv2": 1400,
+    }
+    assert nft.parse(_listing(), P) == {}
+
+
+def test_parse_flags_partial_and_foreign_content():
+    partial = _port("icv100", 1310)[:3]
+    assert nft.parse(_listing(*partial), P) == {"icv100": 0}
+    wrong_v6 = _port("icv100", 1310)[:2] + _port("icv100", 1300)[2:]
+    assert nft.parse(_listing(*wrong_v6), P) == {"icv100": 0}
+    twice = _port("icv100", 1310) + _port("icv100", 1310)[:1]
+    assert nft.parse(_listing(*twice), P) == {"icv100": 0}
+    other = {"rule": {"table": "intercloud_ic", "chain": "mss", "expr": [{"accept": None}]}}
+    assert nft.parse(_listing(*_port("icv1", 1300), other), P) == {"icv1": 1300, "*": 0}
+    weird = {"rule": {"table": "intercloud_ic", "chain": "mss", "expr": [{"match": "x"}] * 5}}
+    assert nft.parse(_listing(weird), P) == {"*": 0}
+    chain = {"name": "mss", "type": "filter", "hook": "input", "prio": -200, "policy": "accept"}
+    assert nft.parse(_listing(*_port("icv1", 1300), chain=chain), P) == {"icv1": 1300, "*": 0}
+    a_set = {"set": {"name": "s", "table": "intercloud_ic"}}
+    assert nft.parse(_listing(a_set), P) == {"*": 0}
+
+
+# -- tbf parameters -------------------------------------------------------------------------------
+
+
+def test_tbf_params():
+    assert tbf_params(50) == (6_250_000, 65_536, 65_536 + 312_500)
+    rate, burst, limit = tbf_params(10_000)  # 10 Gbit/s: 4 ms of traffic
+    assert (rate, burst, limit) == (1_250_000_000, 5_000_000, 5_000_000 + 62_500_000)
+    assert tbf_params(0.001)[0] == 125
+    with pytest.raises(DriverError, match="Mbit/s"):
+        tbf_params(40_000)
