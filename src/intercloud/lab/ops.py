@@ -129,7 +129,9 @@ class LabOps:
                 },
             )
         with self._edit() as st:
-            st["peerings"].append({"clouds": [a, b], "projects": list(projects), "key": key})
+            st["peerings"].append(
+                {"clouds": [a, b], "projects": list(projects), "key": key, "psk": psk}
+            )
 
     def _federation_url(self, x: str, y: str) -> str:
         """Where x reaches y's agent. A cloud behind NAT is reached at its own address through

@@ -45,6 +45,7 @@ class Stats:
 # How soon to pass again when something is still moving, instead of reconcile_interval.
 RETRY_PENDING = 0.3  # an expansion waits for its peer: it is usually a fraction of a second
 RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the peer
+DISABLED = "disabled by the administrator"
 HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
 
 
@@ -122,8 +123,9 @@ class Reconciler:
                     result.errors.append(f"IPsec: {exc.message}")
                     result.settled = False
                     tunnels_ok = None
-                result.links_down = not self._write_link_states(health, tunnels_ok or {})
-                replicas = self._sync_federation(result)
+                down = self._write_link_states(health, tunnels_ok or {})
+                result.links_down = any(r != DISABLED for r in down.values())
+                replicas = self._sync_federation(result, down)
                 if tunnels_ok is not None:
                     self._converge_dataplane(result, replicas, tunnels_ok)
                 self.stats.last_error = "; ".join(result.errors) or None
@@ -168,32 +170,44 @@ class Reconciler:
 
     def _write_link_states(
         self, health: dict[int, tuple[bool, str]], tunnels_ok: dict[str, tunnels.TunnelOutcome]
-    ) -> bool:
-        """Link state = the peer answers and, if encrypted, its IPsec SA is up. True if every
-        enabled link is up."""
-        all_up = True
+    ) -> dict[str, str]:
+        """Link state = the peer answers and, if encrypted, its IPsec SA is up. Returns the
+        peers whose link is not up, with the reason."""
+        down: dict[str, str] = {}
         now = datetime.now(UTC)
         with self.store.session() as s:
             for lk in s.scalars(select(m.Link)):
                 if not lk.enabled:
-                    state, reason = "disabled", "disabled by the administrator"
+                    state, reason = "disabled", DISABLED
                 else:
                     ok, reason = health.get(lk.id, (False, "not checked yet"))
                     outcome = tunnels_ok.get(lk.peer.name)
                     if ok and outcome is not None and not outcome.ready:
                         ok, reason = False, outcome.reason
                     state = "up" if ok else "down"
-                    all_up = all_up and ok
+                    if not ok:
+                        down[lk.peer.name] = reason
                     lk.checked_at = now
                 if (lk.state, lk.reason) != (state, reason):
                     log.info("link %s: %s%s", lk.peer.name, state, f" ({reason})" if reason else "")
                     lk.state, lk.reason = state, reason
-        return all_up
+                if not lk.enabled:
+                    down[lk.peer.name] = reason
+        return down
 
-    def _sync_federation(self, result: PassResult) -> dict[int, dict]:
-        """Returns the peer's view of each live target's replica (by target id)."""
+    def _sync_federation(self, result: PassResult, down: dict[str, str]) -> dict[int, dict]:
+        """Returns the peer's view of each live target's replica (by target id). Peers whose
+        link is down are not called: their targets say why and wait."""
         replicas: dict[int, dict] = {}
         for work in sync.pending_work(self.store):
+            if work.peer.name in down:
+                why = f"link to {work.peer.name} is down: {down[work.peer.name]}"
+                if work.deleting:
+                    sync.set_status(self.store, work.target_id, "deleting", f"waiting: {why}")
+                else:
+                    sync.set_status(self.store, work.target_id, "error", why)
+                result.settled = False
+                continue
             if work.deleting:
                 if not sync.remove_target(self.store, self.client, work):
                     result.settled = False

@@ -35,7 +35,7 @@ class TargetWork:
     peer: PeerAddr
 
 
-def _set_status(store: Store, target_id: int, status: str, reason: str) -> None:
+def set_status(store: Store, target_id: int, status: str, reason: str) -> None:
     with store.session() as s:
         t = s.get(m.Target, target_id)
         if t is not None and (t.status, t.reason) != (status, reason):
@@ -76,7 +76,7 @@ def remove_target(store: Store, client: FederationClient, w: TargetWork) -> bool
         client.call(w.peer.name, w.peer.url, w.peer.key, "DELETE", path)
     except PeerError as exc:
         if exc.peer_status != 404:
-            _set_status(store, w.target_id, "deleting", f"retrying: {exc.message}")
+            set_status(store, w.target_id, "deleting", f"retrying: {exc.message}")
             return False
     with store.session() as s:
         t = s.get(m.Target, w.target_id)
@@ -133,7 +133,7 @@ def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
         replica["vni"] = vni
         return replica
     except Conflict:
-        _set_status(store, w.target_id, "error", "VNI taken locally meanwhile; agreeing again")
+        set_status(store, w.target_id, "error", "VNI taken locally meanwhile; agreeing again")
     except PeerError as exc:
-        _set_status(store, w.target_id, "error", exc.message)
+        set_status(store, w.target_id, "error", exc.message)
     return None

@@ -1,0 +1,258 @@
+"""Encrypted links in namespaces: real charons (kernel-libipsec), real agents, NAT-T to C."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from tests.integration import traffic
+from tests.integration.helpers import wait_for
+from tests.integration.test_expansion import expand, ping, shrink
+
+MARKER = b"INTERCLOUD-CLEARTEXT-MARKER"
+
+
+@pytest.fixture
+def vms(lab3):
+    made: list[tuple[str, str]] = []
+
+    def add(cloud, name, ip, **kw):
+        lab3.add_vm(cloud, name, ip, **kw)
+        made.append((cloud, name))
+        return f"{cloud}/{name}"
+
+    yield add
+    for cloud, name in made:
+        lab3.remove_vm(cloud, name)
+
+
+@pytest.fixture
+def ab(lab3, vms):
+    """net1 of p1 expanded A -> B, with a VM on each side."""
+    exp = expand(lab3, "A", "p1", "net1", ["B"])
+    a1 = vms("A", "a1", "10.10.0.1/24", network="net1")
+    b1 = vms("B", "b1", "10.10.0.2/24", replica_of="A/net1")
+    yield exp, a1, b1
+    shrink(lab3, "A", "p1", exp["id"])
+
+
+def link(lab, cloud: str, peer: str) -> dict:
+    return lab.api(cloud, "GET", f"/v1/links/{peer}")
+
+
+def psk_of(lab, a: str, b: str) -> str:
+    for p in lab.state()["peerings"]:
+        if sorted(p["clouds"]) == sorted([a, b]):
+            return p["psk"]
+    raise AssertionError(f"no peering {a}-{b}")
+
+
+def test_wan_sees_only_ike_and_esp(lab3, ab):
+    _, a1, b1 = ab
+    pcap = f"{lab3.state_dir}/wan.pcap"
+    cap = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab3.namespace("wan"),
+            "tcpdump",
+            "-i",
+            "any",
+            "-s",
+            "0",
+            "-U",
+            "-w",
+            pcap,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert cap.stderr is not None
+    while "listening on" not in cap.stderr.readline():
+        pass
+    try:
+        assert ping(lab3, a1, "10.10.0.2", count=5)
+        sink = traffic.start(lab3, b1, traffic.UDP_SINK, "9999", "3")
+        sender = (
+            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"[s.sendto({MARKER!r} * 20, ('10.10.0.2', 9999)) for _ in range(20)]"
+        )
+        traffic.run(lab3, a1, sender)
+        assert "540" in sink.communicate(timeout=30)[0]  # the marker datagrams did arrive
+    finally:
+        time.sleep(0.5)
+        cap.terminate()
+        cap.wait(timeout=10)
+    with open(pcap, "rb") as f:
+        raw = f.read()
+    assert MARKER not in raw, "cleartext payload crossed the WAN"
+
+    def lines(bpf: str) -> list[str]:
+        out = subprocess.run(
+            ["tcpdump", "-r", pcap, "-nn", *bpf.split()], capture_output=True, text=True
+        ).stdout
+        return out.splitlines()
+
+    def count(bpf: str) -> int:
+        return len(lines(bpf))
+
+    assert count("udp port 4500") > 20  # ESP in UDP (libipsec always encapsulates)
+    # besides IKE/ESP: only ARP and IPv6 link-local neighbour/router discovery of the veths
+    others = lines("not (udp port 500 or udp port 4500 or arp or icmp6)")
+    assert others == [], others
+    assert count("udp port 4789") == 0
+
+
+def test_wrong_psk_shows_authentication_failure_and_blocks_traffic(lab3, ab):
+    _, a1, _ = ab
+    right = psk_of(lab3, "A", "B")
+    lab3.api("A", "PATCH", "/v1/links/B", {"psk": "definitely-not-the-right-key"})
+    try:
+        st = wait_for(
+            lambda: (
+                (lk := link(lab3, "A", "B"))["status"]["state"] == "down"
+                and "authentication failed" in lk["status"]["reason"]
+                and lk
+            ),
+            timeout=30,
+            what="A's link to B to report the authentication failure",
+        )
+        assert st["status"]["ipsec"]["ike_state"] != "ESTABLISHED"
+        assert "authentication failed" in st["status"]["ipsec"]["last_error"]
+        assert not ping(lab3, a1, "10.10.0.2", count=3)
+        assert lab3.health("A") and lab3.health("B")  # nothing crashed
+        # no tunnel device carries traffic while the link cannot be encrypted
+        wait_for(
+            lambda: (
+                "icv" not in lab3.exec("A", ["ip", "-o", "link", "show", "type", "vxlan"]).stdout
+            ),
+            timeout=15,
+            what="A to remove its tunnel port on the unencrypted link",
+        )
+        exp = lab3.api("A", "GET", f"/v1/expansions/{ab[0]['id']}", token="p1")
+        assert exp["peers"][0]["status"] == "error" and "down" in exp["peers"][0]["reason"], exp
+    finally:
+        lab3.api("A", "PATCH", "/v1/links/B", {"psk": right})
+    wait_for(
+        lambda: link(lab3, "A", "B")["status"]["state"] == "up",
+        timeout=30,
+        what="the link to come back with the right key",
+    )
+    wait_for(lambda: ping(lab3, a1, "10.10.0.2", count=1), timeout=30, what="traffic again")
+
+
+def test_natted_cloud_expands_through_nat_t(lab3, vms):
+    exp = expand(lab3, "A", "p1", "net1", ["C"])
+    try:
+        a1 = vms("A", "a1", "10.10.0.1/24", network="net1")
+        vms("C", "c1", "10.10.0.3/24", replica_of="A/net1")
+        assert ping(lab3, a1, "10.10.0.3", count=5)
+        for cloud, peer in (("A", "C"), ("C", "A")):
+            ipsec = link(lab3, cloud, peer)["status"]["ipsec"]
+            assert ipsec["nat_detected"] is True, ipsec
+            assert ipsec["children"] and all(c["encap"] for c in ipsec["children"]), ipsec
+        assert link(lab3, "A", "C")["peer_tunnel_endpoint"] == lab3.cloud("C")["local_ip"]
+    finally:
+        shrink(lab3, "A", "p1", exp["id"])
+
+
+def _child_ids(lab, cloud: str, peer: str) -> set[int]:
+    return {c["id"] for c in link(lab, cloud, peer)["status"]["ipsec"]["children"]}
+
+
+def test_rekey_under_traffic_loses_nothing(lab3, ab):
+    _, a1, _ = ab
+    for cloud, peer in (("A", "B"), ("B", "A")):
+        lab3.api(cloud, "POST", "/v1/ipsec-policies", {"name": "fastrekey", "lifetime": 5})
+        lab3.api(cloud, "PATCH", f"/v1/links/{peer}", {"ipsec_policy": "fastrekey"})
+    try:
+        wait_for(
+            lambda: (
+                link(lab3, "A", "B")["status"]["state"] == "up"
+                and ping(lab3, a1, "10.10.0.2", count=1)
+            ),
+            timeout=40,
+            what="the link to be up with the short-lived policy",
+        )
+        before = _child_ids(lab3, "A", "B")
+        r = lab3.exec(a1, ["ping", "-c", "300", "-i", "0.05", "-W", "1", "10.10.0.2"], timeout=60)
+        assert " 0% packet loss" in r.stdout, r.stdout[-400:]
+        after = _child_ids(lab3, "A", "B")
+        assert after and after != before, (before, after)  # the CHILD_SA was rekeyed
+    finally:
+        for cloud, peer in (("A", "B"), ("B", "A")):
+            lab3.api(cloud, "PATCH", f"/v1/links/{peer}", {"ipsec_policy": None})
+            lab3.api(cloud, "DELETE", "/v1/ipsec-policies/fastrekey")
+        wait_for(
+            lambda: link(lab3, "A", "B")["status"]["state"] == "up",
+            timeout=40,
+            what="the link back on the default policy",
+        )
+
+
+def test_mtu_df_ping_tcp_and_udp_across_the_encrypted_expansion(lab3, ab):
+    _, a1, b1 = ab
+    budget = link(lab3, "A", "B")["mtu_budget"]
+    # A full-size DF ping from a VM with MTU 1500 gets the ICMP "fragmentation needed" it needs
+    # (the VXLAN port answers for the path), naming the usable MTU.
+    r = lab3.exec(a1, ["ping", "-M", "do", "-s", "1472", "-c", "2", "-W", "2", "10.10.0.2"])
+    mtus = {int(x) for x in re.findall(r"mtu ?= ?(\d+)", r.stdout + r.stderr)}
+    assert mtus == {budget["vm_mtu"]}, (r.stdout, r.stderr, budget)
+    # TCP with the VMs' default MTU: 100 MB intact (the MSS is clamped on the bridge)
+    sink = traffic.start(lab3, b1, traffic.TCP_SINK, "7000")
+    sent = traffic.run(lab3, a1, traffic.TCP_SOURCE, "10.10.0.2", "7000", str(100 * 2**20))
+    received = sink.communicate(timeout=120)[0].strip()
+    assert sent == received and sent.startswith(str(100 * 2**20)), (sent, received)
+    # UDP of 1472 and 4000 bytes: the VM fragments what exceeds the path, the tunnel carries it
+    sink = traffic.start(lab3, b1, traffic.UDP_SINK, "7001", "3")
+    traffic.run(lab3, a1, traffic.UDP_SOURCE, "10.10.0.2", "7001", "1472,4000", "10")
+    got = eval(sink.communicate(timeout=60)[0])  # {size: [intact, corrupt]}
+    assert got.get(1472, [0, 0])[0] >= 8 and got.get(4000, [0, 0])[0] >= 8, got
+    assert all(bad == 0 for _, bad in got.values()), got
+
+
+def test_rate_limit_holds_and_spares_the_other_project(lab3, vms):
+    e1 = expand(lab3, "A", "p1", "net1", ["B"])
+    e2 = expand(lab3, "A", "p2", "net2", ["B"])
+    try:
+        lab3.api("A", "PATCH", f"/v1/expansions/{e1['id']}", {"rate_mbit": 50}, token="p1")
+        a1 = vms("A", "a1", "10.10.0.1/24", network="net1")
+        a2 = vms("A", "a2", "10.10.0.1/24", network="net2")
+        b1 = vms("B", "b1", "10.10.0.2/24", replica_of="A/p1/net1")
+        b2 = vms("B", "b2", "10.10.0.2/24", replica_of="A/p2/net2")
+        wait_for(
+            lambda: (
+                "rate"
+                in lab3.exec(
+                    "A", ["tc", "qdisc", "show", "dev", f"icv{e1['peers'][0]['vni']}"]
+                ).stdout
+            ),
+            timeout=20,
+            what="the rate limit on p1's tunnel port",
+        )
+        traffic.iperf3_server(lab3, b1)
+        alone = traffic.mbits(traffic.iperf3_client(lab3, a1, "10.10.0.2", 5, streams=4))
+        traffic.iperf3_server(lab3, b2)
+        free = traffic.mbits(traffic.iperf3_client(lab3, a2, "10.10.0.2", 4))
+        servers = [traffic.iperf3_server(lab3, b) for b in (b1, b2)]
+        clients = [
+            traffic.iperf3_client(lab3, a1, "10.10.0.2", 5, streams=4),
+            traffic.iperf3_client(lab3, a2, "10.10.0.2", 5),
+        ]
+        limited, other = (traffic.mbits(c) for c in clients)
+        for s in servers:
+            s.wait(timeout=30)
+        print(
+            f"p1 limited to 50 Mbit/s: alone {alone:.1f}, beside p2 {limited:.1f}; "
+            f"p2 unlimited: alone {free:.1f}, beside p1 {other:.1f}"
+        )
+        assert 42.5 <= alone <= 57.5, alone
+        assert 42.5 <= limited <= 57.5, limited
+        assert other > 1.5 * 50 and other >= 0.6 * free, (other, free)
+    finally:
+        shrink(lab3, "A", "p1", e1["id"])
+        shrink(lab3, "A", "p2", e2["id"])

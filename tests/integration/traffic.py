@@ -1,0 +1,123 @@
+"""Traffic generators run inside lab VMs: TCP transfers with checksums, UDP datagrams, iperf3."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+TCP_SINK = r"""
+import hashlib, socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(1)
+print("ready", flush=True)
+conn, _ = srv.accept(); h = hashlib.sha256(); n = 0
+while True:
+    data = conn.recv(1 << 16)
+    if not data:
+        break
+    h.update(data); n += len(data)
+print(n, h.hexdigest(), flush=True)
+"""
+
+TCP_SOURCE = r"""
+import hashlib, random, socket, sys
+host, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(7); h = hashlib.sha256(); sent = 0
+s = socket.create_connection((host, port), timeout=30)
+while sent < total:
+    chunk = rng.randbytes(min(1 << 16, total - sent))
+    s.sendall(chunk); h.update(chunk); sent += len(chunk)
+s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
+print(sent, h.hexdigest(), flush=True)
+"""
+
+UDP_SINK = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(float(sys.argv[2])); print("ready", flush=True); got = []
+try:
+    while True:
+        data, _ = s.recvfrom(65535); got.append(data)
+except TimeoutError:
+    pass
+sizes = {}
+for d in got:
+    ok = d == bytes([len(d) % 251]) * len(d)
+    sizes.setdefault(len(d), [0, 0])[0 if ok else 1] += 1
+print({k: v for k, v in sizes.items()}, flush=True)
+"""
+
+UDP_SOURCE = r"""
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for size in [int(x) for x in sys.argv[3].split(",")]:
+    for _ in range(int(sys.argv[4])):
+        s.sendto(bytes([size % 251]) * size, (host, port)); time.sleep(0.1)
+"""
+
+
+def start(lab, target: str, script: str, *args: str) -> subprocess.Popen[str]:
+    """Run a script in a VM; returns once it printed its first line ('ready')."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.namespace(target), sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", (
+        f"{target}: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+    )
+    return proc
+
+
+def run(lab, target: str, script: str, *args: str, timeout: float = 120) -> str:
+    r = lab.exec(target, [sys.executable, "-c", script, *args], timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def iperf3_server(lab, target: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.namespace(target), "iperf3", "-s", "-1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    time.sleep(0.5)
+    return proc
+
+
+def iperf3_client(
+    lab, target: str, server: str, seconds: int, streams: int = 1
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.namespace(target),
+            "iperf3",
+            "-c",
+            server,
+            "-t",
+            str(seconds),
+            "-P",
+            str(streams),
+            "-J",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def mbits(proc: subprocess.Popen[str]) -> float:
+    out, err = proc.communicate(timeout=120)
+    data = json.loads(out)
+    assert "error" not in data, data.get("error")
+    return data["end"]["sum_received"]["bits_per_second"] / 1e6
