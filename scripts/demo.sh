@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: 3 clouds in namespaces, peered; a network of cloud A expanded into B and C;
-# pings between VMs of all three on one subnet; `intercloud status`; teardown.
+# The demo: 3 clouds in namespaces (C behind a NAT router), peered over IPsec links; a network
+# of cloud A expanded into B and C; pings between VMs of all three on one subnet;
+# `intercloud status`; teardown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export INTERCLOUD_LAB=${INTERCLOUD_LAB:-demo}
@@ -13,23 +14,30 @@ as_p1() { local cloud=$1; shift; ic lab exec --token p1 "$cloud" -- "$PY" -m int
 trap 'step "tearing down"; ic lab down' EXIT
 ic lab down >/dev/null 2>&1 || true
 
-step "lab up: 3 clouds (A, B, C), a WAN router, one agent per cloud"
-ic lab up --clouds 3
+step "lab up: 3 clouds (A, B, C; C behind NAT), a WAN router, one agent + one charon per cloud"
+ic lab up --clouds 3 --nat C
 
+# Public address of each cloud, and its own (C sits behind NAT: 198.19.3.2 inside)
 ip_of() { case $1 in A) echo 198.18.1.2;; B) echo 198.18.2.2;; C) echo 198.18.3.2;; esac; }
+own_ip() { case $1 in C) echo 198.19.3.2;; *) ip_of "$1";; esac; }
+# Behind NAT the agent is reached at its own address, through the IPsec tunnel
+api_ip() { own_ip "$1"; }
 peer_pair() {  # what two cloud administrators do to agree on a peering
-  local a=$1 b=$2 key
+  local a=$1 b=$2 key psk
   key=$("$PY" -c 'import secrets; print(secrets.token_hex(16))')
+  psk=$("$PY" -c 'import secrets; print(secrets.token_hex(24))')
   for pair in "$a $b" "$b $a"; do
     set -- $pair
-    in_cloud "$1" peer create "$2" --url "http://$(ip_of "$2"):8700" \
+    in_cloud "$1" peer create "$2" --url "http://$(api_ip "$2"):8700" \
       --endpoint "$(ip_of "$2")" --key "$key" >/dev/null
-    in_cloud "$1" link create "$2" --local "$(ip_of "$1")" >/dev/null
+    extra=()
+    [ "$(own_ip "$2")" != "$(ip_of "$2")" ] && extra=(--peer-tunnel-endpoint "$(own_ip "$2")")
+    in_cloud "$1" link create "$2" --local "$(own_ip "$1")" --psk "$psk" "${extra[@]}" >/dev/null
     in_cloud "$1" agreement create "$2" --project p1 --peer-project p1 >/dev/null
   done
-  echo "peered $a <-> $b"
+  echo "peered $a <-> $b (IPsec, pre-shared key)"
 }
-step "admins peer A with B and A with C (peer, link, agreement on both sides)"
+step "admins peer A with B and A with C (peer, encrypted link, agreement on both sides)"
 peer_pair A B
 peer_pair A C
 
@@ -52,7 +60,7 @@ done
 echo "-- ARP in a1 (MACs learned across clouds):"
 ic lab exec A/a1 -- ip neigh show dev eth0
 
-step "links as A sees them"
+step "links as A sees them (IPsec via charon's kernel-libipsec; C through NAT-T)"
 in_cloud A link list
 step "intercloud status (A, admin)"
 in_cloud A status

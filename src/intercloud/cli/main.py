@@ -234,6 +234,7 @@ def _print_status(st: dict[str, Any], replicas: list[dict[str, Any]]) -> None:
             "agent": st.get("agent"),
             "version": st.get("version"),
             "dataplane": st.get("dataplane"),
+            "ipsec": " ".join(str(v) for v in (st.get("ipsec") or {}).values() if v) or "-",
             "counts": st.get("counts"),
         },
         title="Agent",
@@ -244,6 +245,7 @@ def _print_status(st: dict[str, Any], replicas: list[dict[str, Any]]) -> None:
         [
             ("PEER", "peer"),
             ("STATE", lambda link: output.link_state(link)[0]),
+            ("IPSEC", output.ipsec_summary),
             ("REASON", lambda link: output.link_state(link)[1]),
             ("CHECKED", lambda link: output.link_state(link)[2]),
         ],

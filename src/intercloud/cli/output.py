@@ -96,6 +96,29 @@ def link_state(link: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     return link.get("state", status), link.get("reason"), link.get("checked_at")
 
 
+def ipsec_summary(link: Mapping[str, Any]) -> str:
+    """One readable line of a link's IPsec state, e.g. 'ESTABLISHED tunnel NAT-T libipsec'."""
+    if not link.get("encrypted"):
+        return "off"
+    status = link.get("status")
+    ipsec = status.get("ipsec") if isinstance(status, Mapping) else None
+    if not isinstance(ipsec, Mapping):
+        return "?"
+    parts = [str(ipsec.get("ike_state") or "DOWN")]
+    children = ipsec.get("children") or []
+    if children:
+        child = children[0]
+        parts.append(str(child.get("mode", "")).lower())
+        if child.get("encap"):
+            parts.append("UDP-encap")
+        parts.append(f"{child.get('packets_in', 0)}/{child.get('packets_out', 0)} pkts")
+    if ipsec.get("nat_detected"):
+        parts.append("NAT")
+    if ipsec.get("backend"):
+        parts.append(f"({ipsec['backend']})")
+    return " ".join(p for p in parts if p)
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(redact(data), indent=2, default=str))
 

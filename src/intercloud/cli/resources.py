@@ -29,6 +29,8 @@ LINK_COLUMNS: Columns = [
     ("MTU", "mtu"),
     ("ENABLED", "enabled"),
     ("STATE", lambda r: output.link_state(r)[0]),
+    ("IPSEC", output.ipsec_summary),
+    ("VM MTU", lambda r: (r.get("mtu_budget") or {}).get("vm_mtu")),
     ("REASON", lambda r: output.link_state(r)[1]),
 ]
 AGREEMENT_COLUMNS: Columns = [
@@ -156,6 +158,11 @@ def link() -> None:
 @click.option("--psk-file", type=click.File("r"), default=None, help="Read the PSK from a file.")
 @click.option("--ike-policy", default=None, help="IKE policy name (default: built-in default).")
 @click.option("--ipsec-policy", default=None, help="IPsec policy name (default: built-in).")
+@click.option(
+    "--peer-tunnel-endpoint",
+    default=None,
+    help="The peer's own address when it sits behind NAT (else learned from the peer).",
+)
 @click.pass_obj
 def link_create(
     state: State,
@@ -170,12 +177,18 @@ def link_create(
     psk_file: Any,
     ike_policy: str | None,
     ipsec_policy: str | None,
+    peer_tunnel_endpoint: str | None,
 ) -> None:
     """Create the link to PEER (encrypted with IPsec unless --unencrypted)."""
     body: dict[str, Any] = {"peer": peer_name, "local_endpoint": local_endpoint}
     body["encrypted"] = not unencrypted
     psk = read_secret(state, psk, psk_file, "--psk", required=False)
-    for key, value in (("psk", psk), ("ike_policy", ike_policy), ("ipsec_policy", ipsec_policy)):
+    for key, value in (
+        ("psk", psk),
+        ("ike_policy", ike_policy),
+        ("ipsec_policy", ipsec_policy),
+        ("peer_tunnel_endpoint", peer_tunnel_endpoint),
+    ):
         if value is not None:
             body[key] = value
     if remote_endpoint is not None:
