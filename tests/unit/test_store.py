@@ -91,3 +91,35 @@ def test_nonce_replay_is_refused(store):
         pid = p.id
     with pytest.raises(Conflict), store.session() as s:
         s.add(m.Nonce(peer_id=pid, nonce="ab" * 16))
+
+
+def test_upgrade_keeps_existing_links_and_marks_them_unencrypted(database_url):
+    from sqlalchemy import text
+
+    old = Store(database_url)
+    old.migrate("0001")
+    with old.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO peers (name, federation_url, underlay_endpoint, key, created_at) "
+                "VALUES ('B', 'http://198.18.2.2:8700', '198.18.2.2', :k, CURRENT_TIMESTAMP)"
+            ),
+            {"k": "k" * 32},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO links (peer_id, local_endpoint, remote_endpoint, tunnel_type, mtu, "
+                "enabled, state, reason, created_at) VALUES ((SELECT id FROM peers), '198.18.1.2', "
+                "'198.18.2.2', 'vxlan', 1500, true, 'up', '', CURRENT_TIMESTAMP)"
+            )
+        )
+    old.migrate()
+    with old.session() as s:
+        link = s.scalar(select(m.Link))
+        assert (link.peer.name, link.encrypted, link.psk, link.ike_policy) == (
+            "B",
+            False,
+            None,
+            None,
+        )
+    old.dispose()

@@ -40,13 +40,13 @@ class Store:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (a no-op when it is already there)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to `revision`, the newest by default (a no-op when it is there)."""
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     def tables(self) -> set[str]:
         return set(inspect(self.engine).get_table_names())
