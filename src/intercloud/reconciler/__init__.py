@@ -182,7 +182,8 @@ class Reconciler:
                 else:
                     ok, reason = health.get(lk.id, (False, "not checked yet"))
                     outcome = tunnels_ok.get(lk.peer.name)
-                    if ok and outcome is not None and not outcome.ready:
+                    if outcome is not None and not outcome.ready:
+                        # The tunnel is the cause: the peer's agent is then unreachable too.
                         ok, reason = False, outcome.reason
                     state = "up" if ok else "down"
                     if not ok:

@@ -1,0 +1,161 @@
+"""A VPNaaS equivalent: what OpenStack VPNaaS sets up, in namespaces.
+
+    q1 10.20.1.10 ── qr0 10.20.1.1 [router r1: charon] eth0 198.18.1.2 ─┐
+                                                                       WAN router
+    q2 10.20.2.10 ── qr0 10.20.2.1 [router r2: charon] eth0 198.18.2.2 ─┘
+
+Each router namespace runs its own charon (kernel-libipsec, as every charon here) with one
+IKE SA and one tunnel-mode CHILD_SA 10.20.1.0/24 === 10.20.2.0/24, routed at L3, with the
+agent's default crypto (the same proposal strings the agent's default policies produce).
+
+Variant `lanes=2` (a multi-core experiment): a second charon in each router (own IKE ports,
+fwmark and routing table 221) with its own IKE SA and CHILD_SA for the same subnets. The
+iperf3 client binds its 10 connections to ports 40000-40009 (`--cport`); `ip rule`s send
+40005-40009 (and their replies) through the second charon's TUN device, so each charon
+encrypts half the flows. libipsec has one encrypting and one decrypting thread per charon
+(src/libipsec/ipsec_processor.c), whatever the number of SAs: a second charon is the only way
+to get a second one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from intercloud.drivers.ipsec import charon as charon_mod
+from intercloud.drivers.ipsec import strongswan
+from intercloud.drivers.ipsec.base import TunnelSpec
+from intercloud.errors import DriverError
+from intercloud.service import policies
+
+from bench import ns as nsmod
+from bench.dataplane import Config, charon_pids, wait_for
+from bench.measure import Endpoint
+
+CPORT = 40000  # iperf3 --cport: data connections use 40000..40009
+
+
+class LaneCharon(charon_mod.Charon):
+    """A charon with its own IKE ports, socket fwmark and routing table, so that a second
+    instance can run in a namespace that already has one."""
+
+    def __init__(self, netns: str, workdir: Path, *, lane: int) -> None:
+        super().__init__(netns, workdir)
+        self.lane = lane
+        self.port, self.port_nat_t = 4500 + 10 * lane, 4501 + 10 * lane
+        self.fwmark, self.table = charon_mod.FWMARK + lane, 220 + lane
+
+    def start(self, timeout: float = 15.0) -> None:
+        run_dir = self.workdir / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        Path(self.socket_path).unlink(missing_ok=True)
+        text = charon_mod.conf_text(
+            f"unix://{self.socket_path}", str(self.log_path), fwmark=self.fwmark
+        )
+        extra = (
+            f"  port = {self.port}\n  port_nat_t = {self.port_nat_t}\n"
+            f"  routing_table = {self.table}\n  routing_table_prio = {self.table}\n"
+        )
+        self.conf_path.write_text(text.replace("charon {\n", "charon {\n" + extra, 1))
+        inner = f"mount --bind {shlex.quote(str(run_dir))} /run && exec {charon_mod.CHARON}"
+        argv = ["ip", "netns", "exec", self.netns, "unshare", "-m", "--propagation", "private"]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STRONGSWAN_CONF": str(self.conf_path)}
+        with open(self.workdir / "charon.out", "ab") as out:
+            self._proc = subprocess.Popen(
+                [*argv, "sh", "-c", inner], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            )
+        wait_for(self._answers, timeout, f"charon lane {self.lane} in {self.netns}")
+
+
+def _spec(i: int, psk: str) -> TunnelSpec:
+    me, peer = i + 1, 2 - i
+    return TunnelSpec(
+        name="vpn",
+        local=f"198.18.{me}.2",
+        remote=f"198.18.{peer}.2",
+        local_id=f"r{me}",
+        remote_id=f"r{peer}",
+        psk=psk,
+        ike_proposals=policies.to_ike(None).proposals(),
+        esp_proposals=policies.to_ipsec(None).proposals(),
+        mode="tunnel",
+        initiator=i == 0,
+        local_ts=f"10.20.{me}.0/24",
+        remote_ts=f"10.20.{peer}.0/24",
+    )
+
+
+def _load(socket_path: str, spec: TunnelSpec, port: int | None) -> Any:
+    """load-conn + load-shared over VICI (the conn dict is the agent driver's own)."""
+    session = strongswan.unix_session(socket_path)
+    conn = strongswan.conn_dict(spec, "kernel-libipsec")
+    if port is not None:
+        conn[spec.name].update(local_port=str(port), remote_port=str(port))
+    session.load_conn(conn)
+    owners = [spec.local_id, spec.remote_id]
+    session.load_shared({"id": spec.name, "type": "IKE", "data": spec.psk, "owners": owners})
+    return session
+
+
+def _installed(session: Any) -> bool:
+    for item in session.list_sas():
+        for sa in item.values():
+            for child in (sa.get("child-sas") or {}).values():
+                if child.get("state") == b"INSTALLED":
+                    return True
+    return False
+
+
+def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p") -> Config:
+    wan = topo.wan(tag)
+    routers, vms = [], []
+    for i in (0, 1):
+        r = topo.add(f"{tag}r{i + 1}", forward=True)
+        topo.uplink(wan, r, i + 1)
+        vms.append(topo.vm(f"{tag}q{i + 1}", r, "qr0", f"10.20.{i + 1}.10/24",
+                           gw_cidr=f"10.20.{i + 1}.1/24", via=f"10.20.{i + 1}.1"))  # fmt: skip
+        routers.append(r)
+    psk = secrets.token_hex(24)
+    sessions = []
+    for lane in range(lanes):
+        charons = []
+        for i, r in enumerate(routers):
+            d = workdir / f"{tag}r{i + 1}-lane{lane}"
+            d.mkdir(parents=True, exist_ok=True)
+            c = charon_mod.Charon(r, d) if lane == 0 else LaneCharon(r, d, lane=lane)
+            c.start()
+            charons.append(c)
+        port = None if lane == 0 else charons[0].port_nat_t
+        pair = [_load(c.socket_path, _spec(i, psk), port) for i, c in enumerate(charons)]
+        list(pair[0].initiate({"child": "vpn", "ike": "vpn", "timeout": "-1"}))
+        try:
+            wait_for(lambda p=pair: all(_installed(s) for s in p), 30, f"VPN SA lane {lane}")
+        except RuntimeError as exc:
+            raise DriverError(f"{exc}; charon log: {charons[0]._tail()}") from exc
+        sessions += pair
+        if lane:
+            first, last = CPORT + 10 * lane // lanes, CPORT + 10 * (lane + 1) // lanes - 1
+            table = str(charons[0].table)
+            nsmod.ip(routers[0], "rule", "add", "prio", "110", "to", "10.20.2.0/24",
+                     "ipproto", "tcp", "sport", f"{first}-{last}", "lookup", table)  # fmt: skip
+            nsmod.ip(routers[1], "rule", "add", "prio", "110", "to", "10.20.1.0/24",
+                     "ipproto", "tcp", "dport", f"{first}-{last}", "lookup", table)  # fmt: skip
+    for s in sessions:
+        s.transport.close()
+    key = "vpnaas" if lanes == 1 else f"vpnaas_{lanes}charons"
+    label = "VPNaaS equivalent (L3, 1 SA)" if lanes == 1 else (
+        f"VPNaaS, {lanes} charons per router")  # fmt: skip
+    notes = "tunnel mode 10.20.1.0/24 === 10.20.2.0/24, " + "/".join(
+        policies.to_ipsec(None).proposals()
+    )
+    if lanes > 1:
+        notes = f"flows split over {lanes} charons by client port (iperf3 --cport, ip rule)"
+    ep = Endpoint(vms[0], vms[1], "10.20.2.10", routers[0], "eth0", charon_pids(*routers))
+    if lanes > 1:
+        ep.cport = CPORT
+    return Config(key, label, ep, notes)
+
