@@ -35,6 +35,7 @@ class Config:
     ep: Endpoint
     notes: str = ""
     suite: Suite = field(default_factory=Suite)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def charon_pids(*namespaces: str) -> list[int]:
@@ -110,14 +111,8 @@ def expand(lab: Lab, cloud: str, project: str, network: str, peers: list[str]) -
     )
 
 
-def build_lab(name: str, encrypt: bool) -> tuple[Lab, Config]:
-    """Two clouds peered, A's net1 expanded to B, VM a1 on net1 and b1 on its replica.
-    The caller downs the lab (also when this raises: the lab object is made first)."""
-    lab = Lab(name)
-    return lab, _fill_lab(lab, encrypt)
-
-
-def _fill_lab(lab: Lab, encrypt: bool) -> Config:
+def fill_lab(lab: Lab, encrypt: bool) -> Config:
+    """Two clouds peered, A's net1 expanded to B, VM a1 on net1 and b1 on its replica."""
     lab.up(2, encrypt=encrypt)
     lab.peer("A", "B")
     wait_for(lambda: lab.api("A", "GET", "/v1/links/B")["status"]["state"] == "up", 60, "link")

@@ -47,6 +47,7 @@ RETRY_PENDING = 0.3  # an expansion waits for its peer: it is usually a fraction
 RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the peer
 DISABLED = "disabled by the administrator"
 HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
+HEALTH_FRESH = 2.0  # a health answer younger than this is not asked again
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._healthy_at: dict[tuple[int, str], float] = {}
 
     # -- loop ---------------------------------------------------------------------------------
     def trigger(self) -> None:
@@ -149,14 +151,21 @@ class Reconciler:
                 for lk in s.scalars(select(m.Link))
             ]
         health: dict[int, tuple[bool, str]] = {}
+        now = time.monotonic()
         for link_id, enabled, name, url, key in todo:
             if not enabled:
+                continue
+            fresh = self._healthy_at.get((link_id, url), -HEALTH_FRESH)
+            if now - fresh < HEALTH_FRESH:
+                # Answered a moment ago: a pass triggered by an API change need not ask again.
+                health[link_id] = (True, "")
                 continue
             try:
                 answer = self.client.call(
                     name, url, key, "GET", "/v1/federation/health", timeout=HEALTH_TIMEOUT
                 )
                 health[link_id] = (True, "")
+                self._healthy_at[(link_id, url)] = now
                 endpoint = answer.get("tunnel_endpoint") if isinstance(answer, dict) else None
                 if endpoint:
                     with self.store.session() as s:
@@ -166,6 +175,7 @@ class Reconciler:
                             lk.peer_tunnel_endpoint = endpoint
             except PeerError as exc:
                 health[link_id] = (False, exc.message)
+                self._healthy_at.pop((link_id, url), None)
         return health
 
     def _write_link_states(
