@@ -20,12 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from intercloud.lab import netns
-from intercloud.lab.topology import Lab
-
 from bench import measure
 from bench import ns as nsmod
 from bench.measure import Endpoint, Mode, Suite
+from intercloud.lab import netns
+from intercloud.lab.topology import Lab
 
 
 @dataclass
@@ -43,7 +42,8 @@ def charon_pids(*namespaces: str) -> list[int]:
     for ns in namespaces:
         for pid in netns.namespace_pids(ns):
             try:
-                comm = open(f"/proc/{pid}/comm").read().strip()
+                with open(f"/proc/{pid}/comm") as f:
+                    comm = f.read().strip()
             except OSError:
                 continue
             if comm == "charon":

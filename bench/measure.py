@@ -50,7 +50,8 @@ class Endpoint:
     wire_ns: str
     wire_if: str
     charon_pids: Sequence[int] = ()
-    cport: int | None = None  # iperf3 --cport: TCP data connections from this port up
+    cport: int | None = None  # iperf3 --cport base (TCP): consecutive client ports
+    cport_runs: int = 0
 
 
 @dataclass
@@ -104,26 +105,28 @@ class Iperf3Server:
 
 
 def iperf3(ep: Endpoint, *args: str, seconds: int) -> dict[str, Any]:
-    argv = ["iperf3", "-c", ep.server_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J", *args]
-    for attempt in range(3):  # the server answers "busy" for a moment after a test
-        r = nsmod.exec_run(ep.client_ns, argv, timeout=seconds + 60)
+    """One iperf3 client run (JSON). Retried: the server answers "busy" for a moment after a
+    test, and with --cport a port of the last run may still be taken (a new base each try)."""
+    for attempt in range(4):
+        argv = ["iperf3", "-c", ep.server_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
+        if ep.cport:
+            ep.cport_runs += 1
+            argv += ["--cport", str(ep.cport + 10 * (ep.cport_runs % 100))]
+        r = nsmod.exec_run(ep.client_ns, [*argv, *args], timeout=seconds + 60)
         try:
             data = json.loads(r.stdout)
         except ValueError:
             data = {"error": (r.stderr or r.stdout).strip()[-300:] or f"exit {r.returncode}"}
         if "error" not in data:
             return data
-        if attempt < 2:
-            time.sleep(1.0)
+        time.sleep(1.0)
     raise RuntimeError(f"iperf3 {' '.join(args)} from {ep.client_ns}: {data['error']}")
 
 
 def tcp(ep: Endpoint, mode: Mode, streams: int = 10) -> float:
     """Gb/s received, iperf3 -P streams; the first second (slow start) is omitted in full runs."""
-    extra = [] if mode.short else ["-O", "1"]
-    if ep.cport:
-        extra += ["--cport", str(ep.cport)]
-    data = iperf3(ep, "-P", str(streams), *extra, seconds=mode.tcp_seconds)
+    omit = [] if mode.short else ["-O", "1"]
+    data = iperf3(ep, "-P", str(streams), *omit, seconds=mode.tcp_seconds)
     return data["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
@@ -200,7 +203,8 @@ def _thread_ticks(pid: int) -> dict[str, int]:
         return out
     for tid in tids:
         try:
-            fields = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
         out[tid] = int(fields[11]) + int(fields[12])

@@ -5,15 +5,17 @@ kernel-libipsec runs one encrypting and one decrypting thread per charon, whatev
 of SAs (src/libipsec/ipsec_processor.c queues every packet on one outbound and one inbound
 job), so several CHILD_SAs in one charon cannot spread the work. A second charon can:
 
-* each gateway of an encrypted lab gets a second charon (`vpnaas.LaneCharon`: IKE ports
+* each gateway of an encrypted lab gets a second charon (`LaneCharon`: IKE ports
   4510/4511, socket fwmark 0x1c2, routing table 221) with its own IKE SA and CHILD_SA between
   the same two endpoints, same crypto, same PSK scheme as the agent's driver (its conn dict);
 * nftables (bridge family, its own table) marks the bridged frames of half the TCP flows
-  (client ports 40005-40009, iperf3 `--cport 40000`) with mark 2; the kernel VXLAN device keeps
-  the mark on the outer packet, and `ip rule fwmark 2 lookup 221` sends those VXLAN packets
-  into the second charon's TUN device instead of the first one's (table 220);
-* `ip rule fwmark 0x1c2 lookup main` lets the second charon's own IKE/ESP packets leave over
-  the underlay (the first charon's rule would otherwise send them into its tunnel).
+  (odd client ports; iperf3 `--cport` gives the 10 connections consecutive ports) with mark
+  2; the kernel VXLAN device keeps the mark on the outer packet, and `ip rule fwmark 2 lookup
+  221` sends those VXLAN packets into the second charon's TUN device instead of the first
+  one's (table 220);
+* `ip rule fwmark 0x1c1|0x1c2 lookup main` lets each charon's own IKE/ESP packets leave over
+  the underlay: each charon's own rule (`not fwmark <its mark> lookup <its table>`) would
+  otherwise send the other one's ESP into its tunnel, encrypting it twice.
 
 The agent is not told: it keeps managing its own charon and link. How the agent could make this
 its default (a lane per core, split by the VXLAN source port range instead of inner ports) is
@@ -23,29 +25,79 @@ traffic.
 
 from __future__ import annotations
 
+import os
 import secrets
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from bench import ns as nsmod
+from bench.dataplane import Config, charon_pids, wait_for
+from intercloud.drivers.ipsec import charon as charon_mod
 from intercloud.drivers.ipsec import strongswan
 from intercloud.drivers.ipsec.base import TunnelSpec
 from intercloud.lab.topology import Lab
 from intercloud.service import policies
 
-from bench import ns as nsmod
-from bench.dataplane import Config, charon_pids, wait_for
-from bench.vpnaas import CPORT, LaneCharon
+CPORT = 40000  # iperf3 --cport base: data connections use CPORT + k*10 .. + 9
 
 MARK = 2
-NFT = f"""table bridge bench_lanes {{
+
+
+class LaneCharon(charon_mod.Charon):
+    """A charon with its own IKE ports, socket fwmark and routing table, so that a second
+    instance can run in a namespace that already has one."""
+
+    def __init__(self, netns: str, workdir: Path, *, lane: int) -> None:
+        super().__init__(netns, workdir)
+        self.lane = lane
+        self.port, self.port_nat_t = 4500 + 10 * lane, 4501 + 10 * lane
+        self.fwmark, self.table = charon_mod.FWMARK + lane, 220 + lane
+
+    def start(self, timeout: float = 15.0) -> None:
+        run_dir = self.workdir / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        Path(self.socket_path).unlink(missing_ok=True)
+        text = charon_mod.conf_text(
+            f"unix://{self.socket_path}", str(self.log_path), fwmark=self.fwmark
+        )
+        extra = (
+            f"  port = {self.port}\n  port_nat_t = {self.port_nat_t}\n"
+            f"  routing_table = {self.table}\n  routing_table_prio = {self.table}\n"
+        )
+        self.conf_path.write_text(text.replace("charon {\n", "charon {\n" + extra, 1))
+        inner = f"mount --bind {shlex.quote(str(run_dir))} /run && exec {charon_mod.CHARON}"
+        argv = ["ip", "netns", "exec", self.netns, "unshare", "-m", "--propagation", "private"]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        env["STRONGSWAN_CONF"] = str(self.conf_path)
+        with open(self.workdir / "charon.out", "ab") as out:
+            self._proc = subprocess.Popen(
+                [*argv, "sh", "-c", inner], env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=out,
+            )  # fmt: skip
+        wait_for(self._answers, timeout, f"charon lane {self.lane} in {self.netns}")
+
+
+def lane_nft(family: str, hook: str) -> str:
+    """Mark the packets of TCP flows whose client port is odd (iperf3 --cport gives its 10
+    connections consecutive ports: 5 odd, 5 even), both directions."""
+    return f"""table {family} bench_lanes {{
     chain lanes {{
-        type filter hook forward priority filter; policy accept;
-        tcp sport {CPORT + 5}-{CPORT + 9} meta mark set {MARK}
-        tcp dport {CPORT + 5}-{CPORT + 9} meta mark set {MARK}
+        type filter hook {hook} priority filter; policy accept;
+        tcp sport >= {CPORT} tcp sport & 1 == 1 meta mark set {MARK}
+        tcp dport >= {CPORT} tcp dport & 1 == 1 meta mark set {MARK}
     }}
 }}
 """
+
+
+def nft(ns: str, ruleset: str) -> None:
+    r = subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset, text=True, capture_output=True
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"nft in {ns}: {r.stderr.strip()}")
 
 
 def _spec(lab: Lab, me: str, peer: str, psk: str) -> TunnelSpec:
@@ -82,9 +134,10 @@ def add_lane(lab: Lab, cfg: Config, workdir: Path) -> Config:
         owners = [spec.local_id, spec.remote_id]
         session.load_shared({"id": "lane2", "type": "IKE", "data": psk, "owners": owners})
         sessions.append(session)
-        nsmod.ip(gw, "rule", "add", "prio", "100", "fwmark", hex(ch.fwmark), "lookup", "main")
+        for mark in (charon_mod.FWMARK, ch.fwmark):  # both charons' own IKE/ESP packets
+            nsmod.ip(gw, "rule", "add", "prio", "100", "fwmark", hex(mark), "lookup", "main")
         nsmod.ip(gw, "rule", "add", "prio", "110", "fwmark", str(MARK), "lookup", str(ch.table))
-        _nft(gw)
+        nft(gw, lane_nft("bridge", "forward"))
     list(sessions[0].initiate({"child": "lane2", "ike": "lane2", "timeout": "-1"}))
     wait_for(lambda: all(_installed(s) for s in sessions), 30, "second charon's SA")
     for s in sessions:
@@ -101,14 +154,6 @@ def add_lane(lab: Lab, cfg: Config, workdir: Path) -> Config:
     return cfg
 
 
-def _nft(ns: str) -> None:
-    r = subprocess.run(
-        ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=NFT, text=True, capture_output=True
-    )
-    if r.returncode != 0:
-        raise RuntimeError(f"nft in {ns}: {r.stderr.strip()}")
-
-
 def _installed(session: Any) -> bool:
     return _child_bytes(session) is not None
 
@@ -120,8 +165,10 @@ def _child_bytes(session: Any) -> int | None:
         for sa in item.values():
             for child in (sa.get("child-sas") or {}).values():
                 if child.get("state") == b"INSTALLED":
-                    total = (total or 0) + int(child.get("bytes-in", 0)) + int(
-                        child.get("bytes-out", 0)
+                    total = (
+                        (total or 0)
+                        + int(child.get("bytes-in", 0))
+                        + int(child.get("bytes-out", 0))
                     )
     return total
 

@@ -10,65 +10,28 @@ agent's default crypto (the same proposal strings the agent's default policies p
 
 Variant `lanes=2` (a multi-core experiment): a second charon in each router (own IKE ports,
 fwmark and routing table 221) with its own IKE SA and CHILD_SA for the same subnets. The
-iperf3 client binds its 10 connections to ports 40000-40009 (`--cport`); `ip rule`s send
-40005-40009 (and their replies) through the second charon's TUN device, so each charon
-encrypts half the flows. libipsec has one encrypting and one decrypting thread per charon
-(src/libipsec/ipsec_processor.c), whatever the number of SAs: a second charon is the only way
-to get a second one.
+iperf3 client binds its 10 connections to consecutive ports (`--cport`); nftables marks the odd
+ones (and their replies) before routing and `ip rule fwmark` sends them through the second
+charon's TUN device, so each charon encrypts half the flows. libipsec has one encrypting and one
+decrypting thread per charon (src/libipsec/ipsec_processor.c), whatever the number of SAs: a
+second charon is the only way to get a second one.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import shlex
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from bench import multicore
+from bench import ns as nsmod
+from bench.dataplane import Config, charon_pids, wait_for
+from bench.measure import Endpoint
 from intercloud.drivers.ipsec import charon as charon_mod
 from intercloud.drivers.ipsec import strongswan
 from intercloud.drivers.ipsec.base import TunnelSpec
 from intercloud.errors import DriverError
 from intercloud.service import policies
-
-from bench import ns as nsmod
-from bench.dataplane import Config, charon_pids, wait_for
-from bench.measure import Endpoint
-
-CPORT = 40000  # iperf3 --cport: data connections use 40000..40009
-
-
-class LaneCharon(charon_mod.Charon):
-    """A charon with its own IKE ports, socket fwmark and routing table, so that a second
-    instance can run in a namespace that already has one."""
-
-    def __init__(self, netns: str, workdir: Path, *, lane: int) -> None:
-        super().__init__(netns, workdir)
-        self.lane = lane
-        self.port, self.port_nat_t = 4500 + 10 * lane, 4501 + 10 * lane
-        self.fwmark, self.table = charon_mod.FWMARK + lane, 220 + lane
-
-    def start(self, timeout: float = 15.0) -> None:
-        run_dir = self.workdir / "run"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        Path(self.socket_path).unlink(missing_ok=True)
-        text = charon_mod.conf_text(
-            f"unix://{self.socket_path}", str(self.log_path), fwmark=self.fwmark
-        )
-        extra = (
-            f"  port = {self.port}\n  port_nat_t = {self.port_nat_t}\n"
-            f"  routing_table = {self.table}\n  routing_table_prio = {self.table}\n"
-        )
-        self.conf_path.write_text(text.replace("charon {\n", "charon {\n" + extra, 1))
-        inner = f"mount --bind {shlex.quote(str(run_dir))} /run && exec {charon_mod.CHARON}"
-        argv = ["ip", "netns", "exec", self.netns, "unshare", "-m", "--propagation", "private"]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STRONGSWAN_CONF": str(self.conf_path)}
-        with open(self.workdir / "charon.out", "ab") as out:
-            self._proc = subprocess.Popen(
-                [*argv, "sh", "-c", inner], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-            )
-        wait_for(self._answers, timeout, f"charon lane {self.lane} in {self.netns}")
 
 
 def _spec(i: int, psk: str) -> TunnelSpec:
@@ -126,7 +89,7 @@ def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p"
         for i, r in enumerate(routers):
             d = workdir / f"{tag}r{i + 1}-lane{lane}"
             d.mkdir(parents=True, exist_ok=True)
-            c = charon_mod.Charon(r, d) if lane == 0 else LaneCharon(r, d, lane=lane)
+            c = charon_mod.Charon(r, d) if lane == 0 else multicore.LaneCharon(r, d, lane=lane)
             c.start()
             charons.append(c)
         port = None if lane == 0 else charons[0].port_nat_t
@@ -137,13 +100,11 @@ def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p"
         except RuntimeError as exc:
             raise DriverError(f"{exc}; charon log: {charons[0]._tail()}") from exc
         sessions += pair
-        if lane:
-            first, last = CPORT + 10 * lane // lanes, CPORT + 10 * (lane + 1) // lanes - 1
-            table = str(charons[0].table)
-            nsmod.ip(routers[0], "rule", "add", "prio", "110", "to", "10.20.2.0/24",
-                     "ipproto", "tcp", "sport", f"{first}-{last}", "lookup", table)  # fmt: skip
-            nsmod.ip(routers[1], "rule", "add", "prio", "110", "to", "10.20.1.0/24",
-                     "ipproto", "tcp", "dport", f"{first}-{last}", "lookup", table)  # fmt: skip
+        if lane:  # odd client ports (marked before routing) go through the second charon
+            for r in routers:
+                multicore.nft(r, multicore.lane_nft("ip", "prerouting"))
+                nsmod.ip(r, "rule", "add", "prio", "110", "fwmark", str(multicore.MARK),
+                         "lookup", str(charons[0].table))  # fmt: skip
     for s in sessions:
         s.transport.close()
     key = "vpnaas" if lanes == 1 else f"vpnaas_{lanes}charons"
@@ -156,6 +117,5 @@ def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p"
         notes = f"flows split over {lanes} charons by client port (iperf3 --cport, ip rule)"
     ep = Endpoint(vms[0], vms[1], "10.20.2.10", routers[0], "eth0", charon_pids(*routers))
     if lanes > 1:
-        ep.cport = CPORT
+        ep.cport = multicore.CPORT
     return Config(key, label, ep, notes)
-

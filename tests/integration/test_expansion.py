@@ -190,6 +190,12 @@ def _passes(lab, cloud, n):
 
 
 def test_bad_input_through_the_real_agent_changes_nothing_on_the_host(lab3):
+    # earlier tests' shrinks finish removing their devices asynchronously: let them settle
+    wait_for(
+        lambda: not links_in(lab3, "A") and not links_in(lab3, "B"),
+        timeout=20,
+        what="earlier expansions' devices to be gone",
+    )
     before = links_in(lab3, "A"), links_in(lab3, "B")
     status, body = lab3.api_raw(
         "A", "POST", "/v1/expansions", {"network": "net1", "peers": ["Z"]}, token="p1"
