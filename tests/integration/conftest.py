@@ -30,3 +30,18 @@ def lab3():
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture
+def vms(lab3):
+    """Add VMs to lab3 with add(cloud, name, ip, network=... | replica_of=...); removed after."""
+    made: list[tuple[str, str]] = []
+
+    def add(cloud, name, ip, **kw):
+        lab3.add_vm(cloud, name, ip, **kw)
+        made.append((cloud, name))
+        return f"{cloud}/{name}"
+
+    yield add
+    for cloud, name in made:
+        lab3.remove_vm(cloud, name)

@@ -16,20 +16,6 @@ MARKER = b"INTERCLOUD-CLEARTEXT-MARKER"
 
 
 @pytest.fixture
-def vms(lab3):
-    made: list[tuple[str, str]] = []
-
-    def add(cloud, name, ip, **kw):
-        lab3.add_vm(cloud, name, ip, **kw)
-        made.append((cloud, name))
-        return f"{cloud}/{name}"
-
-    yield add
-    for cloud, name in made:
-        lab3.remove_vm(cloud, name)
-
-
-@pytest.fixture
 def ab(lab3, vms):
     """net1 of p1 expanded A -> B, with a VM on each side."""
     exp = expand(lab3, "A", "p1", "net1", ["B"])

@@ -7,8 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from intercloud.errors import NotFound
 from tests.integration.helpers import capture, wait_for
 
@@ -56,20 +54,6 @@ def shrink(lab, cloud: str, project: str, uid: str) -> None:
             return True
 
     wait_for(gone, timeout=30, what=f"expansion {uid} to be deleted")
-
-
-@pytest.fixture
-def vms(lab3):
-    made: list[tuple[str, str]] = []
-
-    def add(cloud, name, ip, **kw):
-        lab3.add_vm(cloud, name, ip, **kw)
-        made.append((cloud, name))
-        return f"{cloud}/{name}"
-
-    yield add
-    for cloud, name in made:
-        lab3.remove_vm(cloud, name)
 
 
 def test_expand_a_to_b_pings_and_arp_resolves_then_shrink_cleans_up(lab3, vms):
