@@ -48,6 +48,7 @@ RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the
 DISABLED = "disabled by the administrator"
 HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
 HEALTH_FRESH = 2.0  # a health answer younger than this is not asked again
+PEER_REFRESH = 60.0  # how often active expansions' replicas are re-checked with the peer
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._healthy_at: dict[tuple[int, str], float] = {}
+        self._refreshed_at = -PEER_REFRESH
 
     # -- loop ---------------------------------------------------------------------------------
     def trigger(self) -> None:
@@ -210,6 +212,10 @@ class Reconciler:
         """Returns the peer's view of each live target's replica (by target id). Peers whose
         link is down are not called: their targets say why and wait."""
         replicas: dict[int, dict] = {}
+        now = time.monotonic()
+        refresh = now - self._refreshed_at >= PEER_REFRESH
+        if refresh:
+            self._refreshed_at = now
         for work in sync.pending_work(self.store):
             if work.peer.name in down:
                 why = f"link to {work.peer.name} is down: {down[work.peer.name]}"
@@ -218,6 +224,16 @@ class Reconciler:
                 else:
                     sync.set_status(self.store, work.target_id, "error", why)
                 result.settled = False
+                continue
+            if (
+                work.status == "active"
+                and work.vni is not None
+                and not work.deleting
+                and not refresh
+            ):
+                # Agreed and built on both sides: ask the peer again only every PEER_REFRESH,
+                # so a pass costs no call per expansion (1,000 expansions, 1,000 calls).
+                replicas[work.target_id] = {"status": "active", "vni": work.vni}
                 continue
             if work.deleting:
                 if not sync.remove_target(self.store, self.client, work):

@@ -33,6 +33,7 @@ class TargetWork:
     vni: int | None
     deleting: bool
     peer: PeerAddr
+    status: str = "pending"
 
 
 def set_status(store: Store, target_id: int, status: str, reason: str) -> None:
@@ -64,6 +65,7 @@ def pending_work(store: Store) -> list[TargetWork]:
                 t.vni,
                 t.expansion.deleting,
                 PeerAddr(t.peer.name, t.peer.federation_url, t.peer.key),
+                t.status,
             )
             for t in rows
         ]
