@@ -1,0 +1,1 @@
+"""Benchmarks of the intercloud agent in network namespaces: `python -m bench [--short]`."""

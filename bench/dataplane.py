@@ -63,9 +63,21 @@ def build_plain(topo: nsmod.Topology) -> list[Config]:
         nsmod.ip(gw, "link", "add", "br0", "type", "bridge")
         nsmod.ip(gw, "link", "set", "br0", "up")
         nsmod.ip(
-            gw, "link", "add", "vx0", "type", "vxlan", "id", "42",
-            "local", ips[i], "remote", ips[1 - i], "dstport", "4789",
-        )  # fmt: skip
+            gw,
+            "link",
+            "add",
+            "vx0",
+            "type",
+            "vxlan",
+            "id",
+            "42",
+            "local",
+            ips[i],
+            "remote",
+            ips[1 - i],
+            "dstport",
+            "4789",
+        )
         nsmod.ip(gw, "link", "set", "vx0", "master", "br0", "up")
         vms.append(topo.vm(f"v{i + 1}", gw, "tap0", f"10.30.0.{i + 1}/24", bridge="br0", mtu=1450))
     return [
@@ -129,8 +141,11 @@ def fill_lab(lab: Lab, encrypt: bool) -> Config:
         "eth0",
         charon_pids(*gws) if encrypt else (),
     )
-    key, label = ("ic_enc", "intercloud expansion, encrypted") if encrypt else (
-        "ic_plain", "intercloud expansion, unencrypted")  # fmt: skip
+    key, label = (
+        ("ic_enc", "intercloud expansion, encrypted")
+        if encrypt
+        else ("ic_plain", "intercloud expansion, unencrypted")
+    )
     notes = (
         f"vni {exp['peers'][0]['vni']}, VM MTU 1500, link budget vm_mtu "
         f"{budget.get('vm_mtu')} / mss {budget.get('tcp_mss')} ({budget.get('encapsulation')})"
@@ -141,8 +156,11 @@ def fill_lab(lab: Lab, encrypt: bool) -> Config:
 # --- running the measurements -------------------------------------------------------------------
 
 
-def measure_all(configs: list[Config], mode: Mode, log: Callable[[str], None]) -> None:
-    """TCP round robin over all configurations, then the rest one by one."""
+def measure_all(
+    configs: list[Config], mode: Mode, log: Callable[[str], None], tcp_only: set[str] = frozenset()
+) -> None:
+    """TCP round robin over all configurations, then the rest one by one (not for those in
+    `tcp_only`)."""
     servers = {}
     try:
         for c in configs:
@@ -160,15 +178,23 @@ def measure_all(configs: list[Config], mode: Mode, log: Callable[[str], None]) -
             runs = c.suite.tcp_runs
             c.suite.tcp_gbps = round(statistics.median(runs), 4)
             c.suite.cpu = cpus[c.key][runs.index(sorted(runs)[len(runs) // 2])]
+            if c.key in tcp_only:
+                continue
             for size in measure.UDP_SIZES:
-                c.suite.udp[size] = measure.udp(c.ep, size, mode)
-            log(f"UDP {c.key}: " + ", ".join(
-                f"{s}B {v['mbps']:.0f} Mb/s loss {v['loss_pct']:.0f}%"
-                for s, v in c.suite.udp.items()))  # fmt: skip
+                c.suite.udp[size] = measure.udp(c.ep, size, mode, c.suite.tcp_gbps * 1000)
+            log(
+                f"UDP {c.key}: "
+                + ", ".join(
+                    f"{s}B {v['mbps']:.0f} Mb/s loss {v['loss_pct']:.0f}%"
+                    for s, v in c.suite.udp.items()
+                )
+            )
     finally:
         for server in servers.values():
             server.stop()
     for c in configs:
+        if c.key in tcp_only:
+            continue
         c.suite.rtt_ms = measure.rtt_ms(c.ep.client_ns, c.ep.server_ip, mode.pings)
         for size in measure.UDP_SIZES:
             c.suite.wire_packets[size] = measure.wire_packets(c.ep, size, mode.frag_datagrams)

@@ -73,9 +73,12 @@ class LaneCharon(charon_mod.Charon):
         env["STRONGSWAN_CONF"] = str(self.conf_path)
         with open(self.workdir / "charon.out", "ab") as out:
             self._proc = subprocess.Popen(
-                [*argv, "sh", "-c", inner], env=env, stdin=subprocess.DEVNULL, stdout=out,
+                [*argv, "sh", "-c", inner],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
                 stderr=out,
-            )  # fmt: skip
+            )
         wait_for(self._answers, timeout, f"charon lane {self.lane} in {self.netns}")
 
 

@@ -20,6 +20,7 @@ second charon is the only way to get a second one.
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,16 @@ def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p"
     for i in (0, 1):
         r = topo.add(f"{tag}r{i + 1}", forward=True)
         topo.uplink(wan, r, i + 1)
-        vms.append(topo.vm(f"{tag}q{i + 1}", r, "qr0", f"10.20.{i + 1}.10/24",
-                           gw_cidr=f"10.20.{i + 1}.1/24", via=f"10.20.{i + 1}.1"))  # fmt: skip
+        vms.append(
+            topo.vm(
+                f"{tag}q{i + 1}",
+                r,
+                "qr0",
+                f"10.20.{i + 1}.10/24",
+                gw_cidr=f"10.20.{i + 1}.1/24",
+                via=f"10.20.{i + 1}.1",
+            )
+        )
         routers.append(r)
     psk = secrets.token_hex(24)
     sessions = []
@@ -103,13 +112,24 @@ def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p"
         if lane:  # odd client ports (marked before routing) go through the second charon
             for r in routers:
                 multicore.nft(r, multicore.lane_nft("ip", "prerouting"))
-                nsmod.ip(r, "rule", "add", "prio", "110", "fwmark", str(multicore.MARK),
-                         "lookup", str(charons[0].table))  # fmt: skip
+                nsmod.ip(
+                    r,
+                    "rule",
+                    "add",
+                    "prio",
+                    "110",
+                    "fwmark",
+                    str(multicore.MARK),
+                    "lookup",
+                    str(charons[0].table),
+                )
     for s in sessions:
         s.transport.close()
+    sockets = [str(workdir / f"{tag}r{i + 1}-lane0" / "charon.vici") for i in (0, 1)]
     key = "vpnaas" if lanes == 1 else f"vpnaas_{lanes}charons"
-    label = "VPNaaS equivalent (L3, 1 SA)" if lanes == 1 else (
-        f"VPNaaS, {lanes} charons per router")  # fmt: skip
+    label = (
+        "VPNaaS equivalent (L3, 1 SA)" if lanes == 1 else (f"VPNaaS, {lanes} charons per router")
+    )
     notes = "tunnel mode 10.20.1.0/24 === 10.20.2.0/24, " + "/".join(
         policies.to_ipsec(None).proposals()
     )
@@ -118,4 +138,23 @@ def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p"
     ep = Endpoint(vms[0], vms[1], "10.20.2.10", routers[0], "eth0", charon_pids(*routers))
     if lanes > 1:
         ep.cport = multicore.CPORT
-    return Config(key, label, ep, notes)
+    return Config(key, label, ep, notes, extra={"sockets": sockets})
+
+
+def sa_setup_seconds(cfg: Config, reps: int) -> list[float]:
+    """Baseline for bringing a link up: charon alone (no agent) terminating and establishing
+    the routers' IKE SA + CHILD_SA, until both sides have it INSTALLED."""
+    sessions = [strongswan.unix_session(p) for p in cfg.extra["sockets"]]
+    times = []
+    try:
+        for _ in range(reps):
+            list(sessions[0].terminate({"ike": "vpn", "force": "yes", "timeout": "2000"}))
+            wait_for(lambda: not any(_installed(s) for s in sessions), 10, "SAs gone")
+            t0 = time.monotonic()
+            list(sessions[0].initiate({"child": "vpn", "ike": "vpn", "timeout": "10000"}))
+            wait_for(lambda: all(_installed(s) for s in sessions), 30, "SAs up", interval=0.01)
+            times.append(time.monotonic() - t0)
+    finally:
+        for s in sessions:
+            s.transport.close()
+    return times

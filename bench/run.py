@@ -1,0 +1,312 @@
+"""The benchmark, one command: `python -m bench [--short]` (root; from the repository root).
+
+Builds its own namespaces and labs (all named `bn<4 hex>...`), measures, prints the tables,
+writes bench/results/latest.json and removes everything it made, also on error or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import control, dataplane, multicore, scale, vpnaas
+from bench import ns as nsmod
+from bench.measure import UDP_SIZES, Mode
+from bench.report import Figures, figures_as_dicts, machine, print_tables, write_json
+from intercloud.lab.netns import LabError
+from intercloud.lab.topology import Lab
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# TCP/UDP/RTT baselines: what each configuration is compared with, and the targets.
+BASELINE = {
+    "underlay": "underlay",
+    "vxlan": "underlay",
+    "ic_plain": "vxlan",
+    "vpnaas": "underlay",
+    "ic_enc": "vpnaas",
+    "vpnaas_2charons": "vpnaas",
+    "ic_enc_2charons": "vpnaas",
+}
+TARGETS = {"ic_plain": "ratio >= 0.95", "ic_enc": "ratio >= 1.5", "ic_enc_2charons": "ratio >= 1.5"}
+TCP_ONLY = {"vpnaas_2charons", "ic_enc_2charons"}  # the multi-core experiments
+
+
+class Run:
+    def __init__(self, mode: Mode, scale_n: int) -> None:
+        self.mode, self.scale_n = mode, scale_n
+        self.prefix = "bn" + secrets.token_hex(2)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.prefix}-"))
+        self.topo = nsmod.Topology(self.prefix)
+        self.labs: list[Lab] = []
+        self.figs = Figures()
+        self.details: dict[str, Any] = {}
+        self.errors: list[str] = []
+        self.t0 = time.monotonic()
+        self.charon_pids: set[int] = set()
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.monotonic() - self.t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    def lab(self, letter: str) -> Lab:
+        lab = Lab(self.prefix + letter, state_dir=self.workdir / f"lab-{letter}")
+        self.labs.append(lab)
+        return lab
+
+    def down(self, lab: Lab) -> None:
+        with contextlib.suppress(LabError):
+            lab.down()
+
+    def section(self, name: str, fn) -> None:
+        self.log(f"== {name}")
+        try:
+            fn()
+        except Exception as exc:  # record, clean up at the end, go on with the next section
+            self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            self.log(f"{name} FAILED: {exc}")
+
+    # --- data plane ------------------------------------------------------------------------
+
+    def dataplane(self) -> None:
+        cfgs = dataplane.build_plain(self.topo)
+        cfgs.append(dataplane.fill_lab(self.lab("u"), encrypt=False))
+        cfgs.append(vpnaas.build(self.topo, self.workdir))
+        self.enc_lab = self.lab("e")
+        cfgs.append(dataplane.fill_lab(self.enc_lab, encrypt=True))
+        cfgs.append(vpnaas.build(self.topo, self.workdir, lanes=2, tag="c"))
+        lab_m = self.lab("m")
+        cfgs.append(multicore.add_lane(lab_m, dataplane.fill_lab(lab_m, True), self.workdir))
+        self.vpn = next(c for c in cfgs if c.key == "vpnaas")
+        self.charon_pids = {pid for c in cfgs for pid in c.ep.charon_pids}
+        self.log("built: " + ", ".join(c.key for c in cfgs))
+        dataplane.measure_all(cfgs, self.mode, self.log, tcp_only=TCP_ONLY)
+        lanes = next(c for c in cfgs if c.key == "ic_enc_2charons")
+        out = {}
+        for c in cfgs:
+            out[c.key] = {"label": c.label, "notes": c.notes, **c.suite.as_dict()}
+        out["ic_enc_2charons"]["lane_bytes_since_start"] = multicore.lane_bytes(lanes)
+        self.details["dataplane"] = out
+        by_key = {c.key: c.suite for c in cfgs}
+        for c in cfgs:
+            base = BASELINE[c.key]
+            b = by_key[base]
+            self.figs.add(
+                f"tcp.{c.key}",
+                "dataplane",
+                f"TCP -P 10 {c.label}",
+                c.suite.tcp_gbps,
+                "Gb/s",
+                baseline=(f"tcp.{base}", base, b.tcp_gbps),
+                target=TARGETS.get(c.key, ""),
+                note=c.notes,
+            )
+            if c.key in TCP_ONLY:
+                continue
+            self.figs.add(
+                f"rtt.{c.key}",
+                "dataplane",
+                f"RTT {c.label}",
+                c.suite.rtt_ms,
+                "ms",
+                baseline=(f"rtt.{base}", base, b.rtt_ms),
+                better="lower",
+            )
+            for size in UDP_SIZES:
+                u, ub = c.suite.udp[size], b.udp[size]
+                self.figs.add(
+                    f"udp.{c.key}.{size}",
+                    "dataplane",
+                    f"UDP {size} B {c.label}",
+                    u["mbps"],
+                    "Mb/s",
+                    baseline=(f"udp.{base}.{size}", base, ub["mbps"]),
+                    note=f"loss {u['loss_pct']}%, sent {u['sent_mbps']} Mb/s",
+                )
+        for lab in (self.labs[0], lab_m):  # keep the encrypted lab for the control plane
+            self.down(lab)
+
+    # --- control plane and API -----------------------------------------------------------------
+
+    def control(self) -> None:
+        lab, reps = self.enc_lab, 3 if self.mode.short else 20
+        e2p = control.expansion_to_ping(lab, reps, self.log)
+        floor = control.by_hand_to_ping(self.topo, reps)
+        hand = "by hand (ip -batch, plain VXLAN)"
+        for stat, fn, target in (
+            ("median", statistics.median, "value < 1"),
+            ("p95", lambda v: control.pct(v, 95), ""),
+        ):
+            self.figs.add(
+                f"control.expansion_to_ping.{stat}",
+                "control",
+                f"expansion POST to first ping, {stat} of {reps}",
+                fn(e2p),
+                "s",
+                baseline=(f"control.by_hand_to_ping.{stat}", hand, fn(floor)),
+                better="lower",
+                target=target,
+            )
+        self.details["control"] = {"expansion_to_ping_s": e2p, "by_hand_to_ping_s": floor}
+
+        api = control.api_latency(lab, 50, 2 if self.mode.short else 20)
+        self.details["api"] = api
+        fl = "unauthenticated GET (401), same clients"
+        for kind, target in (("reads", "value < 50"), ("writes", "")):
+            for stat in ("p50", "p99"):
+                self.figs.add(
+                    f"api.{kind}.{stat}",
+                    "api",
+                    f"API {kind} {stat}, 50 concurrent clients",
+                    api[kind][f"{stat}_ms"],
+                    "ms",
+                    baseline=(f"api.floor.{stat}", fl, api["floor"][f"{stat}_ms"]),
+                    better="lower",
+                    target=target if stat == "p99" else "",
+                )
+
+        uid = lab.api("A", "GET", "/v1/expansions", token="p1")[0]["id"]
+        lab.api("A", "DELETE", f"/v1/expansions/{uid}", token="p1")
+        dataplane.wait_for(lambda: control._gone(lab, uid, "p1"), 60, "expansion deleted")
+        ups = control.link_up(lab, 2 if self.mode.short else 4, self.log)
+        sa = vpnaas.sa_setup_seconds(self.vpn, 2 if self.mode.short else 4)
+        self.details["control"].update(link_up=ups, charon_sa_setup_s=sa)
+        base = ("control.charon_sa_setup", "charon alone: IKE + CHILD_SA (VPNaaS routers)")
+        secs = [u["seconds"] for u in ups]
+        for stat, fn in (("median", statistics.median), ("max", max)):
+            self.figs.add(
+                f"control.link_up.{stat}",
+                "control",
+                f"encrypted link up after 2nd side's POST, {stat} of {len(ups)}",
+                fn(secs),
+                "s",
+                baseline=(*base, statistics.median(sa)),
+                better="lower",
+                target="value < 2",
+            )
+        self.down(lab)
+
+    # --- scale ------------------------------------------------------------------------------
+
+    def scale(self) -> None:
+        n = self.scale_n
+        floor = scale.kernel_floor(self.topo, n)
+        out = scale.run(self.lab("s"), n, self.log)
+        out["kernel_floor"] = floor
+        self.details["scale"] = out
+        k = "kernel floor: same devices by ip -batch"
+        for id, name, value, base, target in (
+            (
+                "create_all",
+                f"create {n} expansions until all active",
+                out["create_all_s"],
+                floor["create_s"],
+                "",
+            ),
+            (
+                "reconcile_from_nothing",
+                f"reconcile {n} from nothing after a restart",
+                out["reconcile_from_nothing_s"],
+                floor["create_s"],
+                "value < 10",
+            ),
+            (
+                "delete_all",
+                f"delete {n} expansions until gone",
+                out["delete_all_s"],
+                floor["delete_s"],
+                "",
+            ),
+        ):
+            self.figs.add(
+                f"scale.{id}",
+                "scale",
+                name,
+                value,
+                "s",
+                baseline=(f"scale.floor.{id}", k, base),
+                better="lower",
+                target=target,
+            )
+        self.figs.add(
+            "scale.rss_peak",
+            "scale",
+            f"agent peak RSS (VmHWM), {n} expansions",
+            out["rss_peak_mb"],
+            "MB",
+            baseline=("scale.rss_idle", "same agent, idle before expanding", out["rss_idle_mb"]),
+            better="lower",
+            target="value < 200",
+        )
+
+    # --- cleanup ----------------------------------------------------------------------------
+
+    def cleanup(self) -> list[str]:
+        for lab in self.labs:
+            self.down(lab)
+        self.topo.teardown()
+        left = nsmod.sweep(self.prefix)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return left
+
+
+def leftovers(run: Run) -> dict[str, Any]:
+    """Namespaces of this run and charons it started that still exist (both must be empty)."""
+    alive = [p for p in sorted(run.charon_pids) if nsmod.netns.pid_alive(p)]
+    return {"namespaces": nsmod.netns.list_namespaces(run.prefix), "charon_pids": alive}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--short", action="store_true", help="a few seconds per measurement")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help="expansions in the scale test (default 1000, --short 30)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--only", default="dataplane,control,scale", help="comma-separated sections (default all)"
+    )
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        parser.error("needs root (network namespaces)")
+    mode = Mode.make(args.short)
+    run = Run(mode, args.scale or (30 if args.short else 1000))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that cleanup runs
+    info = machine()
+    run.log(f"run {run.prefix}: {info['cpu_model']}, {info['cores']} cores, {info['kernel']}")
+    sections = args.only.split(",")
+    if "control" in sections and "dataplane" not in sections:
+        parser.error("control needs the dataplane section (it reuses its labs)")
+    try:
+        for name in ("dataplane", "control", "scale"):
+            if name in sections:
+                run.section(name, getattr(run, name))
+    finally:
+        run.cleanup()
+    duration = time.monotonic() - run.t0
+    result = {
+        "machine": info,
+        "mode": "short" if args.short else "full",
+        "command": "python -m bench" + (" --short" if args.short else ""),
+        "run_id": run.prefix,
+        "duration_s": round(duration, 1),
+        "figures": figures_as_dicts(run.figs),
+        "details": run.details,
+        "errors": run.errors,
+        "leftovers": leftovers(run),
+    }
+    write_json(result, args.out)
+    print_tables(result)
+    print(f"JSON: {args.out}")
+    return 1 if run.errors or any(result["leftovers"].values()) else 0

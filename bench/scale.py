@@ -1,0 +1,269 @@
+"""Scale: N expansions over 3 links on one agent, with the real Linux data plane.
+
+A lab of 4 unencrypted clouds; agent A is restarted with its own agent.toml holding N more
+networks (net0..net<N-1> over projects s0, s1, s2, each on its own tenant bridge tn<i>, made
+with `ip -batch`) and peered with B, C and D (agreements for all projects, limit N). Network i
+of project s<i%3> is expanded to one peer, round robin, so each link carries N/3.
+
+Phases, each timed: create all (POSTs from 8 concurrent clients until every expansion is
+active); reconcile from nothing (agent stopped, every device and the nft table it made deleted,
+agent started, until all its devices exist again); restart on a converged host (first pass,
+must change nothing); delete all (until the lists are empty and A's devices are gone).
+Peak RSS: VmHWM of agent A's processes. Baseline: the kernel's floor, the same devices made
+and deleted with `ip -batch` in a scratch namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+import tomllib
+from typing import Any
+
+from bench import ns as nsmod
+from bench.dataplane import wait_for
+from intercloud.lab import netns
+from intercloud.lab.topology import Lab, _toml
+
+PEERS = ("B", "C", "D")
+PROJECTS = ("s0", "s1", "s2")
+
+_BULK = r"""
+import asyncio, json, sys, time, httpx
+cfg = json.loads(sys.stdin.read())
+def auth(tok):
+    return {"Authorization": "Bearer " + tok}
+async def main():
+    sem = asyncio.Semaphore(cfg["concurrency"])
+    async with httpx.AsyncClient(base_url=cfg["base"], timeout=300) as c:
+        t0 = time.perf_counter()
+        async def one(q):
+            async with sem:
+                r = await c.request(q["method"], q["path"], json=q.get("body"),
+                                    headers=auth(q["token"]))
+                if r.status_code >= 300:
+                    raise SystemExit(f"{q['method']} {q['path']}: {r.status_code} {r.text[:300]}")
+                return r.json() if r.content else None
+        results = await asyncio.gather(*(one(q) for q in cfg["requests"]))
+        sent = time.perf_counter() - t0
+        while True:
+            counts = {}
+            for tok in cfg["tokens"]:
+                for e in (await c.get("/v1/expansions", headers=auth(tok))).json():
+                    counts[e["status"]] = counts.get(e["status"], 0) + 1
+            total = sum(counts.values())
+            done = total == 0 if cfg["until"] == "none" else counts.get("active", 0) == total
+            if done or time.perf_counter() - t0 > cfg["timeout"]:
+                break
+            await asyncio.sleep(0.25)
+    ids = [r["id"] for r in results if r]
+    out = {"sent_s": sent, "done_s": time.perf_counter() - t0, "done": done, "counts": counts}
+    print(json.dumps({**out, "ids": ids}))
+asyncio.run(main())
+"""
+
+
+def _configure_a(lab: Lab, n: int) -> dict[str, str]:
+    """Rewrite A's agent.toml with N more networks; returns the projects' tokens."""
+    c = lab.cloud("A")
+    with open(c["config"], "rb") as f:
+        cfg = tomllib.load(f)
+    tokens = {p: secrets.token_hex(16) for p in PROJECTS}
+    lines = ["[agent]", *(f"{k} = {_toml(v)}" for k, v in cfg["agent"].items()), ""]
+    for section in ("dataplane", "ipsec"):
+        lines += [f"[{section}]", *(f"{k} = {_toml(v)}" for k, v in cfg[section].items()), ""]
+    projects = [*cfg.get("projects", []), *({"name": p, "token": t} for p, t in tokens.items())]
+    networks = list(cfg.get("networks", []))
+    for i in range(n):
+        cidr = f"10.{100 + i // 256}.{i % 256}.0/24"
+        networks.append(
+            {"name": f"net{i}", "project": PROJECTS[i % 3], "cidr": cidr, "interface": f"tn{i}"}
+        )
+    for table, rows in (("projects", projects), ("networks", networks)):
+        for row in rows:
+            lines += [f"[[{table}]]", *(f"{k} = {_toml(v)}" for k, v in row.items()), ""]
+    with open(c["config"], "w") as f:
+        f.write("\n".join(lines))
+    return tokens
+
+
+def _bulk(lab: Lab, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
+    cfg = {"base": "http://127.0.0.1:8700", "concurrency": 8, "timeout": timeout, **cfg}
+    argv = netns.exec_argv(lab.cloud("A")["ns"], [sys.executable, "-c", _BULK])
+    r = subprocess.run(
+        argv, input=json.dumps(cfg), capture_output=True, text=True, timeout=timeout + 120
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"bulk API calls failed: {r.stderr.strip()[-500:]}")
+    out = json.loads(r.stdout)
+    if not out["done"]:
+        raise RuntimeError(f"not done after {timeout:.0f}s: {out['counts']}")
+    return out
+
+
+def _ours(ns: str) -> dict[str, int]:
+    """The agent's devices in ns, by kind (icb bridges, icv vxlan, icp/icq veth ends)."""
+    counts: dict[str, int] = {}
+    for line in nsmod.ip(ns, "-o", "link", "show").stdout.splitlines():
+        name = line.split(":", 2)[1].strip().split("@")[0]
+        if name.startswith("ic") and len(name) > 2:
+            counts[name[:3]] = counts.get(name[:3], 0) + 1
+    return counts
+
+
+def _hwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _status(lab: Lab) -> dict[str, Any]:
+    return lab.api("A", "GET", "/v1/status")
+
+
+def run(lab: Lab, n: int, log) -> dict[str, Any]:
+    out: dict[str, Any] = {"expansions": n, "links": len(PEERS)}
+    lab.up(4, encrypt=False)
+    gw = lab.cloud("A")["ns"]
+    tokens = _configure_a(lab, n)
+    nsmod.ip_batch(
+        gw, [x for i in range(n) for x in (f"link add tn{i} type bridge", f"link set tn{i} up")]
+    )
+    lab.restart_agent("A")
+    wait_for(lambda: _status(lab)["reconciler"]["passes"] >= 1, 60, "A's first pass")
+    out["rss_idle_mb"] = round(_rss_mb(lab.cloud("A")["pid"]), 1)
+    for peer in PEERS:
+        lab.peer("A", peer, projects=("*",), max_expansions_per_project=n)
+    for peer in PEERS:
+        wait_for(
+            lambda p=peer: lab.api("A", "GET", f"/v1/links/{p}")["status"]["state"] == "up",
+            60,
+            f"link A-{peer}",
+        )
+    hwm = []
+
+    requests = [
+        {
+            "method": "POST",
+            "path": "/v1/expansions",
+            "token": tokens[PROJECTS[i % 3]],
+            "body": {"network": f"net{i}", "peers": [PEERS[(i // 3) % 3]]},
+        }
+        for i in range(n)
+    ]
+    created = _bulk(
+        lab,
+        {"requests": requests, "tokens": list(tokens.values()), "until": "active"},
+        timeout=max(600, 3 * n),
+    )
+    out["create_all_s"] = round(created["done_s"], 2)
+    out["create_posts_s"] = round(created["sent_s"], 2)
+    expected = _ours(gw)
+    out["devices_on_a"] = expected
+    log(
+        f"scale: {n} expansions active in {created['done_s']:.1f} s "
+        f"(POSTs {created['sent_s']:.1f} s); A's devices {expected}"
+    )
+
+    # reconcile from nothing: stop, delete every device and the nft table, start
+    hwm.append(_hwm_mb(lab.cloud("A")["pid"]))
+    lab.stop_agent("A")
+    names = [
+        ln.split(":", 2)[1].strip().split("@")[0]
+        for ln in nsmod.ip(gw, "-o", "link", "show").stdout.splitlines()
+    ]
+    nsmod.ip_batch(gw, [f"link del {x}" for x in names if x[:3] in ("icb", "icv", "icp")])
+    nsmod.exec_run(gw, ["nft", "delete", "table", "bridge", "intercloud_ic"])
+    left = _ours(gw)
+    t0 = time.monotonic()
+    lab.start_agent("A", wait=False)
+    wait_for(lambda: _ours(gw) == expected, max(300, n), "A's data plane rebuilt", interval=0.2)
+    out["reconcile_from_nothing_s"] = round(time.monotonic() - t0, 2)
+    out["left_before_reconcile"] = left
+    log(f"scale: reconcile from nothing {out['reconcile_from_nothing_s']} s")
+    wait_for(lambda: _status(lab)["reconciler"]["passes"] >= 1, max(120, n), "first pass done")
+    st = _status(lab)["reconciler"]
+    out["first_pass_from_nothing"] = {k: st[k] for k in ("last_duration_ms", "last_changes")}
+
+    # restart on a converged host: the first pass must change nothing
+    hwm.append(_hwm_mb(lab.cloud("A")["pid"]))
+    t0 = time.monotonic()
+    lab.restart_agent("A")
+    wait_for(lambda: _status(lab)["reconciler"]["passes"] >= 1, max(120, n), "first pass")
+    st = _status(lab)["reconciler"]
+    out["restart_converged"] = {
+        "first_pass_ms": st["last_duration_ms"],
+        "first_pass_changes": st["last_changes"],
+        "start_to_first_pass_s": round(time.monotonic() - t0, 2),
+    }
+    log(f"scale: restart on converged host: {out['restart_converged']}")
+
+    # delete all
+    ids = created["ids"]
+    requests = [
+        {"method": "DELETE", "path": f"/v1/expansions/{uid}", "token": tokens[PROJECTS[i % 3]]}
+        for i, uid in enumerate(ids)
+    ]
+    t0 = time.monotonic()
+    deleted = _bulk(
+        lab,
+        {"requests": requests, "tokens": list(tokens.values()), "until": "none"},
+        timeout=max(600, 2 * n),
+    )
+    wait_for(lambda: not _ours(gw), max(300, n), "A's devices removed", interval=0.2)
+    out["delete_all_s"] = round(time.monotonic() - t0, 2)
+    out["delete_api_empty_s"] = round(deleted["done_s"], 2)
+    hwm.append(_hwm_mb(lab.cloud("A")["pid"]))
+    out["rss_peak_mb"] = round(max(hwm), 1)
+    out["rss_peak_by_phase_mb"] = [round(x, 1) for x in hwm]
+    log(f"scale: delete all {out['delete_all_s']} s; peak RSS {out['rss_peak_mb']} MB")
+    return out
+
+
+def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
+    """The same devices as the agent makes on A, with `ip -batch`: create, then delete."""
+    ns = topo.add("k")
+    nsmod.ip_batch(
+        ns, [x for i in range(n) for x in (f"link add tn{i} type bridge", f"link set tn{i} up")]
+    )
+    make = []
+    for i in range(n):
+        make += [
+            f"link add icb{i} type bridge",
+            f"link set icb{i} up",
+            f"link add icp{i} type veth peer name icq{i}",
+            f"link set icp{i} master icb{i} up",
+            f"link set icq{i} master tn{i} up",
+            f"link add icv{i + 1} type vxlan id {i + 1} local 198.18.1.2 "
+            f"remote 198.18.{2 + i % 3}.2 dstport 4789",
+            f"link set icv{i + 1} master icb{i} up",
+        ]
+    t0 = time.monotonic()
+    nsmod.ip_batch(ns, make)
+    created = time.monotonic() - t0
+    t0 = time.monotonic()
+    nsmod.ip_batch(
+        ns,
+        [
+            x
+            for i in range(n)
+            for x in (f"link del icv{i + 1}", f"link del icp{i}", f"link del icb{i}")
+        ],
+    )
+    deleted = time.monotonic() - t0
+    netns.delete_namespace(ns)
+    topo.made.remove(ns)
+    return {"create_s": round(created, 3), "delete_s": round(deleted, 3)}
