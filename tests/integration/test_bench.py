@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# Not in `make test` yet (Makefile: -m "not bench"): run with `make test-bench`.
+pytestmark = pytest.mark.bench
 
 # Every figure the benchmark must report (ids in the JSON), whatever the machine.
 CONFIGS = ("underlay", "vxlan", "ic_plain", "vpnaas", "ic_enc")
