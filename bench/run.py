@@ -288,11 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     sections = args.only.split(",")
     if "control" in sections and "dataplane" not in sections:
         parser.error("control needs the dataplane section (it reuses its labs)")
+    interrupted: BaseException | None = None
     try:
         for name in ("dataplane", "control", "scale"):
             if name in sections:
                 run.section(name, getattr(run, name))
+    except (KeyboardInterrupt, SystemExit) as exc:  # SIGINT/SIGTERM: clean up, report so far
+        interrupted = exc
+        run.errors.append(f"interrupted ({type(exc).__name__}) during the run")
     finally:
+        run.log("cleaning up")
         run.cleanup()
     duration = time.monotonic() - run.t0
     result = {
@@ -309,4 +314,6 @@ def main(argv: list[str] | None = None) -> int:
     write_json(result, args.out)
     print_tables(result)
     print(f"JSON: {args.out}")
+    if interrupted is not None:
+        return 130 if isinstance(interrupted, KeyboardInterrupt) else 143
     return 1 if run.errors or any(result["leftovers"].values()) else 0
