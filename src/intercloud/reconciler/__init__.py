@@ -83,6 +83,7 @@ class Reconciler:
         self._lock = threading.Lock()
         self._healthy_at: dict[tuple[int, str], float] = {}
         self._refreshed_at = -PEER_REFRESH
+        self._tunnel_up_at: dict[str, float] = {}
 
     # -- loop ---------------------------------------------------------------------------------
     def trigger(self) -> None:
@@ -118,7 +119,7 @@ class Reconciler:
                 health = self._check_links()
                 try:
                     changes, tunnels_ok, self.ipsec_backend = tunnels.converge(
-                        self.store, self.ipsec, self.cfg.agent.name
+                        self.store, self.ipsec, self.cfg.agent.name, self._tunnel_up_at
                     )
                     result.changes += changes
                 except IntercloudError as exc:

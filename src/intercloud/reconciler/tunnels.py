@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +82,11 @@ def status_view(backend: str | None, st: TunnelStatus | None) -> dict[str, Any]:
     }
 
 
+REKEY_GRACE = 15.0  # seconds an ESTABLISHED IKE SA may show no INSTALLED CHILD_SA (a rekey)
+
+
 def converge(
-    store: Store, ipsec: Ipsec | None, local_name: str
+    store: Store, ipsec: Ipsec | None, local_name: str, up_since: dict[str, float] | None = None
 ) -> tuple[int, dict[str, TunnelOutcome], str | None]:
     """Ensure/remove IKE connections, write each link's IPsec status.
     Returns (changes, outcome by peer, backend); raises IntercloudError if IPsec cannot be read,
@@ -123,7 +127,18 @@ def converge(
                 lk.ipsec_status = view
             if lk.peer.name not in wanted:
                 continue
+            seen = up_since if up_since is not None else {}
+            now = time.monotonic()
             if st is not None and st.up:
+                seen[lk.peer.name] = now
+                outcomes[lk.peer.name] = TunnelOutcome(True)
+            elif (
+                st is not None
+                and st.ike_state == "ESTABLISHED"
+                and now - seen.get(lk.peer.name, -REKEY_GRACE) < REKEY_GRACE
+            ):
+                # Mid-rekey the old CHILD_SA may be gone before the new one shows INSTALLED:
+                # keep the tunnel port rather than drop traffic for a snapshot.
                 outcomes[lk.peer.name] = TunnelOutcome(True)
             else:
                 why = (
