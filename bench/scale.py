@@ -97,7 +97,9 @@ def _bulk(lab: Lab, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
         argv, input=json.dumps(cfg), capture_output=True, text=True, timeout=timeout + 120
     )
     if r.returncode != 0:
-        raise RuntimeError(f"bulk API calls failed: {r.stderr.strip()[-500:]}")
+        raise RuntimeError(
+            f"bulk API calls failed (exit {r.returncode}): {r.stderr.strip()[-500:]}"
+        )
     out = json.loads(r.stdout)
     if not out["done"]:
         raise RuntimeError(f"not done after {timeout:.0f}s: {out['counts']}")

@@ -135,7 +135,7 @@ def test_conn_dict_libipsec_is_tunnel_host_to_host():
     assert child["local_ts"] == ["198.18.0.1/32"] and child["remote_ts"] == ["198.18.0.2/32"]
     assert child["esp_proposals"] == ["aes256gcm16-ecp256"]
     assert (child["rekey_time"], child["life_time"], child["rand_time"]) == (
-        "3600s", "3960s", "180s",
+        "3600s", "3960s", "120s",
     )  # fmt: skip
     assert child["start_action"] == "trap"
     assert (child["dpd_action"], child["close_action"]) == ("restart", "start")
@@ -143,6 +143,7 @@ def test_conn_dict_libipsec_is_tunnel_host_to_host():
     responder = conn_dict(replace(SPEC, initiator=False), "kernel-libipsec")["link-B"]
     assert responder["children"]["link-B"]["dpd_action"] == "clear"
     assert responder["children"]["link-B"]["close_action"] == "none"
+    assert responder["children"]["link-B"]["rekey_time"] == "3840s"  # after the initiator
 
 
 def test_conn_dict_kernel_backend_modes():
@@ -157,11 +158,16 @@ def test_conn_dict_kernel_backend_modes():
     assert conn_dict(nat, "kernel")["link-B"]["remote_addrs"] == ["198.18.3.2"]
 
 
-def test_child_lifetimes_rekey_before_expiry():
-    for rekey in (5, 60, 3600, 86400):
-        life, rand = child_lifetimes(rekey)
-        assert life > rekey and 0 <= rand < rekey
-    assert child_lifetimes(5) == (10, 1)
+def test_child_lifetimes_rekey_before_expiry_initiator_first():
+    for lifetime in (5, 60, 3600, 86400):
+        i_rekey, i_life, i_rand = child_lifetimes(lifetime, initiator=True)
+        r_rekey, r_life, r_rand = child_lifetimes(lifetime, initiator=False)
+        assert i_rekey == lifetime and i_life == r_life > r_rekey > i_rekey
+        assert 0 <= i_rand < lifetime and i_rand == r_rand
+        # windows [rekey - rand, rekey] are disjoint: no rekey collision
+        assert i_rekey < r_rekey - r_rand
+    assert child_lifetimes(5) == (5, 11, 1)
+    assert child_lifetimes(5, initiator=False) == (9, 11, 1)
 
 
 def test_conn_view_matches_list_conns_answer():

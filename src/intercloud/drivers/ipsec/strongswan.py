@@ -91,10 +91,19 @@ def effective_mode(spec: TunnelSpec, backend: str) -> str:
     return "tunnel" if tunnel else "transport"
 
 
-def child_lifetimes(rekey: int) -> tuple[int, int]:
-    """(life_time, rand_time) so that the CHILD_SA rekeys well before it expires."""
-    margin = max(rekey // 10, 5)
-    return rekey + margin, max(min(margin // 2, rekey // 5), 0)
+def child_lifetimes(rekey: int, initiator: bool = True) -> tuple[int, int, int]:
+    """(rekey_time, life_time, rand_time) of a CHILD_SA.
+
+    Both sides expire at rekey + margin, but their rekey windows do not overlap: the
+    initiator rekeys in [rekey - margin/3, rekey], the responder only in
+    [rekey + margin/3, rekey + 2 margin/3], that is when the initiator failed to. Two sides
+    rekeying at once (an IKEv2 collision: two new CHILD_SAs, one deleted again) cost
+    packets with libipsec in CI.
+    """
+    margin = max(rekey // 10, 6)
+    rand = max(min(margin // 3, rekey // 5), 0)
+    start = rekey if initiator else rekey + 2 * margin // 3
+    return start, rekey + margin, rand
 
 
 def validate(spec: TunnelSpec) -> None:
@@ -119,13 +128,13 @@ def validate(spec: TunnelSpec) -> None:
 
 def conn_dict(spec: TunnelSpec, backend: str) -> dict[str, Any]:
     """The VICI `load-conn` message for a spec (pure; the PSK is not part of it)."""
-    life, rand = child_lifetimes(spec.esp_lifetime)
+    rekey, life, rand = child_lifetimes(spec.esp_lifetime, spec.initiator)
     child = {
         "local_ts": [_ts(spec.local_ts or spec.local)],
         "remote_ts": [_ts(spec.remote_ts or spec.remote)],
         "mode": effective_mode(spec, backend),
         "esp_proposals": list(spec.esp_proposals),
-        "rekey_time": f"{spec.esp_lifetime}s",
+        "rekey_time": f"{rekey}s",
         "life_time": f"{life}s",
         "rand_time": f"{rand}s",
         "start_action": "trap",
