@@ -16,6 +16,21 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, attach the tail of every lab agent's log: CI keeps nothing else."""
+    report = yield
+    funcargs = getattr(item, "funcargs", {})
+    lab = (funcargs.get("lab3") or funcargs.get("lab4")) if report.failed else None
+    if isinstance(lab, Lab):
+        for cloud in lab.clouds:
+            try:
+                report.sections.append((f"agent {cloud} log", lab.agent_log(cloud, 60)))
+            except Exception as exc:  # the lab may be half gone; say so, do not mask the failure
+                report.sections.append((f"agent {cloud} log", f"unavailable: {exc}"))
+    return report
+
+
 @pytest.fixture(scope="module")
 def lab3():
     """Three clouds A, B, C with their agents and charons; C sits behind a NAT router; A is

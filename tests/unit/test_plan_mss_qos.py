@@ -316,3 +316,38 @@ def test_tbf_params():
     assert tbf_params(0.001)[0] == 125
     with pytest.raises(DriverError, match="Mbit/s"):
         tbf_params(40_000)
+
+
+def test_relay_filter_render_and_parse_round_trip():
+    from intercloud.drivers.dataplane import nft
+
+    pairs = {("icv1", "icv2"), ("icv2", "icv1")}
+    text = nft.render_relay("ic", pairs)
+    assert 'iifname "icv1" oifname "icv2" drop' in text and "intercloud_ic_relay" in text
+    assert nft.render_relay("ic", ()).count("table") == 2  # add + delete: no table left
+    rule = {
+        "family": "bridge", "table": "intercloud_ic_relay", "chain": "relay",
+        "expr": [
+            {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "icv1"}},
+            {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "icv2"}},
+            {"drop": None},
+        ],
+    }  # fmt: skip
+    chain = {"name": "relay", "type": "filter", "hook": "forward", "prio": -200,
+             "policy": "accept"}  # fmt: skip
+    listing = {"nftables": [{"metainfo": {}}, {"chain": chain}, {"rule": rule}]}
+    assert nft.parse_relay(listing, "ic") == {("icv1", "icv2")}
+    accept = dict(rule, expr=rule["expr"][:2] + [{"accept": None}])
+    listing["nftables"].append({"rule": accept})
+    assert nft.FOREIGN_PAIR in nft.parse_relay(listing, "ic")  # not ours: rewritten
+
+
+def test_plan_sets_the_relay_filter_only_when_it_differs():
+    from intercloud.domain.hoststate import HostState
+    from intercloud.domain.plan import plan
+
+    want = HostState(no_forward={("icv1", "icv2"), ("icv2", "icv1")})
+    steps = plan(want, HostState())
+    assert [s.verb for s in steps] == ["ensure_no_forward"]
+    assert steps[0].obj == frozenset(want.no_forward)
+    assert plan(want, HostState(no_forward=set(want.no_forward))) == []

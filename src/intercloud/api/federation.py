@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from intercloud.api import auth
-from intercloud.api.schemas import ReplicaPut, VniAgree
-from intercloud.service import admin, replicas, views
+from intercloud.api.schemas import AdjacencyPut, DirectPut, ReplicaPut, VniAgree
+from intercloud.service import admin, mesh, replicas, views
 
 router = APIRouter(prefix="/v1/federation", tags=["federation"])
 
@@ -36,12 +36,12 @@ def put_replica(
 ) -> Any:
     c = auth.ctx(request)
     with c.store.session() as s:
-        out, created = replicas.upsert(
-            s, admin.get_peer(s, peer), uid, body.project, body.network, body.cidr
+        out, outcome = replicas.upsert(
+            s, admin.get_peer(s, peer), uid, body.project, body.network, body.cidr, body.members
         )
-    if created:
+    if outcome != "same":
         c.reconciler.trigger()
-    return JSONResponse(out, status_code=201 if created else 200)
+    return JSONResponse(out, status_code=201 if outcome == "created" else 200)
 
 
 @router.get("/replicas/{uid}")
@@ -71,3 +71,40 @@ def delete_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -
         replicas.delete(s, admin.get_peer(s, peer), uid)
     c.reconciler.trigger()
     return Response(status_code=204)
+
+
+@router.put("/adjacencies/{uid}")
+def agree_adjacency(
+    uid: str, body: AdjacencyPut, request: Request, peer: str = Depends(auth.peer)
+) -> dict[str, Any]:
+    """Another member of network `uid` agrees the VNI of its direct tunnel with us."""
+    c = auth.ctx(request)
+    dp = c.cfg.dataplane
+    with c.store.session() as s:
+        out = mesh.agree_adjacency(
+            s, admin.get_peer(s, peer), uid, c.cfg.agent.name, body.exclude, dp.vni_min, dp.vni_max
+        )
+    c.reconciler.trigger()
+    return out
+
+
+@router.delete("/adjacencies/{uid}", status_code=204)
+def remove_adjacency(uid: str, request: Request, peer: str = Depends(auth.peer)) -> Response:
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        mesh.remove_adjacency(s, admin.get_peer(s, peer), uid, c.cfg.agent.name)
+    c.reconciler.trigger()
+    return Response(status_code=204)
+
+
+@router.put("/expansions/{uid}/direct")
+def report_direct(
+    uid: str, body: DirectPut, request: Request, peer: str = Depends(auth.peer)
+) -> dict[str, Any]:
+    """A target of our expansion `uid` reports the members it reaches directly."""
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        changed = mesh.report_direct(s, admin.get_peer(s, peer), uid, body.direct)
+    if changed:
+        c.reconciler.trigger()
+    return {"direct": sorted(set(body.direct))}

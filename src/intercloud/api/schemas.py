@@ -92,6 +92,15 @@ class ReplicaPut(Strict):
     project: str
     network: str
     cidr: str
+    members: list[str] | None = None  # every cloud the network spans, the origin included
+
+
+class AdjacencyPut(Strict):
+    exclude: list[int] = Field(default_factory=list)
+
+
+class DirectPut(Strict):
+    direct: list[str]
 
 
 class VniAgree(Strict):

@@ -31,6 +31,7 @@ def create_expansion(
         out, created = svc.create_expansion(
             s, c.cloud, project, body.network, body.peers, body.vni, body.rate_mbit
         )
+    out = views.with_paths(out, c.cfg.agent.name)
     if created:
         c.reconciler.trigger()
         return out
@@ -39,16 +40,20 @@ def create_expansion(
 
 @router.get("/expansions")
 def list_expansions(request: Request, project: str = Depends(auth.project)) -> list[dict[str, Any]]:
-    with auth.ctx(request).store.session() as s:
-        return svc.list_expansions(s, project)
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        return [views.with_paths(e, c.cfg.agent.name) for e in svc.list_expansions(s, project)]
 
 
 @router.get("/expansions/{uid}")
 def get_expansion(
     uid: str, request: Request, project: str = Depends(auth.project)
 ) -> dict[str, Any]:
-    with auth.ctx(request).store.session() as s:
-        return views.expansion(svc.get_expansion(s, project, uid))
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        return views.with_paths(
+            views.expansion(svc.get_expansion(s, project, uid)), c.cfg.agent.name
+        )
 
 
 @router.patch("/expansions/{uid}")
@@ -59,7 +64,7 @@ def update_expansion(
     with c.store.session() as s:
         out = svc.update_expansion(s, project, uid, body.model_dump(exclude_unset=True))
     c.reconciler.trigger()
-    return out
+    return views.with_paths(out, c.cfg.agent.name)
 
 
 @router.delete("/expansions/{uid}", status_code=202)
@@ -68,4 +73,4 @@ def delete_expansion(uid: str, request: Request, project: str = Depends(auth.pro
     with c.store.session() as s:
         out = svc.delete_expansion(s, project, uid)
     c.reconciler.trigger()
-    return JSONResponse(out, status_code=202)
+    return JSONResponse(views.with_paths(out, c.cfg.agent.name), status_code=202)

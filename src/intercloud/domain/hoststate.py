@@ -77,6 +77,9 @@ class HostState:
     # interfaces that are gone; 0 marks rules not as we write them, see the drivers). Desired:
     # plan() ignores it and reads Vxlan.mss; add() keeps it in step for comparisons.
     mss_clamp: dict[str, int] = field(default_factory=dict)
+    # (in port, out port) pairs our bridges must not forward between (the origin of a mesh
+    # network does not relay between members that talk directly; see domain/relay.py)
+    no_forward: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, obj: Bridge | Vxlan | Patch | Attachment) -> None:
         if isinstance(obj, Bridge):

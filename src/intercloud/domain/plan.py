@@ -20,7 +20,7 @@ class Step:
     a dict interface -> MSS, sorted by name; an empty dict removes the clamp table)."""
 
     verb: str
-    obj: Bridge | Vxlan | Patch | Attachment | dict[str, int] | str
+    obj: Bridge | Vxlan | Patch | Attachment | dict[str, int] | frozenset | str
 
     def describe(self) -> str:
         target = self.obj if isinstance(self.obj, str) else getattr(self.obj, "name", None)
@@ -28,6 +28,8 @@ class Step:
             target = f"{self.obj.interface}->{self.obj.master}"
         elif isinstance(self.obj, dict):
             target = ",".join(f"{k}={v}" for k, v in self.obj.items()) or "(none)"
+        elif isinstance(self.obj, frozenset):
+            target = ",".join(f"{i}>{o}" for i, o in sorted(self.obj)) or "(none)"
         return f"{self.verb} {target}"
 
 
@@ -72,6 +74,10 @@ def plan(desired: HostState, observed: HostState) -> list[Step]:
     clamp = mss_clamp(desired)
     if clamp != observed.mss_clamp:
         steps.append(Step("ensure_mss_clamp", clamp))
+
+    # Relay filters, too, match names: set them before a new port could forward a duplicate.
+    if desired.no_forward != observed.no_forward:
+        steps.append(Step("ensure_no_forward", frozenset(desired.no_forward)))
 
     for name, br in sorted(desired.bridges.items()):
         if name not in observed.bridges:

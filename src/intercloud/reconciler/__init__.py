@@ -15,12 +15,13 @@ from sqlalchemy import select
 
 from intercloud.config import Config
 from intercloud.domain import plan as planner
+from intercloud.domain import relay
 from intercloud.drivers.cloud.base import Cloud
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.errors import IntercloudError, PeerError
 from intercloud.federation.client import FederationClient
-from intercloud.reconciler import sync, tunnels
+from intercloud.reconciler import mesh, sync, tunnels
 from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
 from intercloud.service import budget, views
 from intercloud.store import Store
@@ -83,6 +84,7 @@ class Reconciler:
         self._lock = threading.Lock()
         self._healthy_at: dict[tuple[int, str], float] = {}
         self._refreshed_at = -PEER_REFRESH
+        self._mesh_refresh = True
         self._tunnel_up_at: dict[str, float] = {}
 
     # -- loop ---------------------------------------------------------------------------------
@@ -131,8 +133,10 @@ class Reconciler:
                 down = self._write_link_states(health, tunnels_ok or {})
                 result.links_down = any(r != DISABLED for r in down.values())
                 replicas = self._sync_federation(result, down)
+                self._sync_mesh(result, down)
                 if tunnels_ok is not None:
-                    self._converge_dataplane(result, replicas, tunnels_ok)
+                    realized = self._converge_dataplane(result, replicas, tunnels_ok)
+                    self._report_direct(result, down, realized)
                 self.stats.last_error = "; ".join(result.errors) or None
             except Exception as exc:  # the loop must survive anything; say what happened
                 log.exception("reconciler pass failed")
@@ -217,7 +221,8 @@ class Reconciler:
         refresh = now - self._refreshed_at >= PEER_REFRESH
         if refresh:
             self._refreshed_at = now
-        for work in sync.pending_work(self.store):
+        self._mesh_refresh = refresh  # direct tunnels' VNIs are re-confirmed as often
+        for work in sync.pending_work(self.store, self.cfg.agent.name):
             if work.peer.name in down:
                 why = f"link to {work.peer.name} is down: {down[work.peer.name]}"
                 if work.deleting:
@@ -231,6 +236,7 @@ class Reconciler:
                 and work.vni is not None
                 and not work.deleting
                 and not refresh
+                and work.members_sent == work.members
             ):
                 # Agreed and built on both sides: ask the peer again only every PEER_REFRESH,
                 # so a pass costs no call per expansion (1,000 expansions, 1,000 calls).
@@ -246,6 +252,21 @@ class Reconciler:
             else:
                 replicas[work.target_id] = replica
         return replicas
+
+    def _sync_mesh(self, result: PassResult, down: dict[str, str]) -> None:
+        """Direct tunnels between members of a network (not needed at its origin)."""
+        for work in mesh.plan_adjacencies(self.store, self.cfg.agent.name):
+            if work.peer in down or (work.vni is not None and not self._mesh_refresh):
+                continue
+            if not mesh.agree(self.store, self.client, work):
+                result.settled = False
+
+    def _report_direct(
+        self, result: PassResult, down: dict[str, str], realized: dict[int, list[str]]
+    ) -> None:
+        for due in mesh.reports_due(self.store, realized):
+            if due.origin in down or not mesh.report(self.store, self.client, due):
+                result.settled = False
 
     def _desired_inputs(
         self, tunnels_ok: dict[str, tunnels.TunnelOutcome]
@@ -270,10 +291,20 @@ class Reconciler:
                     TunnelWant(f"t:{t.id}", t.peer.name, t.vni, views.effective_rate(exp, t))
                     for t in exp.targets
                 )
-                networks.append(NetworkWant(f"e{exp.id}", net.interface if net else "", wants))
+                pairs = relay.direct_pairs({t.peer.name: t.direct or [] for t in exp.targets})
+                networks.append(
+                    NetworkWant(
+                        f"e{exp.id}",
+                        net.interface if net else "",
+                        wants,
+                        direct_pairs=frozenset(pairs),
+                    )
+                )
             for rep in s.scalars(select(m.Replica)):
                 wants = (TunnelWant(f"r:{rep.id}", rep.peer.name, rep.vni),)
-                networks.append(NetworkWant(f"r{rep.id}", None, wants))
+                wants += tuple(TunnelWant(f"a:{a.id}", a.peer.name, a.vni) for a in rep.adjacencies)
+                # a member never relays: all its tunnel ports are isolated from each other
+                networks.append(NetworkWant(f"r{rep.id}", None, wants, isolated=True))
         foreign = sorted({n.interface for n in self.cloud.all_networks()})
         return networks, links, foreign
 
@@ -282,7 +313,8 @@ class Reconciler:
         result: PassResult,
         replicas: dict[int, dict],
         tunnels_ok: dict[str, tunnels.TunnelOutcome],
-    ) -> None:
+    ) -> dict[int, list[str]]:
+        """Returns, per replica, the members its direct tunnels reach (built and usable)."""
         networks, links, foreign = self._desired_inputs(tunnels_ok)
         prefix = self.cfg.dataplane.prefix
         desired = build(
@@ -303,11 +335,11 @@ class Reconciler:
             else []
         )
         broken = {_step_name(st) for st in remaining}
-        self._write_status(desired, broken, replicas, result)
+        return self._write_status(desired, broken, replicas, result)
 
     def _write_status(
         self, desired, broken: set[str], replicas: dict[int, dict], result: PassResult
-    ) -> None:
+    ) -> dict[int, list[str]]:
         def local_state(owner: str) -> tuple[bool, str]:
             if owner in desired.blocked:
                 return False, desired.blocked[owner]
@@ -345,7 +377,13 @@ class Reconciler:
                         f" ({reason})" if reason else "",
                     )
                     t.status, t.reason = status, reason
+            realized: dict[int, list[str]] = {}
             for rep in s.scalars(select(m.Replica)):
+                realized[rep.id] = [
+                    a.peer.name
+                    for a in rep.adjacencies
+                    if a.vni is not None and local_state(f"a:{a.id}")[0]
+                ]
                 ok, reason = local_state(f"r:{rep.id}")
                 status = "active" if ok else ("pending" if rep.vni is None else "error")
                 if (rep.status, rep.reason) != (status, reason):
@@ -357,6 +395,7 @@ class Reconciler:
                         f" ({reason})" if reason else "",
                     )
                     rep.status, rep.reason = status, reason
+        return realized
 
 
 def _step_name(step: planner.Step) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from intercloud.domain import naming
+from intercloud.domain import naming, relay
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
 
 # VM-facing MTU of the tunnel ports: VMs keep their default 1500 and the encapsulated packets
@@ -28,7 +28,7 @@ class LinkView:
 class TunnelWant:
     """One tunnel of one network: which object (target or replica) it serves."""
 
-    owner: str  # "t:<id>" or "r:<id>"
+    owner: str  # "t:<id>" (origin), "r:<id>" (replica, to the origin), "a:<id>" (adjacency)
     peer: str
     vni: int | None
     rate_mbit: float | None = None  # egress limit of this network toward this peer
@@ -39,6 +39,10 @@ class NetworkWant:
     key: str  # "e<id>" or "r<id>"
     local_interface: str | None  # operator interface or bridge; None on the replica side
     tunnels: tuple[TunnelWant, ...]
+    # a member (not the origin) never relays: its tunnel ports are isolated bridge ports
+    isolated: bool = False
+    # at the origin: pairs of peers that talk directly, not to be relayed (domain/relay.py)
+    direct_pairs: frozenset[frozenset[str]] = frozenset()
 
 
 @dataclass
@@ -95,6 +99,7 @@ def build(
         if not local_ok:
             continue
         result.state.add(Bridge(bridge))
+        port_of: dict[str, str] = {}
         for t, link in tunnels:
             assert t.vni is not None
             name = naming.vxlan(prefix, t.vni)
@@ -107,9 +112,12 @@ def build(
                     master=bridge,
                     port=port,
                     mtu=TUNNEL_PORT_MTU,
+                    isolated=net.isolated,
                     mss=link.mss,
                     rate_mbit=t.rate_mbit,
                 )
             )
             result.needs[t.owner] = needs | {name}
+            port_of[t.peer] = name
+        result.state.no_forward |= relay.no_relay(port_of, net.direct_pairs)
     return result

@@ -34,6 +34,8 @@ class TargetWork:
     deleting: bool
     peer: PeerAddr
     status: str = "pending"
+    members: tuple[str, ...] = ()  # every cloud the network spans, the origin included
+    members_sent: tuple[str, ...] | None = None
 
 
 def set_status(store: Store, target_id: int, status: str, reason: str) -> None:
@@ -51,9 +53,13 @@ def set_status(store: Store, target_id: int, status: str, reason: str) -> None:
             )
 
 
-def pending_work(store: Store) -> list[TargetWork]:
+def pending_work(store: Store, origin: str) -> list[TargetWork]:
     with store.session() as s:
         rows = s.scalars(select(m.Target).join(m.Expansion).order_by(m.Target.id))
+
+        def members(e: m.Expansion) -> tuple[str, ...]:
+            return tuple(sorted({origin} | {t.peer.name for t in e.targets}))
+
         return [
             TargetWork(
                 t.id,
@@ -66,6 +72,8 @@ def pending_work(store: Store) -> list[TargetWork]:
                 t.expansion.deleting,
                 PeerAddr(t.peer.name, t.peer.federation_url, t.peer.key),
                 t.status,
+                members(t.expansion),
+                tuple(t.members_sent) if t.members_sent is not None else None,
             )
             for t in rows
         ]
@@ -93,6 +101,18 @@ def remove_target(store: Store, client: FederationClient, w: TargetWork) -> bool
     return True
 
 
+def _record_replica(store: Store, w: TargetWork, replica: dict) -> None:
+    """Remember that the peer knows the members, and whom it reaches directly."""
+    direct = replica.get("direct")
+    direct = sorted(d for d in direct if isinstance(d, str)) if isinstance(direct, list) else []
+    with store.session() as s:
+        t = s.get(m.Target, w.target_id)
+        if t is not None:
+            t.members_sent = list(w.members)
+            if sorted(t.direct or []) != direct:
+                t.direct = direct
+
+
 def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
     """Make sure the peer holds a replica and both sides hold the same VNI.
     Returns the peer's replica view, or None after recording an error."""
@@ -104,8 +124,14 @@ def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
             w.peer.key,
             "PUT",
             path,
-            {"project": w.project, "network": w.network, "cidr": w.cidr},
+            {
+                "project": w.project,
+                "network": w.network,
+                "cidr": w.cidr,
+                "members": list(w.members),
+            },
         )
+        _record_replica(store, w, replica)
         if w.vni is not None and replica.get("vni") == w.vni:
             return replica
         with store.session() as s:

@@ -48,13 +48,33 @@ def _replicated_project(s: Session, peer: m.Peer, project: str) -> m.ReplicatedP
     return rp
 
 
+def _members(peer: m.Peer, members: list[str] | None) -> list[str] | None:
+    if members is None:
+        return None
+    if not isinstance(members, list) or len(members) > 256:
+        raise Invalid("members: must be a list of at most 256 cloud names", field="members")
+    names = sorted({v.name(x, "members") for x in members})
+    if peer.name not in names:
+        raise Invalid(f"members: must include the origin {peer.name!r}", field="members")
+    return names
+
+
 def upsert(
-    s: Session, peer: m.Peer, uid: str, project: str, network: str, cidr: str
-) -> tuple[dict[str, Any], bool]:
+    s: Session,
+    peer: m.Peer,
+    uid: str,
+    project: str,
+    network: str,
+    cidr: str,
+    members: list[str] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Create the replica, or return it; `members` (when given) replaces the member list.
+    Returns (view, "created" | "changed" | "same")."""
     _uid(uid)
     v.name(project, "project")
     v.name(network, "network")
     cidr = v.cidr(cidr, "cidr")
+    members = _members(peer, members)
     agreement = peer.agreement
     if agreement is None or not allows(agreement.peer_projects, project):
         raise Forbidden(
@@ -72,7 +92,11 @@ def upsert(
             raise Conflict(
                 f"id: replica {uid!r} exists with another project/network/cidr", field="id"
             )
-        return views.replica(existing), False
+        if members is not None and members != list(existing.members or []):
+            existing.members = members
+            s.flush()
+            return views.replica(existing), "changed"
+        return views.replica(existing), "same"
     count = s.scalar(
         select(func.count())
         .select_from(m.Replica)
@@ -93,10 +117,11 @@ def upsert(
         cidr=cidr,
         status="pending",
         reason="waiting for a VNI",
+        members=members or [peer.name],
     )
     s.add(rep)
     s.flush()
-    return views.replica(rep), True
+    return views.replica(rep), "created"
 
 
 def agree_vni(
@@ -134,7 +159,8 @@ def agree_vni(
 
 def delete(s: Session, peer: m.Peer, uid: str) -> None:
     rep = get(s, peer, uid)
-    s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"r:{rep.id}").delete()
+    owners = [f"r:{rep.id}"] + [f"a:{a.id}" for a in rep.adjacencies]
+    s.query(m.VniAllocation).filter(m.VniAllocation.owner.in_(owners)).delete()
     s.delete(rep)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from intercloud.domain import relay
 from intercloud.service import budget
 from intercloud.store import models as m
 
@@ -83,6 +84,7 @@ def expansion(e: m.Expansion) -> dict[str, Any]:
             "status": t.status,
             "reason": t.reason,
             "rate_mbit": effective_rate(e, t),
+            "direct": sorted(t.direct or []),
         }
         for t in e.targets
     ]
@@ -99,6 +101,14 @@ def expansion(e: m.Expansion) -> dict[str, Any]:
     }
 
 
+def with_paths(view: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Add the path between every two clouds of an expansion (domain/relay.py): `via` names
+    the relaying cloud, None when the two talk directly. Only active peers are on a path."""
+    active = {p["peer"]: p["direct"] for p in view["peers"] if p["status"] == "active"}
+    view["paths"] = relay.paths(origin, active)
+    return view
+
+
 def replica(r: m.Replica, bridge: str | None = None) -> dict[str, Any]:
     return {
         "id": r.uid,
@@ -111,4 +121,6 @@ def replica(r: m.Replica, bridge: str | None = None) -> dict[str, Any]:
         "bridge": bridge,
         "status": r.status,
         "reason": r.reason,
+        "members": list(r.members or []),
+        "direct": sorted(r.direct_sent or []),
     }

@@ -149,6 +149,10 @@ class Target(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     reason: Mapped[str] = mapped_column(String(1024), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the network's members we last told this peer (None: not yet), and the members the peer
+    # says it reaches directly over a tunnel of its own (so we do not relay between them)
+    members_sent: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    direct: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     expansion: Mapped[Expansion] = relationship(back_populates="targets")
     peer: Mapped[Peer] = relationship()
@@ -169,9 +173,32 @@ class Replica(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     reason: Mapped[str] = mapped_column(String(1024), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # every cloud the network spans, the origin included (told by the origin)
+    members: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # the members we last told the origin we reach directly (None: not yet)
+    direct_sent: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
     peer: Mapped[Peer] = relationship()
     project: Mapped[ReplicatedProject] = relationship()
+    adjacencies: Mapped[list[Adjacency]] = relationship(
+        back_populates="replica", cascade="all, delete-orphan"
+    )
+
+
+class Adjacency(Base):
+    """A direct tunnel of a replica network to another member of it (not the origin): the
+    mesh part of a federation, with its own VNI agreed between the two members."""
+
+    __tablename__ = "adjacencies"
+    __table_args__ = (UniqueConstraint("replica_id", "peer_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    replica_id: Mapped[int] = mapped_column(ForeignKey("replicas.id", ondelete="CASCADE"))
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"))
+    vni: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    replica: Mapped[Replica] = relationship(back_populates="adjacencies")
+    peer: Mapped[Peer] = relationship()
 
 
 class VniAllocation(Base):

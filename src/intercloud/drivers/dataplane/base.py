@@ -67,6 +67,21 @@ class Dataplane(ABC):
     def remove_mss_clamp(self, prefix: str) -> None:  # noqa: B027 - optional hook
         """Remove the clamp table of the agent with `prefix` (no error if absent)."""
 
+    # -- Relay filter (in/out port pairs not to forward between; HostState.no_forward) --------
+
+    def observe_no_forward(self, prefix: str) -> set[tuple[str, str]]:
+        return set()
+
+    def ensure_no_forward(
+        self, pairs: Iterable[tuple[str, str]], prefix: str | None = None
+    ) -> None:
+        """Make the agent's relay filter drop exactly `pairs`, atomically; () removes it."""
+        if pairs:
+            raise DriverError(f"the {type(self).__name__} data plane cannot filter relaying")
+
+    def remove_no_forward(self, prefix: str) -> None:  # noqa: B027 - optional hook
+        """Remove the relay filter of the agent with `prefix` (no error if absent)."""
+
     def _remember(self, prefix: str) -> None:
         self.prefix = prefix
 
@@ -81,6 +96,7 @@ class Dataplane(ABC):
         for name in sorted(state.vxlans) + sorted(state.patches) + sorted(state.bridges):
             self.remove_link(name)
         self.remove_mss_clamp(prefix)
+        self.remove_no_forward(prefix)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles (netlink sockets)."""

@@ -55,6 +55,7 @@ class FakeDataplane(Dataplane):
         self.observations = 0
         self.closed = False
         self.clamps: dict[str, dict[str, int]] = {}  # prefix -> interface -> MSS
+        self.no_forward: dict[str, set[tuple[str, str]]] = {}  # prefix -> (in, out) pairs
         self._failures: dict[str, str] = {}
 
     # -- test helpers ------------------------------------------------------------------------
@@ -124,7 +125,11 @@ class FakeDataplane(Dataplane):
             if link is not None and link.master in state.bridges:
                 state.add(Attachment(name, link.master))
         state.mss_clamp = clamp
+        state.no_forward = self.observe_no_forward(prefix)
         return state
+
+    def observe_no_forward(self, prefix: str) -> set[tuple[str, str]]:
+        return set(self.no_forward.get(prefix, set()))
 
     def observe_mss_clamp(self, prefix: str) -> dict[str, int]:
         return dict(self.clamps.get(prefix, {}))
@@ -232,6 +237,21 @@ class FakeDataplane(Dataplane):
     def remove_mss_clamp(self, prefix: str) -> None:
         self._record("remove_mss_clamp", prefix)
         self.clamps.pop(prefix, None)
+
+    def ensure_no_forward(
+        self, pairs: Iterable[tuple[str, str]], prefix: str | None = None
+    ) -> None:
+        wanted = set(pairs)
+        self._record("ensure_no_forward", ",".join(f"{i}>{o}" for i, o in sorted(wanted)) or "-")
+        table = self._clamp_prefix(prefix)
+        if wanted:
+            self.no_forward[table] = wanted
+        else:
+            self.no_forward.pop(table, None)
+
+    def remove_no_forward(self, prefix: str) -> None:
+        self._record("remove_no_forward", prefix)
+        self.no_forward.pop(prefix, None)
 
     def close(self) -> None:
         self.closed = True

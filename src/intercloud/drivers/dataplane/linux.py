@@ -93,6 +93,7 @@ class LinuxDataplane(Dataplane):
             if link is not None and name_of(link.master) in state.bridges:
                 state.add(Attachment(name, name_of(link.master)))
         state.mss_clamp = clamp
+        state.no_forward = self.observe_no_forward(prefix)
         return state
 
     @staticmethod
@@ -219,6 +220,21 @@ class LinuxDataplane(Dataplane):
     def remove_mss_clamp(self, prefix: str) -> None:
         with suppress(nft.NftMissing):
             nft.remove_mss_clamp(prefix, self.netns)
+
+    def observe_no_forward(self, prefix: str) -> set[tuple[str, str]]:
+        try:
+            return nft.observe_no_forward(prefix, self.netns)
+        except nft.NftMissing:
+            return set()
+
+    def ensure_no_forward(
+        self, pairs: Iterable[tuple[str, str]], prefix: str | None = None
+    ) -> None:
+        nft.ensure_no_forward(self._clamp_prefix(prefix), pairs, self.netns)
+
+    def remove_no_forward(self, prefix: str) -> None:
+        with suppress(nft.NftMissing):
+            nft.remove_no_forward(prefix, self.netns)
 
     # -- helpers -----------------------------------------------------------------------------
 

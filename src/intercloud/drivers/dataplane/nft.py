@@ -35,7 +35,7 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from intercloud.errors import DriverError
@@ -232,3 +232,114 @@ def remove_mss_clamp(table_prefix: str, netns: str | None = None) -> None:
     """Delete our table (no error when it is absent)."""
     text = render(table_prefix, {})
     _run(netns, ["-f", "-"], stdin=text, what=f"delete table {table_name(table_prefix)}")
+
+
+# -- Relay filter: in/out port pairs the bridge must not forward between ---------------------
+# A second table, `table bridge intercloud_<prefix>_relay`, one base chain on the forward hook
+# with one rule per ordered pair: `iifname "X" oifname "Y" drop`. The origin of a network uses
+# it so that two members which talk directly are not also relayed (domain/relay.py).
+RELAY_CHAIN = "relay"
+FOREIGN_PAIR = ("*", "*")
+
+
+def relay_table(prefix: str) -> str:
+    return table_name(prefix) + "_relay"
+
+
+def _check_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    out = sorted(set(pairs))
+    for pair in out:
+        if len(pair) != 2 or not all(_IFNAME_RE.match(x) for x in pair):
+            raise DriverError(f"cannot filter forwarding between {pair!r}: not interface names")
+    return out
+
+
+def render_relay(prefix: str, pairs: Iterable[tuple[str, str]]) -> str:
+    """The `nft -f` transaction that makes the relay table drop exactly `pairs` (none: no
+    table)."""
+    table = f"{FAMILY} {relay_table(prefix)}"
+    lines = [f"add table {table}", f"delete table {table}"]
+    wanted = _check_pairs(pairs)
+    if wanted:
+        lines += [f"table {table} {{", f"\tchain {RELAY_CHAIN} {{"]
+        lines.append("\t\ttype filter hook forward priority filter; policy accept;")
+        lines += [f'\t\tiifname "{i}" oifname "{o}" drop' for i, o in wanted]
+        lines += ["\t}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _parse_pair(exprs: list[Any]) -> tuple[str, str] | None:
+    if len(exprs) != 3 or exprs[2] != {"drop": None}:
+        return None
+    found = []
+    for expr, key in zip(exprs[:2], ("iifname", "oifname"), strict=True):
+        match = expr.get("match") if isinstance(expr, dict) else None
+        if (
+            not isinstance(match, dict)
+            or match.get("op") != "=="
+            or match.get("left") != {"meta": {"key": key}}
+            or not isinstance(match.get("right"), str)
+        ):
+            return None
+        found.append(match["right"])
+    return found[0], found[1]
+
+
+def parse_relay(listing: dict[str, Any], prefix: str) -> set[tuple[str, str]]:
+    """The dropped (in, out) pairs from `nft -j list table`; anything not written by
+    render_relay() adds FOREIGN_PAIR, so a caller sees a difference and rewrites the table."""
+    table = relay_table(prefix)
+    pairs: set[tuple[str, str]] = set()
+    for item in listing.get("nftables", []):
+        kind, body = next(iter(item.items()))
+        if kind in ("metainfo", "table"):
+            continue
+        if kind == "chain":
+            ours = (body.get("name"), body.get("type"), body.get("hook"), body.get("prio")) == (
+                RELAY_CHAIN,
+                "filter",
+                "forward",
+                _PRIO_FILTER,
+            )
+            if not ours or body.get("policy") != "accept":
+                pairs.add(FOREIGN_PAIR)
+        elif kind == "rule" and body.get("table") == table and body.get("chain") == RELAY_CHAIN:
+            parsed = _parse_pair(body.get("expr", []))
+            pairs.add(parsed if parsed is not None else FOREIGN_PAIR)
+        else:
+            pairs.add(FOREIGN_PAIR)
+    return pairs
+
+
+def _tables(netns: str | None) -> set[str]:
+    listed = _run(netns, ["-j", "list", "tables", FAMILY], what="list nftables tables")
+    return {
+        item["table"].get("name")
+        for item in json.loads(listed or "{}").get("nftables", [])
+        if "table" in item
+    }
+
+
+def observe_no_forward(table_prefix: str, netns: str | None = None) -> set[tuple[str, str]]:
+    table = relay_table(table_prefix)
+    if table not in _tables(netns):
+        return set()
+    out = _run(netns, ["-j", "list", "table", FAMILY, table], what=f"list table {table}")
+    return parse_relay(json.loads(out), table_prefix)
+
+
+def ensure_no_forward(
+    table_prefix: str, pairs: Iterable[tuple[str, str]], netns: str | None = None
+) -> bool:
+    """Make the relay table drop exactly `pairs`, atomically, only if it differs."""
+    wanted = set(_check_pairs(pairs))
+    if observe_no_forward(table_prefix, netns) == wanted:
+        return False
+    text = render_relay(table_prefix, wanted)
+    _run(netns, ["-f", "-"], stdin=text, what=f"write table {relay_table(table_prefix)}")
+    return True
+
+
+def remove_no_forward(table_prefix: str, netns: str | None = None) -> None:
+    text = render_relay(table_prefix, ())
+    _run(netns, ["-f", "-"], stdin=text, what=f"delete table {relay_table(table_prefix)}")

@@ -1,0 +1,137 @@
+"""Mesh half of a reconciler pass, on a member (not the origin) of a network: keep a direct
+tunnel (an Adjacency) to every other member we have a link with, agree its VNI (the lower
+name asks, the higher one answers), and tell the origin which members we reach directly so
+it stops relaying between us (domain/relay.py)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from intercloud.errors import PeerError
+from intercloud.federation.client import FederationClient
+from intercloud.store import Store
+from intercloud.store import models as m
+
+log = logging.getLogger("intercloud.mesh")
+
+
+@dataclass(frozen=True)
+class AdjacencyWork:
+    adjacency_id: int
+    uid: str
+    peer: str
+    url: str
+    key: str
+    vni: int | None
+
+
+def plan_adjacencies(store: Store, me: str) -> list[AdjacencyWork]:
+    """Create and drop Adjacency rows to match each replica's members and our links; return
+    the ones we must agree a VNI for (we are the lower name)."""
+    work: list[AdjacencyWork] = []
+    with store.session() as s:
+        peers = {p.name: p for p in s.scalars(select(m.Peer)) if p.link is not None}
+        for rep in s.scalars(select(m.Replica)):
+            wanted = {
+                name
+                for name in rep.members or []
+                if name not in (me, rep.peer.name) and name in peers
+            }
+            for adj in list(rep.adjacencies):
+                if adj.peer.name not in wanted:
+                    log.info("replica %s: no direct tunnel to %s any more", rep.uid, adj.peer.name)
+                    owner = f"a:{adj.id}"
+                    s.query(m.VniAllocation).filter(m.VniAllocation.owner == owner).delete()
+                    rep.adjacencies.remove(adj)
+            have = {a.peer.name for a in rep.adjacencies}
+            for name in sorted(wanted - have):
+                rep.adjacencies.append(m.Adjacency(peer=peers[name]))
+            s.flush()
+            for adj in rep.adjacencies:
+                if me < adj.peer.name:
+                    p = adj.peer
+                    work.append(
+                        AdjacencyWork(adj.id, rep.uid, p.name, p.federation_url, p.key, adj.vni)
+                    )
+    return work
+
+
+def agree(store: Store, client: FederationClient, w: AdjacencyWork) -> bool:
+    """Ask the other member for the VNI of our direct tunnel; True when agreed."""
+    owner = f"a:{w.adjacency_id}"
+    with store.session() as s:
+        used = sorted(s.scalars(select(m.VniAllocation.vni).where(m.VniAllocation.owner != owner)))
+    try:
+        answer = client.call(
+            w.peer, w.url, w.key, "PUT", f"/v1/federation/adjacencies/{w.uid}", {"exclude": used}
+        )
+        vni = int(answer["vni"])
+    except PeerError as exc:
+        log.info("replica %s: direct tunnel to %s not agreed: %s", w.uid, w.peer, exc.message)
+        return False
+    if vni == w.vni:
+        return True
+    try:
+        with store.session() as s:
+            adj = s.get(m.Adjacency, w.adjacency_id)
+            if adj is None:
+                return False
+            s.query(m.VniAllocation).filter(m.VniAllocation.owner == owner).delete()
+            s.flush()
+            s.add(m.VniAllocation(vni=vni, owner=owner))
+            adj.vni = vni
+    except IntegrityError:  # taken here meanwhile: the next pass excludes it
+        return False
+    log.info("replica %s: direct tunnel to %s agreed on vni %d", w.uid, w.peer, vni)
+    return True
+
+
+@dataclass(frozen=True)
+class DirectReport:
+    replica_id: int
+    uid: str
+    origin: str
+    url: str
+    key: str
+    direct: tuple[str, ...]
+
+
+def reports_due(store: Store, realized: dict[int, list[str]]) -> list[DirectReport]:
+    """Replicas whose directly reached members differ from what we last told the origin."""
+    out = []
+    with store.session() as s:
+        for rep in s.scalars(select(m.Replica)):
+            direct = sorted(realized.get(rep.id, []))
+            if rep.direct_sent is None and not direct:
+                continue  # nothing to say yet: the origin assumes no direct tunnel
+            if rep.direct_sent is None or sorted(rep.direct_sent) != direct:
+                p = rep.peer
+                out.append(
+                    DirectReport(rep.id, rep.uid, p.name, p.federation_url, p.key, tuple(direct))
+                )
+    return out
+
+
+def report(store: Store, client: FederationClient, r: DirectReport) -> bool:
+    try:
+        client.call(
+            r.origin,
+            r.url,
+            r.key,
+            "PUT",
+            f"/v1/federation/expansions/{r.uid}/direct",
+            {"direct": list(r.direct)},
+        )
+    except PeerError as exc:
+        log.info("replica %s: cannot tell %s whom we reach directly: %s", r.uid, r.origin, exc)
+        return False
+    with store.session() as s:
+        rep = s.get(m.Replica, r.replica_id)
+        if rep is not None:
+            rep.direct_sent = list(r.direct)
+    log.info("replica %s: told %s we reach directly: %s", r.uid, r.origin, list(r.direct) or "-")
+    return True

@@ -1,0 +1,91 @@
+"""Federation use cases of the mesh (domain/relay.py): two members of a network agree the VNI
+of their direct tunnel; a member tells the origin which members it reaches directly.
+
+Both are scoped to the calling peer: a member may only ask about a network that names it as a
+member and with which we have a link; only a target of an expansion may report for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from intercloud.domain import validation as v
+from intercloud.domain import vni as vnis
+from intercloud.errors import Conflict, Invalid, NotFound
+from intercloud.store import models as m
+
+
+def _replica_naming(s: Session, peer: m.Peer, uid: str, me: str) -> m.Replica:
+    rep = s.scalar(select(m.Replica).where(m.Replica.uid == uid))
+    members = set(rep.members or []) if rep is not None else set()
+    # Another member's replica is invisible unless the network spans both of us.
+    if rep is None or peer.name not in members or me not in members or rep.peer_id == peer.id:
+        raise NotFound(f"id: no network {uid!r} shared with peer {peer.name!r}", field="id")
+    return rep
+
+
+def adjacency(s: Session, rep: m.Replica, peer: m.Peer) -> m.Adjacency:
+    adj = next((a for a in rep.adjacencies if a.peer_id == peer.id), None)
+    if adj is None:
+        adj = m.Adjacency(replica=rep, peer=peer)
+        s.add(adj)
+        s.flush()
+    return adj
+
+
+def agree_adjacency(
+    s: Session, peer: m.Peer, uid: str, me: str, exclude: list[int], low: int, high: int
+) -> dict[str, Any]:
+    """The accepting side (the higher name) of a direct tunnel: keep our VNI for it unless the
+    caller cannot use it, else take the lowest free on both."""
+    rep = _replica_naming(s, peer, uid, me)
+    if peer.link is None:
+        raise Conflict(f"peer: no link to {peer.name!r} in this cloud", field="peer")
+    if not isinstance(exclude, list) or len(exclude) > 100000:
+        raise Invalid("exclude: must be a list of VNIs", field="exclude")
+    excluded = {v.vni(x, "exclude") for x in exclude}
+    adj = adjacency(s, rep, peer)
+    owner = f"a:{adj.id}"
+    if adj.vni is not None and adj.vni not in excluded:
+        return {"vni": adj.vni}
+    s.query(m.VniAllocation).filter(m.VniAllocation.owner == owner).delete()
+    s.flush()
+    used = set(s.scalars(select(m.VniAllocation.vni)))
+    adj.vni = vnis.agree(used, excluded, None, low, high)
+    s.add(m.VniAllocation(vni=adj.vni, owner=owner))
+    s.flush()
+    return {"vni": adj.vni}
+
+
+def remove_adjacency(s: Session, peer: m.Peer, uid: str, me: str) -> None:
+    rep = _replica_naming(s, peer, uid, me)
+    for adj in [a for a in rep.adjacencies if a.peer_id == peer.id]:
+        s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"a:{adj.id}").delete()
+        rep.adjacencies.remove(adj)
+
+
+def report_direct(s: Session, peer: m.Peer, uid: str, direct: list[str]) -> bool:
+    """A target tells the origin which members it reaches directly. Returns whether it
+    changed. Names that are not members of the expansion are refused."""
+    target = s.scalar(
+        select(m.Target)
+        .join(m.Expansion)
+        .where(m.Expansion.uid == uid, m.Target.peer_id == peer.id)
+    )
+    if target is None:
+        raise NotFound(f"id: no expansion {uid!r} reaching peer {peer.name!r}", field="id")
+    if not isinstance(direct, list) or len(direct) > 256:
+        raise Invalid("direct: must be a list of cloud names", field="direct")
+    members = {t.peer.name for t in target.expansion.targets} - {peer.name}
+    names = sorted({v.name(x, "direct") for x in direct})
+    strangers = [n for n in names if n not in members]
+    if strangers:
+        raise Invalid(
+            f"direct: {', '.join(strangers)} not a member of expansion {uid!r}", field="direct"
+        )
+    if names == sorted(target.direct or []):
+        return False
+    target.direct = names
+    return True
