@@ -108,3 +108,14 @@ def report_direct(
     if changed:
         c.reconciler.trigger()
     return {"direct": sorted(set(body.direct))}
+
+
+@router.post("/replicas/{uid}/flush", status_code=202)
+def flush_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
+    """The origin changed which members it relays for: forget what our tunnel ports learned."""
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        rep = replicas.get(s, admin.get_peer(s, peer), uid)
+        c.reconciler.request_flush(rep.id)
+    c.reconciler.trigger()
+    return {}

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from intercloud.config import Config
+from intercloud.domain import naming, relay
 from intercloud.domain import plan as planner
-from intercloud.domain import relay
 from intercloud.drivers.cloud.base import Cloud
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
@@ -85,9 +85,14 @@ class Reconciler:
         self._healthy_at: dict[tuple[int, str], float] = {}
         self._refreshed_at = -PEER_REFRESH
         self._mesh_refresh = True
+        self._flush_requests: set[int] = set()  # replica ids whose learned MACs to forget
+        self._pairs_applied: dict[str, frozenset] = {}  # origin network key -> direct pairs
         self._tunnel_up_at: dict[str, float] = {}
 
     # -- loop ---------------------------------------------------------------------------------
+    def request_flush(self, replica_id: int) -> None:
+        self._flush_requests.add(replica_id)
+
     def trigger(self) -> None:
         self._wake.set()
 
@@ -135,7 +140,7 @@ class Reconciler:
                 replicas = self._sync_federation(result, down)
                 self._sync_mesh(result, down)
                 if tunnels_ok is not None:
-                    realized = self._converge_dataplane(result, replicas, tunnels_ok)
+                    realized = self._converge_dataplane(result, replicas, tunnels_ok, down)
                     self._report_direct(result, down, realized)
                 self.stats.last_error = "; ".join(result.errors) or None
             except Exception as exc:  # the loop must survive anything; say what happened
@@ -269,8 +274,9 @@ class Reconciler:
                 result.settled = False
 
     def _desired_inputs(
-        self, tunnels_ok: dict[str, tunnels.TunnelOutcome]
+        self, tunnels_ok: dict[str, tunnels.TunnelOutcome], down: dict[str, str] | None = None
     ) -> tuple[list[NetworkWant], dict[str, LinkView], list[str]]:
+        down = down or {}
         networks: list[NetworkWant] = []
         with self.store.session() as s:
             links = {}
@@ -302,7 +308,19 @@ class Reconciler:
                 )
             for rep in s.scalars(select(m.Replica)):
                 wants = (TunnelWant(f"r:{rep.id}", rep.peer.name, rep.vni),)
-                wants += tuple(TunnelWant(f"a:{a.id}", a.peer.name, a.vni) for a in rep.adjacencies)
+                # A direct tunnel is only worth it while its peer answers: otherwise the path
+                # may be cut, and the origin's relay is the safe way round (domain/relay.py).
+                wants += tuple(
+                    TunnelWant(
+                        f"a:{a.id}",
+                        a.peer.name,
+                        a.vni,
+                        blocked=f"link to {a.peer.name} is down: {down[a.peer.name]}"
+                        if a.peer.name in down
+                        else "",
+                    )
+                    for a in rep.adjacencies
+                )
                 # a member never relays: all its tunnel ports are isolated from each other
                 networks.append(NetworkWant(f"r{rep.id}", None, wants, isolated=True))
         foreign = sorted({n.interface for n in self.cloud.all_networks()})
@@ -313,9 +331,10 @@ class Reconciler:
         result: PassResult,
         replicas: dict[int, dict],
         tunnels_ok: dict[str, tunnels.TunnelOutcome],
+        down: dict[str, str],
     ) -> dict[int, list[str]]:
         """Returns, per replica, the members its direct tunnels reach (built and usable)."""
-        networks, links, foreign = self._desired_inputs(tunnels_ok)
+        networks, links, foreign = self._desired_inputs(tunnels_ok, down)
         prefix = self.cfg.dataplane.prefix
         desired = build(
             prefix, self.cfg.dataplane.vxlan_port, networks, links, self.dataplane.interface_kind
@@ -335,7 +354,27 @@ class Reconciler:
             else []
         )
         broken = {_step_name(st) for st in remaining}
+        if not result.errors:
+            self._flush_after_path_changes(result, networks, desired.state)
         return self._write_status(desired, broken, replicas, result)
+
+    def _flush_after_path_changes(self, result: PassResult, networks, state) -> None:
+        prefix = self.cfg.dataplane.prefix
+        while self._flush_requests:  # a member: the origin asked us to forget
+            bridge = naming.bridge(prefix, f"r{self._flush_requests.pop()}")
+            for vx in state.vxlans.values():
+                if vx.master == bridge:
+                    self.dataplane.flush_learned(vx.name)
+                    log.info("dataplane: flush_learned %s", vx.name)
+        for net in networks:  # the origin: tell members that now talk directly
+            if not net.key.startswith("e"):
+                continue
+            added = net.direct_pairs - self._pairs_applied.get(net.key, frozenset())
+            names = set().union(*added) if added else set()
+            if not names or mesh.flush_members(self.store, self.client, int(net.key[1:]), names):
+                self._pairs_applied[net.key] = net.direct_pairs
+            else:
+                result.settled = False
 
     def _write_status(
         self, desired, broken: set[str], replicas: dict[int, dict], result: PassResult

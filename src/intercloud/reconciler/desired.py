@@ -32,6 +32,7 @@ class TunnelWant:
     peer: str
     vni: int | None
     rate_mbit: float | None = None  # egress limit of this network toward this peer
+    blocked: str = ""  # why not to build it although the link is ready (e.g. peer unreachable)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ def build(
         tunnels = []
         for t in net.tunnels:
             link = links.get(t.peer)
-            if t.vni is None:
+            if t.blocked:
+                result.blocked[t.owner] = t.blocked
+            elif t.vni is None:
                 result.blocked[t.owner] = "waiting for a VNI"
             elif link is None:
                 result.blocked[t.owner] = f"no link to peer {t.peer}"

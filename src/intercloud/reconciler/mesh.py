@@ -135,3 +135,28 @@ def report(store: Store, client: FederationClient, r: DirectReport) -> bool:
             rep.direct_sent = list(r.direct)
     log.info("replica %s: told %s we reach directly: %s", r.uid, r.origin, list(r.direct) or "-")
     return True
+
+
+def flush_members(
+    store: Store, client: FederationClient, expansion_id: int, names: set[str]
+) -> bool:
+    """At the origin, once it stopped relaying between members that now talk directly: ask
+    them to forget the MACs they learned through us, or they would keep sending that traffic
+    our way, where it is now dropped, until those entries age out."""
+    with store.session() as s:
+        exp = s.get(m.Expansion, expansion_id)
+        if exp is None:
+            return True
+        calls = [
+            (t.peer.name, t.peer.federation_url, t.peer.key, exp.uid)
+            for t in exp.targets
+            if t.peer.name in names
+        ]
+    ok = True
+    for name, url, key, uid in calls:
+        try:
+            client.call(name, url, key, "POST", f"/v1/federation/replicas/{uid}/flush", {})
+        except PeerError as exc:
+            log.info("expansion %s: cannot ask %s to flush learned MACs: %s", uid, name, exc)
+            ok = False
+    return ok

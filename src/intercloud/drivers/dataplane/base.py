@@ -67,6 +67,10 @@ class Dataplane(ABC):
     def remove_mss_clamp(self, prefix: str) -> None:  # noqa: B027 - optional hook
         """Remove the clamp table of the agent with `prefix` (no error if absent)."""
 
+    def flush_learned(self, port: str) -> None:  # noqa: B027 - optional hook
+        """Forget the MAC addresses the bridge learned on `port` (no error if it is gone):
+        after a path change they may point the wrong way until they age out (5 min)."""
+
     # -- Relay filter (in/out port pairs not to forward between; HostState.no_forward) --------
 
     def observe_no_forward(self, prefix: str) -> set[tuple[str, str]]:

@@ -238,6 +238,9 @@ class FakeDataplane(Dataplane):
         self._record("remove_mss_clamp", prefix)
         self.clamps.pop(prefix, None)
 
+    def flush_learned(self, port: str) -> None:
+        self._record("flush_learned", port)
+
     def ensure_no_forward(
         self, pairs: Iterable[tuple[str, str]], prefix: str | None = None
     ) -> None:

@@ -221,6 +221,11 @@ class LinuxDataplane(Dataplane):
         with suppress(nft.NftMissing):
             nft.remove_mss_clamp(prefix, self.netns)
 
+    def flush_learned(self, port: str) -> None:
+        link = self._nl.link(port)
+        if link is not None and link.master:
+            self._nl.set_port(link, flush=1)
+
     def observe_no_forward(self, prefix: str) -> set[tuple[str, str]]:
         try:
             return nft.observe_no_forward(prefix, self.netns)
