@@ -4,6 +4,7 @@ network here is net1 of A's project p1, so A is the origin and the only relay.""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -164,3 +165,94 @@ def test_hybrid_relays_around_a_cut_link_and_returns(lab4, net1):
           f"outage {gap * interval:.1f} s")  # fmt: skip
     assert seqs[-1] - seqs[0] > 100  # the ping kept going: through the relay, then direct
     assert "DUP!" not in text  # never delivered twice, through either change
+
+
+AS_PEER = """
+import json, sys
+from intercloud.errors import PeerError
+from intercloud.federation.client import FederationClient
+caller, callee, url, key, method, path, body = json.loads(sys.argv[1])
+try:
+    out = FederationClient(caller).call(callee, url, key, method, path, body)
+    print(json.dumps({"status": 200, "body": out}))
+except PeerError as exc:
+    print(json.dumps({"status": exc.peer_status, "message": exc.message}))
+"""
+
+
+def as_peer(lab, caller: str, callee: str, method: str, path: str, body=None) -> dict:
+    """A federation call signed with `caller`'s key, made from inside `caller`'s namespace."""
+    key = next(
+        p["key"] for p in lab.state()["peerings"] if sorted(p["clouds"]) == sorted([caller, callee])
+    )
+    args = [caller, callee, lab.cloud(callee)["url"], key, method, path, body]
+    r = lab.exec(caller, ["python3", "-c", AS_PEER, json.dumps(args)])
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def provider_state(lab) -> dict:
+    return {
+        what: lab.api("A", "GET", f"/v1/{what}")
+        for what in ("replicas", "links", "agreements", "peers")
+    }
+
+
+def test_standalone_agent_in_a_vm_expands_its_network_and_nothing_else(lab4, net1):
+    exp_ab = net1("B")  # A's own expansion: its VNI is taken in A
+    user = lab4.add_standalone("B")  # a user's VM on B's net1, with a public address
+    lab4.peer("A", user, projects=["p1"])  # the provider admits the user's project only
+    exp = expand(lab4, user, "p1", "home", ["A"])
+    try:
+        lab4.add_vm("A", "ua", "10.10.0.7/24", replica_of=f"{user}/home")
+        lab4.add_vm("B", "bvm", "10.10.0.8/24", network="net1")
+        # B's own tenant network now reaches into A through the user's VM; B did nothing
+        assert wait_for(lambda: ping(lab4, "A/ua", "10.10.0.8"), timeout=20, what="ping")
+
+        before = provider_state(lab4)
+        rep = next(r for r in before["replicas"] if r["peer"] == user)
+        taken = exp_ab["peers"][0]["vni"]
+        refused = {
+            "another project's network": as_peer(
+                lab4, user, "A", "PUT", "/v1/federation/replicas/0123456789abcdef",
+                {"project": "p2", "network": "net2", "cidr": "10.10.0.0/24"},
+            ),
+            "a link": as_peer(lab4, user, "A", "PATCH", f"/v1/links/{user}", {"mtu": 9000}),
+            "an agreement": as_peer(
+                lab4, user, "A", "POST", "/v1/agreements", {"peer": user, "projects": ["p2"]}
+            ),
+            "another VNI": as_peer(
+                lab4, user, "A", "PUT", f"/v1/federation/replicas/{rep['id']}/vni",
+                {"vni": taken, "exclude": []},
+            ),
+            "another's replica": as_peer(
+                lab4, user, "A", "PUT", "/v1/federation/replicas/0123456789abcdef/vni", {}
+            ),
+            "a mesh tunnel": as_peer(
+                lab4, user, "A", "PUT", f"/v1/federation/adjacencies/{exp_ab['id']}", {}
+            ),
+            "another expansion's paths": as_peer(
+                lab4, user, "A", "PUT", f"/v1/federation/expansions/{exp_ab['id']}/direct",
+                {"direct": []},
+            ),
+        }  # fmt: skip
+        statuses = {what: r["status"] for what, r in refused.items()}
+        print(json.dumps(refused, indent=1))
+        assert statuses == {
+            "another project's network": 403,
+            "a link": 401,
+            "an agreement": 401,
+            "another VNI": 409,
+            "another's replica": 404,
+            "a mesh tunnel": 404,
+            "another expansion's paths": 404,
+        }
+        assert "project" in refused["another project's network"]["message"]
+        assert "vni" in refused["another VNI"]["message"]
+        assert provider_state(lab4) == before  # nothing changed
+        assert ping(lab4, "A/ua", "10.10.0.8")
+    finally:
+        for cloud, vm in (("A", "ua"), ("B", "bvm")):
+            if f"{cloud}/{vm}" in lab4.state()["vms"]:
+                lab4.remove_vm(cloud, vm)
+        shrink(lab4, user, "p1", exp["id"])

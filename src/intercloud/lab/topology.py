@@ -50,7 +50,10 @@ def _agent_toml(
     admin_token: str,
     projects: dict[str, str],
     vici_socket: str | None,
+    networks: Sequence[tuple[str, str, str, str]] | None = None,
 ) -> str:
+    """The agent's config; `networks`: (name, project, cidr, interface), by default the
+    lab's tenant networks on their bridges."""
     agent = {
         "name": letter,
         "listen": "0.0.0.0",
@@ -77,13 +80,15 @@ def _agent_toml(
     ]
     for name, token in projects.items():
         lines += ["[[projects]]", f"name = {_toml(name)}", f"token = {_toml(token)}", ""]
-    for net, project, cidr in NETWORKS:
+    if networks is None:
+        networks = [(net, project, cidr, f"tn-{net}") for net, project, cidr in NETWORKS]
+    for net, project, cidr, interface in networks:
         lines += [
             "[[networks]]",
             f"name = {_toml(net)}",
             f"project = {_toml(project)}",
             f"cidr = {_toml(cidr)}",
-            f"interface = {_toml('tn-' + net)}",
+            f"interface = {_toml(interface)}",
             "",
         ]
     return "\n".join(lines)
@@ -241,6 +246,18 @@ class Lab(LabOps):
         addrs = underlay.build(self.name, self.wan_ns, letter, index, gw, nat=nat)
         for net, _, _ in NETWORKS:
             netns.add_bridge(gw, f"tn-{net}")
+        return self._cloud_record(letter, index, gw, {**addrs, "nat": nat}, encrypt)
+
+    def _cloud_record(
+        self,
+        letter: str,
+        index: int,
+        ns: str,
+        addrs: dict[str, Any],
+        encrypt: bool,
+        networks: Sequence[tuple[str, str, str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Write the agent's config; the cloud's entry in lab.json."""
         cloud_dir = self.state_dir / letter
         cloud_dir.mkdir(parents=True, exist_ok=True)
         admin_token = secrets.token_hex(16)
@@ -248,24 +265,63 @@ class Lab(LabOps):
         config = cloud_dir / "agent.toml"
         charon_dir = cloud_dir / "charon"
         vici = str(charon_dir / "charon.vici") if encrypt else None
-        config.write_text(_agent_toml(letter, cloud_dir, admin_token, projects, vici))
+        config.write_text(_agent_toml(letter, cloud_dir, admin_token, projects, vici, networks))
         config.chmod(0o600)
+        nets = networks or [(n, p, c, f"tn-{n}") for n, p, c in NETWORKS]
         return {
             "name": letter,
             "index": index,
-            "ns": gw,
+            "ns": ns,
+            "nat": False,
             **addrs,
-            "nat": nat,
             "charon_dir": str(charon_dir) if encrypt else None,
             "url": f"http://{addrs['ip']}:{AGENT_PORT}",
             "admin_token": admin_token,
             "projects": projects,
-            "networks": {n: {"project": p, "cidr": c, "bridge": f"tn-{n}"} for n, p, c in NETWORKS},
+            "networks": {n: {"project": p, "cidr": c, "bridge": i} for n, p, c, i in nets},
             "dir": str(cloud_dir),
             "config": str(config),
             "log": str(cloud_dir / "agent.log"),
             "pid": None,
         }
+
+    def add_standalone(
+        self, host: str, *, vm: str = "user", network: str = "net1", timeout: float = 30.0
+    ) -> str:
+        """A user-run (standalone) agent in a VM of cloud `host`: the VM sits on `host`'s
+        tenant `network` (its NIC `ens1`, which the agent expands, as its network `home` of
+        project p1) and has a public address on the WAN, as a public cloud's VM would. It is
+        recorded as one more cloud (the next letter); `lab down` removes it. Returns its
+        letter."""
+        st = self.state()
+        host = self.cloud(host)["name"]
+        if network not in self.cloud(host)["networks"]:
+            raise LabError(f"cloud {host} has no network {network!r}")
+        index = len(st["clouds"]) + 1
+        letter = chr(ord("A") + index - 1)
+        ns = self.vm_ns(host, vm)
+        encrypt = bool(st.get("encrypt"))
+        try:
+            addrs = underlay.build(self.name, self.wan_ns, letter, index, ns, nat=False)
+            netns.add_veth(ns, "ens1", self.cloud(host)["ns"], f"v{host.lower()}{vm}")
+            netns.set_up(ns, "ens1")
+            netns.set_up(self.cloud(host)["ns"], f"v{host.lower()}{vm}", master=f"tn-{network}")
+            cidr = self.cloud(host)["networks"][network]["cidr"]
+            c = self._cloud_record(
+                letter, index, ns, addrs, encrypt, networks=[("home", "p1", cidr, "ens1")]
+            )
+            c["standalone_in"] = f"{host}/{vm}"
+            with self._edit() as s:
+                s["clouds"][letter] = c
+            if encrypt:
+                Charon(ns, Path(c["charon_dir"])).start()
+            self._spawn(letter)
+            self._wait_healthy(letter, timeout)
+        except BaseException:
+            with suppress(LabError):
+                netns.delete_namespace(ns)
+            raise
+        return letter
 
     def down(self) -> list[str]:
         """Kill the agents and every process in `<name>-*` namespaces, delete those namespaces
