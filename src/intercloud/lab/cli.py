@@ -256,5 +256,16 @@ def peer(lab_name: str, a: str, b: str, projects: str) -> None:
     click.echo(f"peered {a.upper()} <-> {b.upper()} for {', '.join(names)}")
 
 
+@lab.command()
+@_name_option
+@click.argument("host")
+@click.option("--network", default="net1", show_default=True, help="HOST's network the VM is on.")
+def standalone(lab_name: str, host: str, network: str) -> None:
+    """A user-run agent in a VM of cloud HOST (on its NETWORK, with a public address): one
+    more cloud, whose network `home` (project p1) is that tenant network."""
+    letter = Lab(lab_name).add_standalone(host, network=network)
+    click.echo(f"standalone agent {letter} running in a VM of {host.upper()} on {network}")
+
+
 if __name__ == "__main__":
     lab(prog_name="intercloud lab")
