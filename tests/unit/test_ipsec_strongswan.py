@@ -43,7 +43,7 @@ def listed(message: dict) -> dict:
     return b({name: {
         "local_addrs": c["local_addrs"], "remote_addrs": c["remote_addrs"],
         "version": f"IKEv{c['version']}", "rekey_time": c["rekey_time"][:-1],
-        "dpd_delay": c["dpd_delay"][:-1], "unique": "UNIQUE_NO",
+        "dpd_delay": c["dpd_delay"][:-1], "unique": "UNIQUE_" + c.get("unique", "no").upper(),
         "local-1": {"id": c["local"]["id"], "class": "pre-shared key"},
         "remote-1": {"id": c["remote"]["id"], "class": "pre-shared key"},
         "children": children,
@@ -251,6 +251,15 @@ def test_changed_spec_replaces_and_restarts(driver, vici_fake):
     assert driver.ensure_tunnel(replace(SPEC, esp_proposals=("aes128gcm16-x25519",), psk="n"))
     # a new PSK takes effect at once: the IKE SA is re-authenticated with it
     assert vici_fake.verbs()[:2] == ["load-shared", "terminate"]
+
+
+def test_responder_reloads_a_changed_spec_without_terminating(driver, vici_fake):
+    responder = replace(SPEC, initiator=False)
+    driver.ensure_tunnel(responder)
+    vici_fake.log.clear()
+    assert driver.ensure_tunnel(replace(responder, esp_lifetime=60)) is True
+    assert vici_fake.verbs() == ["load-conn"]  # the initiator replaces the SAs
+    assert conn_dict(SPEC, "kernel-libipsec")["link-B"]["unique"] == "replace"
 
 
 def test_restarted_agent_adopts_loaded_conn(vici_fake):

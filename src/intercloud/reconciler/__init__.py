@@ -46,6 +46,8 @@ class Stats:
 # How soon to pass again when something is still moving, instead of reconcile_interval.
 RETRY_PENDING = 0.3  # an expansion waits for its peer: it is usually a fraction of a second
 RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the peer
+RETRY_CONNECTING = 0.5  # ... and sooner while it is new or just went down
+FAST_RETRY_WINDOW = 10.0
 DISABLED = "disabled by the administrator"
 HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
 HEALTH_FRESH = 2.0  # a health answer younger than this is not asked again
@@ -57,6 +59,7 @@ class PassResult:
     changes: int = 0
     settled: bool = True
     links_down: bool = False
+    retry_soon: bool = False  # a link is coming up
     errors: list[str] = field(default_factory=list)
 
 
@@ -88,6 +91,7 @@ class Reconciler:
         self._flush_requests: set[int] = set()  # replica ids whose learned MACs to forget
         self._pairs_applied: dict[str, frozenset] = {}  # origin network key -> direct pairs
         self._tunnel_up_at: dict[str, float] = {}
+        self._down_since: dict[str, float] = {}
 
     # -- loop ---------------------------------------------------------------------------------
     def request_flush(self, replica_id: int) -> None:
@@ -111,7 +115,7 @@ class Reconciler:
             result = self.reconcile_once()
             wait = self.cfg.agent.reconcile_interval
             if result.links_down:
-                wait = min(wait, RETRY_LINK_DOWN)
+                wait = min(wait, RETRY_CONNECTING if result.retry_soon else RETRY_LINK_DOWN)
             if not result.settled:
                 wait = min(wait, RETRY_PENDING)
             self._wake.wait(timeout=wait)
@@ -123,7 +127,6 @@ class Reconciler:
             started = time.monotonic()
             result = PassResult()
             try:
-                health = self._check_links()
                 try:
                     changes, tunnels_ok, self.ipsec_backend = tunnels.converge(
                         self.store, self.ipsec, self.cfg.agent.name, self._tunnel_up_at
@@ -135,8 +138,13 @@ class Reconciler:
                     result.errors.append(f"IPsec: {exc.message}")
                     result.settled = False
                     tunnels_ok = None
+                # A peer behind an encrypted link that is not up cannot answer (its traffic is
+                # dropped until the SA is up): do not wait HEALTH_TIMEOUT to learn that.
+                unready = {p for p, o in (tunnels_ok or {}).items() if not o.ready}
+                health = self._check_links(skip=unready)
                 down = self._write_link_states(health, tunnels_ok or {})
                 result.links_down = any(r != DISABLED for r in down.values())
+                result.retry_soon = self._recently_down(set(down) - self._disabled(down))
                 replicas = self._sync_federation(result, down)
                 self._sync_mesh(result, down)
                 if tunnels_ok is not None:
@@ -154,9 +162,25 @@ class Reconciler:
             self.stats.last_duration_ms = round((time.monotonic() - started) * 1000, 1)
             return result
 
-    def _check_links(self) -> dict[int, tuple[bool, str]]:
-        """Health-check every enabled link's peer: (answers, why not) by link id. The peer
-        also tells its own address for our tunnel (it differs from ours for it behind NAT)."""
+    @staticmethod
+    def _disabled(down: dict[str, str]) -> set[str]:
+        return {peer for peer, reason in down.items() if reason == DISABLED}
+
+    def _recently_down(self, down: set[str]) -> bool:
+        """Whether a link went down (or was made) less than FAST_RETRY_WINDOW ago: a new or
+        just-repaired link usually comes up within a second or two, so pass again soon."""
+        now = time.monotonic()
+        for peer in list(self._down_since):
+            if peer not in down:
+                del self._down_since[peer]
+        for peer in down:
+            self._down_since.setdefault(peer, now)
+        return any(now - since < FAST_RETRY_WINDOW for since in self._down_since.values())
+
+    def _check_links(self, skip: set[str] = frozenset()) -> dict[int, tuple[bool, str]]:
+        """Health-check every enabled link's peer but those in `skip`: (answers, why not) by
+        link id. The peer also tells its own address for our tunnel (it differs from ours
+        for it behind NAT)."""
         with self.store.session() as s:
             todo = [
                 (lk.id, lk.enabled, lk.peer.name, lk.peer.federation_url, lk.peer.key)
@@ -165,7 +189,7 @@ class Reconciler:
         health: dict[int, tuple[bool, str]] = {}
         now = time.monotonic()
         for link_id, enabled, name, url, key in todo:
-            if not enabled:
+            if not enabled or name in skip:
                 continue
             fresh = self._healthy_at.get((link_id, url), -HEALTH_FRESH)
             if now - fresh < HEALTH_FRESH:

@@ -28,8 +28,11 @@ tests/integration/test_ipsec_strongswan.py):
   (our address is translated) or the peer's IKE address lies outside its traffic selector.
 * Changes: the loaded config is compared with `list-conns` (addresses, ids, TS, mode,
   lifetimes) plus an in-memory digest of the whole load-conn dict (proposals are not listed);
-  a differing conn is reloaded and its SAs terminated so new ones use it. The PSK (id = conn
-  name, owners = both ids) is reloaded when missing or different; it is never logged.
+  a differing conn is reloaded and, on the initiator, its SAs terminated so new ones use it
+  (the responder does not: both terminating at once raced in CI and left stale SAs). The PSK
+  (id = conn name, owners = both ids) is reloaded when missing or different, and a changed
+  key terminates the SAs on either side; it is never logged. `unique = replace`: a new IKE SA
+  with the same peer deletes older ones.
 * Errors: a listener thread with its own VICI session subscribes to `log`, `ike-updown`
   and `child-updown`. Log lines (level <= 1, never secrets) of an IKE SA named after a
   connection are classified: "received AUTHENTICATION_FAILED notify error" (initiator) and
@@ -150,6 +153,9 @@ def conn_dict(spec: TunnelSpec, backend: str) -> dict[str, Any]:
         "rekey_time": f"{spec.ike_lifetime}s",
         "dpd_delay": f"{spec.dpd_delay}s",
         "mobike": "no",  # gateways have fixed addresses
+        # A new IKE SA with the peer replaces any older one: after a reload or a lost DELETE an
+        # initiator could keep a stale SA whose CHILD_SA libipsec would go on using.
+        "unique": "replace",
         "encap": "yes" if backend == "kernel-libipsec" else "no",
         "local": {"auth": "psk", "id": spec.local_id},
         "remote": {"auth": "psk", "id": spec.remote_id},
@@ -343,7 +349,10 @@ class StrongswanIpsec(Ipsec):
             if conn_changed or known is None:  # unknown digest: reload, harmless
                 self._call(f"load-conn {name}", lambda s: s.load_conn(message))
                 self._digests[name] = digest
-            if conn_changed and loaded is not None:  # SAs still run on the old config
+            if conn_changed and loaded is not None and spec.initiator:
+                # SAs still run on the old config: the initiator replaces them. The responder
+                # does not terminate too: both at once race, and can leave one side with an SA
+                # the other deleted; it takes the new config from the next SA the peer makes.
                 self._terminate(name)
             psk = hashlib.sha256(spec.psk.encode()).hexdigest()
             known_psk = self._psks.get(name)

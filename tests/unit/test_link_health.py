@@ -1,0 +1,57 @@
+"""Link checks in a reconciler pass: no health call through an encrypted link that is not up,
+and fast passes while a link has just gone down."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.unit.federation_harness import Router, make_agent, peer
+
+
+class CountingRouter(Router):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append((request.url.host, request.url.path))
+        return super().handle_request(request)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    router = CountingRouter()
+    a = make_agent(tmp_path, router, "A", 1)
+    b = make_agent(tmp_path, router, "B", 2)
+    peer(a, b)
+    yield a, b, router
+    for agent in (a, b):
+        agent.ctx.store.dispose()
+
+
+def test_no_health_call_through_a_link_whose_ipsec_is_down(pair):
+    a, b, router = pair
+    a.ctx.ipsec.fail_auth("link-B")
+    router.paths.clear()
+    result = a.ctx.reconciler.reconcile_once()
+    assert (b.ip, "/v1/federation/health") not in router.paths
+    status = a.admin("GET", "/v1/links/B").json()["status"]
+    assert status["state"] == "down" and "authentication failed" in status["reason"], status
+    assert result.links_down and result.retry_soon  # just went down: pass again soon
+    a.ctx.ipsec.fail_auth("link-B", False)
+    result = a.ctx.reconciler.reconcile_once()
+    assert (b.ip, "/v1/federation/health") in router.paths
+    assert a.admin("GET", "/v1/links/B").json()["status"]["state"] == "up"
+    assert not result.links_down and not result.retry_soon
+
+
+def test_fast_retries_stop_after_the_window(pair, monkeypatch):
+    from intercloud import reconciler as rec
+
+    a, _, _ = pair
+    a.ctx.ipsec.fail_auth("link-B")
+    assert a.ctx.reconciler.reconcile_once().retry_soon
+    monkeypatch.setattr(rec, "FAST_RETRY_WINDOW", 0.0)
+    result = a.ctx.reconciler.reconcile_once()
+    assert result.links_down and not result.retry_soon  # still down: every RETRY_LINK_DOWN
