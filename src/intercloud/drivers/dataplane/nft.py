@@ -205,13 +205,7 @@ def _run(netns: str | None, args: list[str], stdin: str | None = None, what: str
 def observe_mss_clamp(table_prefix: str, netns: str | None = None) -> dict[str, int]:
     """What our table clamps (interface -> MSS); {} when there is no table."""
     table = table_name(table_prefix)
-    listed = _run(netns, ["-j", "list", "tables", FAMILY], what="list nftables tables")
-    names = {
-        item["table"].get("name")
-        for item in json.loads(listed or "{}").get("nftables", [])
-        if "table" in item
-    }
-    if table not in names:
+    if table not in _tables(netns):
         return {}
     out = _run(netns, ["-j", "list", "table", FAMILY, table], what=f"list table {table}")
     return parse(json.loads(out), table_prefix)
