@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from intercloud.config import Config
 from intercloud.domain import naming, relay
@@ -48,6 +49,8 @@ RETRY_PENDING = 0.3  # an expansion waits for its peer: it is usually a fraction
 RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the peer
 RETRY_CONNECTING = 0.5  # ... and sooner while it is new or just went down
 FAST_RETRY_WINDOW = 10.0
+# one query for all replicas' adjacencies, not one per replica (1,000 replicas, every pass)
+REPLICAS_WITH_ADJACENCIES = select(m.Replica).options(selectinload(m.Replica.adjacencies))
 DISABLED = "disabled by the administrator"
 HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
 HEALTH_FRESH = 2.0  # a health answer younger than this is not asked again
@@ -330,7 +333,7 @@ class Reconciler:
                         direct_pairs=frozenset(pairs),
                     )
                 )
-            for rep in s.scalars(select(m.Replica)):
+            for rep in s.scalars(REPLICAS_WITH_ADJACENCIES):
                 wants = (TunnelWant(f"r:{rep.id}", rep.peer.name, rep.vni),)
                 # A direct tunnel is only worth it while its peer answers: otherwise the path
                 # may be cut, and the origin's relay is the safe way round (domain/relay.py).
@@ -441,7 +444,7 @@ class Reconciler:
                     )
                     t.status, t.reason = status, reason
             realized: dict[int, list[str]] = {}
-            for rep in s.scalars(select(m.Replica)):
+            for rep in s.scalars(REPLICAS_WITH_ADJACENCIES):
                 realized[rep.id] = [
                     a.peer.name
                     for a in rep.adjacencies

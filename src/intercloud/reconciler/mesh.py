@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from intercloud.errors import PeerError
 from intercloud.federation.client import FederationClient
@@ -35,7 +36,10 @@ def plan_adjacencies(store: Store, me: str) -> list[AdjacencyWork]:
     work: list[AdjacencyWork] = []
     with store.session() as s:
         peers = {p.name: p for p in s.scalars(select(m.Peer)) if p.link is not None}
-        for rep in s.scalars(select(m.Replica)):
+        replicas = select(m.Replica).options(selectinload(m.Replica.adjacencies))
+        for rep in s.scalars(replicas):
+            if len(rep.members or []) <= 2 and not rep.adjacencies:
+                continue  # origin and us: nobody else to reach directly
             wanted = {
                 name
                 for name in rep.members or []
