@@ -419,3 +419,11 @@ def test_python_dash_m_connection_refused():
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr == f"error: cannot reach the agent at {url}: connection refused\n"
+
+
+def test_expansion_paths_render_one_line_per_pair():
+    from intercloud.cli.expansions import paths_cell
+
+    paths = [{"between": ["A", "B"], "via": None}, {"between": ["B", "C"], "via": "A"}]
+    assert paths_cell(paths) == "A-B direct\nB-C via A"
+    assert paths_cell([]) == "-"

@@ -34,8 +34,20 @@ EXPANSION_COLUMNS: Columns = [
 ]
 
 
+def paths_cell(paths: list[dict[str, Any]] | None) -> str:
+    """One line per pair of clouds: `B-C via A` or `A-B direct`."""
+    lines = [
+        "-".join(p.get("between", [])) + (f" via {p['via']}" if p.get("via") else " direct")
+        for p in paths or []
+    ]
+    return "\n".join(lines) or "-"
+
+
 def _show_expansion(exp: dict[str, Any]) -> None:
-    output.print_object(exp, extra={"peers": output.peers_cell(exp.get("peers"))})
+    output.print_object(
+        exp,
+        extra={"peers": output.peers_cell(exp.get("peers")), "paths": paths_cell(exp.get("paths"))},
+    )
 
 
 @click.group()
