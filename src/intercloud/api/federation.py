@@ -88,15 +88,6 @@ def agree_adjacency(
     return out
 
 
-@router.delete("/adjacencies/{uid}", status_code=204)
-def remove_adjacency(uid: str, request: Request, peer: str = Depends(auth.peer)) -> Response:
-    c = auth.ctx(request)
-    with c.store.session() as s:
-        mesh.remove_adjacency(s, admin.get_peer(s, peer), uid, c.cfg.agent.name)
-    c.reconciler.trigger()
-    return Response(status_code=204)
-
-
 @router.put("/expansions/{uid}/direct")
 def report_direct(
     uid: str, body: DirectPut, request: Request, peer: str = Depends(auth.peer)

@@ -90,7 +90,6 @@ class Reconciler:
         self._lock = threading.Lock()
         self._healthy_at: dict[tuple[int, str], float] = {}
         self._refreshed_at = -PEER_REFRESH
-        self._mesh_refresh = True
         self._flush_requests: set[int] = set()  # replica ids whose learned MACs to forget
         self._pairs_applied: dict[str, frozenset] = {}  # origin network key -> direct pairs
         self._tunnel_up_at: dict[str, float] = {}
@@ -146,10 +145,12 @@ class Reconciler:
                 unready = {p for p, o in (tunnels_ok or {}).items() if not o.ready}
                 health = self._check_links(skip=unready)
                 down = self._write_link_states(health, tunnels_ok or {})
-                result.links_down = any(r != DISABLED for r in down.values())
-                result.retry_soon = self._recently_down(set(down) - self._disabled(down))
-                replicas = self._sync_federation(result, down)
-                self._sync_mesh(result, down)
+                broken_links = {peer for peer, why in down.items() if why != DISABLED}
+                result.links_down = bool(broken_links)
+                result.retry_soon = self._recently_down(broken_links)
+                refresh = self._refresh_due()
+                replicas = self._sync_federation(result, down, refresh)
+                self._sync_mesh(result, down, refresh)
                 if tunnels_ok is not None:
                     realized = self._converge_dataplane(result, replicas, tunnels_ok, down)
                     self._report_direct(result, down, realized)
@@ -165,9 +166,13 @@ class Reconciler:
             self.stats.last_duration_ms = round((time.monotonic() - started) * 1000, 1)
             return result
 
-    @staticmethod
-    def _disabled(down: dict[str, str]) -> set[str]:
-        return {peer for peer, reason in down.items() if reason == DISABLED}
+    def _refresh_due(self) -> bool:
+        """Whether this pass re-checks agreed state with peers (every PEER_REFRESH)."""
+        now = time.monotonic()
+        if now - self._refreshed_at < PEER_REFRESH:
+            return False
+        self._refreshed_at = now
+        return True
 
     def _recently_down(self, down: set[str]) -> bool:
         """Whether a link went down (or was made) less than FAST_RETRY_WINDOW ago: a new or
@@ -245,15 +250,12 @@ class Reconciler:
                     down[lk.peer.name] = reason
         return down
 
-    def _sync_federation(self, result: PassResult, down: dict[str, str]) -> dict[int, dict]:
+    def _sync_federation(
+        self, result: PassResult, down: dict[str, str], refresh: bool
+    ) -> dict[int, dict]:
         """Returns the peer's view of each live target's replica (by target id). Peers whose
         link is down are not called: their targets say why and wait."""
         replicas: dict[int, dict] = {}
-        now = time.monotonic()
-        refresh = now - self._refreshed_at >= PEER_REFRESH
-        if refresh:
-            self._refreshed_at = now
-        self._mesh_refresh = refresh  # direct tunnels' VNIs are re-confirmed as often
         for work in sync.pending_work(self.store, self.cfg.agent.name):
             if work.peer.name in down:
                 why = f"link to {work.peer.name} is down: {down[work.peer.name]}"
@@ -285,10 +287,11 @@ class Reconciler:
                 replicas[work.target_id] = replica
         return replicas
 
-    def _sync_mesh(self, result: PassResult, down: dict[str, str]) -> None:
-        """Direct tunnels between members of a network (not needed at its origin)."""
+    def _sync_mesh(self, result: PassResult, down: dict[str, str], refresh: bool) -> None:
+        """Direct tunnels between members of a network (not needed at its origin); their
+        agreed VNIs are re-confirmed as often as the targets' (`refresh`)."""
         for work in mesh.plan_adjacencies(self.store, self.cfg.agent.name):
-            if work.peer in down or (work.vni is not None and not self._mesh_refresh):
+            if work.peer in down or (work.vni is not None and not refresh):
                 continue
             if not mesh.agree(self.store, self.client, work):
                 result.settled = False
@@ -301,9 +304,8 @@ class Reconciler:
                 result.settled = False
 
     def _desired_inputs(
-        self, tunnels_ok: dict[str, tunnels.TunnelOutcome], down: dict[str, str] | None = None
+        self, tunnels_ok: dict[str, tunnels.TunnelOutcome], down: dict[str, str]
     ) -> tuple[list[NetworkWant], dict[str, LinkView], list[str]]:
-        down = down or {}
         networks: list[NetworkWant] = []
         with self.store.session() as s:
             links = {}

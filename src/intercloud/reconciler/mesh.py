@@ -14,6 +14,8 @@ from sqlalchemy.orm import selectinload
 
 from intercloud.errors import PeerError
 from intercloud.federation.client import FederationClient
+from intercloud.service import allocations
+from intercloud.service import mesh as service_mesh
 from intercloud.store import Store
 from intercloud.store import models as m
 
@@ -48,9 +50,7 @@ def plan_adjacencies(store: Store, me: str) -> list[AdjacencyWork]:
             for adj in list(rep.adjacencies):
                 if adj.peer.name not in wanted:
                     log.info("replica %s: no direct tunnel to %s any more", rep.uid, adj.peer.name)
-                    owner = f"a:{adj.id}"
-                    s.query(m.VniAllocation).filter(m.VniAllocation.owner == owner).delete()
-                    rep.adjacencies.remove(adj)
+                    service_mesh.drop_adjacency(s, rep, adj)
             have = {a.peer.name for a in rep.adjacencies}
             for name in sorted(wanted - have):
                 rep.adjacencies.append(m.Adjacency(peer=peers[name]))
@@ -68,7 +68,7 @@ def agree(store: Store, client: FederationClient, w: AdjacencyWork) -> bool:
     """Ask the other member for the VNI of our direct tunnel; True when agreed."""
     owner = f"a:{w.adjacency_id}"
     with store.session() as s:
-        used = sorted(s.scalars(select(m.VniAllocation.vni).where(m.VniAllocation.owner != owner)))
+        used = allocations.used_by_others(s, owner)
     try:
         answer = client.call(
             w.peer, w.url, w.key, "PUT", f"/v1/federation/adjacencies/{w.uid}", {"exclude": used}
@@ -84,9 +84,7 @@ def agree(store: Store, client: FederationClient, w: AdjacencyWork) -> bool:
             adj = s.get(m.Adjacency, w.adjacency_id)
             if adj is None:
                 return False
-            s.query(m.VniAllocation).filter(m.VniAllocation.owner == owner).delete()
-            s.flush()
-            s.add(m.VniAllocation(vni=vni, owner=owner))
+            allocations.take(s, owner, vni)
             adj.vni = vni
     except IntegrityError:  # taken here meanwhile: the next pass excludes it
         return False

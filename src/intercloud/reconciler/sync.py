@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from intercloud.errors import Conflict, PeerError
 from intercloud.federation.client import FederationClient
+from intercloud.service import allocations
 from intercloud.store import Store
 from intercloud.store import models as m
 
@@ -91,7 +92,7 @@ def remove_target(store: Store, client: FederationClient, w: TargetWork) -> bool
     with store.session() as s:
         t = s.get(m.Target, w.target_id)
         if t is not None:
-            s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"t:{t.id}").delete()
+            allocations.release(s, f"t:{t.id}")
             exp = t.expansion
             s.delete(t)
             s.flush()
@@ -135,11 +136,7 @@ def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
         if w.vni is not None and replica.get("vni") == w.vni:
             return replica
         with store.session() as s:
-            used = sorted(
-                s.scalars(
-                    select(m.VniAllocation.vni).where(m.VniAllocation.owner != f"t:{w.target_id}")
-                )
-            )
+            used = allocations.used_by_others(s, f"t:{w.target_id}")
         answer = client.call(
             w.peer.name,
             w.peer.url,
@@ -153,9 +150,7 @@ def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
             t = s.get(m.Target, w.target_id)
             if t is None:
                 return None
-            s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"t:{t.id}").delete()
-            s.flush()
-            s.add(m.VniAllocation(vni=vni, owner=f"t:{t.id}"))
+            allocations.take(s, f"t:{t.id}", vni)
             t.vni = vni
             log.info("expansion %s peer %s: agreed vni %d", w.expansion_uid, w.peer.name, vni)
         replica["vni"] = vni

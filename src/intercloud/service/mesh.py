@@ -1,5 +1,6 @@
 """Federation use cases of the mesh (domain/relay.py): two members of a network agree the VNI
-of their direct tunnel; a member tells the origin which members it reaches directly.
+of their direct tunnel (a member drops its own when the network or the link no longer calls
+for it: `drop_adjacency`); a member tells the origin which members it reaches directly.
 
 Both are scoped to the calling peer: a member may only ask about a network that names it as a
 member and with which we have a link; only a target of an expansion may report for it."""
@@ -12,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
-from intercloud.domain import vni as vnis
 from intercloud.errors import Conflict, Invalid, NotFound
+from intercloud.service import allocations
 from intercloud.store import models as m
 
 
@@ -43,27 +44,17 @@ def agree_adjacency(
     rep = _replica_naming(s, peer, uid, me)
     if peer.link is None:
         raise Conflict(f"peer: no link to {peer.name!r} in this cloud", field="peer")
-    if not isinstance(exclude, list) or len(exclude) > 100000:
-        raise Invalid("exclude: must be a list of VNIs", field="exclude")
-    excluded = {v.vni(x, "exclude") for x in exclude}
+    excluded = allocations.excluded(exclude)
     adj = adjacency(s, rep, peer)
-    owner = f"a:{adj.id}"
-    if adj.vni is not None and adj.vni not in excluded:
-        return {"vni": adj.vni}
-    s.query(m.VniAllocation).filter(m.VniAllocation.owner == owner).delete()
-    s.flush()
-    used = set(s.scalars(select(m.VniAllocation.vni)))
-    adj.vni = vnis.agree(used, excluded, None, low, high)
-    s.add(m.VniAllocation(vni=adj.vni, owner=owner))
+    adj.vni = allocations.agree(s, f"a:{adj.id}", adj.vni, excluded, None, low, high)
     s.flush()
     return {"vni": adj.vni}
 
 
-def remove_adjacency(s: Session, peer: m.Peer, uid: str, me: str) -> None:
-    rep = _replica_naming(s, peer, uid, me)
-    for adj in [a for a in rep.adjacencies if a.peer_id == peer.id]:
-        s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"a:{adj.id}").delete()
-        rep.adjacencies.remove(adj)
+def drop_adjacency(s: Session, rep: m.Replica, adj: m.Adjacency) -> None:
+    """Forget a direct tunnel and give its VNI back."""
+    allocations.release(s, f"a:{adj.id}")
+    rep.adjacencies.remove(adj)
 
 
 def report_direct(s: Session, peer: m.Peer, uid: str, direct: list[str]) -> bool:

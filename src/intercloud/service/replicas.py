@@ -11,9 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
-from intercloud.domain import vni as vnis
 from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
-from intercloud.service import views
+from intercloud.service import allocations, views
 from intercloud.service.admin import allows
 from intercloud.store import models as m
 
@@ -136,31 +135,18 @@ def agree_vni(
     rep = get(s, peer, uid)
     if requested is not None:
         v.vni(requested, "vni")
-    if not isinstance(exclude, list) or len(exclude) > 100000:
-        raise Invalid("exclude: must be a list of VNIs", field="exclude")
-    excluded = {v.vni(x, "exclude") for x in exclude}
-    if rep.vni is not None:
-        if rep.vni not in excluded and requested in (None, rep.vni):
-            return {"vni": rep.vni}
-        # The origin cannot use the one we hold: release it and agree again.
-        s.query(m.VniAllocation).filter(m.VniAllocation.owner == f"r:{rep.id}").delete()
-        rep.vni = None
+    excluded = allocations.excluded(exclude)
+    chosen = allocations.agree(s, f"r:{rep.id}", rep.vni, excluded, requested, low, high)
+    if chosen != rep.vni:
+        rep.vni = chosen
+        rep.reason = "building the data plane"
         s.flush()
-    used = set(s.scalars(select(m.VniAllocation.vni)))
-    if requested is not None and requested in used:
-        raise Conflict(f"vni: {requested} is already in use in this cloud", field="vni")
-    chosen = vnis.agree(used, excluded, requested, low, high)
-    s.add(m.VniAllocation(vni=chosen, owner=f"r:{rep.id}"))
-    rep.vni = chosen
-    rep.reason = "building the data plane"
-    s.flush()
     return {"vni": chosen}
 
 
 def delete(s: Session, peer: m.Peer, uid: str) -> None:
     rep = get(s, peer, uid)
-    owners = [f"r:{rep.id}"] + [f"a:{a.id}" for a in rep.adjacencies]
-    s.query(m.VniAllocation).filter(m.VniAllocation.owner.in_(owners)).delete()
+    allocations.release(s, f"r:{rep.id}", *(f"a:{a.id}" for a in rep.adjacencies))
     s.delete(rep)
 
 

@@ -77,20 +77,42 @@ def _rule(direction: str, ifname: str, proto: str, mss: int) -> str:
     )
 
 
-def render(prefix: str, rules: Mapping[str, int]) -> str:
-    """The `nft -f` transaction that makes the table hold exactly `rules` (none: no table)."""
-    table = f"{FAMILY} {table_name(prefix)}"
+def _transaction(table: str, chain: str, rules: list[str]) -> str:
+    """Replace `table` (bridge family) whole, in one transaction: one base chain on the
+    forward hook holding `rules`; no rules, no table."""
+    table = f"{FAMILY} {table}"
     lines = [f"add table {table}", f"delete table {table}"]
-    wanted = _check(rules)
-    if wanted:
-        lines += [f"table {table} {{", f"\tchain {CHAIN} {{"]
+    if rules:
+        lines += [f"table {table} {{", f"\tchain {chain} {{"]
         lines.append("\t\ttype filter hook forward priority filter; policy accept;")
-        for name, mss in wanted.items():
-            for proto, value in (("ip", mss), ("ip6", mss - IPV6_EXTRA)):
-                for direction in ("iifname", "oifname"):
-                    lines.append("\t\t" + _rule(direction, name, proto, value))
+        lines += [f"\t\t{rule}" for rule in rules]
         lines += ["\t}", "}"]
     return "\n".join(lines) + "\n"
+
+
+def _our_chain(body: dict[str, Any], chain: str) -> bool:
+    """A listed chain is the one _transaction() writes."""
+    return (
+        body.get("name"),
+        body.get("type"),
+        body.get("hook"),
+        body.get("prio"),
+        body.get("policy"),
+    ) == (chain, "filter", "forward", _PRIO_FILTER, "accept")
+
+
+def render(prefix: str, rules: Mapping[str, int]) -> str:
+    """The `nft -f` transaction that makes the table hold exactly `rules` (none: no table)."""
+    return _transaction(
+        table_name(prefix),
+        CHAIN,
+        [
+            _rule(direction, name, proto, value)
+            for name, mss in _check(rules).items()
+            for proto, value in (("ip", mss), ("ip6", mss - IPV6_EXTRA))
+            for direction in ("iifname", "oifname")
+        ],
+    )
 
 
 def _is_syn_match(expr: Any) -> bool:
@@ -151,13 +173,7 @@ def parse(listing: dict[str, Any], prefix: str) -> dict[str, int]:
         if kind in ("metainfo", "table"):
             continue
         if kind == "chain":
-            ours = (body.get("name"), body.get("type"), body.get("hook")) == (
-                CHAIN,
-                "filter",
-                "forward",
-            )
-            ours = ours and body.get("prio") == _PRIO_FILTER and body.get("policy") == "accept"
-            foreign |= not ours
+            foreign |= not _our_chain(body, CHAIN)
         elif kind == "rule" and body.get("table") == table and body.get("chain") == CHAIN:
             parsed = _parse_rule(body.get("expr", []))
             if parsed is None:
@@ -251,15 +267,8 @@ def _check_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 def render_relay(prefix: str, pairs: Iterable[tuple[str, str]]) -> str:
     """The `nft -f` transaction that makes the relay table drop exactly `pairs` (none: no
     table)."""
-    table = f"{FAMILY} {relay_table(prefix)}"
-    lines = [f"add table {table}", f"delete table {table}"]
-    wanted = _check_pairs(pairs)
-    if wanted:
-        lines += [f"table {table} {{", f"\tchain {RELAY_CHAIN} {{"]
-        lines.append("\t\ttype filter hook forward priority filter; policy accept;")
-        lines += [f'\t\tiifname "{i}" oifname "{o}" drop' for i, o in wanted]
-        lines += ["\t}", "}"]
-    return "\n".join(lines) + "\n"
+    rules = [f'iifname "{i}" oifname "{o}" drop' for i, o in _check_pairs(pairs)]
+    return _transaction(relay_table(prefix), RELAY_CHAIN, rules)
 
 
 def _parse_pair(exprs: list[Any]) -> tuple[str, str] | None:
@@ -289,13 +298,7 @@ def parse_relay(listing: dict[str, Any], prefix: str) -> set[tuple[str, str]]:
         if kind in ("metainfo", "table"):
             continue
         if kind == "chain":
-            ours = (body.get("name"), body.get("type"), body.get("hook"), body.get("prio")) == (
-                RELAY_CHAIN,
-                "filter",
-                "forward",
-                _PRIO_FILTER,
-            )
-            if not ours or body.get("policy") != "accept":
+            if not _our_chain(body, RELAY_CHAIN):
                 pairs.add(FOREIGN_PAIR)
         elif kind == "rule" and body.get("table") == table and body.get("chain") == RELAY_CHAIN:
             parsed = _parse_pair(body.get("expr", []))

@@ -1,0 +1,62 @@
+"""VNI allocations: one row per VNI in use on this agent, keyed by its owner — "t:<target>"
+(origin side), "r:<replica>" (replica side) or "a:<adjacency>" (a direct tunnel between two
+members). Every place that takes, agrees or gives back a VNI goes through here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from intercloud.domain import validation as v
+from intercloud.domain import vni as vnis
+from intercloud.errors import Conflict, Invalid
+from intercloud.store import models as m
+
+
+def release(s: Session, *owners: str) -> None:
+    s.query(m.VniAllocation).filter(m.VniAllocation.owner.in_(owners)).delete()
+
+
+def used_by_others(s: Session, owner: str) -> list[int]:
+    """The VNIs in use here except `owner`'s: what a peer must not choose for it."""
+    return sorted(s.scalars(select(m.VniAllocation.vni).where(m.VniAllocation.owner != owner)))
+
+
+def take(s: Session, owner: str, vni: int) -> None:
+    """`owner` now holds `vni` (a VNI the peer chose); IntegrityError if taken meanwhile."""
+    release(s, owner)
+    s.flush()
+    s.add(m.VniAllocation(vni=vni, owner=owner))
+
+
+def excluded(exclude: Any) -> set[int]:
+    """The `exclude` list of an agreement request, validated."""
+    if not isinstance(exclude, list) or len(exclude) > 100000:
+        raise Invalid("exclude: must be a list of VNIs", field="exclude")
+    return {v.vni(x, "exclude") for x in exclude}
+
+
+def agree(
+    s: Session,
+    owner: str,
+    current: int | None,
+    exclude: set[int],
+    requested: int | None,
+    low: int,
+    high: int,
+) -> int:
+    """The answering side of a VNI agreement: keep `current` unless the caller cannot use it
+    (or asked for another), else the requested one if free here (409 if not), else the lowest
+    free here and outside `exclude`."""
+    if current is not None and current not in exclude and requested in (None, current):
+        return current
+    release(s, owner)
+    s.flush()
+    used = set(s.scalars(select(m.VniAllocation.vni)))
+    if requested is not None and requested in used:
+        raise Conflict(f"vni: {requested} is already in use in this cloud", field="vni")
+    chosen = vnis.agree(used, exclude, requested, low, high)
+    s.add(m.VniAllocation(vni=chosen, owner=owner))
+    return chosen
