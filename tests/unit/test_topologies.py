@@ -155,3 +155,26 @@ def test_members_act_only_within_the_network(four):
               {"direct": ["C"]})  # fmt: skip
     assert exc.value.peer_status == 422 and "direct" in exc.value.message
     assert paths(agents, uid) == {"A-B": None, "A-D": None, "B-D": "A"}  # unchanged
+
+
+def test_a_direct_tunnel_vni_taken_meanwhile_is_agreed_again(four):
+    from intercloud.reconciler import mesh
+
+    agents, _ = four
+    b = agents["B"]
+    expand(agents)
+    with b.ctx.store.session() as s:
+        adj = s.scalars(select(m.Adjacency)).one()
+        peer = adj.peer
+        work = mesh.AdjacencyWork(adj.id, adj.replica.uid, peer.name, peer.federation_url,
+                                  peer.key, adj.vni)  # fmt: skip
+        s.add(m.VniAllocation(vni=4000, owner="t:9999"))
+
+    class AnswersTakenVni:  # the peer's answer races with another allocation here
+        def call(self, *args, **kwargs):
+            return {"vni": 4000}
+
+    assert mesh.agree(b.ctx.store, AnswersTakenVni(), work) is False  # no exception
+    with b.ctx.store.session() as s:
+        assert s.get(m.VniAllocation, 4000).owner == "t:9999"
+        assert s.get(m.Adjacency, work.adjacency_id).vni == work.vni  # unchanged

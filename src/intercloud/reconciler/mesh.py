@@ -9,10 +9,9 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from intercloud.errors import PeerError
+from intercloud.errors import Conflict, PeerError
 from intercloud.federation.client import FederationClient
 from intercloud.service import allocations
 from intercloud.service import mesh as service_mesh
@@ -86,7 +85,10 @@ def agree(store: Store, client: FederationClient, w: AdjacencyWork) -> bool:
                 return False
             allocations.take(s, owner, vni)
             adj.vni = vni
-    except IntegrityError:  # taken here meanwhile: the next pass excludes it
+    except Conflict:  # taken here meanwhile (Store turns the IntegrityError into a Conflict)
+        log.info(
+            "replica %s: vni %d for %s taken here meanwhile; agreeing again", w.uid, vni, w.peer
+        )
         return False
     log.info("replica %s: direct tunnel to %s agreed on vni %d", w.uid, w.peer, vni)
     return True
