@@ -66,19 +66,34 @@ def wait_paths(lab, uid: str, want: dict[str, str | None], timeout: float = 30) 
     wait_for(lambda: paths(lab, uid) == want, timeout=timeout, what=f"paths {want}")
 
 
-def icmp_at_a(lab, src: str, dst: str, count: int = 5) -> list[str]:
+def relayed_icmp(lab, src: str, dst: str, count: int = 5) -> tuple[bool, list[str]]:
     """Ping dst from src's VM while capturing, on every interface of A's gateway, the
     decapsulated ICMP between the two VMs that A sends out of a port: what A relays. (A frame
-    flooded to A before the sender learned the direct path arrives at A but goes no further.)"""
+    flooded to A before the sender learned the direct path arrives at A but goes no further.)
+    Returns (the ping was answered, the relayed lines)."""
     bpf = f"icmp and host {IPS[src]} and host {IPS[dst]}"
     with capture(lab.gw_ns("A"), "any", bpf) as cap:
-        assert ping(lab, f"{src}/vm", IPS[dst], count=count)
-    return [line for line in cap.lines if re.search(r" Out ", line)]
+        answered = ping(lab, f"{src}/vm", IPS[dst], count=count)
+    return answered, [line for line in cap.lines if re.search(r" Out ", line)]
+
+
+def icmp_at_a(lab, src: str, dst: str, count: int = 5) -> list[str]:
+    answered, relayed = relayed_icmp(lab, src, dst, count)
+    assert answered
+    return relayed
 
 
 def direct_again(lab, src: str, dst: str) -> None:
-    """The path says direct once both ends reported it; A applies it on its next pass."""
-    wait_for(lambda: icmp_at_a(lab, src, dst, count=2) == [], timeout=15, what="A to stop relaying")
+    """The path says direct once both ends reported it; A applies it on its next pass and
+    then has both ends forget what they learned through it: for that moment (a fraction of
+    a second) their traffic still goes to A, which no longer relays it. Wait until a ping is
+    answered and nothing of it crosses A."""
+
+    def direct() -> bool:
+        answered, relayed = relayed_icmp(lab, src, dst, count=2)
+        return answered and relayed == []
+
+    wait_for(direct, timeout=15, what="a direct answer, nothing relayed by A")
 
 
 def test_centralized_b_and_d_talk_through_a(lab4, net1):
