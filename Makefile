@@ -2,7 +2,7 @@
 PYTHON ?= python3
 APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables procps iperf3 \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins \
-	libstrongswan-standard-plugins
+	libstrongswan-standard-plugins openvswitch-switch ethtool
 # The benchmark's short run is kept out of the default suite for now: `make test-bench`.
 PYTEST_ARGS ?= -m "not bench"
 
@@ -18,6 +18,8 @@ install-system:
 	-systemctl stop postgresql 2>/dev/null || true
 	# Nor may a system charon run in the host namespace: each lab gateway runs its own.
 	-systemctl stop strongswan-starter strongswan 2>/dev/null || true
+	# Nor Open vSwitch: the tests start an ovsdb-server and ovs-vswitchd per simulated cloud.
+	-systemctl stop openvswitch-switch 2>/dev/null || true
 
 install-python:
 	$(PYTHON) -m pip install -q -e '.[dev]'
