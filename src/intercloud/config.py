@@ -69,7 +69,20 @@ class IpsecSection:
 
 @dataclass
 class CloudSection:
-    driver: str = "standalone"
+    driver: str = "standalone"  # standalone | openstack
+    # openstack: the agent's own service user (needs the admin role: it validates users'
+    # tokens, reads every project's networks and makes replicas). The password is a secret.
+    auth_url: str = ""
+    username: str = ""
+    password: str = ""
+    project_name: str = "service"
+    user_domain_name: str = "Default"
+    project_domain_name: str = "Default"
+    region_name: str = "RegionOne"
+    interface: str = "public"
+    admin_role: str = "admin"  # this role on a token grants the admin API
+    member_role: str = "member"  # this role on a project-scoped token grants the user API
+    cache_seconds: float = 2.0  # how long a Neutron listing serves the reconciler and API
 
 
 @dataclass
@@ -176,6 +189,13 @@ def validate(cfg: Config) -> None:
         raise Invalid(
             "config agent.admin_token: must be at least 16 characters", field="agent.admin_token"
         )
+    if cfg.cloud.driver == "openstack":
+        for key in ("auth_url", "username", "password"):
+            if not getattr(cfg.cloud, key):
+                raise Invalid(
+                    f"config cloud.{key}: required with the openstack cloud driver",
+                    field=f"cloud.{key}",
+                )
     validation.vni(cfg.dataplane.vni_min, "dataplane.vni_min")
     validation.vni(cfg.dataplane.vni_max, "dataplane.vni_max")
     if cfg.dataplane.vni_min > cfg.dataplane.vni_max:

@@ -8,6 +8,7 @@ to one line.
     ├── Unauthorized   missing or wrong credentials (HTTP 401)
     ├── Forbidden      authenticated but outside the caller's rights (HTTP 403)
     ├── PeerError      a peer agent refused or could not be reached
+    ├── CloudError     the cloud's own services (Keystone, Neutron) failed or were unreachable
     └── DriverError    the host (kernel, daemon) refused an operation
 """
 
@@ -56,6 +57,11 @@ class PeerError(IntercloudError):
     def __init__(self, message: str, *, status: int | None = None, field: str | None = None):
         super().__init__(message, field=field)
         self.peer_status = status
+
+
+class CloudError(IntercloudError):
+    status_code = 503
+    code = "cloud_unavailable"
 
 
 class DriverError(IntercloudError):

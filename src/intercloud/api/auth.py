@@ -22,7 +22,12 @@ def _principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        # OpenStack clients send Keystone tokens this way
+        token = request.headers.get("x-auth-token", "")
+    if not token.strip():
+        raise Unauthorized(
+            "missing token (Authorization: Bearer <token>, or X-Auth-Token: <token>)"
+        )
     principal = ctx(request).cloud.authenticate(token.strip())
     if principal is None:
         raise Unauthorized("invalid token")

@@ -6,7 +6,7 @@ from intercloud.config import Config
 from intercloud.drivers.cloud.base import Cloud
 from intercloud.errors import Invalid
 
-DRIVERS = ("standalone",)
+DRIVERS = ("standalone", "openstack")
 
 
 def load(cfg: Config) -> Cloud:
@@ -14,6 +14,10 @@ def load(cfg: Config) -> Cloud:
         from intercloud.drivers.cloud.standalone import StandaloneCloud
 
         return StandaloneCloud(cfg)
+    if cfg.cloud.driver == "openstack":
+        from intercloud.drivers.cloud.openstack import OpenStackCloud
+
+        return OpenStackCloud(cfg.cloud)
     raise Invalid(
         f"cloud.driver: unknown driver {cfg.cloud.driver!r} (valid: {', '.join(DRIVERS)})",
         field="cloud.driver",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,36 @@ class Network:
     name: str
     project: str
     cidr: str
-    interface: str  # the host interface or bridge that carries it locally
+    # what carries it locally: a host interface or bridge (standalone), the Neutron network id
+    # whose br-int ports carry it (openstack: the OVS data plane finds their local VLAN by it)
+    interface: str
+    gateway: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """What a peer's expansion needs from this cloud: a network of the replicated project."""
+
+    uid: str  # the expansion's id, shared by both agents; tags every object made for it
+    project: str  # the replicated project's name here (e.g. "A.p1")
+    network: str
+    cidr: str
+    gateway: str | None = None  # stays at the origin; None: no gateway
+    # the addresses this cloud may hand out in that network, (first, last) inclusive, disjoint
+    # from every other member's: the origin splits its pool (domain/pools.py)
+    pools: tuple[tuple[str, str], ...] = ()
+    # (mac, ip) of the VMs on the other clouds of the network (placeholder ports here)
+    remote_ports: tuple[tuple[str, str], ...] = ()
+    max_networks: int = 10  # the replicated project's network quota (from the agreement)
+
+
+@dataclass
+class ReplicaSync:
+    # uid -> the local interface of each replica that exists (see Network.interface)
+    interfaces: dict[str, str] = field(default_factory=dict)
+    # uid -> why its replica could not be made (the others are still made)
+    errors: dict[str, str] = field(default_factory=dict)
+    changes: int = 0
 
 
 class Cloud(ABC):
@@ -40,3 +69,9 @@ class Cloud(ABC):
     def all_networks(self) -> list[Network]:
         """Every expandable network, whatever the project (for the reconciler)."""
         return []
+
+    def sync_replicas(self, wanted: list[ReplicaSpec]) -> ReplicaSync:
+        """Make the cloud hold exactly the `wanted` replicas (creating, updating and removing
+        what it made before, found by tag), idempotently. Clouds without such objects (the
+        standalone driver) have nothing to make: the data plane's bridge is the replica."""
+        return ReplicaSync()
