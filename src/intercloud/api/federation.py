@@ -37,7 +37,14 @@ def put_replica(
     c = auth.ctx(request)
     with c.store.session() as s:
         out, outcome = replicas.upsert(
-            s, admin.get_peer(s, peer), uid, body.project, body.network, body.cidr, body.members
+            s,
+            admin.get_peer(s, peer),
+            uid,
+            body.project,
+            body.network,
+            body.cidr,
+            body.members,
+            body.addressing,
         )
     if outcome != "same":
         c.reconciler.trigger()

@@ -93,6 +93,8 @@ class ReplicaPut(Strict):
     network: str
     cidr: str
     members: list[str] | None = None  # every cloud the network spans, the origin included
+    # OpenStack: {"gateway", "pools", "ports"} (domain/validation.addressing)
+    addressing: dict | None = None
 
 
 class AdjacencyPut(Strict):

@@ -97,3 +97,57 @@ def secret(value: object, field: str = "key") -> str:
     if not isinstance(value, str) or len(value) < 16:
         raise Invalid(f"{field}: must be a string of at least 16 characters", field=field)
     return value
+
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+MAX_PORTS = 4096
+
+
+def addressing(value: object, cidr_: str, field: str = "addressing") -> dict:
+    """What the origin tells a peer about a network's addresses (OpenStack replicas): its
+    gateway, the pool slice the peer may hand out, the (mac, ip) of the other clouds' ports.
+    Every address must lie in the network's CIDR."""
+    if not isinstance(value, dict) or set(value) - {"gateway", "pools", "ports"}:
+        raise Invalid(f"{field}: must be an object with gateway, pools and ports", field=field)
+    net = ipaddress.ip_network(cidr_)
+
+    def inside(v: object, where: str) -> str:
+        if not isinstance(v, str):
+            raise Invalid(f"{where}: must be an IP address string", field=where)
+        try:
+            addr = ipaddress.ip_address(v)
+        except ValueError as exc:
+            raise Invalid(f"{where}: invalid IP address {v!r}", field=where) from exc
+        if addr not in net:
+            raise Invalid(f"{where}: {v} is not in {cidr_}", field=where)
+        return str(addr)
+
+    gateway = value.get("gateway")
+    out: dict = {"gateway": None if gateway is None else inside(gateway, f"{field}.gateway")}
+    pools = value.get("pools") or []
+    ports = value.get("ports") or []
+    if not isinstance(pools, list) or len(pools) > 64:
+        raise Invalid(f"{field}.pools: must be a list of [first, last]", field=f"{field}.pools")
+    if not isinstance(ports, list) or len(ports) > MAX_PORTS:
+        raise Invalid(
+            f"{field}.ports: must be a list of at most {MAX_PORTS} [mac, ip]",
+            field=f"{field}.ports",
+        )
+    out["pools"] = []
+    for p in pools:
+        if not isinstance(p, list) or len(p) != 2:
+            raise Invalid(f"{field}.pools: each must be [first, last]", field=f"{field}.pools")
+        a, b = inside(p[0], f"{field}.pools"), inside(p[1], f"{field}.pools")
+        if ipaddress.ip_address(a) > ipaddress.ip_address(b):
+            raise Invalid(f"{field}.pools: {a} is after {b}", field=f"{field}.pools")
+        out["pools"].append([a, b])
+    out["ports"] = []
+    for p in ports:
+        if not isinstance(p, list) or len(p) != 2 or not isinstance(p[0], str):
+            raise Invalid(f"{field}.ports: each must be [mac, ip]", field=f"{field}.ports")
+        mac = p[0].lower()
+        if not _MAC_RE.match(mac):
+            raise Invalid(f"{field}.ports: invalid MAC {p[0]!r}", field=f"{field}.ports")
+        out["ports"].append([mac, inside(p[1], f"{field}.ports")])
+    out["ports"].sort()
+    return out

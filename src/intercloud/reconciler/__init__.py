@@ -5,6 +5,7 @@ host a pass makes no driver call that changes anything."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -17,12 +18,12 @@ from sqlalchemy.orm import selectinload
 from intercloud.config import Config
 from intercloud.domain import naming, relay
 from intercloud.domain import plan as planner
-from intercloud.drivers.cloud.base import Cloud
+from intercloud.drivers.cloud.base import Cloud, ReplicaSync
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.errors import IntercloudError, PeerError
 from intercloud.federation.client import FederationClient
-from intercloud.reconciler import mesh, sync, tunnels
+from intercloud.reconciler import addressing, mesh, sync, tunnels
 from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
 from intercloud.service import budget, views
 from intercloud.store import Store
@@ -151,8 +152,9 @@ class Reconciler:
                 refresh = self._refresh_due()
                 replicas = self._sync_federation(result, down, refresh)
                 self._sync_mesh(result, down, refresh)
+                made = self._sync_replicas(result)
                 if tunnels_ok is not None:
-                    realized = self._converge_dataplane(result, replicas, tunnels_ok, down)
+                    realized = self._converge_dataplane(result, replicas, tunnels_ok, down, made)
                     self._report_direct(result, down, realized)
                 self.stats.last_error = "; ".join(result.errors) or None
             except Exception as exc:  # the loop must survive anything; say what happened
@@ -265,12 +267,22 @@ class Reconciler:
                     sync.set_status(self.store, work.target_id, "error", why)
                 result.settled = False
                 continue
+            if not work.deleting:
+                try:
+                    work = dataclasses.replace(
+                        work, addressing=addressing.for_target(self.store, self.cloud, work)
+                    )
+                except IntercloudError as exc:
+                    sync.set_status(self.store, work.target_id, "error", exc.message)
+                    result.settled = False
+                    continue
             if (
                 work.status == "active"
                 and work.vni is not None
                 and not work.deleting
                 and not refresh
                 and work.members_sent == work.members
+                and (work.addressing is None or work.addressing == work.addressing_sent)
             ):
                 # Agreed and built on both sides: ask the peer again only every PEER_REFRESH,
                 # so a pass costs no call per expansion (1,000 expansions, 1,000 calls).
@@ -279,6 +291,11 @@ class Reconciler:
             if work.deleting:
                 if not sync.remove_target(self.store, self.client, work):
                     result.settled = False
+                    continue
+                try:
+                    addressing.give_back(self.cloud, work)
+                except IntercloudError as exc:
+                    result.errors.append(f"expansion {work.expansion_uid}: {exc.message}")
                 continue
             replica = sync.agree(self.store, self.client, work)
             if replica is None:
@@ -303,8 +320,24 @@ class Reconciler:
             if due.origin in down or not mesh.report(self.store, self.client, due):
                 result.settled = False
 
+    def _sync_replicas(self, result: PassResult) -> ReplicaSync:
+        """Replicas in the cloud itself (OpenStack: project, network, subnet, ports)."""
+        try:
+            made = self.cloud.sync_replicas(addressing.replica_specs(self.store))
+        except IntercloudError as exc:
+            result.errors.append(f"replicas: {exc.message}")
+            result.settled = False
+            return ReplicaSync()
+        result.changes += made.changes
+        if made.errors:
+            result.settled = False
+        return made
+
     def _desired_inputs(
-        self, tunnels_ok: dict[str, tunnels.TunnelOutcome], down: dict[str, str]
+        self,
+        tunnels_ok: dict[str, tunnels.TunnelOutcome],
+        down: dict[str, str],
+        made: ReplicaSync,
     ) -> tuple[list[NetworkWant], dict[str, LinkView], list[str]]:
         networks: list[NetworkWant] = []
         with self.store.session() as s:
@@ -336,6 +369,11 @@ class Reconciler:
                     )
                 )
             for rep in s.scalars(REPLICAS_WITH_ADJACENCIES):
+                # OpenStack: the network made for it in the cloud is its local side
+                local = made.interfaces.get(rep.uid)
+                why_not = made.errors.get(rep.uid, "")
+                if rep.addressing is not None and local is None and not why_not:
+                    why_not = "waiting for its network in this cloud"
                 wants = (TunnelWant(f"r:{rep.id}", rep.peer.name, rep.vni),)
                 # A direct tunnel is only worth it while its peer answers: otherwise the path
                 # may be cut, and the origin's relay is the safe way round (domain/relay.py).
@@ -350,9 +388,13 @@ class Reconciler:
                     )
                     for a in rep.adjacencies
                 )
+                if why_not:
+                    wants = tuple(dataclasses.replace(w, blocked=why_not) for w in wants)
                 # a member never relays: all its tunnel ports are isolated from each other
-                networks.append(NetworkWant(f"r{rep.id}", None, wants, isolated=True))
-        foreign = sorted({n.interface for n in self.cloud.all_networks()})
+                networks.append(NetworkWant(f"r{rep.id}", local, wants, isolated=True))
+        foreign = sorted(
+            {n.interface for n in self.cloud.all_networks()} | set(made.interfaces.values())
+        )
         return networks, links, foreign
 
     def _converge_dataplane(
@@ -361,9 +403,10 @@ class Reconciler:
         replicas: dict[int, dict],
         tunnels_ok: dict[str, tunnels.TunnelOutcome],
         down: dict[str, str],
+        made: ReplicaSync,
     ) -> dict[int, list[str]]:
         """Returns, per replica, the members its direct tunnels reach (built and usable)."""
-        networks, links, foreign = self._desired_inputs(tunnels_ok, down)
+        networks, links, foreign = self._desired_inputs(tunnels_ok, down, made)
         prefix = self.cfg.dataplane.prefix
         desired = build(
             prefix, self.cfg.dataplane.vxlan_port, networks, links, self.dataplane.interface_kind

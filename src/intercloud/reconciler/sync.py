@@ -37,6 +37,9 @@ class TargetWork:
     status: str = "pending"
     members: tuple[str, ...] = ()  # every cloud the network spans, the origin included
     members_sent: tuple[str, ...] | None = None
+    pool: tuple[tuple[str, str], ...] | None = None  # the peer's slice of our pool (OpenStack)
+    addressing_sent: dict | None = None
+    addressing: dict | None = None  # what to tell the peer now (set by the reconciler)
 
 
 def set_status(store: Store, target_id: int, status: str, reason: str) -> None:
@@ -75,6 +78,8 @@ def pending_work(store: Store, origin: str) -> list[TargetWork]:
                 t.status,
                 members(t.expansion),
                 tuple(t.members_sent) if t.members_sent is not None else None,
+                tuple((a, b) for a, b in t.pool) if t.pool is not None else None,
+                t.addressing_sent,
             )
             for t in rows
         ]
@@ -110,6 +115,8 @@ def _record_replica(store: Store, w: TargetWork, replica: dict) -> None:
         t = s.get(m.Target, w.target_id)
         if t is not None:
             t.members_sent = list(w.members)
+            if w.addressing is not None:
+                t.addressing_sent = w.addressing
             if sorted(t.direct or []) != direct:
                 t.direct = direct
 
@@ -130,6 +137,7 @@ def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
                 "network": w.network,
                 "cidr": w.cidr,
                 "members": list(w.members),
+                **({"addressing": w.addressing} if w.addressing is not None else {}),
             },
         )
         _record_replica(store, w, replica)

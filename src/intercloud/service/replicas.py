@@ -66,14 +66,17 @@ def upsert(
     network: str,
     cidr: str,
     members: list[str] | None = None,
+    addressing: dict | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Create the replica, or return it; `members` (when given) replaces the member list.
-    Returns (view, "created" | "changed" | "same")."""
+    """Create the replica, or return it; `members` and `addressing` (when given) replace
+    what it had. Returns (view, "created" | "changed" | "same")."""
     _uid(uid)
     v.name(project, "project")
     v.name(network, "network")
     cidr = v.cidr(cidr, "cidr")
     members = _members(peer, members)
+    if addressing is not None:
+        addressing = v.addressing(addressing, cidr)
     agreement = peer.agreement
     if agreement is None or not allows(agreement.peer_projects, project):
         raise Forbidden(
@@ -91,8 +94,14 @@ def upsert(
             raise Conflict(
                 f"id: replica {uid!r} exists with another project/network/cidr", field="id"
             )
+        changed = False
         if members is not None and members != list(existing.members or []):
             existing.members = members
+            changed = True
+        if addressing is not None and addressing != existing.addressing:
+            existing.addressing = addressing
+            changed = True
+        if changed:
             s.flush()
             return views.replica(existing), "changed"
         return views.replica(existing), "same"
@@ -117,6 +126,7 @@ def upsert(
         status="pending",
         reason="waiting for a VNI",
         members=members or [peer.name],
+        addressing=addressing,
     )
     s.add(rep)
     s.flush()

@@ -153,6 +153,10 @@ class Target(Base):
     # says it reaches directly over a tunnel of its own (so we do not relay between them)
     members_sent: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     direct: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # OpenStack: the addresses this peer may hand out in the network ([[first, last], ...],
+    # carved from the origin's pool; None: not carved), and the addressing last sent to it
+    pool: Mapped[list[list[str]] | None] = mapped_column(JSON, nullable=True)
+    addressing_sent: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     expansion: Mapped[Expansion] = relationship(back_populates="targets")
     peer: Mapped[Peer] = relationship()
@@ -177,6 +181,8 @@ class Replica(Base):
     members: Mapped[list[str]] = mapped_column(JSON, default=list)
     # the members we last told the origin we reach directly (None: not yet)
     direct_sent: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # OpenStack: {"gateway", "pools", "ports"} told by the origin (None: a plain replica)
+    addressing: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     peer: Mapped[Peer] = relationship()
     project: Mapped[ReplicatedProject] = relationship()

@@ -51,6 +51,14 @@ class ReplicaSync:
     changes: int = 0
 
 
+@dataclass(frozen=True)
+class Addressing:
+    """A network's address use: its allocation pools and the (mac, ip) of its own ports."""
+
+    pools: tuple[tuple[str, str], ...]
+    ports: tuple[tuple[str, str], ...]
+
+
 class Cloud(ABC):
     @abstractmethod
     def authenticate(self, token: str) -> Principal | None:
@@ -69,6 +77,15 @@ class Cloud(ABC):
     def all_networks(self) -> list[Network]:
         """Every expandable network, whatever the project (for the reconciler)."""
         return []
+
+    def addressing(self, network: Network) -> Addressing | None:
+        """Pools and ports of one of our networks; None where the cloud hands out no addresses
+        (standalone: the operator does)."""
+        return None
+
+    def set_pools(self, network: Network, pools: list[tuple[str, str]]) -> None:
+        """Make `pools` the network's allocation pools (the origin gives slices to peers)."""
+        raise NotImplementedError
 
     def sync_replicas(self, wanted: list[ReplicaSpec]) -> ReplicaSync:
         """Make the cloud hold exactly the `wanted` replicas (creating, updating and removing

@@ -20,7 +20,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from intercloud.config import CloudSection
-from intercloud.drivers.cloud.base import Cloud, Network, Principal, ReplicaSpec, ReplicaSync
+from intercloud.drivers.cloud.base import (
+    Addressing,
+    Cloud,
+    Network,
+    Principal,
+    ReplicaSpec,
+    ReplicaSync,
+)
 from intercloud.errors import CloudError
 
 log = logging.getLogger("intercloud.cloud.openstack")
@@ -60,6 +67,9 @@ class OpenStackCloud(Cloud):
         self._listing: tuple[float, list[Network]] | None = None
         self._domain_id: str | None = None
         self._quota_set: dict[str, int] = {}
+        # uid -> (spec, network id) of replicas made exactly as specified: a pass then only
+        # lists the tagged networks instead of checking each replica's subnet and ports
+        self._synced: dict[str, tuple[ReplicaSpec, str]] = {}
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -190,6 +200,43 @@ class OpenStackCloud(Cloud):
     def all_networks(self) -> list[Network]:
         return list(self._all())
 
+    def _subnet(self, network: Network) -> Any:
+        conn = self._c()
+        for sn in self._call(
+            "listing the network's subnets",
+            lambda: list(conn.network.subnets(network_id=network.interface)),
+        ):
+            if sn.cidr == network.cidr:
+                return sn
+        raise CloudError(f"openstack: network {network.name!r} has no subnet {network.cidr}")
+
+    def addressing(self, network: Network) -> Addressing:
+        conn = self._c()
+        subnet = self._subnet(network)
+        ports = []
+        for port in self._call(
+            "listing the network's ports",
+            lambda: list(conn.network.ports(network_id=network.interface)),
+        ):
+            if port.device_owner == REMOTE_OWNER:
+                continue  # other clouds' VMs: not ours to tell
+            for f in port.fixed_ips or []:
+                if f.get("subnet_id") == subnet.id:
+                    ports.append((port.mac_address, f["ip_address"]))
+        return Addressing(_pools(subnet.allocation_pools), tuple(sorted(ports)))
+
+    def set_pools(self, network: Network, pools: list[tuple[str, str]]) -> None:
+        subnet = self._subnet(network)
+        if _pools(subnet.allocation_pools) == tuple(sorted(pools)):
+            return
+        self._call(
+            f"setting the allocation pools of {network.name!r}",
+            lambda: self._c().network.update_subnet(
+                subnet, allocation_pools=[{"start": a, "end": b} for a, b in pools]
+            ),
+        )
+        log.info("network %s: allocation pools now %s", network.name, pools)
+
     # -- replicas -------------------------------------------------------------------------------
 
     def sync_replicas(self, wanted: list[ReplicaSpec]) -> ReplicaSync:
@@ -204,8 +251,13 @@ class OpenStackCloud(Cloud):
             return out
         by_uid = {_uid_of(n.tags): n for n in tagged}
         for spec in wanted:
+            net = by_uid.get(spec.uid)
+            if net is not None and self._synced.get(spec.uid) == (spec, net.id):
+                out.interfaces[spec.uid] = net.id  # made as asked, and still there
+                continue
             try:
-                net_id, changes = self._ensure_replica(spec, by_uid.get(spec.uid))
+                net_id, changes = self._ensure_replica(spec, net)
+                self._synced[spec.uid] = (spec, net_id)
                 out.interfaces[spec.uid] = net_id
                 out.changes += changes
             except CloudError as exc:
@@ -214,6 +266,7 @@ class OpenStackCloud(Cloud):
         keep = {w.uid for w in wanted}
         for uid, net in by_uid.items():
             if uid not in keep:
+                self._synced.pop(uid or "", None)
                 try:
                     self._remove_replica(net)
                     out.changes += 1
