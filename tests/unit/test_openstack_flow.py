@@ -1,0 +1,164 @@
+"""The OpenStack-mode control plane in one process: two agents whose cloud hands out addresses
+(an in-memory stand-in for Neutron). The real Keystone/Neutron are in the integration tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from intercloud.domain import pools
+from intercloud.drivers.cloud.base import (
+    Addressing,
+    Network,
+    ReplicaSpec,
+    ReplicaSync,
+)
+from intercloud.drivers.cloud.standalone import StandaloneCloud
+from intercloud.errors import PeerError
+from tests.unit.federation_harness import Router, make_agent, peer
+
+FULL = (("10.10.0.2", "10.10.0.254"),)
+
+
+class AddressingCloud(StandaloneCloud):
+    """The standalone cloud's projects and tokens, plus pools, ports and replicas."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.pools: dict[str, tuple[tuple[str, str], ...]] = {
+            n.name: FULL for n in self.all_networks()
+        }
+        self.ports: dict[str, list[tuple[str, str]]] = {n.name: [] for n in self.all_networks()}
+        self.replicas: dict[str, ReplicaSpec] = {}
+
+    def networks(self, project):
+        return [
+            Network(n.name, n.project, n.cidr, n.interface, "10.10.0.1")
+            for n in super().networks(project)
+        ]
+
+    def addressing(self, network):
+        return Addressing(self.pools[network.name], tuple(sorted(self.ports[network.name])))
+
+    def set_pools(self, network, ranges):
+        self.pools[network.name] = tuple(pools.normalize(ranges))
+
+    def sync_replicas(self, wanted):
+        self.replicas = {w.uid: w for w in wanted}
+        return ReplicaSync(interfaces={w.uid: f"tn-{w.network}" for w in wanted})
+
+
+@pytest.fixture
+def pair(tmp_path):
+    router = Router()
+    agents = [make_agent(tmp_path, router, n, i) for n, i in (("A", 1), ("B", 2))]
+    for agent in agents:
+        cloud = AddressingCloud(agent.ctx.cfg)
+        agent.ctx.cloud = agent.ctx.reconciler.cloud = cloud
+    peer(*agents)
+    yield agents
+    for agent in agents:
+        agent.ctx.store.dispose()
+
+
+def converge(*agents, rounds: int = 4) -> None:
+    for _ in range(rounds):
+        for agent in agents:
+            agent.reconcile()
+
+
+def test_peer_gets_a_slice_of_the_pool_the_gateway_and_our_ports(pair):
+    a, b = pair
+    a.ctx.cloud.ports["net1"] = [
+        ("fa:16:3e:00:00:01", "10.10.0.1"),
+        ("fa:16:3e:00:00:05", "10.10.0.5"),
+    ]
+    uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    converge(a, b)
+    assert a.user("p1", "GET", f"/v1/expansions/{uid}").json()["status"] == "active"
+    spec = b.ctx.cloud.replicas[uid]
+    assert (spec.project, spec.network, spec.cidr, spec.gateway) == (
+        "A.p1",
+        "net1",
+        "10.10.0.0/24",
+        "10.10.0.1",
+    )
+    assert spec.remote_ports == (
+        ("fa:16:3e:00:00:01", "10.10.0.1"),
+        ("fa:16:3e:00:00:05", "10.10.0.5"),
+    )
+    # B's slice is cut from A's pool: no address can be handed out on both sides
+    assert len(spec.pools) == 1
+    a_pool = a.ctx.cloud.pools["net1"]
+    assert pools.size_of(a_pool) + pools.size_of(spec.pools) == pools.size_of(FULL)
+    assert pools.normalize([*a_pool, *spec.pools]) == list(FULL)
+    # the replica's local side is the network the cloud made for it
+    rep = b.admin("GET", "/v1/replicas").json()[0]
+    assert rep["status"] == "active", rep
+
+
+def test_a_new_port_at_the_origin_reaches_the_peer_and_nothing_else_changes(pair):
+    a, b = pair
+    uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    converge(a, b)
+    slice_before = b.ctx.cloud.replicas[uid].pools
+    a.ctx.cloud.ports["net1"].append(("fa:16:3e:00:00:09", "10.10.0.9"))
+    converge(a, b)
+    spec = b.ctx.cloud.replicas[uid]
+    assert spec.remote_ports == (("fa:16:3e:00:00:09", "10.10.0.9"),)
+    assert spec.pools == slice_before  # carved once, kept
+    assert a.reconcile() == 0 and b.reconcile() == 0
+
+
+def test_delete_gives_the_slice_back(pair):
+    a, b = pair
+    uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    converge(a, b)
+    assert a.ctx.cloud.pools["net1"] != FULL
+    assert a.user("p1", "DELETE", f"/v1/expansions/{uid}").status_code == 202
+    converge(a, b)
+    assert b.ctx.cloud.replicas == {}
+    assert a.ctx.cloud.pools["net1"] == FULL
+
+
+def test_a_full_pool_is_an_error_that_names_the_network(pair):
+    a, b = pair
+    a.ctx.cloud.pools["net1"] = (("10.10.0.2", "10.10.0.4"),)
+    a.ctx.cloud.ports["net1"] = [("fa:16:3e:00:00:02", "10.10.0.2")]
+    uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    converge(a, b)
+    exp = a.user("p1", "GET", f"/v1/expansions/{uid}").json()
+    assert exp["peers"][0]["status"] == "error"
+    assert "net1" in exp["peers"][0]["reason"] and "free block" in exp["peers"][0]["reason"]
+    assert b.ctx.cloud.replicas == {}
+    assert a.ctx.cloud.pools["net1"] == (("10.10.0.2", "10.10.0.4"),)  # unchanged
+
+
+def test_addressing_outside_the_cidr_is_refused_by_the_peer(pair):
+    a, b = pair
+    body = {
+        "project": "p1",
+        "network": "net1",
+        "cidr": "10.10.0.0/24",
+        "addressing": {"gateway": "10.99.0.1", "pools": [], "ports": []},
+    }
+    r = a.ctx.reconciler.client
+    with pytest.raises(PeerError) as exc:
+        r.call(
+            "B",
+            f"http://{b.ip}:8700",
+            _peer_key(a, "B"),
+            "PUT",
+            "/v1/federation/replicas/abcdef012345",
+            body,
+        )
+    assert "addressing.gateway" in str(exc.value)
+    assert b.admin("GET", "/v1/replicas").json() == []
+
+
+def _peer_key(agent, name):
+    from sqlalchemy import select
+
+    from intercloud.store import models as m
+
+    with agent.ctx.store.session() as s:
+        return s.scalar(select(m.Peer).where(m.Peer.name == name)).key
