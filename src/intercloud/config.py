@@ -15,7 +15,12 @@ vni_min = 1
 vni_max = 16777215
 
 [cloud]
-driver = "standalone"
+driver = "standalone"          # standalone | openstack
+# openstack: the agent's service user (admin role); users then present Keystone tokens
+# auth_url = "http://controller:5000/v3"
+# username = "intercloud"
+# password = "..."
+# project_name = "service"
 
 [[projects]]                   # standalone mode: the local projects and their tokens
 name = "p1"
@@ -185,7 +190,8 @@ def validate(cfg: Config) -> None:
             "(valid: strongswan, fake, none)",
             field="ipsec.driver",
         )
-    if len(cfg.agent.admin_token) < 16:
+    # with OpenStack, admins are Keystone users with the admin role: no token of our own
+    if cfg.cloud.driver != "openstack" and len(cfg.agent.admin_token) < 16:
         raise Invalid(
             "config agent.admin_token: must be at least 16 characters", field="agent.admin_token"
         )
