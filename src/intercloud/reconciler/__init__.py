@@ -427,19 +427,28 @@ class Reconciler:
         )
         broken = {_step_name(st) for st in remaining}
         if not result.errors:
-            self._flush_after_path_changes(result, networks, desired.state)
+            self._flush_as_asked(desired.state)
+            self._ask_members_to_flush(result, networks)
         return self._write_status(desired, broken, replicas, result)
 
-    def _flush_after_path_changes(self, result: PassResult, networks, state) -> None:
+    def _flush_as_asked(self, state) -> None:
+        """A member: the origin stopped relaying some pair of ours, so forget the MACs learned
+        through it (they would point at the origin until they age out)."""
         prefix = self.cfg.dataplane.prefix
-        while self._flush_requests:  # a member: the origin asked us to forget
+        while self._flush_requests:
             bridge = naming.bridge(prefix, f"r{self._flush_requests.pop()}")
             for vx in state.vxlans.values():
                 if vx.master == bridge:
                     self.dataplane.flush_learned(vx.name)
                     log.info("dataplane: flush_learned %s", vx.name)
-        for net in networks:  # the origin: tell members that now talk directly
-            if not net.key.startswith("e"):
+
+    def _ask_members_to_flush(self, result: PassResult, networks) -> None:
+        """The origin: tell members that now talk directly to forget what they learned via us."""
+        origin_keys = {net.key for net in networks if net.key.startswith("e")}
+        for key in set(self._pairs_applied) - origin_keys:  # expansions gone
+            del self._pairs_applied[key]
+        for net in networks:
+            if net.key not in origin_keys:
                 continue
             added = net.direct_pairs - self._pairs_applied.get(net.key, frozenset())
             names = set().union(*added) if added else set()
