@@ -29,6 +29,8 @@ class AddressingCloud(StandaloneCloud):
         }
         self.ports: dict[str, list[tuple[str, str]]] = {n.name: [] for n in self.all_networks()}
         self.replicas: dict[str, ReplicaSpec] = {}
+        self.replica_ports: dict[str, list[tuple[str, str]]] = {}  # network -> our VMs on it
+        self.placeholders: dict[str, list[tuple[str, str]]] = {}
 
     def networks(self, project):
         return [
@@ -44,19 +46,44 @@ class AddressingCloud(StandaloneCloud):
 
     def sync_replicas(self, wanted):
         self.replicas = {w.uid: w for w in wanted}
-        return ReplicaSync(interfaces={w.uid: f"tn-{w.network}" for w in wanted})
+        return ReplicaSync(
+            interfaces={w.uid: f"tn-{w.network}" for w in wanted},
+            local_ports={
+                w.uid: tuple(sorted(self.replica_ports.get(w.network, []))) for w in wanted
+            },
+        )
+
+    def sync_placeholders(self, network, ports):
+        changed = sorted(ports) != self.placeholders.get(network.name, [])
+        self.placeholders[network.name] = sorted(ports)
+        return int(changed)
+
+
+def agents(tmp_path, names):
+    router = Router()
+    made = [make_agent(tmp_path, router, n, i) for i, n in enumerate(names, 1)]
+    for agent in made:
+        cloud = AddressingCloud(agent.ctx.cfg)
+        agent.ctx.cloud = agent.ctx.reconciler.cloud = cloud
+    return made
 
 
 @pytest.fixture
 def pair(tmp_path):
-    router = Router()
-    agents = [make_agent(tmp_path, router, n, i) for n, i in (("A", 1), ("B", 2))]
-    for agent in agents:
-        cloud = AddressingCloud(agent.ctx.cfg)
-        agent.ctx.cloud = agent.ctx.reconciler.cloud = cloud
-    peer(*agents)
-    yield agents
-    for agent in agents:
+    a, b = agents(tmp_path, "AB")
+    peer(a, b)
+    yield a, b
+    for agent in (a, b):
+        agent.ctx.store.dispose()
+
+
+@pytest.fixture
+def trio(tmp_path):
+    a, b, c = agents(tmp_path, "ABC")
+    peer(a, b)
+    peer(a, c)
+    yield a, b, c
+    for agent in (a, b, c):
         agent.ctx.store.dispose()
 
 
@@ -162,3 +189,53 @@ def _peer_key(agent, name):
 
     with agent.ctx.store.session() as s:
         return s.scalar(select(m.Peer).where(m.Peer.name == name)).key
+
+
+def test_peer_vms_become_placeholders_at_the_origin_and_at_the_other_members(trio):
+    a, b, c = trio
+    a.ctx.cloud.ports["net1"] = [("fa:16:3e:00:00:0a", "10.10.0.10")]
+    body = {"network": "net1", "peers": ["B", "C"]}
+    uid = a.user("p1", "POST", "/v1/expansions", body).json()["id"]
+    converge(a, b, c)
+    b_vm = ("fa:16:3e:00:00:0b", b.ctx.cloud.replicas[uid].pools[0][1])
+    b.ctx.cloud.replica_ports["net1"] = [b_vm]
+    converge(a, b, c)
+    assert a.ctx.cloud.placeholders["net1"] == [b_vm]
+    assert c.ctx.cloud.replicas[uid].remote_ports == tuple(
+        sorted([("fa:16:3e:00:00:0a", "10.10.0.10"), b_vm])
+    )
+    assert b.ctx.cloud.replicas[uid].remote_ports == (("fa:16:3e:00:00:0a", "10.10.0.10"),)
+    # the VM goes: its placeholders go everywhere
+    b.ctx.cloud.replica_ports["net1"] = []
+    converge(a, b, c)
+    assert a.ctx.cloud.placeholders["net1"] == []
+    assert c.ctx.cloud.replicas[uid].remote_ports == (("fa:16:3e:00:00:0a", "10.10.0.10"),)
+    # deleting the expansion leaves no placeholder at the origin
+    b.ctx.cloud.replica_ports["net1"] = [b_vm]
+    converge(a, b, c)
+    assert a.ctx.cloud.placeholders["net1"] == [b_vm]
+    a.user("p1", "DELETE", f"/v1/expansions/{uid}")
+    converge(a, b, c)
+    assert a.ctx.cloud.placeholders["net1"] == []
+
+
+def test_ports_outside_the_network_or_of_a_stranger_are_refused(trio):
+    a, b, c = trio
+    uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    converge(a, b)
+    path = f"/v1/federation/expansions/{uid}/ports"
+    client = b.ctx.reconciler.client
+    with pytest.raises(PeerError, match="not in 10.10.0.0/24"):
+        client.call(
+            "A",
+            f"http://{a.ip}:8700",
+            _peer_key(b, "A"),
+            "PUT",
+            path,
+            {"ports": [["fa:16:3e:00:00:01", "10.99.0.1"]]},
+        )
+    with pytest.raises(PeerError, match="no expansion"):
+        c.ctx.reconciler.client.call(
+            "A", f"http://{a.ip}:8700", _peer_key(c, "A"), "PUT", path, {"ports": []}
+        )
+    assert a.ctx.cloud.placeholders.get("net1", []) == []

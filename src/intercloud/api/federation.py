@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from intercloud.api import auth
-from intercloud.api.schemas import AdjacencyPut, DirectPut, ReplicaPut, VniAgree
-from intercloud.service import admin, mesh, replicas, views
+from intercloud.api.schemas import AdjacencyPut, DirectPut, PortsPut, ReplicaPut, VniAgree
+from intercloud.service import admin, mesh, ports, replicas, views
 
 router = APIRouter(prefix="/v1/federation", tags=["federation"])
 
@@ -106,6 +106,19 @@ def report_direct(
     if changed:
         c.reconciler.trigger()
     return {"direct": sorted(set(body.direct))}
+
+
+@router.put("/expansions/{uid}/ports")
+def report_ports(
+    uid: str, body: PortsPut, request: Request, peer: str = Depends(auth.peer)
+) -> dict[str, Any]:
+    """A target of our expansion `uid` reports its replica's ports (OpenStack)."""
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        stored, changed = ports.report(s, admin.get_peer(s, peer), uid, body.ports)
+    if changed:
+        c.reconciler.trigger()
+    return {"ports": stored}
 
 
 @router.post("/replicas/{uid}/flush", status_code=202)

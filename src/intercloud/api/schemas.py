@@ -105,6 +105,10 @@ class DirectPut(Strict):
     direct: list[str]
 
 
+class PortsPut(Strict):
+    ports: list  # [[mac, ip], ...] (domain/validation.port_list)
+
+
 class VniAgree(Strict):
     vni: int | None = None
     exclude: list[int] = Field(default_factory=list)

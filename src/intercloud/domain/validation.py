@@ -128,11 +128,6 @@ def addressing(value: object, cidr_: str, field: str = "addressing") -> dict:
     ports = value.get("ports") or []
     if not isinstance(pools, list) or len(pools) > 64:
         raise Invalid(f"{field}.pools: must be a list of [first, last]", field=f"{field}.pools")
-    if not isinstance(ports, list) or len(ports) > MAX_PORTS:
-        raise Invalid(
-            f"{field}.ports: must be a list of at most {MAX_PORTS} [mac, ip]",
-            field=f"{field}.ports",
-        )
     out["pools"] = []
     for p in pools:
         if not isinstance(p, list) or len(p) != 2:
@@ -141,13 +136,27 @@ def addressing(value: object, cidr_: str, field: str = "addressing") -> dict:
         if ipaddress.ip_address(a) > ipaddress.ip_address(b):
             raise Invalid(f"{field}.pools: {a} is after {b}", field=f"{field}.pools")
         out["pools"].append([a, b])
-    out["ports"] = []
-    for p in ports:
-        if not isinstance(p, list) or len(p) != 2 or not isinstance(p[0], str):
-            raise Invalid(f"{field}.ports: each must be [mac, ip]", field=f"{field}.ports")
+    out["ports"] = port_list(ports, cidr_, f"{field}.ports")
+    return out
+
+
+def port_list(value: object, cidr_: str, field: str = "ports") -> list[list[str]]:
+    """[[mac, ip], ...] of VMs in a network: lower-case MACs, addresses inside `cidr_`."""
+    if not isinstance(value, list) or len(value) > MAX_PORTS:
+        raise Invalid(f"{field}: must be a list of at most {MAX_PORTS} [mac, ip]", field=field)
+    net = ipaddress.ip_network(cidr_)
+    out = []
+    for p in value:
+        if not isinstance(p, list) or len(p) != 2 or not all(isinstance(x, str) for x in p):
+            raise Invalid(f"{field}: each must be [mac, ip]", field=field)
         mac = p[0].lower()
         if not _MAC_RE.match(mac):
-            raise Invalid(f"{field}.ports: invalid MAC {p[0]!r}", field=f"{field}.ports")
-        out["ports"].append([mac, inside(p[1], f"{field}.ports")])
-    out["ports"].sort()
-    return out
+            raise Invalid(f"{field}: invalid MAC {p[0]!r}", field=field)
+        try:
+            addr = ipaddress.ip_address(p[1])
+        except ValueError as exc:
+            raise Invalid(f"{field}: invalid IP address {p[1]!r}", field=field) from exc
+        if addr not in net:
+            raise Invalid(f"{field}: {p[1]} is not in {cidr_}", field=field)
+        out.append([mac, str(addr)])
+    return sorted(out)

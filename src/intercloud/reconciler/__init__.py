@@ -93,6 +93,7 @@ class Reconciler:
         self._refreshed_at = -PEER_REFRESH
         self._flush_requests: set[int] = set()  # replica ids whose learned MACs to forget
         self._pairs_applied: dict[str, frozenset] = {}  # origin network key -> direct pairs
+        self._placeholders: dict[str, tuple] = {}  # expansion uid -> placeholders made
         self._tunnel_up_at: dict[str, float] = {}
         self._down_since: dict[str, float] = {}
 
@@ -152,7 +153,7 @@ class Reconciler:
                 refresh = self._refresh_due()
                 replicas = self._sync_federation(result, down, refresh)
                 self._sync_mesh(result, down, refresh)
-                made = self._sync_replicas(result)
+                made = self._sync_replicas(result, down)
                 if tunnels_ok is not None:
                     realized = self._converge_dataplane(result, replicas, tunnels_ok, down, made)
                     self._report_direct(result, down, realized)
@@ -320,8 +321,10 @@ class Reconciler:
             if due.origin in down or not mesh.report(self.store, self.client, due):
                 result.settled = False
 
-    def _sync_replicas(self, result: PassResult) -> ReplicaSync:
-        """Replicas in the cloud itself (OpenStack: project, network, subnet, ports)."""
+    def _sync_replicas(self, result: PassResult, down: dict[str, str]) -> ReplicaSync:
+        """Objects in the cloud itself (OpenStack): the replicas we host (project, network,
+        subnet, placeholders), their ports told to the origins, and the placeholders in our
+        own expanded networks for the ports our peers told us."""
         try:
             made = self.cloud.sync_replicas(addressing.replica_specs(self.store))
         except IntercloudError as exc:
@@ -330,6 +333,15 @@ class Reconciler:
             return ReplicaSync()
         result.changes += made.changes
         if made.errors:
+            result.settled = False
+        try:
+            if not addressing.report_ports(self.store, self.client, made, down):
+                result.settled = False
+            result.changes += addressing.origin_placeholders(
+                self.store, self.cloud, self._placeholders
+            )
+        except IntercloudError as exc:  # the data plane does not depend on these
+            result.errors.append(f"placeholders: {exc.message}")
             result.settled = False
         return made
 

@@ -8,8 +8,9 @@ import logging
 from sqlalchemy import select
 
 from intercloud.domain import pools
-from intercloud.drivers.cloud.base import Cloud, ReplicaSpec
-from intercloud.errors import Conflict
+from intercloud.drivers.cloud.base import Cloud, ReplicaSpec, ReplicaSync
+from intercloud.errors import Conflict, PeerError
+from intercloud.federation.client import FederationClient
 from intercloud.reconciler.sync import TargetWork
 from intercloud.store import Store
 from intercloud.store import models as m
@@ -46,10 +47,17 @@ def for_target(store: Store, cloud: Cloud, work: TargetWork) -> dict | None:
             if t is not None:
                 t.pool = [list(block)]
         log.info("expansion %s: %s may hand out %s-%s", work.expansion_uid, work.peer.name, *block)
+    # the peer's placeholders: our VMs and those of the network's other members
+    ports = {(mac, ip) for mac, ip in current.ports}
+    with store.session() as s:
+        t = s.get(m.Target, work.target_id)
+        for other in t.expansion.targets if t is not None else []:
+            if other.id != work.target_id:
+                ports |= {(mac, ip) for mac, ip in other.peer_ports or []}
     return {
         "gateway": net.gateway,
         "pools": [list(r) for r in slice_],
-        "ports": sorted([mac, ip] for mac, ip in current.ports),
+        "ports": sorted([mac, ip] for mac, ip in ports),
     }
 
 
@@ -89,3 +97,65 @@ def replica_specs(store: Store) -> list[ReplicaSpec]:
                 )
             )
         return out
+
+
+def report_ports(
+    store: Store, client: FederationClient, made: ReplicaSync, down: dict[str, str]
+) -> bool:
+    """A member: tell each origin the ports of its replica here when they changed, so the
+    origin (and through it the other members) make placeholders for them. True if all told."""
+    with store.session() as s:
+        due = [
+            (r.id, r.uid, r.peer.name, r.peer.federation_url, r.peer.key, made.local_ports[r.uid])
+            for r in s.scalars(select(m.Replica).order_by(m.Replica.id))
+            if r.uid in made.local_ports
+            and [list(p) for p in made.local_ports[r.uid]] != (r.ports_sent or [])
+        ]
+    ok = True
+    for rep_id, uid, origin, url, key, ports in due:
+        if origin in down:
+            ok = False
+            continue
+        body = {"ports": [list(p) for p in ports]}
+        try:
+            client.call(origin, url, key, "PUT", f"/v1/federation/expansions/{uid}/ports", body)
+        except PeerError as exc:
+            log.info("replica %s: cannot tell %s its ports: %s", uid, origin, exc.message)
+            ok = False
+            continue
+        with store.session() as s:
+            rep = s.get(m.Replica, rep_id)
+            if rep is not None:
+                rep.ports_sent = body["ports"]
+        log.info("replica %s: told %s of %d port(s)", uid, origin, len(ports))
+    return ok
+
+
+def origin_placeholders(store: Store, cloud: Cloud, applied: dict[str, tuple]) -> int:
+    """The origin: placeholders in each expanded network for the ports its peers reported;
+    none once the expansion is deleted. `applied` (expansion uid -> (project, network, ports)
+    made) spares the cloud a call when nothing changed."""
+    with store.session() as s:
+        want = {
+            e.uid: (
+                e.project,
+                e.network,
+                ()
+                if e.deleting
+                else tuple(sorted({(p[0], p[1]) for t in e.targets for p in t.peer_ports or []})),
+            )
+            for e in s.scalars(select(m.Expansion))
+        }
+    for uid in set(applied) - set(want):  # gone: its placeholders go too
+        want[uid] = (*applied[uid][:2], ())
+    changes = 0
+    for uid, (project, network, ports) in want.items():
+        if applied.get(uid, (None, None, ()))[2] != ports:
+            net = cloud.network(project, network)
+            if net is not None:
+                changes += cloud.sync_placeholders(net, list(ports))
+        if ports:
+            applied[uid] = (project, network, ports)
+        else:
+            applied.pop(uid, None)
+    return changes

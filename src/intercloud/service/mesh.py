@@ -57,9 +57,8 @@ def drop_adjacency(s: Session, rep: m.Replica, adj: m.Adjacency) -> None:
     rep.adjacencies.remove(adj)
 
 
-def report_direct(s: Session, peer: m.Peer, uid: str, direct: list[str]) -> bool:
-    """A target tells the origin which members it reaches directly. Returns whether it
-    changed. Names that are not members of the expansion are refused."""
+def target_of(s: Session, peer: m.Peer, uid: str) -> m.Target:
+    """Our expansion `uid`'s target that is `peer` (a peer sees no other expansion)."""
     target = s.scalar(
         select(m.Target)
         .join(m.Expansion)
@@ -67,6 +66,13 @@ def report_direct(s: Session, peer: m.Peer, uid: str, direct: list[str]) -> bool
     )
     if target is None:
         raise NotFound(f"id: no expansion {uid!r} reaching peer {peer.name!r}", field="id")
+    return target
+
+
+def report_direct(s: Session, peer: m.Peer, uid: str, direct: list[str]) -> bool:
+    """A target tells the origin which members it reaches directly. Returns whether it
+    changed. Names that are not members of the expansion are refused."""
+    target = target_of(s, peer, uid)
     if not isinstance(direct, list) or len(direct) > 256:
         raise Invalid("direct: must be a list of cloud names", field="direct")
     members = {t.peer.name for t in target.expansion.targets} - {peer.name}

@@ -157,6 +157,8 @@ class Target(Base):
     # carved from the origin's pool; None: not carved), and the addressing last sent to it
     pool: Mapped[list[list[str]] | None] = mapped_column(JSON, nullable=True)
     addressing_sent: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # OpenStack: [[mac, ip], ...] of the ports in the peer's replica (its VMs), as it reports
+    peer_ports: Mapped[list[list[str]] | None] = mapped_column(JSON, nullable=True)
 
     expansion: Mapped[Expansion] = relationship(back_populates="targets")
     peer: Mapped[Peer] = relationship()
@@ -183,6 +185,8 @@ class Replica(Base):
     direct_sent: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # OpenStack: {"gateway", "pools", "ports"} told by the origin (None: a plain replica)
     addressing: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # the replica's own ports ([[mac, ip], ...]) we last told the origin (None: not yet)
+    ports_sent: Mapped[list[list[str]] | None] = mapped_column(JSON, nullable=True)
 
     peer: Mapped[Peer] = relationship()
     project: Mapped[ReplicatedProject] = relationship()

@@ -49,6 +49,8 @@ class ReplicaSync:
     # uid -> why its replica could not be made (the others are still made)
     errors: dict[str, str] = field(default_factory=dict)
     changes: int = 0
+    # uid -> (mac, ip) of the replica's own ports (this cloud's VMs on it), sorted
+    local_ports: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,11 @@ class Cloud(ABC):
     def set_pools(self, network: Network, pools: list[tuple[str, str]]) -> None:
         """Make `pools` the network's allocation pools (the origin gives slices to peers)."""
         raise NotImplementedError
+
+    def sync_placeholders(self, network: Network, ports: list[tuple[str, str]]) -> int:
+        """Make the network's placeholder ports (the other clouds' VMs) exactly `ports`.
+        Returns how many were made or removed."""
+        return 0
 
     def sync_replicas(self, wanted: list[ReplicaSpec]) -> ReplicaSync:
         """Make the cloud hold exactly the `wanted` replicas (creating, updating and removing

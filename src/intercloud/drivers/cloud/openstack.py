@@ -272,10 +272,30 @@ class OpenStackCloud(Cloud):
                     out.changes += 1
                 except CloudError as exc:
                     log.error("removing replica network %s: %s", net.id, exc.message)
+        if out.interfaces:
+            try:
+                out.local_ports = self._local_ports(out.interfaces)
+            except CloudError as exc:
+                log.error("listing the replicas' ports: %s", exc.message)
         if out.changes:
             with self._lock:
                 self._listing = None
         return out
+
+    def _local_ports(self, interfaces: dict[str, str]) -> dict[str, tuple[tuple[str, str], ...]]:
+        """Per replica, (mac, ip) of this cloud's own ports on it: one call for all."""
+        conn = self._c()
+        uid_of = {net_id: uid for uid, net_id in interfaces.items()}
+        found: dict[str, list[tuple[str, str]]] = {uid: [] for uid in interfaces}
+        for port in self._call(
+            "listing the replicas' ports",
+            lambda: list(conn.network.ports(network_id=sorted(uid_of))),
+        ):
+            if port.device_owner == REMOTE_OWNER or port.network_id not in uid_of:
+                continue
+            for f in port.fixed_ips or []:
+                found[uid_of[port.network_id]].append((port.mac_address, f["ip_address"]))
+        return {uid: tuple(sorted(p)) for uid, p in found.items()}
 
     def _project(self, spec: ReplicaSpec) -> tuple[Any, int]:
         conn = self._c()
@@ -351,21 +371,23 @@ class OpenStackCloud(Cloud):
                 lambda: conn.network.update_subnet(subnet, allocation_pools=pools),
             )
             changes += 1
-        changes += self._sync_remote_ports(spec, net, subnet, project, tags)
+        changes += self._sync_placeholders(
+            net.id, subnet.id, project.id, set(spec.remote_ports), spec.uid
+        )
         return net.id, changes
 
-    def _sync_remote_ports(
-        self, spec: ReplicaSpec, net: Any, subnet: Any, project: Any, tags: list[str]
+    def _sync_placeholders(
+        self, net_id: str, subnet_id: str, project_id: str, want: set[tuple[str, str]], what: str
     ) -> int:
+        """Placeholder ports of `net_id` made exactly `want` ((mac, ip) of other clouds' VMs)."""
         conn = self._c()
         have = {}
         for port in self._call(
             "listing placeholder ports",
-            lambda: list(conn.network.ports(network_id=net.id, device_owner=REMOTE_OWNER)),
+            lambda: list(conn.network.ports(network_id=net_id, device_owner=REMOTE_OWNER)),
         ):
             ips = [f["ip_address"] for f in port.fixed_ips or []]
             have[(port.mac_address, ips[0] if ips else "")] = port
-        want = set(spec.remote_ports)
         changes = 0
         for key, port in have.items():
             if key not in want:
@@ -377,16 +399,25 @@ class OpenStackCloud(Cloud):
             self._call(
                 f"making a placeholder port for {mac} {ip}",
                 lambda mac=mac, ip=ip: conn.network.create_port(
-                    network_id=net.id,
-                    project_id=project.id,
+                    network_id=net_id,
+                    project_id=project_id,
                     mac_address=mac,
-                    fixed_ips=[{"subnet_id": subnet.id, "ip_address": ip}],
+                    fixed_ips=[{"subnet_id": subnet_id, "ip_address": ip}],
                     device_owner=REMOTE_OWNER,
                     name=f"remote {ip}",
-                    description=f"intercloud {spec.uid}: a VM of another cloud",
+                    description=f"intercloud {what}: a VM of another cloud",
                 ),
             )
             changes += 1
+        return changes
+
+    def sync_placeholders(self, network: Network, ports: list[tuple[str, str]]) -> int:
+        subnet = self._subnet(network)
+        changes = self._sync_placeholders(
+            network.interface, subnet.id, subnet.project_id, set(ports), network.name
+        )
+        if changes:
+            log.info("network %s: placeholders for %d remote port(s)", network.name, len(ports))
         return changes
 
     def _remove_replica(self, net: Any) -> None:
