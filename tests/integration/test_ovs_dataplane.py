@@ -1,0 +1,340 @@
+"""The OVS data plane on real Open vSwitch (userspace datapath), one OVS per gateway namespace.
+
+Gateways A, B, C hang off one underlay switch (a Linux bridge in its own namespace,
+198.18.0.0/24 on each gateway's br-phy). Each gateway has a br-int played by the test as the
+Neutron OVS agent would run it (NORMAL, VM access ports with tag=<local VLAN> and
+other_config:net_uuid), with DIFFERENT local VLANs on each side, so a ping across proves the
+VLAN <-> tunnel id translation. Network 1 spans A (origin), B and C; network 2 only A and B.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import time
+
+import pytest
+
+from intercloud.domain.hoststate import Attachment, Bridge, HostState, Vxlan
+from intercloud.domain.plan import plan
+from intercloud.drivers.dataplane.ovs import OvsDataplane
+from intercloud.errors import DriverError
+from intercloud.lab import netns
+from intercloud.lab import ovs as labovs
+from tests.integration.helpers import capture
+
+PREFIX = "ic"
+UNDERLAY = {"A": "198.18.0.1", "B": "198.18.0.2", "C": "198.18.0.3"}
+# (gateway, network) -> (local VLAN on that gateway's br-int, net_uuid, VM address)
+VMS = {
+    ("A", 1): (5, "net1-a", "10.1.0.1"),
+    ("B", 1): (7, "net1-b", "10.1.0.2"),
+    ("C", 1): (9, "net1-c", "10.1.0.3"),
+    ("A", 2): (6, "net2-a", "10.2.0.1"),
+    ("B", 2): (8, "net2-b", "10.2.0.2"),
+}
+
+
+class Lab:
+    def __init__(self) -> None:
+        self.tag = "o" + secrets.token_hex(2) + "-"
+        self.namespaces: list[str] = []
+        self.ovs: dict[str, labovs.OvsInstance] = {}
+
+    def ns(self, name: str) -> str:
+        return self.tag + name
+
+    def vm(self, gw: str, net: int) -> str:
+        return self.ns(f"vm{gw.lower()}{net}")
+
+    def up(self) -> None:
+        sw = self.ns("ul")
+        self._namespace(sw)
+        netns.add_bridge(sw, "sw")
+        for gw, addr in UNDERLAY.items():
+            g = self.ns(gw)
+            self._namespace(g)
+            netns.add_veth(g, "ul0", sw, f"to-{gw}")
+            labovs.offload_off(sw, f"to-{gw}")
+            netns.set_up(sw, f"to-{gw}", master="sw")
+            inst = labovs.start_ovs(g)
+            self.ovs[gw] = inst
+            labovs.add_underlay(inst, "ul0", f"{addr}/24")
+            labovs.add_bridge(inst, "br-int")
+        for (gw, net), (tag, uuid, ip) in VMS.items():
+            self.namespaces.append(self.vm(gw, net))
+            labovs.add_vm(self.ovs[gw], self.vm(gw, net), f"vm{net}", tag, uuid, f"{ip}/24")
+
+    def _namespace(self, name: str) -> None:
+        self.namespaces.append(name)
+        netns.add_namespace(name)
+
+    def down(self) -> None:
+        errors = []
+        for inst in self.ovs.values():
+            try:
+                labovs.stop_ovs(inst)
+            except Exception as exc:  # keep going: everything must go
+                errors.append(exc)
+        for name in reversed(self.namespaces):
+            try:
+                if netns.exists(name):
+                    netns.delete_namespace(name)
+            except Exception as exc:
+                errors.append(exc)
+        assert not errors, errors
+
+    def ping(self, gw: str, net: int, dst: str, tries: int = 10) -> bool:
+        """True once one ping gets through (the first ones may go while OVS resolves the
+        underlay ARP of a tunnel's remote)."""
+        for _ in range(tries):
+            proc = subprocess.run(
+                netns.exec_argv(self.vm(gw, net), ["ping", "-c", "1", "-W", "1", dst]),
+                capture_output=True,
+                check=False,
+            )
+            if proc.returncode == 0:
+                return True
+        return False
+
+    def no_ping(self, gw: str, net: int, dst: str) -> bool:
+        proc = subprocess.run(
+            netns.exec_argv(self.vm(gw, net), ["ping", "-c", "3", "-i", "0.3", "-W", "1", dst]),
+            capture_output=True,
+            check=False,
+        )
+        return proc.returncode != 0
+
+
+@pytest.fixture(scope="module")
+def lab():
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (network namespaces); run them as root")
+    lab = Lab()
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture
+def drivers(lab):
+    """make(gw, tunnel_type) -> an OvsDataplane on that gateway's OVS; all cleaned up after."""
+    made: list[OvsDataplane] = []
+
+    def make(gw: str, tunnel_type: str = "vxlan") -> OvsDataplane:
+        inst = lab.ovs[gw]
+        dp = OvsDataplane(inst.db, inst.rundir, tunnel_type=tunnel_type)
+        made.append(dp)
+        return dp
+
+    try:
+        yield make
+    finally:
+        for dp in made:
+            with contextlib.suppress(Exception):
+                dp.cleanup(PREFIX)
+            dp.close()
+
+
+def net(
+    bridge: str,
+    net_uuid: str | None,
+    tunnels: list[tuple[str, int, str, str]],
+    isolated: bool,
+    state: HostState | None = None,
+) -> HostState:
+    """A desired state (added to `state`): network `bridge` with local side `net_uuid` and
+    tunnels (name, vni, local, remote)."""
+    state = state or HostState()
+    state.add(Bridge(bridge))
+    if net_uuid:
+        state.add(Attachment(net_uuid, bridge))
+    for name, vni, local, remote in tunnels:
+        state.add(Vxlan(name, vni, local, remote, bridge, mtu=1500, isolated=isolated))
+    return state
+
+
+def apply(dp: OvsDataplane, desired: HostState) -> list[str]:
+    steps = plan(desired, dp.observe(PREFIX))
+    for step in steps:
+        getattr(dp, step.verb)(step.obj)
+    return [s.describe() for s in steps]
+
+
+def assert_converged(dp: OvsDataplane, desired: HostState) -> None:
+    seen = dp.observe(PREFIX)
+    assert seen.bridges == desired.bridges
+    assert seen.vxlans == desired.vxlans
+    assert seen.attachments == desired.attachments
+    assert seen.no_forward == desired.no_forward
+    assert plan(desired, seen) == []
+
+
+A, B, C = UNDERLAY["A"], UNDERLAY["B"], UNDERLAY["C"]
+
+
+@pytest.mark.parametrize("tunnel_type", ["vxlan", "geneve", "gre"])
+def test_ping_across_with_vlan_translation(lab, drivers, tunnel_type):
+    a, b = drivers("A", tunnel_type), drivers("B", tunnel_type)
+    want_a = net("icbe1", "net1-a", [("icv101", 101, A, B)], isolated=False)
+    want_b = net("icbr1", "net1-b", [("icv101", 101, B, A)], isolated=True)
+    assert apply(a, want_a) and apply(b, want_b)
+    assert lab.ping("A", 1, "10.1.0.2"), f"no ping A->B over {tunnel_type}"
+    iface = lab.ovs["A"].vsctl(
+        "get", "interface", a.tunnel_port(PREFIX, want_a.vxlans["icv101"]), "type"
+    )
+    assert iface.strip() == tunnel_type
+    # second pass: nothing to do, and observe reports exactly what was asked
+    assert apply(a, want_a) == [] and apply(b, want_b) == []
+    assert_converged(a, want_a)
+    assert_converged(b, want_b)
+
+
+def test_wrong_vni_does_not_pass(lab, drivers):
+    """Tunnel ids isolate: B expects 102 where A sends 101."""
+    a, b = drivers("A"), drivers("B")
+    apply(a, net("icbe1", "net1-a", [("icv101", 101, A, B)], isolated=False))
+    apply(b, net("icbr1", "net1-b", [("icv102", 102, B, A)], isolated=True))
+    assert lab.no_ping("A", 1, "10.1.0.2")
+
+
+def three_gateways(drivers, no_forward: set[tuple[str, str]] = frozenset()):
+    a, b, c = drivers("A"), drivers("B"), drivers("C")
+    want_a = net("icbe1", "net1-a", [("icv101", 101, A, B), ("icv102", 102, A, C)], False)
+    net("icbe2", "net2-a", [("icv201", 201, A, B)], False, want_a)
+    want_a.no_forward = set(no_forward)
+    want_b = net("icbr1", "net1-b", [("icv101", 101, B, A)], True)
+    net("icbr2", "net2-b", [("icv201", 201, B, A)], True, want_b)
+    want_c = net("icbr1", "net1-c", [("icv102", 102, C, A)], True)
+    for dp, want in ((a, want_a), (b, want_b), (c, want_c)):
+        apply(dp, want)
+        assert_converged(dp, want)
+    return (a, want_a), (b, want_b), (c, want_c)
+
+
+def test_relay_isolation_and_flooding_scope(lab, drivers):
+    (a, want_a), (b, want_b), (c, want_c) = three_gateways(drivers)
+    # one shared tunnel port per peer at A, though A->B carries two networks
+    ports = lab.ovs["A"].vsctl("list-ports", "br-cloud").split()
+    assert sorted(p for p in ports if p.startswith("ict")) == sorted(
+        {a.tunnel_port(PREFIX, want_a.vxlans[n]) for n in ("icv101", "icv102")}
+    )
+    assert lab.ping("A", 1, "10.1.0.2") and lab.ping("A", 1, "10.1.0.3")
+    assert lab.ping("A", 2, "10.2.0.2")
+    # B and C have no tunnel to each other: A relays (its members are isolated)
+    assert lab.ping("B", 1, "10.1.0.3"), "no relay B->C via the origin A"
+
+    # Network 2 is expanded to B only: C must see none of its frames, B must see them.
+    vni2 = "udp dst port 4789 and ( udp[12:4] >> 8 ) = 201"
+    with capture(lab.ns("C"), "ul0", vni2) as at_c, capture(lab.ns("B"), "ul0", vni2) as at_b:
+        subprocess.run(
+            netns.exec_argv(lab.vm("A", 2), ["ping", "-b", "-c", "3", "-i", "0.2", "10.2.0.255"]),
+            capture_output=True,
+            check=False,
+        )
+        assert lab.ping("A", 2, "10.2.0.2")
+    assert at_b.lines, "B saw no frame of network 2: the capture proves nothing"
+    assert at_c.lines == [], f"C got frames of a network not expanded to it: {at_c.lines}"
+
+    # no_forward at the origin: B<->C are no longer relayed, the rest still works
+    pairs = {("icv101", "icv102"), ("icv102", "icv101")}
+    want_a.no_forward = pairs
+    assert "ensure_no_forward icv101>icv102,icv102>icv101" in apply(a, want_a)
+    assert_converged(a, want_a)
+    assert lab.no_ping("B", 1, "10.1.0.3")
+    assert lab.ping("A", 1, "10.1.0.2") and lab.ping("A", 1, "10.1.0.3")
+    want_a.no_forward = set()
+    apply(a, want_a)
+    assert lab.ping("B", 1, "10.1.0.3")
+
+    # A relaying member must not be isolated: with A's tunnels isolated, B->C stops
+    iso = HostState()
+    net("icbe1", "net1-a", [("icv101", 101, A, B), ("icv102", 102, A, C)], True, iso)
+    net("icbe2", "net2-a", [("icv201", 201, A, B)], True, iso)
+    apply(a, iso)
+    assert_converged(a, iso)
+    assert lab.no_ping("B", 1, "10.1.0.3")
+    assert lab.ping("A", 1, "10.1.0.3")
+
+
+def test_repairs_drift_and_cleans_up(lab, drivers):
+    (a, want_a), (b, want_b), (c, want_c) = three_gateways(drivers)
+    assert lab.ping("B", 1, "10.1.0.1")
+
+    # someone deletes B's tunnel port: observe says so, the plan re-creates it
+    port = b.tunnel_port(PREFIX, want_b.vxlans["icv101"])
+    lab.ovs["B"].vsctl("del-port", "br-cloud", port)
+    assert lab.no_ping("B", 1, "10.1.0.1")
+    steps = apply(b, want_b)
+    assert "ensure_vxlan icv101" in steps
+    assert_converged(b, want_b)
+    assert lab.ping("B", 1, "10.1.0.1")
+
+    # someone wipes C's flows: the plan rewrites them
+    lab.ovs["C"].ofctl("br-cloud", "del-flows")
+    assert plan(want_c, c.observe(PREFIX)) != []
+    apply(c, want_c)
+    assert_converged(c, want_c)
+    assert lab.ping("C", 1, "10.1.0.1")
+
+    # the Neutron agent re-tags network 1 on A: the flows follow the new VLAN
+    lab.ovs["A"].vsctl("set", "port", "vm1", "tag=15")
+    assert plan(want_a, a.observe(PREFIX)) != []
+    apply(a, want_a)
+    assert_converged(a, want_a)
+    assert lab.ping("A", 1, "10.1.0.2")
+    lab.ovs["A"].vsctl("set", "port", "vm1", "tag=5")
+
+    # shrinking: network 2 leaves A; its tunnel port stays (shared with network 1)
+    shrunk = net("icbe1", "net1-a", [("icv101", 101, A, B), ("icv102", 102, A, C)], False)
+    steps = apply(a, shrunk)
+    assert steps == ["detach net2-a", "remove_link icv201", "remove_link icbe2"]
+    assert_converged(a, shrunk)
+    assert lab.no_ping("A", 2, "10.2.0.2")
+    assert lab.ping("A", 1, "10.1.0.2")
+
+    # cleanup: no br-cloud, no patch port in br-int, br-int and its VMs untouched
+    for gw, dp in (("A", a), ("B", b), ("C", c)):
+        dp.cleanup(PREFIX)
+        inst = lab.ovs[gw]
+        assert (
+            subprocess.run(
+                ["ovs-vsctl", f"--db={inst.db}", "br-exists", "br-cloud"], check=False
+            ).returncode
+            == 2
+        )
+        ports = inst.vsctl("list-ports", "br-int").split()
+        assert [p for p in ports if p.startswith(PREFIX)] == [], ports
+        assert "vm1" in ports
+        assert dp.observe(PREFIX) == HostState()
+
+
+def test_refusals(lab, drivers):
+    a = drivers("A")
+    apply(a, net("icbe1", "net1-a", [], isolated=False))
+    with pytest.raises(DriverError, match="cannot rate-limit"):
+        a.ensure_vxlan(Vxlan("icv101", 101, A, B, "icbe1", rate_mbit=10))
+    with pytest.raises(DriverError, match="cannot clamp"):
+        a.ensure_mss_clamp({"icv101": 1360})
+    with pytest.raises(DriverError, match="no such network"):
+        a.ensure_vxlan(Vxlan("icv101", 101, A, B, "icbe9"))
+    with pytest.raises(DriverError, match="no port on br-int"):
+        a.attach(Attachment("no-such-net", "icbe1"))
+    assert a.interface_kind("net1-a") == "other"
+    assert a.interface_kind("no-such-net") is None
+    assert a.interface_kind("vm1") is None
+    with pytest.raises(DriverError):
+        OvsDataplane("unix:/x", "/x", tunnel_type="ipip")
+
+
+def test_nothing_left_behind(lab):
+    """Runs last in this module: every driver cleaned up (the fixture checks the rest)."""
+    for gw in "ABC":
+        out = lab.ovs[gw].vsctl("list-br").split()
+        assert out == ["br-int", "br-phy"], out
+    assert len(lab.namespaces) == 4 + len(VMS)
+    assert all(netns.exists(n) for n in lab.namespaces)
