@@ -13,7 +13,6 @@ import contextlib
 import os
 import secrets
 import subprocess
-import time
 
 import pytest
 
@@ -265,12 +264,21 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
     (a, want_a), (b, want_b), (c, want_c) = three_gateways(drivers)
     assert lab.ping("B", 1, "10.1.0.1")
 
-    # someone deletes B's tunnel port: observe says so, the plan re-creates it
+    # someone deletes B's tunnel port to A (shared by both networks): observe says so, and
+    # that the flows no longer match; the plan re-creates both tunnels, rewrites the table
     port = b.tunnel_port(PREFIX, want_b.vxlans["icv101"])
+    assert port == b.tunnel_port(PREFIX, want_b.vxlans["icv201"])
     lab.ovs["B"].vsctl("del-port", "br-cloud", port)
     assert lab.no_ping("B", 1, "10.1.0.1")
     steps = apply(b, want_b)
-    assert "ensure_vxlan icv101" in steps
+    assert steps == [
+        "remove_link icv101",
+        "remove_link icv201",
+        "ensure_bridge icbr1",
+        "ensure_bridge icbr2",
+        "ensure_vxlan icv101",
+        "ensure_vxlan icv201",
+    ]
     assert_converged(b, want_b)
     assert lab.ping("B", 1, "10.1.0.1")
 
@@ -288,6 +296,8 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
     assert_converged(a, want_a)
     assert lab.ping("A", 1, "10.1.0.2")
     lab.ovs["A"].vsctl("set", "port", "vm1", "tag=5")
+    assert apply(a, want_a) == ["ensure_bridge icbe1", "ensure_bridge icbe2"]
+    assert_converged(a, want_a)
 
     # shrinking: network 2 leaves A; its tunnel port stays (shared with network 1)
     shrunk = net("icbe1", "net1-a", [("icv101", 101, A, B), ("icv102", 102, A, C)], False)

@@ -14,11 +14,12 @@ Mapping of the HostState contract:
 Records: what ensure_* was asked lives in br-cloud's external_ids (`ic:bridge:<name>`,
 `ic:vxlan:<name>`, `ic:attach:<net_uuid>`, `ic:nofwd:<prefix>`, JSON values), so observe()
 returns it exactly. observe() still checks reality and reports a difference where it is wrong:
-- patch ports or br-cloud's fail_mode wrong: no Bridge is reported (ensure_bridge repairs);
-- a tunnel port missing or with other options: that Vxlan is not reported (ensure_vxlan);
-- the flow table differs from what the records give (`ovs-ofctl diff-flows`, by exit status
-  and empty output): no Vxlan is reported (or no Bridge if there are no tunnels), so the plan
-  has a step that rewrites the table.
+- patch ports or br-cloud's fail_mode wrong, or the flow table differs from what the records
+  give (`ovs-ofctl diff-flows`, by exit status and empty output): every Bridge is reported with
+  mtu=-1, so the plan calls ensure_bridge, which repairs and rewrites the table (in place: no
+  port is removed, and unwanted bridges are still removed in the same pass);
+- a tunnel port missing or with other options: that Vxlan is reported with port=0, so the plan
+  removes and re-creates it.
 
 Not supported: MSS clamping (base class refuses), rate limits (refused: see ensure_vxlan),
 MAC learning (replace-flows/diff-flows own the whole table, learned flows would be wiped and
@@ -47,6 +48,9 @@ from intercloud.errors import DriverError
 
 TUNNEL_TYPES = ("vxlan", "geneve", "gre")
 REC = "ic:"  # prefix of our record keys in br-cloud's external_ids
+# What observe() reports where reality differs from the records (values no one can want):
+DRIFT = -1  # Bridge.mtu: br-cloud, the patch ports or the flow table are not as recorded
+DRIFT_PORT = 0  # Vxlan.port: its tunnel port is missing or altered
 _BRIDGE_RE = re.compile(r"^(.+)b[er]\d+$")  # naming.bridge: <prefix>b<e|r><id>
 _VXLAN_RE = re.compile(r"^(.+)v\d+$")  # naming.vxlan: <prefix>v<vni>
 
@@ -373,32 +377,30 @@ class OvsDataplane(Dataplane):
             and cloud_port is not None
             and cloud_port["options"] == {"peer": in_int}
         )
-        if base_ok:
-            for name, br in bridges.items():
-                if ours(name, "b"):
-                    state.add(br)
+        flows_ok = self._flows_match(self._expected_flows(records))
+        if not flows_ok:
+            self._written = None
+        for name, br in bridges.items():
+            if ours(name, "b"):
+                # A broken base or flow table shows as an impossible MTU: the plan then calls
+                # ensure_bridge (in place) for wanted bridges and still removes unwanted ones.
+                state.add(br if base_ok and flows_ok else dataclasses.replace(br, mtu=DRIFT))
         for name, vx in vxlans.items():
             if not ours(name, "v"):
                 continue
             cur = ifaces.get(self.tunnel_port(prefix, vx))
-            if (
+            sound = (
                 cur is not None
                 and cur["type"] == self.tunnel_type
                 and cur["options"] == self._tunnel_options(vx)
                 and (_one(cur["ofport"]) or -1) > 0
-            ):
-                state.add(vx)
-        for name, att in atts.items():
+            )
+            # A missing or altered tunnel port shows as UDP port 0: re-created by the plan.
+            state.add(vx if sound else dataclasses.replace(vx, port=DRIFT_PORT))
+        for att in atts.values():
             if att.master in bridges and ours(att.master, "b"):
                 state.add(att)
         state.no_forward = set(nofwd.get(prefix, set()))
-        if not self._flows_match(self._expected_flows(records)):
-            self._written = None
-            # Drift in the table: leave out what makes the plan rewrite it.
-            if state.vxlans:
-                state.vxlans.clear()
-            else:
-                state.bridges.clear()
         return state
 
     def interface_kind(self, name: str) -> str | None:
