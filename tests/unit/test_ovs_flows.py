@@ -1,0 +1,100 @@
+"""The pure flow function of the OVS data plane: br-cloud's table from the recorded objects."""
+
+from __future__ import annotations
+
+from intercloud.domain.hoststate import Vxlan
+from intercloud.drivers.dataplane.ovs_flows import flows, text
+
+PATCH = 1
+DROP = "table=0,priority=0,actions=drop"
+
+
+def vx(name: str, vni: int, master: str, isolated: bool = False) -> Vxlan:
+    return Vxlan(name, vni, "198.18.0.1", "198.18.0.9", master, isolated=isolated)
+
+
+def by_in_port(lines: list[str]) -> dict[str, str]:
+    """'in_port=..,dl_vlan=..' or 'in_port=..,tun_id=..' -> actions (the drop is always there)."""
+    assert DROP in lines
+    out = {}
+    for line in (ln for ln in lines if ln != DROP):
+        match, _, actions = line.partition(",actions=")
+        out[match.split(",", 2)[2]] = actions
+    return out
+
+
+def to(vni: int, port: int) -> str:
+    return f"load:{vni:#x}->NXM_NX_TUN_ID[],output:{port}"
+
+
+def test_nothing_recorded_is_a_drop_only_table():
+    assert flows([], [], {}, {}, None) == [DROP]
+    assert text([DROP]) == DROP + "\n"
+
+
+def test_local_side_translates_vlan_and_floods_only_to_the_networks_peers():
+    tunnels = [vx("icv1", 100, "n1"), vx("icv2", 200, "n1"), vx("icv3", 300, "n2")]
+    ports = {"icv1": 10, "icv2": 11, "icv3": 10}  # icv1 and icv3 share one tunnel port
+    got = by_in_port(flows(["n1", "n2"], tunnels, ports, {"n1": 5, "n2": 6}, PATCH))
+    assert got["in_port=1,dl_vlan=5"] == f"strip_vlan,{to(100, 10)},{to(200, 11)}"
+    assert got["in_port=1,dl_vlan=6"] == f"strip_vlan,{to(300, 10)}"
+    # from a tunnel: VLAN of the network on this host, out of the patch
+    assert got["in_port=10,tun_id=0x64"].endswith("mod_vlan_vid:5,output:1")
+    assert got["in_port=10,tun_id=0x12c"] == "mod_vlan_vid:6,output:1"
+
+
+def test_origin_relays_between_its_tunnels_but_not_back():
+    tunnels = [vx("icv1", 100, "n1"), vx("icv2", 200, "n1"), vx("icv3", 300, "n1")]
+    ports = {"icv1": 10, "icv2": 11, "icv3": 12}
+    got = by_in_port(flows(["n1"], tunnels, ports, {"n1": 5}, PATCH))
+    assert got["in_port=11,tun_id=0xc8"] == (f"{to(100, 10)},{to(300, 12)},mod_vlan_vid:5,output:1")
+
+
+def test_no_forward_drops_only_the_named_direction_pairs():
+    tunnels = [vx("icv1", 100, "n1"), vx("icv2", 200, "n1"), vx("icv3", 300, "n1")]
+    ports = {"icv1": 10, "icv2": 11, "icv3": 12}
+    pairs = {("icv1", "icv2"), ("icv2", "icv1")}
+    got = by_in_port(flows(["n1"], tunnels, ports, {"n1": 5}, PATCH, pairs))
+    assert got["in_port=10,tun_id=0x64"] == f"{to(300, 12)},mod_vlan_vid:5,output:1"
+    assert got["in_port=11,tun_id=0xc8"] == f"{to(300, 12)},mod_vlan_vid:5,output:1"
+    assert got["in_port=12,tun_id=0x12c"] == (
+        f"{to(100, 10)},{to(200, 11)},mod_vlan_vid:5,output:1"
+    )
+
+
+def test_isolated_members_only_deliver_locally():
+    tunnels = [vx("icv1", 100, "n1", True), vx("icv2", 200, "n1", True)]
+    got = by_in_port(flows(["n1"], tunnels, {"icv1": 10, "icv2": 11}, {"n1": 5}, PATCH))
+    assert got["in_port=10,tun_id=0x64"] == "mod_vlan_vid:5,output:1"
+    assert got["in_port=11,tun_id=0xc8"] == "mod_vlan_vid:5,output:1"
+
+
+def test_network_without_local_side_still_relays_and_isolated_one_has_no_flows():
+    relay = [vx("icv1", 100, "n1"), vx("icv2", 200, "n1")]
+    got = by_in_port(flows(["n1"], relay, {"icv1": 10, "icv2": 11}, {}, PATCH))
+    assert got == {
+        "in_port=10,tun_id=0x64": to(200, 11),
+        "in_port=11,tun_id=0xc8": to(100, 10),
+    }
+    isolated = [vx("icv1", 100, "n1", True)]
+    assert flows(["n1"], isolated, {"icv1": 10}, {}, PATCH) == [DROP]
+
+
+def test_tunnels_without_port_or_network_and_missing_patch_are_left_out():
+    tunnels = [vx("icv1", 100, "n1"), vx("icv2", 200, "n1"), vx("icv9", 900, "gone")]
+    ports = {"icv1": 10, "icv9": 12}  # icv2's port is missing
+    got = by_in_port(flows(["n1"], tunnels, ports, {"n1": 5}, PATCH))
+    assert got == {
+        "in_port=1,dl_vlan=5": f"strip_vlan,{to(100, 10)}",
+        "in_port=10,tun_id=0x64": "mod_vlan_vid:5,output:1",
+    }
+    # no patch port yet: no local side at all
+    assert flows(["n1"], tunnels, ports, {"n1": 5}, None) == [DROP]
+
+
+def test_output_is_sorted_and_deterministic():
+    tunnels = [vx("icv2", 200, "n1"), vx("icv1", 100, "n1")]
+    a = flows(["n1"], tunnels, {"icv1": 10, "icv2": 11}, {"n1": 5}, PATCH)
+    b = flows(["n1"], list(reversed(tunnels)), {"icv2": 11, "icv1": 10}, {"n1": 5}, PATCH)
+    assert a == b == sorted(a)
+    assert all(line.startswith("table=0,priority=") for line in a)
