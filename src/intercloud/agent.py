@@ -26,7 +26,7 @@ def build(cfg: config_mod.Config) -> AppContext:
     store = Store(cfg.agent.database)
     store.migrate()
     cloud = cloud_drivers.load(cfg)
-    dataplane = dataplane_drivers.load(cfg.dataplane.driver)
+    dataplane = dataplane_drivers.load(cfg.dataplane.driver, section=cfg.dataplane)
     client = FederationClient(cfg.agent.name, timeout=cfg.agent.federation_timeout)
     ipsec = ipsec_drivers.load(cfg)
     reconciler = Reconciler(cfg, store, cloud, dataplane, client, ipsec)

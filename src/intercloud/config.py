@@ -64,6 +64,12 @@ class DataplaneSection:
     vni_min: int = 1
     vni_max: int = validation.VNI_MAX
     vxlan_port: int = 4789
+    # driver = "ovs": the node's Open vSwitch (OVSDB socket, run dir holding <bridge>.mgmt)
+    ovs_db: str = "unix:/var/run/openvswitch/db.sock"
+    ovs_rundir: str = "/var/run/openvswitch"
+    integration_bridge: str = "br-int"
+    cloud_bridge: str = "br-cloud"
+    tunnel_type: str = "vxlan"  # ovs: vxlan | geneve | gre
 
 
 @dataclass
