@@ -282,6 +282,13 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
     assert_converged(b, want_b)
     assert lab.ping("B", 1, "10.1.0.1")
 
+    # someone deletes our patch port in C's br-int: the plan puts it back
+    lab.ovs["C"].vsctl("del-port", "br-int", c.patch_names(PREFIX)[0])
+    assert lab.no_ping("C", 1, "10.1.0.1")
+    assert apply(c, want_c) == ["ensure_bridge icbr1"]
+    assert_converged(c, want_c)
+    assert lab.ping("C", 1, "10.1.0.1")
+
     # someone wipes C's flows: the plan rewrites them
     lab.ovs["C"].ofctl("br-cloud", "del-flows")
     assert plan(want_c, c.observe(PREFIX)) != []

@@ -195,7 +195,9 @@ class OvsDataplane(Dataplane):
         return vx.port if self.tunnel_type == "vxlan" else None
 
     def _tunnel_options(self, vx: Vxlan) -> dict[str, str]:
-        opts = {"remote_ip": vx.remote, "local_ip": vx.local, "key": "flow"}
+        opts = {"remote_ip": vx.remote, "key": "flow"}
+        if vx.local:  # else OVS picks the source address from its route to remote_ip
+            opts["local_ip"] = vx.local
         port = self._dst_port(vx)
         if port is not None:
             opts["dst_port"] = str(port)
@@ -466,8 +468,8 @@ class OvsDataplane(Dataplane):
 
     def remove_link(self, name: str) -> None:
         records = self._records()
-        gone = {k[len(REC) :]: None for k in records if k.split(":", 2)[2:] == [name]}
-        gone.pop(f"attach:{name}", None)  # attachments go by detach
+        # a bridge or tunnel record (attachments go by detach, relay filters by prefix)
+        gone = {f"{k}:{name}": None for k in ("bridge", "vxlan") if f"{REC}{k}:{name}" in records}
         if gone:
             self._set_records(**gone)
             self._write_flows()
@@ -495,11 +497,10 @@ class OvsDataplane(Dataplane):
     def cleanup(self, prefix: str) -> None:
         """br-cloud (with its tunnel ports and records) and our patch port in br-int."""
         in_int, _ = self.patch_names(prefix)
-        self._commit(
-            f"remove {self.br_cloud} and {in_int}",
-            self.api.del_port(in_int, self.br_int, if_exists=True),
-            self.api.del_br(self.br_cloud, if_exists=True),
-        )
+        cmds = [self.api.del_br(self.br_cloud, if_exists=True)]
+        if self._bridge_exists(self.br_int):
+            cmds.append(self.api.del_port(in_int, self.br_int, if_exists=True))
+        self._commit(f"remove {self.br_cloud} and {in_int}", *cmds)
         self._written = None
 
     def close(self) -> None:
