@@ -100,7 +100,7 @@ class Lab:
 
     def no_ping(self, gw: str, net: int, dst: str) -> bool:
         proc = subprocess.run(
-            netns.exec_argv(self.vm(gw, net), ["ping", "-c", "3", "-i", "0.3", "-W", "1", dst]),
+            netns.exec_argv(self.vm(gw, net), ["ping", "-c", "2", "-i", "0.2", "-W", "1", dst]),
             capture_output=True,
             check=False,
         )
@@ -174,6 +174,7 @@ def assert_converged(dp: OvsDataplane, desired: HostState) -> None:
 
 
 A, B, C = UNDERLAY["A"], UNDERLAY["B"], UNDERLAY["C"]
+ENCAP = {"vxlan": "udp dst port 4789", "geneve": "udp dst port 6081", "gre": "ip proto 47"}
 
 
 @pytest.mark.parametrize("tunnel_type", ["vxlan", "geneve", "gre"])
@@ -183,6 +184,10 @@ def test_ping_across_with_vlan_translation(lab, drivers, tunnel_type):
     want_b = net("icbr1", "net1-b", [("icv101", 101, B, A)], isolated=True)
     assert apply(a, want_a) and apply(b, want_b)
     assert lab.ping("A", 1, "10.1.0.2"), f"no ping A->B over {tunnel_type}"
+    # and the underlay carries exactly that encapsulation
+    with capture(lab.ns("B"), "ul0", ENCAP[tunnel_type]) as seen:
+        assert lab.ping("A", 1, "10.1.0.2")
+    assert seen.lines, f"no {tunnel_type} packet on B's underlay"
     iface = lab.ovs["A"].vsctl(
         "get", "interface", a.tunnel_port(PREFIX, want_a.vxlans["icv101"]), "type"
     )
@@ -230,8 +235,9 @@ def test_relay_isolation_and_flooding_scope(lab, drivers):
     # Network 2 is expanded to B only: C must see none of its frames, B must see them.
     vni2 = "udp dst port 4789 and ( udp[12:4] >> 8 ) = 201"
     with capture(lab.ns("C"), "ul0", vni2) as at_c, capture(lab.ns("B"), "ul0", vni2) as at_b:
+        broadcast = ["ping", "-b", "-c", "3", "-i", "0.2", "-w", "1", "10.2.0.255"]
         subprocess.run(
-            netns.exec_argv(lab.vm("A", 2), ["ping", "-b", "-c", "3", "-i", "0.2", "10.2.0.255"]),
+            netns.exec_argv(lab.vm("A", 2), broadcast),
             capture_output=True,
             check=False,
         )
