@@ -21,9 +21,20 @@ returns it exactly. observe() still checks reality and reports a difference wher
 - a tunnel port missing or with other options: that Vxlan is reported with port=0, so the plan
   removes and re-creates it.
 
-Not supported: MSS clamping (base class refuses), rate limits (refused: see ensure_vxlan),
-MAC learning (replace-flows/diff-flows own the whole table, learned flows would be wiped and
-would show as drift), Patch objects.
+Not supported: MSS clamping (base class refuses); rate limits (refused: an OpenFlow meter in
+the flooding flow drops the whole packet, not only the copy to one peer — measured here: with
+`clone(resubmit(,1))` around the metered output the unmetered outputs lost the packets too);
+MAC learning (replace-flows/diff-flows own the whole table: learned flows would be wiped by
+every write and show as drift; unicast is flooded to the network's peers, as broadcast);
+Patch objects.
+
+Encryption: the userspace datapath builds tunnel packets itself and sends them out of the OVS
+bridge that holds the route to the remote (br-phy), never through the kernel's IP stack, so
+neither XFRM nor charon's kernel-libipsec (a TUN device plus routes in table 220) sees them.
+OVS 3.1 does learn the table-220 route, but a route whose device is not an OVS bridge makes
+`ofproto/trace` say "native tunnel routing failed" (checked here). Encrypting needs the IPsec
+end outside OVS on the path: br-phy's uplink going through a kernel router (namespace) whose
+charon protects the tunnel endpoints' traffic.
 """
 
 from __future__ import annotations
