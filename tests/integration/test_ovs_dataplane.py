@@ -22,6 +22,7 @@ from intercloud.drivers.dataplane.ovs import OvsDataplane
 from intercloud.errors import DriverError
 from intercloud.lab import netns
 from intercloud.lab import ovs as labovs
+from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
 from tests.integration.helpers import capture
 
 PREFIX = "ic"
@@ -361,3 +362,25 @@ def test_nothing_left_behind(lab):
         assert out == ["br-int", "br-phy"], out
     assert len(lab.namespaces) == 4 + len(VMS)
     assert all(netns.exists(n) for n in lab.namespaces)
+
+
+def test_desired_state_from_the_reconciler_builder(lab, drivers):
+    """The reconciler's own builder, asking the driver what a Neutron network id is."""
+    a, b = drivers("A"), drivers("B")
+
+    def desired(dp: OvsDataplane, key: str, uuid: str, peer: str, here: str, there: str, iso: bool):
+        want = NetworkWant(key, uuid, (TunnelWant(f"t:{key}", peer, 101),), isolated=iso)
+        links = {peer: LinkView(peer, here, there, enabled=True)}
+        return build(PREFIX, 4789, [want], links, dp.interface_kind)
+
+    got_a = desired(a, "e1", "net1-a", "B", A, B, False)
+    got_b = desired(b, "r1", "net1-b", "A", B, A, True)
+    assert got_a.blocked == {} and got_b.blocked == {}
+    assert got_a.state.attachments == {"net1-a": Attachment("net1-a", "icbe1")}
+    for dp, got in ((a, got_a), (b, got_b)):
+        apply(dp, got.state)
+        assert_converged(dp, got.state)
+    assert lab.ping("B", 1, "10.1.0.1")
+    # a network id without a local VLAN on br-int blocks its tunnels, as a missing interface
+    missing = desired(a, "e2", "net-nowhere", "B", A, B, False)
+    assert missing.blocked == {"t:e2": "local interface net-nowhere does not exist"}
