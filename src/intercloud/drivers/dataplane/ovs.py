@@ -279,10 +279,12 @@ class OvsDataplane(Dataplane):
             cmds += self._port_cmds(bridge, name, ifaces.get(name), "patch", {"peer": peer})
         if cmds:
             self._commit(f"create {self.br_cloud} and its patch to {self.br_int}", *cmds)
+            self._written = None  # a new (or re-typed) bridge starts with an empty table
+            self._ofport(in_cloud)  # the flows need its number
 
-    def _ofport(self, name: str, wait: bool = True) -> int | None:
+    def _ofport(self, name: str) -> int:
         """The OpenFlow port of interface `name` (vswitchd fills it in after the commit)."""
-        deadline = time.monotonic() + (self.timeout if wait else 0)
+        deadline = time.monotonic() + self.timeout
         while True:
             rows = self._read(
                 self.api.db_list("Interface", [name], columns=["ofport"], if_exists=True),
@@ -292,9 +294,7 @@ class OvsDataplane(Dataplane):
             if port is not None and port > 0:
                 return int(port)
             if time.monotonic() >= deadline:
-                if wait:
-                    raise DriverError(f"OVS gave port {name} no OpenFlow number (see its log)")
-                return None
+                raise DriverError(f"OVS gave port {name} no OpenFlow number (see its log)")
             time.sleep(0.05)
 
     # -- flows -------------------------------------------------------------------------------
