@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from intercloud.domain.hoststate import Vxlan
+from intercloud.drivers.dataplane.ovs import OvsDataplane
 from intercloud.drivers.dataplane.ovs_flows import flows, text
+from intercloud.errors import DriverError
 
 PATCH = 1
 DROP = "table=0,priority=0,actions=drop"
@@ -98,3 +102,16 @@ def test_output_is_sorted_and_deterministic():
     b = flows(["n1"], list(reversed(tunnels)), {"icv2": 11, "icv1": 10}, {"n1": 5}, PATCH)
     assert a == b == sorted(a)
     assert all(line.startswith("table=0,priority=") for line in a)
+
+
+def test_driver_names_fit_interfaces_and_tunnel_ports_are_shared_per_endpoint_pair():
+    dp = OvsDataplane("unix:/nonexistent/db.sock", "/nonexistent", tunnel_type="geneve")
+    assert dp.supported_tunnels == ("geneve",)
+    one, two = vx("abcdv1", 1, "n1"), vx("abcdv2", 2, "n2")
+    other = Vxlan("abcdv3", 3, "198.18.0.1", "198.18.0.7", "n1")
+    assert dp.tunnel_port("abcd", one) == dp.tunnel_port("abcd", two)
+    assert dp.tunnel_port("abcd", one) != dp.tunnel_port("abcd", other)
+    names = [dp.tunnel_port("abcd", one), *OvsDataplane.patch_names("abcd")]
+    assert all(n.startswith("abcd") and len(n) <= 15 for n in names), names
+    with pytest.raises(DriverError, match="tunnel_type"):
+        OvsDataplane("unix:/x", "/x", tunnel_type="ipip")
