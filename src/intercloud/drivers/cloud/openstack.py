@@ -74,10 +74,12 @@ class OpenStackCloud(Cloud):
     # -- connection ---------------------------------------------------------------------------
 
     def _default_connect(self) -> Any:
+        from openstack.config import get_cloud_region
         from openstack.connection import Connection
 
         c = self._cfg
-        return Connection(
+        # only our config: no clouds.yaml, no OS_* variables of whoever started the agent
+        region = get_cloud_region(
             auth_type="password",
             auth={
                 "auth_url": c.auth_url,
@@ -92,6 +94,7 @@ class OpenStackCloud(Cloud):
             load_yaml_config=False,
             load_envvars=False,
         )
+        return Connection(config=region)
 
     def _c(self) -> Any:
         if self._conn is None:
