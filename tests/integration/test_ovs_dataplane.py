@@ -27,13 +27,19 @@ from tests.integration.helpers import capture
 
 PREFIX = "ic"
 UNDERLAY = {"A": "198.18.0.1", "B": "198.18.0.2", "C": "198.18.0.3"}
+# Neutron network ids (net_uuid of the VM ports on br-int)
+NET1_A = "6e3f1a00-0000-4000-8000-0000000001aa"
+NET1_B = "6e3f1a00-0000-4000-8000-0000000001bb"
+NET1_C = "6e3f1a00-0000-4000-8000-0000000001cc"
+NET2_A = "6e3f1a00-0000-4000-8000-0000000002aa"
+NET2_B = "6e3f1a00-0000-4000-8000-0000000002bb"
 # (gateway, network) -> (local VLAN on that gateway's br-int, net_uuid, VM address)
 VMS = {
-    ("A", 1): (5, "net1-a", "10.1.0.1"),
-    ("B", 1): (7, "net1-b", "10.1.0.2"),
-    ("C", 1): (9, "net1-c", "10.1.0.3"),
-    ("A", 2): (6, "net2-a", "10.2.0.1"),
-    ("B", 2): (8, "net2-b", "10.2.0.2"),
+    ("A", 1): (5, NET1_A, "10.1.0.1"),
+    ("B", 1): (7, NET1_B, "10.1.0.2"),
+    ("C", 1): (9, NET1_C, "10.1.0.3"),
+    ("A", 2): (6, NET2_A, "10.2.0.1"),
+    ("B", 2): (8, NET2_B, "10.2.0.2"),
 }
 
 
@@ -181,8 +187,8 @@ ENCAP = {"vxlan": "udp dst port 4789", "geneve": "udp dst port 6081", "gre": "ip
 @pytest.mark.parametrize("tunnel_type", ["vxlan", "geneve", "gre"])
 def test_ping_across_with_vlan_translation(lab, drivers, tunnel_type):
     a, b = drivers("A", tunnel_type), drivers("B", tunnel_type)
-    want_a = net("icbe1", "net1-a", [("icv101", 101, A, B)], isolated=False)
-    want_b = net("icbr1", "net1-b", [("icv101", 101, B, A)], isolated=True)
+    want_a = net("icbe1", NET1_A, [("icv101", 101, A, B)], isolated=False)
+    want_b = net("icbr1", NET1_B, [("icv101", 101, B, A)], isolated=True)
     assert apply(a, want_a) and apply(b, want_b)
     assert lab.ping("A", 1, "10.1.0.2"), f"no ping A->B over {tunnel_type}"
     # and the underlay carries exactly that encapsulation
@@ -202,19 +208,19 @@ def test_ping_across_with_vlan_translation(lab, drivers, tunnel_type):
 def test_wrong_vni_does_not_pass(lab, drivers):
     """Tunnel ids isolate: B expects 102 where A sends 101."""
     a, b = drivers("A"), drivers("B")
-    apply(a, net("icbe1", "net1-a", [("icv101", 101, A, B)], isolated=False))
-    apply(b, net("icbr1", "net1-b", [("icv102", 102, B, A)], isolated=True))
+    apply(a, net("icbe1", NET1_A, [("icv101", 101, A, B)], isolated=False))
+    apply(b, net("icbr1", NET1_B, [("icv102", 102, B, A)], isolated=True))
     assert lab.no_ping("A", 1, "10.1.0.2")
 
 
 def three_gateways(drivers, no_forward: set[tuple[str, str]] = frozenset()):
     a, b, c = drivers("A"), drivers("B"), drivers("C")
-    want_a = net("icbe1", "net1-a", [("icv101", 101, A, B), ("icv102", 102, A, C)], False)
-    net("icbe2", "net2-a", [("icv201", 201, A, B)], False, want_a)
+    want_a = net("icbe1", NET1_A, [("icv101", 101, A, B), ("icv102", 102, A, C)], False)
+    net("icbe2", NET2_A, [("icv201", 201, A, B)], False, want_a)
     want_a.no_forward = set(no_forward)
-    want_b = net("icbr1", "net1-b", [("icv101", 101, B, A)], True)
-    net("icbr2", "net2-b", [("icv201", 201, B, A)], True, want_b)
-    want_c = net("icbr1", "net1-c", [("icv102", 102, C, A)], True)
+    want_b = net("icbr1", NET1_B, [("icv101", 101, B, A)], True)
+    net("icbr2", NET2_B, [("icv201", 201, B, A)], True, want_b)
+    want_c = net("icbr1", NET1_C, [("icv102", 102, C, A)], True)
     for dp, want in ((a, want_a), (b, want_b), (c, want_c)):
         apply(dp, want)
         assert_converged(dp, want)
@@ -259,8 +265,8 @@ def test_relay_isolation_and_flooding_scope(lab, drivers):
 
     # A relaying member must not be isolated: with A's tunnels isolated, B->C stops
     iso = HostState()
-    net("icbe1", "net1-a", [("icv101", 101, A, B), ("icv102", 102, A, C)], True, iso)
-    net("icbe2", "net2-a", [("icv201", 201, A, B)], True, iso)
+    net("icbe1", NET1_A, [("icv101", 101, A, B), ("icv102", 102, A, C)], True, iso)
+    net("icbe2", NET2_A, [("icv201", 201, A, B)], True, iso)
     apply(a, iso)
     assert_converged(a, iso)
     assert lab.no_ping("B", 1, "10.1.0.3")
@@ -314,9 +320,9 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
     assert_converged(a, want_a)
 
     # shrinking: network 2 leaves A; its tunnel port stays (shared with network 1)
-    shrunk = net("icbe1", "net1-a", [("icv101", 101, A, B), ("icv102", 102, A, C)], False)
+    shrunk = net("icbe1", NET1_A, [("icv101", 101, A, B), ("icv102", 102, A, C)], False)
     steps = apply(a, shrunk)
-    assert steps == ["detach net2-a", "remove_link icv201", "remove_link icbe2"]
+    assert steps == [f"detach {NET2_A}", "remove_link icv201", "remove_link icbe2"]
     assert_converged(a, shrunk)
     assert lab.no_ping("A", 2, "10.2.0.2")
     assert lab.ping("A", 1, "10.1.0.2")
@@ -339,16 +345,16 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
 
 def test_refusals(lab, drivers):
     a = drivers("A")
-    apply(a, net("icbe1", "net1-a", [], isolated=False))
+    apply(a, net("icbe1", NET1_A, [], isolated=False))
     with pytest.raises(DriverError, match="cannot rate-limit"):
         a.ensure_vxlan(Vxlan("icv101", 101, A, B, "icbe1", rate_mbit=10))
     with pytest.raises(DriverError, match="cannot clamp"):
         a.ensure_mss_clamp({"icv101": 1360})
     with pytest.raises(DriverError, match="no such network"):
         a.ensure_vxlan(Vxlan("icv101", 101, A, B, "icbe9"))
-    with pytest.raises(DriverError, match="no port on br-int"):
+    with pytest.raises(DriverError, match="not a Neutron network id"):
         a.attach(Attachment("no-such-net", "icbe1"))
-    assert a.interface_kind("net1-a") == "other"
+    assert a.interface_kind(NET1_A) == "other"
     assert a.interface_kind("no-such-net") is None
     assert a.interface_kind("vm1") is None
     with pytest.raises(DriverError):
@@ -373,14 +379,19 @@ def test_desired_state_from_the_reconciler_builder(lab, drivers):
         links = {peer: LinkView(peer, here, there, enabled=True)}
         return build(PREFIX, 4789, [want], links, dp.interface_kind)
 
-    got_a = desired(a, "e1", "net1-a", "B", A, B, False)
-    got_b = desired(b, "r1", "net1-b", "A", B, A, True)
+    got_a = desired(a, "e1", NET1_A, "B", A, B, False)
+    got_b = desired(b, "r1", NET1_B, "A", B, A, True)
     assert got_a.blocked == {} and got_b.blocked == {}
-    assert got_a.state.attachments == {"net1-a": Attachment("net1-a", "icbe1")}
+    assert got_a.state.attachments == {NET1_A: Attachment(NET1_A, "icbe1")}
     for dp, got in ((a, got_a), (b, got_b)):
         apply(dp, got.state)
         assert_converged(dp, got.state)
     assert lab.ping("B", 1, "10.1.0.1")
-    # a network id without a local VLAN on br-int blocks its tunnels, as a missing interface
+    # something that is not a Neutron network id blocks its tunnels, as a missing interface
     missing = desired(a, "e2", "net-nowhere", "B", A, B, False)
     assert missing.blocked == {"t:e2": "local interface net-nowhere does not exist"}
+    # a network with no port on this host yet (no local VLAN) still gets its tunnels
+    idle = "6e3f1a00-0000-4000-8000-000000000fff"
+    assert a.interface_kind(idle) == "other"
+    got_idle = desired(a, "e3", idle, "B", A, B, False)
+    assert got_idle.blocked == {} and "icv101" in got_idle.state.vxlans

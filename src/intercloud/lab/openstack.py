@@ -135,6 +135,26 @@ class OpenStackServices:
         self.agent_password = secrets.token_hex(12)  # the intercloud agent's service user
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
+    def record(self) -> dict[str, Any]:
+        """What another process needs to call these services (secrets: keep it private)."""
+        return {
+            "workdir": str(self.workdir),
+            "keystone_port": self.keystone_port,
+            "neutron_port": self.neutron_port,
+            "admin_password": self.admin_password,
+            "neutron_password": self.neutron_password,
+            "agent_password": self.agent_password,
+        }
+
+    @classmethod
+    def from_record(cls, ns: str, rec: dict[str, Any]) -> OpenStackServices:
+        """A handle on services started by another process (it can call, not stop them)."""
+        svc = cls(ns, rec["workdir"], rec["keystone_port"], rec["neutron_port"])
+        svc.admin_password = rec["admin_password"]
+        svc.neutron_password = rec["neutron_password"]
+        svc.agent_password = rec["agent_password"]
+        return svc
+
     @property
     def auth_url(self) -> str:
         return f"http://127.0.0.1:{self.keystone_port}/v3"

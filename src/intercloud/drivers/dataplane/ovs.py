@@ -48,6 +48,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Iterable
 from typing import Any
@@ -417,8 +418,15 @@ class OvsDataplane(Dataplane):
         return state
 
     def interface_kind(self, name: str) -> str | None:
-        """'other' for a Neutron network id that has a local VLAN on br-int, else None."""
-        return "other" if name in self._vlans_by_net() else None
+        """'other' for a Neutron network id (the cloud driver vouches that it exists), else
+        None. A network has a local VLAN only while a port of it is on this host's br-int:
+        until then it is attached with no local side (tunnels only), and the flows follow as
+        soon as the OVS agent tags a port of it (observe() sees the flows differ)."""
+        try:
+            uuid.UUID(name)
+        except ValueError:
+            return None
+        return "other"
 
     # -- verbs -------------------------------------------------------------------------------
 
@@ -464,10 +472,10 @@ class OvsDataplane(Dataplane):
             raise DriverError(
                 f"cannot attach {attachment.interface} to {attachment.master}: no such network"
             )
-        if attachment.interface not in self._vlans_by_net():
+        if self.interface_kind(attachment.interface) is None:
             raise DriverError(
-                f"cannot attach {attachment.interface} to {attachment.master}: no port on "
-                f"{self.br_int} has a local VLAN for that network"
+                f"cannot attach {attachment.interface} to {attachment.master}: not a Neutron "
+                "network id (the ovs data plane finds a network's VLAN by its id)"
             )
         self._set_records(**{f"attach:{attachment.interface}": {"master": attachment.master}})
         self._write_flows()
