@@ -21,7 +21,11 @@ def pytest_runtest_makereport(item, call):
     """On a failure, attach the tail of every lab agent's log: CI keeps nothing else."""
     report = yield
     funcargs = getattr(item, "funcargs", {})
-    lab = (funcargs.get("lab3") or funcargs.get("lab4")) if report.failed else None
+    lab = (
+        funcargs.get("lab3") or funcargs.get("lab4") or funcargs.get("oslab")
+        if report.failed
+        else None
+    )
     if isinstance(lab, Lab):
         for cloud in lab.clouds:
             try:

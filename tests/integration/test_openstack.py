@@ -1,0 +1,208 @@
+"""OpenStack mode end to end: per cloud a real Keystone, a real Neutron API and a real Open
+vSwitch (userspace datapath) in its gateway namespace; agents with the openstack cloud driver
+and the ovs data plane; users with Keystone tokens; VMs are Neutron ports plugged into br-int
+with local VLANs that differ between the clouds."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+
+import pytest
+
+from intercloud.errors import NotFound
+from intercloud.lab.openstack_lab import OpenStackLab
+from tests.integration.helpers import wait_for
+
+
+@pytest.fixture(scope="module")
+def oslab():
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (network namespaces); run them as root")
+    lab = OpenStackLab("o" + secrets.token_hex(3))
+    try:
+        lab.up(2)
+        lab.peer("A", "B")
+        yield lab
+    finally:
+        lab.down()
+
+
+def neutron(lab, cloud: str, script: str, **params):
+    return lab.services(cloud).sdk(script, **params)
+
+
+def replica_objects(lab, cloud: str) -> dict:
+    """What the agent of `cloud` made in its Keystone and Neutron (found by tag)."""
+    return neutron(
+        lab,
+        cloud,
+        """
+result = {"networks": [], "projects": []}
+for n in admin.network.networks(tags="intercloud"):
+    sns = list(admin.network.subnets(network_id=n.id))
+    result["networks"].append({
+        "id": n.id, "name": n.name, "tags": sorted(n.tags),
+        "project": admin.identity.get_project(n.project_id).name,
+        "subnets": [{"cidr": s.cidr, "gateway": s.gateway_ip,
+                     "pools": [[p["start"], p["end"]] for p in s.allocation_pools]}
+                    for s in sns],
+        "ports": sorted([p.mac_address, p.fixed_ips[0]["ip_address"], p.device_owner]
+                        for p in admin.network.ports(network_id=n.id)),
+    })
+for p in admin.identity.projects():
+    if "intercloud" in (p.tags or []):
+        result["projects"].append(p.name)
+# untagged networks in replicated projects would be orphans of a crash
+replicated = {p.id for p in admin.identity.projects() if "." in p.name}
+result["untagged"] = [n.id for n in admin.network.networks()
+                      if n.project_id in replicated and "intercloud" not in (n.tags or [])]
+""",
+    )
+
+
+def origin_network(lab, cloud: str, name: str) -> dict:
+    return neutron(
+        lab,
+        cloud,
+        """
+n = admin.network.get_network(params["id"])
+s = next(iter(admin.network.subnets(network_id=n.id)))
+result = {"pools": [[p["start"], p["end"]] for p in s.allocation_pools],
+          "ports": sorted([p.mac_address, p.fixed_ips[0]["ip_address"], p.device_owner]
+                          for p in admin.network.ports(network_id=n.id))}
+""",
+        id=lab.cloud(cloud)["networks"][name]["id"],
+    )
+
+
+def active(lab, cloud: str, project: str, uid: str):
+    exp = lab.api(cloud, "GET", f"/v1/expansions/{uid}", token=project)
+    return exp if exp["status"] == "active" else None
+
+
+def ping(lab, vm: dict, ip: str, count: int = 3) -> bool:
+    target = f"{vm['cloud']}/{vm['name']}"
+    r = lab.exec(target, ["ping", "-c", str(count), "-i", "0.3", "-W", "2", ip.split("/")[0]])
+    return r.returncode == 0
+
+
+def test_member_expands_a_neutron_network_with_a_keystone_token(oslab):
+    lab = oslab
+    a1 = lab.add_vm("A", "a1", network="net1")
+    exp = lab.api("A", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}, token="p1")
+    uid = exp["id"]
+    wait_for(lambda: active(lab, "A", "p1", uid), 60, what="the expansion to become active")
+
+    # B's Keystone and Neutron hold the replicated project, network, subnet and ports
+    made = replica_objects(lab, "B")
+    assert made["projects"] == ["A.p1"]
+    assert made["untagged"] == []
+    [net] = made["networks"]
+    assert (net["name"], net["project"]) == ("net1", "A.p1")
+    assert f"intercloud-uid={uid}" in net["tags"]
+    [subnet] = net["subnets"]
+    assert (subnet["cidr"], subnet["gateway"]) == ("10.10.0.0/24", "10.10.0.1")
+    # split pools: B's slice and A's shrunk pool are disjoint and together A's old pool
+    [[b_first, b_last]] = subnet["pools"]
+    a_net = origin_network(lab, "A", "net1")
+    assert a_net["pools"] == [["10.10.0.2", _before(b_first)]]
+    assert b_last == "10.10.0.254"
+    # a1 stands in B's Neutron as a placeholder (security groups admit it, nobody takes its IP)
+    a1_ip = a1["ip"].split("/")[0]
+    assert [a1["mac"], a1_ip, "intercloud:remote"] in net["ports"]
+
+    # a VM in B on the replica gets its address from B's slice, and the two ping at L2
+    b1 = lab.add_vm("B", "b1", replica_of="A/net1")
+    b1_ip = b1["ip"].split("/")[0]
+    assert _between(b1_ip, b_first, b_last)
+    assert wait_for(lambda: ping(lab, a1, b1_ip), 30, what="a1 -> b1 ping")
+    assert ping(lab, b1, a1_ip)
+    # different local VLANs on the two br-int: the tunnels translate
+    vlans = {c: set(lab.cloud(c)["vlans"].values()) for c in ("A", "B")}
+    assert vlans["A"].isdisjoint(vlans["B"])
+    # and b1 becomes a placeholder in A's Neutron
+    wait_for(
+        lambda: (
+            [b1["mac"], b1_ip, "intercloud:remote"] in origin_network(lab, "A", "net1")["ports"]
+        ),
+        30,
+        what="b1's placeholder in A",
+    )
+
+
+def test_another_project_gets_404_and_changes_nothing(oslab):
+    lab = oslab
+    [exp] = lab.api("A", "GET", "/v1/expansions", token="p1")
+    before = (replica_objects(lab, "B"), origin_network(lab, "A", "net1"))
+    for method, path, body in (
+        ("GET", f"/v1/expansions/{exp['id']}", None),
+        ("DELETE", f"/v1/expansions/{exp['id']}", None),
+        ("POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}),
+    ):
+        with pytest.raises(NotFound) as err:
+            lab.api("A", method, path, body, token="p2")
+        assert err.value.status == 404
+    assert lab.api("A", "GET", "/v1/expansions", token="p2") == []
+    assert [n["name"] for n in lab.api("A", "GET", "/v1/networks", token="p2")] == ["net2"]
+    # a token Keystone does not know is refused
+    status, _ = lab.api_raw("A", "GET", "/v1/expansions", token="gAAAAAnot-a-token")
+    assert status == 401
+    assert (replica_objects(lab, "B"), origin_network(lab, "A", "net1")) == before
+    assert active(lab, "A", "p1", exp["id"])
+
+
+def test_peer_agent_killed_during_an_expansion_converges_without_orphans(oslab):
+    lab = oslab
+    exp = lab.api("A", "POST", "/v1/expansions", {"network": "net2", "peers": ["B"]}, token="p2")
+    # kill B's agent as soon as it starts making the replica in its cloud
+    wait_for(lambda: "A.p2" in replica_objects(lab, "B")["projects"], 30, what="B to start")
+    pid = lab.cloud("B")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    lab.stop_agent("B")
+    lab.start_agent("B")
+    wait_for(lambda: active(lab, "A", "p2", exp["id"]), 60, what="net2's expansion to converge")
+    made = replica_objects(lab, "B")
+    uids = sorted(t for n in made["networks"] for t in n["tags"] if t.startswith("intercloud-uid"))
+    assert len(uids) == len(set(uids)) == 2  # one network per expansion, none twice
+    assert made["untagged"] == []
+    assert sorted(made["projects"]) == ["A.p1", "A.p2"]
+    # the earlier expansion survived the restart untouched
+    [exp1] = lab.api("A", "GET", "/v1/expansions", token="p1")
+    assert active(lab, "A", "p1", exp1["id"])
+
+
+def test_deleting_expansions_removes_the_replicas_and_gives_the_pool_back(oslab):
+    lab = oslab
+    for project in ("p1", "p2"):
+        for exp in lab.api("A", "GET", "/v1/expansions", token=project):
+            lab.api("A", "DELETE", f"/v1/expansions/{exp['id']}", token=project)
+
+    def gone() -> bool:
+        return all(lab.api("A", "GET", "/v1/expansions", token=p) == [] for p in ("p1", "p2"))
+
+    wait_for(gone, 60, what="both expansions to be deleted")
+    made = wait_for(
+        lambda: (lambda m: m if not m["networks"] and not m["projects"] else None)(
+            replica_objects(lab, "B")
+        ),
+        30,
+        what="B's replicas to go",
+    )
+    assert made["untagged"] == []
+    a_net = origin_network(lab, "A", "net1")
+    assert a_net["pools"] == [["10.10.0.2", "10.10.0.254"]]
+    assert not [p for p in a_net["ports"] if p[2] == "intercloud:remote"]
+
+
+def _before(ip: str) -> str:
+    a, b, c, d = (int(x) for x in ip.split("."))
+    return f"{a}.{b}.{c}.{d - 1}"
+
+
+def _between(ip: str, first: str, last: str) -> bool:
+    def key(x: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in x.split("."))
+
+    return key(first) <= key(ip) <= key(last)
