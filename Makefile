@@ -6,7 +6,7 @@ APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables 
 # The benchmark's short run is kept out of the default suite for now: `make test-bench`.
 PYTEST_ARGS ?= -m "not bench"
 
-.PHONY: install install-system install-python install-openstack demo test test-bench test-unit lint format clean-lab
+.PHONY: install install-system install-python install-openstack demo demo-openstack test test-bench test-unit lint format clean-lab
 
 install: install-system install-python
 
@@ -31,6 +31,9 @@ install-openstack: install-python
 
 demo: install install-openstack
 	bash scripts/demo.sh
+
+demo-openstack: install install-openstack
+	bash scripts/demo-openstack.sh
 
 test: install install-openstack
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests

@@ -14,7 +14,18 @@ from typing import Any
 import click
 
 from intercloud.errors import IntercloudError
+from intercloud.lab.openstack_lab import OpenStackLab
 from intercloud.lab.topology import PROJECTS, Lab
+
+
+def _open(lab_name: str) -> Lab:
+    """The lab by its name, as the kind it was brought up as (plain or OpenStack)."""
+    plain = Lab(lab_name)
+    try:
+        openstack = plain.exists() and bool(plain.state().get("openstack"))
+    except ValueError:
+        openstack = False
+    return OpenStackLab(lab_name) if openstack else plain
 
 
 class _LabGroup(click.Group):
@@ -68,9 +79,15 @@ def lab() -> None:
 )
 @click.option(
     "--encrypt/--no-encrypt",
-    default=True,
-    show_default=True,
-    help="Run a charon per gateway and encrypt every link with IPsec.",
+    default=None,
+    help="Run a charon per gateway and encrypt every link with IPsec (default: on, off with "
+    "--openstack).",
+)
+@click.option(
+    "--openstack",
+    is_flag=True,
+    help="Each cloud runs a real Keystone, Neutron API and Open vSwitch; agents use the "
+    "openstack cloud driver and the ovs data plane (unencrypted links, no NAT).",
 )
 @click.option(
     "--nat",
@@ -85,17 +102,29 @@ def up(
     lab_name: str,
     peer: bool,
     agents: bool,
-    encrypt: bool,
+    encrypt: bool | None,
+    openstack: bool,
     nat: tuple[str, ...],
     timeout: float,
 ) -> None:
     """Create the namespaces, underlay, tenant bridges, charons and agents."""
     if peer and not agents:
         raise click.UsageError("--peer needs the agents (drop --no-agents)")
+    if openstack and (encrypt or nat):
+        raise click.UsageError(
+            "--openstack runs without --encrypt and --nat (OVS userspace tunnels bypass the "
+            "kernel's IPsec)"
+        )
+    encrypt = not openstack if encrypt is None else encrypt
     if nat and not encrypt:
         raise click.UsageError("--nat needs --encrypt (NAT traversal is IPsec's NAT-T)")
-    lb = Lab(lab_name)
-    lb.up(clouds, start_agents=agents, encrypt=encrypt, nat=nat, timeout=timeout)
+    lb: Lab
+    if openstack:
+        lb = OpenStackLab(lab_name)
+        lb.up(clouds, start_agents=agents, timeout=max(timeout, 60.0))
+    else:
+        lb = Lab(lab_name)
+        lb.up(clouds, start_agents=agents, encrypt=encrypt, nat=nat, timeout=timeout)
     if peer:
         try:
             for a, b in itertools.combinations(lb.clouds, 2):
@@ -114,7 +143,7 @@ def up(
 @_name_option
 def down(lab_name: str) -> None:
     """Stop the agents, delete every <name>-* namespace and the state dir."""
-    deleted = Lab(lab_name).down()
+    deleted = _open(lab_name).down()
     click.echo(f"lab {lab_name} down ({len(deleted)} namespaces deleted)")
 
 
@@ -123,7 +152,7 @@ def down(lab_name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(lab_name: str, as_json: bool) -> None:
     """Clouds, agents (alive, healthy), namespaces and VMs."""
-    st = Lab(lab_name).status()
+    st = _open(lab_name).status()
     if as_json:
         click.echo(json.dumps(st, indent=2))
     else:
@@ -173,7 +202,7 @@ def exec_(ctx: click.Context, lab_name: str, token: str, target: str, cmd: tuple
     argv = list(cmd[1:] if cmd[:1] == ("--",) else cmd)
     if not argv:
         raise click.UsageError("missing command after --")
-    proc = Lab(lab_name).exec(target, argv, token=token, capture=False)
+    proc = _open(lab_name).exec(target, argv, token=token, capture=False)
     ctx.exit(proc.returncode)
 
 
@@ -186,7 +215,11 @@ def vm() -> None:
 @_name_option
 @click.argument("cloud")
 @click.argument("vm_name", metavar="NAME")
-@click.option("--ip", "ip_cidr", required=True, help="Address of eth0, e.g. 10.10.0.11/24.")
+@click.option(
+    "--ip",
+    "ip_cidr",
+    help="Address of eth0, e.g. 10.10.0.11/24 (required; in an OpenStack lab Neutron chooses).",
+)
 @click.option("--network", help="A local network of CLOUD (net1, net2).")
 @click.option("--replica-of", help="PEER/NETWORK: the replica CLOUD hosts for it, e.g. A/net1.")
 @click.option("--mac", help="MAC address of eth0.")
@@ -204,7 +237,13 @@ def vm_add(
     """Add VM NAME to CLOUD."""
     if (network is None) == (replica_of is None):
         raise click.UsageError("give exactly one of --network or --replica-of")
-    v = Lab(lab_name).add_vm(
+    lb = _open(lab_name)
+    if isinstance(lb, OpenStackLab):
+        if ip_cidr or mac:
+            raise click.UsageError("in an OpenStack lab Neutron chooses --ip and --mac")
+    elif not ip_cidr:
+        raise click.UsageError("--ip is required")
+    v = lb.add_vm(
         cloud, vm_name, ip_cidr, network=network, replica_of=replica_of, mac=mac, timeout=timeout
     )
     click.echo(f"vm {v['cloud']}/{v['name']} {v['ip']} on bridge {v['bridge']} (ns {v['ns']})")
@@ -216,7 +255,7 @@ def vm_add(
 @click.argument("vm_name", metavar="NAME")
 def vm_rm(lab_name: str, cloud: str, vm_name: str) -> None:
     """Remove VM NAME from CLOUD."""
-    Lab(lab_name).remove_vm(cloud, vm_name)
+    _open(lab_name).remove_vm(cloud, vm_name)
     click.echo(f"vm {cloud.upper()}/{vm_name} removed")
 
 
@@ -227,7 +266,7 @@ def vm_rm(lab_name: str, cloud: str, vm_name: str) -> None:
 @click.option("--lines", default=50, show_default=True, help="log: lines to show (0 = all).")
 def agent(action: str, cloud: str, lab_name: str, lines: int) -> None:
     """Start, stop or restart a cloud's agent, or show its log."""
-    lb = Lab(lab_name)
+    lb = _open(lab_name)
     if action == "log":
         text = lb.agent_log(cloud, lines=lines or None)
         click.echo(text, nl=not text.endswith("\n"))
@@ -252,7 +291,7 @@ def agent(action: str, cloud: str, lab_name: str, lines: int) -> None:
 def peer(lab_name: str, a: str, b: str, projects: str) -> None:
     """Peer clouds A and B both ways: peer, link and agreement, shared key."""
     names = [p.strip() for p in projects.split(",") if p.strip()]
-    Lab(lab_name).peer(a, b, names)
+    _open(lab_name).peer(a, b, names)
     click.echo(f"peered {a.upper()} <-> {b.upper()} for {', '.join(names)}")
 
 
@@ -263,7 +302,12 @@ def peer(lab_name: str, a: str, b: str, projects: str) -> None:
 def standalone(lab_name: str, host: str, network: str) -> None:
     """A user-run agent in a VM of cloud HOST (on its NETWORK, with a public address): one
     more cloud, whose network `home` (project p1) is that tenant network."""
-    letter = Lab(lab_name).add_standalone(host, network=network)
+    lb = _open(lab_name)
+    if isinstance(lb, OpenStackLab):
+        raise click.UsageError(
+            "standalone agents are for the plain lab (lab up without --openstack)"
+        )
+    letter = lb.add_standalone(host, network=network)
     click.echo(f"standalone agent {letter} running in a VM of {host.upper()} on {network}")
 
 

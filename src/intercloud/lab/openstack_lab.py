@@ -205,6 +205,7 @@ for n in admin.network.networks(tags="intercloud", name=params["network"]):
             "port_id": port["id"],
             "network_id": net_id,
             "veth": veth,
+            "bridge": f"br-int vlan {tag}",
             "network": network,
             "replica_of": replica_of if isinstance(replica_of, str) else None,
         }
