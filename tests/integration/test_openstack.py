@@ -112,6 +112,20 @@ def test_member_expands_a_neutron_network_with_a_keystone_token(oslab):
     # a1 stands in B's Neutron as a placeholder (security groups admit it, nobody takes its IP)
     a1_ip = a1["ip"].split("/")[0]
     assert [a1["mac"], a1_ip, "intercloud:remote"] in net["ports"]
+    # ... in the replicated project's default security group; its quota is the agreement's
+    seen = neutron(
+        lab,
+        "B",
+        """
+p = admin.identity.find_project("A.p1", domain_id="default")
+sg = next(iter(admin.network.security_groups(project_id=p.id, name="default")))
+port = next(iter(admin.network.ports(mac_address=params["mac"])))
+result = {"default_sg": sg.id in port.security_group_ids,
+          "networks_quota": admin.network.get_quota(p.id).networks}
+""",
+        mac=a1["mac"],
+    )
+    assert seen == {"default_sg": True, "networks_quota": 10}
 
     # a VM in B on the replica gets its address from B's slice, and the two ping at L2
     b1 = lab.add_vm("B", "b1", replica_of="A/net1")
