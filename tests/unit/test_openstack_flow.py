@@ -239,3 +239,36 @@ def test_ports_outside_the_network_or_of_a_stranger_are_refused(trio):
             "A", f"http://{a.ip}:8700", _peer_key(c, "A"), "PUT", path, {"ports": []}
         )
     assert a.ctx.cloud.placeholders.get("net1", []) == []
+
+
+@pytest.mark.parametrize(
+    ("addressing", "field", "words"),
+    [
+        ({"gateway": "10.10.1.1"}, "addressing.gateway", "not in 10.10.0.0/24"),
+        ({"pools": [["10.10.0.9", "10.10.0.2"]]}, "addressing.pools", "is after"),
+        ({"pools": [["10.10.0.2"]]}, "addressing.pools", "[first, last]"),
+        ({"ports": [["zz:16:3e:00:00:01", "10.10.0.5"]]}, "addressing.ports", "invalid MAC"),
+        ({"ports": [["fa:16:3e:00:00:01", "10.10.0.300"]]}, "addressing.ports", "invalid IP"),
+        ({"routers": []}, "addressing", "gateway, pools and ports"),
+    ],
+)
+def test_bad_addressing_names_the_field(addressing, field, words):
+    from intercloud.domain import validation
+    from intercloud.errors import Invalid
+
+    with pytest.raises(Invalid) as err:
+        validation.addressing(addressing, "10.10.0.0/24")
+    assert err.value.field == field and words in err.value.message
+
+
+def test_addressing_is_normalized():
+    from intercloud.domain import validation
+
+    got = validation.addressing(
+        {"gateway": "10.10.0.1", "ports": [["FA:16:3E:00:00:0B", "10.10.0.9"]]}, "10.10.0.0/24"
+    )
+    assert got == {
+        "gateway": "10.10.0.1",
+        "pools": [],
+        "ports": [["fa:16:3e:00:00:0b", "10.10.0.9"]],
+    }

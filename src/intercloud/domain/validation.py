@@ -103,40 +103,42 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 MAX_PORTS = 4096
 
 
+def address_in(value: object, cidr_: str, field: str) -> str:
+    """An IP address (string) inside the network `cidr_`."""
+    if not isinstance(value, str):
+        raise Invalid(f"{field}: must be an IP address string", field=field)
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise Invalid(f"{field}: invalid IP address {value!r}", field=field) from exc
+    if addr not in ipaddress.ip_network(cidr_):
+        raise Invalid(f"{field}: {value} is not in {cidr_}", field=field)
+    return str(addr)
+
+
 def addressing(value: object, cidr_: str, field: str = "addressing") -> dict:
     """What the origin tells a peer about a network's addresses (OpenStack replicas): its
     gateway, the pool slice the peer may hand out, the (mac, ip) of the other clouds' ports.
     Every address must lie in the network's CIDR."""
     if not isinstance(value, dict) or set(value) - {"gateway", "pools", "ports"}:
         raise Invalid(f"{field}: must be an object with gateway, pools and ports", field=field)
-    net = ipaddress.ip_network(cidr_)
-
-    def inside(v: object, where: str) -> str:
-        if not isinstance(v, str):
-            raise Invalid(f"{where}: must be an IP address string", field=where)
-        try:
-            addr = ipaddress.ip_address(v)
-        except ValueError as exc:
-            raise Invalid(f"{where}: invalid IP address {v!r}", field=where) from exc
-        if addr not in net:
-            raise Invalid(f"{where}: {v} is not in {cidr_}", field=where)
-        return str(addr)
-
     gateway = value.get("gateway")
-    out: dict = {"gateway": None if gateway is None else inside(gateway, f"{field}.gateway")}
+    out: dict = {
+        "gateway": None if gateway is None else address_in(gateway, cidr_, f"{field}.gateway")
+    }
     pools = value.get("pools") or []
-    ports = value.get("ports") or []
+    where = f"{field}.pools"
     if not isinstance(pools, list) or len(pools) > 64:
-        raise Invalid(f"{field}.pools: must be a list of [first, last]", field=f"{field}.pools")
+        raise Invalid(f"{where}: must be a list of [first, last]", field=where)
     out["pools"] = []
     for p in pools:
         if not isinstance(p, list) or len(p) != 2:
-            raise Invalid(f"{field}.pools: each must be [first, last]", field=f"{field}.pools")
-        a, b = inside(p[0], f"{field}.pools"), inside(p[1], f"{field}.pools")
+            raise Invalid(f"{where}: each must be [first, last]", field=where)
+        a, b = address_in(p[0], cidr_, where), address_in(p[1], cidr_, where)
         if ipaddress.ip_address(a) > ipaddress.ip_address(b):
-            raise Invalid(f"{field}.pools: {a} is after {b}", field=f"{field}.pools")
+            raise Invalid(f"{where}: {a} is after {b}", field=where)
         out["pools"].append([a, b])
-    out["ports"] = port_list(ports, cidr_, f"{field}.ports")
+    out["ports"] = port_list(value.get("ports") or [], cidr_, f"{field}.ports")
     return out
 
 
@@ -144,7 +146,6 @@ def port_list(value: object, cidr_: str, field: str = "ports") -> list[list[str]
     """[[mac, ip], ...] of VMs in a network: lower-case MACs, addresses inside `cidr_`."""
     if not isinstance(value, list) or len(value) > MAX_PORTS:
         raise Invalid(f"{field}: must be a list of at most {MAX_PORTS} [mac, ip]", field=field)
-    net = ipaddress.ip_network(cidr_)
     out = []
     for p in value:
         if not isinstance(p, list) or len(p) != 2 or not all(isinstance(x, str) for x in p):
@@ -152,11 +153,5 @@ def port_list(value: object, cidr_: str, field: str = "ports") -> list[list[str]
         mac = p[0].lower()
         if not _MAC_RE.match(mac):
             raise Invalid(f"{field}: invalid MAC {p[0]!r}", field=field)
-        try:
-            addr = ipaddress.ip_address(p[1])
-        except ValueError as exc:
-            raise Invalid(f"{field}: invalid IP address {p[1]!r}", field=field) from exc
-        if addr not in net:
-            raise Invalid(f"{field}: {p[1]} is not in {cidr_}", field=field)
-        out.append([mac, str(addr)])
+        out.append([mac, address_in(p[1], cidr_, field)])
     return sorted(out)
