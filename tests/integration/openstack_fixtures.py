@@ -48,11 +48,13 @@ def openstack_cloud(
     ns = ns or f"{new_prefix()}ctl"
     netns.add_namespace(ns)
     svc = OpenStackServices(ns, workdir, keystone_port, neutron_port)
+    api = OpenStackApi.for_services(svc)
     try:
         svc.start()
-        yield svc, OpenStackApi.for_services(svc)
+        yield svc, api
     finally:
         try:
+            api.close()
             svc.stop()
         finally:
             netns.delete_namespace(ns)

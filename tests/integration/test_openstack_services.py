@@ -118,9 +118,10 @@ def test_service_user_validates_tokens(cloud: Cloud, users: dict[str, dict]) -> 
 
 def test_stop_leaves_nothing(cloud: Cloud) -> None:
     """Last in the file: stops the module's services itself."""
-    svc, _ = cloud
+    svc, api = cloud
     pids = svc.pids()
     assert len(pids) == 2
+    api.close()  # its request process lives in the namespace too
     svc.stop()
     assert not [p for p in pids if netns.pid_alive(p)]
     assert netns.namespace_pids(svc.ns) == []

@@ -29,6 +29,7 @@ from typing import Any
 
 from intercloud.lab import netns, openstack_env
 from intercloud.lab.netns import LabError
+from intercloud.lab.openstack_api import OpenStackApi
 
 REGION = "RegionOne"
 SERVICE_PROJECT = "service"
@@ -197,7 +198,7 @@ class OpenStackServices:
         w = self.workdir
         w.mkdir(parents=True, exist_ok=True)
         for sub in ("fernet-keys", "credential-keys", "neutron-state", "locks"):
-            (w / sub).mkdir(exist_ok=True)
+            (w / sub).mkdir(mode=0o700, exist_ok=True)  # Keystone warns of readable key dirs
         netns.set_up(self.ns, "lo")
         shutil.copyfile(openstack_env.keystone_schema(), w / "keystone.db")
         shutil.copyfile(openstack_env.neutron_schema(), w / "neutron.db")
@@ -208,54 +209,59 @@ class OpenStackServices:
         )
         for path in (kconf, nconf):
             path.chmod(0o600)
-        manage = [str(openstack_env.venv("keystone") / "bin" / "keystone-manage")]
-        manage += ["--config-file", str(kconf)]
-        for args in (
-            ["fernet_setup", "--keystone-user", "root", "--keystone-group", "root"],
-            ["credential_setup", "--keystone-user", "root", "--keystone-group", "root"],
-        ):
-            self._check([*manage, *args], f"keystone-manage {args[0]}")
-        url = self.auth_url
-        self._check(
-            [
-                *manage,
-                "bootstrap",
-                "--bootstrap-password",
-                self.admin_password,
-                "--bootstrap-region-id",
-                REGION,
-                "--bootstrap-admin-url",
-                url,
-                "--bootstrap-public-url",
-                url,
-                "--bootstrap-internal-url",
-                url,
-            ],
-            "keystone-manage bootstrap",
-        )
-        # Both servers start together; Neutron needs Keystone only once a request comes.
-        self._spawn(
-            "keystone",
-            "keystone.wsgi.api",
-            self.keystone_port,
-            {"OS_KEYSTONE_CONFIG_FILES": str(kconf)},
-        )
+        # Neutron first: its import (≈ 4 s) overlaps Keystone's set-up, and it needs Keystone
+        # only once a request comes.
         self._spawn(
             "neutron",
             "neutron.wsgi.api",
             self.neutron_port,
             {"OS_NEUTRON_CONFIG_FILES": str(nconf), "OS_NEUTRON_CONFIG_DIR": str(w)},
         )
+        manage = [str(openstack_env.venv("keystone") / "bin" / "keystone-manage")]
+        manage += ["--config-file", str(kconf)]
+        owner = ["--keystone-user", "root", "--keystone-group", "root"]
+        url = self.auth_url
+        env = {"OS_BOOTSTRAP_PASSWORD": self.admin_password}  # not in argv: `ps` shows argv
+        # The two key repositories together; bootstrap wants the fernet keys in place.
+        self._check_all(
+            env,
+            [[*manage, "fernet_setup", *owner], [*manage, "credential_setup", *owner]],
+        )
+        bootstrap = ["bootstrap", "--bootstrap-region-id", REGION]
+        for iface in ("admin", "public", "internal"):
+            bootstrap += [f"--bootstrap-{iface}-url", url]
+        # Keystone's server imports while bootstrap fills the database: no request reaches the
+        # database before bootstrap is done (waiting for an answer asks only for /v3).
+        self._spawn(
+            "keystone",
+            "keystone.wsgi.api",
+            self.keystone_port,
+            {"OS_KEYSTONE_CONFIG_FILES": str(kconf)},
+        )
+        self._check_all(env, [[*manage, *bootstrap]])
         deadline = time.monotonic() + timeout
         self._wait("keystone", "/v3", deadline)
         self._bootstrap_catalog()
         self._wait("neutron", "/", deadline)
 
-    def _check(self, argv: list[str], what: str) -> None:
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-            raise LabError(f"{what} failed: {tail}")
+    def _check_all(self, env: dict[str, str], commands: list[list[str]]) -> None:
+        """Run commands in parallel; LabError naming the first that failed, with its output."""
+        procs = [
+            subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, **env},
+            )
+            for argv in commands
+        ]
+        outs = [proc.communicate()[0] for proc in procs]
+        for argv, proc, out in zip(commands, procs, outs, strict=True):
+            if proc.returncode != 0:
+                tail = " | ".join(out.strip().splitlines()[-3:])
+                what = next(a for a in argv[3:] if not a.startswith("-"))
+                raise LabError(f"keystone-manage {what} failed: {tail}")
 
     def _spawn(self, name: str, module: str, port: int, env: dict[str, str]) -> None:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -336,31 +342,30 @@ class OpenStackServices:
 
     def _bootstrap_catalog(self) -> None:
         """The service project, Neutron's and the agent's service users (admin role), the
-        network endpoint; the `member` and `reader` roles come with bootstrap."""
-        self.sdk(
-            """
-idp = admin.identity
-svc = idp.find_project(params["service"], domain_id="default") or idp.create_project(
-    name=params["service"], domain_id="default")
-admin_role = idp.find_role("admin")
-for name, pw in (("neutron", params["neutron_pw"]), (params["agent"], params["agent_pw"])):
-    user = idp.find_user(name, domain_id="default") or idp.create_user(
-        name=name, password=pw, domain_id="default", default_project_id=svc.id)
-    idp.assign_project_role_to_user(svc, user, admin_role)
-for role in ("member", "reader"):
-    idp.find_role(role) or idp.create_role(name=role)
-net = idp.find_service("neutron") or idp.create_service(name="neutron", type="network")
-if not list(idp.endpoints(service_id=net.id)):
-    for iface in ("public", "internal", "admin"):
-        idp.create_endpoint(service_id=net.id, interface=iface, url=params["neutron_url"],
-                            region_id=params["region"])
-""",
-            service=SERVICE_PROJECT,
-            neutron_pw=self.neutron_password,
-            agent=AGENT_USER,
-            agent_pw=self.agent_password,
-            neutron_url=self.neutron_url,
-        )
+        network endpoint; the `member` and `reader` roles come with bootstrap. Plain REST
+        calls (openstack_api): importing openstacksdk alone would take longer."""
+        with OpenStackApi.for_services(self) as api:
+            api.create_project(SERVICE_PROJECT)
+            for name, pw in (("neutron", self.neutron_password), (AGENT_USER, self.agent_password)):
+                api.create_user(name, pw, SERVICE_PROJECT, "admin")
+            for role in ("member", "reader"):
+                if api.find("roles", role) is None:
+                    api.keystone("POST", "/roles", body={"role": {"name": role}})
+            found = api.keystone("GET", "/services?type=network")["services"]
+            if found:
+                service = found[0]
+            else:
+                body = {"service": {"name": "neutron", "type": "network", "enabled": True}}
+                service = api.keystone("POST", "/services", body=body)["service"]
+            if not api.keystone("GET", f"/endpoints?service_id={service['id']}")["endpoints"]:
+                for iface in ("public", "internal", "admin"):
+                    endpoint = {
+                        "service_id": service["id"],
+                        "interface": iface,
+                        "url": self.neutron_url,
+                        "region_id": REGION,
+                    }
+                    api.keystone("POST", "/endpoints", body={"endpoint": endpoint})
 
     def create_project(self, name: str) -> str:
         return self.sdk(
