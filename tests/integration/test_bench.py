@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# Not in `make test` yet (Makefile: -m "not bench"): run with `make test-bench`.
+# In `make test` (CI); alone: `make test-bench`.
 pytestmark = pytest.mark.bench
 
 # Every figure the benchmark must report (ids in the JSON), whatever the machine.
