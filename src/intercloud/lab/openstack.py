@@ -12,7 +12,9 @@ plane is ours. Used by the integration tests and `intercloud lab up --openstack`
     svc.stop()
 
 Calls to the services are made by short Python programs (openstacksdk) run inside the
-namespace: the test process lives in the host's namespace and cannot reach that loopback."""
+namespace: the test process lives in the host's namespace and cannot reach that loopback.
+For plain REST with users' own tokens (dicts back, any headers), see lab/openstack_api.py:
+`OpenStackApi.for_services(svc)`."""
 
 from __future__ import annotations
 

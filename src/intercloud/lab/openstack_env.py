@@ -8,6 +8,8 @@ from (made once, copied per start: Neutron's migrations do not run on SQLite).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -111,17 +113,27 @@ def keystone_schema() -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _locked():
+    """One installer at a time (a test session and a lab may start together)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_all() -> dict[str, float]:
     """Install both services and their databases; seconds each step took."""
     took = {}
-    for service in SERVICES:
+    with _locked():
+        for service in SERVICES:
+            started = time.monotonic()
+            install(service)
+            took[service] = round(time.monotonic() - started, 1)
         started = time.monotonic()
-        install(service)
-        took[service] = round(time.monotonic() - started, 1)
-    started = time.monotonic()
-    neutron_schema()
-    keystone_schema()
-    took["schemas"] = round(time.monotonic() - started, 1)
+        neutron_schema()
+        keystone_schema()
+        took["schemas"] = round(time.monotonic() - started, 1)
     return took
 
 
