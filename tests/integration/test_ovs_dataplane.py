@@ -10,9 +10,13 @@ VLAN <-> tunnel id translation. Network 1 spans A (origin), B and C; network 2 o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
+import re
 import secrets
 import subprocess
+import time
 
 import pytest
 
@@ -26,6 +30,7 @@ from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, bui
 from tests.integration.helpers import capture
 
 PREFIX = "ic"
+VM_MTU = 1400  # room for any of the three encapsulations on a 1500-byte underlay
 UNDERLAY = {"A": "198.18.0.1", "B": "198.18.0.2", "C": "198.18.0.3"}
 # Neutron network ids (net_uuid of the VM ports on br-int)
 NET1_A = "6e3f1a00-0000-4000-8000-0000000001aa"
@@ -71,7 +76,9 @@ class Lab:
             labovs.add_bridge(inst, "br-int")
         for (gw, net), (tag, uuid, ip) in VMS.items():
             self.namespaces.append(self.vm(gw, net))
-            labovs.add_vm(self.ovs[gw], self.vm(gw, net), f"vm{net}", tag, uuid, f"{ip}/24")
+            labovs.add_vm(
+                self.ovs[gw], self.vm(gw, net), f"vm{net}", tag, uuid, f"{ip}/24", mtu=VM_MTU
+            )
 
     def _namespace(self, name: str) -> None:
         self.namespaces.append(name)
@@ -343,11 +350,94 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
         assert dp.observe(PREFIX) == HostState()
 
 
+def iperf(lab: Lab, gw: str, net: int, dst_gw: str, dst: str, seconds: int = 2) -> float:
+    """TCP Mbit/s received from VM (gw, net) by the VM at `dst` (on gateway dst_gw)."""
+    server = subprocess.Popen(
+        netns.exec_argv(lab.vm(dst_gw, net), ["iperf3", "-s", "-1"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(50):  # until the server listens
+            ss = subprocess.run(
+                netns.exec_argv(lab.vm(dst_gw, net), ["ss", "-ltnH", "sport = :5201"]),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if ss.stdout.strip():
+                break
+            time.sleep(0.1)
+        out = subprocess.run(
+            netns.exec_argv(lab.vm(gw, net), ["iperf3", "-c", dst, "-t", str(seconds), "-J"]),
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=False,
+        ).stdout
+        result = json.loads(out)
+        assert "error" not in result, result["error"]
+        return result["end"]["sum_received"]["bits_per_second"] / 1e6
+    finally:
+        server.kill()
+        server.wait()
+
+
+def meter_rates(lab: Lab, gw: str) -> list[str]:
+    """The meters on br-cloud as 'meter=N rate=R' (the test may read OVS's text; the driver
+    does not)."""
+    out = lab.ovs[gw].ofctl("br-cloud", "dump-meters", "-O", "OpenFlow13")
+    return re.findall(r"meter=\d+|rate=\d+", out)
+
+
+RATE = 10  # Mbit/s
+
+
+def test_rate_limit_meters_only_the_copy_to_that_peer(lab, drivers):
+    (a, want_a), _, _ = three_gateways(drivers)
+    assert lab.ping("A", 1, "10.1.0.2") and lab.ping("A", 1, "10.1.0.3")
+    free = iperf(lab, "A", 1, "B", "10.1.0.2")
+    assert free > 3 * RATE, f"without a limit only {free:.1f} Mbit/s: the test proves nothing"
+
+    # network 1 towards B limited: an in-place change (the tunnel port stays)
+    limited = dataclasses.replace(want_a.vxlans["icv101"], rate_mbit=RATE)
+    want_a.add(limited)
+    before = lab.ovs["A"].vsctl("list-ports", "br-cloud").split()
+    assert apply(a, want_a) == ["ensure_vxlan icv101"]
+    assert_converged(a, want_a)
+    assert a.observe(PREFIX).vxlans["icv101"].rate_mbit == RATE
+    assert lab.ovs["A"].vsctl("list-ports", "br-cloud").split() == before
+    assert meter_rates(lab, "A") == ["meter=1", f"rate={RATE * 1000}"]
+    to_b = iperf(lab, "A", 1, "B", "10.1.0.2")
+    # Unicast is flooded to all of the network's peers (no MAC learning): every frame to C
+    # also has a copy to B through the meter. Were the meter's drop to end the whole action
+    # list, C would get the limited rate too.
+    to_c = iperf(lab, "A", 1, "C", "10.1.0.3")
+    print(f"to B (limited to {RATE}) {to_b:.1f} Mbit/s, to C {to_c:.1f}, before {free:.1f}")
+    assert 0.3 * RATE <= to_b <= 1.2 * RATE
+    assert to_c > 3 * RATE
+    assert lab.ping("B", 1, "10.1.0.3"), "relay through the origin broken by the meter"
+
+    # someone deletes the meter (OpenFlow takes its flows along): the plan puts both back
+    lab.ovs["A"].ofctl("br-cloud", "del-meters", "-O", "OpenFlow13")
+    assert apply(a, want_a) == ["ensure_bridge icbe1", "ensure_bridge icbe2"]
+    assert_converged(a, want_a)
+    assert meter_rates(lab, "A") == ["meter=1", f"rate={RATE * 1000}"]
+
+    # a new rate is a meter change; no limit removes the meter
+    want_a.add(dataclasses.replace(limited, rate_mbit=2 * RATE))
+    assert apply(a, want_a) == ["ensure_vxlan icv101"]
+    assert meter_rates(lab, "A") == ["meter=1", f"rate={2 * RATE * 1000}"]
+    want_a.add(dataclasses.replace(limited, rate_mbit=None))
+    assert apply(a, want_a) == ["ensure_vxlan icv101"]
+    assert_converged(a, want_a)
+    assert meter_rates(lab, "A") == []
+    assert lab.ping("A", 1, "10.1.0.2")
+
+
 def test_refusals(lab, drivers):
     a = drivers("A")
     apply(a, net("icbe1", NET1_A, [], isolated=False))
-    with pytest.raises(DriverError, match="cannot rate-limit"):
-        a.ensure_vxlan(Vxlan("icv101", 101, A, B, "icbe1", rate_mbit=10))
     with pytest.raises(DriverError, match="cannot clamp"):
         a.ensure_mss_clamp({"icv101": 1360})
     with pytest.raises(DriverError, match="no such network"):

@@ -159,15 +159,19 @@ def add_vm(
     cidr: str,
     bridge: str = "br-int",
     mac: str | None = None,
+    mtu: int | None = None,
 ) -> None:
     """A "VM" (namespace `vm_ns`, interface eth0 with `cidr`) on `bridge` as the Neutron OVS
-    agent would plug it: access port `port`, tag=<local VLAN>, other_config:net_uuid."""
+    agent would plug it: access port `port`, tag=<local VLAN>, other_config:net_uuid.
+    `mtu`: the VM's MTU, as Neutron would give it (underlay minus the tunnel overhead: the
+    userspace datapath does not fragment, so full 1500-byte frames in a tunnel over a 1500
+    underlay are dropped: ping works, TCP stalls)."""
     netns.add_namespace(vm_ns)
     netns.add_veth(inst.ns, port, vm_ns, "eth0")
     for ns, ifname in ((inst.ns, port), (vm_ns, "eth0")):
         offload_off(ns, ifname)
     netns.set_up(inst.ns, port)
-    netns.set_up(vm_ns, "eth0", mac=mac)
+    netns.set_up(vm_ns, "eth0", mac=mac, mtu=mtu)
     netns.add_address(vm_ns, "eth0", cidr)
     inst.vsctl(
         "--may-exist",

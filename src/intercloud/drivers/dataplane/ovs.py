@@ -21,12 +21,17 @@ returns it exactly. observe() still checks reality and reports a difference wher
 - a tunnel port missing or with other options: that Vxlan is reported with port=0, so the plan
   removes and re-creates it.
 
-Not supported: MSS clamping (base class refuses); rate limits (refused: an OpenFlow meter in
-the flooding flow drops the whole packet, not only the copy to one peer — measured here: with
-`clone(resubmit(,1))` around the metered output the unmetered outputs lost the packets too);
-MAC learning (replace-flows/diff-flows own the whole table: learned flows would be wiped by
-every write and show as drift; unicast is flooded to the network's peers, as broadcast);
-Patch objects.
+Rate limits: one OpenFlow meter per limited Vxlan (ids and flows in ovs_flows), set with
+`ovs-ofctl add-meter/mod-meter` before the flows that use them, removed after; the ids we
+installed are recorded too (`ic:meters:`). A meter deleted behind our back takes its flows with
+it (OpenFlow), so diff-flows sees the drift; a meter's rate changed behind our back is not seen
+(that would need parsing dump-meters). Ids follow the sorted names of the limited tunnels, so
+adding one may renumber others: between the meter writes and the (atomic) flow write, a
+renumbered tunnel briefly runs at its neighbour's rate.
+
+Not supported: MSS clamping (base class refuses); MAC learning (replace-flows/diff-flows own
+the whole table: learned flows would be wiped by every write and show as drift; unicast is
+flooded to the network's peers, as broadcast); Patch objects.
 
 Encryption: the userspace datapath builds tunnel packets itself and sends them out of the OVS
 bridge that holds the route to the remote (br-phy), never through the kernel's IP stack, so
@@ -103,6 +108,7 @@ class OvsDataplane(Dataplane):
         self._api: Any = None
         self._lock = threading.Lock()
         self._written: str | None = None  # the flow text last written (skip identical writes)
+        self._meters: dict[int, int] = {}  # the meters last written: id -> kbit/s
 
     # -- OVSDB -------------------------------------------------------------------------------
 
@@ -303,8 +309,8 @@ class OvsDataplane(Dataplane):
     def _target(self) -> str:
         return f"unix:{os.path.join(self.rundir, self.br_cloud)}.mgmt"
 
-    def _expected_flows(self, records: dict[str, str] | None = None) -> str:
-        records = self._records() if records is None else records
+    def _expected(self, records: dict[str, str]) -> tuple[str, dict[int, int]]:
+        """The flow table the records give, and the meters it uses (id -> kbit/s)."""
         bridges, vxlans, atts, nofwd = self._parse(records)
         ifaces = self._interfaces(self.br_cloud)
         ofports: dict[str, int] = {}
@@ -325,13 +331,17 @@ class OvsDataplane(Dataplane):
             port = _one(cur["ofport"]) if cur else None
             patch_ofport = int(port) if port is not None and port > 0 else None
         pairs = set().union(*nofwd.values()) if nofwd else set()
-        lines = ovs_flows.flows(bridges, vxlans.values(), ofports, vlans, patch_ofport, pairs)
-        return ovs_flows.text(lines)
+        meters = ovs_flows.meters(vxlans.values())
+        ids = {name: meter for name, (meter, _) in meters.items()}
+        lines = ovs_flows.flows(
+            bridges, vxlans.values(), ofports, vlans, patch_ofport, pairs, meter_ids=ids
+        )
+        return ovs_flows.text(lines), dict(meters.values())
 
     def _ofctl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
-                ["ovs-ofctl", *args],
+                ["ovs-ofctl", "-O", ovs_flows.OPENFLOW, *args],
                 input=stdin,
                 capture_output=True,
                 text=True,
@@ -344,9 +354,15 @@ class OvsDataplane(Dataplane):
     def _write_flows(self) -> None:
         if not self._bridge_exists(self.br_cloud):
             return
-        want = self._expected_flows()
-        if want == self._written:
+        records = self._records()
+        want, meters = self._expected(records)
+        if want == self._written and meters == self._meters:
             return
+        had = self._recorded_meters(records) | self._meters
+        # meters before the flows that use them (OVS refuses a flow with an unknown meter)
+        for meter, kbit in sorted(meters.items()):
+            if self._written is None or had.get(meter) != kbit:
+                self._set_meter(meter, kbit)
         proc = self._ofctl("--bundle", "replace-flows", self._target(), "-", stdin=want)
         if proc.returncode != 0:
             self._written = None
@@ -354,6 +370,30 @@ class OvsDataplane(Dataplane):
                 f"cannot write the flows of {self.br_cloud}: {proc.stderr.strip()[-300:]}"
             )
         self._written = want
+        for meter in sorted(set(had) - set(meters)):
+            # no flow uses it any more; absent already is fine
+            self._ofctl("del-meters", self._target(), f"meter={meter}")
+        self._meters = dict(meters)
+        if self._recorded_meters(records) != meters:
+            self._set_records(**{"meters:": sorted(meters.items()) or None})
+
+    def _set_meter(self, meter: int, kbit: int) -> None:
+        spec = ovs_flows.meter_spec(meter, kbit)
+        proc = self._ofctl("mod-meter", self._target(), spec)
+        if proc.returncode != 0:  # not there yet
+            proc = self._ofctl("add-meter", self._target(), spec)
+        if proc.returncode != 0:
+            raise DriverError(
+                f"cannot set meter {meter} ({kbit} kbit/s) on {self.br_cloud}: "
+                f"{proc.stderr.strip()[-300:]}"
+            )
+
+    @staticmethod
+    def _recorded_meters(records: dict[str, str]) -> dict[int, int]:
+        try:
+            return {int(m): int(k) for m, k in json.loads(records.get(f"{REC}meters:", "[]"))}
+        except (ValueError, TypeError):
+            return {}
 
     def _flows_match(self, want: str) -> bool:
         with tempfile.NamedTemporaryFile("w", suffix=".flows", delete=False) as f:
@@ -371,7 +411,7 @@ class OvsDataplane(Dataplane):
         state = HostState()
         cloud = self._bridge_row(self.br_cloud, "fail_mode", "external_ids")
         if cloud is None:
-            self._written = None
+            self._written, self._meters = None, {}
             return state
         records = {k: v for k, v in cloud["external_ids"].items() if k.startswith(REC)}
         bridges, vxlans, atts, nofwd = self._parse(records)
@@ -391,7 +431,7 @@ class OvsDataplane(Dataplane):
             and cloud_port is not None
             and cloud_port["options"] == {"peer": in_int}
         )
-        flows_ok = self._flows_match(self._expected_flows(records))
+        flows_ok = self._flows_match(self._expected(records)[0])
         if not flows_ok:
             self._written = None
         for name, br in bridges.items():
@@ -436,11 +476,6 @@ class OvsDataplane(Dataplane):
         self._write_flows()
 
     def ensure_vxlan(self, vxlan: Vxlan) -> None:
-        if vxlan.rate_mbit is not None:
-            raise DriverError(
-                f"the ovs data plane cannot rate-limit {vxlan.name} ({vxlan.rate_mbit} Mbit/s): "
-                "OpenFlow meters are not implemented"
-            )
         bridges, vxlans, _, _ = self._parse(self._records())
         if vxlan.master not in bridges:
             raise DriverError(
@@ -520,7 +555,7 @@ class OvsDataplane(Dataplane):
         if self._bridge_exists(self.br_int):
             cmds.append(self.api.del_port(in_int, self.br_int, if_exists=True))
         self._commit(f"remove {self.br_cloud} and {in_int}", *cmds)
-        self._written = None
+        self._written, self._meters = None, {}
 
     def close(self) -> None:
         with self._lock:
