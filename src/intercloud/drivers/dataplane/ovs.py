@@ -29,6 +29,10 @@ it (OpenFlow), so diff-flows sees the drift; a meter's rate changed behind our b
 adding one may renumber others: between the meter writes and the (atomic) flow write, a
 renumbered tunnel briefly runs at its neighbour's rate.
 
+MTU: Vxlan.mtu is recorded only. The userspace datapath does not fragment tunnel packets, so
+the VMs' MTU must leave room for the encapsulation (Neutron's network MTU does: 1450 for VXLAN
+over 1500) or the underlay must be larger; else full-size frames vanish (ping works, TCP stalls).
+
 Not supported: MSS clamping (base class refuses); MAC learning (replace-flows/diff-flows own
 the whole table: learned flows would be wiped by every write and show as drift; unicast is
 flooded to the network's peers, as broadcast); Patch objects.
