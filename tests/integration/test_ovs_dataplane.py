@@ -333,6 +333,12 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
     assert_converged(a, shrunk)
     assert lab.no_ping("A", 2, "10.2.0.2")
     assert lab.ping("A", 1, "10.1.0.2")
+    # removing a network's bridge forgets its attachment too (no record outlives it)
+    a.remove_link("icbe1")
+    assert a.observe(PREFIX).attachments == {}
+    assert not [k for k in a._records() if k.startswith("ic:attach:")]
+    apply(a, shrunk)
+    assert_converged(a, shrunk)
 
     # cleanup: no br-cloud, no patch port in br-int, br-int and its VMs untouched
     for gw, dp in (("A", a), ("B", b), ("C", c)):

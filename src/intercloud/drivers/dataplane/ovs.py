@@ -528,6 +528,10 @@ class OvsDataplane(Dataplane):
         records = self._records()
         # a bridge or tunnel record (attachments go by detach, relay filters by prefix)
         gone = {f"{k}:{name}": None for k in ("bridge", "vxlan") if f"{REC}{k}:{name}" in records}
+        if f"bridge:{name}" in gone:
+            # as deleting a Linux bridge frees its ports: no attachment record outlives it
+            _, _, atts, _ = self._parse(records)
+            gone |= {f"attach:{a.interface}": None for a in atts.values() if a.master == name}
         if gone:
             self._set_records(**gone)
             self._write_flows()
