@@ -11,6 +11,7 @@ import signal
 
 import pytest
 
+from intercloud.domain import pools
 from intercloud.errors import NotFound
 from intercloud.lab.openstack_lab import OpenStackLab
 from tests.integration.helpers import wait_for
@@ -107,8 +108,10 @@ def test_member_expands_a_neutron_network_with_a_keystone_token(oslab):
     # split pools: B's slice and A's shrunk pool are disjoint and together A's old pool
     [[b_first, b_last]] = subnet["pools"]
     a_net = origin_network(lab, "A", "net1")
-    assert a_net["pools"] == [["10.10.0.2", _before(b_first)]]
-    assert b_last == "10.10.0.254"
+    full = [("10.10.0.2", "10.10.0.254")]
+    assert [tuple(r) for r in a_net["pools"]] == pools.subtract(full, (b_first, b_last))
+    assert pools.size_of([(b_first, b_last)]) == 63  # a quarter of A's pool
+    assert not _between(a1["ip"].split("/")[0], b_first, b_last)  # A's VM is not in B's slice
     # a1 stands in B's Neutron as a placeholder (security groups admit it, nobody takes its IP)
     a1_ip = a1["ip"].split("/")[0]
     assert [a1["mac"], a1_ip, "intercloud:remote"] in net["ports"]
@@ -133,6 +136,11 @@ result = {"default_sg": sg.id in port.security_group_ids,
     assert _between(b1_ip, b_first, b_last)
     assert wait_for(lambda: ping(lab, a1, b1_ip), 30, what="a1 -> b1 ping")
     assert ping(lab, b1, a1_ip)
+    # full-size frames cross too: the VMs have their network's MTU (Neutron's, 1450 for VXLAN
+    # networks), which leaves room for the encapsulation the userspace datapath never fragments
+    assert a1["mtu"] == b1["mtu"] == 1450
+    big = lab.exec("A/a1", ["ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1422", b1_ip])
+    assert big.returncode == 0, big.stdout
     # different local VLANs on the two br-int: the tunnels translate
     vlans = {c: set(lab.cloud(c)["vlans"].values()) for c in ("A", "B")}
     assert vlans["A"].isdisjoint(vlans["B"])
@@ -208,11 +216,6 @@ def test_deleting_expansions_removes_the_replicas_and_gives_the_pool_back(oslab)
     a_net = origin_network(lab, "A", "net1")
     assert a_net["pools"] == [["10.10.0.2", "10.10.0.254"]]
     assert not [p for p in a_net["ports"] if p[2] == "intercloud:remote"]
-
-
-def _before(ip: str) -> str:
-    a, b, c, d = (int(x) for x in ip.split("."))
-    return f"{a}.{b}.{c}.{d - 1}"
 
 
 def _between(ip: str, first: str, last: str) -> bool:

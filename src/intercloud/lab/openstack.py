@@ -427,7 +427,8 @@ result = {"id": net.id, "subnet_id": sn.id, "project_id": pid,
         )
 
     def create_port(self, network_id: str, project: str | None = None, name: str = "") -> dict:
-        """A VM's port: Neutron picks the MAC and the address (from this cloud's pool)."""
+        """A VM's port: Neutron picks the MAC and the address (from this cloud's pool); `mtu`
+        is its network's, as Neutron's DHCP would tell the VM."""
         return self.sdk(
             """
 kw = {"network_id": params["network_id"], "name": params["name"],
@@ -435,7 +436,8 @@ kw = {"network_id": params["network_id"], "name": params["name"],
 if params["project"]:
     kw["project_id"] = admin.identity.find_project(params["project"], domain_id="default").id
 port = admin.network.create_port(**kw)
-result = {"id": port.id, "mac": port.mac_address, "ip": port.fixed_ips[0]["ip_address"]}
+result = {"id": port.id, "mac": port.mac_address, "ip": port.fixed_ips[0]["ip_address"],
+          "mtu": admin.network.get_network(params["network_id"]).mtu}
 """,
             network_id=network_id,
             project=project,

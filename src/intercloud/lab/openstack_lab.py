@@ -192,7 +192,9 @@ for n in admin.network.networks(tags="intercloud", name=params["network"]):
         inst = ovs.OvsInstance(c["ns"], Path(c["ovs_dir"]))
         vm_ns, veth = self.vm_ns(letter, name), f"v{letter.lower()}{name}"
         try:
-            ovs.add_vm(inst, vm_ns, veth, tag, net_id, f"{port['ip']}/24", mac=port["mac"])
+            ovs.add_vm(
+                inst, vm_ns, veth, tag, net_id, f"{port['ip']}/24", mac=port["mac"], mtu=port["mtu"]
+            )
         except BaseException:
             netns.delete_namespace(vm_ns)
             raise
@@ -202,6 +204,7 @@ for n in admin.network.networks(tags="intercloud", name=params["network"]):
             "ns": vm_ns,
             "ip": f"{port['ip']}/24",
             "mac": port["mac"],
+            "mtu": port["mtu"],
             "port_id": port["id"],
             "network_id": net_id,
             "veth": veth,

@@ -363,7 +363,7 @@ class Reconciler:
                     lk.enabled,
                     ready=outcome.ready,
                     not_ready_reason=outcome.reason,
-                    mss=budget.link_budget(lk).mss,
+                    mss=budget.link_budget(lk).mss if self.dataplane.clamps_mss else None,
                 )
             for exp in s.scalars(select(m.Expansion).where(m.Expansion.deleting.is_(False))):
                 net = self.cloud.network(exp.project, exp.network)

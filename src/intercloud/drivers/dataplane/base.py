@@ -12,6 +12,9 @@ from intercloud.errors import DriverError
 
 class Dataplane(ABC):
     supported_tunnels: tuple[str, ...] = ("vxlan",)
+    # Whether ensure_mss_clamp works: the reconciler asks for clamps only where it does (the
+    # VMs' MTU must then leave room for the tunnel, as Neutron's network MTU does).
+    clamps_mss: bool = False
     # The prefix of the last observe(): ensure_mss_clamp(mapping) (a plan step carries only the
     # mapping) names its table after it. observe() implementations call _remember(prefix).
     prefix: str | None = None

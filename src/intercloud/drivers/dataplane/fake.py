@@ -49,6 +49,8 @@ def _why(code: int) -> str:
 
 
 class FakeDataplane(Dataplane):
+    clamps_mss = True
+
     def __init__(self) -> None:
         self.links: dict[str, FakeLink] = {}
         self.calls: list[str] = []

@@ -47,6 +47,8 @@ class LinuxDataplane(Dataplane):
 
     `ipr` hands in an open pyroute2 `IPRoute` (then close() leaves it open for its owner)."""
 
+    clamps_mss = True
+
     def __init__(self, netns: str | None = None, *, ipr: Any = None) -> None:
         self.netns = netns
         self._nl = _Netlink(netns, ipr)
