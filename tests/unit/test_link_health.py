@@ -55,3 +55,43 @@ def test_fast_retries_stop_after_the_window(pair, monkeypatch):
     monkeypatch.setattr(rec, "FAST_RETRY_WINDOW", 0.0)
     result = a.ctx.reconciler.reconcile_once()
     assert result.links_down and not result.retry_soon  # still down: every RETRY_LINK_DOWN
+
+
+def test_after_a_restart_replicas_are_confirmed_spread_over_the_refresh_window(pair, monkeypatch):
+    """A restarted agent does not ask every peer about every expansion in its first pass (at
+    1,000 expansions that was a 75 s pass, every minute): each is confirmed once per window."""
+    from intercloud import reconciler as rec_mod
+    from intercloud.reconciler import Reconciler
+
+    a, b, router = pair
+    tokens = a.tokens
+    for project in ("p1", "p2"):
+        r = a.http.post(
+            "/v1/expansions",
+            json={"network": "net1" if project == "p1" else "net2", "peers": ["B"]},
+            headers={"Authorization": f"Bearer {tokens[project]}"},
+        )
+        assert r.status_code == 201, r.text
+    for _ in range(4):
+        a.reconcile()
+        b.reconcile()
+    old = a.ctx.reconciler
+    fresh = Reconciler(old.cfg, old.store, old.cloud, old.dataplane, old.client, old.ipsec)
+    clock = [1000.0]
+    monkeypatch.setattr(rec_mod.time, "monotonic", lambda: clock[0])
+
+    def replica_puts() -> int:
+        return sum(1 for host, path in router.paths if path.startswith("/v1/federation/replicas"))
+
+    router.paths.clear()
+    fresh.reconcile_once()
+    assert replica_puts() == 0  # the first pass after the restart asks nobody
+    seen = 0
+    for _ in range(6):  # one refresh window later every replica was confirmed exactly once
+        clock[0] += rec_mod.PEER_REFRESH / 6
+        fresh.reconcile_once()
+        seen = replica_puts()
+    assert seen == 2
+    clock[0] += rec_mod.PEER_REFRESH
+    fresh.reconcile_once()
+    assert replica_puts() == 4
