@@ -37,13 +37,17 @@ def cidr(value: object, field: str = "cidr") -> str:
     return str(net)
 
 
-def ip_address(value: object, field: str) -> str:
+def _parse_ip(value: object, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if not isinstance(value, str):
         raise Invalid(f"{field}: must be an IP address string", field=field)
     try:
-        addr = ipaddress.ip_address(value)
+        return ipaddress.ip_address(value)
     except ValueError as exc:
         raise Invalid(f"{field}: invalid IP address {value!r}", field=field) from exc
+
+
+def ip_address(value: object, field: str) -> str:
+    addr = _parse_ip(value, field)
     if addr.is_unspecified or addr.is_multicast:
         raise Invalid(f"{field}: {value!r} cannot be a tunnel endpoint", field=field)
     return str(addr)
@@ -105,12 +109,7 @@ MAX_PORTS = 4096
 
 def address_in(value: object, cidr_: str, field: str) -> str:
     """An IP address (string) inside the network `cidr_`."""
-    if not isinstance(value, str):
-        raise Invalid(f"{field}: must be an IP address string", field=field)
-    try:
-        addr = ipaddress.ip_address(value)
-    except ValueError as exc:
-        raise Invalid(f"{field}: invalid IP address {value!r}", field=field) from exc
+    addr = _parse_ip(value, field)
     if addr not in ipaddress.ip_network(cidr_):
         raise Invalid(f"{field}: {value} is not in {cidr_}", field=field)
     return str(addr)
