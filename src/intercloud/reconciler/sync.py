@@ -107,18 +107,17 @@ def remove_target(store: Store, client: FederationClient, w: TargetWork) -> bool
     return True
 
 
-def _record_replica(store: Store, w: TargetWork, replica: dict) -> None:
-    """Remember that the peer knows the members, and whom it reaches directly."""
-    direct = replica.get("direct")
-    direct = sorted(d for d in direct if isinstance(d, str)) if isinstance(direct, list) else []
+def _record_replica(store: Store, w: TargetWork) -> None:
+    """Remember that the peer knows the members (and how the network is addressed). Whom it
+    reaches directly comes only from its own reports, in the order it sends them: the replica
+    view in this answer may predate a report that reached us meanwhile (seen in CI: the
+    origin then relayed a pair that talks directly until the next refresh)."""
     with store.session() as s:
         t = s.get(m.Target, w.target_id)
         if t is not None:
             t.members_sent = list(w.members)
             if w.addressing is not None:
                 t.addressing_sent = w.addressing
-            if sorted(t.direct or []) != direct:
-                t.direct = direct
 
 
 def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
@@ -140,7 +139,7 @@ def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
                 **({"addressing": w.addressing} if w.addressing is not None else {}),
             },
         )
-        _record_replica(store, w, replica)
+        _record_replica(store, w)
         if w.vni is not None and replica.get("vni") == w.vni:
             return replica
         with store.session() as s:

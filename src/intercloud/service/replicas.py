@@ -97,6 +97,7 @@ def upsert(
         changed = False
         if members is not None and members != list(existing.members or []):
             existing.members = members
+            existing.direct_sent = None  # tell the origin again whom we reach directly
             changed = True
         if addressing is not None and addressing != existing.addressing:
             existing.addressing = addressing
