@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from intercloud.config import Config
 from intercloud.domain import naming, relay
@@ -25,6 +24,7 @@ from intercloud.errors import IntercloudError, PeerError
 from intercloud.federation.client import FederationClient
 from intercloud.reconciler import addressing, mesh, sync, tunnels
 from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
+from intercloud.reconciler.mesh import REPLICAS_WITH_ADJACENCIES
 from intercloud.service import budget, views
 from intercloud.store import Store
 from intercloud.store import models as m
@@ -50,8 +50,6 @@ RETRY_PENDING = 0.3  # an expansion waits for its peer: it is usually a fraction
 RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the peer
 RETRY_CONNECTING = 0.5  # ... and sooner while it is new or just went down
 FAST_RETRY_WINDOW = 10.0
-# one query for all replicas' adjacencies, not one per replica (1,000 replicas, every pass)
-REPLICAS_WITH_ADJACENCIES = select(m.Replica).options(selectinload(m.Replica.adjacencies))
 DISABLED = "disabled by the administrator"
 HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
 HEALTH_FRESH = 2.0  # a health answer younger than this is not asked again

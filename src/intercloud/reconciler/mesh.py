@@ -19,6 +19,8 @@ from intercloud.store import Store
 from intercloud.store import models as m
 
 log = logging.getLogger("intercloud.mesh")
+# one query for all replicas' adjacencies, not one per replica (1,000 replicas, every pass)
+REPLICAS_WITH_ADJACENCIES = select(m.Replica).options(selectinload(m.Replica.adjacencies))
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,7 @@ def plan_adjacencies(store: Store, me: str) -> list[AdjacencyWork]:
     work: list[AdjacencyWork] = []
     with store.session() as s:
         peers = {p.name: p for p in s.scalars(select(m.Peer)) if p.link is not None}
-        replicas = select(m.Replica).options(selectinload(m.Replica.adjacencies))
-        for rep in s.scalars(replicas):
+        for rep in s.scalars(REPLICAS_WITH_ADJACENCIES):
             if len(rep.members or []) <= 2 and not rep.adjacencies:
                 continue  # origin and us: nobody else to reach directly
             wanted = {
