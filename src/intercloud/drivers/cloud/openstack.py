@@ -70,6 +70,7 @@ class OpenStackCloud(Cloud):
         # uid -> (spec, network id) of replicas made exactly as specified: a pass then only
         # lists the tagged networks instead of checking each replica's subnet and ports
         self._synced: dict[str, tuple[ReplicaSpec, str]] = {}
+        self._addressing: dict[str, tuple[float, Addressing]] = {}  # network id -> (until, it)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -214,6 +215,12 @@ class OpenStackCloud(Cloud):
         raise CloudError(f"openstack: network {network.name!r} has no subnet {network.cidr}")
 
     def addressing(self, network: Network) -> Addressing:
+        """Read once per network per cache window, not once per target in every pass (a
+        network expanded to several peers is asked for each); set_pools drops the entry."""
+        now = time.monotonic()
+        hit = self._addressing.get(network.interface)
+        if hit is not None and hit[0] > now:
+            return hit[1]
         conn = self._c()
         subnet = self._subnet(network)
         ports = []
@@ -226,9 +233,13 @@ class OpenStackCloud(Cloud):
             for f in port.fixed_ips or []:
                 if f.get("subnet_id") == subnet.id:
                     ports.append((port.mac_address, f["ip_address"]))
-        return Addressing(_pools(subnet.allocation_pools), tuple(sorted(ports)))
+        found = Addressing(_pools(subnet.allocation_pools), tuple(sorted(ports)))
+        self._addressing[network.interface] = (now + self._cfg.cache_seconds, found)
+        return found
 
     def set_pools(self, network: Network, pools: list[tuple[str, str]]) -> None:
+        # a slice carved for one peer must not be carved again from a stale pool for the next
+        self._addressing.pop(network.interface, None)
         subnet = self._subnet(network)
         if _pools(subnet.allocation_pools) == tuple(sorted(pools)):
             return
