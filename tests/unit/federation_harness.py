@@ -24,11 +24,18 @@ class Router(httpx.BaseTransport):
 
     def __init__(self) -> None:
         self.apps: dict[str, TestClient] = {}
+        self.names: dict[str, str] = {}  # host -> agent name
         self.down: set[str] = set()
+        self.cut: set[frozenset[str]] = set()  # pairs of agent names that cannot reach each other
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         host = urlparse(str(request.url)).hostname or ""
-        if host in self.down or host not in self.apps:
+        caller = request.headers.get("X-Intercloud-Peer", "")
+        if (
+            host in self.down
+            or host not in self.apps
+            or frozenset((caller, self.names.get(host, ""))) in self.cut
+        ):
             raise httpx.ConnectError("connection refused", request=request)
         client = self.apps[host]
         resp = client.request(
@@ -94,6 +101,7 @@ def make_agent(
     fake.add_foreign("tn-net2", "bridge")
     http = TestClient(create_app(ctx), raise_server_exceptions=False)
     router.apps[ip] = http
+    router.names[ip] = name
     return Agent(name, ip, ctx, http, admin_token, tokens)
 
 

@@ -18,23 +18,64 @@ def test_direct_pairs_need_both_sides():
     assert relay.direct_pairs({"B": ["C"], "C": [], "D": ["B"]}) == set()
 
 
-def test_paths_relay_only_through_the_origin():
-    got = relay.paths("A", {"B": ["C", "D"], "C": ["B"], "D": []})
-    assert got == [
-        {"between": ["A", "B"], "via": None},
-        {"between": ["A", "C"], "via": None},
-        {"between": ["A", "D"], "via": None},
-        {"between": ["B", "C"], "via": None},
-        {"between": ["B", "D"], "via": "A"},
-        {"between": ["C", "D"], "via": "A"},
-    ]
+def edges(*pairs: str) -> list[frozenset[str]]:
+    return [frozenset(p) for p in pairs]
 
 
-def test_no_relay_drops_both_directions_of_direct_pairs_only():
-    ports = {"B": "icv1", "C": "icv2", "D": "icv3"}
-    pairs = relay.direct_pairs({"B": ["C"], "C": ["B"], "D": []})
-    assert relay.no_relay(ports, pairs) == {("icv1", "icv2"), ("icv2", "icv1")}
-    assert relay.no_relay({"B": "icv1"}, pairs) == set()  # C's port not built: relay
+def routes(plan: relay.Routes) -> dict[str, str | None]:
+    out = {}
+    for p in plan.paths:
+        out["-".join(p["between"])] = (
+            "unreachable" if p["state"] == "unreachable" else ",".join(p["via"]) or None
+        )
+    return out
+
+
+def test_origin_relays_pairs_without_a_link_of_their_own():
+    plan = relay.plan("A", "BCD", edges("AB", "AC", "AD", "BC"))
+    assert routes(plan) == {
+        "A-B": None, "A-C": None, "A-D": None, "B-C": None, "B-D": "A", "C-D": "A",
+    }  # fmt: skip
+    assert plan.forward == {
+        "A": {("B", "D"), ("D", "B"), ("C", "D"), ("D", "C")},
+        "B": set(), "C": set(), "D": set(),
+    }  # fmt: skip
+
+
+def test_another_member_relays_when_the_origins_own_link_is_down():
+    # A-C is down: B (linked to both) relays A-C, and C-D chains through B then A
+    plan = relay.plan("A", "BCD", edges("AB", "AD", "BC"))
+    assert routes(plan) == {
+        "A-B": None, "A-C": "B", "A-D": None, "B-C": None, "B-D": "A", "C-D": "B,A",
+    }  # fmt: skip
+    assert plan.forward["B"] == {("A", "C"), ("C", "A")}
+    assert plan.forward["A"] == {("B", "D"), ("D", "B")}
+    assert plan.forward["C"] == plan.forward["D"] == set()
+
+
+def test_a_relay_that_would_deliver_twice_is_not_used():
+    # E hears C directly; D relaying A-E would also hand E what C sends through B, A, D
+    plan = relay.plan("A", "BCDE", edges("AB", "AD", "BC", "CE", "DE"))
+    got = routes(plan)
+    assert got["A-E"] == "unreachable" and got["C-E"] is None
+    for source in "ABCDE":  # nobody receives anything twice
+        adjacent = {n: set() for n in "ABCDE"}
+        for a, b in ("AB", "AD", "BC", "CE", "DE"):
+            adjacent[a].add(b)
+            adjacent[b].add(a)
+        forward = {n: set(p) for n, p in plan.forward.items()}
+        assert relay._deliveries(source, adjacent, forward) is not None
+
+
+def test_nobody_reachable_without_edges():
+    assert routes(relay.plan("A", "B", [])) == {"A-B": "unreachable"}
+
+
+def test_no_forward_drops_every_pair_but_the_relayed_ones():
+    ports = {"A": "icv1", "C": "icv2", "D": "icv3"}
+    assert relay.no_forward(ports, {("A", "C"), ("C", "A")}) == {
+        ("icv1", "icv3"), ("icv3", "icv1"), ("icv2", "icv3"), ("icv3", "icv2"),
+    }  # fmt: skip
 
 
 @pytest.fixture
@@ -64,7 +105,7 @@ def expand(agents, peers=("B", "C", "D")) -> str:
 def paths(agents, uid: str) -> dict[str, str | None]:
     exp = agents["A"].user("p1", "GET", f"/v1/expansions/{uid}").json()
     assert exp["status"] == "active", exp
-    return {"-".join(p["between"]): p["via"] for p in exp["paths"]}
+    return {"-".join(p["between"]): ",".join(p["via"]) or None for p in exp["paths"]}
 
 
 def tunnels(agent) -> dict[str, tuple[str, bool]]:
@@ -118,6 +159,74 @@ def test_direct_link_down_relays_then_returns(four):
     converge(agents)
     assert paths(agents, uid)["B-C"] is None
     assert len(a.dataplane.observe("ic").no_forward) == 2
+
+
+def forget_health(agents) -> None:
+    """Links are health-checked at most every HEALTH_FRESH: make the next pass ask again."""
+    for agent in agents.values():
+        agent.ctx.reconciler._healthy_at.clear()
+
+
+def test_origin_link_down_another_member_relays_then_direct_again(four):
+    agents, router = four
+    a, b, c, d = (agents[n] for n in "ABCD")
+    uid = expand(agents)
+    mesh = paths(agents, uid)
+    port_b = {remote: name for remote, (name, _) in tunnels(b).items()}
+    router.cut.add(frozenset("AC"))  # A and C no longer reach each other; B reaches both
+    forget_health(agents)
+    converge(agents)
+    assert paths(agents, uid) == dict(mesh, **{"A-C": "B", "C-D": "B,A"})
+    exp = a.user("p1", "GET", f"/v1/expansions/{uid}").json()
+    to_c = next(p for p in exp["peers"] if p["peer"] == "C")
+    assert to_c["status"] == "active" and "through B" in to_c["reason"], to_c
+    # A's own tunnel to C is down (B relays), B forwards A<->C and nothing else
+    assert set(tunnels(a)) == {b.ip, d.ip}
+    assert not any(iso for _, iso in tunnels(b).values())
+    pa, pc = port_b[a.ip], port_b[c.ip]
+    assert b.dataplane.observe("ic").no_forward == set()  # its only two ports: A and C
+    assert tunnels(b) == {a.ip: (pa, False), c.ip: (pc, False)}
+    # A relays B<->D as before, so C's traffic reaches D through B then A
+    at_a = tunnels(a)
+    assert a.dataplane.observe("ic").no_forward == set()
+    assert set(at_a) == {b.ip, d.ip} and not any(iso for _, iso in at_a.values())
+    for agent in agents.values():  # settled: a pass changes nothing
+        assert agent.reconcile() == 0, agent.name
+
+    router.cut.clear()
+    forget_health(agents)
+    converge(agents)
+    assert paths(agents, uid) == mesh
+    assert set(tunnels(a)) == {b.ip, c.ip, d.ip}
+    assert all(iso for _, iso in tunnels(b).values())  # B relays nothing again
+    to_c = next(
+        p for p in a.user("p1", "GET", f"/v1/expansions/{uid}").json()["peers"] if p["peer"] == "C"
+    )
+    assert to_c["status"] == "active" and to_c["reason"] == "", to_c
+    with a.ctx.store.session() as s:
+        assert all(not t.relays_sent for t in s.scalars(select(m.Target)))
+    for agent in agents.values():
+        assert agent.reconcile() == 0, agent.name
+
+
+def test_relays_are_only_between_other_members_of_the_network(four):
+    agents, router = four
+    uid = expand(agents)
+    for body, why in (
+        ({"relays": [["A", "E"]]}, "E not a member"),
+        ({"relays": [["A", "B"]]}, "B not a member"),  # B is the callee itself
+        ({"relays": [["A", "A"]]}, "two different members"),
+        ({"relays": "A,C"}, "relays: Input should be a valid list"),
+    ):
+        with pytest.raises(PeerError) as err:
+            _call(router, agents, "A", "B", "PUT", f"/v1/federation/replicas/{uid}/relays", body)
+        assert err.value.peer_status == 422 and why in err.value.message, err.value.message
+    with pytest.raises(PeerError) as err:  # only the origin may ask
+        _call(router, agents, "C", "B", "PUT", f"/v1/federation/replicas/{uid}/relays",
+              {"relays": [["A", "C"]]})  # fmt: skip
+    assert err.value.peer_status == 404
+    with agents["B"].ctx.store.session() as s:
+        assert all(not r.relays for r in s.scalars(select(m.Replica)))
 
 
 def test_delete_removes_every_direct_tunnel_and_vni(four):

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from intercloud.api import auth
-from intercloud.api.schemas import AdjacencyPut, DirectPut, PortsPut, ReplicaPut, VniAgree
+from intercloud.api.schemas import (
+    AdjacencyPut,
+    DirectPut,
+    PortsPut,
+    RelaysPut,
+    ReplicaPut,
+    VniAgree,
+)
 from intercloud.service import admin, mesh, ports, replicas, views
 
 router = APIRouter(prefix="/v1/federation", tags=["federation"])
@@ -119,6 +126,24 @@ def report_ports(
     if changed:
         c.reconciler.trigger()
     return {"ports": stored}
+
+
+@router.put("/replicas/{uid}/relays")
+def put_relays(
+    uid: str, body: RelaysPut, request: Request, peer: str = Depends(auth.peer)
+) -> dict[str, Any]:
+    """The origin of our replica `uid` asks us to relay between other members of it."""
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        rep = replicas.get(s, admin.get_peer(s, peer), uid)
+        changed = mesh.set_relays(s, rep, c.cfg.agent.name, body.relays)
+        stored = list(rep.relays or [])
+        if changed:
+            c.reconciler.request_flush(rep.id)  # what our ports learned was for other paths
+    if changed:
+        c.reconciler.trigger()
+    # what our data plane still relays (the origin waits for it before its own tunnel returns)
+    return {"relays": stored, "applied": c.reconciler.relays_applied(rep.id)}
 
 
 @router.post("/replicas/{uid}/flush", status_code=202)

@@ -105,6 +105,10 @@ class DirectPut(Strict):
     direct: list[str]
 
 
+class RelaysPut(Strict):
+    relays: list  # [[from, to], ...] (service/mesh.set_relays)
+
+
 class PortsPut(Strict):
     ports: list  # [[mac, ip], ...] (domain/validation.port_list)
 

@@ -31,7 +31,6 @@ def create_expansion(
         out, created = svc.create_expansion(
             s, c.cloud, project, body.network, body.peers, body.vni, body.rate_mbit
         )
-    out = views.with_paths(out, c.cfg.agent.name)
     if created:
         c.reconciler.trigger()
         return out
@@ -42,7 +41,7 @@ def create_expansion(
 def list_expansions(request: Request, project: str = Depends(auth.project)) -> list[dict[str, Any]]:
     c = auth.ctx(request)
     with c.store.session() as s:
-        return [views.with_paths(e, c.cfg.agent.name) for e in svc.list_expansions(s, project)]
+        return svc.list_expansions(s, project)
 
 
 @router.get("/expansions/{uid}")
@@ -51,9 +50,7 @@ def get_expansion(
 ) -> dict[str, Any]:
     c = auth.ctx(request)
     with c.store.session() as s:
-        return views.with_paths(
-            views.expansion(svc.get_expansion(s, project, uid)), c.cfg.agent.name
-        )
+        return views.expansion(svc.get_expansion(s, project, uid))
 
 
 @router.patch("/expansions/{uid}")
@@ -64,7 +61,7 @@ def update_expansion(
     with c.store.session() as s:
         out = svc.update_expansion(s, project, uid, body.model_dump(exclude_unset=True))
     c.reconciler.trigger()
-    return views.with_paths(out, c.cfg.agent.name)
+    return out
 
 
 @router.delete("/expansions/{uid}", status_code=202)
@@ -73,4 +70,4 @@ def delete_expansion(uid: str, request: Request, project: str = Depends(auth.pro
     with c.store.session() as s:
         out = svc.delete_expansion(s, project, uid)
     c.reconciler.trigger()
-    return JSONResponse(views.with_paths(out, c.cfg.agent.name), status_code=202)
+    return JSONResponse(out, status_code=202)

@@ -35,11 +35,16 @@ EXPANSION_COLUMNS: Columns = [
 
 
 def paths_cell(paths: list[dict[str, Any]] | None) -> str:
-    """One line per pair of clouds: `B-C via A` or `A-B direct`."""
-    lines = [
-        "-".join(p.get("between", [])) + (f" via {p['via']}" if p.get("via") else " direct")
-        for p in paths or []
-    ]
+    """One line per pair of clouds: `A-B direct`, `B-C via A`, `C-D via B, A`, `A-E unreachable`."""
+    lines = []
+    for p in paths or []:
+        pair = "-".join(p.get("between", []))
+        if p.get("state") == "unreachable":
+            lines.append(f"{pair} unreachable")
+        elif p.get("via"):
+            lines.append(f"{pair} via {', '.join(p['via'])}")
+        else:
+            lines.append(f"{pair} direct")
     return "\n".join(lines) or "-"
 
 

@@ -2,9 +2,10 @@
 
 Pure, so a converged host yields an empty plan (idempotence is a property we test).
 
-A VXLAN device's `mss` and `rate_mbit` never re-create it: the rate is changed in place by
-ensure_vxlan (its qdisc), and the MSS clamps of all tunnels are one nftables table, set by one
-`ensure_mss_clamp` step whose argument is the whole wanted mapping (interface -> MSS)."""
+A VXLAN device's `mss`, `rate_mbit` and `isolated` never re-create it: the rate (its qdisc)
+and the bridge-port flag are changed in place by ensure_vxlan, and the MSS clamps of all
+tunnels are one nftables table, set by one `ensure_mss_clamp` step whose argument is the
+whole wanted mapping (interface -> MSS)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class Step:
 
 def _tunnel(vx: Vxlan | None) -> Vxlan | None:
     """What only a new device can change (everything but the in-place fields)."""
-    return None if vx is None else dataclasses.replace(vx, mss=None, rate_mbit=None)
+    return None if vx is None else dataclasses.replace(vx, mss=None, rate_mbit=None, isolated=False)
 
 
 def _device(vx: Vxlan | None) -> Vxlan | None:

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from intercloud.config import Config
-from intercloud.domain import naming, relay
+from intercloud.domain import naming
 from intercloud.domain import plan as planner
 from intercloud.drivers.cloud.base import Cloud, ReplicaSync
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.errors import IntercloudError, PeerError
 from intercloud.federation.client import FederationClient
-from intercloud.reconciler import addressing, mesh, sync, tunnels
+from intercloud.reconciler import addressing, mesh, routes, sync, tunnels
 from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
 from intercloud.reconciler.mesh import REPLICAS_WITH_ADJACENCIES
 from intercloud.service import budget, views
@@ -91,7 +91,10 @@ class Reconciler:
         self._refreshed_at = -PEER_REFRESH
         self._confirmed_at: dict[int, float] = {}  # target id -> last confirmed with its peer
         self._flush_requests: set[int] = set()  # replica ids whose learned MACs to forget
-        self._pairs_applied: dict[str, frozenset] = {}  # origin network key -> direct pairs
+        self._paths_applied: dict[int, list] = {}  # expansion id -> paths our data plane has
+        self._relays_applied: dict[int, list[list[str]]] | None = None  # replica id -> pairs
+        self._broken_links: set[str] = set()
+        self._flush_pending: dict[int, set[str]] = {}  # expansion id -> members to ask
         self._placeholders: dict[str, tuple] = {}  # expansion uid -> placeholders made
         self._tunnel_up_at: dict[str, float] = {}
         self._down_since: dict[str, float] = {}
@@ -99,6 +102,13 @@ class Reconciler:
     # -- loop ---------------------------------------------------------------------------------
     def request_flush(self, replica_id: int) -> None:
         self._flush_requests.add(replica_id)
+
+    def relays_applied(self, replica_id: int) -> list[list[str]] | None:
+        """The pairs our data plane relays for a replica as of the last clean pass (None: no
+        such pass since we started, so we cannot tell)."""
+        if self._relays_applied is None:
+            return None
+        return self._relays_applied.get(replica_id, [])
 
     def trigger(self) -> None:
         self._wake.set()
@@ -149,12 +159,17 @@ class Reconciler:
                 broken_links = {peer for peer, why in down.items() if why != DISABLED}
                 result.links_down = bool(broken_links)
                 result.retry_soon = self._recently_down(broken_links)
+                self._flush_on_link_change(broken_links)
                 refresh = self._refresh_due()
-                replicas = self._sync_federation(result, down)
+                rerouted = routes.rerouted(self.store, self.cfg.agent.name)
+                replicas = self._sync_federation(result, down, rerouted)
+                plans, rerouted = self._sync_routes(result, down)
                 self._sync_mesh(result, down, refresh)
                 made = self._sync_replicas(result, down)
                 if tunnels_ok is not None:
-                    realized = self._converge_dataplane(result, replicas, tunnels_ok, down, made)
+                    realized = self._converge_dataplane(
+                        result, replicas, tunnels_ok, down, made, (plans, rerouted)
+                    )
                     self._report_direct(result, down, realized)
                 self.stats.last_error = "; ".join(result.errors) or None
             except Exception as exc:  # the loop must survive anything; say what happened
@@ -262,9 +277,12 @@ class Reconciler:
             self._confirmed_at[target_id] = last
         return now - last >= PEER_REFRESH
 
-    def _sync_federation(self, result: PassResult, down: dict[str, str]) -> dict[int, dict]:
+    def _sync_federation(
+        self, result: PassResult, down: dict[str, str], rerouted: dict[int, str]
+    ) -> dict[int, dict]:
         """Returns the peer's view of each live target's replica (by target id). Peers whose
-        link is down are not called: their targets say why and wait."""
+        link is down are not called: their targets say why and wait (or, reached through
+        another member, say that: `_sync_routes`)."""
         replicas: dict[int, dict] = {}
         now = time.monotonic()
         works = sync.pending_work(self.store, self.cfg.agent.name)
@@ -275,7 +293,7 @@ class Reconciler:
                 why = f"link to {work.peer.name} is down: {down[work.peer.name]}"
                 if work.deleting:
                     sync.set_status(self.store, work.target_id, "deleting", f"waiting: {why}")
-                else:
+                elif work.target_id not in rerouted:
                     sync.set_status(self.store, work.target_id, "error", why)
                 result.settled = False
                 continue
@@ -316,6 +334,40 @@ class Reconciler:
                 replicas[work.target_id] = replica
                 self._confirmed_at[work.target_id] = now
         return replicas
+
+    def _sync_routes(
+        self, result: PassResult, down: dict[str, str]
+    ) -> tuple[dict[int, object], dict[int, str]]:
+        """The origin: choose who relays what (domain/relay.py), tell the members, and say
+        which targets we reach through another member while our link to them is down."""
+        me = self.cfg.agent.name
+        plans, pushes = routes.plan(self.store, me, down)
+        for work in pushes:
+            if not routes.push(self.store, self.client, work):
+                result.settled = False
+        rerouted = routes.rerouted(self.store, me)
+        with self.store.session() as s:
+            cut = {
+                target_id: (via, t.peer.name)
+                for target_id, via in rerouted.items()
+                if (t := s.get(m.Target, target_id)) is not None and t.peer.name in down
+            }
+        for target_id, (via, name) in cut.items():
+            why = f"reached through {via}: link to {name} is down"
+            sync.set_status(self.store, target_id, "active", why)
+        return plans, rerouted
+
+    def _flush_on_link_change(self, broken: set[str]) -> None:
+        """A member whose link to a network's origin went down or came back: the origin now
+        reaches us another way (or directly again), so what our ports learned is stale."""
+        changed = broken ^ self._broken_links
+        self._broken_links = set(broken)
+        if not changed:
+            return
+        with self.store.session() as s:
+            for rep in s.scalars(select(m.Replica)):
+                if rep.peer.name in changed:
+                    self._flush_requests.add(rep.id)
 
     def _sync_mesh(self, result: PassResult, down: dict[str, str], refresh: bool) -> None:
         """Direct tunnels between members of a network (not needed at its origin); their
@@ -362,6 +414,8 @@ class Reconciler:
         tunnels_ok: dict[str, tunnels.TunnelOutcome],
         down: dict[str, str],
         made: ReplicaSync,
+        plans: dict[int, routes.relay.Routes],
+        rerouted: dict[int, str],
     ) -> tuple[list[NetworkWant], dict[str, LinkView], list[str]]:
         networks: list[NetworkWant] = []
         with self.store.session() as s:
@@ -379,18 +433,23 @@ class Reconciler:
                 )
             for exp in s.scalars(select(m.Expansion).where(m.Expansion.deleting.is_(False))):
                 net = self.cloud.network(exp.project, exp.network)
+                # a target another member relays us to: our own tunnel to it stays down
                 wants = tuple(
-                    TunnelWant(f"t:{t.id}", t.peer.name, t.vni, views.effective_rate(exp, t))
+                    TunnelWant(
+                        f"t:{t.id}",
+                        t.peer.name,
+                        t.vni,
+                        views.effective_rate(exp, t),
+                        blocked=f"reached through {rerouted[t.id]}" if t.id in rerouted else "",
+                    )
                     for t in exp.targets
                 )
-                pairs = relay.direct_pairs({t.peer.name: t.direct or [] for t in exp.targets})
+                plan = plans.get(exp.id)
+                forward = (
+                    plan.forward.get(self.cfg.agent.name, frozenset()) if plan else frozenset()
+                )
                 networks.append(
-                    NetworkWant(
-                        f"e{exp.id}",
-                        net.interface if net else "",
-                        wants,
-                        direct_pairs=frozenset(pairs),
-                    )
+                    NetworkWant(f"e{exp.id}", net.interface if net else "", wants, forward)
                 )
             for rep in s.scalars(REPLICAS_WITH_ADJACENCIES):
                 # OpenStack: the network made for it in the cloud is its local side
@@ -414,8 +473,9 @@ class Reconciler:
                 )
                 if why_not:
                     wants = tuple(dataclasses.replace(w, blocked=why_not) for w in wants)
-                # a member never relays: all its tunnel ports are isolated from each other
-                networks.append(NetworkWant(f"r{rep.id}", local, wants, isolated=True))
+                # a member relays only the pairs its origin asked it to (domain/relay.py)
+                forward = frozenset((a, b) for a, b in rep.relays or [])
+                networks.append(NetworkWant(f"r{rep.id}", local, wants, forward))
         foreign = sorted(
             {n.interface for n in self.cloud.all_networks()} | set(made.interfaces.values())
         )
@@ -428,9 +488,10 @@ class Reconciler:
         tunnels_ok: dict[str, tunnels.TunnelOutcome],
         down: dict[str, str],
         made: ReplicaSync,
+        routed: tuple[dict[int, routes.relay.Routes], dict[int, str]],
     ) -> dict[int, list[str]]:
         """Returns, per replica, the members its direct tunnels reach (built and usable)."""
-        networks, links, foreign = self._desired_inputs(tunnels_ok, down, made)
+        networks, links, foreign = self._desired_inputs(tunnels_ok, down, made, *routed)
         prefix = self.cfg.dataplane.prefix
         desired = build(
             prefix, self.cfg.dataplane.vxlan_port, networks, links, self.dataplane.interface_kind
@@ -451,13 +512,19 @@ class Reconciler:
         )
         broken = {_step_name(st) for st in remaining}
         if not result.errors:
+            self._relays_applied = {
+                int(net.key[1:]): [list(p) for p in sorted(net.forward)]
+                for net in networks
+                if net.key.startswith("r")
+                and naming.bridge(prefix, net.key) in desired.state.bridges
+            }
+            self._flush_on_new_paths(result, routed[0], desired.state, down)
             self._flush_as_asked(desired.state)
-            self._ask_members_to_flush(result, networks)
         return self._write_status(desired, broken, replicas, result)
 
     def _flush_as_asked(self, state) -> None:
-        """A member: the origin stopped relaying some pair of ours, so forget the MACs learned
-        through it (they would point at the origin until they age out)."""
+        """The path between some members changed (we were asked, or saw it ourselves): forget
+        the MACs our ports learned (they would point the old way until they age out)."""
         prefix = self.cfg.dataplane.prefix
         while self._flush_requests:
             bridge = naming.bridge(prefix, f"r{self._flush_requests.pop()}")
@@ -466,18 +533,37 @@ class Reconciler:
                     self.dataplane.flush_learned(vx.name)
                     log.info("dataplane: flush_learned %s", vx.name)
 
-    def _ask_members_to_flush(self, result: PassResult, networks) -> None:
-        """The origin: tell members that now talk directly to forget what they learned via us."""
-        origin_keys = {net.key for net in networks if net.key.startswith("e")}
-        for key in set(self._pairs_applied) - origin_keys:  # expansions gone
-            del self._pairs_applied[key]
-        for net in networks:
-            if net.key not in origin_keys:
+    def _flush_on_new_paths(
+        self, result: PassResult, plans: dict[int, routes.relay.Routes], state, down: dict
+    ) -> None:
+        """The origin, once its data plane follows new paths: forget what our own ports of that
+        network learned, and ask the members on a changed path (its ends and relays) to do the
+        same. A member we cannot reach does it itself when its link to us comes back."""
+        for gone in set(self._paths_applied) - set(plans):
+            del self._paths_applied[gone]
+            self._flush_pending.pop(gone, None)
+        for exp_id, plan in plans.items():
+            before = self._paths_applied.get(exp_id)
+            self._paths_applied[exp_id] = plan.paths
+            if before is None or before == plan.paths:
                 continue
-            added = net.direct_pairs - self._pairs_applied.get(net.key, frozenset())
-            names = set().union(*added) if added else set()
-            if not names or mesh.flush_members(self.store, self.client, int(net.key[1:]), names):
-                self._pairs_applied[net.key] = net.direct_pairs
+            old = {tuple(p["between"]): p for p in before}
+            names: set[str] = set()
+            for p in plan.paths:
+                was = old.get(tuple(p["between"]))
+                if was is not None and was != p:
+                    names |= {*p["between"], *p["via"], *was["via"]}
+            names.discard(self.cfg.agent.name)
+            self._flush_pending[exp_id] = self._flush_pending.get(exp_id, set()) | names
+            bridge = naming.bridge(self.cfg.dataplane.prefix, f"e{exp_id}")
+            for vx in state.vxlans.values():
+                if vx.master == bridge:
+                    self.dataplane.flush_learned(vx.name)
+                    log.info("dataplane: flush_learned %s", vx.name)
+        for exp_id, names in list(self._flush_pending.items()):
+            reachable = names - set(down)
+            if not reachable or mesh.flush_members(self.store, self.client, exp_id, reachable):
+                del self._flush_pending[exp_id]
             else:
                 result.settled = False
 

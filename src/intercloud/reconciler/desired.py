@@ -40,10 +40,9 @@ class NetworkWant:
     key: str  # "e<id>" or "r<id>"
     local_interface: str | None  # operator interface or bridge; None on the replica side
     tunnels: tuple[TunnelWant, ...]
-    # a member (not the origin) never relays: its tunnel ports are isolated bridge ports
-    isolated: bool = False
-    # at the origin: pairs of peers that talk directly, not to be relayed (domain/relay.py)
-    direct_pairs: frozenset[frozenset[str]] = frozenset()
+    # (from, to) pairs of members this host relays between (domain/relay.py); with none, the
+    # tunnel ports are isolated bridge ports, else the bridge drops every other pair
+    forward: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass
@@ -115,12 +114,13 @@ def build(
                     master=bridge,
                     port=port,
                     mtu=TUNNEL_PORT_MTU,
-                    isolated=net.isolated,
+                    isolated=not net.forward,
                     mss=link.mss,
                     rate_mbit=t.rate_mbit,
                 )
             )
             result.needs[t.owner] = needs | {name}
             port_of[t.peer] = name
-        result.state.no_forward |= relay.no_relay(port_of, net.direct_pairs)
+        if net.forward:
+            result.state.no_forward |= relay.no_forward(port_of, net.forward)
     return result

@@ -86,3 +86,30 @@ def report_direct(s: Session, peer: m.Peer, uid: str, direct: list[str]) -> bool
         return False
     target.direct = names
     return True
+
+
+def set_relays(s: Session, rep: m.Replica, me: str, relays: list) -> bool:
+    """The origin asks us to relay between pairs of the network's members (its own link to
+    one of them is down, domain/relay.py). Each pair names two members other than us, in the
+    direction the frames go; we forward both ways. Returns whether it changed."""
+    if not isinstance(relays, list) or len(relays) > 1024:
+        raise Invalid("relays: must be a list of [from, to] pairs of members", field="relays")
+    members = set(rep.members or []) - {me}
+    pairs: set[tuple[str, str]] = set()
+    for pair in relays:
+        if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]:
+            raise Invalid("relays: each pair must be [from, to], two different members",
+                          field="relays")  # fmt: skip
+        a, b = (v.name(x, "relays") for x in pair)
+        strangers = [n for n in (a, b) if n not in members]
+        if strangers:
+            raise Invalid(
+                f"relays: {', '.join(strangers)} not a member of network {rep.uid!r} but us",
+                field="relays",
+            )
+        pairs |= {(a, b), (b, a)}
+    wanted = [list(p) for p in sorted(pairs)]
+    if wanted == (rep.relays or []):
+        return False
+    rep.relays = wanted
+    return True

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from intercloud.domain import relay
 from intercloud.service import budget
 from intercloud.store import models as m
 
@@ -97,16 +96,10 @@ def expansion(e: m.Expansion) -> dict[str, Any]:
         "rate_mbit": e.rate_mbit,
         "status": "deleting" if e.deleting else overall([p["status"] for p in peers]),
         "peers": peers,
+        # every pair of clouds as the origin's data plane follows it (domain/relay.py)
+        "paths": list(e.paths or []),
         "created_at": _ts(e.created_at),
     }
-
-
-def with_paths(view: dict[str, Any], origin: str) -> dict[str, Any]:
-    """Add the path between every two clouds of an expansion (domain/relay.py): `via` names
-    the relaying cloud, None when the two talk directly. Only active peers are on a path."""
-    active = {p["peer"]: p["direct"] for p in view["peers"] if p["status"] == "active"}
-    view["paths"] = relay.paths(origin, active)
-    return view
 
 
 def replica(r: m.Replica, bridge: str | None = None) -> dict[str, Any]:

@@ -131,6 +131,8 @@ class Expansion(Base):
     rate_mbit: Mapped[float | None] = mapped_column(Float, nullable=True)
     deleting: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the path between every two members as the reconciler last applied it (domain/relay.py)
+    paths: Mapped[list[dict] | None] = mapped_column(JSON, nullable=True)
 
     targets: Mapped[list[Target]] = relationship(
         back_populates="expansion", cascade="all, delete-orphan", order_by="Target.id"
@@ -159,6 +161,8 @@ class Target(Base):
     addressing_sent: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # OpenStack: [[mac, ip], ...] of the ports in the peer's replica (its VMs), as it reports
     peer_ports: Mapped[list[list[str]] | None] = mapped_column(JSON, nullable=True)
+    # the pairs of members this peer confirmed it relays for us ([[from, to], ...]; None: none)
+    relays_sent: Mapped[list[list[str]] | None] = mapped_column(JSON, nullable=True)
 
     expansion: Mapped[Expansion] = relationship(back_populates="targets")
     peer: Mapped[Peer] = relationship()
@@ -187,6 +191,8 @@ class Replica(Base):
     addressing: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # the replica's own ports ([[mac, ip], ...]) we last told the origin (None: not yet)
     ports_sent: Mapped[list[list[str]] | None] = mapped_column(JSON, nullable=True)
+    # the pairs of members the origin asked us to relay between ([[from, to], ...])
+    relays: Mapped[list[list[str]] | None] = mapped_column(JSON, nullable=True)
 
     peer: Mapped[Peer] = relationship()
     project: Mapped[ReplicatedProject] = relationship()

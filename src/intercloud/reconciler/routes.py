@@ -1,0 +1,105 @@
+"""Routes of the networks we expanded (the origin's half of domain/relay.py): each pass, from
+our links' state and the members' direct-tunnel reports, which member relays which pairs;
+tell each member its pairs; write the paths into the expansion for its status.
+
+Ordering keeps every broadcast exactly-once while a path moves: our own tunnel to a target is
+taken down as soon as another member may relay between us (it confirmed the pairs), and only
+rebuilt once that member says it has stopped relaying them in its data plane (`applied`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from intercloud.domain import relay
+from intercloud.errors import PeerError
+from intercloud.federation.client import FederationClient
+from intercloud.store import Store
+from intercloud.store import models as m
+
+log = logging.getLogger("intercloud.routes")
+
+
+@dataclass(frozen=True)
+class RelayPush:
+    target_id: int
+    uid: str
+    peer: str
+    url: str
+    key: str
+    relays: tuple[tuple[str, str], ...]
+
+
+def _pairs(rows: list[list[str]] | None) -> set[tuple[str, str]]:
+    return {(a, b) for a, b in rows or []}
+
+
+def plan(store: Store, me: str, down: dict[str, str]) -> tuple[dict[int, relay.Routes], list]:
+    """Routes per live expansion (by id), and the members to tell their relays."""
+    out: dict[int, relay.Routes] = {}
+    pushes: list[RelayPush] = []
+    with store.session() as s:
+        for exp in s.scalars(select(m.Expansion).where(m.Expansion.deleting.is_(False))):
+            targets = [t for t in exp.targets if t.vni is not None]
+            edges = {frozenset((me, t.peer.name)) for t in targets if t.peer.name not in down}
+            edges |= relay.direct_pairs({t.peer.name: t.direct or [] for t in targets})
+            routes = relay.plan(me, [t.peer.name for t in targets], edges)
+            out[exp.id] = routes
+            if exp.paths != routes.paths:
+                exp.paths = routes.paths
+            for t in targets:
+                want = routes.forward.get(t.peer.name, frozenset())
+                if want != _pairs(t.relays_sent) and t.peer.name not in down:
+                    p = t.peer
+                    pushes.append(
+                        RelayPush(
+                            t.id, exp.uid, p.name, p.federation_url, p.key, tuple(sorted(want))
+                        )
+                    )
+    return out, pushes
+
+
+def push(store: Store, client: FederationClient, w: RelayPush) -> bool:
+    """Tell a member the pairs it relays for us. What we record is what it may be relaying:
+    the pairs it now wants and those its data plane still applies. True when both are ours."""
+    body = {"relays": [list(p) for p in w.relays]}
+    try:
+        answer = client.call(
+            w.peer, w.url, w.key, "PUT", f"/v1/federation/replicas/{w.uid}/relays", body
+        )
+    except PeerError as exc:
+        log.info("expansion %s: cannot tell %s whom to relay: %s", w.uid, w.peer, exc.message)
+        return False
+    wanted = _pairs(answer.get("relays")) if isinstance(answer, dict) else set()
+    applied = answer.get("applied") if isinstance(answer, dict) else None
+    with store.session() as s:
+        t = s.get(m.Target, w.target_id)
+        if t is None:
+            return True
+        # not applied yet since the peer started: what we knew it relays may still be there
+        still = _pairs(applied) if applied is not None else _pairs(t.relays_sent)
+        may = sorted(wanted | still)
+        if may != sorted(_pairs(t.relays_sent)):
+            log.info("expansion %s: %s relays %s", w.uid, w.peer,
+                     ", ".join(f"{a}>{b}" for a, b in may) or "nothing")  # fmt: skip
+        t.relays_sent = [list(p) for p in may] or None
+        return set(may) == set(w.relays)
+
+
+def rerouted(store: Store, me: str) -> dict[int, str]:
+    """Our targets that another member may be relaying us to (target id -> that member): our
+    own tunnel to them must stay down, or they would get our frames twice."""
+    out: dict[int, str] = {}
+    with store.session() as s:
+        rows = s.scalars(select(m.Target).where(m.Target.relays_sent.is_not(None)))
+        for relaying in rows:
+            for a, b in _pairs(relaying.relays_sent):
+                if me not in (a, b):
+                    continue
+                other = b if a == me else a
+                for t in relaying.expansion.targets:
+                    if t.peer.name == other:
+                        out[t.id] = relaying.peer.name
+    return out
