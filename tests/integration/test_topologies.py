@@ -1,6 +1,7 @@
 """Centralized, mesh and hybrid networks in a lab of four clouds (real agents, charons,
 kernel bridges and VXLAN). Links: A-B, A-C, A-D and B-C; D has no link but to A. Every
-network here is net1 of A's project p1, so A is the origin and the only relay."""
+network here is net1 of A's project p1, so A is the origin and the relay, unless its own
+link to a member is down."""
 
 from __future__ import annotations
 
@@ -59,41 +60,41 @@ def net1(lab4):
 
 def paths(lab, uid: str) -> dict[str, str | None]:
     exp = lab.api("A", "GET", f"/v1/expansions/{uid}", token="p1")
-    return {"-".join(p["between"]): p["via"] for p in exp.get("paths", [])}
+    return {"-".join(p["between"]): ",".join(p["via"]) or None for p in exp.get("paths", [])}
 
 
 def wait_paths(lab, uid: str, want: dict[str, str | None], timeout: float = 30) -> None:
     wait_for(lambda: paths(lab, uid) == want, timeout=timeout, what=f"paths {want}")
 
 
-def relayed_icmp(lab, src: str, dst: str, count: int = 5) -> tuple[bool, list[str]]:
-    """Ping dst from src's VM while capturing, on every interface of A's gateway, the
-    decapsulated ICMP between the two VMs that A sends out of a port: what A relays. (A frame
-    flooded to A before the sender learned the direct path arrives at A but goes no further.)
-    Returns (the ping was answered, the relayed lines)."""
+def relayed_icmp(lab, src: str, dst: str, count: int = 5, at: str = "A") -> tuple[bool, list[str]]:
+    """Ping dst from src's VM while capturing, on every interface of `at`'s gateway, the
+    decapsulated ICMP between the two VMs that it sends out of a port: what it relays. (A
+    frame flooded to it before the sender learned the direct path arrives but goes no
+    further.) Returns (the ping was answered, the relayed lines)."""
     bpf = f"icmp and host {IPS[src]} and host {IPS[dst]}"
-    with capture(lab.gw_ns("A"), "any", bpf) as cap:
+    with capture(lab.gw_ns(at), "any", bpf) as cap:
         answered = ping(lab, f"{src}/vm", IPS[dst], count=count)
     return answered, [line for line in cap.lines if re.search(r" Out ", line)]
 
 
-def icmp_at_a(lab, src: str, dst: str, count: int = 5) -> list[str]:
-    answered, relayed = relayed_icmp(lab, src, dst, count)
+def icmp_at_a(lab, src: str, dst: str, count: int = 5, at: str = "A") -> list[str]:
+    answered, relayed = relayed_icmp(lab, src, dst, count, at)
     assert answered
     return relayed
 
 
-def direct_again(lab, src: str, dst: str) -> None:
+def direct_again(lab, src: str, dst: str, relay: str = "A") -> None:
     """The path says direct once both ends reported it; A applies it on its next pass and
     then has both ends forget what they learned through it: for that moment (a fraction of
     a second) their traffic still goes to A, which no longer relays it. Wait until a ping is
     answered and nothing of it crosses A."""
 
     def direct() -> bool:
-        answered, relayed = relayed_icmp(lab, src, dst, count=2)
+        answered, relayed = relayed_icmp(lab, src, dst, count=2, at=relay)
         return answered and relayed == []
 
-    wait_for(direct, timeout=15, what="a direct answer, nothing relayed by A")
+    wait_for(direct, timeout=15, what=f"a direct answer, nothing relayed by {relay}")
 
 
 def test_centralized_b_and_d_talk_through_a(lab4, net1):
@@ -152,13 +153,7 @@ def test_hybrid_relays_around_a_cut_link_and_returns(lab4, net1):
     assert broadcasts_seen(lab4, "B", ["A", "C", "D"]) == {"A": 5, "C": 5, "D": 5}
 
     # A running ping B -> C while the B-C link is cut at the WAN, then restored.
-    interval = 0.1
-    ping_argv = ["ping", "-i", str(interval), "-W", "1", "-c", "600", IPS["C"]]
-    out: dict[str, str] = {}
-    runner = threading.Thread(
-        target=lambda: out.update(r=lab4.exec("B/vm", ping_argv, timeout=120).stdout)
-    )
-    runner.start()
+    runner, out = running_ping(lab4, "B", "C")
     try:
         time.sleep(1)
         _wan_cut(lab4, "B", "C", on=True)
@@ -171,15 +166,61 @@ def test_hybrid_relays_around_a_cut_link_and_returns(lab4, net1):
         _wan_cut(lab4, "B", "C", on=False)
     wait_paths(lab4, uid, mesh, timeout=60)
     direct_again(lab4, "B", "C")
+    check_ping(runner, out, "B->C")
+
+
+PING_INTERVAL = 0.1
+
+
+def running_ping(lab, src: str, dst: str) -> tuple[threading.Thread, dict[str, str]]:
+    """A ping from src's VM to dst's, 10 a second for at most 60 s, in the background."""
+    argv = ["ping", "-i", str(PING_INTERVAL), "-W", "1", "-c", "600", IPS[dst]]
+    out: dict[str, str] = {}
+    runner = threading.Thread(
+        target=lambda: out.update(r=lab.exec(f"{src}/vm", argv, timeout=120).stdout)
+    )
+    runner.start()
+    time.sleep(1)
+    return runner, out
+
+
+def check_ping(runner: threading.Thread, out: dict[str, str], what: str) -> None:
+    """The running ping kept being answered through a cut and a repair, never twice."""
     runner.join(timeout=120)
     text = out.get("r", "")
     seqs = [int(x) for x in re.findall(r"icmp_seq=(\d+)", text)]
     assert seqs, text[-500:]
     gap = max(b - a for a, b in zip([0, *seqs], seqs, strict=False))
-    print(f"B->C ping through cut and repair: {len(seqs)} of {seqs[-1]} answered; longest "
-          f"outage {gap * interval:.1f} s")  # fmt: skip
+    print(f"{what} ping through cut and repair: {len(seqs)} of {seqs[-1]} answered; longest "
+          f"outage {gap * PING_INTERVAL:.1f} s")  # fmt: skip
     assert seqs[-1] - seqs[0] > 100  # the ping kept going: through the relay, then direct
     assert "DUP!" not in text  # never delivered twice, through either change
+
+
+def test_hybrid_origin_link_cut_relays_through_another_member_and_returns(lab4, net1):
+    """A loses its own link to C: B (linked to both) relays A-C, C-D goes B then A."""
+    exp = net1("B", "C", "D")
+    uid = exp["id"]
+    mesh = {"A-B": None, "A-C": None, "A-D": None, "B-C": None, "B-D": "A", "C-D": "A"}
+    wait_paths(lab4, uid, mesh)
+    direct_again(lab4, "B", "C")
+    runner, out = running_ping(lab4, "A", "C")
+    try:
+        _wan_cut(lab4, "A", "C", on=True)
+        wait_paths(lab4, uid, dict(mesh, **{"A-C": "B", "C-D": "B,A"}), timeout=40)
+        seen = icmp_at_a(lab4, "A", "C", count=3, at="B")
+        assert any("echo request" in x for x in seen), seen  # B relays A's traffic to C
+        assert any("echo reply" in x for x in seen), seen
+        assert ping(lab4, "D/vm", IPS["C"])  # D -> A -> B -> C and back
+        for sender in ("A", "C", "D"):  # still exactly once everywhere, from every side
+            others = [x for x in "ABCD" if x != sender]
+            assert broadcasts_seen(lab4, sender, others) == dict.fromkeys(others, 5), sender
+    finally:
+        _wan_cut(lab4, "A", "C", on=False)
+    wait_paths(lab4, uid, mesh, timeout=60)
+    direct_again(lab4, "A", "C", relay="B")
+    check_ping(runner, out, "A->C")
+    assert broadcasts_seen(lab4, "C", ["A", "B", "D"]) == {"A": 5, "B": 5, "D": 5}
 
 
 AS_PEER = """
