@@ -471,7 +471,9 @@ def test_desired_state_from_the_reconciler_builder(lab, drivers):
     a, b = drivers("A"), drivers("B")
 
     def desired(dp: OvsDataplane, key: str, uuid: str, peer: str, here: str, there: str, iso: bool):
-        want = NetworkWant(key, uuid, (TunnelWant(f"t:{key}", peer, 101),), isolated=iso)
+        # the origin relays between its peers (here B and a C not built yet); a member not
+        relays = frozenset() if iso else frozenset({(peer, "C"), ("C", peer)})
+        want = NetworkWant(key, uuid, (TunnelWant(f"t:{key}", peer, 101),), forward=relays)
         links = {peer: LinkView(peer, here, there, enabled=True)}
         return build(PREFIX, 4789, [want], links, dp.interface_kind)
 

@@ -195,6 +195,14 @@ def test_origin_link_down_another_member_relays_then_direct_again(four):
 
     router.cut.clear()
     forget_health(agents)
+    # A rebuilds its own tunnel to C only once B's data plane stopped relaying A<->C
+    a.reconcile()
+    assert set(tunnels(a)) == {b.ip, d.ip}  # B said it still applies A>C: keep it down
+    assert not any(iso for _, iso in tunnels(b).values())
+    b.reconcile()
+    assert all(iso for _, iso in tunnels(b).values())  # B stopped relaying
+    a.reconcile()
+    assert set(tunnels(a)) == {b.ip, c.ip, d.ip}
     converge(agents)
     assert paths(agents, uid) == mesh
     assert set(tunnels(a)) == {b.ip, c.ip, d.ip}

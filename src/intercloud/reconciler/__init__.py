@@ -91,9 +91,11 @@ class Reconciler:
         self._refreshed_at = -PEER_REFRESH
         self._confirmed_at: dict[int, float] = {}  # target id -> last confirmed with its peer
         self._flush_requests: set[int] = set()  # replica ids whose learned MACs to forget
-        self._paths_applied: dict[int, list] = {}  # expansion id -> paths our data plane has
+        # expansion id -> (paths, blocked targets) our data plane last followed
+        self._paths_applied: dict[int, tuple[list, frozenset]] = {}
         self._relays_applied: dict[int, list[list[str]]] | None = None  # replica id -> pairs
         self._broken_links: set[str] = set()
+        self._rerouted: dict[int, routes.Blocked] = {}  # target id -> member relaying us to it
         self._flush_pending: dict[int, set[str]] = {}  # expansion id -> members to ask
         self._placeholders: dict[str, tuple] = {}  # expansion uid -> placeholders made
         self._tunnel_up_at: dict[str, float] = {}
@@ -161,8 +163,7 @@ class Reconciler:
                 result.retry_soon = self._recently_down(broken_links)
                 self._flush_on_link_change(broken_links)
                 refresh = self._refresh_due()
-                rerouted = routes.rerouted(self.store, self.cfg.agent.name)
-                replicas = self._sync_federation(result, down, rerouted)
+                replicas = self._sync_federation(result, down, self._rerouted)
                 plans, rerouted = self._sync_routes(result, down)
                 self._sync_mesh(result, down, refresh)
                 made = self._sync_replicas(result, down)
@@ -278,7 +279,7 @@ class Reconciler:
         return now - last >= PEER_REFRESH
 
     def _sync_federation(
-        self, result: PassResult, down: dict[str, str], rerouted: dict[int, str]
+        self, result: PassResult, down: dict[str, str], rerouted: dict[int, routes.Blocked]
     ) -> dict[int, dict]:
         """Returns the peer's view of each live target's replica (by target id). Peers whose
         link is down are not called: their targets say why and wait (or, reached through
@@ -345,11 +346,12 @@ class Reconciler:
         for work in pushes:
             if not routes.push(self.store, self.client, work):
                 result.settled = False
-        rerouted = routes.rerouted(self.store, me)
+        rerouted = routes.blocked(self.store, me, plans, down)
+        self._rerouted = rerouted
         with self.store.session() as s:
             cut = {
                 target_id: (via, t.peer.name)
-                for target_id, via in rerouted.items()
+                for target_id, (_, _, via) in rerouted.items()
                 if (t := s.get(m.Target, target_id)) is not None and t.peer.name in down
             }
         for target_id, (via, name) in cut.items():
@@ -415,7 +417,7 @@ class Reconciler:
         down: dict[str, str],
         made: ReplicaSync,
         plans: dict[int, routes.relay.Routes],
-        rerouted: dict[int, str],
+        rerouted: dict[int, routes.Blocked],
     ) -> tuple[list[NetworkWant], dict[str, LinkView], list[str]]:
         networks: list[NetworkWant] = []
         with self.store.session() as s:
@@ -440,7 +442,7 @@ class Reconciler:
                         t.peer.name,
                         t.vni,
                         views.effective_rate(exp, t),
-                        blocked=f"reached through {rerouted[t.id]}" if t.id in rerouted else "",
+                        blocked=f"reached through {rerouted[t.id].via}" if t.id in rerouted else "",
                     )
                     for t in exp.targets
                 )
@@ -518,7 +520,7 @@ class Reconciler:
                 if net.key.startswith("r")
                 and naming.bridge(prefix, net.key) in desired.state.bridges
             }
-            self._flush_on_new_paths(result, routed[0], desired.state, down)
+            self._flush_on_new_paths(result, *routed, desired.state, down)
             self._flush_as_asked(desired.state)
         return self._write_status(desired, broken, replicas, result)
 
@@ -534,21 +536,31 @@ class Reconciler:
                     log.info("dataplane: flush_learned %s", vx.name)
 
     def _flush_on_new_paths(
-        self, result: PassResult, plans: dict[int, routes.relay.Routes], state, down: dict
+        self,
+        result: PassResult,
+        plans: dict[int, routes.relay.Routes],
+        rerouted: dict[int, routes.Blocked],
+        state,
+        down: dict,
     ) -> None:
-        """The origin, once its data plane follows new paths: forget what our own ports of that
-        network learned, and ask the members on a changed path (its ends and relays) to do the
-        same. A member we cannot reach does it itself when its link to us comes back."""
+        """The origin, once its data plane follows new paths (or a tunnel of ours went down or
+        came back because another member relays): forget what our own ports of that network
+        learned, and ask the members on a changed path (its ends and relays) to do the same.
+        A member we cannot reach does it itself when its link to us comes back."""
         for gone in set(self._paths_applied) - set(plans):
             del self._paths_applied[gone]
             self._flush_pending.pop(gone, None)
+        cut: dict[int, frozenset] = {}
+        for b in rerouted.values():
+            cut[b.expansion_id] = cut.get(b.expansion_id, frozenset()) | {(b.peer, b.via)}
         for exp_id, plan in plans.items():
+            now = (plan.paths, cut.get(exp_id, frozenset()))
             before = self._paths_applied.get(exp_id)
-            self._paths_applied[exp_id] = plan.paths
-            if before is None or before == plan.paths:
+            self._paths_applied[exp_id] = now
+            if before is None or before == now:
                 continue
-            old = {tuple(p["between"]): p for p in before}
-            names: set[str] = set()
+            old = {tuple(p["between"]): p for p in before[0]}
+            names = {name for pair in before[1] ^ now[1] for name in pair}
             for p in plan.paths:
                 was = old.get(tuple(p["between"]))
                 if was is not None and was != p:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from intercloud.domain import relay
 from intercloud.errors import PeerError
@@ -20,6 +22,12 @@ from intercloud.store import Store
 from intercloud.store import models as m
 
 log = logging.getLogger("intercloud.routes")
+# every pass, for every expansion: its targets and their peers in two queries, not 2 per row
+LIVE_EXPANSIONS = (
+    select(m.Expansion)
+    .where(m.Expansion.deleting.is_(False))
+    .options(selectinload(m.Expansion.targets).selectinload(m.Target.peer))
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ def plan(store: Store, me: str, down: dict[str, str]) -> tuple[dict[int, relay.R
     out: dict[int, relay.Routes] = {}
     pushes: list[RelayPush] = []
     with store.session() as s:
-        for exp in s.scalars(select(m.Expansion).where(m.Expansion.deleting.is_(False))):
+        for exp in s.scalars(LIVE_EXPANSIONS):
             targets = [t for t in exp.targets if t.vni is not None]
             edges = {frozenset((me, t.peer.name)) for t in targets if t.peer.name not in down}
             edges |= relay.direct_pairs({t.peer.name: t.direct or [] for t in targets})
@@ -88,18 +96,41 @@ def push(store: Store, client: FederationClient, w: RelayPush) -> bool:
         return set(may) == set(w.relays)
 
 
-def rerouted(store: Store, me: str) -> dict[int, str]:
-    """Our targets that another member may be relaying us to (target id -> that member): our
-    own tunnel to them must stay down, or they would get our frames twice."""
-    out: dict[int, str] = {}
+class Blocked(NamedTuple):
+    expansion_id: int
+    peer: str
+    via: str  # the member that relays (or may still relay) us to `peer`
+
+
+def blocked(
+    store: Store, me: str, plans: dict[int, relay.Routes], down: dict[str, str]
+) -> dict[int, Blocked]:
+    """Our targets our own tunnel must stay down to (target id -> the first relay on our path
+    to them): those we reach through other members while our link to them is down, and, while
+    some member has not yet applied the relays we asked of it, any target a relay may still be
+    forwarding to (or they would get our frames twice: directly and relayed)."""
+    out: dict[int, Blocked] = {}
     with store.session() as s:
-        rows = s.scalars(select(m.Target).where(m.Target.relays_sent.is_not(None)))
-        for relaying in rows:
-            for a, b in _pairs(relaying.relays_sent):
-                if me not in (a, b):
-                    continue
-                other = b if a == me else a
-                for t in relaying.expansion.targets:
-                    if t.peer.name == other:
-                        out[t.id] = relaying.peer.name
+        for exp in s.scalars(LIVE_EXPANSIONS):
+            routes = plans.get(exp.id)
+            if routes is None:
+                continue
+            via = {
+                str(p["between"][1]): list(p["via"])
+                for p in routes.paths
+                if p["between"][0] == me and p["state"] == "relayed"
+            }
+            # who each member not yet as asked may still be relaying to
+            in_flux: dict[str, str] = {}
+            for t in exp.targets:
+                if _pairs(t.relays_sent) != routes.forward.get(t.peer.name, frozenset()):
+                    for pair in sorted(_pairs(t.relays_sent)):
+                        for name in pair:
+                            in_flux.setdefault(name, t.peer.name)
+            for t in exp.targets:
+                name = t.peer.name
+                if name in down and name in via:
+                    out[t.id] = Blocked(exp.id, name, via[name][0])
+                elif name in in_flux:
+                    out[t.id] = Blocked(exp.id, name, in_flux[name])
     return out
