@@ -88,14 +88,19 @@ def desired() -> HostState:
 
 
 def converge(dp: LinuxDataplane, want: HostState) -> list[str]:
+    """As the reconciler does: one plan from a fresh observe, applied trusting it."""
     steps = plan(want, dp.observe(P, ["opv0"]))
-    for step in steps:
-        getattr(dp, step.verb)(step.obj)
+    with dp.applying():
+        for step in steps:
+            getattr(dp, step.verb)(step.obj)
     return [s.describe() for s in steps]
 
 
-def indexes(ns: str) -> str:
-    return sh("ip", "-n", ns, "-o", "link", "show")
+def indexes(ns: str) -> list[str]:
+    """`index: name` of every interface: what changes when one is re-created (its operstate
+    may still move on its own after a port came up)."""
+    lines = sh("ip", "-n", ns, "-o", "link", "show").splitlines()
+    return [":".join(line.split(":", 2)[:2]) for line in lines]
 
 
 def test_ensure_then_observe_equals_desired(host):

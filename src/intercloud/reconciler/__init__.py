@@ -490,23 +490,28 @@ class Reconciler:
         tunnels_ok: dict[str, tunnels.TunnelOutcome],
         down: dict[str, str],
         made: ReplicaSync,
-        routed: tuple[dict[int, routes.relay.Routes], dict[int, str]],
+        routed: tuple[dict[int, routes.relay.Routes], dict[int, routes.Blocked]],
     ) -> dict[int, list[str]]:
         """Returns, per replica, the members its direct tunnels reach (built and usable)."""
         networks, links, foreign = self._desired_inputs(tunnels_ok, down, made, *routed)
         prefix = self.cfg.dataplane.prefix
-        desired = build(
-            prefix, self.cfg.dataplane.vxlan_port, networks, links, self.dataplane.interface_kind
-        )
         observed = self.dataplane.observe(prefix, foreign)
-        for step in planner.plan(desired.state, observed):
-            try:
-                getattr(self.dataplane, step.verb)(step.obj)
-                log.info("dataplane: %s", step.describe())
-                result.changes += 1
-            except IntercloudError as exc:
-                log.error("dataplane: %s failed: %s", step.describe(), exc.message)
-                result.errors.append(exc.message)
+        with self.dataplane.applying():  # what each network's local interface is: as observed
+            desired = build(
+                prefix,
+                self.cfg.dataplane.vxlan_port,
+                networks,
+                links,
+                self.dataplane.interface_kind,
+            )
+            for step in planner.plan(desired.state, observed):
+                try:
+                    getattr(self.dataplane, step.verb)(step.obj)
+                    log.info("dataplane: %s", step.describe())
+                    result.changes += 1
+                except IntercloudError as exc:
+                    log.error("dataplane: %s failed: %s", step.describe(), exc.message)
+                    result.errors.append(exc.message)
         remaining = (
             planner.plan(desired.state, self.dataplane.observe(prefix, foreign))
             if result.changes or result.errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
 from intercloud.errors import DriverError
@@ -104,6 +105,11 @@ class Dataplane(ABC):
             self.remove_link(name)
         self.remove_mss_clamp(prefix)
         self.remove_no_forward(prefix)
+
+    def applying(self) -> AbstractContextManager[None]:
+        """Around the steps of one plan made from a fresh observe(): a driver may then trust
+        what it observed instead of asking again for every interface (optional)."""
+        return nullcontext()
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles (netlink sockets)."""

@@ -24,8 +24,8 @@ TCP MSS clamps are one nftables table per agent, written through nft.py inside `
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
@@ -52,6 +52,13 @@ class LinuxDataplane(Dataplane):
     def __init__(self, netns: str | None = None, *, ipr: Any = None) -> None:
         self.netns = netns
         self._nl = _Netlink(netns, ipr)
+        # What the last observe() saw, kept up to date by our own changes: the steps of one
+        # plan (`applying`) look interfaces up here instead of asking the kernel (1,000
+        # networks: ~10,000 lookups a pass). A change made by someone else in between makes a
+        # step fail, and the next pass observes again.
+        self._known: dict[str, Link] | None = None
+        self._trusting = False
+        self._unsure: set[str] = set()  # changed by us since: ask the kernel
 
     # -- observation -------------------------------------------------------------------------
 
@@ -60,6 +67,8 @@ class LinuxDataplane(Dataplane):
         clamp = self.observe_mss_clamp(prefix)
         rates = self._nl.root_rates()
         links = self._nl.links()
+        self._known = {link.name: link for link in links}
+        self._unsure = set()
         by_index = {link.index: link for link in links}
         by_name = {link.name: link for link in links}
 
@@ -113,7 +122,7 @@ class LinuxDataplane(Dataplane):
         )
 
     def interface_kind(self, name: str) -> str | None:
-        link = self._nl.link(name)
+        link = self._lookup(name)
         if link is None:
             return None
         return link.kind if link.kind in ("bridge", "veth", "vxlan") else "other"
@@ -124,13 +133,20 @@ class LinuxDataplane(Dataplane):
         link = self._replace_if(bridge.name, lambda cur: cur.kind != "bridge")
         if link is None:
             kw = {"mtu": bridge.mtu} if bridge.mtu is not None else {}
-            # STP off and no forward delay: ports forward as soon as they are enslaved.
+            # STP off and no forward delay: ports forward as soon as they are enslaved. Made
+            # up in the same request (1,000 networks: 1,000 requests fewer).
             self._nl.add(
-                "bridge", bridge.name, kind="bridge", br_stp_state=0, br_forward_delay=0, **kw
+                "bridge",
+                bridge.name,
+                kind="bridge",
+                br_stp_state=0,
+                br_forward_delay=0,
+                state="up",
+                **kw,
             )
             link = self._must(bridge.name)
         elif bridge.mtu is not None and link.mtu != bridge.mtu:
-            self._nl.set(link, f"set MTU {bridge.mtu} on", mtu=bridge.mtu)
+            self._set(link, f"set MTU {bridge.mtu} on", mtu=bridge.mtu)
         self._set_mark(link, bridge.mtu)
         self._up(link)
 
@@ -151,25 +167,33 @@ class LinuxDataplane(Dataplane):
                 kw["vxlan_df"] = 0
             if vxlan.mtu is not None:
                 kw["mtu"] = vxlan.mtu
-            self._nl.add("vxlan", vxlan.name, kind="vxlan", **kw)
+            # Into its bridge in the same request; up only at the end, once isolated if asked,
+            # with the MTU mark in that same last request (a fresh tunnel: 4 requests, not 7).
+            self._nl.add("vxlan", vxlan.name, kind="vxlan", master=master.index, **kw)
             link = self._must(vxlan.name)
+            if vxlan.isolated:
+                self._set_port(link, isolated=1)
+            self._set_rate(link, vxlan.rate_mbit, fresh=True)
+            mark = _mark(vxlan.mtu)
+            self._set(link, "set up", state="up", **({"ifalias": mark} if mark else {}))
+            return
         elif vxlan.mtu is not None and link.mtu != vxlan.mtu:
-            self._nl.set(link, f"set MTU {vxlan.mtu} on", mtu=vxlan.mtu)
+            self._set(link, f"set MTU {vxlan.mtu} on", mtu=vxlan.mtu)
         self._set_mark(link, vxlan.mtu)
         link = self._enslave(link, master)
         if bool(link.slave.get("IFLA_BRPORT_ISOLATED", 0)) != vxlan.isolated:
-            self._nl.set_port(link, isolated=int(vxlan.isolated))
+            self._set_port(link, isolated=int(vxlan.isolated))
         self._set_rate(link, vxlan.rate_mbit, fresh)
         self._up(link)
 
     def ensure_patch(self, patch: Patch) -> None:
         master = self._bridge(patch.master, f"patch {patch.name}")
-        peer_master = self._nl.link(patch.peer_master)
+        peer_master = self._lookup(patch.peer_master)
         if peer_master is None:
             raise DriverError(
                 f"cannot patch {patch.name} into {patch.peer_master}: no such interface"
             )
-        peer = self._nl.link(patch.peer)
+        peer = self._lookup(patch.peer)
         link = self._replace_if(
             patch.name,
             lambda cur: (
@@ -177,19 +201,33 @@ class LinuxDataplane(Dataplane):
             ),
         )
         if link is None:
-            stale = self._nl.link(patch.peer)  # a leftover end without its partner
+            stale = self._lookup(patch.peer)  # a leftover end without its partner
             if stale is not None:
-                self._nl.delete(stale)
+                self._delete(stale)
+            # One end into its bridge and up in the same request, the other in one more
+            # (a fresh patch: 3 requests, not 7).
             label = f"{patch.name}/{patch.peer}"
-            self._nl.add("veth pair", patch.name, label, kind="veth", peer=patch.peer)
-            link = self._must(patch.name)
+            self._nl.add(
+                "veth pair",
+                patch.name,
+                label,
+                kind="veth",
+                peer=patch.peer,
+                master=master.index,
+                state="up",
+            )
+            self._unsure.add(patch.name)
+            peer = self._must(patch.peer)
+            what = f"{peer.name} to {peer_master.name}"
+            self._set(peer, "enslave", what, master=peer_master.index, state="up")
+            return
         peer = self._must(patch.peer)
         self._up(self._enslave(link, master))
         self._up(self._enslave(peer, peer_master))
 
     def attach(self, attachment: Attachment) -> None:
         master = self._bridge(attachment.master, attachment.interface)
-        link = self._nl.link(attachment.interface)
+        link = self._lookup(attachment.interface)
         if link is None:
             raise DriverError(
                 f"cannot attach {attachment.interface} to {attachment.master}: no such interface"
@@ -197,14 +235,14 @@ class LinuxDataplane(Dataplane):
         self._up(self._enslave(link, master))
 
     def detach(self, interface: str) -> None:
-        link = self._nl.link(interface)
+        link = self._lookup(interface)
         if link is not None and link.master:
-            self._nl.set(link, "release", master=0)
+            self._set(link, "release", master=0)
 
     def remove_link(self, name: str) -> None:
-        link = self._nl.link(name)
+        link = self._lookup(name)
         if link is not None:
-            self._nl.delete(link)
+            self._delete(link)
 
     def close(self) -> None:
         self._nl.close()
@@ -227,7 +265,7 @@ class LinuxDataplane(Dataplane):
     def flush_learned(self, port: str) -> None:
         link = self._nl.link(port)
         if link is not None and link.master:
-            self._nl.set_port(link, flush=1)
+            self._set_port(link, flush=1)
 
     def observe_no_forward(self, prefix: str) -> set[tuple[str, str]]:
         try:
@@ -246,14 +284,56 @@ class LinuxDataplane(Dataplane):
 
     # -- helpers -----------------------------------------------------------------------------
 
+    @contextmanager
+    def applying(self) -> Iterator[None]:
+        self._trusting = True
+        try:
+            yield
+        finally:
+            self._trusting = False
+
+    def _lookup(self, name: str) -> Link | None:
+        """While applying a plan: the interface as observed (and changed by us since);
+        otherwise, or if we changed it, as the kernel says now."""
+        if self._known is None or not self._trusting:
+            return self._nl.link(name)
+        if name in self._unsure:
+            link = self._nl.link(name)
+            self._unsure.discard(name)
+            if link is None:
+                self._known.pop(name, None)
+            else:
+                self._known[name] = link
+            return link
+        return self._known.get(name)
+
     def _must(self, name: str) -> Link:
+        """The interface as it is now (asked), after a change of ours."""
         link = self._nl.link(name)
         if link is None:
+            if self._known is not None:
+                self._known.pop(name, None)
             raise DriverError(f"{name} vanished right after it was created")
+        if self._known is not None:
+            self._known[name] = link
+            self._unsure.discard(name)
         return link
 
+    def _set(self, link: Link, action: str, what: str | None = None, **kw: Any) -> None:
+        self._unsure.add(link.name)
+        self._nl.set(link, action, what, **kw)
+
+    def _set_port(self, link: Link, **kw: Any) -> None:
+        self._unsure.add(link.name)
+        self._nl.set_port(link, **kw)
+
+    def _delete(self, link: Link) -> None:
+        self._nl.delete(link)
+        if self._known is not None:
+            self._known.pop(link.name, None)
+
     def _bridge(self, name: str, user: str) -> Link:
-        link = self._nl.link(name)
+        link = self._lookup(name)
         if link is None or link.kind != "bridge":
             why = "no such interface" if link is None else f"it is a {link.kind or 'device'}"
             raise DriverError(f"cannot enslave {user} to bridge {name}: {why}")
@@ -261,9 +341,9 @@ class LinuxDataplane(Dataplane):
 
     def _replace_if(self, name: str, wrong: Callable[[Link], bool]) -> Link | None:
         """The interface `name`, after deleting it if `wrong(link)` (then None)."""
-        link = self._nl.link(name)
+        link = self._lookup(name)
         if link is not None and wrong(link):
-            self._nl.delete(link)
+            self._delete(link)
             return None
         return link
 
@@ -281,16 +361,16 @@ class LinuxDataplane(Dataplane):
     def _enslave(self, link: Link, master: Link) -> Link:
         if link.master == master.index:
             return link
-        self._nl.set(link, "enslave", f"{link.name} to {master.name}", master=master.index)
+        self._set(link, "enslave", f"{link.name} to {master.name}", master=master.index)
         return self._must(link.name)
 
     def _set_mark(self, link: Link, mtu: int | None) -> None:
         want = _mark(mtu)
         ours = (link.alias or "").startswith(MTU_MARK)
         if want is not None and link.alias != want:
-            self._nl.set(link, "record MTU on", ifalias=want)
+            self._set(link, "record MTU on", ifalias=want)
         elif want is None and ours:
-            self._nl.set(link, "clear MTU record on", ifalias="")
+            self._set(link, "clear MTU record on", ifalias="")
 
     def _set_rate(self, link: Link, rate_mbit: float | None, fresh: bool = False) -> None:
         """Our tbf with this rate at the root of `link`, or none of ours (rate None).
@@ -307,4 +387,4 @@ class LinuxDataplane(Dataplane):
 
     def _up(self, link: Link) -> None:
         if not link.up:
-            self._nl.set(link, "set up", state="up")
+            self._set(link, "set up", state="up")

