@@ -143,13 +143,20 @@ def _wan_cut(lab, x: str, y: str, on: bool) -> None:
                    text=True, check=True)  # fmt: skip
 
 
+HYBRID = {"A-B": None, "A-C": None, "A-D": None, "B-C": None, "B-D": "A", "C-D": "A"}
+
+
+def hybrid(lab, net1) -> str:
+    """net1 of A expanded to B, C and D, B-C talking directly: its id."""
+    uid = net1("B", "C", "D")["id"]
+    wait_paths(lab, uid, HYBRID)
+    direct_again(lab, "B", "C")
+    return uid
+
+
 def test_hybrid_relays_around_a_cut_link_and_returns(lab4, net1):
-    exp = net1("B", "C", "D")
-    uid = exp["id"]
-    mesh = {"A-B": None, "A-C": None, "A-D": None, "B-C": None, "B-D": "A", "C-D": "A"}
-    wait_paths(lab4, uid, mesh)
+    uid, mesh = hybrid(lab4, net1), HYBRID
     # exactly once everywhere: to C directly, to A and (through A) to D
-    direct_again(lab4, "B", "C")
     assert broadcasts_seen(lab4, "B", ["A", "C", "D"]) == {"A": 5, "C": 5, "D": 5}
 
     # A running ping B -> C while the B-C link is cut at the WAN, then restored.
@@ -199,11 +206,7 @@ def check_ping(runner: threading.Thread, out: dict[str, str], what: str) -> None
 
 def test_hybrid_origin_link_cut_relays_through_another_member_and_returns(lab4, net1):
     """A loses its own link to C: B (linked to both) relays A-C, C-D goes B then A."""
-    exp = net1("B", "C", "D")
-    uid = exp["id"]
-    mesh = {"A-B": None, "A-C": None, "A-D": None, "B-C": None, "B-D": "A", "C-D": "A"}
-    wait_paths(lab4, uid, mesh)
-    direct_again(lab4, "B", "C")
+    uid, mesh = hybrid(lab4, net1), HYBRID
     runner, out = running_ping(lab4, "A", "C")
     try:
         _wan_cut(lab4, "A", "C", on=True)
