@@ -225,14 +225,25 @@ def test_rate_limit_holds_and_spares_the_other_project(lab3, vms):
         alone = traffic.mbits(traffic.iperf3_client(lab3, a1, "10.10.0.2", 5, streams=4))
         traffic.iperf3_server(lab3, b2)
         free = traffic.mbits(traffic.iperf3_client(lab3, a2, "10.10.0.2", 4))
-        servers = [traffic.iperf3_server(lab3, b) for b in (b1, b2)]
-        clients = [
-            traffic.iperf3_client(lab3, a1, "10.10.0.2", 5, streams=4),
-            traffic.iperf3_client(lab3, a2, "10.10.0.2", 5),
-        ]
-        limited, other = (traffic.mbits(c) for c in clients)
-        for s in servers:
-            s.wait(timeout=30)
+
+        def side_by_side() -> tuple[float, float]:
+            servers = [traffic.iperf3_server(lab3, b) for b in (b1, b2)]
+            clients = [
+                traffic.iperf3_client(lab3, a1, "10.10.0.2", 5, streams=4),
+                traffic.iperf3_client(lab3, a2, "10.10.0.2", 5),
+            ]
+            got = tuple(traffic.mbits(c) for c in clients)
+            for s in servers:
+                s.wait(timeout=30)
+            return got
+
+        # Measured twice at most: on 2 shared cores one 5 s window can be starved as a whole
+        # (CI once saw both flows at half their usual rate); the cap is checked on both.
+        limited, other = side_by_side()
+        if other < 0.6 * free:
+            first = limited
+            limited, other = side_by_side()
+            assert first <= 57.5, first
         print(
             f"p1 limited to 50 Mbit/s: alone {alone:.1f}, beside p2 {limited:.1f}; "
             f"p2 unlimited: alone {free:.1f}, beside p1 {other:.1f}"
