@@ -338,7 +338,7 @@ class Reconciler:
 
     def _sync_routes(
         self, result: PassResult, down: dict[str, str]
-    ) -> tuple[dict[int, object], dict[int, str]]:
+    ) -> tuple[dict[int, routes.relay.Routes], dict[int, routes.Blocked]]:
         """The origin: choose who relays what (domain/relay.py), tell the members, and say
         which targets we reach through another member while our link to them is down."""
         me = self.cfg.agent.name
@@ -348,15 +348,10 @@ class Reconciler:
                 result.settled = False
         rerouted = routes.blocked(self.store, me, plans, down)
         self._rerouted = rerouted
-        with self.store.session() as s:
-            cut = {
-                target_id: (via, t.peer.name)
-                for target_id, (_, _, via) in rerouted.items()
-                if (t := s.get(m.Target, target_id)) is not None and t.peer.name in down
-            }
-        for target_id, (via, name) in cut.items():
-            why = f"reached through {via}: link to {name} is down"
-            sync.set_status(self.store, target_id, "active", why)
+        for target_id, b in rerouted.items():
+            if b.peer in down:
+                why = f"reached through {b.via}: link to {b.peer} is down"
+                sync.set_status(self.store, target_id, "active", why)
         return plans, rerouted
 
     def _flush_on_link_change(self, broken: set[str]) -> None:
@@ -532,13 +527,16 @@ class Reconciler:
     def _flush_as_asked(self, state) -> None:
         """The path between some members changed (we were asked, or saw it ourselves): forget
         the MACs our ports learned (they would point the old way until they age out)."""
-        prefix = self.cfg.dataplane.prefix
         while self._flush_requests:
-            bridge = naming.bridge(prefix, f"r{self._flush_requests.pop()}")
-            for vx in state.vxlans.values():
-                if vx.master == bridge:
-                    self.dataplane.flush_learned(vx.name)
-                    log.info("dataplane: flush_learned %s", vx.name)
+            self._flush_network(state, f"r{self._flush_requests.pop()}")
+
+    def _flush_network(self, state, key: str) -> None:
+        """Forget the MACs learned by the tunnel ports of one network's bridge."""
+        bridge = naming.bridge(self.cfg.dataplane.prefix, key)
+        for vx in state.vxlans.values():
+            if vx.master == bridge:
+                self.dataplane.flush_learned(vx.name)
+                log.info("dataplane: flush_learned %s", vx.name)
 
     def _flush_on_new_paths(
         self,
@@ -572,11 +570,7 @@ class Reconciler:
                     names |= {*p["between"], *p["via"], *was["via"]}
             names.discard(self.cfg.agent.name)
             self._flush_pending[exp_id] = self._flush_pending.get(exp_id, set()) | names
-            bridge = naming.bridge(self.cfg.dataplane.prefix, f"e{exp_id}")
-            for vx in state.vxlans.values():
-                if vx.master == bridge:
-                    self.dataplane.flush_learned(vx.name)
-                    log.info("dataplane: flush_learned %s", vx.name)
+            self._flush_network(state, f"e{exp_id}")
         for exp_id, names in list(self._flush_pending.items()):
             reachable = names - set(down)
             if not reachable or mesh.flush_members(self.store, self.client, exp_id, reachable):
