@@ -14,8 +14,9 @@ import uuid
 import pytest
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
-from intercloud.domain.plan import plan
-from intercloud.drivers.dataplane.linux import LinuxDataplane
+from intercloud.domain.plan import Step, plan
+from intercloud.drivers.dataplane import ipbatch
+from intercloud.drivers.dataplane.linux import BATCH_MIN_STEPS, LinuxDataplane
 from intercloud.errors import DriverError
 
 pytestmark = [
@@ -260,3 +261,51 @@ def test_vms_in_two_gateways_ping_over_vxlan(driver, netns):
         text=True,
     )
     assert ping.returncode != 0
+
+
+def test_many_fresh_devices_are_made_in_one_batch_and_checked(host, monkeypatch):
+    """Past BATCH_MIN_STEPS fresh devices, apply() makes them with one `ip -batch`, then each
+    step checks its device the ordinary way: a line the kernel refuses (a VNI already taken)
+    fails only its own step, with the same message the ordinary path gives."""
+    dp, ns = host
+    batches: list[int] = []
+    real_run = ipbatch.run
+
+    def counting_run(lines: list[str], netns: str | None, timeout: float = 300.0) -> str:
+        batches.append(len(lines))
+        return real_run(lines, netns, timeout)
+
+    monkeypatch.setattr(ipbatch, "run", counting_run)
+    n = BATCH_MIN_STEPS
+    want = HostState()
+    for i in range(n):
+        want.add(Bridge(f"icbn{i}", 1400 if i % 2 else None))
+        want.add(
+            Vxlan(
+                f"icv{1000 + i}",
+                1000 + i,
+                "198.18.0.1",
+                f"198.18.0.{2 + i % 3}",
+                f"icbn{i}",
+                mtu=1400 if i % 2 else None,
+                isolated=i % 3 == 0,
+                rate_mbit=50.0 if i == 5 else None,
+            )
+        )
+        want.add(Patch(f"icpn{i}", f"icqn{i}", f"icbn{i}", "opbr"))
+    want.add(Attachment("opv0", "icbn0"))
+    clash = Vxlan("icv999", 1003, "198.18.0.1", "198.18.0.9", "icbn1")  # icv1003's VNI
+    steps = plan(want, dp.observe(P, ["opv0"]))
+    steps.append(Step("ensure_vxlan", clash))
+    with dp.applying():
+        done = list(dp.apply(steps))
+
+    assert len(batches) == 1 and batches[0] > 3 * n  # one ip process for all fresh devices
+    failed = {s.describe(): exc.message for s, exc in done if exc is not None}
+    assert failed == {"ensure_vxlan icv999": "cannot create vxlan icv999: File exists"}
+    assert [s for s, _ in done] == steps  # every step answered, in order
+    assert dp.observe(P, ["opv0"]) == want  # rate, MTU marks, isolation, attachment included
+    assert plan(want, dp.observe(P, ["opv0"])) == []
+    assert ",UP," in sh("ip", "-n", ns, "link", "show", "icv1005")  # up once limited
+    assert "tbf" in sh("tc", "-n", ns, "qdisc", "show", "dev", "icv1005")
+    assert "master opbr state UP" in sh("ip", "-n", ns, "link", "show", "icqn7")

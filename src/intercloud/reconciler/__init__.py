@@ -499,12 +499,11 @@ class Reconciler:
                 links,
                 self.dataplane.interface_kind,
             )
-            for step in planner.plan(desired.state, observed):
-                try:
-                    getattr(self.dataplane, step.verb)(step.obj)
+            for step, exc in self.dataplane.apply(planner.plan(desired.state, observed)):
+                if exc is None:
                     log.info("dataplane: %s", step.describe())
                     result.changes += 1
-                except IntercloudError as exc:
+                else:
                     log.error("dataplane: %s failed: %s", step.describe(), exc.message)
                     result.errors.append(exc.message)
         remaining = (

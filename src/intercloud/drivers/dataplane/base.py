@@ -4,11 +4,12 @@ matches changes nothing, and removing what is absent is not an error."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
-from intercloud.errors import DriverError
+from intercloud.domain.plan import Step
+from intercloud.errors import DriverError, IntercloudError
 
 
 class Dataplane(ABC):
@@ -105,6 +106,18 @@ class Dataplane(ABC):
             self.remove_link(name)
         self.remove_mss_clamp(prefix)
         self.remove_no_forward(prefix)
+
+    def apply(self, steps: Iterable[Step]) -> Iterator[tuple[Step, IntercloudError | None]]:
+        """Carry out the steps of one plan in order: each step with its error (None: done).
+        A step that fails does not stop the others. A driver may do many steps in one
+        request (the Linux one: fresh devices in one `ip -batch`)."""
+        for step in steps:
+            try:
+                getattr(self, step.verb)(step.obj)
+            except IntercloudError as exc:
+                yield step, exc
+            else:
+                yield step, None
 
     def applying(self) -> AbstractContextManager[None]:
         """Around the steps of one plan made from a fresh observe(): a driver may then trust

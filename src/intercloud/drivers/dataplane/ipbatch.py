@@ -1,0 +1,99 @@
+"""Many fresh devices in one `ip -batch`: the Linux data plane's bulk path.
+
+Creating 1,000 networks' bridges, tunnels and patches one pyroute2 request at a time costs
+1-3 ms of Python per request (about 9 per network); iproute2 sends the same requests from C.
+Only devices that do not exist yet are made this way, each as its plan step would make it
+(`lines`). The batch runs with `-force` (a failed line does not stop the others), and whatever
+it did is checked afterwards by the driver's ordinary step (linux.py): that step finds the
+device made and changes nothing, or makes it and reports its own precise error.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
+
+# Interface names we put on a command line: what our naming and sane operators produce. Any
+# other name goes the ordinary way (netlink, no parsing involved).
+_PLAIN = re.compile(r"[A-Za-z0-9_.:@+=-]{1,15}")
+
+
+def plain(*names: str) -> bool:
+    return all(_PLAIN.fullmatch(n) for n in names)
+
+
+# Lines run in three phases, whatever step they come from: every device is made, then
+# configured, then set up. Measured with 1,000 patches: 12.5 s when each patch is made, moved
+# and set up in turn, 1.8 s in phases (each "up" right after a change waits for the kernel's
+# link events of the one before).
+MAKE, SET, UP = 0, 1, 2
+Line = tuple[int, str]
+
+
+def in_phases(lines: list[Line]) -> list[str]:
+    return [text for _, text in sorted(lines, key=lambda line: line[0])]
+
+
+def bridge(br: Bridge, mark: str | None) -> list[Line]:
+    # STP off and no forward delay: ports forward as soon as they are enslaved (as linux.py).
+    mtu = f" mtu {br.mtu}" if br.mtu is not None else ""
+    out = [(MAKE, f"link add name {br.name}{mtu} up type bridge stp_state 0 forward_delay 0")]
+    if mark:  # `ip link add` drops an alias: it takes a set
+        out.append((SET, f"link set {br.name} alias {mark}"))
+    return out
+
+
+def vxlan(vx: Vxlan, mark: str | None, df: bool) -> list[Line]:
+    """Into its bridge at birth, isolated before it is up; not up at all when a rate limit
+    must be in place first (the driver's ordinary step then adds the qdisc, then sets it up)."""
+    mtu = f" mtu {vx.mtu}" if vx.mtu is not None else ""
+    out = [
+        (
+            MAKE,
+            f"link add name {vx.name}{mtu} master {vx.master} type vxlan id {vx.vni}"
+            f" local {vx.local} remote {vx.remote} dstport {vx.port} learning"
+            + (" df unset" if df else ""),
+        )
+    ]
+    if vx.isolated:
+        out.append((SET, f"link set {vx.name} type bridge_slave isolated on"))
+    if mark:
+        out.append((SET, f"link set {vx.name} alias {mark}"))
+    if vx.rate_mbit is None:
+        out.append((UP, f"link set {vx.name} up"))
+    return out
+
+
+def patch(p: Patch) -> list[Line]:
+    return [
+        (MAKE, f"link add name {p.name} master {p.master} type veth peer name {p.peer}"),
+        (SET, f"link set {p.peer} master {p.peer_master}"),
+        (UP, f"link set {p.name} up"),
+        (UP, f"link set {p.peer} up"),
+    ]
+
+
+def attach(att: Attachment) -> list[Line]:
+    return [
+        (SET, f"link set {att.interface} master {att.master}"),
+        (UP, f"link set {att.interface} up"),
+    ]
+
+
+def run(lines: list[str], netns: str | None, timeout: float = 300.0) -> str:
+    """Run the lines (in_phases) in one `ip -force -batch -`; returns what ip printed on stderr (its
+    failures; the caller checks the result, not this text). Missing `ip` -> ''."""
+    argv = ["ip", "-force", "-batch", "-"]
+    if netns and "/" in netns:
+        argv = ["nsenter", f"--net={netns}", *argv]
+    elif netns:
+        argv = ["ip", "-n", netns, *argv[1:]]
+    try:
+        done = subprocess.run(
+            argv, input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=timeout
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return done.stderr

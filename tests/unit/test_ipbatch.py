@@ -1,0 +1,46 @@
+"""The Linux data plane's batch lines (ipbatch.py): what each fresh device becomes, in phases."""
+
+from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
+from intercloud.drivers.dataplane import ipbatch
+
+
+def test_every_device_is_made_then_configured_then_up():
+    lines = ipbatch.in_phases(
+        ipbatch.bridge(Bridge("icb1", 1400), "intercloud:mtu=1400")
+        + ipbatch.patch(Patch("icp1", "icq1", "icb1", "tn1"))
+        + ipbatch.vxlan(
+            Vxlan("icv1", 7, "198.18.1.2", "198.18.2.2", "icb1", isolated=True), None, True
+        )
+        + ipbatch.attach(Attachment("eth1", "icb1"))
+    )
+    assert lines == [
+        "link add name icb1 mtu 1400 up type bridge stp_state 0 forward_delay 0",
+        "link add name icp1 master icb1 type veth peer name icq1",
+        "link add name icv1 master icb1 type vxlan id 7 local 198.18.1.2 remote 198.18.2.2"
+        " dstport 4789 learning df unset",
+        "link set icb1 alias intercloud:mtu=1400",
+        "link set icq1 master tn1",
+        "link set icv1 type bridge_slave isolated on",
+        "link set eth1 master icb1",
+        "link set icp1 up",
+        "link set icq1 up",
+        "link set icv1 up",
+        "link set eth1 up",
+    ]
+
+
+def test_a_rate_limited_tunnel_is_left_down_for_its_qdisc():
+    vx = Vxlan("icv2", 8, "198.18.1.2", "198.18.2.2", "icb2", mtu=1400, rate_mbit=10)
+    lines = [text for _, text in ipbatch.vxlan(vx, "intercloud:mtu=1400", df=False)]
+    assert lines == [
+        "link add name icv2 mtu 1400 master icb2 type vxlan id 8 local 198.18.1.2"
+        " remote 198.18.2.2 dstport 4789 learning",
+        "link set icv2 alias intercloud:mtu=1400",
+    ]
+
+
+def test_only_plain_names_go_on_a_command_line():
+    assert ipbatch.plain("icbe1", "tn-0.1", "brq1234abcd-56")
+    assert not ipbatch.plain("icbe1", "a b")
+    assert not ipbatch.plain('x"y')
+    assert not ipbatch.plain("a" * 16)
