@@ -126,3 +126,28 @@ def test_per_project_limit_applies_on_both_sides(pair):
     third = a.user("p1", "POST", "/v1/expansions", {"network": "net4", "peers": ["B"]})
     assert third.status_code == 409
     assert third.json()["error"]["field"] == "peers"
+
+
+def test_reads_are_kept_until_a_write_of_anyone(pair):
+    """GETs are answered from the read cache (api/reads.py) while nothing is written; a user's
+    POST, the reconciler's status change and an admin's change each show in the next GET."""
+    a, b, _ = pair
+    reads = a.http.app.state.reads
+    assert a.user("p1", "GET", "/v1/expansions").json() == []
+    hits = reads.hits
+    assert a.user("p1", "GET", "/v1/expansions").json() == []
+    assert reads.hits == hits + 1
+    uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    listed = a.user("p1", "GET", "/v1/expansions").json()  # the user's own write
+    assert [(e["id"], e["status"]) for e in listed] == [(uid, "pending")]
+    assert a.user("p2", "GET", "/v1/expansions").json() == []  # per project
+    converge(a, b)  # the reconciler's writes
+    assert a.user("p1", "GET", f"/v1/expansions/{uid}").json()["status"] == "active"
+    assert a.user("p1", "GET", "/v1/expansions").json()[0]["status"] == "active"
+    assert a.user("p2", "GET", f"/v1/expansions/{uid}").status_code == 404  # not cached
+    before = a.admin("GET", "/v1/agreements").json()
+    r = a.admin("PATCH", "/v1/agreements/B", {"max_expansions_per_project": 7})
+    assert r.status_code == 200, r.text
+    after = a.admin("GET", "/v1/agreements").json()
+    assert before[0]["max_expansions_per_project"] != 7
+    assert after[0]["max_expansions_per_project"] == 7

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from intercloud.errors import Conflict
 from intercloud.store import Store
@@ -123,3 +123,41 @@ def test_upgrade_keeps_existing_links_and_marks_them_unencrypted(database_url):
             None,
         )
     old.dispose()
+
+
+def test_generation_counts_commits_that_write(store):
+    """What the API's read cache keys on: a writing commit bumps it, a read or a rolled-back
+    write does not."""
+    start = store.generation
+    with store.session() as s:
+        s.add(
+            m.Peer(
+                name="g1",
+                federation_url="http://192.0.2.1:8700",
+                underlay_endpoint="192.0.2.1",
+                key="k" * 32,
+            )
+        )
+    after_add = store.generation
+    assert after_add > start
+    with store.session() as s:
+        s.scalars(select(m.Peer)).all()
+    assert store.generation == after_add
+    with store.session() as s:  # a statement, no ORM flush
+        s.execute(update(m.Peer).where(m.Peer.name == "g1").values(federation_url="http://x"))
+    after_update = store.generation
+    assert after_update > after_add
+    with pytest.raises(RuntimeError), store.session() as s:
+        s.add(
+            m.Peer(
+                name="g2",
+                federation_url="http://192.0.2.2:8700",
+                underlay_endpoint="192.0.2.2",
+                key="k" * 32,
+            )
+        )
+        s.flush()
+        raise RuntimeError("abandon")
+    assert store.generation == after_update
+    with store.session() as s:
+        assert s.scalar(select(m.Peer).where(m.Peer.name == "g2")) is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.orm import Session
 
 from intercloud import __version__
 from intercloud.api import auth
@@ -24,6 +26,17 @@ from intercloud.service import policies, replicas, views
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(auth.admin)])
 
 
+def _cached(request: Request, key: tuple[str, ...], view: Callable[[Session], Any]) -> Response:
+    """An admin view from the database, kept until the next write (api/reads.py)."""
+    store = auth.ctx(request).store
+
+    def build() -> Any:
+        with store.session() as s:
+            return view(s)
+
+    return auth.reads(request).get(("admin", *key), build)
+
+
 def _changed(request: Request) -> None:
     auth.ctx(request).reconciler.trigger()
 
@@ -38,10 +51,9 @@ def create_peer(body: PeerCreate, request: Request) -> dict[str, Any]:
     return out
 
 
-@router.get("/peers")
-def list_peers(request: Request) -> list[dict[str, Any]]:
-    with auth.ctx(request).store.session() as s:
-        return svc.list_peers(s)
+@router.get("/peers", response_model=list[dict[str, Any]])
+def list_peers(request: Request) -> Response:
+    return _cached(request, ("peers",), svc.list_peers)
 
 
 @router.get("/peers/{name}")
@@ -71,16 +83,14 @@ def create_link(body: LinkCreate, request: Request) -> dict[str, Any]:
     return out
 
 
-@router.get("/links")
-def list_links(request: Request) -> list[dict[str, Any]]:
-    with auth.ctx(request).store.session() as s:
-        return svc.list_links(s)
+@router.get("/links", response_model=list[dict[str, Any]])
+def list_links(request: Request) -> Response:
+    return _cached(request, ("links",), svc.list_links)
 
 
-@router.get("/links/{peer}")
-def get_link(peer: str, request: Request) -> dict[str, Any]:
-    with auth.ctx(request).store.session() as s:
-        return views.link(svc.get_link(s, peer))
+@router.get("/links/{peer}", response_model=dict[str, Any])
+def get_link(peer: str, request: Request) -> Response:
+    return _cached(request, ("link", peer), lambda s: views.link(svc.get_link(s, peer)))
 
 
 @router.patch("/links/{peer}")
@@ -115,10 +125,9 @@ def create_agreement(body: AgreementCreate, request: Request) -> dict[str, Any]:
     return out
 
 
-@router.get("/agreements")
-def list_agreements(request: Request) -> list[dict[str, Any]]:
-    with auth.ctx(request).store.session() as s:
-        return svc.list_agreements(s)
+@router.get("/agreements", response_model=list[dict[str, Any]])
+def list_agreements(request: Request) -> Response:
+    return _cached(request, ("agreements",), svc.list_agreements)
 
 
 @router.get("/agreements/{peer}")

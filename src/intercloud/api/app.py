@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from intercloud import __version__
 from intercloud.api import admin, errors, federation, user
 from intercloud.api.context import AppContext
+from intercloud.api.reads import ReadCache
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -16,6 +17,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         description="Stretch virtual networks at layer 2 between federated clouds.",
     )
     app.state.ctx = ctx
+    app.state.reads = ReadCache(ctx.store)
     errors.install(app)
     app.include_router(admin.router)
     app.include_router(user.router)

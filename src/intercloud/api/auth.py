@@ -8,6 +8,7 @@ from fastapi import Request
 from sqlalchemy import delete, select
 
 from intercloud.api.context import AppContext
+from intercloud.api.reads import ReadCache
 from intercloud.drivers.cloud.base import Principal
 from intercloud.errors import Conflict, Forbidden, Unauthorized
 from intercloud.federation import signing
@@ -16,6 +17,10 @@ from intercloud.store import models as m
 
 def ctx(request: Request) -> AppContext:
     return request.app.state.ctx
+
+
+def reads(request: Request) -> ReadCache:
+    return request.app.state.reads
 
 
 def _principal(request: Request) -> Principal:

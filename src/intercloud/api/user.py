@@ -37,20 +37,26 @@ def create_expansion(
     return JSONResponse(out, status_code=200)
 
 
-@router.get("/expansions")
-def list_expansions(request: Request, project: str = Depends(auth.project)) -> list[dict[str, Any]]:
+@router.get("/expansions", response_model=list[dict[str, Any]])
+def list_expansions(request: Request, project: str = Depends(auth.project)) -> Response:
     c = auth.ctx(request)
-    with c.store.session() as s:
-        return svc.list_expansions(s, project)
+
+    def build() -> list[dict[str, Any]]:
+        with c.store.session() as s:
+            return svc.list_expansions(s, project)
+
+    return auth.reads(request).get(("expansions", project), build)
 
 
-@router.get("/expansions/{uid}")
-def get_expansion(
-    uid: str, request: Request, project: str = Depends(auth.project)
-) -> dict[str, Any]:
+@router.get("/expansions/{uid}", response_model=dict[str, Any])
+def get_expansion(uid: str, request: Request, project: str = Depends(auth.project)) -> Response:
     c = auth.ctx(request)
-    with c.store.session() as s:
-        return views.expansion(svc.get_expansion(s, project, uid))
+
+    def build() -> dict[str, Any]:
+        with c.store.session() as s:
+            return views.expansion(svc.get_expansion(s, project, uid))
+
+    return auth.reads(request).get(("expansion", project, uid), build)
 
 
 @router.patch("/expansions/{uid}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from intercloud.errors import Conflict
 
@@ -34,11 +35,37 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _wrote(session: Session, _context: object) -> None:
+    session.info["wrote"] = True
+
+
+def _wrote_by_statement(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info["wrote"] = True
+
+
+def _rolled_back(session: Session, _previous: object) -> None:
+    session.info.pop("wrote", None)
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Bumped after every commit that wrote something (ORM flush or an INSERT/UPDATE/DELETE
+        # statement), by this process: what a read cache keys on (api/reads.py). After the
+        # commit, so a reader never caches data older than the generation it read first.
+        self._counter = itertools.count(1)
+        self.generation = 0
+        event.listen(self._sessions, "after_flush", _wrote)
+        event.listen(self._sessions, "do_orm_execute", _wrote_by_statement)
+        event.listen(self._sessions, "after_commit", self._committed)
+        event.listen(self._sessions, "after_soft_rollback", _rolled_back)
+
+    def _committed(self, session: Session) -> None:
+        if session.info.pop("wrote", False):
+            self.generation = next(self._counter)
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision`, the newest by default (a no-op when it is there)."""
