@@ -62,16 +62,22 @@ while time.monotonic() < deadline:
     time.sleep(0.02)
 """
 
-# Runs in A's gateway: N concurrent clients, each with its own connection.
+# Runs in A's gateway: N concurrent clients, each with its own connection, each looping over
+# its requests: first `warmup` seconds unrecorded (the server's worker threads, connections and
+# caches start), then `seconds` recorded. The collector is off in this process: its own full
+# passes (40-110 ms here) would be counted as the server's latency.
 _API = r"""
-import asyncio, json, sys, time, httpx
+import asyncio, gc, json, sys, time, httpx
+gc.disable()
 cfg = json.loads(sys.stdin.read())
 base, out = cfg["base"], {}
-async def client(i, kind, lat):
+async def client(i, kind, lat, phase):
     async with httpx.AsyncClient(base_url=base, timeout=30.0) as c:
         await c.get("/v1/federation/health")  # connect first: persistent clients are measured
         await ready.wait()
-        for j in range(cfg["per_client"]):
+        j = 0
+        while time.perf_counter() < phase["until"]:
+            j += 1
             for method, path, body, token in cfg["kinds"][kind]:
                 path = path.replace("{i}", f"{i}x{j}")
                 if body is not None:
@@ -79,7 +85,8 @@ async def client(i, kind, lat):
                 h = {"Authorization": "Bearer " + token} if token else {}
                 t = time.perf_counter()
                 r = await c.request(method, path, json=body, headers=h)
-                lat.setdefault(method, []).append(time.perf_counter() - t)
+                if phase["record"]:
+                    lat.setdefault(method, []).append(time.perf_counter() - t)
                 ok = r.status_code < 300 or (token is None and r.status_code == 401)
                 if not ok:
                     raise SystemExit(f"{method} {path}: {r.status_code} {r.text[:200]}")
@@ -87,10 +94,14 @@ async def main():
     global ready
     for kind in cfg["kinds"]:
         lat, ready = {}, asyncio.Event()
-        tasks = [asyncio.create_task(client(i, kind, lat)) for i in range(cfg["clients"])]
+        phase = {"until": float("inf"), "record": False}
+        tasks = [asyncio.create_task(client(i, kind, lat, phase)) for i in range(cfg["clients"])]
         await asyncio.sleep(1.0)  # all connected
-        t = time.perf_counter()
+        phase["until"] = time.perf_counter() + cfg["warmup"] + cfg["seconds"]
         ready.set()
+        await asyncio.sleep(cfg["warmup"])
+        phase["record"] = True
+        t = time.perf_counter()
         await asyncio.gather(*tasks)
         out[kind] = {"seconds": time.perf_counter() - t, "latencies": lat}
 asyncio.run(main())
@@ -257,8 +268,9 @@ def _post_link(lab: Lab, cloud: str, psk: str) -> None:
     lab.api(cloud, "POST", "/v1/links", body)
 
 
-def api_latency(lab: Lab, clients: int, per_client: int) -> dict[str, Any]:
-    """p50/p99 (ms) of reads, writes and the unauthenticated floor, `clients` at once."""
+def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[str, Any]:
+    """p50/p99 (ms) of reads, writes and the unauthenticated floor, `clients` at once, each
+    kind for `seconds` after `warmup` seconds of the same load."""
     admin, p1 = lab.token("A"), lab.token("A", "p1")
     peer = {
         "name": "zz{i}",
@@ -271,7 +283,8 @@ def api_latency(lab: Lab, clients: int, per_client: int) -> dict[str, Any]:
         "reads": [["GET", "/v1/expansions", None, p1], ["GET", "/v1/links", None, admin]],
         "writes": [["POST", "/v1/peers", peer, admin], ["DELETE", "/v1/peers/zz{i}", None, admin]],
     }
-    cfg = {"base": "http://127.0.0.1:8700", "clients": clients, "per_client": per_client}
+    cfg = {"base": "http://127.0.0.1:8700", "clients": clients, "seconds": seconds}
+    cfg["warmup"] = warmup
     cfg["kinds"] = kinds
     proc = _py(lab.cloud("A")["ns"], _API, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(json.dumps(cfg), timeout=600)

@@ -23,18 +23,21 @@ from intercloud.domain import naming
 from intercloud.service import admin as svc
 from intercloud.service import policies, replicas, views
 
-router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(auth.admin)])
+router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(auth.admin_async)])
 
 
-def _cached(request: Request, key: tuple[str, ...], view: Callable[[Session], Any]) -> Response:
-    """An admin view from the database, kept until the next write (api/reads.py)."""
+async def _cached(
+    request: Request, key: tuple[str, ...], view: Callable[[Session], Any]
+) -> Response:
+    """An admin view from the database, kept until the next write (api/reads.py); the
+    handlers that use it run on the event loop."""
     store = auth.ctx(request).store
 
     def build() -> Any:
         with store.session() as s:
             return view(s)
 
-    return auth.reads(request).get(("admin", *key), build)
+    return await auth.reads(request).respond(("admin", *key), build)
 
 
 def _changed(request: Request) -> None:
@@ -52,8 +55,8 @@ def create_peer(body: PeerCreate, request: Request) -> dict[str, Any]:
 
 
 @router.get("/peers", response_model=list[dict[str, Any]])
-def list_peers(request: Request) -> Response:
-    return _cached(request, ("peers",), svc.list_peers)
+async def list_peers(request: Request) -> Response:
+    return await _cached(request, ("peers",), svc.list_peers)
 
 
 @router.get("/peers/{name}")
@@ -84,13 +87,13 @@ def create_link(body: LinkCreate, request: Request) -> dict[str, Any]:
 
 
 @router.get("/links", response_model=list[dict[str, Any]])
-def list_links(request: Request) -> Response:
-    return _cached(request, ("links",), svc.list_links)
+async def list_links(request: Request) -> Response:
+    return await _cached(request, ("links",), svc.list_links)
 
 
 @router.get("/links/{peer}", response_model=dict[str, Any])
-def get_link(peer: str, request: Request) -> Response:
-    return _cached(request, ("link", peer), lambda s: views.link(svc.get_link(s, peer)))
+async def get_link(peer: str, request: Request) -> Response:
+    return await _cached(request, ("link", peer), lambda s: views.link(svc.get_link(s, peer)))
 
 
 @router.patch("/links/{peer}")
@@ -126,8 +129,8 @@ def create_agreement(body: AgreementCreate, request: Request) -> dict[str, Any]:
 
 
 @router.get("/agreements", response_model=list[dict[str, Any]])
-def list_agreements(request: Request) -> Response:
-    return _cached(request, ("agreements",), svc.list_agreements)
+async def list_agreements(request: Request) -> Response:
+    return await _cached(request, ("agreements",), svc.list_agreements)
 
 
 @router.get("/agreements/{peer}")

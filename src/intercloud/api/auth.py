@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 from sqlalchemy import delete, select
+from starlette.concurrency import run_in_threadpool
 
 from intercloud.api.context import AppContext
 from intercloud.api.reads import ReadCache
@@ -51,6 +52,20 @@ def project(request: Request) -> str:
     if principal.project is None:
         raise Forbidden("this call needs a project token, not the admin token")
     return principal.project
+
+
+async def admin_async(request: Request) -> Principal:
+    """`admin` for handlers that run on the event loop (api/reads.py)."""
+    if ctx(request).cloud.authenticates_in_memory:
+        return admin(request)
+    return await run_in_threadpool(admin, request)
+
+
+async def project_async(request: Request) -> str:
+    """`project` for handlers that run on the event loop (api/reads.py)."""
+    if ctx(request).cloud.authenticates_in_memory:
+        return project(request)
+    return await run_in_threadpool(project, request)
 
 
 async def peer(request: Request) -> str:

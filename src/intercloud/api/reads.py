@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from intercloud.store import Store
 
@@ -27,22 +28,49 @@ class ReadCache:
         self.store = store
         self._views: dict[Hashable, tuple[int, bytes]] = {}
         self._lock = threading.Lock()
+        self._building: dict[Hashable, threading.Lock] = {}
         self.hits = 0
         self.misses = 0
 
+    async def respond(self, key: Hashable, build: Callable[[], Any]) -> Response:
+        """For async handlers: a fresh view is answered on the event loop (no thread hop);
+        building one (the database) happens in a worker thread."""
+        body = self._fresh(key)
+        if body is not None:
+            return Response(body, media_type="application/json")
+        return await run_in_threadpool(self.get, key, build)
+
     def get(self, key: Hashable, build: Callable[[], Any]) -> Response:
         """The view `key` as a JSON response: cached if nothing was written since it was
-        built, else built now (an error from `build` propagates, and nothing is kept)."""
-        generation = self.store.generation  # read first: a write during build() outdates it
+        built, else built now (an error from `build` propagates, and nothing is kept). One
+        request builds a view at a time; the others asking for it meanwhile wait for it
+        (50 clients after a reconciler pass: one build, not 50)."""
+        body = self._fresh(key)
+        if body is None:
+            with self._lock:
+                building = self._building.setdefault(key, threading.Lock())
+            with building:
+                body = self._fresh(key)
+                if body is None:
+                    body = self._build(key, build)
+        return Response(body, media_type="application/json")
+
+    def _fresh(self, key: Hashable) -> bytes | None:
+        generation = self.store.generation
         with self._lock:
             hit = self._views.get(key)
         if hit is not None and hit[0] == generation:
             self.hits += 1
-            return Response(hit[1], media_type="application/json")
+            return hit[1]
+        return None
+
+    def _build(self, key: Hashable, build: Callable[[], Any]) -> bytes:
+        generation = self.store.generation  # read first: a write during build() outdates it
         self.misses += 1
-        body = JSONResponse(jsonable_encoder(build())).body
+        body = bytes(JSONResponse(jsonable_encoder(build())).body)
         with self._lock:
             if len(self._views) >= MAX_VIEWS:
                 self._views.clear()
-            self._views[key] = (generation, bytes(body))
-        return Response(body, media_type="application/json")
+                self._building.clear()
+            self._views[key] = (generation, body)
+        return body

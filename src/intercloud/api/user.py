@@ -37,26 +37,29 @@ def create_expansion(
     return JSONResponse(out, status_code=200)
 
 
+# Reads run on the event loop and answer from the read cache (api/reads.py).
 @router.get("/expansions", response_model=list[dict[str, Any]])
-def list_expansions(request: Request, project: str = Depends(auth.project)) -> Response:
+async def list_expansions(request: Request, project: str = Depends(auth.project_async)) -> Response:
     c = auth.ctx(request)
 
     def build() -> list[dict[str, Any]]:
         with c.store.session() as s:
             return svc.list_expansions(s, project)
 
-    return auth.reads(request).get(("expansions", project), build)
+    return await auth.reads(request).respond(("expansions", project), build)
 
 
 @router.get("/expansions/{uid}", response_model=dict[str, Any])
-def get_expansion(uid: str, request: Request, project: str = Depends(auth.project)) -> Response:
+async def get_expansion(
+    uid: str, request: Request, project: str = Depends(auth.project_async)
+) -> Response:
     c = auth.ctx(request)
 
     def build() -> dict[str, Any]:
         with c.store.session() as s:
             return views.expansion(svc.get_expansion(s, project, uid))
 
-    return auth.reads(request).get(("expansion", project, uid), build)
+    return await auth.reads(request).respond(("expansion", project, uid), build)
 
 
 @router.patch("/expansions/{uid}")

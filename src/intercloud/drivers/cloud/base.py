@@ -62,6 +62,10 @@ class Addressing:
 
 
 class Cloud(ABC):
+    # Whether authenticate() answers from memory (no I/O): the API may then call it on its
+    # event loop instead of handing it to a worker thread.
+    authenticates_in_memory: bool = False
+
     @abstractmethod
     def authenticate(self, token: str) -> Principal | None:
         """The principal a bearer token stands for, or None if the token is unknown."""

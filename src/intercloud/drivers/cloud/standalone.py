@@ -9,6 +9,8 @@ from intercloud.drivers.cloud.base import Cloud, Network, Principal
 
 
 class StandaloneCloud(Cloud):
+    authenticates_in_memory = True  # tokens from the config file
+
     def __init__(self, cfg: Config) -> None:
         self._admin_token = cfg.agent.admin_token
         self._tokens = {p.token: p.name for p in cfg.projects}
