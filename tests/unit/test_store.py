@@ -125,19 +125,18 @@ def test_upgrade_keeps_existing_links_and_marks_them_unencrypted(database_url):
     old.dispose()
 
 
+def _peer(name: str, address: str) -> m.Peer:
+    return m.Peer(
+        name=name, federation_url=f"http://{address}:8700", underlay_endpoint=address, key="k" * 32
+    )
+
+
 def test_generation_counts_commits_that_write(store):
     """What the API's read cache keys on: a writing commit bumps it, a read or a rolled-back
     write does not."""
     start = store.generation
     with store.session() as s:
-        s.add(
-            m.Peer(
-                name="g1",
-                federation_url="http://192.0.2.1:8700",
-                underlay_endpoint="192.0.2.1",
-                key="k" * 32,
-            )
-        )
+        s.add(_peer("g1", "192.0.2.1"))
     after_add = store.generation
     assert after_add > start
     with store.session() as s:
@@ -148,14 +147,7 @@ def test_generation_counts_commits_that_write(store):
     after_update = store.generation
     assert after_update > after_add
     with pytest.raises(RuntimeError), store.session() as s:
-        s.add(
-            m.Peer(
-                name="g2",
-                federation_url="http://192.0.2.2:8700",
-                underlay_endpoint="192.0.2.2",
-                key="k" * 32,
-            )
-        )
+        s.add(_peer("g2", "192.0.2.2"))
         s.flush()
         raise RuntimeError("abandon")
     assert store.generation == after_update
