@@ -1,7 +1,7 @@
 """The Linux driver's interface dump read from `ip -d -j link show` (drivers/dataplane/netlink):
 the same Link fields as the netlink attributes pyroute2 would give."""
 
-from intercloud.drivers.dataplane.netlink import _from_json
+from intercloud.drivers.dataplane.netlink import _from_json, _Netlink
 
 DUMP = [
     {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "mtu": 65536},
@@ -82,3 +82,22 @@ def test_links_from_ip_json():
     assert (links["icqe1"].peer, links["icqe1"].master) == (8, 0)
     assert (links["vm0"].peer, links["vm0"].peer_elsewhere) == (3, True)
     assert links["lo"].kind is None and links["lo"].data == {}
+
+
+def test_our_rate_limits_are_read_from_tc_json(monkeypatch):
+    """Only root tbf qdiscs with our handle count; the rate is in bytes/s."""
+    nl = _Netlink(ipr=object())
+    shown = [
+        {
+            "kind": "tbf",
+            "handle": "1c1:",
+            "dev": "icv7",
+            "root": True,
+            "options": {"rate": 1250000},
+        },
+        {"kind": "tbf", "handle": "1:", "dev": "eth0", "root": True, "options": {"rate": 99}},
+        {"kind": "tbf", "handle": "1c1:", "dev": "icv8", "parent": "1:", "options": {"rate": 5}},
+        {"kind": "noqueue", "handle": "0:", "dev": "lo", "root": True, "options": {}},
+    ]
+    monkeypatch.setattr(nl, "_json", lambda argv: shown if argv[0] == "tc" else None)
+    assert nl.root_rates_by_name([]) == {"icv7": 1250000}

@@ -73,8 +73,8 @@ class LinuxDataplane(Dataplane):
     def observe(self, prefix: str, foreign: Iterable[str] = ()) -> HostState:
         self._remember(prefix)
         clamp = self.observe_mss_clamp(prefix)
-        rates = self._nl.root_rates()
         links = self._nl.links()
+        rates = self._nl.root_rates_by_name(links)
         self._known = {link.name: link for link in links}
         self._unsure = set()
         by_index = {link.index: link for link in links}
@@ -93,7 +93,7 @@ class LinuxDataplane(Dataplane):
                 state.add(Bridge(link.name, mtu=link.marked_mtu))
             elif ours(link, "v", "vxlan"):
                 vx = self._as_vxlan(link, name_of(link.master))
-                kbit = None if link.index not in rates else max(rates[link.index] // 125, 1)
+                kbit = None if link.name not in rates else max(rates[link.name] // 125, 1)
                 mss = clamp.get(link.name) or None  # 0: rules not ours, seen in mss_clamp
                 rate = None if kbit is None else kbit / 1000
                 state.add(dataclasses.replace(vx, mss=mss, rate_mbit=rate))

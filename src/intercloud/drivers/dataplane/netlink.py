@@ -177,20 +177,39 @@ class _Netlink:
         self.ipr = ipr
         self.netns = netns
 
-    def links(self) -> list[Link]:
-        argv = ["ip", "-d", "-j", "link", "show"]
+    def _json(self, argv: list[str]) -> Any:
+        """What an iproute2 tool (`ip`, `tc`) prints with -j in our namespace; None if it
+        cannot run (then the caller asks pyroute2)."""
         if self.netns and "/" in self.netns:
             argv = ["nsenter", f"--net={self.netns}", *argv]
         elif self.netns:
-            argv = ["ip", "-n", self.netns, *argv[1:]]
+            argv = [argv[0], "-n", self.netns, *argv[1:]]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except (FileNotFoundError, subprocess.TimeoutExpired):
-            done = None
-        if done is not None and done.returncode == 0:
-            return _from_json(json.loads(done.stdout or "[]"))
+            return None
+        return json.loads(done.stdout or "[]") if done.returncode == 0 else None
+
+    def links(self) -> list[Link]:
+        found = self._json(["ip", "-d", "-j", "link", "show"])
+        if found is not None:
+            return _from_json(found)
         with _netlink("list", "interfaces"):
             return [_parse(m) for m in self.ipr.get_links()]
+
+    def root_rates_by_name(self, links: list[Link]) -> dict[str, int]:
+        """interface name -> rate (bytes/s) of each root qdisc that is our tbf, from `tc -j`
+        (as links(): 3,000 qdiscs decoded by pyroute2 took 1.4 s of every pass)."""
+        found = self._json(["tc", "-j", "qdisc", "show"])
+        if found is None:
+            names = {link.index: link.name for link in links}
+            return {names[i]: r for i, r in self.root_rates().items() if i in names}
+        handle = f"{QDISC_HANDLE >> 16:x}:"
+        return {
+            q["dev"]: int((q.get("options") or {}).get("rate", 0))
+            for q in found
+            if q.get("kind") == "tbf" and q.get("root") and q.get("handle") == handle
+        }
 
     def link(self, name: str) -> Link | None:
         try:
