@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import select, update
 
@@ -153,3 +156,36 @@ def test_generation_counts_commits_that_write(store):
     assert store.generation == after_update
     with store.session() as s:
         assert s.scalar(select(m.Peer).where(m.Peer.name == "g2")) is None
+
+
+def test_concurrent_writers_all_commit_and_a_failed_write_ends_its_turn(store):
+    """Writers of one process take turns (SQLite: a lock instead of its busy handler's
+    sleeps); a write that fails (a conflict, an exception) must not keep the turn."""
+    with pytest.raises(Conflict), store.session() as s:
+        s.add(_peer("dup", "192.0.2.9"))
+        s.add(_peer("dup", "192.0.2.9"))
+    with pytest.raises(RuntimeError), store.session() as s:
+        s.add(_peer("gone", "192.0.2.8"))
+        s.flush()
+        raise RuntimeError("abandon")
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            with store.session() as s:
+                s.add(_peer(f"w{i}", f"192.0.2.{10 + i}"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert time.monotonic() - started < 4  # nobody waited out a turn left behind (5 s)
+    with store.session() as s:
+        names = set(s.scalars(select(m.Peer.name)))
+    assert {f"w{i}" for i in range(20)} <= names
+    assert "gone" not in names and "dup" not in names
