@@ -14,6 +14,7 @@ import re
 import subprocess
 
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
+from intercloud.drivers.dataplane.netns import in_netns
 
 # Interface names we put on a command line: what our naming and sane operators produce. Any
 # other name goes the ordinary way (netlink, no parsing involved).
@@ -85,11 +86,7 @@ def attach(att: Attachment) -> list[Line]:
 def run(lines: list[str], netns: str | None, timeout: float = 300.0) -> str:
     """Run the lines (in_phases) in one `ip -force -batch -`; returns what ip printed on stderr (its
     failures; the caller checks the result, not this text). Missing `ip` -> ''."""
-    argv = ["ip", "-force", "-batch", "-"]
-    if netns and "/" in netns:
-        argv = ["nsenter", f"--net={netns}", *argv]
-    elif netns:
-        argv = ["ip", "-n", netns, *argv[1:]]
+    argv = in_netns(["ip", "-force", "-batch", "-"], netns)
     try:
         done = subprocess.run(
             argv, input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=timeout

@@ -73,10 +73,8 @@ class LinuxDataplane(Dataplane):
     def observe(self, prefix: str, foreign: Iterable[str] = ()) -> HostState:
         self._remember(prefix)
         clamp = self.observe_mss_clamp(prefix)
-        links = self._nl.links()
+        links = self._refresh()
         rates = self._nl.root_rates_by_name(links)
-        self._known = {link.name: link for link in links}
-        self._unsure = set()
         by_index = {link.index: link for link in links}
         by_name = {link.name: link for link in links}
 
@@ -367,9 +365,12 @@ class LinuxDataplane(Dataplane):
         finally:
             self._batched = set()
 
-    def _refresh(self) -> None:
-        self._known = {link.name: link for link in self._nl.links()}
+    def _refresh(self) -> list[Link]:
+        """Every interface as the kernel has it now; trusted from here on (`applying`)."""
+        links = self._nl.links()
+        self._known = {link.name: link for link in links}
         self._unsure = set()
+        return links
 
     # -- helpers -----------------------------------------------------------------------------
 

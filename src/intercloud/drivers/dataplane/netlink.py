@@ -24,6 +24,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as _vxlan_nla
 
+from intercloud.drivers.dataplane.netns import in_netns
 from intercloud.errors import DriverError
 
 MTU_MARK = "intercloud:mtu="
@@ -180,11 +181,8 @@ class _Netlink:
     def _json(self, argv: list[str]) -> Any:
         """What an iproute2 tool (`ip`, `tc`) prints with -j in our namespace; None if it
         cannot run (then the caller asks pyroute2)."""
-        if self.netns and "/" in self.netns:
-            argv = ["nsenter", f"--net={self.netns}", *argv]
-        elif self.netns:
-            argv = [argv[0], "-n", self.netns, *argv[1:]]
         try:
+            argv = in_netns(argv, self.netns)
             done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except (FileNotFoundError, subprocess.TimeoutExpired):
             return None

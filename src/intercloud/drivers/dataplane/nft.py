@@ -38,6 +38,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from intercloud.drivers.dataplane.netns import in_netns
 from intercloud.errors import DriverError
 
 FAMILY = "bridge"
@@ -198,11 +199,7 @@ def parse(listing: dict[str, Any], prefix: str) -> dict[str, int]:
 def _argv(netns: str | None, args: list[str]) -> list[str]:
     if shutil.which("nft") is None:
         raise NftMissing("cannot clamp TCP MSS: the nft command is missing (install nftables)")
-    if netns is None:
-        return ["nft", *args]
-    if "/" in netns:  # a namespace given by path
-        return ["nsenter", f"--net={netns}", "nft", *args]
-    return ["ip", "netns", "exec", netns, "nft", *args]
+    return in_netns(["nft", *args], netns)
 
 
 def _run(netns: str | None, args: list[str], stdin: str | None = None, what: str = "") -> str:
