@@ -42,15 +42,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _wrote(session: Session, _context: object) -> None:
-    session.info["wrote"] = True
-
-
-def _wrote_by_statement(state: ORMExecuteState) -> None:
-    if state.is_insert or state.is_update or state.is_delete:
-        state.session.info["wrote"] = True
-
-
 def _rolled_back(session: Session, _previous: object) -> None:
     session.info.pop("wrote", None)
 
@@ -65,24 +56,25 @@ class Store:
         # commit, so a reader never caches data older than the generation it read first.
         self._counter = itertools.count(1)
         self.generation = 0
-        event.listen(self._sessions, "after_flush", _wrote)
-        event.listen(self._sessions, "do_orm_execute", _wrote_by_statement)
-        event.listen(self._sessions, "after_commit", self._committed)
-        event.listen(self._sessions, "after_soft_rollback", _rolled_back)
         self._writer = threading.RLock()
-        if url.startswith("sqlite"):
-            event.listen(self._sessions, "before_flush", self._take_turn)
-            event.listen(self._sessions, "do_orm_execute", self._take_turn_for_statement)
-            event.listen(self._sessions, "after_commit", self._end_turn)
-            event.listen(self._sessions, "after_rollback", self._end_turn)
+        self._takes_turns = url.startswith("sqlite")
+        event.listen(self._sessions, "before_flush", self._writing)
+        event.listen(self._sessions, "do_orm_execute", self._writing_by_statement)
+        event.listen(self._sessions, "after_commit", self._committed)
+        event.listen(self._sessions, "after_commit", self._end_turn)
+        event.listen(self._sessions, "after_rollback", self._end_turn)
+        event.listen(self._sessions, "after_soft_rollback", _rolled_back)
 
-    def _take_turn(self, session: Session, *_args: object) -> None:
-        if "writer" not in session.info:
+    def _writing(self, session: Session, *_args: object) -> None:
+        """A session is about to write (a flush, or an INSERT/UPDATE/DELETE statement): its
+        commit will bump the generation, and on SQLite it takes the writers' turn first."""
+        session.info["wrote"] = True
+        if self._takes_turns and "writer" not in session.info:
             session.info["writer"] = self._writer.acquire(timeout=WRITER_WAIT)
 
-    def _take_turn_for_statement(self, state: ORMExecuteState) -> None:
+    def _writing_by_statement(self, state: ORMExecuteState) -> None:
         if state.is_insert or state.is_update or state.is_delete:
-            self._take_turn(state.session)
+            self._writing(state.session)
 
     def _end_turn(self, session: Session) -> None:
         if session.info.pop("writer", False):
