@@ -14,6 +14,11 @@ prefix = "ic"                  # every host object the agent makes starts with t
 vni_min = 1
 vni_max = 16777215
 
+[ipsec]
+driver = "strongswan"          # strongswan | fake | none
+vici_socket = "/var/run/charon.vici"
+# lanes = ["/var/run/charon-lane1.vici"]   # further charons sharing the encryption (libipsec)
+
 [cloud]
 driver = "standalone"          # standalone | openstack
 # openstack: the agent's service user (admin role); users then present Keystone tokens
@@ -72,10 +77,16 @@ class DataplaneSection:
     tunnel_type: str = "vxlan"  # ovs: vxlan | geneve | gre
 
 
+MAX_LANES = 8  # charons per agent (the drivers' charon.MAX_LANES: marks and routing tables)
+
+
 @dataclass
 class IpsecSection:
     driver: str = "strongswan"  # strongswan | fake | none
     vici_socket: str = "/var/run/charon.vici"
+    # Further charons that share the encryption (kernel-libipsec only; drivers/ipsec/lanes.py):
+    # lane k's VICI socket is lanes[k - 1]; its charon runs with `charon.conf_text(lane=k)`.
+    lanes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -129,6 +140,11 @@ def _coerce(section: str, key: str, raw: Any, default: Any) -> Any:
             return int(raw)
         if kind is float:
             return float(raw)
+        if kind is list:  # a TOML list, or a comma-separated string (environment)
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise TypeError("not a list of strings")
+            return [i.strip() for i in items if i.strip()]
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise Invalid(
@@ -195,6 +211,15 @@ def validate(cfg: Config) -> None:
             f"config ipsec.driver: unknown driver {cfg.ipsec.driver!r} "
             "(valid: strongswan, fake, none)",
             field="ipsec.driver",
+        )
+    lanes = cfg.ipsec.lanes
+    if lanes and cfg.ipsec.driver != "strongswan":
+        raise Invalid("config ipsec.lanes: needs the strongswan driver", field="ipsec.lanes")
+    if len(lanes) >= MAX_LANES or len(set(lanes) | {cfg.ipsec.vici_socket}) != len(lanes) + 1:
+        raise Invalid(
+            f"config ipsec.lanes: at most {MAX_LANES - 1} further VICI sockets, all different "
+            "from each other and from vici_socket",
+            field="ipsec.lanes",
         )
     # with OpenStack, admins are Keystone users with the admin role: no token of our own
     if cfg.cloud.driver != "openstack" and len(cfg.agent.admin_token) < 16:

@@ -212,7 +212,9 @@ def test_conf_text_libipsec_and_fwmark():
     for plugin in ("kernel-libipsec", "kernel-netlink", "socket-default", "vici", "openssl"):
         assert plugin in load.split()
     assert "socket = unix:///w/charon.vici" in text and "path = /w/charon.log" in text
-    assert f"fwmark = 0x{FWMARK:x}" in text and f"fwmark = !0x{FWMARK:x}" in text
+    # the policy rule skips every lane's socket mark (FWMARK + k), not only its own
+    assert f"fwmark = 0x{FWMARK:x}" in text and "fwmark = !0x1c0/0xfff0" in text
+    assert "port_nat_t" not in text and "routing_table" not in text  # lane 0: charon's defaults
     assert "allow_peer_ts = yes" in text and "include" not in text
     assert text.count("{") == text.count("}")
     kernel = conf_text("unix:///w/charon.vici", "/w/charon.log", libipsec=False)

@@ -13,9 +13,10 @@ from typing import Any
 
 import click
 
+from intercloud.drivers.ipsec.charon import MAX_LANES
 from intercloud.errors import IntercloudError
 from intercloud.lab.openstack_lab import OpenStackLab
-from intercloud.lab.topology import PROJECTS, Lab
+from intercloud.lab.topology import DEFAULT_LANES, PROJECTS, Lab
 
 
 def _open(lab_name: str) -> Lab:
@@ -96,6 +97,13 @@ def lab() -> None:
     metavar="CLOUD",
     help="Put CLOUD behind a NAT router (repeatable), e.g. --nat C.",
 )
+@click.option(
+    "--lanes",
+    type=click.IntRange(1, MAX_LANES),
+    default=None,
+    help="Charons per gateway sharing the encryption (default: 2 on a host with 2 or more "
+    "cores, else 1; see drivers/ipsec/lanes.py).",
+)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait per agent.")
 def up(
     clouds: int,
@@ -105,6 +113,7 @@ def up(
     encrypt: bool | None,
     openstack: bool,
     nat: tuple[str, ...],
+    lanes: int | None,
     timeout: float,
 ) -> None:
     """Create the namespaces, underlay, tenant bridges, charons and agents."""
@@ -118,13 +127,17 @@ def up(
     encrypt = not openstack if encrypt is None else encrypt
     if nat and not encrypt:
         raise click.UsageError("--nat needs --encrypt (NAT traversal is IPsec's NAT-T)")
+    if lanes is not None and not encrypt:
+        raise click.UsageError("--lanes needs --encrypt (lanes are charons)")
     lb: Lab
     if openstack:
         lb = OpenStackLab(lab_name)
         lb.up(clouds, start_agents=agents, timeout=max(timeout, 60.0))
     else:
         lb = Lab(lab_name)
-        lb.up(clouds, start_agents=agents, encrypt=encrypt, nat=nat, timeout=timeout)
+        if lanes is None:
+            lanes = DEFAULT_LANES
+        lb.up(clouds, start_agents=agents, encrypt=encrypt, nat=nat, timeout=timeout, lanes=lanes)
     if peer:
         try:
             for a, b in itertools.combinations(lb.clouds, 2):

@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from intercloud.drivers.ipsec.charon import Charon
+from intercloud.drivers.ipsec.charon import MAX_LANES, Charon
 from intercloud.lab import netns, underlay
 from intercloud.lab.netns import LabError
 from intercloud.lab.ops import PROJECTS, LabOps
@@ -51,6 +51,7 @@ def _agent_toml(
     projects: dict[str, str],
     vici_socket: str | None,
     networks: Sequence[tuple[str, str, str, str]] | None = None,
+    lane_sockets: Sequence[str] = (),
 ) -> str:
     """The agent's config; `networks`: (name, project, cidr, interface), by default the
     lab's tenant networks on their bridges."""
@@ -72,7 +73,11 @@ def _agent_toml(
         "",
         "[ipsec]",
         *(
-            ['driver = "strongswan"', f"vici_socket = {_toml(vici_socket)}"]
+            [
+                'driver = "strongswan"',
+                f"vici_socket = {_toml(vici_socket)}",
+                f"lanes = {json.dumps(list(lane_sockets))}",
+            ]
             if vici_socket
             else ['driver = "none"']
         ),
@@ -92,6 +97,16 @@ def _agent_toml(
             "",
         ]
     return "\n".join(lines)
+
+
+# Charons per gateway in `lab up`: a second one raised encrypted throughput by a third on two
+# cores (README, Benchmarks); one core has nothing to share.
+DEFAULT_LANES = 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def lane_dir(charon_dir: Path, lane: int) -> Path:
+    """Lane 0's charon lives in the cloud's charon dir, lane k's in <charon dir>/lane<k>."""
+    return charon_dir if lane == 0 else charon_dir / f"lane{lane}"
 
 
 def require_root() -> None:
@@ -193,13 +208,17 @@ class Lab(LabOps):
         encrypt: bool = True,
         nat: Sequence[str] = (),
         timeout: float = 30.0,
+        lanes: int = 1,
     ) -> dict[str, Any]:
         """Build the lab; all or nothing (on any failure everything made is torn down).
-        `encrypt`: one charon per gateway and IPsec on every link; `nat`: the clouds (letters)
+        `encrypt`: one charon per gateway and IPsec on every link; `lanes`: charons per
+        gateway sharing the encryption (drivers/ipsec/lanes.py); `nat`: the clouds (letters)
         that sit behind a NAT router."""
         require_root()
         if not 1 <= clouds <= 26:
             raise LabError(f"clouds must be between 1 and 26 (got {clouds})")
+        if not 1 <= lanes <= MAX_LANES:
+            raise LabError(f"lanes must be between 1 and {MAX_LANES} (got {lanes})")
         leftovers = netns.list_namespaces(self.name + "-")
         if self.exists() or leftovers:
             raise LabError(
@@ -217,6 +236,7 @@ class Lab(LabOps):
                 "vms": {},
                 "peerings": [],
                 "encrypt": encrypt,
+                "lanes": lanes if encrypt else 1,
             }
             self._save(st)
             netns.add_namespace(self.wan_ns)
@@ -229,7 +249,7 @@ class Lab(LabOps):
                 self._save(st)
             if encrypt:
                 for c in st["clouds"].values():
-                    Charon(c["ns"], Path(c["charon_dir"])).start()
+                    self._start_charons(c)
             if start_agents:
                 for letter in st["clouds"]:
                     self._spawn(letter)
@@ -240,6 +260,15 @@ class Lab(LabOps):
                 self.down()
             raise
         return self.state()
+
+    def _lanes(self) -> int:
+        return int(self.state().get("lanes", 1)) if self.exists() else 1
+
+    def _start_charons(self, c: dict[str, Any]) -> None:
+        """The gateway's charon and those of its further lanes (each in its own directory)."""
+        base = Path(c["charon_dir"])
+        for k in range(self._lanes()):
+            Charon(c["ns"], lane_dir(base, k), lane=k).start()
 
     def _build_cloud(self, letter: str, index: int, *, nat: bool, encrypt: bool) -> dict[str, Any]:
         gw = self.gw_ns(letter)
@@ -265,7 +294,10 @@ class Lab(LabOps):
         config = cloud_dir / "agent.toml"
         charon_dir = cloud_dir / "charon"
         vici = str(charon_dir / "charon.vici") if encrypt else None
-        config.write_text(_agent_toml(letter, cloud_dir, admin_token, projects, vici, networks))
+        lanes = [str(lane_dir(charon_dir, k) / "charon.vici") for k in range(1, self._lanes())]
+        config.write_text(
+            _agent_toml(letter, cloud_dir, admin_token, projects, vici, networks, lanes)
+        )
         config.chmod(0o600)
         nets = networks or [(n, p, c, f"tn-{n}") for n, p, c in NETWORKS]
         return {
@@ -314,7 +346,7 @@ class Lab(LabOps):
             with self._edit() as s:
                 s["clouds"][letter] = c
             if encrypt:
-                Charon(ns, Path(c["charon_dir"])).start()
+                self._start_charons(c)
             self._spawn(letter)
             self._wait_healthy(letter, timeout)
         except BaseException:

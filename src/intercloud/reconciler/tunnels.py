@@ -58,28 +58,44 @@ def spec_for(local_name: str, lk: m.Link) -> TunnelSpec:
     )
 
 
+def _children(st: TunnelStatus) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": c.unique_id,
+            "state": c.state,
+            "mode": c.mode,
+            "encap": c.encap,
+            "bytes_in": c.bytes_in,
+            "bytes_out": c.bytes_out,
+            "packets_in": c.packets_in,
+            "packets_out": c.packets_out,
+        }
+        for c in st.children
+    ]
+
+
 def status_view(backend: str | None, st: TunnelStatus | None) -> dict[str, Any]:
     if st is None:
         return {"backend": backend, "ike_state": "DOWN", "children": [], "last_error": ""}
-    return {
+    view = {
         "backend": backend,
         "ike_state": st.ike_state,
         "nat_detected": st.nat_detected,
         "last_error": st.last_error,
-        "children": [
-            {
-                "id": c.unique_id,
-                "state": c.state,
-                "mode": c.mode,
-                "encap": c.encap,
-                "bytes_in": c.bytes_in,
-                "bytes_out": c.bytes_out,
-                "packets_in": c.packets_in,
-                "packets_out": c.packets_out,
-            }
-            for c in st.children
-        ],
+        "children": _children(st),
     }
+    if st.lanes:  # lane 0 is the link itself (above); the further charons sharing its traffic
+        view["lanes"] = [
+            {
+                "lane": k,
+                "up": lane.up,
+                "ike_state": lane.ike_state,
+                "last_error": lane.last_error,
+                "children": _children(lane),
+            }
+            for k, lane in enumerate(st.lanes, start=1)
+        ]
+    return view
 
 
 REKEY_GRACE = 15.0  # seconds an ESTABLISHED IKE SA may show no INSTALLED CHILD_SA (a rekey)
@@ -106,6 +122,12 @@ def converge(
     if ipsec is None:
         return 0, outcomes, None
     backend = ipsec.backend()
+    try:
+        if ipsec.ensure_steering():
+            changes += 1
+            log.info("IPsec lanes: steering of tunnel traffic set up")
+    except IntercloudError as exc:  # the links still work, on lane 0
+        log.error("IPsec lanes: steering failed: %s", exc.message)
     for peer, spec in wanted.items():
         try:
             if ipsec.ensure_tunnel(spec):

@@ -35,6 +35,10 @@ class TunnelSpec:
     # remote_ts (e.g. the VXLAN remote), not to the NAT address.
     local_ts: str = ""
     remote_ts: str = ""
+    # Lanes (lanes.py): a further charon's IKE/ESP-in-UDP port on both sides (0: charon's own
+    # default), and whether the connection traps (lane 0) or only routes while its SA is up.
+    ike_port: int = 0
+    trap: bool = True
 
 
 @dataclass
@@ -59,6 +63,7 @@ class TunnelStatus:
     nat_detected: bool = False
     children: list[ChildStatus] = field(default_factory=list)
     last_error: str = ""  # e.g. "authentication failed" from VICI events / logs
+    lanes: list[TunnelStatus] = field(default_factory=list)  # further lanes' own status (lanes.py)
 
     @property
     def up(self) -> bool:
@@ -84,6 +89,11 @@ class Ipsec(ABC):
     @abstractmethod
     def tunnels(self) -> dict[str, TunnelStatus]:
         """Status of every connection this agent loaded (by name)."""
+
+    def ensure_steering(self) -> bool:
+        """Route the tunnel traffic into this driver's lanes (lanes.py); True if anything was
+        changed. One charon: nothing to do."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the VICI session."""

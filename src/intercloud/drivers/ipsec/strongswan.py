@@ -121,6 +121,8 @@ def validate(spec: TunnelSpec) -> None:
         bad("ike_version must be 1 or 2")
     if not spec.psk:
         bad("empty pre-shared key")
+    if not 0 <= spec.ike_port <= 65535:
+        bad(f"ike_port {spec.ike_port} is not a UDP port")
     for label, value in (("local", spec.local_ts or spec.local), ("remote", spec.remote_ts)):
         try:
             _ts(value or spec.remote)  # remote: the IKE address unless remote_ts is set
@@ -140,7 +142,9 @@ def conn_dict(spec: TunnelSpec, backend: str) -> dict[str, Any]:
         "rekey_time": f"{rekey}s",
         "life_time": f"{life}s",
         "rand_time": f"{rand}s",
-        "start_action": "trap",
+        # lane 0 traps: nothing to the peer leaves in clear. A further lane routes only while
+        # its SA is up, so its share of the traffic falls back to lane 0 when it is down.
+        "start_action": "trap" if spec.trap else "none",
         # libipsec sends no acquires: traps only drop, so the initiator re-creates SAs itself
         "dpd_action": "restart" if spec.initiator else "clear",
         "close_action": "start" if spec.initiator else "none",
@@ -161,6 +165,8 @@ def conn_dict(spec: TunnelSpec, backend: str) -> dict[str, Any]:
         "remote": {"auth": "psk", "id": spec.remote_id},
         "children": {spec.name: child},
     }
+    if spec.ike_port:
+        conn.update(local_port=str(spec.ike_port), remote_port=str(spec.ike_port))
     return {spec.name: conn}
 
 

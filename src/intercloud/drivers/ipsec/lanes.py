@@ -1,0 +1,219 @@
+"""Encryption lanes: one link's encryption spread over several charon instances.
+
+Why: with kernel-libipsec (userspace ESP, all there is on kernels without ESP) a charon
+encrypts on one thread and decrypts on another, whatever the number of SAs
+(src/libipsec/ipsec_processor.c queues every packet on one outbound and one inbound job).
+A second charon is the only way to a second pair; measured in the README (Benchmarks).
+
+How, on an agent with N lanes (lane 0 is the agent's usual charon):
+
+* lane k's charon has its own IKE ports (4500 + 10k, NAT-T 4501 + 10k), socket mark
+  0x1c1 + k and routing table 220 + k (`charon.conf_text(lane=k)`); every charon's policy
+  rule skips all lanes' socket marks, so no ESP is routed into another charon's TUN device.
+* per link every lane has its own IKE SA and CHILD_SA between the same endpoints, with the
+  link's crypto and PSK; lane k connects to the peer's lane k port. Lane 0 traps (nothing to
+  the peer leaves in clear); lane k > 0 has a route in its table only while its CHILD_SA is
+  installed.
+* steering (`LaneSteering`): an nftables route chain on output gives each VXLAN packet a lane
+  mark from its UDP source port, which the kernel derives from the inner flow (one flow stays
+  on one lane, in order), and `ip rule fwmark 0x1d0+k lookup 220+k` (priority 110 + k) sends
+  it into lane k's TUN device. When lane k has no SA its table has no route, the lookup falls
+  through to lane 0's rule: the packet is still encrypted, by lane 0.
+* a peer with fewer lanes never answers our lane k's IKE: that lane stays down, the status
+  says so and its flows go through lane 0.
+
+Only IPv4 underlays are steered (an IPv6 link stays on lane 0), and only with kernel-libipsec:
+with kernel ESP the kernel already encrypts on the sending CPU, so further lanes are not used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Sequence
+from dataclasses import replace
+
+from intercloud.drivers.dataplane.netns import in_netns
+from intercloud.drivers.ipsec import charon
+from intercloud.drivers.ipsec.base import Ipsec, TunnelSpec, TunnelStatus
+from intercloud.errors import DriverError, IntercloudError
+
+log = logging.getLogger("intercloud.ipsec")
+
+TABLE = "intercloud_lanes"
+STEER_MARK = 0x1D0  # + lane: the mark that picks lane k's routing table
+RULE_PRIO = 110  # + lane: before every charon's own rule (220 + lane)
+LIBIPSEC = "kernel-libipsec"
+
+
+def wanted_rules(lanes: int) -> set[tuple[int, int, int]]:
+    """(priority, fwmark, table) of the policy rules for `lanes` lanes (none for lane 0)."""
+    return {(RULE_PRIO + k, STEER_MARK + k, 220 + k) for k in range(1, lanes)}
+
+
+def ruleset(lanes: int, vxlan_port: int) -> str:
+    """The nftables table that marks VXLAN packets with their lane (pure)."""
+    return f"""table ip {TABLE} {{
+    chain steer {{
+        type route hook output priority mangle; policy accept;
+        udp dport {vxlan_port} meta mark set jhash udp sport mod {lanes} offset {STEER_MARK:#x} \
+comment "{_tag(lanes, vxlan_port)}"
+    }}
+}}
+"""
+
+
+def _tag(lanes: int, vxlan_port: int) -> str:
+    return f"intercloud lanes={lanes} port={vxlan_port}"
+
+
+class LaneSteering:
+    """The nftables table and policy rules that send VXLAN packets into the lanes."""
+
+    def __init__(self, lanes: int, vxlan_port: int, netns: str | None = None) -> None:
+        if not 1 <= lanes <= charon.MAX_LANES:
+            raise DriverError(f"ipsec lanes: {lanes} not in 1..{charon.MAX_LANES}")
+        self.lanes, self.vxlan_port, self.netns = lanes, vxlan_port, netns
+
+    def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> str:
+        try:
+            r = subprocess.run(
+                in_netns(argv, self.netns), input=stdin, capture_output=True, text=True
+            )
+        except FileNotFoundError as exc:
+            raise DriverError(f"ipsec lanes: {argv[0]} not found") from exc
+        if check and r.returncode != 0:
+            detail = (r.stderr.strip().splitlines() or ["failed"])[-1]
+            raise DriverError(f"ipsec lanes: {' '.join(argv[:3])}: {detail}")
+        return r.stdout if r.returncode == 0 else ""
+
+    def rules(self) -> set[tuple[int, int, int]]:
+        """Our policy rules as they are: priorities 110..117 pointing at a table."""
+        out = set()
+        for r in json.loads(self._run(["ip", "-j", "rule", "show"]) or "[]"):
+            prio = r.get("priority", -1)
+            if RULE_PRIO < prio < RULE_PRIO + charon.MAX_LANES:
+                mark = int(str(r.get("fwmark", "0")), 0)
+                out.add((prio, mark, int(r["table"]) if str(r.get("table")).isdigit() else -1))
+        return out
+
+    def tag(self) -> str | None:
+        """The comment of our steering rule, None without our table."""
+        text = self._run(["nft", "-j", "list", "table", "ip", TABLE], check=False)
+        if not text:
+            return None
+        for item in json.loads(text).get("nftables", []):
+            rule = item.get("rule")
+            if rule is not None:
+                return str(rule.get("comment", ""))
+        return ""
+
+    def ensure(self) -> bool:
+        """Make the table and rules match `lanes` (with one lane: remove them). True if
+        anything was changed."""
+        if self.lanes == 1:
+            return self.remove()
+        changed = False
+        if self.tag() != _tag(self.lanes, self.vxlan_port):
+            script = f"add table ip {TABLE}\ndelete table ip {TABLE}\n"
+            self._run(["nft", "-f", "-"], script + ruleset(self.lanes, self.vxlan_port))
+            changed = True
+        have, want = self.rules(), wanted_rules(self.lanes)
+        for prio, _, _ in sorted(have - want):
+            self._run(["ip", "rule", "del", "priority", str(prio)])
+            changed = True
+        for prio, mark, table in sorted(want - have):
+            self._run(
+                ["ip", "rule", "add", "priority", str(prio), "fwmark", hex(mark), "lookup",
+                 str(table)]
+            )  # fmt: skip
+            changed = True
+        return changed
+
+    def remove(self) -> bool:
+        changed = False
+        if self.tag() is not None:
+            self._run(["nft", "delete", "table", "ip", TABLE])
+            changed = True
+        for prio, _, _ in sorted(self.rules()):
+            self._run(["ip", "rule", "del", "priority", str(prio)])
+            changed = True
+        return changed
+
+
+def lane_spec(spec: TunnelSpec, lane: int) -> TunnelSpec:
+    """Lane `lane`'s connection for a link: the peer's lane port, no trap."""
+    return replace(spec, ike_port=charon.lane_port(lane), trap=False)
+
+
+class LanedIpsec(Ipsec):
+    """Lane 0 is the link's connection as without lanes (its status is the link's); lanes
+    1.. carry the same connection on further charons. A lane that fails is logged and shown
+    in the link's status, never fails the link: its flows go through lane 0."""
+
+    def __init__(self, lanes: Sequence[Ipsec], steering: LaneSteering) -> None:
+        if not lanes:
+            raise DriverError("ipsec lanes: no charon")
+        self.lanes = list(lanes)
+        self.steering = steering
+        self._errors: dict[tuple[int, str], str] = {}  # (lane, conn) -> last driver error
+
+    def backend(self) -> str:
+        return self.lanes[0].backend()
+
+    def _extra(self) -> list[tuple[int, Ipsec]]:
+        """The further lanes in use: only with kernel-libipsec (see the module's doc)."""
+        if self.backend() != LIBIPSEC:
+            return []
+        return list(enumerate(self.lanes))[1:]
+
+    def _try(self, lane: int, name: str, what: str, fn) -> bool:
+        try:
+            result = bool(fn())
+        except IntercloudError as exc:
+            if self._errors.get((lane, name)) != exc.message:
+                log.warning("lane %d: %s %s failed: %s", lane, what, name, exc.message)
+            self._errors[(lane, name)] = exc.message
+            return False
+        self._errors.pop((lane, name), None)
+        return result
+
+    def ensure_tunnel(self, spec: TunnelSpec) -> bool:
+        changed = self.lanes[0].ensure_tunnel(spec)
+        for k, lane in self._extra():
+            ensure = lane.ensure_tunnel
+            s = lane_spec(spec, k)
+            changed |= self._try(k, spec.name, "connection", lambda f=ensure, s=s: f(s))
+        return changed
+
+    def remove_tunnel(self, name: str) -> bool:
+        existed = self.lanes[0].remove_tunnel(name)
+        for k, lane in list(enumerate(self.lanes))[1:]:  # also lanes no longer in use
+            existed |= self._try(k, name, "removal", lambda lane=lane: lane.remove_tunnel(name))
+            self._errors.pop((k, name), None)
+        return existed
+
+    def tunnels(self) -> dict[str, TunnelStatus]:
+        out = self.lanes[0].tunnels()
+        for k, lane in self._extra():
+            try:
+                theirs = lane.tunnels()
+            except IntercloudError as exc:
+                theirs, unreachable = {}, exc.message
+            else:
+                unreachable = ""
+            for name, st in out.items():
+                lane_st = theirs.get(name) or TunnelStatus(name, "DOWN")
+                if not lane_st.up and not lane_st.last_error:
+                    lane_st.last_error = unreachable or self._errors.get((k, name), "")
+                st.lanes.append(lane_st)
+        return out
+
+    def ensure_steering(self) -> bool:
+        self.steering.lanes = len(self._extra()) + 1  # 1 (no steering) with kernel ESP
+        return self.steering.ensure()
+
+    def close(self) -> None:
+        for lane in self.lanes:
+            lane.close()

@@ -1,0 +1,152 @@
+"""Encryption lanes without charon: each lane's strongswan.conf and connection, the steering
+rules, LanedIpsec over in-memory lanes, and the `ipsec.lanes` setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from intercloud import config
+from intercloud.drivers import ipsec as ipsec_drivers
+from intercloud.drivers.ipsec import charon, lanes
+from intercloud.drivers.ipsec.base import TunnelSpec
+from intercloud.drivers.ipsec.fake import FakeIpsec
+from intercloud.drivers.ipsec.strongswan import conn_dict
+from intercloud.errors import DriverError, Invalid
+from intercloud.reconciler.tunnels import status_view
+
+SPEC = TunnelSpec("link-B", "198.18.0.1", "198.18.0.2", "A", "B", "s3cret-psk")
+
+
+def test_each_lane_charon_has_its_own_ports_mark_and_table():
+    texts = [charon.conf_text("unix:///w/c.vici", "/w/c.log", lane=k) for k in (0, 1, 3)]
+    assert "port_nat_t" not in texts[0] and "fwmark = 0x1c1" in texts[0]
+    for text, k in zip(texts[1:], (1, 3), strict=True):
+        assert f"port = {4500 + 10 * k}\n" in text and f"port_nat_t = {4501 + 10 * k}\n" in text
+        assert f"routing_table = {220 + k}\n" in text and f"routing_table_prio = {220 + k}" in text
+        assert f"fwmark = 0x{0x1C1 + k:x}\n" in text
+    for text in texts:  # every lane's policy rule skips every lane's own packets
+        assert "fwmark = !0x1c0/0xfff0" in text
+    assert [charon.lane_port(k) for k in (0, 1, 2)] == [4500, 4511, 4521]
+    assert config.MAX_LANES == charon.MAX_LANES
+    with pytest.raises(DriverError, match="lane 8 out of range"):
+        charon.conf_text("unix:///w/c.vici", "/w/c.log", lane=charon.MAX_LANES)
+
+
+def test_a_further_lane_connects_to_the_peers_lane_port_and_does_not_trap():
+    lane0 = conn_dict(SPEC, "kernel-libipsec")["link-B"]
+    assert "local_port" not in lane0 and lane0["children"]["link-B"]["start_action"] == "trap"
+    lane2 = conn_dict(lanes.lane_spec(SPEC, 2), "kernel-libipsec")["link-B"]
+    assert lane2["local_port"] == lane2["remote_port"] == "4521"
+    assert lane2["children"]["link-B"]["start_action"] == "none"
+    # same crypto, identities and selectors as lane 0
+    for key in ("proposals", "local", "remote", "local_addrs", "remote_addrs"):
+        assert lane2[key] == lane0[key]
+    assert (
+        lane2["children"]["link-B"]["esp_proposals"] == lane0["children"]["link-B"]["esp_proposals"]
+    )
+
+
+def test_steering_marks_vxlan_by_source_port_and_routes_each_lane_to_its_table():
+    text = lanes.ruleset(3, 4789)
+    assert "type route hook output" in text  # a changed mark re-routes the packet
+    assert "udp dport 4789 meta mark set jhash udp sport mod 3 offset 0x1d0" in text
+    assert text.count("{") == text.count("}")
+    assert lanes.wanted_rules(1) == set()
+    assert lanes.wanted_rules(3) == {(111, 0x1D1, 221), (112, 0x1D2, 222)}
+    with pytest.raises(DriverError, match="not in 1..8"):
+        lanes.LaneSteering(9, 4789)
+
+
+class Steering(lanes.LaneSteering):
+    """Records what it was asked to do instead of running nft and ip."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n, 4789)
+        self.ensured: list[int] = []
+
+    def ensure(self) -> bool:
+        self.ensured.append(self.lanes)
+        return True
+
+
+class Broken(FakeIpsec):
+    def ensure_tunnel(self, spec: TunnelSpec) -> bool:
+        raise DriverError("strongSwan VICI socket /w/lane1.vici: No such file or directory")
+
+    def tunnels(self):
+        raise DriverError("strongSwan VICI socket /w/lane1.vici: No such file or directory")
+
+
+def test_laned_ipsec_gives_each_lane_its_connection_and_reports_them():
+    fakes = [FakeIpsec(), FakeIpsec(), FakeIpsec()]
+    laned = lanes.LanedIpsec(fakes, Steering(3))
+    assert laned.ensure_tunnel(SPEC) is True
+    assert fakes[0].specs["link-B"] == SPEC
+    assert [f.specs["link-B"].ike_port for f in fakes[1:]] == [4511, 4521]
+    assert laned.ensure_tunnel(SPEC) is False  # idempotent on every lane
+    st = laned.tunnels()["link-B"]
+    assert st.up and [lane.up for lane in st.lanes] == [True, True]
+    view = status_view("kernel-libipsec", st)
+    assert [(v["lane"], v["up"]) for v in view["lanes"]] == [(1, True), (2, True)]
+    assert laned.ensure_steering() is True and laned.steering.ensured == [3]
+    assert laned.remove_tunnel("link-B") is True
+    assert all("link-B" not in f.specs for f in fakes)
+    assert laned.remove_tunnel("link-B") is False
+
+
+def test_a_broken_lane_never_fails_the_link_and_says_why():
+    laned = lanes.LanedIpsec([FakeIpsec(), Broken()], Steering(2))
+    assert laned.ensure_tunnel(SPEC) is True  # lane 0 loaded
+    st = laned.tunnels()["link-B"]
+    assert st.up  # the link itself is up: its traffic goes through lane 0
+    assert not st.lanes[0].up and "No such file" in st.lanes[0].last_error
+    assert laned.remove_tunnel("link-B") is True
+
+
+def test_with_kernel_esp_further_lanes_are_not_used():
+    fakes = [FakeIpsec("kernel"), FakeIpsec("kernel")]
+    laned = lanes.LanedIpsec(fakes, Steering(2))
+    laned.ensure_tunnel(SPEC)
+    assert fakes[1].specs == {} and laned.tunnels()["link-B"].lanes == []
+    assert laned.ensure_steering() is True and laned.steering.lanes == 1  # steering removed
+    assert "lanes" not in status_view("kernel", laned.tunnels()["link-B"])
+
+
+BASE = {"agent": {"name": "A", "admin_token": "x" * 16}}
+
+
+def test_lanes_setting_builds_one_driver_per_charon(monkeypatch):
+    cfg = config.parse({**BASE, "ipsec": {"lanes": ["/run/c1.vici", "/run/c2.vici"]}}, env={})
+    assert cfg.ipsec.lanes == ["/run/c1.vici", "/run/c2.vici"]
+    env = {"INTERCLOUD_IPSEC_LANES": "/run/c1.vici, /run/c2.vici"}
+    assert config.parse(BASE, env=env).ipsec.lanes == ["/run/c1.vici", "/run/c2.vici"]
+    assert config.parse(BASE, env={}).ipsec.lanes == []
+
+    made = []
+
+    class Recorder(FakeIpsec):
+        def __init__(self, path: str) -> None:
+            super().__init__()
+            made.append(path)
+
+    monkeypatch.setattr("intercloud.drivers.ipsec.strongswan.StrongswanIpsec", Recorder)
+    driver = ipsec_drivers.load(cfg)
+    assert isinstance(driver, lanes.LanedIpsec)
+    assert made == ["/var/run/charon.vici", "/run/c1.vici", "/run/c2.vici"]
+    assert driver.steering.lanes == 3 and driver.steering.vxlan_port == 4789
+
+
+@pytest.mark.parametrize(
+    "ipsec, match",
+    [
+        ({"driver": "fake", "lanes": ["/run/c1.vici"]}, "needs the strongswan driver"),
+        ({"lanes": ["/run/c1.vici", "/run/c1.vici"]}, "all different"),
+        ({"lanes": ["/var/run/charon.vici"]}, "all different"),
+        ({"lanes": [f"/run/c{i}.vici" for i in range(8)]}, "at most 7"),
+        ({"lanes": [1, 2]}, "expected list"),
+    ],
+)
+def test_bad_lanes_setting_is_refused_naming_the_field(ipsec, match):
+    with pytest.raises(Invalid, match=match) as exc:
+        config.parse({**BASE, "ipsec": ipsec}, env={})
+    assert exc.value.field == "ipsec.lanes"
