@@ -24,7 +24,7 @@ from bench import measure
 from bench import ns as nsmod
 from bench.measure import Endpoint, Mode, Suite
 from intercloud.lab import netns
-from intercloud.lab.topology import Lab
+from intercloud.lab.topology import DEFAULT_LANES, Lab
 
 
 @dataclass
@@ -123,9 +123,10 @@ def expand(lab: Lab, cloud: str, project: str, network: str, peers: list[str]) -
     )
 
 
-def fill_lab(lab: Lab, encrypt: bool) -> Config:
-    """Two clouds peered, A's net1 expanded to B, VM a1 on net1 and b1 on its replica."""
-    lab.up(2, encrypt=encrypt)
+def fill_lab(lab: Lab, encrypt: bool, lanes: int = DEFAULT_LANES) -> Config:
+    """Two clouds peered, A's net1 expanded to B, VM a1 on net1 and b1 on its replica;
+    encrypted: `lanes` charons per gateway (the lab's default unless told)."""
+    lab.up(2, encrypt=encrypt, lanes=lanes if encrypt else 1)
     lab.peer("A", "B")
     wait_for(lambda: lab.api("A", "GET", "/v1/links/B")["status"]["state"] == "up", 60, "link")
     exp = expand(lab, "A", "p1", "net1", ["B"])
@@ -141,11 +142,12 @@ def fill_lab(lab: Lab, encrypt: bool) -> Config:
         "eth0",
         charon_pids(*gws) if encrypt else (),
     )
-    key, label = (
-        ("ic_enc", "intercloud expansion, encrypted")
-        if encrypt
-        else ("ic_plain", "intercloud expansion, unencrypted")
-    )
+    if not encrypt:
+        key, label = "ic_plain", "intercloud expansion, unencrypted"
+    elif lanes == DEFAULT_LANES:
+        key, label = "ic_enc", f"intercloud expansion, encrypted ({lanes} lanes, default)"
+    else:
+        key, label = f"ic_enc_{lanes}lane", f"intercloud expansion, encrypted, {lanes} lane(s)"
     notes = (
         f"vni {exp['peers'][0]['vni']}, VM MTU 1500, link budget vm_mtu "
         f"{budget.get('vm_mtu')} / mss {budget.get('tcp_mss')} ({budget.get('encapsulation')})"

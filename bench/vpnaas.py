@@ -98,10 +98,10 @@ def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p"
         for i, r in enumerate(routers):
             d = workdir / f"{tag}r{i + 1}-lane{lane}"
             d.mkdir(parents=True, exist_ok=True)
-            c = charon_mod.Charon(r, d) if lane == 0 else multicore.LaneCharon(r, d, lane=lane)
+            c = charon_mod.Charon(r, d, lane=lane)
             c.start()
             charons.append(c)
-        port = None if lane == 0 else charons[0].port_nat_t
+        port = charon_mod.lane_port(lane) if lane else None
         pair = [_load(c.socket_path, _spec(i, psk), port) for i, c in enumerate(charons)]
         list(pair[0].initiate({"child": "vpn", "ike": "vpn", "timeout": "-1"}))
         try:
@@ -121,7 +121,7 @@ def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p"
                     "fwmark",
                     str(multicore.MARK),
                     "lookup",
-                    str(charons[0].table),
+                    str(220 + lane),
                 )
     for s in sessions:
         s.transport.close()

@@ -150,3 +150,13 @@ def test_bad_lanes_setting_is_refused_naming_the_field(ipsec, match):
     with pytest.raises(Invalid, match=match) as exc:
         config.parse({**BASE, "ipsec": ipsec}, env={})
     assert exc.value.field == "ipsec.lanes"
+
+
+def test_cli_summary_counts_the_lanes_up():
+    from intercloud.cli.output import ipsec_summary
+
+    laned = lanes.LanedIpsec([FakeIpsec(), FakeIpsec(), Broken()], Steering(3))
+    laned.ensure_tunnel(SPEC)
+    view = status_view("kernel-libipsec", laned.tunnels()["link-B"])
+    line = ipsec_summary({"encrypted": True, "status": {"ipsec": view}})
+    assert line.startswith("ESTABLISHED tunnel UDP-encap") and "lanes 2/3 up" in line, line

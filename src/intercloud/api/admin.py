@@ -228,7 +228,15 @@ def status(request: Request) -> dict[str, Any]:
         "agent": c.cfg.agent.name,
         "version": __version__,
         "dataplane": c.cfg.dataplane.driver,
-        "ipsec": {"driver": c.cfg.ipsec.driver, "backend": c.reconciler.ipsec_backend},
+        "ipsec": {
+            "driver": c.cfg.ipsec.driver,
+            "backend": c.reconciler.ipsec_backend,
+            # charons sharing the encryption: further lanes only work with kernel-libipsec
+            "lanes_configured": 1 + len(c.cfg.ipsec.lanes),
+            "lanes": 1 + len(c.cfg.ipsec.lanes)
+            if c.reconciler.ipsec_backend == "kernel-libipsec"
+            else 1,
+        },
         "cloud": c.cfg.cloud.driver,
         "reconciler": c.reconciler.stats.as_dict(),
         "links": links,

@@ -114,6 +114,10 @@ def ipsec_summary(link: Mapping[str, Any]) -> str:
         parts.append(f"{child.get('packets_in', 0)}/{child.get('packets_out', 0)} pkts")
     if ipsec.get("nat_detected"):
         parts.append("NAT")
+    lanes = ipsec.get("lanes") or []
+    if lanes:  # lane 0 is the link itself
+        up = 1 + sum(1 for lane in lanes if isinstance(lane, Mapping) and lane.get("up"))
+        parts.append(f"lanes {up}/{1 + len(lanes)} up")
     if ipsec.get("backend"):
         parts.append(f"({ipsec['backend']})")
     return " ".join(p for p in parts if p)
