@@ -9,17 +9,22 @@
 * link up: both sides' links deleted, A's re-created, then the second side's POST /v1/links
   until both report `up`. Alternates which side posts second (A initiates IKE, being the lower
   name). Baseline: charon alone establishing the same IKE + CHILD_SA (the VPNaaS routers).
-* API latency: 50 concurrent asyncio/httpx clients inside A's gateway namespace, each with
-  its own keep-alive connection, opened before the clock starts (50 simultaneous connects took
-  up to ~1.3 s here; that is the client's set-up, not the latency of a call).
+* API latency, 50 concurrent clients inside A's gateway namespace, each with its own
+  keep-alive connection: reads (expansions as a project, links as admin, alternately) and
+  their floor (an unauthenticated GET: a 401 before any database work) by wrk; writes (POST +
+  DELETE of a peer with the client's own names) and their floor by 50 asyncio/httpx clients,
+  whose connections are opened before the clock starts (50 simultaneous connects took up to
+  ~1.3 s here; that is the client's set-up, not the latency of a call).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -268,10 +273,75 @@ def _post_link(lab: Lab, cloud: str, psk: str) -> None:
     lab.api(cloud, "POST", "/v1/links", body)
 
 
+# wrk's script for GETs: requests cycle through PATHS (path, bearer token or ""); `done` prints
+# one JSON line. wrk (C, one event loop per thread) spends a few µs per request where the
+# Python client below spends hundreds: with it, 50 clients measured the client (1,300-1,600
+# requests/s, its own event loop queueing them) more than the agent (2,200-4,500/s with wrk).
+_WRK_LUA = r"""
+local paths = { PATHS }
+local i = 0
+request = function()
+  i = i + 1
+  local p = paths[(i % #paths) + 1]
+  local h = {}
+  if p[2] ~= "" then h["Authorization"] = "Bearer " .. p[2] end
+  return wrk.format("GET", p[1], h)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "status_errors": %d, '
+    .. '"socket_errors": %d}\n', summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk_gets(
+    ns: str, base: str, paths: list[tuple[str, str]], clients: int, seconds: float, warmup: float
+) -> dict[str, Any]:
+    """p50/p99 (ms) of GETs by wrk in `ns`: `clients` connections on 2 threads, `seconds`
+    measured after a separate `warmup` run."""
+    table = ", ".join(f'{{"{path}", "{token}"}}' for path, token in paths)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_WRK_LUA.replace("PATHS", table))
+    try:
+        out = ""
+        for secs in (warmup, seconds):
+            argv = ["wrk", "-t2", f"-c{clients}", f"-d{max(secs, 1):.0f}s", "--timeout", "10s"]
+            r = nsmod.exec_run(ns, [*argv, "-s", f.name, base + paths[0][0]], timeout=secs + 60)
+            if r.returncode != 0:
+                raise RuntimeError(f"wrk failed: {(r.stderr or r.stdout).strip()[-300:]}")
+            out = r.stdout
+    finally:
+        os.unlink(f.name)
+    data = json.loads(out.strip().splitlines()[-1])
+    return {
+        "requests": data["requests"],
+        "p50_ms": round(data["p50_us"] / 1000, 2),
+        "p99_ms": round(data["p99_us"] / 1000, 2),
+        "rps": round(data["requests"] / (data["duration_us"] / 1e6), 1),
+        "non_2xx": data["status_errors"],
+        "socket_errors": data["socket_errors"],
+        "client": "wrk",
+    }
+
+
 def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[str, Any]:
-    """p50/p99 (ms) of reads, writes and the unauthenticated floor, `clients` at once, each
-    kind for `seconds` after `warmup` seconds of the same load."""
+    """p50/p99 (ms) with `clients` at once, each kind for `seconds` after `warmup` seconds of
+    the same load: reads and their floor (an unauthenticated GET, answered 401 before any
+    database work) by wrk; writes (POST + DELETE a peer, each client its own names) and their
+    floor by the Python client, which keeps per-client state."""
     admin, p1 = lab.token("A"), lab.token("A", "p1")
+    ns, base = lab.cloud("A")["ns"], "http://127.0.0.1:8700"
+    floor = wrk_gets(ns, base, [("/v1/federation/health", "")], clients, seconds, warmup)
+    if floor["non_2xx"] != floor["requests"] or floor["socket_errors"]:
+        raise RuntimeError(f"API floor: not every answer was a 401: {floor}")
+    reads = wrk_gets(
+        ns, base, [("/v1/expansions", p1), ("/v1/links", admin)], clients, seconds, warmup
+    )
+    if reads["non_2xx"] or reads["socket_errors"]:
+        raise RuntimeError(f"API reads: errors {reads}")
     peer = {
         "name": "zz{i}",
         "federation_url": "http://192.0.2.1:8700",
@@ -279,8 +349,7 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
         "key": "k" * 32,
     }
     kinds = {
-        "floor": [["GET", "/v1/federation/health", None, None]],
-        "reads": [["GET", "/v1/expansions", None, p1], ["GET", "/v1/links", None, admin]],
+        "writes_floor": [["GET", "/v1/federation/health", None, None]],
         "writes": [["POST", "/v1/peers", peer, admin], ["DELETE", "/v1/peers/zz{i}", None, admin]],
     }
     cfg = {"base": "http://127.0.0.1:8700", "clients": clients, "seconds": seconds}
@@ -290,7 +359,7 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
     out, err = proc.communicate(json.dumps(cfg), timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"API benchmark failed: {err.strip()[-500:]}")
-    result = {}
+    result = {"floor": floor, "reads": reads}
     for kind, data in json.loads(out).items():
         lat = [x * 1000 for v in data["latencies"].values() for x in v]
         result[kind] = {
@@ -298,6 +367,7 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
             "p50_ms": round(statistics.median(lat), 2),
             "p99_ms": round(pct(lat, 99), 2),
             "rps": round(len(lat) / data["seconds"], 1),
+            "client": "python (httpx)",
             "by_method": {
                 m: {
                     "p50_ms": round(statistics.median(v) * 1000, 2),

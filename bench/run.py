@@ -161,15 +161,19 @@ class Run:
         api = control.api_latency(lab, 50, *((2, 0.5) if self.mode.short else (12, 2)))
         self.details["api"] = api
         fl = "unauthenticated GET (401), same clients"
-        for kind, target in (("reads", "value < 50"), ("writes", "")):
+        for kind, floor, target in (
+            ("reads", "floor", "value < 50"),
+            ("writes", "writes_floor", ""),
+        ):
+            client = api[kind]["client"]
             for stat in ("p50", "p99"):
                 self.figs.add(
                     f"api.{kind}.{stat}",
                     "api",
-                    f"API {kind} {stat}, 50 concurrent clients",
+                    f"API {kind} {stat}, 50 concurrent clients ({client})",
                     api[kind][f"{stat}_ms"],
                     "ms",
-                    baseline=(f"api.floor.{stat}", fl, api["floor"][f"{stat}_ms"]),
+                    baseline=(f"api.{floor}.{stat}", fl, api[floor][f"{stat}_ms"]),
                     better="lower",
                     target=target if stat == "p99" else "",
                 )

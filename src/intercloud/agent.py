@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -47,6 +48,10 @@ def run(config_path: str | Path) -> None:
     # every request for ~100 ms every 1-2 s under load (measured with gc.callbacks).
     gc.collect()
     gc.freeze()
+    # The event loop answers every request on one thread; while the reconciler thread runs
+    # Python, the loop waits for the GIL after each socket call, up to the switch interval
+    # (5 ms by default). 1 ms: API reads p99 33-68 ms under 50 clients, was 71-74 (bench).
+    sys.setswitchinterval(0.001)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

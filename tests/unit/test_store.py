@@ -156,6 +156,14 @@ def test_generation_counts_commits_that_write(store):
     assert store.generation == after_update
     with store.session() as s:
         assert s.scalar(select(m.Peer).where(m.Peer.name == "g2")) is None
+    # a write no view shows (the federation nonces) commits without bumping it
+    with store.session() as s:
+        peer_id = s.scalar(select(m.Peer.id).where(m.Peer.name == "g1"))
+    with store.session(shown=False) as s:
+        s.add(m.Nonce(peer_id=peer_id, nonce="n-1"))
+    assert store.generation == after_update
+    with store.session() as s:
+        assert s.scalar(select(m.Nonce.nonce).where(m.Nonce.peer_id == peer_id)) == "n-1"
 
 
 def test_concurrent_writers_all_commit_and_a_failed_write_ends_its_turn(store):

@@ -79,6 +79,12 @@ async def peer(request: Request) -> str:
     if not (name and ts and nonce and sig):
         raise Unauthorized("federation call without signature headers")
     body = await request.body()
+    # the database work (a lookup, a commit that waits for the disk) goes to a worker thread:
+    # on the event loop it stopped every other request for its duration
+    return await run_in_threadpool(_check_peer, request, name, ts, nonce, sig, body)
+
+
+def _check_peer(request: Request, name: str, ts: str, nonce: str, sig: str, body: bytes) -> str:
     store = ctx(request).store
     with store.session() as s:
         row = s.scalar(select(m.Peer).where(m.Peer.name == name))
@@ -90,7 +96,7 @@ async def peer(request: Request) -> str:
     if why:
         raise Unauthorized(f"federation signature refused: {why}")
     try:
-        with store.session() as s:
+        with store.session(shown=False) as s:
             s.add(m.Nonce(peer_id=peer_id, nonce=nonce))
             horizon = datetime.now(UTC) - timedelta(seconds=2 * signing.MAX_SKEW_SECONDS)
             s.execute(delete(m.Nonce).where(m.Nonce.seen_at < horizon))

@@ -81,7 +81,7 @@ class Store:
             self._writer.release()
 
     def _committed(self, session: Session) -> None:
-        if session.info.pop("wrote", False):
+        if session.info.pop("wrote", False) and session.info.get("shown", True):
             self.generation = next(self._counter)
 
     def migrate(self, revision: str = "head") -> None:
@@ -96,10 +96,12 @@ class Store:
         return set(inspect(self.engine).get_table_names())
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, shown: bool = True) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on error. A unique-constraint
-        violation becomes a Conflict."""
+        violation becomes a Conflict. `shown=False`: what it writes is in no API view (the
+        federation nonces), so its commit leaves the generation, and the read cache, alone."""
         session = self._sessions()
+        session.info["shown"] = shown
         try:
             yield session
             session.commit()
