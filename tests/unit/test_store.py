@@ -197,3 +197,43 @@ def test_concurrent_writers_all_commit_and_a_failed_write_ends_its_turn(store):
         names = set(s.scalars(select(m.Peer.name)))
     assert {f"w{i}" for i in range(20)} <= names
     assert "gone" not in names and "dup" not in names
+
+
+def test_a_writer_waiting_for_a_connection_does_not_hold_the_turn(tmp_path):
+    """A session whose first statement writes takes a connection before the writers' turn:
+    holding the turn while waiting for the pool deadlocked against writers that held every
+    connection and waited for the turn (SQLite; PostgreSQL writers take no turn)."""
+    store = Store(f"sqlite:///{tmp_path / 'turns.db'}")
+    store.migrate()
+    assert store._takes_turns
+    pool = store.engine.pool
+    held = [store.engine.connect() for _ in range(pool.size() + pool._max_overflow)]
+    done = threading.Event()
+
+    def write_first() -> None:
+        with store.session() as s:
+            s.execute(update(m.Peer).where(m.Peer.name == "nobody").values(key="k" * 32))
+        done.set()
+
+    writer = threading.Thread(target=write_first)
+    writer.start()
+    try:
+        time.sleep(0.3)  # the writer now waits for a connection
+        assert not done.is_set()
+        free = []
+
+        def probe() -> None:
+            free.append(store._writer.acquire(timeout=1))
+            if free[-1]:
+                store._writer.release()
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        prober.join()
+        assert free == [True], "the waiting writer holds the turn"
+    finally:
+        for c in held:
+            c.close()
+    writer.join(timeout=10)
+    assert done.is_set()
+    store.dispose()

@@ -70,6 +70,10 @@ class Store:
         commit will bump the generation, and on SQLite it takes the writers' turn first."""
         session.info["wrote"] = True
         if self._takes_turns and "writer" not in session.info:
+            # A connection first: a session whose first statement writes would otherwise take
+            # the turn and then wait for the pool, whose connections all belong to writers
+            # waiting for that turn (seen under 50 writers: 5-25 s stalls).
+            session.connection()
             session.info["writer"] = self._writer.acquire(timeout=WRITER_WAIT)
 
     def _writing_by_statement(self, state: ORMExecuteState) -> None:
