@@ -160,3 +160,11 @@ def test_cli_summary_counts_the_lanes_up():
     view = status_view("kernel-libipsec", laned.tunnels()["link-B"])
     line = ipsec_summary({"encrypted": True, "status": {"ipsec": view}})
     assert line.startswith("ESTABLISHED tunnel UDP-encap") and "lanes 2/3 up" in line, line
+
+
+def test_the_lab_nat_router_publishes_every_lanes_ports():
+    from intercloud.lab.underlay import nat_ruleset
+
+    text = nat_ruleset("198.19.3.2")
+    for k in range(charon.MAX_LANES):
+        assert f"udp dport {charon.lane_port(k)} dnat to 198.19.3.2" in text

@@ -5,7 +5,8 @@
              <lab>-nat-<c>  eth1 198.19.<i>.1/24  ──  eth0 198.19.<i>.2/24  <lab>-gw-<c>
 
 The NAT router masquerades the gateway (nftables, inside its own namespace) and forwards the
-agent's API (TCP 8700) and IKE/NAT-T (UDP 500, 4500) to it, as a provider would publish them.
+agent's API (TCP 8700) and IKE/NAT-T (UDP 500, 4500, and the further lanes' 4510/4511 ... 4570/4571)
+to it, as a provider would publish them.
 Peers know a NAT'd cloud by its public address (198.18.<i>.2); its gateway only knows its
 private one (198.19.<i>.2), so IKE detects the NAT and uses UDP encapsulation.
 """
@@ -15,10 +16,16 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+from intercloud.drivers.ipsec.charon import MAX_LANES, lane_port
 from intercloud.lab import netns
 from intercloud.lab.netns import LabError
 
-FORWARDED = (("tcp", 8700), ("udp", 500), ("udp", 4500))
+FORWARDED = (
+    ("tcp", 8700),
+    ("udp", 500),
+    ("udp", 4500),
+    *(("udp", port) for k in range(1, MAX_LANES) for port in (4500 + 10 * k, lane_port(k))),
+)
 
 
 def _nft(ns: str, ruleset: str) -> None:
