@@ -168,3 +168,12 @@ def test_the_lab_nat_router_publishes_every_lanes_ports():
     text = nat_ruleset("198.19.3.2")
     for k in range(charon.MAX_LANES):
         assert f"udp dport {charon.lane_port(k)} dnat to 198.19.3.2" in text
+
+
+def test_a_connection_left_only_in_a_further_lane_is_listed_for_removal():
+    fakes = [FakeIpsec(), FakeIpsec()]
+    laned = lanes.LanedIpsec(fakes, Steering(2))
+    fakes[1].ensure_tunnel(lanes.lane_spec(SPEC, 1))  # e.g. lane 0 removed it, lane 1 was away
+    st = laned.tunnels()["link-B"]
+    assert st.ike_state == "DOWN" and [lane.up for lane in st.lanes] == [True]
+    assert laned.remove_tunnel("link-B") is True and fakes[1].specs == {}

@@ -196,13 +196,16 @@ class LanedIpsec(Ipsec):
 
     def tunnels(self) -> dict[str, TunnelStatus]:
         out = self.lanes[0].tunnels()
+        further: list[tuple[int, dict[str, TunnelStatus], str]] = []
         for k, lane in self._extra():
             try:
-                theirs = lane.tunnels()
+                further.append((k, lane.tunnels(), ""))
             except IntercloudError as exc:
-                theirs, unreachable = {}, exc.message
-            else:
-                unreachable = ""
+                further.append((k, {}, exc.message))
+        for _, theirs, _ in further:  # a connection left only in a further lane is listed
+            for name in theirs.keys() - out.keys():  # (DOWN), so the reconciler removes it
+                out[name] = TunnelStatus(name, "DOWN")
+        for k, theirs, unreachable in further:
             for name, st in out.items():
                 lane_st = theirs.get(name) or TunnelStatus(name, "DOWN")
                 if not lane_st.up and not lane_st.last_error:
