@@ -43,7 +43,7 @@ def nft(ns: str, ruleset: str) -> None:
         raise RuntimeError(f"nft in {ns}: {r.stderr.strip()}")
 
 
-def _child_bytes(session: Any) -> int | None:
+def child_bytes(session: Any) -> int | None:
     """Bytes in+out of the installed CHILD_SAs, None if there is none."""
     total = None
     for item in session.list_sas():
@@ -65,7 +65,7 @@ def lane_bytes(lab: Lab, cloud: str = "A") -> dict[str, int]:
     for k in range(int(lab.state().get("lanes", 1))):
         session = strongswan.unix_session(str(lane_dir(base, k) / "charon.vici"))
         try:
-            out[f"lane{k}"] = _child_bytes(session) or 0
+            out[f"lane{k}"] = child_bytes(session) or 0
         finally:
             session.transport.close()
     return out

@@ -66,12 +66,7 @@ def _load(socket_path: str, spec: TunnelSpec, port: int | None) -> Any:
 
 
 def _installed(session: Any) -> bool:
-    for item in session.list_sas():
-        for sa in item.values():
-            for child in (sa.get("child-sas") or {}).values():
-                if child.get("state") == b"INSTALLED":
-                    return True
-    return False
+    return multicore.child_bytes(session) is not None
 
 
 def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p") -> Config:
@@ -121,7 +116,7 @@ def build(topo: nsmod.Topology, workdir: Path, *, lanes: int = 1, tag: str = "p"
                     "fwmark",
                     str(multicore.MARK),
                     "lookup",
-                    str(220 + lane),
+                    str(charon_mod.lane_table(lane)),
                 )
     for s in sessions:
         s.transport.close()

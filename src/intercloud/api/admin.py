@@ -20,6 +20,7 @@ from intercloud.api.schemas import (
     PeerCreate,
 )
 from intercloud.domain import naming
+from intercloud.drivers.ipsec.lanes import lanes_in_use
 from intercloud.service import admin as svc
 from intercloud.service import policies, replicas, views
 
@@ -231,11 +232,9 @@ def status(request: Request) -> dict[str, Any]:
         "ipsec": {
             "driver": c.cfg.ipsec.driver,
             "backend": c.reconciler.ipsec_backend,
-            # charons sharing the encryption: further lanes only work with kernel-libipsec
+            # charons sharing the encryption (drivers/ipsec/lanes.py)
             "lanes_configured": 1 + len(c.cfg.ipsec.lanes),
-            "lanes": 1 + len(c.cfg.ipsec.lanes)
-            if c.reconciler.ipsec_backend == "kernel-libipsec"
-            else 1,
+            "lanes": lanes_in_use(1 + len(c.cfg.ipsec.lanes), c.reconciler.ipsec_backend),
         },
         "cloud": c.cfg.cloud.driver,
         "reconciler": c.reconciler.stats.as_dict(),

@@ -99,7 +99,7 @@ def _agent_toml(
     return "\n".join(lines)
 
 
-# Charons per gateway in `lab up`: a second one raised encrypted throughput by a third on two
+# Charons per gateway in `lab up`: a second one raised encrypted throughput by 21-29 % on two
 # cores (README, Benchmarks); one core has nothing to share.
 DEFAULT_LANES = 2 if (os.cpu_count() or 1) >= 2 else 1
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from intercloud.drivers.ipsec.charon import MAX_LANES, lane_port
+from intercloud.drivers.ipsec.charon import MAX_LANES, lane_ports
 from intercloud.lab import netns
 from intercloud.lab.netns import LabError
 
@@ -24,7 +24,7 @@ FORWARDED = (
     ("tcp", 8700),
     ("udp", 500),
     ("udp", 4500),
-    *(("udp", port) for k in range(1, MAX_LANES) for port in (4500 + 10 * k, lane_port(k))),
+    *(("udp", port) for k in range(1, MAX_LANES) for port in lane_ports(k)),
 )
 
 

@@ -91,10 +91,10 @@ def conf_text(
     skip = f"!{FWMARK_RANGE}" if fwmark == FWMARK else f"!{mark}"
     own = (
         f"""
-  port = {lane_port(lane) - 1}
-  port_nat_t = {lane_port(lane)}
-  routing_table = {220 + lane}
-  routing_table_prio = {220 + lane}"""
+  port = {lane_ports(lane)[0]}
+  port_nat_t = {lane_ports(lane)[1]}
+  routing_table = {lane_table(lane)}
+  routing_table_prio = {lane_table(lane)}"""
         if lane
         else ""
     )
@@ -145,9 +145,19 @@ charon {{
 """
 
 
+def lane_ports(lane: int) -> tuple[int, int]:
+    """Lane `lane`'s charon's UDP ports: (IKE `port`, `port_nat_t`); lane 0: charon's own."""
+    return (500, 4500) if lane == 0 else (4500 + 10 * lane, 4501 + 10 * lane)
+
+
 def lane_port(lane: int) -> int:
     """The UDP port lane `lane`'s charon does IKE and ESP-in-UDP on (its NAT-T port)."""
-    return 4500 + 10 * lane + (1 if lane else 0)
+    return lane_ports(lane)[1]
+
+
+def lane_table(lane: int) -> int:
+    """The routing table lane `lane`'s charon routes into its TUN device with (220: charon's)."""
+    return 220 + lane
 
 
 class Charon:

@@ -47,9 +47,15 @@ RULE_PRIO = 110  # + lane: before every charon's own rule (220 + lane)
 LIBIPSEC = "kernel-libipsec"
 
 
+def lanes_in_use(configured: int, backend: str | None) -> int:
+    """How many of the configured lanes carry traffic: further lanes only with kernel-libipsec
+    (kernel ESP already encrypts on the sending CPU); 1 while the backend is not known."""
+    return configured if backend == LIBIPSEC else 1
+
+
 def wanted_rules(lanes: int) -> set[tuple[int, int, int]]:
     """(priority, fwmark, table) of the policy rules for `lanes` lanes (none for lane 0)."""
-    return {(RULE_PRIO + k, STEER_MARK + k, 220 + k) for k in range(1, lanes)}
+    return {(RULE_PRIO + k, STEER_MARK + k, charon.lane_table(k)) for k in range(1, lanes)}
 
 
 def ruleset(lanes: int, vxlan_port: int) -> str:
@@ -110,12 +116,14 @@ class LaneSteering:
         return ""
 
     def ensure(self) -> bool:
-        """Make the table and rules match `lanes` (with one lane: remove them). True if
+        """Make the table and rules match `lanes` (with one lane: none of them). True if
         anything was changed."""
-        if self.lanes == 1:
-            return self.remove()
         changed = False
-        if self.tag() != _tag(self.lanes, self.vxlan_port):
+        tag = self.tag()
+        if self.lanes == 1 and tag is not None:
+            self._run(["nft", "delete", "table", "ip", TABLE])
+            changed = True
+        elif self.lanes > 1 and tag != _tag(self.lanes, self.vxlan_port):
             script = f"add table ip {TABLE}\ndelete table ip {TABLE}\n"
             self._run(["nft", "-f", "-"], script + ruleset(self.lanes, self.vxlan_port))
             changed = True
@@ -128,16 +136,6 @@ class LaneSteering:
                 ["ip", "rule", "add", "priority", str(prio), "fwmark", hex(mark), "lookup",
                  str(table)]
             )  # fmt: skip
-            changed = True
-        return changed
-
-    def remove(self) -> bool:
-        changed = False
-        if self.tag() is not None:
-            self._run(["nft", "delete", "table", "ip", TABLE])
-            changed = True
-        for prio, _, _ in sorted(self.rules()):
-            self._run(["ip", "rule", "del", "priority", str(prio)])
             changed = True
         return changed
 
@@ -163,10 +161,8 @@ class LanedIpsec(Ipsec):
         return self.lanes[0].backend()
 
     def _extra(self) -> list[tuple[int, Ipsec]]:
-        """The further lanes in use: only with kernel-libipsec (see the module's doc)."""
-        if self.backend() != LIBIPSEC:
-            return []
-        return list(enumerate(self.lanes))[1:]
+        """The further lanes in use (`lanes_in_use`)."""
+        return list(enumerate(self.lanes))[1 : lanes_in_use(len(self.lanes), self.backend())]
 
     def _try(self, lane: int, name: str, what: str, fn) -> bool:
         try:
@@ -214,7 +210,7 @@ class LanedIpsec(Ipsec):
         return out
 
     def ensure_steering(self) -> bool:
-        self.steering.lanes = len(self._extra()) + 1  # 1 (no steering) with kernel ESP
+        self.steering.lanes = lanes_in_use(len(self.lanes), self.backend())
         return self.steering.ensure()
 
     def close(self) -> None:
