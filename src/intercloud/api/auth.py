@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from fastapi import Request
 from sqlalchemy import delete, select
@@ -14,6 +16,8 @@ from intercloud.drivers.cloud.base import Principal
 from intercloud.errors import Conflict, Forbidden, Unauthorized
 from intercloud.federation import signing
 from intercloud.store import models as m
+
+T = TypeVar("T")
 
 
 def ctx(request: Request) -> AppContext:
@@ -54,18 +58,20 @@ def project(request: Request) -> str:
     return principal.project
 
 
-async def admin_async(request: Request) -> Principal:
-    """`admin` for handlers that run on the event loop (api/reads.py)."""
+async def _on_loop(request: Request, check: Callable[[Request], T]) -> T:
+    """`check` for handlers that run on the event loop (api/reads.py): there when the cloud
+    driver authenticates from memory, else in a worker thread (e.g. Keystone over HTTP)."""
     if ctx(request).cloud.authenticates_in_memory:
-        return admin(request)
-    return await run_in_threadpool(admin, request)
+        return check(request)
+    return await run_in_threadpool(check, request)
+
+
+async def admin_async(request: Request) -> Principal:
+    return await _on_loop(request, admin)
 
 
 async def project_async(request: Request) -> str:
-    """`project` for handlers that run on the event loop (api/reads.py)."""
-    if ctx(request).cloud.authenticates_in_memory:
-        return project(request)
-    return await run_in_threadpool(project, request)
+    return await _on_loop(request, project)
 
 
 async def peer(request: Request) -> str:
