@@ -39,7 +39,10 @@ class Router(httpx.BaseTransport):
             raise httpx.ConnectError("connection refused", request=request)
         client = self.apps[host]
         resp = client.request(
-            request.method, request.url.path, content=request.content, headers=dict(request.headers)
+            request.method,
+            request.url.raw_path.decode(),  # the query string too: it is signed
+            content=request.content,
+            headers=dict(request.headers),
         )
         return httpx.Response(resp.status_code, headers=resp.headers, content=resp.content)
 

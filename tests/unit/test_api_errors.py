@@ -269,7 +269,7 @@ BODY = {"project": "p1", "network": "net1", "cidr": "10.10.0.0/24"}
 
 def fed(agent, method, path, body, *, sender="A", key=None, headers=None, payload=None):
     content = json.dumps(body).encode() if payload is None else payload
-    h = sign(sender, key or agent_key(agent, sender), method, path, content)
+    h = sign(sender, agent.name, key or agent_key(agent, sender), method, path, content)
     h.update(headers or {})
     h["Content-Type"] = "application/json"
     return agent.http.request(method, path, content=content, headers=h)
@@ -301,13 +301,13 @@ def test_federation_refuses_unauthenticated_calls(pair, case):
     elif case == "unknown_peer":
         r = fed(b, "PUT", REPLICA, BODY, sender="Mallory", key="m" * 32)
     elif case == "tampered":
-        h = sign("A", agent_key(b, "A"), "PUT", REPLICA, json.dumps(BODY).encode())
+        h = sign("A", "B", agent_key(b, "A"), "PUT", REPLICA, json.dumps(BODY).encode())
         r = b.http.put(
             REPLICA, content=json.dumps(dict(BODY, cidr="10.99.0.0/24")).encode(), headers=h
         )
     else:
         content = json.dumps(BODY).encode()
-        h = sign("A", agent_key(b, "A"), "PUT", REPLICA, content, now=1_000_000)
+        h = sign("A", "B", agent_key(b, "A"), "PUT", REPLICA, content, now=1_000_000)
         r = b.http.put(REPLICA, content=content, headers=h)
     error_of(r, 401)
     assert snapshot(b) == before
@@ -316,7 +316,7 @@ def test_federation_refuses_unauthenticated_calls(pair, case):
 def test_federation_replay_is_refused(pair):
     _, b = pair
     content = json.dumps(BODY).encode()
-    h = sign("A", agent_key(b, "A"), "PUT", REPLICA, content)
+    h = sign("A", "B", agent_key(b, "A"), "PUT", REPLICA, content)
     h["Content-Type"] = "application/json"
     assert b.http.put(REPLICA, content=content, headers=h).status_code == 201
     error_of(b.http.put(REPLICA, content=content, headers=h), 401)

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from intercloud import __version__
 from intercloud.api import admin, errors, federation, user
+from intercloud.api.answer_signing import AnswerSigning
 from intercloud.api.context import AppContext
 from intercloud.api.reads import ReadCache
 
@@ -22,4 +23,5 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(user.router)
     app.include_router(federation.router)
+    app.add_middleware(AnswerSigning, agent_name=ctx.cfg.agent.name)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -12,12 +13,14 @@ from starlette.concurrency import run_in_threadpool
 
 from intercloud.api.context import AppContext
 from intercloud.api.reads import ReadCache
+from intercloud.domain import text
 from intercloud.drivers.cloud.base import Principal
 from intercloud.errors import Conflict, Forbidden, Unauthorized
 from intercloud.federation import signing
 from intercloud.store import models as m
 
 T = TypeVar("T")
+log = logging.getLogger("intercloud.api")
 
 
 def ctx(request: Request) -> AppContext:
@@ -74,38 +77,63 @@ async def project_async(request: Request) -> str:
     return await _on_loop(request, project)
 
 
+# Every refusal of a federation call answers alike: which check failed (unknown peer, wrong key,
+# stale, bad nonce, replay) goes to the log only, so a prober learns nothing from the answer.
+REFUSED = "federation call not authenticated"
+FEDERATION_STATE = "federation_peer"  # request.state key: (peer, key, nonce) for the answer
+
+
 async def peer(request: Request) -> str:
-    """The authenticated peer's name. Checks the HMAC signature, the clock window and that the
-    nonce was not seen before (stored, so replays fail across restarts too)."""
+    """The authenticated peer's name. Checks the HMAC signature (method, path, query, both
+    agents' names, time, nonce, body), the clock window and that the nonce was not seen before
+    (stored, so replays fail across restarts too)."""
     headers = request.headers
     name = headers.get(signing.HEADER_PEER)
     ts = headers.get(signing.HEADER_TIMESTAMP)
     nonce = headers.get(signing.HEADER_NONCE)
     sig = headers.get(signing.HEADER_SIGNATURE)
     if not (name and ts and nonce and sig):
-        raise Unauthorized("federation call without signature headers")
+        raise Unauthorized(REFUSED + " (no signature headers)")
     body = await request.body()
     # the database work (a lookup, a commit that waits for the disk) goes to a worker thread:
     # on the event loop it stopped every other request for its duration
     return await run_in_threadpool(_check_peer, request, name, ts, nonce, sig, body)
 
 
+def _refuse(name: str, why: str) -> Unauthorized:
+    log.warning("federation call refused (peer %s): %s", text.clean(name, 64), why)
+    return Unauthorized(REFUSED)
+
+
 def _check_peer(request: Request, name: str, ts: str, nonce: str, sig: str, body: bytes) -> str:
-    store = ctx(request).store
-    with store.session() as s:
+    c = ctx(request)
+    with c.store.session() as s:
         row = s.scalar(select(m.Peer).where(m.Peer.name == name))
         key = row.key if row else None
         peer_id = row.id if row else None
     if key is None:
-        raise Unauthorized("unknown peer or bad signature")
-    why = signing.check(key, request.method, request.url.path, body, ts, nonce, sig)
+        raise _refuse(name, "unknown peer")
+    why = signing.check(
+        key,
+        request.method,
+        request.url.path,
+        request.url.query,
+        name,
+        c.cfg.agent.name,
+        body,
+        ts,
+        nonce,
+        sig,
+    )
     if why:
-        raise Unauthorized(f"federation signature refused: {why}")
+        raise _refuse(name, why)
     try:
-        with store.session(shown=False) as s:
+        with c.store.session(shown=False) as s:
             s.add(m.Nonce(peer_id=peer_id, nonce=nonce))
             horizon = datetime.now(UTC) - timedelta(seconds=2 * signing.MAX_SKEW_SECONDS)
             s.execute(delete(m.Nonce).where(m.Nonce.seen_at < horizon))
     except Conflict as exc:
-        raise Unauthorized("federation call replayed (nonce already seen)") from exc
+        raise _refuse(name, "replayed (nonce already seen)") from exc
+    # what the answer's signature needs (api/answer_signing.py)
+    setattr(request.state, FEDERATION_STATE, (name, key, nonce))
     return name

@@ -5,31 +5,91 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from intercloud import tls
 from intercloud.errors import PeerError
-from intercloud.federation.signing import sign
+from intercloud.federation.signing import (
+    HEADER_ANSWER_SIGNATURE,
+    HEADER_NONCE,
+    check_answer,
+    sign,
+)
+
+
+class _PeerContext(ssl.SSLContext):
+    """A client context that names the peer and its trust anchor when the peer's certificate
+    does not verify (httpx's error would only say `certificate verify failed`)."""
+
+    peer = ""
+    trusted = "system CAs"
+
+    @classmethod
+    def make(cls, peer: str, pem: str | None) -> _PeerContext:
+        ctx = cls(ssl.PROTOCOL_TLS_CLIENT)
+        base = tls.client_context(pem)  # the settings to copy: CAs, version, flags
+        ctx.minimum_version = base.minimum_version
+        ctx.verify_flags = base.verify_flags
+        ctx.load_verify_locations(cadata=pem) if pem else ctx.load_default_certs()
+        ctx.peer = peer
+        ctx.trusted = f"pinned CA sha256 {tls.fingerprint(pem)}" if pem else "system CAs"
+        return ctx
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        try:
+            return super().wrap_socket(*args, **kwargs)
+        except ssl.SSLCertVerificationError as exc:
+            raise ssl.SSLCertVerificationError(
+                f"TLS: certificate of peer {self.peer} not trusted ({self.trusted}): "
+                f"{exc.verify_message}"
+            ) from exc
 
 
 class FederationClient:
     def __init__(
-        self, local_name: str, timeout: float = 5.0, transport: httpx.BaseTransport | None = None
+        self,
+        local_name: str,
+        timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        pinned: Callable[[str], str | None] | None = None,
+        plain_http: bool = False,
     ) -> None:
+        """`pinned(peer)`: the PEM the peer's certificate must chain to, None for the system's
+        CAs; `plain_http`: http:// federation URLs are allowed (the agent serves plain HTTP)."""
         self.local_name = local_name
         self.timeout = timeout
         self.transport = transport
-        self._ssl: ssl.SSLContext | None = None
+        self.pinned = pinned
+        self.plain_http = plain_http
+        self._ssl: dict[tuple[str, str | None], ssl.SSLContext] = {}
         self._ssl_lock = threading.Lock()
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        """One TLS context for every call: making one loads the CA bundle (~20 ms holding the
-        GIL, measured), which each new httpx.Client did; that was 40 % of a reconcile pass."""
+    def _ssl_context(self, peer_name: str, url: str) -> ssl.SSLContext | bool:
+        """The TLS context for calls to `peer_name`, one per (peer, pinned PEM) and shared by
+        every call: making one loads certificates (~20 ms holding the GIL, measured), which
+        each new httpx.Client did; that was 40 % of a reconcile pass."""
+        if not url.startswith("https://"):
+            if not self.plain_http:
+                raise PeerError(
+                    f"peer {peer_name}: federation URL {url} is not https:// (plain HTTP only "
+                    "when this agent runs with agent.plain_http = true)"
+                )
+            return True  # unused over plain HTTP
+        if self.transport is not None:
+            return True  # in-process transport: no TLS to set up
+        pem = self.pinned(peer_name) if self.pinned else None
         with self._ssl_lock:
-            if self._ssl is None:
-                self._ssl = httpx.create_ssl_context()
-            return self._ssl
+            ctx = self._ssl.get((peer_name, pem))
+            if ctx is None:
+                for key in [k for k in self._ssl if k[0] == peer_name]:
+                    del self._ssl[key]  # a re-pinned peer: drop its old context
+                ctx = _PeerContext.make(peer_name, pem)
+                self._ssl[(peer_name, pem)] = ctx
+            return ctx
 
     def call(
         self,
@@ -42,15 +102,32 @@ class FederationClient:
         timeout: float | None = None,
     ) -> Any:
         payload = b"" if body is None else json.dumps(body).encode()
-        headers = sign(self.local_name, key, method, path, payload)
+        headers = sign(self.local_name, peer_name, key, method, path, payload)
         headers["Content-Type"] = "application/json"
         try:
             wait = self.timeout if timeout is None else timeout
-            verify = self._ssl_context() if self.transport is None else True
+            verify = self._ssl_context(peer_name, url)
             with httpx.Client(timeout=wait, transport=self.transport, verify=verify) as client:
                 resp = client.request(method, url + path, content=payload, headers=headers)
         except httpx.HTTPError as exc:
             raise PeerError(f"peer {peer_name} unreachable at {url}: {exc}") from exc
+        if resp.status_code == 401:
+            # a refusal of our signature cannot be signed (the peer may not know our key)
+            raise PeerError(f"peer {peer_name} refused our signature (check the keys)", status=401)
+        authentic = check_answer(
+            key,
+            peer_name,
+            self.local_name,
+            headers[HEADER_NONCE],
+            resp.status_code,
+            resp.content,
+            resp.headers.get(HEADER_ANSWER_SIGNATURE),
+        )
+        if not authentic:
+            # nothing in it is believed, a 404 (replica gone) no more than a 200
+            if resp.status_code >= 500 and HEADER_ANSWER_SIGNATURE not in resp.headers:
+                raise PeerError(f"peer {peer_name} failed: HTTP {resp.status_code}")
+            raise PeerError(f"peer {peer_name}: answer not authenticated (bad or no signature)")
         if resp.status_code == 204:
             return None
         try:
