@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from intercloud import config as config_mod
+from intercloud import tls
 from intercloud.api import create_app
 from intercloud.api.context import AppContext
 from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
 from intercloud.drivers import ipsec as ipsec_drivers
+from intercloud.errors import IntercloudError
 from intercloud.federation.client import FederationClient
 from intercloud.reconciler import Reconciler
-from intercloud.store import Store
+from intercloud.store import Store, models
 
 log = logging.getLogger("intercloud.agent")
 
@@ -29,7 +34,12 @@ def build(cfg: config_mod.Config) -> AppContext:
     store.migrate()
     cloud = cloud_drivers.load(cfg)
     dataplane = dataplane_drivers.load(cfg.dataplane.driver, section=cfg.dataplane)
-    client = FederationClient(cfg.agent.name, timeout=cfg.agent.federation_timeout)
+    client = FederationClient(
+        cfg.agent.name,
+        timeout=cfg.agent.federation_timeout,
+        pinned=lambda peer: pinned_ca(store, peer),
+        plain_http=cfg.agent.plain_http,
+    )
     ipsec = ipsec_drivers.load(cfg)
     reconciler = Reconciler(cfg, store, cloud, dataplane, client, ipsec)
     return AppContext(
@@ -37,10 +47,41 @@ def build(cfg: config_mod.Config) -> AppContext:
     )
 
 
+def pinned_ca(store: Store, peer: str) -> str | None:
+    """The PEM an admin pinned for `peer` (None: the system's CAs)."""
+    with store.session() as s:
+        row = s.query(models.Peer.tls_ca).filter(models.Peer.name == peer).one_or_none()
+    return row[0] if row else None
+
+
+def _server_tls(cfg: config_mod.Config) -> tls.ServerTLS | None:
+    if cfg.agent.plain_http:
+        log.warning(
+            "agent %s: serving plain HTTP (agent.plain_http = true): tokens and federation "
+            "requests cross the network in clear",
+            cfg.agent.name,
+        )
+        return None
+    server_tls = tls.ServerTLS(cfg.agent.tls_cert, cfg.agent.tls_key)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda *_: _reload(server_tls))
+    return server_tls
+
+
+def _reload(server_tls: tls.ServerTLS) -> None:
+    try:
+        server_tls.reload()
+    except IntercloudError as exc:
+        log.error("SIGHUP: %s; still serving the previous certificate", exc.message)
+        return
+    log.info("SIGHUP: TLS certificate reloaded from %s", server_tls.cert)
+
+
 def run(config_path: str | Path) -> None:
     cfg = config_mod.load(config_path)
     logging.basicConfig(level=cfg.agent.log_level.upper(), format=LOG_FORMAT, force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    server_tls = _server_tls(cfg)
     ctx = build(cfg)
     app = create_app(ctx)
     # What start-up made (modules, FastAPI, SQLAlchemy, pydantic: most of the heap) lives as
@@ -52,6 +93,9 @@ def run(config_path: str | Path) -> None:
     # Python, the loop waits for the GIL after each socket call, up to the switch interval
     # (5 ms by default). 1 ms: API reads p99 33-68 ms under 50 clients, was 71-74 (bench).
     sys.setswitchinterval(0.001)
+    ssl_options: dict[str, Any] = {}
+    if server_tls is not None:  # uvicorn serves this very context: SIGHUP reloads it in place
+        ssl_options["ssl_context_factory"] = lambda *_: server_tls.context
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -60,11 +104,13 @@ def run(config_path: str | Path) -> None:
             log_config=None,
             access_log=False,
             log_level=cfg.agent.log_level,
+            **ssl_options,
         )
     )
     log.info(
-        "agent %s: listening on %s:%d, database %s, dataplane %s",
+        "agent %s: listening on %s://%s:%d, database %s, dataplane %s",
         cfg.agent.name,
+        "http" if server_tls is None else "https",
         cfg.agent.listen,
         cfg.agent.port,
         ctx.store.engine.url.render_as_string(),
@@ -83,4 +129,4 @@ def run(config_path: str | Path) -> None:
         log.info("agent %s: stopped (data plane left in place)", cfg.agent.name)
 
 
-__all__ = ["build", "run"]
+__all__ = ["build", "pinned_ca", "run"]

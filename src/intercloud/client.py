@@ -8,12 +8,14 @@ become an `IntercloudError` with one readable line.
 from __future__ import annotations
 
 import re
+import ssl
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from intercloud import __version__
+from intercloud import __version__, tls
 from intercloud.errors import (
     Conflict,
     Forbidden,
@@ -47,6 +49,8 @@ def _reason(exc: BaseException) -> str:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
+        if isinstance(cur, tls.CertificateNotTrusted):
+            return str(cur)
         if isinstance(cur, OSError) and cur.strerror:
             return cur.strerror[0].lower() + cur.strerror[1:]
         cur = cur.__cause__ or cur.__context__
@@ -85,8 +89,25 @@ def error_from_response(resp: httpx.Response) -> IntercloudError:
     return exc
 
 
+def _verify(url: str, cacert: str | None) -> ssl.SSLContext | bool:
+    """Over https: trust the CA (or the agent's own certificate) in `cacert`, else the
+    system's CAs; TLS 1.2 at least."""
+    if not url.startswith("https://"):
+        return True
+    pem = None
+    if cacert:
+        try:
+            pem = tls.check_pem(Path(cacert).read_text(), "cacert")
+        except OSError as exc:
+            raise IntercloudError(f"--cacert {cacert}: {exc.strerror or exc}") from None
+        except Invalid as exc:
+            raise IntercloudError(f"--cacert {cacert}: {exc.message}") from None
+    return tls.client_context(pem, who=f"the agent at {url}")
+
+
 class ApiClient:
-    """Synchronous client; `transport` lets tests pass an `httpx.MockTransport`."""
+    """Synchronous client; `transport` lets tests pass an `httpx.MockTransport`; `cacert`: a
+    PEM file of the CA (or certificate) the agent's certificate must chain to."""
 
     def __init__(
         self,
@@ -95,14 +116,16 @@ class ApiClient:
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        cacert: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         headers = {"Accept": "application/json", "User-Agent": f"intercloud/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        verify = _verify(self.url, cacert) if transport is None else True
         self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport, verify=verify
         )
 
     def close(self) -> None:

@@ -7,6 +7,9 @@ port = 8700
 database = "sqlite:////var/lib/intercloud/agent.db"   # or postgresql+psycopg://...
 admin_token = "..."
 reconcile_interval = 10.0      # seconds between periodic passes
+tls_cert = "/etc/intercloud/agent.crt"   # PEM certificate (chain); reloaded on SIGHUP
+tls_key = "/etc/intercloud/agent.key"    # its private key (mode 0600); empty: in tls_cert
+# plain_http = true            # serve plain HTTP instead (tokens in clear: tests only)
 
 [dataplane]
 driver = "linux"               # linux | fake
@@ -59,7 +62,13 @@ class AgentSection:
     admin_token: str = ""
     reconcile_interval: float = 10.0
     federation_timeout: float = 5.0
+    # replicas one peer may have here, whatever its agreement's peer_projects (service/replicas)
+    max_replicas_per_peer: int = 4096
     log_level: str = "info"
+    # TLS: required unless plain_http says otherwise explicitly (tokens cross the network)
+    tls_cert: str = ""
+    tls_key: str = ""
+    plain_http: bool = False
 
 
 @dataclass
@@ -103,6 +112,7 @@ class CloudSection:
     region_name: str = "RegionOne"
     interface: str = "public"
     admin_role: str = "admin"  # this role on a token grants the admin API
+    admin_project: str = "admin"  # ... on a token of this project (or a system-scoped one)
     member_role: str = "member"  # this role on a project-scoped token grants the user API
     cache_seconds: float = 2.0  # how long a Neutron listing serves the reconciler and API
 
@@ -205,6 +215,7 @@ def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
 
 def validate(cfg: Config) -> None:
     validation.name(cfg.agent.name, "agent.name")
+    _validate_tls(cfg.agent)
     naming.check_prefix(cfg.dataplane.prefix)
     if cfg.ipsec.driver not in ("strongswan", "fake", "none"):
         raise Invalid(
@@ -269,12 +280,48 @@ def validate(cfg: Config) -> None:
         seen.add((n.project, n.name))
 
 
+def _validate_tls(agent: AgentSection) -> None:
+    if agent.plain_http and (agent.tls_cert or agent.tls_key):
+        raise Invalid(
+            "config agent.plain_http: conflicts with agent.tls_cert/tls_key (choose one)",
+            field="agent.plain_http",
+        )
+    if not agent.plain_http and not agent.tls_cert:
+        raise Invalid(
+            "config agent.tls_cert: required (a PEM certificate file, its key in agent.tls_key); "
+            "or set agent.plain_http = true to serve plain HTTP",
+            field="agent.tls_cert",
+        )
+
+
+def check_private(path: Path, what: str = "config") -> None:
+    """Refuse a file of secrets (tokens, the Keystone password, a TLS key) that the group or
+    others can read or write."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        label = "config" if what == "config" else f"config {what}"
+        raise Invalid(
+            f"{label}: {path} is accessible by group/other (mode {mode:04o}) and holds secrets; "
+            f"make it 0600 (chmod 600 {path})",
+            field=what,
+        )
+
+
 def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text())
+        check_private(p)
     except FileNotFoundError as exc:
         raise Invalid(f"config: file not found: {p}", field="config") from exc
     except tomllib.TOMLDecodeError as exc:
         raise Invalid(f"config: {p} is not valid TOML ({exc})", field="config") from exc
-    return parse(data, env)
+    cfg = parse(data, env)
+    key = cfg.agent.tls_key or cfg.agent.tls_cert  # the key may sit in the certificate's file
+    field_name = "agent.tls_key" if cfg.agent.tls_key else "agent.tls_cert"
+    try:
+        if key and (cfg.agent.tls_key or "PRIVATE KEY" in Path(key).read_text(errors="replace")):
+            check_private(Path(key), field_name)
+    except FileNotFoundError:
+        raise Invalid(f"config {field_name}: file not found: {key}", field=field_name) from None
+    return cfg

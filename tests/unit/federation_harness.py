@@ -87,6 +87,7 @@ def make_agent(
             "name": name,
             "database": database or f"sqlite:///{tmp}/{name}.db",
             "admin_token": admin_token,
+            "plain_http": True,  # in-process calls over an httpx transport
         },
         "dataplane": {"driver": "fake"},
         "ipsec": {"driver": "fake"},
@@ -98,7 +99,7 @@ def make_agent(
     }
     cfg = config_mod.parse(data, env={})
     ctx = build(cfg)
-    ctx.reconciler.client = FederationClient(name, transport=router)
+    ctx.reconciler.client = FederationClient(name, transport=router, plain_http=True)
     fake: FakeDataplane = ctx.dataplane  # type: ignore[assignment]
     fake.add_foreign("tn-net1", "bridge")
     fake.add_foreign("tn-net2", "bridge")

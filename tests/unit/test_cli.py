@@ -33,6 +33,7 @@ class FakeAgent:
         self.calls: list[tuple[str, str, object]] = []
         self.tokens: list[str | None] = []
         self.clients: list[tuple[str, str | None, float]] = []
+        self.cacerts: list[str | None] = []
 
     def on(self, method: str, path: str, *answers) -> None:
         self.routes[(method, path)] = list(answers)
@@ -54,13 +55,20 @@ class FakeAgent:
 def agent(monkeypatch):
     fake = FakeAgent()
 
-    def make_client(url, token, timeout):
+    def make_client(url, token, timeout, cacert=None):
         fake.clients.append((url, token, timeout))
+        fake.cacerts.append(cacert)
         return ApiClient(url, token, timeout=timeout, transport=httpx.MockTransport(fake.handler))
 
     monkeypatch.setattr(cli_main, "make_client", make_client)
     monkeypatch.setattr(expansions, "POLL_INTERVAL", 0.001)
-    for var in ("INTERCLOUD_URL", "INTERCLOUD_TOKEN", "INTERCLOUD_CONFIG", "COLUMNS"):
+    for var in (
+        "INTERCLOUD_URL",
+        "INTERCLOUD_TOKEN",
+        "INTERCLOUD_CACERT",
+        "INTERCLOUD_CONFIG",
+        "COLUMNS",
+    ):
         monkeypatch.delenv(var, raising=False)
     return fake
 
@@ -327,7 +335,31 @@ def test_env_url_and_token(agent):
     assert agent.clients == [("http://a.example:9000", "tok", 10.0)]
     assert agent.tokens == ["Bearer tok"]
     run("peer", "list")
-    assert agent.clients[-1][:2] == ("http://127.0.0.1:8700", None)
+    assert agent.clients[-1][:2] == ("https://127.0.0.1:8700", None)
+
+
+def test_cacert_from_option_or_env(agent, tmp_path):
+    agent.on("GET", "/v1/peers", (200, []))
+    run("peer", "list", env={"INTERCLOUD_CACERT": "/etc/ca.pem"})
+    run("--cacert", "/x/ca.pem", "peer", "list")
+    run("peer", "list")
+    assert agent.cacerts == ["/etc/ca.pem", "/x/ca.pem", None]
+
+
+def test_peer_create_and_update_pin_a_ca_file(agent, tmp_path):
+    pem = tmp_path / "b-ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    agent.on("POST", "/v1/peers", (201, {"name": "B", "tls_ca_sha256": "AB:CD"}))
+    agent.on("PATCH", "/v1/peers/B", (200, {"name": "B", "tls_ca_sha256": None}))
+    args = ("--url", "https://198.18.2.2:8700", "--endpoint", "198.18.2.2", "--key", "k" * 16)
+    run("peer", "create", "B", *args, "--ca-file", str(pem))
+    run("peer", "update", "B", "--no-ca")
+    run("peer", "update", "B", "--ca-file", str(pem), "--url", "https://198.18.2.3:8700")
+    bodies = [c[2] for c in agent.calls]
+    assert bodies[0]["tls_ca"] == pem.read_text()
+    assert bodies[1] == {"tls_ca": None}
+    assert bodies[2] == {"federation_url": "https://198.18.2.3:8700", "tls_ca": pem.read_text()}
+    assert "nothing to change" in err("peer", "update", "B", code=2)
 
 
 def test_api_error_is_one_line(agent):

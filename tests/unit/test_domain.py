@@ -105,7 +105,7 @@ def test_names_too_long_are_refused():
 
 def _cfg(**agent):
     data = {
-        "agent": {"name": "A", "admin_token": "a" * 32, **agent},
+        "agent": {"name": "A", "admin_token": "a" * 32, "plain_http": True, **agent},
         "projects": [{"name": "p1", "token": "t" * 32}],
         "networks": [
             {"name": "net1", "project": "p1", "cidr": "10.0.0.0/24", "interface": "tn-net1"}

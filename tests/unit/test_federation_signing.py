@@ -125,10 +125,10 @@ def test_a_forged_answer_is_refused(trio, rewrite):
     router, a, _, _ = trio
     if rewrite == "replayed":
         rewrite = Replayer()
-        FederationClient("A", transport=Forger(router, rewrite)).call(
+        FederationClient("A", transport=Forger(router, rewrite), plain_http=True).call(
             "B", "http://198.18.2.2:8700", key_of(a, "B"), "GET", HEALTH
         )
-    client = FederationClient("A", transport=Forger(router, rewrite))
+    client = FederationClient("A", transport=Forger(router, rewrite), plain_http=True)
     with pytest.raises(PeerError) as info:
         client.call("B", "http://198.18.2.2:8700", key_of(a, "B"), "GET", HEALTH)
     assert "answer not authenticated" in info.value.message
@@ -142,7 +142,9 @@ def test_a_forged_answer_changes_nothing_and_the_link_says_why(trio):
         from intercloud.store import models as m
 
         before = {lk.peer.name: lk.peer_tunnel_endpoint for lk in s.query(m.Link)}
-    a.ctx.reconciler.client = FederationClient("A", transport=Forger(router, forged_body))
+    a.ctx.reconciler.client = FederationClient(
+        "A", transport=Forger(router, forged_body), plain_http=True
+    )
     a.ctx.reconciler._healthy_at.clear()  # ask again now
     a.reconcile()
     links = {x["peer"]: x for x in a.admin("GET", "/v1/links").json()}

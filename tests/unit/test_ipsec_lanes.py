@@ -112,7 +112,7 @@ def test_with_kernel_esp_further_lanes_are_not_used():
     assert "lanes" not in status_view("kernel", laned.tunnels()["link-B"])
 
 
-BASE = {"agent": {"name": "A", "admin_token": "x" * 16}}
+BASE = {"agent": {"name": "A", "admin_token": "x" * 16, "plain_http": True}}
 
 
 def test_lanes_setting_builds_one_driver_per_charon(monkeypatch):

@@ -18,6 +18,7 @@ from intercloud.api.schemas import (
     LinkCreate,
     LinkUpdate,
     PeerCreate,
+    PeerUpdate,
 )
 from intercloud.domain import naming
 from intercloud.drivers.ipsec.lanes import lanes_in_use
@@ -50,8 +51,26 @@ def create_peer(body: PeerCreate, request: Request) -> dict[str, Any]:
     c = auth.ctx(request)
     with c.store.session() as s:
         out = svc.create_peer(
-            s, c.cfg.agent.name, body.name, body.federation_url, body.underlay_endpoint, body.key
+            s,
+            c.cfg.agent.name,
+            body.name,
+            body.federation_url,
+            body.underlay_endpoint,
+            body.key,
+            tls_ca=body.tls_ca,
+            plain_http=c.cfg.agent.plain_http,
         )
+    return out
+
+
+@router.patch("/peers/{name}")
+def update_peer(name: str, body: PeerUpdate, request: Request) -> dict[str, Any]:
+    c = auth.ctx(request)
+    with c.store.session() as s:
+        out = svc.update_peer(
+            s, name, body.model_dump(exclude_unset=True), plain_http=c.cfg.agent.plain_http
+        )
+    _changed(request)
     return out
 
 

@@ -14,6 +14,19 @@ class PeerCreate(Strict):
     federation_url: str
     underlay_endpoint: str
     key: str = Field(description="per-peer HMAC key; write-only, never returned")
+    tls_ca: str | None = Field(
+        default=None,
+        max_length=16384,
+        description="PEM certificates the peer's TLS certificate must chain to (its CA or its "
+        "own certificate); unset: the system's CAs",
+    )
+
+
+class PeerUpdate(Strict):
+    federation_url: str | None = None
+    tls_ca: str | None = Field(
+        default=None, max_length=16384, description="PEM to pin; null: unpin (system CAs)"
+    )
 
 
 class LinkCreate(Strict):

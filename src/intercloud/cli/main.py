@@ -22,16 +22,18 @@ from intercloud.cli import policies as policies_cli
 from intercloud.client import ApiClient
 from intercloud.errors import Forbidden, IntercloudError
 
-DEFAULT_URL = "http://127.0.0.1:8700"
+DEFAULT_URL = "https://127.0.0.1:8700"
 
 # Subcommands imported only when used (so a missing or broken module cannot break the rest of
 # the CLI): name -> "module:attribute".
 LAZY_COMMANDS: dict[str, str] = {"lab": "intercloud.lab.cli:lab"}
 
 
-def make_client(url: str, token: str | None, timeout: float) -> ApiClient:
+def make_client(
+    url: str, token: str | None, timeout: float, cacert: str | None = None
+) -> ApiClient:
     """Builds the API client for a command; tests replace it to hand in a MockTransport."""
-    return ApiClient(url, token, timeout=timeout)
+    return ApiClient(url, token, timeout=timeout, cacert=cacert)
 
 
 @dataclass
@@ -40,6 +42,7 @@ class State:
     token: str | None = None
     json: bool = False
     timeout: float = 10.0
+    cacert: str | None = None
     secrets: list[str] = field(default_factory=list)
     _client: ApiClient | None = None
 
@@ -47,7 +50,8 @@ class State:
     def client(self) -> ApiClient:
         if self._client is None:
             # looked up at call time, so a monkeypatched make_client takes effect
-            self._client = sys.modules[__name__].make_client(self.url, self.token, self.timeout)
+            make = sys.modules[__name__].make_client
+            self._client = make(self.url, self.token, self.timeout, self.cacert)
         return self._client
 
     def close(self) -> None:
@@ -169,6 +173,14 @@ class RootGroup(click.Group):
     default=None,
     help="Admin or project token (env INTERCLOUD_TOKEN).",
 )
+@click.option(
+    "--cacert",
+    envvar="INTERCLOUD_CACERT",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="PEM file of the CA (or certificate) the agent's certificate must chain to "
+    "(env INTERCLOUD_CACERT; default: the system's CAs).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print raw JSON instead of tables.")
 @click.option(
     "--timeout",
@@ -179,9 +191,16 @@ class RootGroup(click.Group):
 )
 @click.version_option(__version__, prog_name="intercloud")
 @click.pass_context
-def cli(ctx: click.Context, url: str, token: str | None, as_json: bool, timeout: float) -> None:
+def cli(
+    ctx: click.Context,
+    url: str,
+    token: str | None,
+    cacert: str | None,
+    as_json: bool,
+    timeout: float,
+) -> None:
     """Stretch virtual networks between federated clouds."""
-    state = State(url=url, token=token, json=as_json, timeout=timeout)
+    state = State(url=url, token=token, json=as_json, timeout=timeout, cacert=cacert)
     if token:
         state.secrets.append(token)
     ctx.obj = state

@@ -19,6 +19,7 @@ PEER_COLUMNS: Columns = [
     ("NAME", "name"),
     ("FEDERATION URL", "federation_url"),
     ("UNDERLAY", "underlay_endpoint"),
+    ("PINNED CA", lambda r: "yes" if r.get("tls_ca_sha256") else "-"),
     ("CREATED", "created_at"),
 ]
 LINK_COLUMNS: Columns = [
@@ -81,6 +82,11 @@ def read_secret(
 
 # --- peers ------------------------------------------------------------------------------------
 
+CA_FILE_HELP = (
+    "PEM file of the CA (or the peer's own certificate) its TLS certificate must chain to "
+    "(pinned; default: the system's CAs)."
+)
+
 
 @click.group()
 def peer() -> None:
@@ -95,6 +101,7 @@ def peer() -> None:
 @click.option(
     "--key-file", type=click.File("r"), default=None, help="Read the key from a file ('-': stdin)."
 )
+@click.option("--ca-file", type=click.File("r"), default=None, help=CA_FILE_HELP)
 @click.pass_obj
 def peer_create(
     state: State,
@@ -103,6 +110,7 @@ def peer_create(
     underlay_endpoint: str,
     key: str | None,
     key_file: Any,
+    ca_file: Any,
 ) -> None:
     """Register peer cloud NAME (its own agent.name)."""
     key = read_secret(state, key, key_file, "--key", required=True)
@@ -112,7 +120,31 @@ def peer_create(
         "underlay_endpoint": underlay_endpoint,
         "key": key,
     }
+    if ca_file is not None:
+        body["tls_ca"] = ca_file.read()
     output.emit(state, state.client.post("/v1/peers", body), output.print_object)
+
+
+@peer.command("update")
+@click.argument("name")
+@click.option("--url", "federation_url", default=None, help="A new federation URL.")
+@click.option("--ca-file", type=click.File("r"), default=None, help=CA_FILE_HELP)
+@click.option("--no-ca", is_flag=True, help="Unpin: trust the system's CAs for this peer.")
+@click.pass_obj
+def peer_update(
+    state: State, name: str, federation_url: str | None, ca_file: Any, no_ca: bool
+) -> None:
+    """Change peer NAME's federation URL or pinned TLS CA."""
+    if ca_file is not None and no_ca:
+        raise click.UsageError("give at most one of --ca-file or --no-ca")
+    body: dict[str, Any] = {}
+    if federation_url is not None:
+        body["federation_url"] = federation_url
+    if ca_file is not None or no_ca:
+        body["tls_ca"] = None if no_ca else ca_file.read()
+    if not body:
+        raise click.UsageError("nothing to change (give --url, --ca-file or --no-ca)")
+    output.emit(state, state.client.patch(path("v1", "peers", name), body), output.print_object)
 
 
 @peer.command("list")

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from intercloud import tls
+from intercloud.domain import text
 from intercloud.errors import PeerError
 from intercloud.federation.signing import (
     HEADER_ANSWER_SIGNATURE,
@@ -18,34 +19,6 @@ from intercloud.federation.signing import (
     check_answer,
     sign,
 )
-
-
-class _PeerContext(ssl.SSLContext):
-    """A client context that names the peer and its trust anchor when the peer's certificate
-    does not verify (httpx's error would only say `certificate verify failed`)."""
-
-    peer = ""
-    trusted = "system CAs"
-
-    @classmethod
-    def make(cls, peer: str, pem: str | None) -> _PeerContext:
-        ctx = cls(ssl.PROTOCOL_TLS_CLIENT)
-        base = tls.client_context(pem)  # the settings to copy: CAs, version, flags
-        ctx.minimum_version = base.minimum_version
-        ctx.verify_flags = base.verify_flags
-        ctx.load_verify_locations(cadata=pem) if pem else ctx.load_default_certs()
-        ctx.peer = peer
-        ctx.trusted = f"pinned CA sha256 {tls.fingerprint(pem)}" if pem else "system CAs"
-        return ctx
-
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
-        try:
-            return super().wrap_socket(*args, **kwargs)
-        except ssl.SSLCertVerificationError as exc:
-            raise ssl.SSLCertVerificationError(
-                f"TLS: certificate of peer {self.peer} not trusted ({self.trusted}): "
-                f"{exc.verify_message}"
-            ) from exc
 
 
 class FederationClient:
@@ -87,7 +60,7 @@ class FederationClient:
             if ctx is None:
                 for key in [k for k in self._ssl if k[0] == peer_name]:
                     del self._ssl[key]  # a re-pinned peer: drop its old context
-                ctx = _PeerContext.make(peer_name, pem)
+                ctx = tls.client_context(pem, who=f"peer {peer_name}")
                 self._ssl[(peer_name, pem)] = ctx
             return ctx
 
@@ -110,7 +83,8 @@ class FederationClient:
             with httpx.Client(timeout=wait, transport=self.transport, verify=verify) as client:
                 resp = client.request(method, url + path, content=payload, headers=headers)
         except httpx.HTTPError as exc:
-            raise PeerError(f"peer {peer_name} unreachable at {url}: {exc}") from exc
+            detail = text.clean(f"{url}: {exc}", 300)  # the admin's; users see no URL
+            raise PeerError(f"peer {peer_name} unreachable", detail=detail) from exc
         if resp.status_code == 401:
             # a refusal of our signature cannot be signed (the peer may not know our key)
             raise PeerError(f"peer {peer_name} refused our signature (check the keys)", status=401)

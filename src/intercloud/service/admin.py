@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intercloud import tls
 from intercloud.domain import validation as v
 from intercloud.errors import Conflict, Invalid, NotFound
 from intercloud.service import policies, views
@@ -21,18 +22,51 @@ def get_peer(s: Session, name: str, field: str = "peer") -> m.Peer:
 
 
 def create_peer(
-    s: Session, local_name: str, name: str, federation_url: str, underlay_endpoint: str, key: str
+    s: Session,
+    local_name: str,
+    name: str,
+    federation_url: str,
+    underlay_endpoint: str,
+    key: str,
+    *,
+    tls_ca: str | None = None,
+    plain_http: bool = False,
 ) -> dict[str, Any]:
     v.name(name, "name")
     if name == local_name:
         raise Invalid(f"name: {name!r} is this agent's own name", field="name")
-    url = v.url(federation_url, "federation_url")
+    url = _federation_url(federation_url, plain_http)
     endpoint = v.ip_address(underlay_endpoint, "underlay_endpoint")
     v.secret(key, "key")
+    pem = None if tls_ca is None else tls.check_pem(tls_ca, "tls_ca")
     if s.scalar(select(m.Peer).where(m.Peer.name == name)):
         raise Conflict(f"name: peer {name!r} already exists", field="name")
-    peer = m.Peer(name=name, federation_url=url, underlay_endpoint=endpoint, key=key)
+    peer = m.Peer(name=name, federation_url=url, underlay_endpoint=endpoint, key=key, tls_ca=pem)
     s.add(peer)
+    s.flush()
+    return views.peer(peer)
+
+
+def _federation_url(value: object, plain_http: bool) -> str:
+    url = v.url(value, "federation_url")
+    if not plain_http and not url.startswith("https://"):
+        raise Invalid(
+            "federation_url: must be https:// (plain http only when this agent runs with "
+            "agent.plain_http = true)",
+            field="federation_url",
+        )
+    return url
+
+
+def update_peer(
+    s: Session, name: str, body: dict[str, Any], *, plain_http: bool = False
+) -> dict[str, Any]:
+    """Change a peer's federation URL or its pinned TLS CA (None: unpin)."""
+    peer = get_peer(s, name, "name")
+    if body.get("federation_url") is not None:
+        peer.federation_url = _federation_url(body["federation_url"], plain_http)
+    if "tls_ca" in body:
+        peer.tls_ca = None if body["tls_ca"] is None else tls.check_pem(body["tls_ca"], "tls_ca")
     s.flush()
     return views.peer(peer)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from intercloud import tls
 from intercloud.service import budget
 from intercloud.store import models as m
 
@@ -18,6 +19,8 @@ def peer(p: m.Peer) -> dict[str, Any]:
         "name": p.name,
         "federation_url": p.federation_url,
         "underlay_endpoint": p.underlay_endpoint,
+        # the pinned CA by fingerprint only: the PEM is long and the admin has it
+        "tls_ca_sha256": tls.fingerprint(p.tls_ca) if p.tls_ca else None,
         "created_at": _ts(p.created_at),
     }
 

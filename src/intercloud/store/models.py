@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -33,6 +34,9 @@ class Peer(Base):
     underlay_endpoint: Mapped[str] = mapped_column(String(45))
     # Needed in clear to sign requests; never returned by the API, never logged.
     key: Mapped[str] = mapped_column(String(255))
+    # PEM the peer's TLS certificate must chain to (its CA or its own certificate); None: the
+    # system's CAs.
+    tls_ca: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     link: Mapped[Link | None] = relationship(back_populates="peer", uselist=False)
