@@ -27,9 +27,17 @@ def create_expansion(
     body: ExpansionCreate, request: Request, project: str = Depends(auth.project)
 ) -> Any:
     c = auth.ctx(request)
+    dp = c.cfg.dataplane
     with c.store.session() as s:
         out, created = svc.create_expansion(
-            s, c.cloud, project, body.network, body.peers, body.vni, body.rate_mbit
+            s,
+            c.cloud,
+            project,
+            body.network,
+            body.peers,
+            body.vni,
+            body.rate_mbit,
+            vni_range=(dp.vni_min, dp.vni_max),
         )
     if created:
         c.reconciler.trigger()

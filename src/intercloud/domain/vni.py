@@ -26,6 +26,15 @@ def lowest_free(used: Iterable[int], low: int = VNI_MIN, high: int = VNI_MAX) ->
     return candidate
 
 
+def unavailable(vni: int) -> Conflict:
+    """The one refusal of a requested VNI, whatever the reason (taken by anyone, or outside
+    what the answering agent hands out): it never says which, nor whose, so that asking is no
+    oracle of other projects' or clouds' VNIs (docs/api.md)."""
+    return Conflict(
+        f"vni: {vni} is not available; ask without a vni to have one chosen", field="vni"
+    )
+
+
 def agree(
     local_used: Iterable[int],
     peer_used: Iterable[int],
@@ -33,10 +42,11 @@ def agree(
     low: int = VNI_MIN,
     high: int = VNI_MAX,
 ) -> int:
-    """The VNI both sides can use: the requested one if free on both, else the lowest free."""
+    """The VNI both sides can use: the requested one if free on both and within low-high,
+    else the lowest free."""
     busy = set(local_used) | set(peer_used)
     if requested is not None:
-        if requested in busy:
-            raise Conflict(f"vni: {requested} is already in use", field="vni")
+        if requested in busy or not low <= requested <= high:
+            raise unavailable(requested)
         return requested
     return lowest_free(busy, low, high)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
 from intercloud.domain import vni as vnis
-from intercloud.errors import Conflict, Invalid
+from intercloud.errors import Invalid
 from intercloud.store import models as m
 
 
@@ -48,15 +48,15 @@ def agree(
     high: int,
 ) -> int:
     """The answering side of a VNI agreement: keep `current` unless the caller cannot use it
-    (or asked for another), else the requested one if free here (409 if not), else the lowest
-    free here and outside `exclude`."""
-    if current is not None and current not in exclude and requested in (None, current):
+    (or asked for another, or our vni range no longer holds it), else the requested one if
+    free here and in low-high (409 if not, the same answer either way), else the lowest free
+    here and outside `exclude`."""
+    keep = current is not None and current not in exclude and low <= current <= high
+    if keep and requested in (None, current):
         return current
     release(s, owner)
     s.flush()
     used = set(s.scalars(select(m.VniAllocation.vni)))
-    if requested is not None and requested in used:
-        raise Conflict(f"vni: {requested} is already in use in this cloud", field="vni")
     chosen = vnis.agree(used, exclude, requested, low, high)
     s.add(m.VniAllocation(vni=chosen, owner=owner))
     return chosen

@@ -18,12 +18,19 @@ from intercloud.service import allocations
 from intercloud.store import models as m
 
 
-def _replica_naming(s: Session, peer: m.Peer, uid: str, me: str) -> m.Replica:
-    rep = s.scalar(select(m.Replica).where(m.Replica.uid == uid))
+def _replica_naming(s: Session, peer: m.Peer, origin: str, uid: str, me: str) -> m.Replica:
+    """Our replica of `origin`'s network `uid`: uids are unique per origin only, so another
+    origin's network of the same uid must never answer for it."""
+    v.name(origin, "origin")
+    rep = s.scalar(
+        select(m.Replica).join(m.Peer).where(m.Peer.name == origin, m.Replica.uid == uid)
+    )
     members = set(rep.members or []) if rep is not None else set()
     # Another member's replica is invisible unless the network spans both of us.
     if rep is None or peer.name not in members or me not in members or rep.peer_id == peer.id:
-        raise NotFound(f"id: no network {uid!r} shared with peer {peer.name!r}", field="id")
+        raise NotFound(
+            f"id: no network {uid!r} of {origin!r} shared with peer {peer.name!r}", field="id"
+        )
     return rep
 
 
@@ -37,11 +44,19 @@ def adjacency(s: Session, rep: m.Replica, peer: m.Peer) -> m.Adjacency:
 
 
 def agree_adjacency(
-    s: Session, peer: m.Peer, uid: str, me: str, exclude: list[int], low: int, high: int
+    s: Session,
+    peer: m.Peer,
+    origin: str,
+    uid: str,
+    me: str,
+    exclude: list[int],
+    low: int,
+    high: int,
 ) -> dict[str, Any]:
-    """The accepting side (the higher name) of a direct tunnel: keep our VNI for it unless the
-    caller cannot use it, else take the lowest free on both."""
-    rep = _replica_naming(s, peer, uid, me)
+    """The accepting side (the higher name) of a direct tunnel in `origin`'s network `uid`:
+    keep our VNI for it unless the caller cannot use it (or it left our vni range), else take
+    the lowest free on both within low-high."""
+    rep = _replica_naming(s, peer, origin, uid, me)
     if peer.link is None:
         raise Conflict(f"peer: no link to {peer.name!r} in this cloud", field="peer")
     excluded = allocations.excluded(exclude)

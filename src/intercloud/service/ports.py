@@ -3,18 +3,35 @@ placeholder ports for the others' (security groups admit them, no address is tak
 
 from __future__ import annotations
 
+import ipaddress
+
 from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
+from intercloud.errors import Invalid
 from intercloud.service.mesh import target_of
 from intercloud.store import models as m
 
 
+def _in_slice(ip: str, pool: list[list[str]]) -> bool:
+    addr = ipaddress.ip_address(ip)
+    return any(ipaddress.ip_address(a) <= addr <= ipaddress.ip_address(b) for a, b in pool)
+
+
 def report(s: Session, peer: m.Peer, uid: str, ports: list) -> tuple[list[list[str]], bool]:
     """A target of our expansion `uid` reports the ports of its replica. Returns them as
-    stored, and whether they changed."""
+    stored, and whether they changed. Each address must lie in the slice of the pool we gave
+    that peer (addressing.for_target): anywhere else in the CIDR it would be our own VMs' or
+    another member's, and its placeholder would take that address from them."""
     target = target_of(s, peer, uid)
     ports = v.port_list(ports, target.expansion.cidr)
+    outside = [ip for _, ip in ports if not _in_slice(ip, target.pool or [])]
+    if outside:
+        raise Invalid(
+            f"ports: {', '.join(outside[:8])} not in the addresses given to {peer.name!r} "
+            f"in expansion {uid!r}",
+            field="ports",
+        )
     if ports == (target.peer_ports or []):
         return ports, False
     target.peer_ports = ports

@@ -10,17 +10,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intercloud.config import AgentSection
 from intercloud.domain import validation as v
 from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
 from intercloud.service import allocations, views
 from intercloud.service.admin import allows
 from intercloud.store import models as m
 
+MAX_REPLICAS_PER_PEER = AgentSection.max_replicas_per_peer
+
 
 def _uid(value: str) -> str:
-    if not 8 <= len(value) <= 36 or not all(c.isalnum() or c == "-" for c in value):
-        raise Invalid(f"id: invalid expansion id {value!r}", field="id")
-    return value
+    return v.uid(value, "id")  # ASCII, canonical UUID (isalnum took any script)
 
 
 def get(s: Session, peer: m.Peer, uid: str) -> m.Replica:
@@ -40,11 +41,29 @@ def _replicated_project(s: Session, peer: m.Peer, project: str) -> m.ReplicatedP
     )
     if rp is None:
         rp = m.ReplicatedProject(
-            name=f"{peer.name}.{project}", peer_id=peer.id, origin_name=project
+            name=_unambiguous_name(s, peer, project), peer_id=peer.id, origin_name=project
         )
         s.add(rp)
         s.flush()
     return rp
+
+
+def _unambiguous_name(s: Session, peer: m.Peer, project: str) -> str:
+    """`<cloud>.<project>`, unless it could be read as another peer's: names hold dots, so
+    peer `A` + project `x.y` and peer `A.x` + project `y` would both be `A.x.y`. Such a name
+    is read with the longest peer name (`A.x`): peer `A` may not replicate `x.y` while a peer
+    `A.x` exists, and a name already held by another (peer, project) is never shared."""
+    name = f"{peer.name}.{project}"
+    longer = [name[:i] for i, c in enumerate(name) if c == "." and i > len(peer.name)]
+    holder = s.scalar(select(m.Peer.name).where(m.Peer.name.in_(longer))) if longer else None
+    taken = s.scalar(select(m.ReplicatedProject.peer_id).where(m.ReplicatedProject.name == name))
+    if holder is not None or taken is not None:
+        raise Conflict(
+            f"project: {project!r} would be replicated here as {name!r}, a name that belongs "
+            f"to another peer's project; rename the project",
+            field="project",
+        )
+    return name
 
 
 def _members(peer: m.Peer, members: list[str] | None) -> list[str] | None:
@@ -67,9 +86,11 @@ def upsert(
     cidr: str,
     members: list[str] | None = None,
     addressing: dict | None = None,
+    max_replicas: int = MAX_REPLICAS_PER_PEER,
 ) -> tuple[dict[str, Any], str]:
     """Create the replica, or return it; `members` and `addressing` (when given) replace
-    what it had. Returns (view, "created" | "changed" | "same")."""
+    what it had. Returns (view, "created" | "changed" | "same"). A new replica needs room
+    under the agreement's per-project limit and under `max_replicas` for the peer."""
     _uid(uid)
     v.name(project, "project")
     v.name(network, "network")
@@ -106,6 +127,15 @@ def upsert(
             s.flush()
             return views.replica(existing), "changed"
         return views.replica(existing), "same"
+    total = s.scalar(
+        select(func.count()).select_from(m.Replica).where(m.Replica.peer_id == peer.id)
+    )
+    if total >= max_replicas:  # peer_projects ["*"] must not mean unlimited replicas
+        raise Conflict(
+            f"peer: limit reached: {peer.name!r} has {total} replica(s) here, the most "
+            f"one peer may have (max_replicas_per_peer = {max_replicas})",
+            field="peer",
+        )
     count = s.scalar(
         select(func.count())
         .select_from(m.Replica)
@@ -114,7 +144,7 @@ def upsert(
     )
     if count >= agreement.max_expansions_per_project:
         raise Conflict(
-            f"project: {project!r} reached its limit of "
+            f"project: limit reached: {project!r} has its limit of "
             f"{agreement.max_expansions_per_project} expansion(s) into this cloud",
             field="project",
         )
@@ -158,7 +188,12 @@ def agree_vni(
 def delete(s: Session, peer: m.Peer, uid: str) -> None:
     rep = get(s, peer, uid)
     allocations.release(s, f"r:{rep.id}", *(f"a:{a.id}" for a in rep.adjacencies))
+    project = rep.project
     s.delete(rep)
+    s.flush()
+    # its replicated project goes with its last replica (a peer cannot pile up names here)
+    if s.scalar(select(m.Replica.id).where(m.Replica.project_id == project.id).limit(1)) is None:
+        s.delete(project)
 
 
 def list_all(s: Session) -> list[m.Replica]:

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
+from intercloud.domain import vni as vnis
 from intercloud.drivers.cloud.base import Cloud
 from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
 from intercloud.service import views
@@ -36,6 +37,13 @@ def _peer_names(value: object) -> list[str]:
     return sorted(names)
 
 
+def _requested_vni(value: object, low: int, high: int) -> int:
+    vni = v.vni(value, "vni")
+    if not low <= vni <= high:
+        raise Invalid(f"vni: must be from {low} to {high} on this agent (got {vni})", field="vni")
+    return vni
+
+
 def create_expansion(
     s: Session,
     cloud: Cloud,
@@ -44,12 +52,14 @@ def create_expansion(
     peers: list[str],
     vni: int | None,
     rate_mbit: float | None = None,
+    vni_range: tuple[int, int] = (v.VNI_MIN, v.VNI_MAX),
 ) -> tuple[dict[str, Any], bool]:
-    """Returns (expansion, created). The same request twice returns the first expansion."""
+    """Returns (expansion, created). The same request twice returns the first expansion.
+    A requested `vni` must lie in this agent's `vni_range` ([dataplane] vni_min-vni_max)."""
     v.name(network, "network")
     names = _peer_names(peers)
     if vni is not None:
-        v.vni(vni, "vni")
+        _requested_vni(vni, *vni_range)
     rate_mbit = rate(rate_mbit, "rate_mbit")
     net = cloud.network(project, network)
     if net is None:
@@ -95,7 +105,7 @@ def create_expansion(
             )
         peer_rows.append(peer)
     if vni is not None and s.get(m.VniAllocation, vni) is not None:
-        raise Conflict(f"vni: {vni} is already in use on this agent", field="vni")
+        raise vnis.unavailable(vni)  # says neither that it is in use nor by whom
     exp = m.Expansion(
         uid=str(uuid.uuid4()),
         project=project,

@@ -140,15 +140,21 @@ class OpenStackCloud(Cloud):
         return principal
 
     def _principal(self, token: dict[str, Any]) -> Principal:
-        roles = {r.get("name") for r in token.get("roles", [])}
+        roles = {r.get("name") for r in token.get("roles") or [] if isinstance(r, dict)}
         project = token.get("project") or {}
         domain = (project.get("domain") or {}).get("name")
-        admin = self._cfg.admin_role in roles
         name = project.get("name")
         # Projects are known by name in the configured domain; a token of another domain's
         # project is not a project token here (names could collide).
-        in_scope = name is not None and domain == self._cfg.project_domain_name
-        member = in_scope and (admin or self._cfg.member_role in roles)
+        in_scope = isinstance(name, str) and domain == self._cfg.project_domain_name
+        has_admin_role = self._cfg.admin_role in roles
+        # Keystone's admin role is granted per project: an admin of their own project is not
+        # an admin of the cloud. Only the configured admin project, or a system-scoped token
+        # (`system: {"all": true}`), gives the admin API.
+        system = token.get("system")
+        system_scoped = isinstance(system, dict) and system.get("all") is True
+        admin = has_admin_role and (system_scoped or (in_scope and name == self._cfg.admin_project))
+        member = in_scope and (has_admin_role or self._cfg.member_role in roles)
         return Principal(admin=admin, project=name if member else None)
 
     # -- networks -------------------------------------------------------------------------------
@@ -319,6 +325,13 @@ class OpenStackCloud(Cloud):
             f"finding project {spec.project!r}",
             lambda: conn.identity.find_project(spec.project, domain_id=domain, ignore_missing=True),
         )
+        if project is not None and TAG not in (project.tags or []):
+            # a local project that happens to be named `<peer>.<project>`: a peer's network
+            # in it would let that project's users onto the peer's L2 segment
+            raise CloudError(
+                f"openstack: project {spec.project!r} exists and was not made by intercloud; "
+                "a replica is never put in it"
+            )
         if project is None:
             project = self._call(
                 f"creating project {spec.project!r}",
