@@ -35,6 +35,8 @@ from intercloud.lab import netns
 from intercloud.lab.topology import Lab
 
 # Runs in B's gateway: waits for a new icb* bridge, enslaves the VM's port to it.
+BASE = "https://127.0.0.1:8700"  # the lab's agents serve TLS (their CA: lab.cloud(c)["ca"])
+
 _PLUG = r"""
 import os, subprocess, sys, time
 port, before = sys.argv[1], set(sys.argv[2].split(","))
@@ -51,9 +53,10 @@ while time.monotonic() < deadline:
 
 # Runs in a gateway: polls GET url every 20 ms until state is "up"; prints the wall time then.
 _POLL_UP = r"""
-import json, sys, time, httpx
-url, token, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
-c = httpx.Client(headers={"Authorization": "Bearer " + token}, timeout=2.0)
+import json, ssl, sys, time, httpx
+url, token, timeout, ca = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+tls = ssl.create_default_context(cafile=ca)
+c = httpx.Client(headers={"Authorization": "Bearer " + token}, timeout=2.0, verify=tls)
 print("ready", flush=True)
 deadline = time.monotonic() + timeout
 while time.monotonic() < deadline:
@@ -72,12 +75,13 @@ while time.monotonic() < deadline:
 # caches start), then `seconds` recorded. The collector is off in this process: its own full
 # passes (40-110 ms here) would be counted as the server's latency.
 _API = r"""
-import asyncio, gc, json, sys, time, httpx
+import asyncio, gc, json, ssl, sys, time, httpx
 gc.disable()
 cfg = json.loads(sys.stdin.read())
 base, out = cfg["base"], {}
+tls = ssl.create_default_context(cafile=cfg["cafile"])
 async def client(i, kind, lat, phase):
-    async with httpx.AsyncClient(base_url=base, timeout=30.0) as c:
+    async with httpx.AsyncClient(base_url=base, timeout=30.0, verify=tls) as c:
         await c.get("/v1/federation/health")  # connect first: persistent clients are measured
         await ready.wait()
         j = 0
@@ -253,8 +257,9 @@ def link_up(lab: Lab, reps: int, log) -> list[dict[str, Any]]:
         pollers = {}
         for c in ("A", "B"):
             peer = "B" if c == "A" else "A"
-            url = f"http://127.0.0.1:8700/v1/links/{peer}"
-            pollers[c] = _py(lab.cloud(c)["ns"], _POLL_UP, url, lab.token(c), "30")
+            url = f"{BASE}/v1/links/{peer}"
+            ca = lab.cloud(c)["ca"]
+            pollers[c] = _py(lab.cloud(c)["ns"], _POLL_UP, url, lab.token(c), "30", ca)
             _ready(pollers[c])
         t0 = time.time()
         _post_link(lab, second, psk)
@@ -333,7 +338,7 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
     database work) by wrk; writes (POST + DELETE a peer, each client its own names) and their
     floor by the Python client, which keeps per-client state."""
     admin, p1 = lab.token("A"), lab.token("A", "p1")
-    ns, base = lab.cloud("A")["ns"], "http://127.0.0.1:8700"
+    ns, base = lab.cloud("A")["ns"], BASE
     floor = wrk_gets(ns, base, [("/v1/federation/health", "")], clients, seconds, warmup)
     if floor["non_2xx"] != floor["requests"] or floor["socket_errors"]:
         raise RuntimeError(f"API floor: not every answer was a 401: {floor}")
@@ -344,7 +349,7 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
         raise RuntimeError(f"API reads: errors {reads}")
     peer = {
         "name": "zz{i}",
-        "federation_url": "http://192.0.2.1:8700",
+        "federation_url": "https://192.0.2.1:8700",
         "underlay_endpoint": "192.0.2.1",
         "key": "k" * 32,
     }
@@ -352,7 +357,7 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
         "writes_floor": [["GET", "/v1/federation/health", None, None]],
         "writes": [["POST", "/v1/peers", peer, admin], ["DELETE", "/v1/peers/zz{i}", None, admin]],
     }
-    cfg = {"base": "http://127.0.0.1:8700", "clients": clients, "seconds": seconds}
+    cfg = {"base": BASE, "clients": clients, "seconds": seconds, "cafile": lab.cloud("A")["ca"]}
     cfg["warmup"] = warmup
     cfg["kinds"] = kinds
     proc = _py(lab.cloud("A")["ns"], _API, stdin=subprocess.PIPE, stderr=subprocess.PIPE)

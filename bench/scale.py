@@ -32,13 +32,14 @@ PEERS = ("B", "C", "D")
 PROJECTS = ("s0", "s1", "s2")
 
 _BULK = r"""
-import asyncio, json, sys, time, httpx
+import asyncio, json, ssl, sys, time, httpx
 cfg = json.loads(sys.stdin.read())
+tls = ssl.create_default_context(cafile=cfg["cafile"])
 def auth(tok):
     return {"Authorization": "Bearer " + tok}
 async def main():
     sem = asyncio.Semaphore(cfg["concurrency"])
-    async with httpx.AsyncClient(base_url=cfg["base"], timeout=300) as c:
+    async with httpx.AsyncClient(base_url=cfg["base"], timeout=300, verify=tls) as c:
         t0 = time.perf_counter()
         async def one(q):
             async with sem:
@@ -91,7 +92,13 @@ def _configure_a(lab: Lab, n: int) -> dict[str, str]:
 
 
 def _bulk(lab: Lab, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
-    cfg = {"base": "http://127.0.0.1:8700", "concurrency": 8, "timeout": timeout, **cfg}
+    cfg = {
+        "base": "https://127.0.0.1:8700",  # the lab's agents serve TLS, certificate from its CA
+        "cafile": lab.cloud("A")["ca"],
+        "concurrency": 8,
+        "timeout": timeout,
+        **cfg,
+    }
     argv = netns.exec_argv(lab.cloud("A")["ns"], [sys.executable, "-c", _BULK])
     r = subprocess.run(
         argv, input=json.dumps(cfg), capture_output=True, text=True, timeout=timeout + 120

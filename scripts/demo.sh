@@ -28,14 +28,15 @@ peer_pair() {  # what two cloud administrators do to agree on a peering
   psk=$("$PY" -c 'import secrets; print(secrets.token_hex(24))')
   for pair in "$a $b" "$b $a"; do
     set -- $pair
-    in_cloud "$1" peer create "$2" --url "http://$(api_ip "$2"):8700" \
-      --endpoint "$(ip_of "$2")" --key "$key" >/dev/null
+    # over HTTPS, pinned to the peer's own CA (its administrator hands it over with the key)
+    in_cloud "$1" peer create "$2" --url "https://$(api_ip "$2"):8700" \
+      --endpoint "$(ip_of "$2")" --key "$key" --ca-file "$(ic lab ca "$2")" >/dev/null
     extra=()
     [ "$(own_ip "$2")" != "$(ip_of "$2")" ] && extra=(--peer-tunnel-endpoint "$(own_ip "$2")")
     in_cloud "$1" link create "$2" --local "$(own_ip "$1")" --psk "$psk" "${extra[@]}" >/dev/null
     in_cloud "$1" agreement create "$2" --project p1 --peer-project p1 >/dev/null
   done
-  echo "peered $a <-> $b (IPsec, pre-shared key)"
+  echo "peered $a <-> $b (IPsec, pre-shared key; federation over HTTPS, CA pinned)"
 }
 step "admins peer A with B and A with C (peer, encrypted link, agreement on both sides)"
 peer_pair A B

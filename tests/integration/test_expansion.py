@@ -194,11 +194,16 @@ def test_bad_input_through_the_real_agent_changes_nothing_on_the_host(lab3):
     )
     assert status == 409
     # an unsigned federation call over the underlay, from A's gateway to B's agent
-    url = f"http://{lab3.ip('B')}:8700/v1/federation/replicas/0b6f3a52-0000-4000-8000-000000000009"
+    url = f"https://{lab3.ip('B')}:8700/v1/federation/replicas/0b6f3a52-0000-4000-8000-000000000009"
     script = (
-        "import httpx; r = httpx.put(%r, json={'project': 'p1', 'network': 'net1', "
-        "'cidr': '10.10.0.0/24'}); print(r.status_code)"
-    ).replace("%r", repr(url))
+        (
+            "import httpx, ssl; r = httpx.put(%r, json={'project': 'p1', 'network': 'net1', "
+            "'cidr': '10.10.0.0/24'}, verify=ssl.create_default_context(cafile=%s)); "
+            "print(r.status_code)"
+        )
+        .replace("%r", repr(url))
+        .replace("%s", repr(lab3.cloud("B")["ca"]))
+    )
     r = lab3.exec("A", [sys.executable, "-c", script])
     assert r.stdout.strip() == "401", r.stdout + r.stderr
     assert lab3.api("B", "GET", "/v1/replicas") == []

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from intercloud import config, errors
 from intercloud.lab import Lab, LabError
@@ -30,7 +31,7 @@ pytestmark = [
 # A stand-in agent: answers every request, 401 without the admin token (like the real one).
 FAKE_AGENT = textwrap.dedent(
     """
-    import json, sys, tomllib
+    import json, ssl, sys, tomllib
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     cfg = tomllib.load(open(sys.argv[sys.argv.index("--config") + 1], "rb"))
     token = cfg["agent"]["admin_token"]
@@ -58,7 +59,11 @@ FAKE_AGENT = textwrap.dedent(
             pass
 
     print("fake agent", cfg["agent"]["name"], "starting", flush=True)
-    ThreadingHTTPServer(("0.0.0.0", cfg["agent"]["port"]), H).serve_forever()
+    server = ThreadingHTTPServer(("0.0.0.0", cfg["agent"]["port"]), H)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # the lab calls its agents over HTTPS
+    tls.load_cert_chain(cfg["agent"]["tls_cert"], cfg["agent"]["tls_key"])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
     """
 )
 
@@ -113,6 +118,22 @@ def test_underlay_through_the_wan_router(make_lab):
     assert {link["ifname"] for link in json.loads(links)} == {"tn-net1", "tn-net2"}
     cfg = config.load(lb.cloud("A")["config"], env={})
     assert cfg.agent.name == "A" and cfg.agent.admin_token == lb.token("A")
+    # TLS: A's own CA, its certificate for its addresses, keys 0600
+    tls_dir = Path(lb.cloud("A")["dir"]) / "tls"
+    assert (cfg.agent.tls_cert, cfg.agent.tls_key, cfg.agent.plain_http) == (
+        str(tls_dir / "agent.pem"),
+        str(tls_dir / "agent.key"),
+        False,
+    )
+    assert lb.cloud("A")["url"] == "https://198.18.1.2:8700"
+    for name in ("agent.key", "ca.key", "../agent.toml"):
+        assert (tls_dir / name).stat().st_mode & 0o777 == 0o600, name
+    cert = x509.load_pem_x509_certificate((tls_dir / "agent.pem").read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {
+        "198.18.1.2",
+        "127.0.0.1",
+    }
     assert [(n.name, n.project, n.cidr, n.interface) for n in cfg.networks] == [
         ("net1", "p1", "10.10.0.0/24", "tn-net1"),
         ("net2", "p2", "10.10.0.0/24", "tn-net2"),
@@ -187,7 +208,8 @@ def test_agents_api_and_lifecycle(make_lab, fake_agent):
     assert lb.replica_bridge("A", "B/net1", timeout=5) == "tn-net2"
     env = lb.exec("A", ["env"], token="p2").stdout
     assert f"INTERCLOUD_TOKEN={lb.token('A', 'p2')}" in env
-    assert "INTERCLOUD_URL=http://127.0.0.1:8700" in env
+    assert "INTERCLOUD_URL=https://127.0.0.1:8700" in env
+    assert f"INTERCLOUD_CACERT={lb.cloud('A')['ca']}" in env
 
     lb.stop_agent("B")
     assert not lb.status()["clouds"][1]["alive"]

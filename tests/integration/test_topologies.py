@@ -230,9 +230,11 @@ AS_PEER = """
 import json, sys
 from intercloud.errors import PeerError
 from intercloud.federation.client import FederationClient
-caller, callee, url, key, method, path, body = json.loads(sys.argv[1])
+caller, callee, url, key, method, path, body, ca = json.loads(sys.argv[1])
+pinned = open(ca).read()
+client = FederationClient(caller, pinned=lambda _: pinned)
 try:
-    out = FederationClient(caller).call(callee, url, key, method, path, body)
+    out = client.call(callee, url, key, method, path, body)
     print(json.dumps({"status": 200, "body": out}))
 except PeerError as exc:
     print(json.dumps({"status": exc.peer_status, "message": exc.message}))
@@ -244,7 +246,8 @@ def as_peer(lab, caller: str, callee: str, method: str, path: str, body=None) ->
     key = next(
         p["key"] for p in lab.state()["peerings"] if sorted(p["clouds"]) == sorted([caller, callee])
     )
-    args = [caller, callee, lab.cloud(callee)["url"], key, method, path, body]
+    c = lab.cloud(callee)
+    args = [caller, callee, c["url"], key, method, path, body, c["ca"]]
     r = lab.exec(caller, ["python3", "-c", AS_PEER, json.dumps(args)])
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)

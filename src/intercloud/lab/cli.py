@@ -194,6 +194,17 @@ def _print_status(st: dict[str, Any]) -> None:
         click.echo(f"  peering {a} <-> {b}")
 
 
+@lab.command()
+@_name_option
+@click.argument("cloud")
+def ca(lab_name: str, cloud: str) -> None:
+    """The path of CLOUD's CA certificate (what its peers pin: `peer create --ca-file`)."""
+    c = _open(lab_name).cloud(cloud)
+    if not c.get("ca"):
+        raise click.ClickException(f"cloud {c['name']} has no CA (its agent serves plain HTTP)")
+    click.echo(c["ca"])
+
+
 @lab.command(
     "exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )

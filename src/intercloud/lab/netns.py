@@ -179,12 +179,18 @@ def exec_argv(ns: str, argv: Sequence[str]) -> list[str]:
 # Runs inside the namespace; stdlib only so that it starts fast. The request (with its token)
 # arrives on stdin, not in argv, so tokens never show in `ps`.
 _HTTP_SCRIPT = r"""
-import http.client, json, sys, time
+import http.client, json, ssl, sys, time
 req = json.loads(sys.stdin.read())
 deadline = time.monotonic() + req["wait"]
+tls = ssl.create_default_context(cafile=req["cafile"]) if req["cafile"] else None
 while True:
     try:
-        c = http.client.HTTPConnection(req["host"], req["port"], timeout=req["timeout"])
+        if tls:
+            c = http.client.HTTPSConnection(
+                req["host"], req["port"], timeout=req["timeout"], context=tls
+            )
+        else:
+            c = http.client.HTTPConnection(req["host"], req["port"], timeout=req["timeout"])
         headers = {"Accept": "application/json"}
         body = None
         if req["body"] is not None:
@@ -216,10 +222,11 @@ def http(
     port: int = 8700,
     timeout: float = 30.0,
     wait: float = 0.0,
+    cafile: str | None = None,
 ) -> tuple[int, Any, str]:
-    """One HTTP request made from inside `ns`. Returns (status, parsed JSON or text, error);
-    status 0 means no answer (error says why). With `wait`, connection errors are retried
-    for that many seconds."""
+    """One HTTP request made from inside `ns` (HTTPS trusting the CA file `cafile` when
+    given). Returns (status, parsed JSON or text, error); status 0 means no answer (error
+    says why). With `wait`, connection errors are retried for that many seconds."""
     req = {
         "method": method.upper(),
         "path": path,
@@ -229,6 +236,7 @@ def http(
         "port": port,
         "timeout": timeout,
         "wait": wait,
+        "cafile": cafile,
     }
     proc = run(
         exec_argv(ns, [sys.executable, "-I", "-c", _HTTP_SCRIPT]),

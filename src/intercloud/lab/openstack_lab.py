@@ -19,16 +19,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from intercloud.lab import netns, ovs, underlay
+from intercloud.lab import netns, ovs, pki, underlay
 from intercloud.lab.netns import LabError
 from intercloud.lab.openstack import OpenStackServices
-from intercloud.lab.topology import AGENT_PORT, NETWORKS, Lab, _toml
+from intercloud.lab.topology import AGENT_PORT, NETWORKS, Lab, _toml, tls_settings
 
 GATEWAY = "10.10.0.1"
 USERS = {"p1": "u1", "p2": "u2"}
 
 
-def _agent_toml(letter: str, cloud_dir: Path, creds: dict[str, str], inst: ovs.OvsInstance) -> str:
+def _agent_toml(
+    letter: str,
+    cloud_dir: Path,
+    creds: dict[str, str],
+    inst: ovs.OvsInstance,
+    tls: dict[str, str],
+) -> str:
     sections = {
         "agent": {
             "name": letter,
@@ -36,6 +42,7 @@ def _agent_toml(letter: str, cloud_dir: Path, creds: dict[str, str], inst: ovs.O
             "port": AGENT_PORT,
             "database": f"sqlite:///{cloud_dir / 'state.db'}",
             "reconcile_interval": 5,
+            **tls,
         },
         "dataplane": {
             "driver": "ovs",
@@ -93,8 +100,10 @@ class OpenStackLab(Lab):
             }
         tokens = {p: svc.token(u["user"], u["password"], p) for p, u in users.items()}
         config = cloud_dir / "agent.toml"
-        config.write_text(_agent_toml(letter, cloud_dir, svc.agent_credentials(), inst))
-        config.chmod(0o600)
+        tls = tls_settings(cloud_dir, letter, [addrs["ip"]])
+        pki.write_private(
+            config, _agent_toml(letter, cloud_dir, svc.agent_credentials(), inst, tls)
+        )
         return {
             "name": letter,
             "index": index,
@@ -102,7 +111,8 @@ class OpenStackLab(Lab):
             **addrs,
             "nat": False,
             "charon_dir": None,
-            "url": f"http://{addrs['ip']}:{AGENT_PORT}",
+            "url": f"https://{addrs['ip']}:{AGENT_PORT}",
+            "ca": str(cloud_dir / "tls" / "ca.pem"),
             "admin_token": svc.admin_token(),
             "projects": tokens,
             "networks": networks,

@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from intercloud import errors
@@ -53,7 +54,13 @@ class LabOps:
         """(status, parsed JSON body); raises LabError only if the agent does not answer."""
         c = self.cloud(cloud)
         status, data, err = netns.http(
-            c["ns"], method, path, body=body, token=self.token(cloud, token), timeout=timeout
+            c["ns"],
+            method,
+            path,
+            body=body,
+            token=self.token(cloud, token),
+            timeout=timeout,
+            cafile=c.get("ca"),
         )
         if status == 0:
             raise LabError(f"agent {c['name']} did not answer {method.upper()} {path}: {err}")
@@ -98,17 +105,15 @@ class LabOps:
         key, psk = secrets.token_hex(16), secrets.token_hex(24)
         encrypt = bool(self.state().get("encrypt", False))
         for x, y in ((a, b), (b, a)):
-            self.api(
-                x,
-                "POST",
-                "/v1/peers",
-                {
-                    "name": y,
-                    "federation_url": self._federation_url(x, y),
-                    "underlay_endpoint": self.ip(y),
-                    "key": key,
-                },
-            )
+            peer = {
+                "name": y,
+                "federation_url": self._federation_url(x, y),
+                "underlay_endpoint": self.ip(y),
+                "key": key,
+            }
+            if self.cloud(y).get("ca"):  # x pins y's own CA
+                peer["tls_ca"] = Path(self.cloud(y)["ca"]).read_text()
+            self.api(x, "POST", "/v1/peers", peer)
             link: dict[str, Any] = {"peer": y, "local_endpoint": self.cloud(x)["local_ip"]}
             if self.cloud(y)["local_ip"] != self.ip(y):  # y is behind NAT: its own address
                 link["peer_tunnel_endpoint"] = self.cloud(y)["local_ip"]
@@ -139,7 +144,7 @@ class LabOps:
         so a connection made to its public address would never see them."""
         c = self.cloud(y)
         if c["local_ip"] != c["ip"] and self.state().get("encrypt"):
-            return f"http://{c['local_ip']}:8700"
+            return c["url"].replace(c["ip"], c["local_ip"])  # its certificate names both
         return c["url"]
 
     # --- VMs --------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from intercloud.drivers.ipsec.charon import MAX_LANES, Charon
-from intercloud.lab import netns, underlay
+from intercloud.lab import netns, pki, underlay
 from intercloud.lab.netns import LabError
 from intercloud.lab.ops import PROJECTS, LabOps
 
@@ -44,6 +44,13 @@ def _toml(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
+def tls_settings(cloud_dir: Path, letter: str, ips: Sequence[str]) -> dict[str, str]:
+    """The cloud's own CA and its agent's certificate (SANs: `ips` and 127.0.0.1), made in
+    <cloud dir>/tls; the [agent] keys that serve them."""
+    made = pki.write_cloud(cloud_dir / "tls", letter, [*ips, "127.0.0.1"])
+    return {"tls_cert": str(made.cert), "tls_key": str(made.key)}
+
+
 def _agent_toml(
     letter: str,
     cloud_dir: Path,
@@ -52,9 +59,10 @@ def _agent_toml(
     vici_socket: str | None,
     networks: Sequence[tuple[str, str, str, str]] | None = None,
     lane_sockets: Sequence[str] = (),
+    tls: dict[str, str] | None = None,
 ) -> str:
     """The agent's config; `networks`: (name, project, cidr, interface), by default the
-    lab's tenant networks on their bridges."""
+    lab's tenant networks on their bridges; `tls`: its tls_cert/tls_key."""
     agent = {
         "name": letter,
         "listen": "0.0.0.0",
@@ -62,6 +70,7 @@ def _agent_toml(
         "database": f"sqlite:///{cloud_dir / 'state.db'}",
         "admin_token": admin_token,
         "reconcile_interval": 5,
+        **(tls or {}),
     }
     lines = [
         "[agent]",
@@ -295,10 +304,11 @@ class Lab(LabOps):
         charon_dir = cloud_dir / "charon"
         vici = str(charon_dir / "charon.vici") if encrypt else None
         lanes = [str(lane_dir(charon_dir, k) / "charon.vici") for k in range(1, self._lanes())]
-        config.write_text(
-            _agent_toml(letter, cloud_dir, admin_token, projects, vici, networks, lanes)
+        tls = tls_settings(cloud_dir, letter, [addrs["ip"], addrs["local_ip"]])
+        pki.write_private(
+            config,
+            _agent_toml(letter, cloud_dir, admin_token, projects, vici, networks, lanes, tls),
         )
-        config.chmod(0o600)
         nets = networks or [(n, p, c, f"tn-{n}") for n, p, c in NETWORKS]
         return {
             "name": letter,
@@ -307,7 +317,8 @@ class Lab(LabOps):
             "nat": False,
             **addrs,
             "charon_dir": str(charon_dir) if encrypt else None,
-            "url": f"http://{addrs['ip']}:{AGENT_PORT}",
+            "url": f"https://{addrs['ip']}:{AGENT_PORT}",
+            "ca": str(cloud_dir / "tls" / "ca.pem"),
             "admin_token": admin_token,
             "projects": projects,
             "networks": {n: {"project": p, "cidr": c, "bridge": i} for n, p, c, i in nets},
@@ -419,7 +430,12 @@ class Lab(LabOps):
                 )
             left = deadline - time.monotonic()
             status, _, err = netns.http(
-                c["ns"], "GET", "/v1/federation/health", timeout=2.0, wait=max(0.0, min(2.0, left))
+                c["ns"],
+                "GET",
+                "/v1/federation/health",
+                timeout=2.0,
+                wait=max(0.0, min(2.0, left)),
+                cafile=c.get("ca"),
             )
             if status:
                 return
@@ -466,8 +482,9 @@ class Lab(LabOps):
 
     def health(self, cloud: str) -> bool:
         """The agent answers HTTP at all (any status) on its port."""
+        c = self.cloud(cloud)
         status, _, _ = netns.http(
-            self.cloud(cloud)["ns"], "GET", "/v1/federation/health", timeout=2.0
+            c["ns"], "GET", "/v1/federation/health", timeout=2.0, cafile=c.get("ca")
         )
         return status != 0
 
@@ -496,11 +513,16 @@ class Lab(LabOps):
         timeout: float | None = None,
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run argv in a cloud's gateway (with INTERCLOUD_URL/INTERCLOUD_TOKEN set) or a VM."""
+        """Run argv in a cloud's gateway (with INTERCLOUD_URL/_TOKEN/_CACERT set) or a VM."""
         ns = self.namespace(target)
         env = dict(os.environ)
         if target != "wan" and "/" not in target:
-            env["INTERCLOUD_URL"] = f"http://127.0.0.1:{AGENT_PORT}"
+            c = self.cloud(target)
+            scheme = "https" if c.get("ca") else "http"
+            env["INTERCLOUD_URL"] = f"{scheme}://127.0.0.1:{AGENT_PORT}"
+            env.pop("INTERCLOUD_CACERT", None)
+            if c.get("ca"):
+                env["INTERCLOUD_CACERT"] = c["ca"]
             env.pop("INTERCLOUD_TOKEN", None)
             tok = self.token(target, token)
             if tok:
@@ -538,6 +560,7 @@ class Lab(LabOps):
                     "present": c["ns"] in present,
                     "ip": c["ip"],
                     "url": c["url"],
+                    "ca": c.get("ca"),
                     "pid": c["pid"],
                     "alive": alive,
                     "healthy": alive and self.health(letter),
