@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -256,3 +258,51 @@ def test_rate_limit_holds_and_spares_the_other_project(lab3, vms):
     finally:
         shrink(lab3, "A", "p1", e1["id"])
         shrink(lab3, "A", "p2", e2["id"])
+
+
+def _secrets(lab) -> dict[str, str]:
+    """Every secret this module's lab used: peer keys, PSKs (the wrong one too), tokens."""
+    st = lab.state()
+    found = {"wrong psk": "definitely-not-the-right-key"}
+    for p in st["peerings"]:
+        pair = "-".join(p["clouds"])
+        found[f"key {pair}"], found[f"psk {pair}"] = p["key"], p["psk"]
+    for letter, c in st["clouds"].items():
+        found[f"admin token {letter}"] = c["admin_token"]
+        for project, token in c["projects"].items():
+            found[f"token {letter}/{project}"] = token
+    return found
+
+
+def test_no_secret_in_any_log_or_error_answer(lab3):
+    """Runs last in this module: after the encrypted scenario above (expansions, a wrong PSK,
+    NAT-T, rekeys), bad calls that carry secrets, then every log of the lab is searched for
+    every secret used."""
+    used = _secrets(lab3)
+    psk, key = used["psk A-B"], used["key A-B"]
+    answers = [
+        lab3.api_raw("A", "PATCH", "/v1/links/B", {"psk": psk, "mtu": 1}),
+        lab3.api_raw("A", "PATCH", "/v1/links/B", {"psk": psk * 20}),  # too long
+        lab3.api_raw("A", "POST", "/v1/links", {"peer": "B", "psk": psk, "local_endpoint": "x"}),
+        lab3.api_raw(
+            "A",
+            "POST",
+            "/v1/peers",
+            {"name": "Z", "federation_url": "ftp://x", "underlay_endpoint": "1", "key": key},
+        ),
+        lab3.api_raw("A", "POST", "/v1/peers", {"name": "B", "key": key * 40}),
+        lab3.api_raw("A", "GET", "/v1/links", token=used["token A/p1"]),
+        lab3.api_raw("A", "GET", "/v1/expansions", token=used["admin token A"]),
+        lab3.api_raw("A", "GET", "/v1/links", token=psk),
+    ]
+    for i, (status, body) in enumerate(answers):
+        assert 400 <= status < 500, (i, status, body)
+        text = json.dumps(body)
+        for what, secret in used.items():
+            assert secret not in text, f"{what} in an error answer: {text[:200]}"
+    logs = sorted(Path(lab3.state_dir).rglob("*.log"))
+    assert logs, f"no logs under {lab3.state_dir}"
+    for path in logs:
+        content = path.read_text(errors="replace")
+        for what, secret in used.items():
+            assert secret not in content, f"{what} in {path}"
