@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import os
+import stat
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, inspect, make_url
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
-from intercloud.errors import Conflict
+from intercloud.errors import Conflict, DriverError, Invalid
+
+log = logging.getLogger("intercloud.store")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # SQLite lets one connection write at a time; another writer sleeps in its busy handler (1, 2,
@@ -34,12 +39,66 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API callb
     cur.close()
 
 
+def _private_sqlite_file(url: str) -> None:
+    """The database holds peer keys and PSKs: its file is created 0600 (SQLite gives its -wal
+    and -shm files the database file's mode), the directories the agent creates 0700. An
+    existing file readable by others (what earlier versions created) is narrowed to 0600 with a
+    warning: the agent is its only reader, and refusing would stop every upgraded agent until
+    someone ran chmod by hand. One the agent cannot chmod (another owner) is refused."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is cut by the umask; never widened by it
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077 == 0:
+            continue
+        try:
+            os.chmod(file, mode & 0o700)
+        except PermissionError as exc:
+            raise DriverError(
+                f"database file {file} is readable by others (mode {mode:04o}) and the agent "
+                f"cannot change that: chmod 600 {file}"
+            ) from exc
+        log.warning(
+            "database file %s was readable by others (mode %04o): now %04o; the peer keys "
+            "and PSKs in it may have been read, consider replacing them",
+            file,
+            mode,
+            mode & 0o700,
+        )
+
+
 def make_engine(url: str) -> Engine:
+    # hide_parameters: a statement's parameters (peer keys, PSKs) appear neither in the
+    # engine's log nor in the text of its exceptions, which reach logs and status fields
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _private_sqlite_file(url)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+def _first_line(exc: IntegrityError) -> str:
+    """The database's own message without its detail: PostgreSQL's DETAIL quotes values (a
+    NOT NULL or CHECK violation shows the whole failing row, keys included)."""
+    diag = getattr(exc.orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    return primary or str(exc.orig).splitlines()[0]
 
 
 def _rolled_back(session: Session, _previous: object) -> None:
@@ -111,7 +170,12 @@ class Store:
             session.commit()
         except IntegrityError as exc:
             session.rollback()
-            raise Conflict(f"conflicts with an existing object ({exc.orig})") from exc
+            raise Conflict(f"conflicts with an existing object ({_first_line(exc)})") from exc
+        except DataError as exc:
+            # a value the database refuses (too long for its column, out of range): bad input.
+            # Only the database's error class is told: its text may quote the value.
+            session.rollback()
+            raise Invalid(f"a value does not fit the database ({type(exc.orig).__name__})") from exc
         except BaseException:
             session.rollback()
             raise

@@ -1,0 +1,90 @@
+"""A real agent process (`python -m intercloud agent`) on loopback: plain HTTP, fake data
+plane and IPsec, standalone cloud with one project; for what only a process shows (its
+resident memory, its start-up log)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AgentProcess:
+    def __init__(self, tmp: Path, database: str = "", log_level: str = "warning") -> None:
+        self.port = free_port()
+        self.admin_token = secrets.token_hex(16)
+        self.project_token = secrets.token_hex(16)
+        config = tmp / "agent.toml"
+        config.write_text(
+            f"""
+[agent]
+name = "A"
+listen = "127.0.0.1"
+port = {self.port}
+database = "{database or f"sqlite:///{tmp}/agent.db"}"
+admin_token = "{self.admin_token}"
+plain_http = true
+log_level = "{log_level}"
+reconcile_interval = 3600.0
+
+[dataplane]
+driver = "fake"
+
+[ipsec]
+driver = "fake"
+
+[[projects]]
+name = "p1"
+token = "{self.project_token}"
+"""
+        )
+        os.chmod(config, 0o600)
+        self.log_path = tmp / "agent.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "intercloud", "agent", "--config", str(config)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{self.url}/openapi.json", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(self.log_path.read_text()) from None
+                time.sleep(0.2)
+
+    def rss(self) -> int:
+        return rss(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
