@@ -54,9 +54,17 @@ class PeerError(IntercloudError):
     status_code = 502
     code = "peer_error"
 
-    def __init__(self, message: str, *, status: int | None = None, field: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        field: str | None = None,
+        detail: str = "",
+    ):
         super().__init__(message, field=field)
         self.peer_status = status
+        self.detail = detail  # for the administrator (the link's status), not for users
 
 
 class CloudError(IntercloudError):

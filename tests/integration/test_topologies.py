@@ -241,6 +241,9 @@ except PeerError as exc:
 """
 
 
+NO_REPLICA = "/v1/federation/replicas/0b6f3a52-0000-4000-8000-0123456789ab"  # not A's
+
+
 def as_peer(lab, caller: str, callee: str, method: str, path: str, body=None) -> dict:
     """A federation call signed with `caller`'s key, made from inside `caller`'s namespace."""
     key = next(
@@ -276,7 +279,7 @@ def test_standalone_agent_in_a_vm_expands_its_network_and_nothing_else(lab4, net
         taken = exp_ab["peers"][0]["vni"]
         refused = {
             "another project's network": as_peer(
-                lab4, user, "A", "PUT", "/v1/federation/replicas/0123456789abcdef",
+                lab4, user, "A", "PUT", NO_REPLICA,
                 {"project": "p2", "network": "net2", "cidr": "10.10.0.0/24"},
             ),
             "a link": as_peer(lab4, user, "A", "PATCH", f"/v1/links/{user}", {"mtu": 9000}),
@@ -288,7 +291,7 @@ def test_standalone_agent_in_a_vm_expands_its_network_and_nothing_else(lab4, net
                 {"vni": taken, "exclude": []},
             ),
             "another's replica": as_peer(
-                lab4, user, "A", "PUT", "/v1/federation/replicas/0123456789abcdef/vni", {}
+                lab4, user, "A", "PUT", f"{NO_REPLICA}/vni", {}
             ),
             "a mesh tunnel": as_peer(
                 lab4, user, "A", "PUT", f"/v1/federation/adjacencies/{exp_ab['id']}", {}

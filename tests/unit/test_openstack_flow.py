@@ -175,7 +175,7 @@ def test_addressing_outside_the_cidr_is_refused_by_the_peer(pair):
             f"http://{b.ip}:8700",
             _peer_key(a, "B"),
             "PUT",
-            "/v1/federation/replicas/abcdef012345",
+            "/v1/federation/replicas/0b6f3a52-0000-4000-8000-0000000000ab",
             body,
         )
     assert "addressing.gateway" in str(exc.value)

@@ -17,9 +17,19 @@ from intercloud.api.schemas import (
     ReplicaPut,
     VniAgree,
 )
+from intercloud.domain import validation as v
+from intercloud.errors import Conflict, Invalid
 from intercloud.service import admin, mesh, ports, replicas, views
 
 router = APIRouter(prefix="/v1/federation", tags=["federation"])
+
+
+def _vni_range(dp: Any, low: int | None, high: int | None) -> tuple[int, int]:
+    """The VNIs both agents may use: ours, within the caller's range if it says it."""
+    low, high = max(dp.vni_min, low or dp.vni_min), min(dp.vni_max, high or dp.vni_max)
+    if low > high:
+        raise Conflict("vni: no VNI lies in both agents' ranges", field="vni")
+    return low, high
 
 
 @router.get("/health")
@@ -41,6 +51,7 @@ def health(request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
 def put_replica(
     uid: str, body: ReplicaPut, request: Request, peer: str = Depends(auth.peer)
 ) -> Any:
+    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         out, outcome = replicas.upsert(
@@ -51,7 +62,8 @@ def put_replica(
             body.network,
             body.cidr,
             body.members,
-            body.addressing,
+            body.addressing.model_dump() if body.addressing is not None else None,
+            max_replicas=c.cfg.agent.max_replicas_per_peer,
         )
     if outcome != "same":
         c.reconciler.trigger()
@@ -60,6 +72,7 @@ def put_replica(
 
 @router.get("/replicas/{uid}")
 def get_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
+    v.uid(uid)  # ASCII, one canonical form, before any lookup
     with auth.ctx(request).store.session() as s:
         return views.replica(replicas.get(s, admin.get_peer(s, peer), uid))
 
@@ -68,18 +81,20 @@ def get_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> d
 def agree_vni(
     uid: str, body: VniAgree, request: Request, peer: str = Depends(auth.peer)
 ) -> dict[str, Any]:
+    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
-    dp = c.cfg.dataplane
+    low, high = _vni_range(c.cfg.dataplane, body.vni_min, body.vni_max)
+    if body.vni is not None and not low <= body.vni <= high:
+        raise Invalid(f"vni: must be from {low} to {high} (got {body.vni})", field="vni")
     with c.store.session() as s:
-        out = replicas.agree_vni(
-            s, admin.get_peer(s, peer), uid, body.vni, body.exclude, dp.vni_min, dp.vni_max
-        )
+        out = replicas.agree_vni(s, admin.get_peer(s, peer), uid, body.vni, body.exclude, low, high)
     c.reconciler.trigger()
     return out
 
 
 @router.delete("/replicas/{uid}", status_code=204)
 def delete_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> Response:
+    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         replicas.delete(s, admin.get_peer(s, peer), uid)
@@ -91,12 +106,20 @@ def delete_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -
 def agree_adjacency(
     uid: str, body: AdjacencyPut, request: Request, peer: str = Depends(auth.peer)
 ) -> dict[str, Any]:
-    """Another member of network `uid` agrees the VNI of its direct tunnel with us."""
+    """Another member of `origin`'s network `uid` agrees the VNI of its direct tunnel with us."""
+    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
-    dp = c.cfg.dataplane
+    low, high = _vni_range(c.cfg.dataplane, body.vni_min, body.vni_max)
     with c.store.session() as s:
         out = mesh.agree_adjacency(
-            s, admin.get_peer(s, peer), uid, c.cfg.agent.name, body.exclude, dp.vni_min, dp.vni_max
+            s,
+            admin.get_peer(s, peer),
+            body.origin,
+            uid,
+            c.cfg.agent.name,
+            body.exclude,
+            low,
+            high,
         )
     c.reconciler.trigger()
     return out
@@ -107,6 +130,7 @@ def report_direct(
     uid: str, body: DirectPut, request: Request, peer: str = Depends(auth.peer)
 ) -> dict[str, Any]:
     """A target of our expansion `uid` reports the members it reaches directly."""
+    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         changed = mesh.report_direct(s, admin.get_peer(s, peer), uid, body.direct)
@@ -120,6 +144,7 @@ def report_ports(
     uid: str, body: PortsPut, request: Request, peer: str = Depends(auth.peer)
 ) -> dict[str, Any]:
     """A target of our expansion `uid` reports its replica's ports (OpenStack)."""
+    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         stored, changed = ports.report(s, admin.get_peer(s, peer), uid, body.ports)
@@ -133,6 +158,7 @@ def put_relays(
     uid: str, body: RelaysPut, request: Request, peer: str = Depends(auth.peer)
 ) -> dict[str, Any]:
     """The origin of our replica `uid` asks us to relay between other members of it."""
+    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         rep = replicas.get(s, admin.get_peer(s, peer), uid)
@@ -149,6 +175,7 @@ def put_relays(
 @router.post("/replicas/{uid}/flush", status_code=202)
 def flush_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
     """The origin changed which members it relays for: forget what our tunnel ports learned."""
+    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         rep = replicas.get(s, admin.get_peer(s, peer), uid)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from intercloud.domain import validation
+from intercloud.errors import Invalid
 
 
 class Strict(BaseModel):
@@ -101,31 +106,72 @@ class ExpansionUpdate(Strict):
     rate_mbit: float | None = None
 
 
+# -- federation bodies: what a peer may send, bounded in every dimension ------------------------
+# (the service layer then checks meaning: members, CIDRs, addresses inside them, VNIs free)
+
+
+def _valid_name(value: str) -> str:
+    try:
+        return validation.name(value)
+    except Invalid as exc:  # pydantic turns a ValueError into a 422 naming the field
+        raise ValueError(exc.message.partition(": ")[2]) from None
+
+
+Name = Annotated[str, Field(max_length=63), AfterValidator(_valid_name)]
+Vni = Annotated[int, Field(ge=validation.VNI_MIN, le=validation.VNI_MAX)]
+Text45 = Annotated[str, Field(max_length=45)]  # an address (the longest IPv6 text form)
+MAX_MEMBERS = 256  # clouds one network spans (service/replicas.py)
+MAX_EXCLUDE = 65536  # VNIs a caller says it uses (1,000 expansions: ~1,000)
+
+
+class Addressing(Strict):
+    """OpenStack: the network's gateway, the peer's pool slice and the other clouds' ports
+    (each checked against the CIDR by domain/validation.addressing)."""
+
+    gateway: Text45 | None = None
+    pools: list[Annotated[list[Text45], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list, max_length=64
+    )
+    ports: list[Annotated[list[Text45], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list, max_length=validation.MAX_PORTS
+    )
+
+
 class ReplicaPut(Strict):
-    project: str
-    network: str
-    cidr: str
-    members: list[str] | None = None  # every cloud the network spans, the origin included
-    # OpenStack: {"gateway", "pools", "ports"} (domain/validation.addressing)
-    addressing: dict | None = None
+    project: Name
+    network: Name
+    cidr: str = Field(max_length=64)
+    # every cloud the network spans, the origin included
+    members: list[Name] | None = Field(default=None, max_length=MAX_MEMBERS)
+    addressing: Addressing | None = None
 
 
 class AdjacencyPut(Strict):
-    exclude: list[int] = Field(default_factory=list)
+    origin: Name  # the network's origin cloud: uids are unique per origin only
+    exclude: list[Vni] = Field(default_factory=list, max_length=MAX_EXCLUDE)
+    # the caller's VNI range: the VNI agreed lies in both agents' ranges (unset: ours only)
+    vni_min: Vni | None = None
+    vni_max: Vni | None = None
 
 
 class DirectPut(Strict):
-    direct: list[str]
+    direct: list[Name] = Field(max_length=MAX_MEMBERS)
 
 
 class RelaysPut(Strict):
-    relays: list  # [[from, to], ...] (service/mesh.set_relays)
+    # [[from, to], ...] (service/mesh.set_relays)
+    relays: list[Annotated[list[Name], Field(min_length=2, max_length=2)]] = Field(max_length=1024)
 
 
 class PortsPut(Strict):
-    ports: list  # [[mac, ip], ...] (domain/validation.port_list)
+    # [[mac, ip], ...] (domain/validation.port_list)
+    ports: list[Annotated[list[Text45], Field(min_length=2, max_length=2)]] = Field(
+        max_length=validation.MAX_PORTS
+    )
 
 
 class VniAgree(Strict):
-    vni: int | None = None
-    exclude: list[int] = Field(default_factory=list)
+    vni: Vni | None = None
+    exclude: list[Vni] = Field(default_factory=list, max_length=MAX_EXCLUDE)
+    vni_min: Vni | None = None  # the caller's VNI range (AdjacencyPut)
+    vni_max: Vni | None = None

@@ -8,11 +8,11 @@ import re
 from intercloud.errors import Invalid
 
 IFNAME_MAX = 15
-_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
+_PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,3}", re.ASCII)  # fullmatch: `$` took "ic\n"
 
 
 def check_prefix(prefix: str) -> str:
-    if not _PREFIX_RE.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
         raise Invalid(
             "prefix: must be 1-4 lowercase letters or digits, starting with a letter "
             f"(got {prefix!r})",

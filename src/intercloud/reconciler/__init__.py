@@ -6,6 +6,7 @@ host a pass makes no driver call that changes anything."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import threading
 import time
@@ -15,12 +16,13 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from intercloud.config import Config
-from intercloud.domain import naming
+from intercloud.domain import naming, text
 from intercloud.domain import plan as planner
 from intercloud.drivers.cloud.base import Cloud, ReplicaSync
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.errors import IntercloudError, PeerError
+from intercloud.federation import answers
 from intercloud.federation.client import FederationClient
 from intercloud.reconciler import addressing, mesh, routes, sync, tunnels
 from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
@@ -54,6 +56,7 @@ DISABLED = "disabled by the administrator"
 HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
 HEALTH_FRESH = 2.0  # a health answer younger than this is not asked again
 PEER_REFRESH = 60.0  # how often active expansions' replicas are re-checked with the peer
+LAST_ERROR_MAX = 2048
 
 
 @dataclass
@@ -63,6 +66,12 @@ class PassResult:
     links_down: bool = False
     retry_soon: bool = False  # a link is coming up
     errors: list[str] = field(default_factory=list)
+    # what peers did wrong this pass (contained to their own objects; not the data plane's)
+    peer_errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str | None:
+        said = list(dict.fromkeys(self.errors + self.peer_errors))  # each once, in order
+        return text.clean("; ".join(said), LAST_ERROR_MAX) if said else None
 
 
 class Reconciler:
@@ -156,7 +165,7 @@ class Reconciler:
                 # A peer behind an encrypted link that is not up cannot answer (its traffic is
                 # dropped until the SA is up): do not wait HEALTH_TIMEOUT to learn that.
                 unready = {p for p, o in (tunnels_ok or {}).items() if not o.ready}
-                health = self._check_links(skip=unready)
+                health = self._check_links(result, skip=unready)
                 down = self._write_link_states(health, tunnels_ok or {})
                 broken_links = {peer for peer, why in down.items() if why != DISABLED}
                 result.links_down = bool(broken_links)
@@ -172,10 +181,10 @@ class Reconciler:
                         result, replicas, tunnels_ok, down, made, (plans, rerouted)
                     )
                     self._report_direct(result, down, realized)
-                self.stats.last_error = "; ".join(result.errors) or None
+                self.stats.last_error = result.summary()
             except Exception as exc:  # the loop must survive anything; say what happened
                 log.exception("reconciler pass failed")
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self.stats.last_error = text.clean(f"{type(exc).__name__}: {exc}", LAST_ERROR_MAX)
                 result.settled = False
             self.stats.passes += 1
             self.stats.last_pass_at = datetime.now(UTC).isoformat()
@@ -183,6 +192,11 @@ class Reconciler:
             self.stats.changes_since_start += result.changes
             self.stats.last_duration_ms = round((time.monotonic() - started) * 1000, 1)
             return result
+
+    @property
+    def _vnis(self) -> tuple[int, int]:
+        """This agent's VNI range: what a peer may agree with us."""
+        return self.cfg.dataplane.vni_min, self.cfg.dataplane.vni_max
 
     def _refresh_due(self) -> bool:
         """Whether this pass re-checks agreed state with peers (every PEER_REFRESH)."""
@@ -203,48 +217,61 @@ class Reconciler:
             self._down_since.setdefault(peer, now)
         return any(now - since < FAST_RETRY_WINDOW for since in self._down_since.values())
 
-    def _check_links(self, skip: set[str] = frozenset()) -> dict[int, tuple[bool, str]]:
-        """Health-check every enabled link's peer but those in `skip`: (answers, why not) by
-        link id. The peer also tells its own address for our tunnel (it differs from ours
-        for it behind NAT)."""
+    def _check_links(
+        self, result: PassResult, skip: set[str] = frozenset()
+    ) -> dict[int, tuple[bool, str, str]]:
+        """Health-check every enabled link's peer but those in `skip`: (answers, why not for
+        users, why not for the administrator) by link id. The peer also tells its own address
+        for our tunnel (it differs from ours for it behind NAT)."""
         with self.store.session() as s:
             todo = [
-                (lk.id, lk.enabled, lk.peer.name, lk.peer.federation_url, lk.peer.key)
+                (lk.id, lk.enabled, lk.peer.name, lk.peer.federation_url, lk.peer.key, family)
                 for lk in s.scalars(select(m.Link))
+                for family in [ipaddress.ip_address(lk.local_endpoint).version]
             ]
-        health: dict[int, tuple[bool, str]] = {}
+        health: dict[int, tuple[bool, str, str]] = {}
         now = time.monotonic()
-        for link_id, enabled, name, url, key in todo:
+        for link_id, enabled, name, url, key, family in todo:
             if not enabled or name in skip:
                 continue
             fresh = self._healthy_at.get((link_id, url), -HEALTH_FRESH)
             if now - fresh < HEALTH_FRESH:
                 # Answered a moment ago: a pass triggered by an API change need not ask again.
-                health[link_id] = (True, "")
+                health[link_id] = (True, "", "")
                 continue
             try:
-                answer = self.client.call(
-                    name, url, key, "GET", "/v1/federation/health", timeout=HEALTH_TIMEOUT
+                answer = answers.health(
+                    name,
+                    self.client.call(
+                        name, url, key, "GET", "/v1/federation/health", timeout=HEALTH_TIMEOUT
+                    ),
+                    family,
                 )
-                health[link_id] = (True, "")
-                self._healthy_at[(link_id, url)] = now
-                endpoint = answer.get("tunnel_endpoint") if isinstance(answer, dict) else None
-                if endpoint:
-                    with self.store.session() as s:
-                        lk = s.get(m.Link, link_id)
-                        if lk is not None and lk.peer_tunnel_endpoint != endpoint:
-                            log.info("link %s: peer's tunnel endpoint is %s", name, endpoint)
-                            lk.peer_tunnel_endpoint = endpoint
             except PeerError as exc:
-                health[link_id] = (False, exc.message)
+                health[link_id] = (False, answers.reason(exc), answers.admin_reason(exc))
                 self._healthy_at.pop((link_id, url), None)
+                if isinstance(exc, answers.BadAnswer):
+                    result.peer_errors.append(exc.message)
+                continue
+            health[link_id] = (True, "", "")
+            self._healthy_at[(link_id, url)] = now
+            endpoint = answer.tunnel_endpoint
+            if endpoint:
+                with self.store.session() as s:
+                    lk = s.get(m.Link, link_id)
+                    if lk is not None and lk.peer_tunnel_endpoint != endpoint:
+                        log.info("link %s: peer's tunnel endpoint is %s", name, endpoint)
+                        lk.peer_tunnel_endpoint = endpoint
         return health
 
     def _write_link_states(
-        self, health: dict[int, tuple[bool, str]], tunnels_ok: dict[str, tunnels.TunnelOutcome]
+        self,
+        health: dict[int, tuple[bool, str, str]],
+        tunnels_ok: dict[str, tunnels.TunnelOutcome],
     ) -> dict[str, str]:
         """Link state = the peer answers and, if encrypted, its IPsec SA is up. Returns the
-        peers whose link is not up, with the reason."""
+        peers whose link is not up, with the reason users may read (the link's own reason,
+        for the administrator, may say more)."""
         down: dict[str, str] = {}
         now = datetime.now(UTC)
         with self.store.session() as s:
@@ -252,15 +279,17 @@ class Reconciler:
                 if not lk.enabled:
                     state, reason = "disabled", DISABLED
                 else:
-                    ok, reason = health.get(lk.id, (False, "not checked yet"))
+                    ok, said, reason = health.get(lk.id, (False, "not checked yet", ""))
+                    reason = reason or said
                     outcome = tunnels_ok.get(lk.peer.name)
                     if outcome is not None and not outcome.ready:
                         # The tunnel is the cause: the peer's agent is then unreachable too.
-                        ok, reason = False, outcome.reason
+                        ok, said, reason = False, outcome.reason, outcome.reason
                     state = "up" if ok else "down"
                     if not ok:
-                        down[lk.peer.name] = reason
+                        down[lk.peer.name] = said
                     lk.checked_at = now
+                reason = text.clean(reason)  # it fits the column, one line in the log
                 if (lk.state, lk.reason) != (state, reason):
                     log.info("link %s: %s%s", lk.peer.name, state, f" ({reason})" if reason else "")
                     lk.state, lk.reason = state, reason
@@ -280,11 +309,11 @@ class Reconciler:
 
     def _sync_federation(
         self, result: PassResult, down: dict[str, str], rerouted: dict[int, routes.Blocked]
-    ) -> dict[int, dict]:
+    ) -> dict[int, answers.ReplicaView]:
         """Returns the peer's view of each live target's replica (by target id). Peers whose
         link is down are not called: their targets say why and wait (or, reached through
         another member, say that: `_sync_routes`)."""
-        replicas: dict[int, dict] = {}
+        replicas: dict[int, answers.ReplicaView] = {}
         now = time.monotonic()
         works = sync.pending_work(self.store, self.cfg.agent.name)
         for gone in set(self._confirmed_at) - {w.target_id for w in works}:
@@ -317,10 +346,10 @@ class Reconciler:
             ):
                 # Agreed and built on both sides: the peer is asked again only when due, so a
                 # pass costs no call per expansion (1,000 expansions, 1,000 calls).
-                replicas[work.target_id] = {"status": "active", "vni": work.vni}
+                replicas[work.target_id] = answers.ReplicaView("active", work.vni)
                 continue
             if work.deleting:
-                if not sync.remove_target(self.store, self.client, work):
+                if not sync.remove_target(self.store, self.client, work, result.peer_errors):
                     result.settled = False
                     continue
                 try:
@@ -328,7 +357,7 @@ class Reconciler:
                 except IntercloudError as exc:
                     result.errors.append(f"expansion {work.expansion_uid}: {exc.message}")
                 continue
-            replica = sync.agree(self.store, self.client, work)
+            replica = sync.agree(self.store, self.client, work, self._vnis, result.peer_errors)
             if replica is None:
                 result.settled = False
             else:
@@ -344,7 +373,7 @@ class Reconciler:
         me = self.cfg.agent.name
         plans, pushes = routes.plan(self.store, me, down)
         for work in pushes:
-            if not routes.push(self.store, self.client, work):
+            if not routes.push(self.store, self.client, work, result.peer_errors):
                 result.settled = False
         rerouted = routes.blocked(self.store, me, plans, down)
         self._rerouted = rerouted
@@ -372,14 +401,16 @@ class Reconciler:
         for work in mesh.plan_adjacencies(self.store, self.cfg.agent.name):
             if work.peer in down or (work.vni is not None and not refresh):
                 continue
-            if not mesh.agree(self.store, self.client, work):
+            if not mesh.agree(self.store, self.client, work, self._vnis, result.peer_errors):
                 result.settled = False
 
     def _report_direct(
         self, result: PassResult, down: dict[str, str], realized: dict[int, list[str]]
     ) -> None:
         for due in mesh.reports_due(self.store, realized):
-            if due.origin in down or not mesh.report(self.store, self.client, due):
+            if due.origin in down or not mesh.report(
+                self.store, self.client, due, result.peer_errors
+            ):
                 result.settled = False
 
     def _sync_replicas(self, result: PassResult, down: dict[str, str]) -> ReplicaSync:
@@ -396,7 +427,7 @@ class Reconciler:
         if made.errors:
             result.settled = False
         try:
-            if not addressing.report_ports(self.store, self.client, made, down):
+            if not addressing.report_ports(self.store, self.client, made, down, result.peer_errors):
                 result.settled = False
             result.changes += addressing.origin_placeholders(
                 self.store, self.cloud, self._placeholders
@@ -481,7 +512,7 @@ class Reconciler:
     def _converge_dataplane(
         self,
         result: PassResult,
-        replicas: dict[int, dict],
+        replicas: dict[int, answers.ReplicaView],
         tunnels_ok: dict[str, tunnels.TunnelOutcome],
         down: dict[str, str],
         made: ReplicaSync,
@@ -572,13 +603,19 @@ class Reconciler:
             self._flush_network(state, f"e{exp_id}")
         for exp_id, names in list(self._flush_pending.items()):
             reachable = names - set(down)
-            if not reachable or mesh.flush_members(self.store, self.client, exp_id, reachable):
+            if not reachable or mesh.flush_members(
+                self.store, self.client, exp_id, reachable, result.peer_errors
+            ):
                 del self._flush_pending[exp_id]
             else:
                 result.settled = False
 
     def _write_status(
-        self, desired, broken: set[str], replicas: dict[int, dict], result: PassResult
+        self,
+        desired,
+        broken: set[str],
+        replicas: dict[int, answers.ReplicaView],
+        result: PassResult,
     ) -> dict[int, list[str]]:
         def local_state(owner: str) -> tuple[bool, str]:
             if owner in desired.blocked:
@@ -600,14 +637,15 @@ class Reconciler:
                 peer_side = replicas[t.id]
                 if not ok:
                     status = "error" if "could not" in reason else "pending"
-                elif peer_side.get("status") == "active":
+                elif peer_side.status == "active":
                     status, reason = "active", ""
-                elif peer_side.get("status") == "error":
-                    status, reason = "error", f"peer {t.peer.name}: {peer_side.get('reason')}"
+                elif peer_side.status == "error":  # its reason was cleaned (answers.replica)
+                    status, reason = "error", f"peer {t.peer.name}: {peer_side.reason}"
                 else:
                     status, reason = "pending", f"waiting for peer {t.peer.name} to build its side"
                 if status != "active":
                     result.settled = False
+                reason = text.clean(reason)
                 if (t.status, t.reason) != (status, reason):
                     log.info(
                         "expansion %s peer %s: %s%s",
@@ -626,6 +664,7 @@ class Reconciler:
                 ]
                 ok, reason = local_state(f"r:{rep.id}")
                 status = "active" if ok else ("pending" if rep.vni is None else "error")
+                reason = text.clean(reason)
                 if (rep.status, rep.reason) != (status, reason):
                     log.info(
                         "replica %s of peer %s: %s%s",

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from intercloud.domain import pools
 from intercloud.drivers.cloud.base import Cloud, ReplicaSpec, ReplicaSync
 from intercloud.errors import Conflict, PeerError
+from intercloud.federation import answers
 from intercloud.federation.client import FederationClient
 from intercloud.reconciler.sync import TargetWork
 from intercloud.store import Store
@@ -100,27 +101,36 @@ def replica_specs(store: Store) -> list[ReplicaSpec]:
 
 
 def report_ports(
-    store: Store, client: FederationClient, made: ReplicaSync, down: dict[str, str]
+    store: Store,
+    client: FederationClient,
+    made: ReplicaSync,
+    down: dict[str, str],
+    errors: list[str] | None = None,
 ) -> bool:
     """A member: tell each origin the ports of its replica here when they changed, so the
     origin (and through it the other members) make placeholders for them. True if all told."""
     with store.session() as s:
         due = [
-            (r.id, r.uid, r.peer.name, r.peer.federation_url, r.peer.key, made.local_ports[r.uid])
+            (r.id, r.uid, r.cidr, r.peer.name, r.peer.federation_url, r.peer.key)
+            + (made.local_ports[r.uid],)
             for r in s.scalars(select(m.Replica).order_by(m.Replica.id))
             if r.uid in made.local_ports
             and [list(p) for p in made.local_ports[r.uid]] != (r.ports_sent or [])
         ]
     ok = True
-    for rep_id, uid, origin, url, key, ports in due:
+    for rep_id, uid, cidr, origin, url, key, ports in due:
         if origin in down:
             ok = False
             continue
         body = {"ports": [list(p) for p in ports]}
         try:
-            client.call(origin, url, key, "PUT", f"/v1/federation/expansions/{uid}/ports", body)
+            path = f"/v1/federation/expansions/{uid}/ports"
+            answers.ports(origin, client.call(origin, url, key, "PUT", path, body), cidr)
         except PeerError as exc:
-            log.info("replica %s: cannot tell %s its ports: %s", uid, origin, exc.message)
+            why = answers.reason(exc)
+            if errors is not None:
+                errors.append(why)
+            log.info("replica %s: cannot tell %s its ports: %s", uid, origin, why)
             ok = False
             continue
         with store.session() as s:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from intercloud.domain.validation import VNI_MAX, VNI_MIN
 from intercloud.errors import Conflict, PeerError
+from intercloud.federation import answers
 from intercloud.federation.client import FederationClient
 from intercloud.service import allocations
 from intercloud.service import mesh as service_mesh
@@ -27,6 +29,7 @@ REPLICAS_WITH_ADJACENCIES = select(m.Replica).options(selectinload(m.Replica.adj
 class AdjacencyWork:
     adjacency_id: int
     uid: str
+    origin: str  # the network's origin: uids are unique per origin only
     peer: str
     url: str
     key: str
@@ -59,23 +62,45 @@ def plan_adjacencies(store: Store, me: str) -> list[AdjacencyWork]:
                 if me < adj.peer.name:
                     p = adj.peer
                     work.append(
-                        AdjacencyWork(adj.id, rep.uid, p.name, p.federation_url, p.key, adj.vni)
+                        AdjacencyWork(
+                            adj.id, rep.uid, rep.peer.name, p.name, p.federation_url, p.key, adj.vni
+                        )
                     )
     return work
 
 
-def agree(store: Store, client: FederationClient, w: AdjacencyWork) -> bool:
-    """Ask the other member for the VNI of our direct tunnel; True when agreed."""
+def _failed(errors: list[str] | None, exc: PeerError) -> str:
+    said = answers.reason(exc)
+    if errors is not None:
+        errors.append(said)
+    return said
+
+
+def agree(
+    store: Store,
+    client: FederationClient,
+    w: AdjacencyWork,
+    vnis: tuple[int, int] = (VNI_MIN, VNI_MAX),
+    errors: list[str] | None = None,
+) -> bool:
+    """Ask the other member for the VNI of our direct tunnel (one in `vnis`, our range);
+    True when agreed."""
     owner = f"a:{w.adjacency_id}"
     with store.session() as s:
         used = allocations.used_by_others(s, owner)
     try:
         answer = client.call(
-            w.peer, w.url, w.key, "PUT", f"/v1/federation/adjacencies/{w.uid}", {"exclude": used}
+            w.peer,
+            w.url,
+            w.key,
+            "PUT",
+            f"/v1/federation/adjacencies/{w.uid}",
+            {"origin": w.origin, "exclude": used, "vni_min": vnis[0], "vni_max": vnis[1]},
         )
-        vni = int(answer["vni"])
+        vni = answers.adjacency(w.peer, answer, *vnis, used)
     except PeerError as exc:
-        log.info("replica %s: direct tunnel to %s not agreed: %s", w.uid, w.peer, exc.message)
+        why = _failed(errors, exc)
+        log.info("replica %s: direct tunnel to %s not agreed: %s", w.uid, w.peer, why)
         return False
     if vni == w.vni:
         return True
@@ -121,9 +146,11 @@ def reports_due(store: Store, realized: dict[int, list[str]]) -> list[DirectRepo
     return out
 
 
-def report(store: Store, client: FederationClient, r: DirectReport) -> bool:
+def report(
+    store: Store, client: FederationClient, r: DirectReport, errors: list[str] | None = None
+) -> bool:
     try:
-        client.call(
+        answer = client.call(
             r.origin,
             r.url,
             r.key,
@@ -131,8 +158,10 @@ def report(store: Store, client: FederationClient, r: DirectReport) -> bool:
             f"/v1/federation/expansions/{r.uid}/direct",
             {"direct": list(r.direct)},
         )
+        answers.direct(r.origin, answer, r.direct)  # what we told it, no one else
     except PeerError as exc:
-        log.info("replica %s: cannot tell %s whom we reach directly: %s", r.uid, r.origin, exc)
+        why = _failed(errors, exc)
+        log.info("replica %s: cannot tell %s whom we reach directly: %s", r.uid, r.origin, why)
         return False
     with store.session() as s:
         rep = s.get(m.Replica, r.replica_id)
@@ -143,7 +172,11 @@ def report(store: Store, client: FederationClient, r: DirectReport) -> bool:
 
 
 def flush_members(
-    store: Store, client: FederationClient, expansion_id: int, names: set[str]
+    store: Store,
+    client: FederationClient,
+    expansion_id: int,
+    names: set[str],
+    errors: list[str] | None = None,
 ) -> bool:
     """At the origin, once it stopped relaying between members that now talk directly: ask
     them to forget the MACs they learned through us, or they would keep sending that traffic
@@ -160,8 +193,10 @@ def flush_members(
     ok = True
     for name, url, key, uid in calls:
         try:
-            client.call(name, url, key, "POST", f"/v1/federation/replicas/{uid}/flush", {})
+            answer = client.call(name, url, key, "POST", f"/v1/federation/replicas/{uid}/flush", {})
+            answers.accepted(name, answer, "flush")
         except PeerError as exc:
-            log.info("expansion %s: cannot ask %s to flush learned MACs: %s", uid, name, exc)
+            why = _failed(errors, exc)
+            log.info("expansion %s: cannot ask %s to flush learned MACs: %s", uid, name, why)
             ok = False
     return ok

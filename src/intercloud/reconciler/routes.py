@@ -17,6 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from intercloud.domain import relay
 from intercloud.errors import PeerError
+from intercloud.federation import answers
 from intercloud.federation.client import FederationClient
 from intercloud.store import Store
 from intercloud.store import models as m
@@ -38,6 +39,7 @@ class RelayPush:
     url: str
     key: str
     relays: tuple[tuple[str, str], ...]
+    members: tuple[str, ...]  # the network's, origin included: all an answer may name
 
 
 def _pairs(rows: list[list[str]] | None) -> set[tuple[str, str]]:
@@ -61,33 +63,48 @@ def plan(store: Store, me: str, down: dict[str, str]) -> tuple[dict[int, relay.R
                 want = routes.forward.get(t.peer.name, frozenset())
                 if want != _pairs(t.relays_sent) and t.peer.name not in down:
                     p = t.peer
+                    members = tuple(sorted({me} | {x.peer.name for x in exp.targets}))
                     pushes.append(
                         RelayPush(
-                            t.id, exp.uid, p.name, p.federation_url, p.key, tuple(sorted(want))
+                            t.id,
+                            exp.uid,
+                            p.name,
+                            p.federation_url,
+                            p.key,
+                            tuple(sorted(want)),
+                            members,
                         )
                     )
     return out, pushes
 
 
-def push(store: Store, client: FederationClient, w: RelayPush) -> bool:
+def push(
+    store: Store, client: FederationClient, w: RelayPush, errors: list[str] | None = None
+) -> bool:
     """Tell a member the pairs it relays for us. What we record is what it may be relaying:
     the pairs it now wants and those its data plane still applies. True when both are ours."""
     body = {"relays": [list(p) for p in w.relays]}
     try:
-        answer = client.call(
-            w.peer, w.url, w.key, "PUT", f"/v1/federation/replicas/{w.uid}/relays", body
+        answer = answers.relays(
+            w.peer,
+            client.call(
+                w.peer, w.url, w.key, "PUT", f"/v1/federation/replicas/{w.uid}/relays", body
+            ),
+            w.members,
         )
     except PeerError as exc:
-        log.info("expansion %s: cannot tell %s whom to relay: %s", w.uid, w.peer, exc.message)
+        why = answers.reason(exc)
+        if errors is not None:
+            errors.append(why)
+        log.info("expansion %s: cannot tell %s whom to relay: %s", w.uid, w.peer, why)
         return False
-    wanted = _pairs(answer.get("relays")) if isinstance(answer, dict) else set()
-    applied = answer.get("applied") if isinstance(answer, dict) else None
+    wanted, applied = answer.wanted, answer.applied
     with store.session() as s:
         t = s.get(m.Target, w.target_id)
         if t is None:
             return True
         # not applied yet since the peer started: what we knew it relays may still be there
-        still = _pairs(applied) if applied is not None else _pairs(t.relays_sent)
+        still = applied if applied is not None else _pairs(t.relays_sent)
         may = sorted(wanted | still)
         if may != sorted(_pairs(t.relays_sent)):
             log.info("expansion %s: %s relays %s", w.uid, w.peer,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from intercloud.domain import text
+from intercloud.domain.validation import VNI_MAX, VNI_MIN
 from intercloud.errors import Conflict, PeerError
+from intercloud.federation import answers
 from intercloud.federation.client import FederationClient
 from intercloud.service import allocations
 from intercloud.store import Store
@@ -44,6 +48,7 @@ class TargetWork:
 
 
 def set_status(store: Store, target_id: int, status: str, reason: str) -> None:
+    reason = text.clean(reason)  # may quote a peer: one line that fits the column
     with store.session() as s:
         t = s.get(m.Target, target_id)
         if t is not None and (t.status, t.reason) != (status, reason):
@@ -98,14 +103,25 @@ def pending_work(store: Store, origin: str) -> list[TargetWork]:
         ]
 
 
-def remove_target(store: Store, client: FederationClient, w: TargetWork) -> bool:
+def _failed(errors: list[str] | None, exc: PeerError) -> str:
+    """What a peer's failure says in a status (and in the pass's errors, if collected)."""
+    said = answers.reason(exc)
+    if errors is not None:
+        errors.append(said)
+    return said
+
+
+def remove_target(
+    store: Store, client: FederationClient, w: TargetWork, errors: list[str] | None = None
+) -> bool:
     """Ask the peer to drop its replica, then forget the target. True when done."""
     path = f"/v1/federation/replicas/{w.expansion_uid}"
     try:
-        client.call(w.peer.name, w.peer.url, w.peer.key, "DELETE", path)
+        answer = client.call(w.peer.name, w.peer.url, w.peer.key, "DELETE", path)
+        answers.accepted(w.peer.name, answer, "delete")
     except PeerError as exc:
         if exc.peer_status != 404:
-            set_status(store, w.target_id, "deleting", f"retrying: {exc.message}")
+            set_status(store, w.target_id, "deleting", f"retrying: {_failed(errors, exc)}")
             return False
     with store.session() as s:
         t = s.get(m.Target, w.target_id)
@@ -133,12 +149,18 @@ def _record_replica(store: Store, w: TargetWork) -> None:
                 t.addressing_sent = w.addressing
 
 
-def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
-    """Make sure the peer holds a replica and both sides hold the same VNI.
-    Returns the peer's replica view, or None after recording an error."""
+def agree(
+    store: Store,
+    client: FederationClient,
+    w: TargetWork,
+    vnis: tuple[int, int] = (VNI_MIN, VNI_MAX),
+    errors: list[str] | None = None,
+) -> answers.ReplicaView | None:
+    """Make sure the peer holds a replica and both sides hold the same VNI, one in `vnis`
+    (our range). Returns the peer's replica view, or None after recording an error."""
     path = f"/v1/federation/replicas/{w.expansion_uid}"
     try:
-        replica = client.call(
+        answer = client.call(
             w.peer.name,
             w.peer.url,
             w.peer.key,
@@ -152,8 +174,9 @@ def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
                 **({"addressing": w.addressing} if w.addressing is not None else {}),
             },
         )
+        replica = answers.replica(w.peer.name, answer)
         _record_replica(store, w)
-        if w.vni is not None and replica.get("vni") == w.vni:
+        if w.vni is not None and replica.vni == w.vni:
             return replica
         with store.session() as s:
             used = allocations.used_by_others(s, f"t:{w.target_id}")
@@ -163,9 +186,9 @@ def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
             w.peer.key,
             "PUT",
             path + "/vni",
-            {"vni": w.requested_vni, "exclude": used},
+            {"vni": w.requested_vni, "exclude": used, "vni_min": vnis[0], "vni_max": vnis[1]},
         )
-        vni = int(answer["vni"])
+        vni = answers.vni(w.peer.name, answer, *vnis, requested=w.requested_vni, exclude=used)
         with store.session() as s:
             t = s.get(m.Target, w.target_id)
             if t is None:
@@ -173,10 +196,9 @@ def agree(store: Store, client: FederationClient, w: TargetWork) -> dict | None:
             allocations.take(s, f"t:{t.id}", vni)
             t.vni = vni
             log.info("expansion %s peer %s: agreed vni %d", w.expansion_uid, w.peer.name, vni)
-        replica["vni"] = vni
-        return replica
+        return dataclasses.replace(replica, vni=vni)
     except Conflict:
         set_status(store, w.target_id, "error", "VNI taken locally meanwhile; agreeing again")
     except PeerError as exc:
-        set_status(store, w.target_id, "error", exc.message)
+        set_status(store, w.target_id, "error", _failed(errors, exc))
     return None

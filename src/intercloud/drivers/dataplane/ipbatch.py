@@ -6,23 +6,35 @@ Only devices that do not exist yet are made this way, each as its plan step woul
 (`lines`). The batch runs with `-force` (a failed line does not stop the others), and whatever
 it did is checked afterwards by the driver's ordinary step (linux.py): that step finds the
 device made and changes nothing, or makes it and reports its own precise error.
+
+Every value of a line is checked for its use as the line is built (checks.py): interface
+names, plain addresses, integers. One that fails raises DriverError and no line is made.
 """
 
 from __future__ import annotations
 
-import re
 import subprocess
 
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
+from intercloud.domain.validation import VNI_MAX, VNI_MIN
+from intercloud.drivers.dataplane import checks
 from intercloud.drivers.dataplane.netns import in_netns
 
-# Interface names we put on a command line: what our naming and sane operators produce. Any
-# other name goes the ordinary way (netlink, no parsing involved).
-_PLAIN = re.compile(r"[A-Za-z0-9_.:@+=-]{1,15}")
+MTU_MAX = 65535
 
 
 def plain(*names: str) -> bool:
-    return all(_PLAIN.fullmatch(n) for n in names)
+    """Interface names we put on a command line: what our naming and sane operators
+    produce. Any other name goes the ordinary way (netlink, no parsing involved)."""
+    return all(checks.is_ifname(n) for n in names)
+
+
+def _mtu(mtu: int | None) -> str:
+    return "" if mtu is None else f" mtu {checks.integer(mtu, 68, MTU_MAX, 'MTU')}"
+
+
+def _alias(name: str, mark: str | None) -> list[Line]:
+    return [(SET, f"link set {name} alias {checks.mark(mark)}")] if mark else []
 
 
 # Lines run in three phases, whatever step they come from: every device is made, then
@@ -39,35 +51,37 @@ def in_phases(lines: list[Line]) -> list[str]:
 
 def bridge(br: Bridge, mark: str | None) -> list[Line]:
     # STP off and no forward delay: ports forward as soon as they are enslaved (as linux.py).
-    mtu = f" mtu {br.mtu}" if br.mtu is not None else ""
-    out = [(MAKE, f"link add name {br.name}{mtu} up type bridge stp_state 0 forward_delay 0")]
-    if mark:  # `ip link add` drops an alias: it takes a set
-        out.append((SET, f"link set {br.name} alias {mark}"))
-    return out
+    name = checks.ifname(br.name, "bridge")
+    out = [(MAKE, f"link add name {name}{_mtu(br.mtu)} up type bridge stp_state 0 forward_delay 0")]
+    return out + _alias(name, mark)  # `ip link add` drops an alias: it takes a set
 
 
 def vxlan(vx: Vxlan, mark: str | None, df: bool) -> list[Line]:
     """Into its bridge at birth, isolated before it is up; not up at all when a rate limit
     must be in place first (the driver's ordinary step then adds the qdisc, then sets it up)."""
-    mtu = f" mtu {vx.mtu}" if vx.mtu is not None else ""
+    name, master = checks.ifname(vx.name, "vxlan"), checks.ifname(vx.master, "bridge")
+    vni = checks.integer(vx.vni, VNI_MIN, VNI_MAX, "VNI")
+    local, remote = checks.address(vx.local, "local"), checks.address(vx.remote, "remote")
+    port = checks.integer(vx.port, 1, 65535, "UDP port")
     out = [
         (
             MAKE,
-            f"link add name {vx.name}{mtu} master {vx.master} type vxlan id {vx.vni}"
-            f" local {vx.local} remote {vx.remote} dstport {vx.port} learning"
-            + (" df unset" if df else ""),
+            f"link add name {name}{_mtu(vx.mtu)} master {master} type vxlan id {vni}"
+            f" local {local} remote {remote} dstport {port} learning"
+            + (" df unset" if df is True else ""),
         )
     ]
     if vx.isolated:
-        out.append((SET, f"link set {vx.name} type bridge_slave isolated on"))
-    if mark:
-        out.append((SET, f"link set {vx.name} alias {mark}"))
+        out.append((SET, f"link set {name} type bridge_slave isolated on"))
+    out += _alias(name, mark)
     if vx.rate_mbit is None:
-        out.append((UP, f"link set {vx.name} up"))
+        out.append((UP, f"link set {name} up"))
     return out
 
 
 def patch(p: Patch) -> list[Line]:
+    for name in (p.name, p.master, p.peer, p.peer_master):
+        checks.ifname(name, "patch")
     return [
         (MAKE, f"link add name {p.name} master {p.master} type veth peer name {p.peer}"),
         (SET, f"link set {p.peer} master {p.peer_master}"),
@@ -77,6 +91,8 @@ def patch(p: Patch) -> list[Line]:
 
 
 def attach(att: Attachment) -> list[Line]:
+    checks.ifname(att.interface, "attached")
+    checks.ifname(att.master, "bridge")
     return [
         (SET, f"link set {att.interface} master {att.master}"),
         (UP, f"link set {att.interface} up"),
@@ -87,10 +103,9 @@ def run(lines: list[str], netns: str | None, timeout: float = 300.0) -> str:
     """Run the lines (in_phases) in one `ip -force -batch -`; returns what ip printed on stderr (its
     failures; the caller checks the result, not this text). Missing `ip` -> ''."""
     argv = in_netns(["ip", "-force", "-batch", "-"], netns)
+    script = "".join(checks.one_line(line) + "\n" for line in lines)  # all, or nothing runs
     try:
-        done = subprocess.run(
-            argv, input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=timeout
-        )
+        done = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=timeout)
     except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     return done.stderr

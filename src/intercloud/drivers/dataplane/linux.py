@@ -31,7 +31,8 @@ from typing import Any
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
 from intercloud.domain.plan import Step
-from intercloud.drivers.dataplane import ipbatch, nft
+from intercloud.domain.validation import VNI_MAX, VNI_MIN
+from intercloud.drivers.dataplane import checks, ipbatch, nft
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.dataplane.netlink import (
     _HAS_DF,
@@ -157,6 +158,7 @@ class LinuxDataplane(Dataplane):
         self._up(link)
 
     def ensure_vxlan(self, vxlan: Vxlan) -> None:
+        _check_vxlan(vxlan)
         master = self._bridge(vxlan.master, f"vxlan {vxlan.name}")
         link = self._replace_if(vxlan.name, lambda cur: not self._same_tunnel(cur, vxlan))
         fresh = link is None
@@ -313,7 +315,14 @@ class LinuxDataplane(Dataplane):
         yield from self._run_batch(run, lines)
 
     def _batch_lines(self, step: Step, bridges: set[str]) -> list[ipbatch.Line] | None:
-        """The ip lines for a step that makes a device that does not exist (None: not one)."""
+        """The ip lines for a step that makes a device that does not exist (None: not one,
+        or a value ipbatch refuses to write: the ordinary step then says why)."""
+        try:
+            return self._lines_for(step, bridges)
+        except DriverError:
+            return None
+
+    def _lines_for(self, step: Step, bridges: set[str]) -> list[ipbatch.Line] | None:
 
         def bridge_ready(name: str) -> bool:
             link = self._lookup(name) if name not in bridges else None
@@ -478,3 +487,16 @@ class LinuxDataplane(Dataplane):
     def _up(self, link: Link) -> None:
         if not link.up:
             self._set(link, "set up", state="up")
+
+
+def _check_vxlan(vx: Vxlan) -> None:
+    """What a VXLAN request carries, checked where it is written (checks.py)."""
+    checks.ifname(vx.name, "vxlan")
+    checks.ifname(vx.master, "bridge")
+    checks.integer(vx.vni, VNI_MIN, VNI_MAX, "VNI")
+    checks.integer(vx.port, 1, 65535, "UDP port")
+    local, remote = checks.address(vx.local, "local"), checks.address(vx.remote, "remote")
+    if (":" in local) != (":" in remote):
+        raise DriverError(f"cannot create vxlan {vx.name}: {local} and {remote} differ in family")
+    if vx.mtu is not None:
+        checks.integer(vx.mtu, 68, 65535, "MTU")

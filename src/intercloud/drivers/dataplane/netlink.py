@@ -24,6 +24,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as _vxlan_nla
 
+from intercloud.drivers.dataplane import checks
 from intercloud.drivers.dataplane.netns import in_netns
 from intercloud.errors import DriverError
 
@@ -245,6 +246,9 @@ class _Netlink:
             return {i: p.get("TCA_TBF_PARMS", {}).get("rate", 0) for i, p in parms.items()}
 
     def set_tbf(self, link: Link, rate: int, burst: int, limit: int) -> None:
+        checks.integer(rate, 1, MAX_RATE_BYTES, "tbf rate")
+        for value, what in ((burst, "tbf burst"), (limit, "tbf limit")):
+            checks.integer(value, 1, 2**32 - 1, what)
         with _netlink(f"set rate limit {rate * 8 / 1e6:g} Mbit/s on", link.name):
             self.ipr.tc(
                 "replace", "tbf", link.index, QDISC_HANDLE, rate=rate, burst=burst, limit=limit

@@ -38,6 +38,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from intercloud.drivers.dataplane import checks
 from intercloud.drivers.dataplane.netns import in_netns
 from intercloud.errors import DriverError
 
@@ -47,8 +48,7 @@ FOREIGN = "*"
 MIN_MSS, MAX_MSS = 88, 65535
 IPV6_EXTRA = 20  # an IPv6 header is 20 bytes longer than an IPv4 one
 _PRIO_FILTER = -200
-_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
-_IFNAME_RE = re.compile(r'^[^\s"\\/]{1,15}$')
+_PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,15}", re.ASCII)  # fullmatch: no trailing newline
 
 
 class NftMissing(DriverError):
@@ -56,14 +56,14 @@ class NftMissing(DriverError):
 
 
 def table_name(prefix: str) -> str:
-    if not _PREFIX_RE.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
         raise DriverError(f"cannot name an nftables table after prefix {prefix!r}")
     return f"intercloud_{prefix}"
 
 
 def _check(rules: Mapping[str, int]) -> dict[str, int]:
     for name, mss in rules.items():
-        if not _IFNAME_RE.match(name):
+        if not checks.is_ifname(name):
             raise DriverError(f"cannot clamp MSS on {name!r}: not an interface name")
         if isinstance(mss, bool) or not isinstance(mss, int) or not MIN_MSS <= mss <= MAX_MSS:
             raise DriverError(f"cannot clamp MSS on {name} to {mss!r}: not in 88..65535")
@@ -86,7 +86,7 @@ def _transaction(table: str, chain: str, rules: list[str]) -> str:
     if rules:
         lines += [f"table {table} {{", f"\tchain {chain} {{"]
         lines.append("\t\ttype filter hook forward priority filter; policy accept;")
-        lines += [f"\t\t{rule}" for rule in rules]
+        lines += [f"\t\t{checks.one_line(rule)}" for rule in rules]
         lines += ["\t}", "}"]
     return "\n".join(lines) + "\n"
 
@@ -256,7 +256,7 @@ def relay_table(prefix: str) -> str:
 def _check_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     out = sorted(set(pairs))
     for pair in out:
-        if len(pair) != 2 or not all(_IFNAME_RE.match(x) for x in pair):
+        if len(pair) != 2 or not all(checks.is_ifname(x) for x in pair):
             raise DriverError(f"cannot filter forwarding between {pair!r}: not interface names")
     return out
 

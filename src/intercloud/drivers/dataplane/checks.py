@@ -1,0 +1,64 @@
+"""Checks at the writers: every value put into an `ip -batch` line, an nft script or a netlink
+request is checked for exactly its use right where it is written, whatever was checked
+before (defence in depth: a peer's answer once reached an `ip -batch` line unchecked, and its
+newline made a command of its own). A value that fails raises DriverError; nothing is written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from intercloud.errors import DriverError
+
+# What our naming (domain/naming.py) and sane operators produce; nothing a command line or an
+# nft string could read as a separator, a quote or a comment (no space, '"', ';', '#', '\').
+_IFNAME = re.compile(r"[A-Za-z0-9_.@+=-]{1,15}", re.ASCII)
+_MARK = re.compile(r"intercloud:mtu=[0-9]{1,5}", re.ASCII)
+
+
+def is_ifname(name: object) -> bool:
+    return isinstance(name, str) and _IFNAME.fullmatch(name) is not None
+
+
+def ifname(name: object, what: str = "interface") -> str:
+    if not is_ifname(name):
+        raise DriverError(f"refusing to write {what} name {_shown(name)}: not an interface name")
+    return str(name)
+
+
+def address(value: object, what: str = "address") -> str:
+    """A plain host address (no prefix, no zone id), in its canonical text form."""
+    ok = isinstance(value, str) and value.isascii() and value.isprintable()
+    ok = ok and not any(c in str(value) for c in " %/")
+    try:
+        if ok:
+            return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    raise DriverError(f"refusing to write {what} {_shown(value)}: not a plain IP address")
+
+
+def integer(value: object, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise DriverError(f"refusing to write {what} {_shown(value)}: not an integer {low}..{high}")
+    return value
+
+
+def mark(value: object) -> str:
+    """Our interface alias (the MTU record, netlink.MTU_MARK)."""
+    if not isinstance(value, str) or not _MARK.fullmatch(value):
+        raise DriverError(f"refusing to write alias {_shown(value)}: not our MTU mark")
+    return value
+
+
+def one_line(line: str) -> str:
+    """The last guard of a line-oriented writer: one printable line."""
+    if not line.isprintable():
+        raise DriverError(f"refusing to write {_shown(line)}: not one printable line")
+    return line
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
