@@ -129,6 +129,8 @@ class HostilePeer:
             status, data = self._honest(call, path, request)
         self.served.append((requester, call, call in self.hostile))
         content = b"" if status == 204 else json.dumps(data).encode()
+        if isinstance(data, dict) and "__status__" in data:  # a refusal, its body as given
+            status, content = data["__status__"], data["__body__"].encode()
         sig = signing.answer_signature(
             self.keys[requester], self.name, requester, nonce, status, content
         )

@@ -310,3 +310,24 @@ def test_a_hostile_answer_to_a_delete_keeps_the_target_and_removes_the_others(fe
     _passes(a, c)
     assert _targets(a) == {}
     _check_host(a, _planned(a))
+
+
+@pytest.mark.parametrize(
+    "status,body,shown",
+    [
+        (422, json.dumps({"error": {"message": "vni:\nforged line " + "x" * 5000}}), "vni: forged"),
+        (500, "<html>Traceback at http://10.0.0.1:8700/secret\n" + "y" * 5000, "HTTP 500"),
+        (409, json.dumps({"error": {"message": {"nested": 1}}}), "HTTP 409"),
+    ],
+)
+def test_a_refusal_shows_the_peers_words_cleaned_never_its_raw_text(fed, status, body, shown):
+    a, b, c, _ = fed
+    r = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B", "C"]})
+    assert r.status_code == 201, r.text
+    b.hostile = {"replica": {"__status__": status, "__body__": body}}
+    _passes(a, c)
+    targets = _targets(a)
+    assert targets[("net1", "C")] == ("active", "")
+    state, reason = targets[("net1", "B")]
+    assert state == "error" and reason.startswith(f"peer B refused: {shown}"), reason
+    assert _clean(reason) and len(reason) < 400 and "10.0.0.1" not in reason

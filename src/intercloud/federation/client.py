@@ -109,8 +109,9 @@ class FederationClient:
         except ValueError:
             data = None
         if resp.status_code >= 400:
-            message = resp.text[:200]
-            if isinstance(data, dict) and isinstance(data.get("error"), dict):
-                message = data["error"].get("message", message)
+            error = data.get("error") if isinstance(data, dict) else None
+            said = error.get("message") if isinstance(error, dict) else None
+            # the peer's own words, cleaned and bounded; never its raw answer text
+            message = text.clean(said, 300) if isinstance(said, str) else f"HTTP {resp.status_code}"
             raise PeerError(f"peer {peer_name} refused: {message}", status=resp.status_code)
         return data
