@@ -37,6 +37,8 @@ HOSTILE: list[tuple[str, Any]] = [
     ("health", {"name": "B", "tunnel_endpoint": "198.18.2.0/24"}),
     ("health", {"name": "B", "tunnel_endpoint": "fe80::1%x\nnetns exec pwn id"}),
     ("health", {"name": "B", "tunnel_endpoint": "fd00::1"}),  # another family than the link
+    ("health", {"name": "B", "tunnel_endpoint": "127.0.0.1"}),  # our traffic to ourselves
+    ("health", {"name": "B", "tunnel_endpoint": "169.254.0.1"}),
     ("health", {"name": "B", "tunnel_endpoint": {"x": 1}}),
     ("health", {"name": "B", "tunnel_endpoint": ["198.18.2.2"]}),
     ("health", {"name": "B", "tunnel_endpoint": 3323068930}),

@@ -69,9 +69,19 @@ LINE = re.compile(
 
 @pytest.fixture
 def fed(tmp_path):
+    yield from _federation(tmp_path, lambda: None)
+
+
+@pytest.fixture
+def fed_any(tmp_path, databases):
+    """`fed` on SQLite and on PostgreSQL (whose reason columns refuse 1,025 characters)."""
+    yield from _federation(tmp_path, databases)
+
+
+def _federation(tmp_path, database):
     router = Router()
-    a = make_agent(tmp_path, router, "A", 1)
-    c = make_agent(tmp_path, router, "C", 3)
+    a = make_agent(tmp_path, router, "A", 1, database())
+    c = make_agent(tmp_path, router, "C", 3, database())
     peer(a, c)
     key = secrets.token_hex(16)
     b = HostilePeer("B", B_IP, {"A": key})
@@ -141,6 +151,10 @@ def _check_host(a, planned: set[str]) -> None:
         assert link.foreign or link.name in planned, link.name
         if link.kind == "vxlan":
             assert (link.local, link.remote) in ((A_IP, B_IP), (A_IP, C_IP)), link
+    ipsec = a.ctx.ipsec  # what would go to VICI: our links' endpoints only, no tunnel mode
+    assert {name for _, name in ipsec.calls} <= {"link-B", "link-C"}, ipsec.calls
+    for spec in ipsec.specs.values():
+        assert (spec.local, spec.remote, spec.remote_ts) in ((A_IP, B_IP, ""), (A_IP, C_IP, ""))
 
 
 def _planned(a) -> set[str]:
@@ -320,8 +334,8 @@ def test_a_hostile_answer_to_a_delete_keeps_the_target_and_removes_the_others(fe
         (409, json.dumps({"error": {"message": {"nested": 1}}}), "HTTP 409"),
     ],
 )
-def test_a_refusal_shows_the_peers_words_cleaned_never_its_raw_text(fed, status, body, shown):
-    a, b, c, _ = fed
+def test_a_refusal_shows_the_peers_words_cleaned_never_its_raw_text(fed_any, status, body, shown):
+    a, b, c, _ = fed_any
     r = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B", "C"]})
     assert r.status_code == 201, r.text
     b.hostile = {"replica": {"__status__": status, "__body__": body}}
@@ -331,3 +345,17 @@ def test_a_refusal_shows_the_peers_words_cleaned_never_its_raw_text(fed, status,
     state, reason = targets[("net1", "B")]
     assert state == "error" and reason.startswith(f"peer B refused: {shown}"), reason
     assert _clean(reason) and len(reason) < 400 and "10.0.0.1" not in reason
+
+
+def test_a_peers_long_reason_fits_the_column(fed_any):
+    """A replica the peer could not build, with a reason far over 1,024 characters: stored
+    cut to fit (PostgreSQL refused the whole status write before), on one line."""
+    a, b, c, _ = fed_any
+    r = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B", "C"]})
+    assert r.status_code == 201, r.text
+    b.hostile = {"replica": {"status": "error", "vni": None, "reason": "why\n" * 3000}}
+    _passes(a, c)
+    targets = _targets(a)
+    assert targets[("net1", "C")] == ("active", "")
+    state, reason = targets[("net1", "B")]
+    assert state == "error" and reason.startswith("peer B: why why") and _clean(reason), reason

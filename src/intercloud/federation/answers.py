@@ -69,7 +69,10 @@ def health(peer: str, answer: object, family: int | None = None) -> Health:
     except Invalid:
         why = "must be a plain unicast IP address (no prefix, no zone id) or null"
         raise _bad(peer, call, "tunnel_endpoint", why) from None
-    if family is not None and ipaddress.ip_address(endpoint).version != family:
+    addr = ipaddress.ip_address(endpoint)
+    if addr.is_loopback or addr.is_link_local:  # nobody else's tunnel ends there
+        raise _bad(peer, call, "tunnel_endpoint", "must not be a loopback or link-local address")
+    if family is not None and addr.version != family:
         raise _bad(peer, call, "tunnel_endpoint", f"must be an IPv{family} address like ours")
     return Health(peer, endpoint)
 

@@ -227,7 +227,7 @@ class Reconciler:
             todo = [
                 (lk.id, lk.enabled, lk.peer.name, lk.peer.federation_url, lk.peer.key, family)
                 for lk in s.scalars(select(m.Link))
-                for family in [ipaddress.ip_address(lk.local_endpoint).version]
+                for family in [_family(lk.local_endpoint)]
             ]
         health: dict[int, tuple[bool, str, str]] = {}
         now = time.monotonic()
@@ -675,6 +675,14 @@ class Reconciler:
                     )
                     rep.status, rep.reason = status, reason
         return realized
+
+
+def _family(address: str) -> int | None:
+    """4 or 6 (None: not an address, stored by an older agent; the peer is not held to it)."""
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return None
 
 
 def _step_name(step: planner.Step) -> str:
