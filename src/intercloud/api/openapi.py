@@ -54,6 +54,12 @@ UPSTREAM = {
     503: "the cloud's services (Keystone, Neutron) failed or were unreachable",
 }
 
+# success answers a handler gives besides its route's status_code (JSONResponse with another)
+OTHER_SUCCESS = {
+    ("post", "/v1/expansions"): {200: "the same expansion existed already: it, unchanged"},
+    ("put", "/v1/federation/replicas/{uid}"): {201: "the replica was created"},
+}
+
 BEARER = [{"bearerToken": []}, {"keystoneToken": []}]
 FEDERATION_HEADERS = {
     "peerName": signing.HEADER_PEER,
@@ -110,6 +116,10 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def _success(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {}}}}
+
+
 def document(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -133,6 +143,8 @@ def document(app: FastAPI) -> dict[str, Any]:
             operation["security"] = security
             errors = {**COMMON, **(AUTHENTICATED if security else {}), **UPSTREAM}
             responses = operation.setdefault("responses", {})
+            for status, description in OTHER_SUCCESS.get((method, path), {}).items():
+                responses.setdefault(str(status), _success(description))
             for status, description in errors.items():
                 responses[str(status)] = _error(description)
     return schema
