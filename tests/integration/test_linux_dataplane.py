@@ -309,3 +309,38 @@ def test_many_fresh_devices_are_made_in_one_batch_and_checked(host, monkeypatch)
     assert ",UP," in sh("ip", "-n", ns, "link", "show", "icv1005")  # up once limited
     assert "tbf" in sh("tc", "-n", ns, "qdisc", "show", "dev", "icv1005")
     assert "master opbr state UP" in sh("ip", "-n", ns, "link", "show", "icqn7")
+
+
+def test_a_value_with_ip_syntax_never_reaches_the_batch(host, monkeypatch):
+    """Issue 13, finding 1: a tunnel endpoint carrying a newline and `ip` commands, among
+    enough fresh devices to go through `ip -batch`: its step fails with its own error, no line
+    of it is written, no namespace appears; every other device is made."""
+    dp, ns = host
+    pwn = f"ictest-pwn-{uuid.uuid4().hex[:8]}"
+    written: list[str] = []
+    real_run = ipbatch.run
+
+    def recording_run(lines: list[str], netns: str | None, timeout: float = 300.0) -> str:
+        written.extend(lines)
+        return real_run(lines, netns, timeout)
+
+    monkeypatch.setattr(ipbatch, "run", recording_run)
+    want = HostState()
+    for i in range(BATCH_MIN_STEPS):
+        want.add(Bridge(f"icbn{i}"))
+        want.add(Vxlan(f"icv{1000 + i}", 1000 + i, "198.18.0.1", "198.18.0.2", f"icbn{i}"))
+    hostile = [
+        Vxlan("icv990", 990, "198.18.0.1", f"198.18.0.9\nnetns add {pwn}", "icbn0"),
+        Vxlan("icv991", 991, f"fe80::1%x\nnetns add {pwn}", "fe80::2", "icbn1"),
+        Vxlan("icv992", 992, "198.18.0.1", "0.0.0.0/0", "icbn2"),
+    ]
+    steps = plan(want, dp.observe(P, ["opv0"])) + [Step("ensure_vxlan", v) for v in hostile]
+    with dp.applying():
+        done = list(dp.apply(steps))
+
+    failed = {s.describe(): exc.message for s, exc in done if exc is not None}
+    assert set(failed) == {f"ensure_vxlan {v.name}" for v in hostile}, failed
+    assert all("not a plain IP address" in why for why in failed.values()), failed
+    assert written and not [line for line in written if pwn in line or "0.0.0.0/0" in line]
+    assert pwn not in sh("ip", "netns", "list")
+    assert plan(want, dp.observe(P, ["opv0"])) == []  # everything else was made
