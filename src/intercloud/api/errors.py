@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intercloud.errors import IntercloudError
+from intercloud.store.db import describe
 
 log = logging.getLogger("intercloud.api")
 
@@ -92,12 +93,12 @@ def _without_values(exc: BaseException) -> str:
     seen: BaseException | None = exc
     while seen is not None and len(parts) < 10:  # a chain can loop
         frames = "".join(traceback.format_tb(seen.__traceback__))
-        if isinstance(seen, SQLAlchemyError) or id(seen) in hidden:
-            orig = getattr(seen, "orig", None)
-            if orig is not None:
-                hidden.add(id(orig))
-            code = getattr(orig, "sqlstate", None) or getattr(seen, "sqlstate", None)
-            what = f"{type(seen).__name__} (database error {code}; its text is not logged)"
+        if isinstance(seen, SQLAlchemyError):
+            hidden.add(id(getattr(seen, "orig", None)))
+            what = describe(seen)
+        elif id(seen) in hidden:  # the driver's exception under it: the same text
+            code = getattr(seen, "sqlstate", None)
+            what = f"{type(seen).__name__} (database error {code}; its text is not shown)"
         else:
             what = "".join(traceback.format_exception_only(seen)).rstrip()
         parts.append(f"Traceback (most recent call last):\n{frames}{what}")

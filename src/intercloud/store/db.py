@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, inspect, make_url
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from intercloud.errors import Conflict, DriverError, Invalid
@@ -91,6 +91,19 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+def describe(exc: BaseException) -> str:
+    """`exc` in one line for a log or a status field, a database error without its text: even
+    with hide_parameters that holds the database's message, and PostgreSQL's quotes values
+    (a NOT NULL or CHECK violation's DETAIL is the whole failing row, peer key or PSK
+    included)."""
+    if not isinstance(exc, SQLAlchemyError):
+        return f"{type(exc).__name__}: {exc}"
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None)
+    what = type(orig).__name__ if orig is not None else type(exc).__name__
+    return f"{what} (database error {code}; its text is not shown)"
 
 
 def _first_line(exc: IntegrityError) -> str:
