@@ -133,8 +133,10 @@ def test_a_hostile_peer_cannot_reach_the_host_nor_stop_the_others(hostile):
         shown[i] = where
         assert f"peer B: bad answer to {call}: " in where and where.isprintable(), where
         assert len(where) <= 1024
-        # C's expansions keep converging meanwhile
+        # C's expansions keep converging meanwhile, the one B shares included
         assert lab.api("A", "GET", f"/v1/expansions/{uids['p2']}", token="p2")["status"] == "active"
+        shared = lab.api("A", "GET", f"/v1/expansions/{uids['p1']}", token="p1")["peers"]
+        assert [p["status"] for p in shared if p["peer"] == "C"] == ["active"], shared
         last = lab.api("A", "GET", "/v1/status")["reconciler"]["last_error"] or ""
         assert "peer B" in last or call != "health" or _link_b(lab)["state"] == "down", last
 
@@ -163,3 +165,5 @@ def test_a_hostile_peer_cannot_reach_the_host_nor_stop_the_others(hostile):
     for project, uid in uids.items():
         lab.api("A", "DELETE", f"/v1/expansions/{uid}", token=project)
     print(f"{len(turns)} hostile answers refused in {time.monotonic() - started:.0f} s")
+    for i, why in shown.items():
+        print(f"  {i}: {why[:150]}")

@@ -64,6 +64,9 @@ def health(peer: str, answer: object, family: int | None = None) -> Health:
     endpoint = body.get("tunnel_endpoint")
     if endpoint is None:
         return Health(peer, None)
+    if not isinstance(endpoint, str):
+        why = f"must be an IP address (a string) or null, not {_kind(endpoint)}"
+        raise _bad(peer, call, "tunnel_endpoint", why)
     try:
         endpoint = v.ip_address(endpoint, "tunnel_endpoint")
     except Invalid:
