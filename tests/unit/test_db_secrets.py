@@ -96,7 +96,9 @@ def pg_app(postgres_url):
             conn.execute(text("SELECT CAST(:v AS integer)"), {"v": body["v"]})
         return {}
 
-    yield TestClient(app, raise_server_exceptions=False)
+    # raise_server_exceptions: an exception that reached the server (uvicorn logs its whole
+    # text) would fail the test here
+    yield TestClient(app, raise_server_exceptions=True)
     store.dispose()
 
 
