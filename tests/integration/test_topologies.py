@@ -294,7 +294,8 @@ def test_standalone_agent_in_a_vm_expands_its_network_and_nothing_else(lab4, net
                 lab4, user, "A", "PUT", f"{NO_REPLICA}/vni", {}
             ),
             "a mesh tunnel": as_peer(
-                lab4, user, "A", "PUT", f"/v1/federation/adjacencies/{exp_ab['id']}", {}
+                lab4, user, "A", "PUT", f"/v1/federation/adjacencies/{exp_ab['id']}",
+                {"origin": "A"},
             ),
             "another expansion's paths": as_peer(
                 lab4, user, "A", "PUT", f"/v1/federation/expansions/{exp_ab['id']}/direct",
