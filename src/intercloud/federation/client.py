@@ -98,9 +98,12 @@ class FederationClient:
             resp.headers.get(HEADER_ANSWER_SIGNATURE),
         )
         if not authentic:
-            # nothing in it is believed, a 404 (replica gone) no more than a 200
-            if resp.status_code >= 500 and HEADER_ANSWER_SIGNATURE not in resp.headers:
-                raise PeerError(f"peer {peer_name} failed: HTTP {resp.status_code}")
+            # Nothing in it is believed, a 404 (replica gone) no more than a 200: no status is
+            # passed on. An unsigned error may be honest (a 413 or 500 comes before or outside
+            # the signing), so it is named by its status only.
+            unsigned = HEADER_ANSWER_SIGNATURE not in resp.headers
+            if unsigned and resp.status_code >= 400:
+                raise PeerError(f"peer {peer_name} refused: HTTP {resp.status_code} (unsigned)")
             raise PeerError(f"peer {peer_name}: answer not authenticated (bad or no signature)")
         if resp.status_code == 204:
             return None
