@@ -253,7 +253,7 @@ def test_delete_removes_every_direct_tunnel_and_vni(four):
 def _call(router, agents, caller: str, callee: str, method: str, path: str, body=None):
     with agents[callee].ctx.store.session() as s:
         key = s.scalar(select(m.Peer.key).where(m.Peer.name == caller))
-    client = FederationClient(caller, transport=router)
+    client = FederationClient(caller, transport=router, plain_http=True)
     return client.call(callee, f"http://{agents[callee].ip}:8700", key, method, path, body)
 
 
@@ -261,7 +261,8 @@ def test_members_act_only_within_the_network(four):
     agents, router = four
     uid = expand(agents, peers=("B", "D"))  # C is not a member
     with pytest.raises(PeerError) as exc:  # C asks B for a tunnel of a network not spanning C
-        _call(router, agents, "C", "B", "PUT", f"/v1/federation/adjacencies/{uid}", {})
+        _call(router, agents, "C", "B", "PUT", f"/v1/federation/adjacencies/{uid}",
+              {"origin": "A"})  # fmt: skip
     assert exc.value.peer_status == 404
     with pytest.raises(PeerError) as exc:  # C reports for an expansion that does not reach it
         _call(router, agents, "C", "A", "PUT", f"/v1/federation/expansions/{uid}/direct",
@@ -283,8 +284,8 @@ def test_a_direct_tunnel_vni_taken_meanwhile_is_agreed_again(four):
     with b.ctx.store.session() as s:
         adj = s.scalars(select(m.Adjacency)).one()
         peer = adj.peer
-        work = mesh.AdjacencyWork(adj.id, adj.replica.uid, peer.name, peer.federation_url,
-                                  peer.key, adj.vni)  # fmt: skip
+        work = mesh.AdjacencyWork(adj.id, adj.replica.uid, adj.replica.peer.name, peer.name,
+                                  peer.federation_url, peer.key, adj.vni)  # fmt: skip
         s.add(m.VniAllocation(vni=4000, owner="t:9999"))
 
     class AnswersTakenVni:  # the peer's answer races with another allocation here
