@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from intercloud.config import Config
 from intercloud.domain import naming, text
@@ -30,6 +31,7 @@ from intercloud.reconciler.mesh import REPLICAS_WITH_ADJACENCIES
 from intercloud.service import budget, views
 from intercloud.store import Store
 from intercloud.store import models as m
+from intercloud.store.db import describe
 
 log = logging.getLogger("intercloud.reconciler")
 
@@ -183,8 +185,12 @@ class Reconciler:
                     self._report_direct(result, down, realized)
                 self.stats.last_error = result.summary()
             except Exception as exc:  # the loop must survive anything; say what happened
-                log.exception("reconciler pass failed")
-                self.stats.last_error = text.clean(f"{type(exc).__name__}: {exc}", LAST_ERROR_MAX)
+                what = describe(exc)  # a database error's text can quote a key or PSK
+                if isinstance(exc, SQLAlchemyError):
+                    log.error("reconciler pass failed: %s", what)
+                else:
+                    log.exception("reconciler pass failed")
+                self.stats.last_error = text.clean(what, LAST_ERROR_MAX)
                 result.settled = False
             self.stats.passes += 1
             self.stats.last_pass_at = datetime.now(UTC).isoformat()
