@@ -222,3 +222,21 @@ def test_a_name_in_a_refused_header_cannot_forge_a_log_line(trio, caplog):
     messages = [rec.getMessage() for rec in caplog.records]
     assert len(messages) == 2
     assert all("\n" not in msg and len(msg) < 300 for msg in messages), messages
+
+
+def test_an_answer_too_large_is_not_read_whole():
+    sent = []
+
+    def stream():
+        for _ in range(64):  # 64 x 64 KiB = 4 MiB, past the limit halfway
+            sent.append(1)
+            yield b"x" * 65536
+
+    def huge(request):
+        return httpx.Response(200, content=stream())
+
+    client = FederationClient("A", transport=httpx.MockTransport(huge), plain_http=True)
+    with pytest.raises(PeerError) as info:
+        client.call("B", "http://198.18.2.2:8700", "k" * 32, "GET", HEALTH)
+    assert "answer larger than" in info.value.message
+    assert len(sent) < 40  # reading stopped at the limit

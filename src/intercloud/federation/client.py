@@ -20,6 +20,21 @@ from intercloud.federation.signing import (
     sign,
 )
 
+# The largest answer read from a peer: a replica view with 4,096 ports is ~300 KB; beyond
+# this the peer is misbehaving and its answer is not held in memory.
+MAX_ANSWER = 2 * 1024 * 1024
+
+
+def _read_bounded(resp: httpx.Response, peer_name: str) -> None:
+    """Read the answer's body into `resp`, refusing one larger than MAX_ANSWER."""
+    chunks, size = [], 0
+    for chunk in resp.iter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise PeerError(f"peer {peer_name}: answer larger than {MAX_ANSWER} bytes")
+        chunks.append(chunk)
+    resp._content = b"".join(chunks)  # what resp.content and resp.json() read
+
 
 class FederationClient:
     def __init__(
@@ -80,8 +95,11 @@ class FederationClient:
         try:
             wait = self.timeout if timeout is None else timeout
             verify = self._ssl_context(peer_name, url)
-            with httpx.Client(timeout=wait, transport=self.transport, verify=verify) as client:
-                resp = client.request(method, url + path, content=payload, headers=headers)
+            with (
+                httpx.Client(timeout=wait, transport=self.transport, verify=verify) as client,
+                client.stream(method, url + path, content=payload, headers=headers) as resp,
+            ):
+                _read_bounded(resp, peer_name)
         except httpx.HTTPError as exc:
             detail = text.clean(f"{url}: {exc}", 300)  # the admin's; users see no URL
             raise PeerError(f"peer {peer_name} unreachable", detail=detail) from exc
