@@ -185,6 +185,12 @@ def test_conn_view_matches_list_conns_answer():
         replace(SPEC, psk=""),
         replace(SPEC, remote="%any"),  # needs remote_ts
         replace(SPEC, local_ts="not-an-address"),
+        # what a hostile peer's answer could have made of its tunnel endpoint (issue 13)
+        replace(SPEC, remote_ts="0.0.0.0/0"),
+        replace(SPEC, remote_ts="198.19.0.0/16"),
+        replace(SPEC, remote_ts="fe80::1%eth0"),
+        replace(SPEC, remote="198.18.0.9\nnetns add pwn"),
+        replace(SPEC, local="198.18.0.0/24"),
     ],
 )
 def test_invalid_specs_are_driver_errors(driver, spec):

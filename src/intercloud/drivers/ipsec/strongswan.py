@@ -123,12 +123,27 @@ def validate(spec: TunnelSpec) -> None:
         bad("empty pre-shared key")
     if not 0 <= spec.ike_port <= 65535:
         bad(f"ike_port {spec.ike_port} is not a UDP port")
+    for label, addr in (("local", spec.local), ("remote", spec.remote)):
+        if addr != "%any" and not _plain_address(addr):
+            bad(f"{label} address {addr!r} is not a plain IP address or %any")
     for label, value in (("local", spec.local_ts or spec.local), ("remote", spec.remote_ts)):
         try:
-            _ts(value or spec.remote)  # remote: the IKE address unless remote_ts is set
+            # remote: the IKE address unless remote_ts is set
+            one_host = ipaddress.ip_network(value or spec.remote, strict=False).num_addresses == 1
         except ValueError:
             hint = "" if value else "; set remote_ts"
-            bad(f"{label} {value or spec.remote!r} is not an address or CIDR{hint}")
+            bad(f"{label} {value or spec.remote!r} is not an address{hint}")
+        # one host, never a range: a peer's 0.0.0.0/0 would divert all our traffic to it
+        if "%" in (value or spec.remote) or not one_host:
+            bad(f"{label} traffic selector {value or spec.remote!r} must be one host address")
+
+
+def _plain_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return "%" not in value
 
 
 def conn_dict(spec: TunnelSpec, backend: str) -> dict[str, Any]:
