@@ -208,6 +208,14 @@ def reason(exc: PeerError) -> str:
     return text.clean(exc.message)
 
 
+def failed(errors: list[str] | None, exc: PeerError) -> str:
+    """`reason(exc)`, also added to a pass's collected errors when there are some."""
+    said = reason(exc)
+    if errors is not None:
+        errors.append(said)
+    return said
+
+
 def admin_reason(exc: PeerError) -> str:
     """The same for the administrator (a link's status): with the detail."""
     detail = getattr(exc, "detail", "")

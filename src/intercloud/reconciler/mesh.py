@@ -69,13 +69,6 @@ def plan_adjacencies(store: Store, me: str) -> list[AdjacencyWork]:
     return work
 
 
-def _failed(errors: list[str] | None, exc: PeerError) -> str:
-    said = answers.reason(exc)
-    if errors is not None:
-        errors.append(said)
-    return said
-
-
 def agree(
     store: Store,
     client: FederationClient,
@@ -99,7 +92,7 @@ def agree(
         )
         vni = answers.adjacency(w.peer, answer, *vnis, used)
     except PeerError as exc:
-        why = _failed(errors, exc)
+        why = answers.failed(errors, exc)
         log.info("replica %s: direct tunnel to %s not agreed: %s", w.uid, w.peer, why)
         return False
     if vni == w.vni:
@@ -160,7 +153,7 @@ def report(
         )
         answers.direct(r.origin, answer, r.direct)  # what we told it, no one else
     except PeerError as exc:
-        why = _failed(errors, exc)
+        why = answers.failed(errors, exc)
         log.info("replica %s: cannot tell %s whom we reach directly: %s", r.uid, r.origin, why)
         return False
     with store.session() as s:
@@ -196,7 +189,7 @@ def flush_members(
             answer = client.call(name, url, key, "POST", f"/v1/federation/replicas/{uid}/flush", {})
             answers.accepted(name, answer, "flush")
         except PeerError as exc:
-            why = _failed(errors, exc)
+            why = answers.failed(errors, exc)
             log.info("expansion %s: cannot ask %s to flush learned MACs: %s", uid, name, why)
             ok = False
     return ok

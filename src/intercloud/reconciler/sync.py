@@ -103,14 +103,6 @@ def pending_work(store: Store, origin: str) -> list[TargetWork]:
         ]
 
 
-def _failed(errors: list[str] | None, exc: PeerError) -> str:
-    """What a peer's failure says in a status (and in the pass's errors, if collected)."""
-    said = answers.reason(exc)
-    if errors is not None:
-        errors.append(said)
-    return said
-
-
 def remove_target(
     store: Store, client: FederationClient, w: TargetWork, errors: list[str] | None = None
 ) -> bool:
@@ -121,7 +113,7 @@ def remove_target(
         answers.accepted(w.peer.name, answer, "delete")
     except PeerError as exc:
         if exc.peer_status != 404:
-            set_status(store, w.target_id, "deleting", f"retrying: {_failed(errors, exc)}")
+            set_status(store, w.target_id, "deleting", f"retrying: {answers.failed(errors, exc)}")
             return False
     with store.session() as s:
         t = s.get(m.Target, w.target_id)
@@ -200,5 +192,5 @@ def agree(
     except Conflict:
         set_status(store, w.target_id, "error", "VNI taken locally meanwhile; agreeing again")
     except PeerError as exc:
-        set_status(store, w.target_id, "error", _failed(errors, exc))
+        set_status(store, w.target_id, "error", answers.failed(errors, exc))
     return None
