@@ -7,7 +7,7 @@ APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables 
 # timing is asserted). `make test-bench` runs only that.
 PYTEST_ARGS ?=
 
-.PHONY: install install-system install-python install-openstack demo demo-openstack test test-bench test-unit lint format clean-lab
+.PHONY: install install-system install-python install-openstack demo demo-openstack check test test-bench test-unit lint format clean-lab
 
 install: install-system install-python
 
@@ -36,7 +36,14 @@ demo: install install-openstack
 demo-openstack: install install-openstack
 	bash scripts/demo-openstack.sh
 
+# ruff (lint + format) and mypy; `make test` runs it first, so CI does too.
+check:
+	$(PYTHON) -m ruff check src tests bench
+	$(PYTHON) -m ruff format --check src tests bench
+	$(PYTHON) -m mypy
+
 test: install install-openstack
+	$(MAKE) check
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
 test-bench: install install-openstack
@@ -46,8 +53,8 @@ test-unit:
 	$(PYTHON) -m pytest -q tests/unit
 
 lint:
-	ruff check src tests bench
-	ruff format --check src tests bench
+	$(PYTHON) -m ruff check src tests bench
+	$(PYTHON) -m ruff format --check src tests bench
 
 format:
 	ruff format src tests bench

@@ -60,7 +60,7 @@ OTHER_SUCCESS = {
     ("put", "/v1/federation/replicas/{uid}"): {201: "the replica was created"},
 }
 
-BEARER = [{"bearerToken": []}, {"keystoneToken": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerToken": []}, {"keystoneToken": []}]
 FEDERATION_HEADERS = {
     "peerName": signing.HEADER_PEER,
     "peerTimestamp": signing.HEADER_TIMESTAMP,
@@ -135,7 +135,7 @@ def document(app: FastAPI) -> dict[str, Any]:
         (route.path_format, method.lower()): route.dependant  # the router's dependencies too
         for route in routing.iter_route_contexts(app.routes)
         if isinstance(route.original_route, routing.APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
     }
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():

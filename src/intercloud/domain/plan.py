@@ -64,12 +64,12 @@ def plan(desired: HostState, observed: HostState) -> list[Step]:
         if desired.patches.get(name) != p:
             steps.append(Step("remove_link", name))
     for name, br in sorted(observed.bridges.items()):
-        want = desired.bridges.get(name)
-        if want is None:
+        wanted = desired.bridges.get(name)
+        if wanted is None:
             steps.append(Step("remove_link", name))
-        elif want != br:
+        elif wanted != br:
             # Only the MTU can differ; changing it in place keeps the ports.
-            steps.append(Step("ensure_bridge", want))
+            steps.append(Step("ensure_bridge", wanted))
 
     # Clamps go in before any new tunnel forwards a SYN (rules match names, not devices).
     clamp = mss_clamp(desired)

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations, permutations
+from typing import Any
 
 Pair = tuple[str, str]  # (in from, out to): a relay forwards frames from the first to the second
 
@@ -44,7 +45,7 @@ def direct_pairs(direct: Mapping[str, Iterable[str]]) -> set[frozenset[str]]:
 @dataclass(frozen=True)
 class Routes:
     forward: dict[str, frozenset[Pair]]  # member -> the pairs it relays (both directions)
-    paths: list[dict[str, object]]  # every pair of members: between, state, via
+    paths: list[dict[str, Any]]  # every pair of members: between, state, via
 
 
 def _deliveries(
@@ -101,7 +102,7 @@ def plan(origin: str, members: Iterable[str], edges: Iterable[frozenset[str]]) -
     routes = {s: _deliveries(s, adjacent, forward) or {s: [s]} for s in names}
     targets = [n for n in names if n != origin]
     pairs = [(origin, t) for t in targets] + list(combinations(targets, 2))
-    paths: list[dict[str, object]] = []
+    paths: list[dict[str, Any]] = []
     for a, b in pairs:
         route = routes[a].get(b)
         if route is None:

@@ -195,7 +195,9 @@ def addressing(value: object, cidr_: str, field: str = "addressing") -> dict:
         if not isinstance(p, list) or len(p) != 2:
             raise Invalid(f"{where}: each must be [first, last]", field=where)
         a, b = address_in(p[0], cidr_, where), address_in(p[1], cidr_, where)
-        if ipaddress.ip_address(a) > ipaddress.ip_address(b):
+        if ipaddress.ip_address(a).version != ipaddress.ip_address(b).version or int(
+            ipaddress.ip_address(a)
+        ) > int(ipaddress.ip_address(b)):
             raise Invalid(f"{where}: {a} is after {b}", field=where)
         out["pools"].append([a, b])
     out["ports"] = port_list(value.get("ports") or [], cidr_, f"{field}.ports")

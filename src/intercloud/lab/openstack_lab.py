@@ -35,7 +35,7 @@ def _agent_toml(
     inst: ovs.OvsInstance,
     tls: dict[str, str],
 ) -> str:
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "agent": {
             "name": letter,
             "listen": "0.0.0.0",
@@ -191,7 +191,7 @@ for n in admin.network.networks(tags="intercloud", name=params["network"]):
                 raise LabError(f"cloud {letter} has no network {network!r}")
             net_id, project = c["networks"][network]["id"], c["networks"][network]["project"]
         else:
-            parts = replica_of.split("/") if isinstance(replica_of, str) else list(replica_of)
+            parts = replica_of.split("/") if isinstance(replica_of, str) else list(replica_of or ())
             rep = self.replica_network(letter, parts[0], parts[-1], timeout)
             net_id, project = rep["id"], rep["project"]
         port = svc.create_port(net_id, project, name=name)

@@ -396,7 +396,9 @@ class Lab(LabOps):
     def _agent_alive(self, c: dict[str, Any]) -> bool:
         """The recorded pid runs and is this cloud's agent (guards against pid reuse)."""
         pid = c.get("pid")
-        return netns.pid_alive(pid) and c["config"] in netns.pid_cmdline(pid)
+        return (
+            isinstance(pid, int) and netns.pid_alive(pid) and c["config"] in netns.pid_cmdline(pid)
+        )
 
     def _spawn(self, letter: str) -> None:
         c = self.cloud(letter)

@@ -224,7 +224,7 @@ class Reconciler:
         return any(now - since < FAST_RETRY_WINDOW for since in self._down_since.values())
 
     def _check_links(
-        self, result: PassResult, skip: set[str] = frozenset()
+        self, result: PassResult, skip: frozenset[str] | set[str] = frozenset()
     ) -> dict[int, tuple[bool, str, str]]:
         """Health-check every enabled link's peer but those in `skip`: (answers, why not for
         users, why not for the administrator) by link id. The peer also tells its own address
@@ -695,4 +695,4 @@ def _step_name(step: planner.Step) -> str:
     obj = step.obj
     if isinstance(obj, str):
         return obj
-    return getattr(obj, "name", None) or getattr(obj, "interface", "")
+    return str(getattr(obj, "name", None) or getattr(obj, "interface", ""))

@@ -81,10 +81,12 @@ def delete_peer(s: Session, name: str) -> None:
         raise Conflict(
             f"name: peer {name!r} still has a link or agreement; delete them first", field="name"
         )
-    in_use = s.scalar(select(func.count()).select_from(m.Target).where(m.Target.peer_id == peer.id))
-    in_use += s.scalar(
+    in_use = s.scalars(
+        select(func.count()).select_from(m.Target).where(m.Target.peer_id == peer.id)
+    ).one()
+    in_use += s.scalars(
         select(func.count()).select_from(m.Replica).where(m.Replica.peer_id == peer.id)
-    )
+    ).one()
     if in_use:
         raise Conflict(
             f"name: peer {name!r} is used by {in_use} expansion(s) or replica(s)", field="name"
@@ -195,12 +197,12 @@ def update_link(
 
 def delete_link(s: Session, peer: str) -> None:
     link = get_link(s, peer)
-    users = s.scalar(
+    users = s.scalars(
         select(func.count()).select_from(m.Target).where(m.Target.peer_id == link.peer_id)
-    )
-    users += s.scalar(
+    ).one()
+    users += s.scalars(
         select(func.count()).select_from(m.Replica).where(m.Replica.peer_id == link.peer_id)
-    )
+    ).one()
     if users:
         raise Conflict(
             f"peer: the link to {peer!r} carries {users} expansion(s) or replica(s); "

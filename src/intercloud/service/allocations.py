@@ -51,8 +51,8 @@ def agree(
     (or asked for another, or our vni range no longer holds it), else the requested one if
     free here and in low-high (409 if not, the same answer either way), else the lowest free
     here and outside `exclude`."""
-    keep = current is not None and current not in exclude and low <= current <= high
-    if keep and requested in (None, current):
+    usable = current is not None and current not in exclude and low <= current <= high
+    if current is not None and usable and requested in (None, current):
         return current
     release(s, owner)
     s.flush()

@@ -15,7 +15,12 @@ from intercloud.store import models as m
 
 def _in_slice(ip: str, pool: list[list[str]]) -> bool:
     addr = ipaddress.ip_address(ip)
-    return any(ipaddress.ip_address(a) <= addr <= ipaddress.ip_address(b) for a, b in pool)
+
+    def within(first: str, last: str) -> bool:
+        lo, hi = ipaddress.ip_address(first), ipaddress.ip_address(last)
+        return lo.version == addr.version == hi.version and int(lo) <= int(addr) <= int(hi)
+
+    return any(within(a, b) for a, b in pool)
 
 
 def report(s: Session, peer: m.Peer, uid: str, ports: list) -> tuple[list[list[str]], bool]:

@@ -127,21 +127,21 @@ def upsert(
             s.flush()
             return views.replica(existing), "changed"
         return views.replica(existing), "same"
-    total = s.scalar(
+    total = s.scalars(
         select(func.count()).select_from(m.Replica).where(m.Replica.peer_id == peer.id)
-    )
+    ).one()
     if total >= max_replicas:  # peer_projects ["*"] must not mean unlimited replicas
         raise Conflict(
             f"peer: limit reached: {peer.name!r} has {total} replica(s) here, the most "
             f"one peer may have (max_replicas_per_peer = {max_replicas})",
             field="peer",
         )
-    count = s.scalar(
+    count = s.scalars(
         select(func.count())
         .select_from(m.Replica)
         .join(m.ReplicatedProject)
         .where(m.Replica.peer_id == peer.id, m.ReplicatedProject.origin_name == project)
-    )
+    ).one()
     if count >= agreement.max_expansions_per_project:
         raise Conflict(
             f"project: limit reached: {project!r} has its limit of "

@@ -91,12 +91,12 @@ def create_expansion(
             )
         if peer.link is None:
             raise Conflict(f"peers: no link to peer {name!r} yet", field="peers")
-        count = s.scalar(
+        count = s.scalars(
             select(func.count())
             .select_from(m.Target)
             .join(m.Expansion)
             .where(m.Target.peer_id == peer.id, m.Expansion.project == project)
-        )
+        ).one()
         if count >= peer.agreement.max_expansions_per_project:
             raise Conflict(
                 f"peers: project {project!r} reached its limit of "

@@ -79,7 +79,7 @@ def effective_rate(e: m.Expansion, t: m.Target) -> float | None:
 
 
 def expansion(e: m.Expansion) -> dict[str, Any]:
-    peers = [
+    peers: list[dict[str, Any]] = [
         {
             "peer": t.peer.name,
             "vni": t.vni,

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from intercloud.config import CloudSection
@@ -418,14 +419,13 @@ class OpenStackCloud(Cloud):
         changes = 0
         for key, port in have.items():
             if key not in want:
-                self._call(
-                    "removing a placeholder port", lambda p=port: conn.network.delete_port(p)
-                )
+                self._call("removing a placeholder port", partial(conn.network.delete_port, port))
                 changes += 1
         for mac, ip in sorted(want - set(have)):
             self._call(
                 f"making a placeholder port for {mac} {ip}",
-                lambda mac=mac, ip=ip: conn.network.create_port(
+                partial(
+                    conn.network.create_port,
                     network_id=net_id,
                     project_id=project_id,
                     mac_address=mac,
@@ -456,7 +456,7 @@ class OpenStackCloud(Cloud):
         ):
             if port.device_owner == "network:dhcp":
                 continue  # Neutron removes it with the network
-            self._call("removing a port", lambda p=port: conn.network.delete_port(p))
+            self._call("removing a port", partial(conn.network.delete_port, port))
         self._call("removing the replica network", lambda: conn.network.delete_network(net))
         log.info("removed replica network %s (%s)", net.name, net.id)
         project_id = net.project_id

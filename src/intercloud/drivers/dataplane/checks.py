@@ -29,13 +29,12 @@ def ifname(name: object, what: str = "interface") -> str:
 
 def address(value: object, what: str = "address") -> str:
     """A plain host address (no prefix, no zone id), in its canonical text form."""
-    ok = isinstance(value, str) and value.isascii() and value.isprintable()
-    ok = ok and not any(c in str(value) for c in " %/")
-    try:
-        if ok:
-            return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        try:
+            if not any(c in value for c in " %/"):
+                return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
     raise DriverError(f"refusing to write {what} {_shown(value)}: not a plain IP address")
 
 

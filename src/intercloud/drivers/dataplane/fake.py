@@ -123,9 +123,9 @@ class FakeDataplane(Dataplane):
                     )
                 )
         for name in foreign:
-            link = self.links.get(name)
-            if link is not None and link.master in state.bridges:
-                state.add(Attachment(name, link.master))
+            found = self.links.get(name)
+            if found is not None and found.master in state.bridges:
+                state.add(Attachment(name, found.master))
         state.mss_clamp = clamp
         state.no_forward = self.observe_no_forward(prefix)
         return state

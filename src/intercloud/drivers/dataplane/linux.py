@@ -107,9 +107,9 @@ class LinuxDataplane(Dataplane):
                     )
                 )
         for name in foreign:
-            link = by_name.get(name)
-            if link is not None and name_of(link.master) in state.bridges:
-                state.add(Attachment(name, name_of(link.master)))
+            found = by_name.get(name)
+            if found is not None and name_of(found.master) in state.bridges:
+                state.add(Attachment(name, name_of(found.master)))
         state.mss_clamp = clamp
         state.no_forward = self.observe_no_forward(prefix)
         return state
@@ -139,7 +139,7 @@ class LinuxDataplane(Dataplane):
     def ensure_bridge(self, bridge: Bridge) -> None:
         link = self._replace_if(bridge.name, lambda cur: cur.kind != "bridge")
         if link is None:
-            kw = {"mtu": bridge.mtu} if bridge.mtu is not None else {}
+            kw: dict[str, Any] = {"mtu": bridge.mtu} if bridge.mtu is not None else {}
             # STP off and no forward delay: ports forward as soon as they are enslaved. Made
             # up in the same request (1,000 networks: 1,000 requests fewer).
             self._nl.add(

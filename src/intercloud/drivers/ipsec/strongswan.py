@@ -260,7 +260,8 @@ class _Events(threading.Thread):
                     if gen is not None:
                         gen.close()
                 with contextlib.suppress(Exception):
-                    session.transport.close()
+                    if session is not None:
+                        session.transport.close()
             self._halt.wait(1.0)
 
     def stop(self) -> None:
@@ -316,7 +317,8 @@ class StrongswanIpsec(Ipsec):
     def _drop_session(self) -> None:
         session, self._session = self._session, None
         with contextlib.suppress(Exception):
-            session.transport.close()
+            if session is not None:
+                session.transport.close()
 
     def _conns(self) -> dict[str, dict]:
         out: dict[str, dict] = {}
