@@ -182,7 +182,7 @@ def test_concurrent_writers_all_commit_and_a_failed_write_ends_its_turn(store):
         try:
             with store.session() as s:
                 s.add(_peer(f"w{i}", f"192.0.2.{10 + i}"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]

@@ -175,8 +175,11 @@ def test_agent_serves_tls_12_plus_and_reloads_its_certificate_on_sighup(cloud_b,
     ):
         old.wrap_socket(raw, server_hostname="127.0.0.1")
     old.maximum_version = ssl.TLSVersion.TLSv1_2  # the same client with 1.2: accepted
-    with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as raw:
-        assert old.wrap_socket(raw, server_hostname="127.0.0.1").version() == "TLSv1.2"
+    with (
+        socket.create_connection(("127.0.0.1", agent.port), timeout=5) as raw,
+        old.wrap_socket(raw, server_hostname="127.0.0.1") as accepted,
+    ):
+        assert accepted.version() == "TLSv1.2"
     # the API answers over HTTPS with INTERCLOUD_CACERT-style trust
     with ApiClient(f"https://127.0.0.1:{agent.port}", "t" * 32, cacert=str(b.ca)) as c:
         assert c.get("/v1/status")["agent"] == "B"

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from intercloud.domain import validation as v
 from intercloud.domain import vni as vnis
 from intercloud.drivers.cloud.base import Cloud
-from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
+from intercloud.errors import Conflict, Invalid, NotFound
 from intercloud.service import views
 from intercloud.service.admin import allows, rate
 from intercloud.store import models as m
@@ -145,12 +145,6 @@ def delete_expansion(s: Session, project: str, uid: str) -> dict[str, Any]:
         t.status, t.reason = "deleting", "removing both sides"
     s.flush()
     return views.expansion(exp)
-
-
-def forbid_admin_only(project: str | None) -> str:
-    if project is None:
-        raise Forbidden("the user API needs a project token, not the admin token")
-    return project
 
 
 def update_expansion(s: Session, project: str, uid: str, body: dict[str, Any]) -> dict[str, Any]:

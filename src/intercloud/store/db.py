@@ -31,7 +31,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 WRITER_WAIT = 5.0
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API callback
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # DB-API callback
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")

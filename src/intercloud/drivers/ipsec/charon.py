@@ -252,7 +252,7 @@ class Charon:
             sock.connect(self.socket_path)
             vici.Session(sock).version()
             return True
-        except (OSError, Exception):  # noqa: BLE001 - not ready yet
+        except (OSError, Exception):  # not ready yet
             return False
         finally:
             sock.close()

@@ -253,7 +253,7 @@ class _Events(threading.Thread):
                         break
                     if label is not None:
                         self._handle(_text(label), msg)
-            except Exception:  # noqa: BLE001 - charon gone or restarting: retry
+            except Exception:  # charon gone or restarting: retry
                 self.tried.set()
             finally:
                 with contextlib.suppress(Exception):
@@ -308,7 +308,7 @@ class StrongswanIpsec(Ipsec):
                     raise DriverError(f"strongSwan {what}: {msg}") from exc
                 except DriverError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - broken session: reconnect once
+                except Exception as exc:  # broken session: reconnect once
                     self._drop_session()
                     if attempt:
                         raise DriverError(f"strongSwan {what}: VICI failed: {exc}") from exc
