@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intercloud.errors import IntercloudError
-from intercloud.store.db import describe
+from intercloud.store.db import describe, describe_driver_error
 
 log = logging.getLogger("intercloud.api")
 
@@ -97,8 +97,7 @@ def _without_values(exc: BaseException) -> str:
             hidden.add(id(getattr(seen, "orig", None)))
             what = describe(seen)
         elif id(seen) in hidden:  # the driver's exception under it: the same text
-            code = getattr(seen, "sqlstate", None)
-            what = f"{type(seen).__name__} (database error {code}; its text is not shown)"
+            what = describe_driver_error(seen)
         else:
             what = "".join(traceback.format_exception_only(seen)).rstrip()
         parts.append(f"Traceback (most recent call last):\n{frames}{what}")

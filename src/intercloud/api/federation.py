@@ -18,10 +18,16 @@ from intercloud.api.schemas import (
     VniAgree,
 )
 from intercloud.domain import validation as v
-from intercloud.errors import Conflict, Invalid
+from intercloud.errors import Conflict
 from intercloud.service import admin, mesh, ports, replicas, views
 
 router = APIRouter(prefix="/v1/federation", tags=["federation"])
+
+
+def _uid(uid: str) -> str:
+    """The path's expansion id, checked after the caller's signature (each handler takes it
+    after `peer`) and before any lookup: ASCII, one canonical form."""
+    return v.uid(uid)
 
 
 def _vni_range(dp: Any, low: int | None, high: int | None) -> tuple[int, int]:
@@ -49,9 +55,11 @@ def health(request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
 
 @router.put("/replicas/{uid}")
 def put_replica(
-    uid: str, body: ReplicaPut, request: Request, peer: str = Depends(auth.peer)
+    body: ReplicaPut,
+    request: Request,
+    peer: str = Depends(auth.peer),
+    uid: str = Depends(_uid),
 ) -> Any:
-    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         out, outcome = replicas.upsert(
@@ -71,21 +79,24 @@ def put_replica(
 
 
 @router.get("/replicas/{uid}")
-def get_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
-    v.uid(uid)  # ASCII, one canonical form, before any lookup
+def get_replica(
+    request: Request, peer: str = Depends(auth.peer), uid: str = Depends(_uid)
+) -> dict[str, Any]:
     with auth.ctx(request).store.session() as s:
         return views.replica(replicas.get(s, admin.get_peer(s, peer), uid))
 
 
 @router.put("/replicas/{uid}/vni")
 def agree_vni(
-    uid: str, body: VniAgree, request: Request, peer: str = Depends(auth.peer)
+    body: VniAgree,
+    request: Request,
+    peer: str = Depends(auth.peer),
+    uid: str = Depends(_uid),
 ) -> dict[str, Any]:
-    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     low, high = _vni_range(c.cfg.dataplane, body.vni_min, body.vni_max)
-    if body.vni is not None and not low <= body.vni <= high:
-        raise Invalid(f"vni: must be from {low} to {high} (got {body.vni})", field="vni")
+    if body.vni is not None:
+        v.vni(body.vni, "vni", low, high)
     with c.store.session() as s:
         out = replicas.agree_vni(s, admin.get_peer(s, peer), uid, body.vni, body.exclude, low, high)
     c.reconciler.trigger()
@@ -93,8 +104,9 @@ def agree_vni(
 
 
 @router.delete("/replicas/{uid}", status_code=204)
-def delete_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> Response:
-    v.uid(uid)  # ASCII, one canonical form, before any lookup
+def delete_replica(
+    request: Request, peer: str = Depends(auth.peer), uid: str = Depends(_uid)
+) -> Response:
     c = auth.ctx(request)
     with c.store.session() as s:
         replicas.delete(s, admin.get_peer(s, peer), uid)
@@ -104,10 +116,12 @@ def delete_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -
 
 @router.put("/adjacencies/{uid}")
 def agree_adjacency(
-    uid: str, body: AdjacencyPut, request: Request, peer: str = Depends(auth.peer)
+    body: AdjacencyPut,
+    request: Request,
+    peer: str = Depends(auth.peer),
+    uid: str = Depends(_uid),
 ) -> dict[str, Any]:
     """Another member of `origin`'s network `uid` agrees the VNI of its direct tunnel with us."""
-    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     low, high = _vni_range(c.cfg.dataplane, body.vni_min, body.vni_max)
     with c.store.session() as s:
@@ -127,10 +141,12 @@ def agree_adjacency(
 
 @router.put("/expansions/{uid}/direct")
 def report_direct(
-    uid: str, body: DirectPut, request: Request, peer: str = Depends(auth.peer)
+    body: DirectPut,
+    request: Request,
+    peer: str = Depends(auth.peer),
+    uid: str = Depends(_uid),
 ) -> dict[str, Any]:
     """A target of our expansion `uid` reports the members it reaches directly."""
-    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         changed = mesh.report_direct(s, admin.get_peer(s, peer), uid, body.direct)
@@ -141,10 +157,12 @@ def report_direct(
 
 @router.put("/expansions/{uid}/ports")
 def report_ports(
-    uid: str, body: PortsPut, request: Request, peer: str = Depends(auth.peer)
+    body: PortsPut,
+    request: Request,
+    peer: str = Depends(auth.peer),
+    uid: str = Depends(_uid),
 ) -> dict[str, Any]:
     """A target of our expansion `uid` reports its replica's ports (OpenStack)."""
-    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         stored, changed = ports.report(s, admin.get_peer(s, peer), uid, body.ports)
@@ -155,10 +173,12 @@ def report_ports(
 
 @router.put("/replicas/{uid}/relays")
 def put_relays(
-    uid: str, body: RelaysPut, request: Request, peer: str = Depends(auth.peer)
+    body: RelaysPut,
+    request: Request,
+    peer: str = Depends(auth.peer),
+    uid: str = Depends(_uid),
 ) -> dict[str, Any]:
     """The origin of our replica `uid` asks us to relay between other members of it."""
-    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         rep = replicas.get(s, admin.get_peer(s, peer), uid)
@@ -173,9 +193,10 @@ def put_relays(
 
 
 @router.post("/replicas/{uid}/flush", status_code=202)
-def flush_replica(uid: str, request: Request, peer: str = Depends(auth.peer)) -> dict[str, Any]:
+def flush_replica(
+    request: Request, peer: str = Depends(auth.peer), uid: str = Depends(_uid)
+) -> dict[str, Any]:
     """The origin changed which members it relays for: forget what our tunnel ports learned."""
-    v.uid(uid)  # ASCII, one canonical form, before any lookup
     c = auth.ctx(request)
     with c.store.session() as s:
         rep = replicas.get(s, admin.get_peer(s, peer), uid)

@@ -69,7 +69,7 @@ class ReadCache:
                         body = self._build(key, build)
             finally:
                 # the last one out takes the turn away, whether the build worked or raised
-                # (a key per unknown id was kept forever: 20,000 GETs, +84 MB)
+                # (a key per unknown id was kept forever: 20,000 GETs, +6 MB here)
                 with self._lock:
                     turn.waiting -= 1
                     if turn.waiting == 0:

@@ -20,10 +20,10 @@ _UID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 SHOWN_MAX = 80  # how much of a bad value an error message repeats
 
 
-def shown(value: object) -> str:
+def shown(value: object, limit: int = SHOWN_MAX) -> str:
     """A bad value as an error message repeats it: repr (no raw newline), bounded."""
     text = repr(value)
-    return text if len(text) <= SHOWN_MAX else text[: SHOWN_MAX - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def name(value: object, field: str = "name") -> str:
@@ -195,9 +195,8 @@ def addressing(value: object, cidr_: str, field: str = "addressing") -> dict:
         if not isinstance(p, list) or len(p) != 2:
             raise Invalid(f"{where}: each must be [first, last]", field=where)
         a, b = address_in(p[0], cidr_, where), address_in(p[1], cidr_, where)
-        if ipaddress.ip_address(a).version != ipaddress.ip_address(b).version or int(
-            ipaddress.ip_address(a)
-        ) > int(ipaddress.ip_address(b)):
+        # both in cidr_: one family, so their integers compare
+        if int(ipaddress.ip_address(a)) > int(ipaddress.ip_address(b)):
             raise Invalid(f"{where}: {a} is after {b}", field=where)
         out["pools"].append([a, b])
     out["ports"] = port_list(value.get("ports") or [], cidr_, f"{field}.ports")

@@ -111,8 +111,15 @@ def report_ports(
     origin (and through it the other members) make placeholders for them. True if all told."""
     with store.session() as s:
         due = [
-            (r.id, r.uid, r.cidr, r.peer.name, r.peer.federation_url, r.peer.key)
-            + (made.local_ports[r.uid],)
+            (
+                r.id,
+                r.uid,
+                r.cidr,
+                r.peer.name,
+                r.peer.federation_url,
+                r.peer.key,
+                made.local_ports[r.uid],
+            )
             for r in s.scalars(select(m.Replica).order_by(m.Replica.id))
             if r.uid in made.local_ports
             and [list(p) for p in made.local_ports[r.uid]] != (r.ports_sent or [])
@@ -127,9 +134,7 @@ def report_ports(
             path = f"/v1/federation/expansions/{uid}/ports"
             answers.ports(origin, client.call(origin, url, key, "PUT", path, body), cidr)
         except PeerError as exc:
-            why = answers.reason(exc)
-            if errors is not None:
-                errors.append(why)
+            why = answers.failed(errors, exc)
             log.info("replica %s: cannot tell %s its ports: %s", uid, origin, why)
             ok = False
             continue

@@ -93,9 +93,7 @@ def push(
             w.members,
         )
     except PeerError as exc:
-        why = answers.reason(exc)
-        if errors is not None:
-            errors.append(why)
+        why = answers.failed(errors, exc)
         log.info("expansion %s: cannot tell %s whom to relay: %s", w.uid, w.peer, why)
         return False
     wanted, applied = answer.wanted, answer.applied

@@ -37,13 +37,6 @@ def _peer_names(value: object) -> list[str]:
     return sorted(names)
 
 
-def _requested_vni(value: object, low: int, high: int) -> int:
-    vni = v.vni(value, "vni")
-    if not low <= vni <= high:
-        raise Invalid(f"vni: must be from {low} to {high} on this agent (got {vni})", field="vni")
-    return vni
-
-
 def create_expansion(
     s: Session,
     cloud: Cloud,
@@ -59,7 +52,7 @@ def create_expansion(
     v.name(network, "network")
     names = _peer_names(peers)
     if vni is not None:
-        _requested_vni(vni, *vni_range)
+        v.vni(vni, "vni", *vni_range)
     rate_mbit = rate(rate_mbit, "rate_mbit")
     net = cloud.network(project, network)
     if net is None:

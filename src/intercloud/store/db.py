@@ -101,9 +101,13 @@ def describe(exc: BaseException) -> str:
     if not isinstance(exc, SQLAlchemyError):
         return f"{type(exc).__name__}: {exc}"
     orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlstate", None)
-    what = type(orig).__name__ if orig is not None else type(exc).__name__
-    return f"{what} (database error {code}; its text is not shown)"
+    return describe_driver_error(orig if orig is not None else exc)
+
+
+def describe_driver_error(exc: BaseException) -> str:
+    """A database driver's own exception (what a database error wraps), without its text."""
+    code = getattr(exc, "sqlstate", None)
+    return f"{type(exc).__name__} (database error {code}; its text is not shown)"
 
 
 def _first_line(exc: IntegrityError) -> str:

@@ -6,9 +6,12 @@ newline made a command of its own). A value that fails raises DriverError; nothi
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 
+from intercloud.domain.hoststate import Vxlan
+from intercloud.domain.validation import VNI_MAX, VNI_MIN, shown
 from intercloud.errors import DriverError
 
 # What our naming (domain/naming.py) and sane operators produce; nothing a command line or an
@@ -44,6 +47,25 @@ def integer(value: object, low: int, high: int, what: str) -> int:
     return value
 
 
+def mtu(value: object) -> int:
+    return integer(value, 68, 65535, "MTU")
+
+
+def vxlan(vx: Vxlan) -> Vxlan:
+    """Every value a VXLAN device is made from (its addresses in canonical form); both ends
+    of one family."""
+    ifname(vx.name, "vxlan")
+    ifname(vx.master, "bridge")
+    integer(vx.vni, VNI_MIN, VNI_MAX, "VNI")
+    integer(vx.port, 1, 65535, "UDP port")
+    local, remote = address(vx.local, "local"), address(vx.remote, "remote")
+    if (":" in local) != (":" in remote):
+        raise DriverError(f"cannot create vxlan {vx.name}: {local} and {remote} differ in family")
+    if vx.mtu is not None:
+        mtu(vx.mtu)
+    return dataclasses.replace(vx, local=local, remote=remote)
+
+
 def mark(value: object) -> str:
     """Our interface alias (the MTU record, netlink.MTU_MARK)."""
     if not isinstance(value, str) or not _MARK.fullmatch(value):
@@ -59,5 +81,4 @@ def one_line(line: str) -> str:
 
 
 def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shown(value, 60)

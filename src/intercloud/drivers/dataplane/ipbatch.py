@@ -16,11 +16,8 @@ from __future__ import annotations
 import subprocess
 
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
-from intercloud.domain.validation import VNI_MAX, VNI_MIN
 from intercloud.drivers.dataplane import checks
 from intercloud.drivers.dataplane.netns import in_netns
-
-MTU_MAX = 65535
 
 
 def plain(*names: str) -> bool:
@@ -30,7 +27,7 @@ def plain(*names: str) -> bool:
 
 
 def _mtu(mtu: int | None) -> str:
-    return "" if mtu is None else f" mtu {checks.integer(mtu, 68, MTU_MAX, 'MTU')}"
+    return "" if mtu is None else f" mtu {checks.mtu(mtu)}"
 
 
 def _alias(name: str, mark: str | None) -> list[Line]:
@@ -59,15 +56,13 @@ def bridge(br: Bridge, mark: str | None) -> list[Line]:
 def vxlan(vx: Vxlan, mark: str | None, df: bool) -> list[Line]:
     """Into its bridge at birth, isolated before it is up; not up at all when a rate limit
     must be in place first (the driver's ordinary step then adds the qdisc, then sets it up)."""
-    name, master = checks.ifname(vx.name, "vxlan"), checks.ifname(vx.master, "bridge")
-    vni = checks.integer(vx.vni, VNI_MIN, VNI_MAX, "VNI")
-    local, remote = checks.address(vx.local, "local"), checks.address(vx.remote, "remote")
-    port = checks.integer(vx.port, 1, 65535, "UDP port")
+    vx = checks.vxlan(vx)
+    name = vx.name
     out = [
         (
             MAKE,
-            f"link add name {name}{_mtu(vx.mtu)} master {master} type vxlan id {vni}"
-            f" local {local} remote {remote} dstport {port} learning"
+            f"link add name {name}{_mtu(vx.mtu)} master {vx.master} type vxlan id {vx.vni}"
+            f" local {vx.local} remote {vx.remote} dstport {vx.port} learning"
             + (" df unset" if df is True else ""),
         )
     ]

@@ -31,7 +31,6 @@ from typing import Any
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
 from intercloud.domain.plan import Step
-from intercloud.domain.validation import VNI_MAX, VNI_MIN
 from intercloud.drivers.dataplane import checks, ipbatch, nft
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.dataplane.netlink import (
@@ -158,7 +157,7 @@ class LinuxDataplane(Dataplane):
         self._up(link)
 
     def ensure_vxlan(self, vxlan: Vxlan) -> None:
-        _check_vxlan(vxlan)
+        checks.vxlan(vxlan)
         master = self._bridge(vxlan.master, f"vxlan {vxlan.name}")
         link = self._replace_if(vxlan.name, lambda cur: not self._same_tunnel(cur, vxlan))
         fresh = link is None
@@ -487,16 +486,3 @@ class LinuxDataplane(Dataplane):
     def _up(self, link: Link) -> None:
         if not link.up:
             self._set(link, "set up", state="up")
-
-
-def _check_vxlan(vx: Vxlan) -> None:
-    """What a VXLAN request carries, checked where it is written (checks.py)."""
-    checks.ifname(vx.name, "vxlan")
-    checks.ifname(vx.master, "bridge")
-    checks.integer(vx.vni, VNI_MIN, VNI_MAX, "VNI")
-    checks.integer(vx.port, 1, 65535, "UDP port")
-    local, remote = checks.address(vx.local, "local"), checks.address(vx.remote, "remote")
-    if (":" in local) != (":" in remote):
-        raise DriverError(f"cannot create vxlan {vx.name}: {local} and {remote} differ in family")
-    if vx.mtu is not None:
-        checks.integer(vx.mtu, 68, 65535, "MTU")
