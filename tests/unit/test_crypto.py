@@ -9,7 +9,6 @@ import pytest
 
 from intercloud.domain import crypto
 from intercloud.errors import Invalid
-from tests.unit.federation_harness import Router, make_agent, peer
 
 
 def test_defaults_are_safe():
@@ -66,17 +65,6 @@ def test_non_aead_proposals():
         "cbc", encryption=["aes128"], integrity=["sha256"], pfs_group="none", mode="tunnel"
     )
     assert esp.proposals() == ("aes128-sha256",)
-
-
-@pytest.fixture
-def pair(tmp_path):
-    router = Router()
-    a = make_agent(tmp_path, router, "A", 1)
-    b = make_agent(tmp_path, router, "B", 2)
-    peer(a, b)
-    yield a, b
-    for agent in (a, b):
-        agent.ctx.store.dispose()
 
 
 def test_policy_api_and_links_using_them(pair):

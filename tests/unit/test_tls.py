@@ -22,15 +22,10 @@ from intercloud.client import ApiClient
 from intercloud.errors import IntercloudError, Invalid, PeerError
 from intercloud.federation.client import FederationClient
 from intercloud.lab import pki
+from tests.unit import agent_process
 from tests.unit.federation_harness import Router, make_agent
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _served_fingerprint(port: int, ca: Path) -> str:
@@ -52,7 +47,7 @@ def _write_config(path: Path, agent: dict) -> Path:
 
 class AgentProcess:
     def __init__(self, tmp: Path, name: str, **agent: object) -> None:
-        self.port = _free_port()
+        self.port = agent_process.free_port()
         self.log = tmp / f"{name}.log"
         self.config = _write_config(
             tmp / f"{name}.toml",
@@ -85,12 +80,7 @@ class AgentProcess:
         raise AssertionError(f"agent not listening: {self.log.read_text()}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        agent_process.stop(self.proc)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from intercloud.domain import naming
 from intercloud.domain import validation as v
 from intercloud.errors import Invalid
 from intercloud.federation import signing
-from tests.unit.federation_harness import Router, make_agent, peer
 
 BAD_NAMES = [
     "net9\n",
@@ -105,17 +104,6 @@ def test_mac_and_prefix_take_no_trailing_newline():
 
 
 # -- the same values at the APIs ------------------------------------------------------------
-
-
-@pytest.fixture
-def pair(tmp_path):
-    router = Router()
-    a = make_agent(tmp_path, router, "A", 1)
-    b = make_agent(tmp_path, router, "B", 2)
-    peer(a, b)
-    yield a, b
-    for agent in (a, b):
-        agent.ctx.store.dispose()
 
 
 @pytest.mark.parametrize(
