@@ -15,25 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from intercloud import __version__, tls
-from intercloud.errors import (
-    Conflict,
-    Forbidden,
-    IntercloudError,
-    Invalid,
-    NotFound,
-    PeerError,
-    Unauthorized,
-)
-
-_ERRORS: dict[int, type[IntercloudError]] = {
-    400: Invalid,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    422: Invalid,
-}
+from intercloud import __version__, errors, tls
+from intercloud.errors import IntercloudError, Invalid
 
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 
@@ -61,32 +44,15 @@ def _reason(exc: BaseException) -> str:
 
 def error_from_response(resp: httpx.Response) -> IntercloudError:
     """The exception for an error answer, with the server's message and field."""
-    status = resp.status_code
-    message: str | None = None
-    field: str | None = None
     try:
         body = resp.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        message = str(err.get("message") or err.get("code") or "") or None
-        field = err.get("field")
-    elif isinstance(body, dict) and "detail" in body:  # a framework-level answer
-        message = str(body["detail"])
+    message, field = errors.said(body)
     if not message:
         text = " ".join(resp.text.split())[:200]
-        message = f"HTTP {status} {resp.reason_phrase}" + (f": {text}" if text else "")
-    cls = _ERRORS.get(status)
-    exc: IntercloudError
-    if cls is not None:
-        exc = cls(message, field=field)
-    elif status == 502:
-        exc = PeerError(message, status=status, field=field)
-    else:
-        exc = IntercloudError(message, field=field)
-    exc.http_status = status  # type: ignore[attr-defined]
-    return exc
+        message = f"HTTP {resp.status_code} {resp.reason_phrase}" + (f": {text}" if text else "")
+    return errors.from_answer(resp.status_code, message, field=field)
 
 
 def _verify(url: str, cacert: str | None) -> ssl.SSLContext | bool:

@@ -10,19 +10,28 @@ to one line.
     ├── PeerError      a peer agent refused or could not be reached
     ├── CloudError     the cloud's own services (Keystone, Neutron) failed or were unreachable
     └── DriverError    the host (kernel, daemon) refused an operation
+
+`status_code` is what our API answers for an error of that class; an error made from an HTTP
+answer (`from_answer`: the CLI's client, the federation client, the lab) carries that answer's
+status in `status` (None for errors raised here).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class IntercloudError(Exception):
     status_code = 500
     code = "error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.status = status  # the HTTP status of the answer this error was made from
 
 
 class Invalid(IntercloudError):
@@ -62,8 +71,7 @@ class PeerError(IntercloudError):
         field: str | None = None,
         detail: str = "",
     ):
-        super().__init__(message, field=field)
-        self.peer_status = status
+        super().__init__(message, field=field, status=status)
         self.detail = detail  # for the administrator (the link's status), not for users
 
 
@@ -75,3 +83,35 @@ class CloudError(IntercloudError):
 class DriverError(IntercloudError):
     status_code = 500
     code = "driver_error"
+
+
+_BY_STATUS: dict[int, type[IntercloudError]] = {
+    400: Invalid,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
+    502: PeerError,
+}
+
+
+def said(body: Any) -> tuple[str | None, str | None]:
+    """(message, field) of an error answer of ours (`{"error": {"message", "field"}}`, or a
+    framework's `{"detail": ...}`); None where the body says nothing usable."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        message = err.get("message") or err.get("code")
+        field = err.get("field")
+        return (str(message) if message else None), (field if isinstance(field, str) else None)
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"]), None
+    return None, None
+
+
+def from_answer(status: int, message: str, *, field: str | None = None) -> IntercloudError:
+    """The exception for an HTTP error answer: the class its status maps to (IntercloudError
+    for the others), carrying `message`, `field` and `status`. The one mapping from answers to
+    this tree, used by every HTTP client of the project."""
+    cls = _BY_STATUS.get(status, IntercloudError)
+    return cls(message, field=field, status=status)

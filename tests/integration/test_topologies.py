@@ -237,7 +237,7 @@ try:
     out = client.call(callee, url, key, method, path, body)
     print(json.dumps({"status": 200, "body": out}))
 except PeerError as exc:
-    print(json.dumps({"status": exc.peer_status, "message": exc.message}))
+    print(json.dumps({"status": exc.status, "message": exc.message}))
 """
 
 

@@ -89,7 +89,7 @@ def test_error_bodies_map_to_exceptions(status, cls):
     assert type(info.value) is cls
     assert info.value.message == f"cidr: bad thing {status}"
     assert info.value.field == "cidr"
-    assert info.value.http_status == status
+    assert info.value.status == status
 
 
 def test_peer_error_keeps_status():
@@ -97,7 +97,7 @@ def test_peer_error_keeps_status():
     c = make(lambda r: httpx.Response(502, json=body))
     with pytest.raises(PeerError) as info:
         c.get("/v1/expansions/1")
-    assert info.value.peer_status == 502
+    assert info.value.status == 502
     assert str(info.value) == "peer B refused: 409"
 
 

@@ -134,7 +134,7 @@ def test_a_forged_answer_is_refused(trio, rewrite):
     unsigned_error = rewrite is forged_404
     expected = "HTTP 404 (unsigned)" if unsigned_error else "answer not authenticated"
     assert expected in info.value.message
-    assert info.value.peer_status is None  # not believed: not even its status
+    assert info.value.status is None  # not believed: not even its status
 
 
 def test_a_forged_answer_changes_nothing_and_the_link_says_why(trio):

@@ -90,7 +90,7 @@ def test_a_peer_vni_outside_our_range_is_refused_and_nothing_taken(pair):
     for vni in (5, 201, 16777215):
         err = refused(router, agents, "A", "B", "PUT", f"/v1/federation/replicas/{uid}/vni",
                       {"vni": vni, "exclude": []})  # fmt: skip
-        assert err.peer_status in (409, 422) and "vni: " in err.message, err.message
+        assert err.status in (409, 422) and "vni: " in err.message, err.message
     with b.ctx.store.session() as s:
         assert list(s.scalars(select(m.VniAllocation))) == []
         assert s.scalars(select(m.Replica)).one().vni is None
@@ -160,7 +160,7 @@ def test_a_taken_vni_answers_the_same_whoever_holds_it(pair):
     for vni in (77, 88):
         err = refused(router, agents, "B", "A", "PUT", f"/v1/federation/replicas/{uid}/vni",
                       {"vni": vni, "exclude": []})  # fmt: skip
-        assert err.peer_status == 409
+        assert err.status == 409
         assert _shape(answers[77]) in _shape(err.message)
     assert expansion_count(a) == 1  # nothing made
 
@@ -179,7 +179,7 @@ def test_a_peer_allowed_every_project_is_still_bounded_in_replicas(pair):
             replica_body(f"q{i}"))  # fmt: skip
     err = refused(router, agents, "A", "B", "PUT", f"/v1/federation/replicas/{uids[3]}",
                   replica_body("q3"))  # fmt: skip
-    assert err.peer_status == 409
+    assert err.status == 409
     assert "limit reached" in err.message and "max_replicas_per_peer = 3" in err.message
     # the ones it has are still answered (idempotent PUT), and a deletion makes room
     fed(router, agents, "A", "B", "PUT", f"/v1/federation/replicas/{uids[0]}", replica_body("q0"))
@@ -229,10 +229,10 @@ def test_a_direct_tunnel_joins_the_named_origins_network_not_a_same_uid_one(star
     # an origin with no such network here, or none named: not found / invalid
     err = refused(router, agents, "C", "B", "PUT", f"/v1/federation/adjacencies/{uid}",
                   {"origin": "E", "exclude": []})  # fmt: skip
-    assert err.peer_status == 404
+    assert err.status == 404
     err = refused(router, agents, "C", "B", "PUT", f"/v1/federation/adjacencies/{uid}",
                   {"exclude": []})  # fmt: skip
-    assert err.peer_status == 422
+    assert err.status == 422
 
 
 # -- finding 13 (b): replicated names across dotted peer names ----------------------------------
@@ -257,12 +257,12 @@ def test_a_project_name_cannot_be_squatted_through_a_dotted_peer_name(dotted):
     # A's project `x.y` would be `A.x.y`, which reads as A.x's project `y`: refused, even first
     err = refused(router, agents, "A", "B", "PUT", f"/v1/federation/replicas/{u1}",
                   replica_body("x.y"))  # fmt: skip
-    assert err.peer_status == 409 and "'A.x.y'" in err.message
+    assert err.status == 409 and "'A.x.y'" in err.message
     rep = fed(router, agents, "A.x", "B", "PUT", f"/v1/federation/replicas/{u2}", replica_body("y"))
     assert rep["project"] == "A.x.y"
     err = refused(router, agents, "A", "B", "PUT", f"/v1/federation/replicas/{u1}",
                   replica_body("x.y"))  # fmt: skip
-    assert err.peer_status == 409
+    assert err.status == 409
     # other projects of A are not affected
     rep = fed(router, agents, "A", "B", "PUT", f"/v1/federation/replicas/{u3}", replica_body("z.y"))
     assert rep["project"] == "A.z.y"
@@ -280,7 +280,7 @@ def test_a_name_already_held_is_never_shared(dotted):
         s.add(m.ReplicatedProject(name="A.x.y", peer_id=a.id, origin_name="x.y"))
     err = refused(router, agents, "A.x", "B", "PUT", f"/v1/federation/replicas/{uuid.uuid4()}",
                   replica_body("y"))  # fmt: skip
-    assert err.peer_status == 409 and err.message.count("A.x.y") == 1
+    assert err.status == 409 and err.message.count("A.x.y") == 1
 
 
 # -- finding 13 (c): reported ports within the peer's slice -------------------------------------
@@ -293,12 +293,12 @@ def test_reported_ports_must_lie_in_the_slice_given_to_that_peer(pair):
     path = f"/v1/federation/expansions/{uid}/ports"
     # no slice given (standalone): no address of the network is B's to report
     err = refused(router, agents, "B", "A", "PUT", path, {"ports": [[MAC, "10.10.0.5"]]})
-    assert err.peer_status == 422
+    assert err.status == 422
     with a.ctx.store.session() as s:
         s.scalars(select(m.Target)).one().pool = [["10.10.0.192", "10.10.0.254"]]
     for ip in ("10.10.0.5", "10.10.0.191", "10.10.0.255"):  # in the CIDR, not in B's slice
         err = refused(router, agents, "B", "A", "PUT", path, {"ports": [[MAC, ip]]})
-        assert err.peer_status == 422 and ip in err.message, ip
+        assert err.status == 422 and ip in err.message, ip
     with a.ctx.store.session() as s:
         assert s.scalars(select(m.Target)).one().peer_ports is None  # nothing stored
     got = fed(router, agents, "B", "A", "PUT", path, {"ports": [[MAC, "10.10.0.192"]]})

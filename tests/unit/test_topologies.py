@@ -228,11 +228,11 @@ def test_relays_are_only_between_other_members_of_the_network(four):
     ):
         with pytest.raises(PeerError) as err:
             _call(router, agents, "A", "B", "PUT", f"/v1/federation/replicas/{uid}/relays", body)
-        assert err.value.peer_status == 422 and why in err.value.message, err.value.message
+        assert err.value.status == 422 and why in err.value.message, err.value.message
     with pytest.raises(PeerError) as err:  # only the origin may ask
         _call(router, agents, "C", "B", "PUT", f"/v1/federation/replicas/{uid}/relays",
               {"relays": [["A", "C"]]})  # fmt: skip
-    assert err.value.peer_status == 404
+    assert err.value.status == 404
     with agents["B"].ctx.store.session() as s:
         assert all(not r.relays for r in s.scalars(select(m.Replica)))
 
@@ -263,15 +263,15 @@ def test_members_act_only_within_the_network(four):
     with pytest.raises(PeerError) as exc:  # C asks B for a tunnel of a network not spanning C
         _call(router, agents, "C", "B", "PUT", f"/v1/federation/adjacencies/{uid}",
               {"origin": "A"})  # fmt: skip
-    assert exc.value.peer_status == 404
+    assert exc.value.status == 404
     with pytest.raises(PeerError) as exc:  # C reports for an expansion that does not reach it
         _call(router, agents, "C", "A", "PUT", f"/v1/federation/expansions/{uid}/direct",
               {"direct": []})  # fmt: skip
-    assert exc.value.peer_status == 404
+    assert exc.value.status == 404
     with pytest.raises(PeerError) as exc:  # B claims a cloud outside the network
         _call(router, agents, "B", "A", "PUT", f"/v1/federation/expansions/{uid}/direct",
               {"direct": ["C"]})  # fmt: skip
-    assert exc.value.peer_status == 422 and "direct" in exc.value.message
+    assert exc.value.status == 422 and "direct" in exc.value.message
     assert paths(agents, uid) == {"A-B": None, "A-D": None, "B-D": "A"}  # unchanged
 
 

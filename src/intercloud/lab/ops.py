@@ -19,15 +19,6 @@ from intercloud.lab.netns import LabError
 
 PROJECTS = ("p1", "p2")
 _VM_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
-_HTTP_ERRORS: dict[int, type[errors.IntercloudError]] = {
-    400: errors.Invalid,
-    401: errors.Unauthorized,
-    403: errors.Forbidden,
-    404: errors.NotFound,
-    409: errors.Conflict,
-    422: errors.Invalid,
-    502: errors.PeerError,
-}
 
 
 class LabOps:
@@ -80,14 +71,12 @@ class LabOps:
         status, data = self.api_raw(cloud, method, path, body, token, timeout)
         if status < 400:
             return data
-        err = data.get("error", {}) if isinstance(data, dict) else {}
-        message = err.get("message") or str(data)
-        cls = _HTTP_ERRORS.get(status, errors.IntercloudError)
-        exc = cls(
-            f"{cloud.upper()}: {method.upper()} {path} -> {status}: {message}",
-            field=err.get("field"),
+        message, field = errors.said(data)
+        exc = errors.from_answer(
+            status,
+            f"{cloud.upper()}: {method.upper()} {path} -> {status}: {message or data}",
+            field=field,
         )
-        exc.status = status  # type: ignore[attr-defined]
         exc.body = data  # type: ignore[attr-defined]
         raise exc
 

@@ -112,7 +112,7 @@ def remove_target(
         answer = client.call(w.peer.name, w.peer.url, w.peer.key, "DELETE", path)
         answers.accepted(w.peer.name, answer, "delete")
     except PeerError as exc:
-        if exc.peer_status != 404:
+        if exc.status != 404:
             set_status(store, w.target_id, "deleting", f"retrying: {answers.failed(errors, exc)}")
             return False
     with store.session() as s:
