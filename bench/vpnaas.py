@@ -30,14 +30,14 @@ from bench.dataplane import Config, charon_pids, wait_for
 from bench.measure import Endpoint
 from intercloud.drivers.ipsec import charon as charon_mod
 from intercloud.drivers.ipsec import strongswan
-from intercloud.drivers.ipsec.base import TunnelSpec
+from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.errors import DriverError
 from intercloud.service import policies
 
 
-def _spec(i: int, psk: str) -> TunnelSpec:
+def _spec(i: int, psk: str) -> ConnectionSpec:
     me, peer = i + 1, 2 - i
-    return TunnelSpec(
+    return ConnectionSpec(
         name="vpn",
         local=f"198.18.{me}.2",
         remote=f"198.18.{peer}.2",
@@ -53,7 +53,7 @@ def _spec(i: int, psk: str) -> TunnelSpec:
     )
 
 
-def _load(socket_path: str, spec: TunnelSpec, port: int | None) -> Any:
+def _load(socket_path: str, spec: ConnectionSpec, port: int | None) -> Any:
     """load-conn + load-shared over VICI (the conn dict is the agent driver's own)."""
     session = strongswan.unix_session(socket_path)
     conn = strongswan.conn_dict(spec, "kernel-libipsec")

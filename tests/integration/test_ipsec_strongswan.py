@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from intercloud.drivers.ipsec.base import TunnelSpec
+from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.drivers.ipsec.charon import Charon
 from intercloud.drivers.ipsec.strongswan import StrongswanIpsec
 from tests.integration.helpers import capture, wait_for
@@ -114,20 +114,20 @@ def pair(env: Env, **kw) -> dict:
     env.veth(a, "icva", "198.18.0.1/24", b, "icvb", "198.18.0.2/24")
     _, da = env.charon(a)
     _, db = env.charon(b)
-    sa = TunnelSpec("link-B", "198.18.0.1", "198.18.0.2", "cloud-a", "cloud-b", PSK, **kw)
+    sa = ConnectionSpec("link-B", "198.18.0.1", "198.18.0.2", "cloud-a", "cloud-b", PSK, **kw)
     sb = replace(sa, name="link-A", local="198.18.0.2", remote="198.18.0.1", initiator=False)
     sb = replace(sb, local_id="cloud-b", remote_id="cloud-a", psk=kw.get("psk", PSK))
     return {"a": a, "b": b, "da": da, "db": db, "sa": sa, "sb": sb}
 
 
 def both_up(p: dict) -> bool:
-    return p["da"].tunnels()["link-B"].up and p["db"].tunnels()["link-A"].up
+    return p["da"].connections()["link-B"].up and p["db"].connections()["link-A"].up
 
 
 def establish(p: dict) -> float:
     start = time.monotonic()
-    assert p["db"].ensure_tunnel(p["sb"]) is True  # the responder first, then the initiator
-    assert p["da"].ensure_tunnel(p["sa"]) is True
+    assert p["db"].ensure_connection(p["sb"]) is True  # the responder first, then the initiator
+    assert p["da"].ensure_connection(p["sa"]) is True
     wait_for(lambda: both_up(p), timeout=10, interval=0.05, what="both sides up")
     return time.monotonic() - start
 
@@ -155,13 +155,13 @@ def test_up_encrypted_and_counted(env):
     took = establish(p)
     print(f"time to ESTABLISHED/INSTALLED on both sides: {took * 1000:.0f} ms")
     assert p["da"].backend() == "kernel-libipsec" and p["db"].backend() == "kernel-libipsec"
-    ta, tb = p["da"].tunnels()["link-B"], p["db"].tunnels()["link-A"]
+    ta, tb = p["da"].connections()["link-B"], p["db"].connections()["link-A"]
     for st in (ta, tb):
         assert st.ike_state == "ESTABLISHED" and st.last_error == ""
         assert [c.mode for c in st.children] == ["TUNNEL"] and st.children[0].encap
         assert st.nat_detected is False  # libipsec's faked NAT-D is not reported as NAT
-    assert p["da"].ensure_tunnel(p["sa"]) is False  # idempotent
-    assert p["db"].ensure_tunnel(p["sb"]) is False
+    assert p["da"].ensure_connection(p["sa"]) is False  # idempotent
+    assert p["db"].ensure_connection(p["sb"]) is False
     vxlan_pair(env, p)
     with capture(p["a"], "icva", "ip") as cap:
         assert ping(p["a"], "10.77.0.2", count=5) == (5, 5)
@@ -170,7 +170,7 @@ def test_up_encrypted_and_counted(env):
     assert seen and all(sp in ("500", "4500") and dp in ("500", "4500") for sp, dp in seen), seen
     assert any("ESP" in line for line in cap.lines)
     assert ("icmp", "icmp") not in seen and "4789" not in {p for pair in seen for p in pair}
-    after = p["da"].tunnels()["link-B"].children[0]
+    after = p["da"].connections()["link-B"].children[0]
     assert after.packets_out >= 7 and after.packets_in >= 7
     assert after.bytes_out > ta.children[0].bytes_out and after.bytes_in > 0
 
@@ -178,30 +178,30 @@ def test_up_encrypted_and_counted(env):
 def test_wrong_psk_reports_auth_failure_then_recovers(env):
     p = pair(env)
     p["sb"] = replace(p["sb"], psk="not the right key")
-    assert p["db"].ensure_tunnel(p["sb"]) is True
-    assert p["da"].ensure_tunnel(p["sa"]) is True
+    assert p["db"].ensure_connection(p["sb"]) is True
+    assert p["da"].ensure_connection(p["sa"]) is True
     vxlan_pair(env, p)
 
     def errors() -> tuple[str, str]:
-        ea = p["da"].tunnels()["link-B"].last_error
-        eb = p["db"].tunnels()["link-A"].last_error
+        ea = p["da"].connections()["link-B"].last_error
+        eb = p["db"].connections()["link-A"].last_error
         return (ea, eb) if "authentication failed" in ea and "authentication failed" in eb else ()
 
     ea, eb = wait_for(errors, timeout=10, what="authentication failed on both sides")
     print(f"initiator: {ea}\nresponder: {eb}")
     assert PSK not in ea + eb and "not the right key" not in ea + eb
-    for st in (p["da"].tunnels()["link-B"], p["db"].tunnels()["link-A"]):
+    for st in (p["da"].connections()["link-B"], p["db"].connections()["link-A"]):
         assert st.ike_state != "ESTABLISHED" and not st.up
     assert ping(p["a"], "10.77.0.2", count=3)[1] == 0  # dropped by the trap, never in clear
-    assert p["da"].ensure_tunnel(p["sa"]) is True  # re-initiates; fails again, no crash
+    assert p["da"].ensure_connection(p["sa"]) is True  # re-initiates; fails again, no crash
     time.sleep(1)
-    assert not p["da"].tunnels()["link-B"].up
+    assert not p["da"].connections()["link-B"].up
     p["sb"] = replace(p["sb"], psk=PSK)  # fix it
-    assert p["db"].ensure_tunnel(p["sb"]) is True
-    assert p["da"].ensure_tunnel(p["sa"]) is True
+    assert p["db"].ensure_connection(p["sb"]) is True
+    assert p["da"].ensure_connection(p["sa"]) is True
     wait_for(lambda: both_up(p), timeout=10, interval=0.1, what="up after fixing the PSK")
-    assert p["da"].tunnels()["link-B"].last_error == ""
-    assert p["db"].tunnels()["link-A"].last_error == ""
+    assert p["da"].connections()["link-B"].last_error == ""
+    assert p["db"].connections()["link-A"].last_error == ""
     # the failed pings left 10.77.0.2 FAILED in A's ARP cache: the kernel answers "host
     # unreachable" itself until its next ARP probe (< 1 s), nothing to do with IPsec
     wait_for(lambda: ping(p["a"], "10.77.0.2", count=1)[1], timeout=5, what="ARP retry")
@@ -218,10 +218,10 @@ def test_rekey_under_traffic_loses_nothing(env):
 
     def watch() -> None:
         while not done.is_set():
-            ids.update(c.unique_id for c in p["da"].tunnels()["link-B"].children)
+            ids.update(c.unique_id for c in p["da"].connections()["link-B"].children)
             time.sleep(0.2)
 
-    first = {c.unique_id for c in p["da"].tunnels()["link-B"].children}
+    first = {c.unique_id for c in p["da"].connections()["link-B"].children}
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
@@ -229,7 +229,7 @@ def test_rekey_under_traffic_loses_nothing(env):
     finally:
         done.set()
         watcher.join()
-    last = {c.unique_id for c in p["da"].tunnels()["link-B"].children}
+    last = {c.unique_id for c in p["da"].connections()["link-B"].children}
     print(f"CHILD_SA ids seen: {sorted(ids)}; {sent} sent, {received} received")
     assert (sent, received) == (300, 300)
     assert len(ids) >= 3 and not (first & last)  # rekeyed (at least twice in 15 s)
@@ -252,20 +252,20 @@ def test_nat_traversal(env):
     _, dc = env.charon(c)
     # C (behind NAT) initiates to A's address; A knows C by its NAT address and, for the
     # traffic selectors, by its private address.
-    sc = TunnelSpec("link-A", "198.19.3.2", "198.18.3.1", "cloud-c", "cloud-a", PSK)
-    sa = TunnelSpec(
+    sc = ConnectionSpec("link-A", "198.19.3.2", "198.18.3.1", "cloud-c", "cloud-a", PSK)
+    sa = ConnectionSpec(
         "link-C", "198.18.3.1", "198.18.3.2", "cloud-a", "cloud-c", PSK,
         remote_ts="198.19.3.2", initiator=False,
     )  # fmt: skip
     start = time.monotonic()
-    assert da.ensure_tunnel(sa) is True
-    assert dc.ensure_tunnel(sc) is True
+    assert da.ensure_connection(sa) is True
+    assert dc.ensure_connection(sc) is True
     wait_for(
-        lambda: da.tunnels()["link-C"].up and dc.tunnels()["link-A"].up,
+        lambda: da.connections()["link-C"].up and dc.connections()["link-A"].up,
         timeout=10, interval=0.05, what="NAT'd tunnel up",
     )  # fmt: skip
     print(f"time to ESTABLISHED through NAT: {(time.monotonic() - start) * 1000:.0f} ms")
-    for st in (da.tunnels()["link-C"], dc.tunnels()["link-A"]):
+    for st in (da.connections()["link-C"], dc.connections()["link-A"]):
         assert st.nat_detected is True
         assert st.children[0].encap and st.children[0].mode == "TUNNEL"
     # A's VXLAN remote is C's private address: the inner packets carry the TS addresses.
@@ -285,10 +285,10 @@ def test_remove_and_replace(env):
     # a changed spec replaces the config and re-establishes on the new one
     p["sa"] = replace(p["sa"], esp_lifetime=1800)
     p["sb"] = replace(p["sb"], esp_lifetime=1800)
-    assert p["db"].ensure_tunnel(p["sb"]) is True
-    assert p["da"].ensure_tunnel(p["sa"]) is True
+    assert p["db"].ensure_connection(p["sb"]) is True
+    assert p["da"].ensure_connection(p["sa"]) is True
     wait_for(lambda: both_up(p), timeout=10, interval=0.1, what="up after replacing")
-    assert p["da"].ensure_tunnel(p["sa"]) is False
+    assert p["da"].ensure_connection(p["sa"]) is False
 
     def listed(driver: StrongswanIpsec, name: str) -> list:
         return driver._call("list-conns", lambda s: list(s.list_conns({"conn": name})))
@@ -297,11 +297,11 @@ def test_remove_and_replace(env):
     assert conn["children"]["link-B"]["rekey_time"] == b"1800"
     for ns in (p["a"], p["b"]):
         assert "ipsec0" in sh("ip", "-n", ns, "route", "show", "table", "220").stdout
-    assert p["da"].remove_tunnel("link-B") is True
-    assert p["db"].remove_tunnel("link-A") is True
+    assert p["da"].remove_connection("link-B") is True
+    assert p["db"].remove_connection("link-A") is True
     for ns, d, name in ((p["a"], p["da"], "link-B"), (p["b"], p["db"], "link-A")):
-        assert name not in d.tunnels() and listed(d, name) == []
+        assert name not in d.connections() and listed(d, name) == []
         assert d._call("list-sas", lambda s: list(s.list_sas())) == []
         assert sh("ip", "-n", ns, "route", "show", "table", "220").stdout.strip() == ""
-        assert d.remove_tunnel(name) is False
+        assert d.remove_connection(name) is False
     assert ping(p["a"], "198.18.0.2", count=2) == (2, 2)  # plain underlay again

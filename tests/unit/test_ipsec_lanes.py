@@ -8,13 +8,13 @@ import pytest
 from intercloud import config
 from intercloud.drivers import ipsec as ipsec_drivers
 from intercloud.drivers.ipsec import charon, lanes
-from intercloud.drivers.ipsec.base import TunnelSpec
+from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.drivers.ipsec.fake import FakeIpsec
 from intercloud.drivers.ipsec.strongswan import conn_dict
 from intercloud.errors import DriverError, Invalid
 from intercloud.reconciler.tunnels import status_view
 
-SPEC = TunnelSpec("link-B", "198.18.0.1", "198.18.0.2", "A", "B", "s3cret-psk")
+SPEC = ConnectionSpec("link-B", "198.18.0.1", "198.18.0.2", "A", "B", "s3cret-psk")
 
 
 def test_each_lane_charon_has_its_own_ports_mark_and_table():
@@ -70,46 +70,46 @@ class Steering(lanes.LaneSteering):
 
 
 class Broken(FakeIpsec):
-    def ensure_tunnel(self, spec: TunnelSpec) -> bool:
+    def ensure_connection(self, spec: ConnectionSpec) -> bool:
         raise DriverError("strongSwan VICI socket /w/lane1.vici: No such file or directory")
 
-    def tunnels(self):
+    def connections(self):
         raise DriverError("strongSwan VICI socket /w/lane1.vici: No such file or directory")
 
 
 def test_laned_ipsec_gives_each_lane_its_connection_and_reports_them():
     fakes = [FakeIpsec(), FakeIpsec(), FakeIpsec()]
     laned = lanes.LanedIpsec(fakes, Steering(3))
-    assert laned.ensure_tunnel(SPEC) is True
+    assert laned.ensure_connection(SPEC) is True
     assert fakes[0].specs["link-B"] == SPEC
     assert [f.specs["link-B"].ike_port for f in fakes[1:]] == [4511, 4521]
-    assert laned.ensure_tunnel(SPEC) is False  # idempotent on every lane
-    st = laned.tunnels()["link-B"]
+    assert laned.ensure_connection(SPEC) is False  # idempotent on every lane
+    st = laned.connections()["link-B"]
     assert st.up and [lane.up for lane in st.lanes] == [True, True]
     view = status_view("kernel-libipsec", st)
     assert [(v["lane"], v["up"]) for v in view["lanes"]] == [(1, True), (2, True)]
     assert laned.ensure_steering() is True and laned.steering.ensured == [3]
-    assert laned.remove_tunnel("link-B") is True
+    assert laned.remove_connection("link-B") is True
     assert all("link-B" not in f.specs for f in fakes)
-    assert laned.remove_tunnel("link-B") is False
+    assert laned.remove_connection("link-B") is False
 
 
 def test_a_broken_lane_never_fails_the_link_and_says_why():
     laned = lanes.LanedIpsec([FakeIpsec(), Broken()], Steering(2))
-    assert laned.ensure_tunnel(SPEC) is True  # lane 0 loaded
-    st = laned.tunnels()["link-B"]
+    assert laned.ensure_connection(SPEC) is True  # lane 0 loaded
+    st = laned.connections()["link-B"]
     assert st.up  # the link itself is up: its traffic goes through lane 0
     assert not st.lanes[0].up and "No such file" in st.lanes[0].last_error
-    assert laned.remove_tunnel("link-B") is True
+    assert laned.remove_connection("link-B") is True
 
 
 def test_with_kernel_esp_further_lanes_are_not_used():
     fakes = [FakeIpsec("kernel"), FakeIpsec("kernel")]
     laned = lanes.LanedIpsec(fakes, Steering(2))
-    laned.ensure_tunnel(SPEC)
-    assert fakes[1].specs == {} and laned.tunnels()["link-B"].lanes == []
+    laned.ensure_connection(SPEC)
+    assert fakes[1].specs == {} and laned.connections()["link-B"].lanes == []
     assert laned.ensure_steering() is True and laned.steering.lanes == 1  # steering removed
-    assert "lanes" not in status_view("kernel", laned.tunnels()["link-B"])
+    assert "lanes" not in status_view("kernel", laned.connections()["link-B"])
 
 
 BASE = {"agent": {"name": "A", "admin_token": "x" * 16, "plain_http": True}}
@@ -156,8 +156,8 @@ def test_cli_summary_counts_the_lanes_up():
     from intercloud.cli.output import ipsec_summary
 
     laned = lanes.LanedIpsec([FakeIpsec(), FakeIpsec(), Broken()], Steering(3))
-    laned.ensure_tunnel(SPEC)
-    view = status_view("kernel-libipsec", laned.tunnels()["link-B"])
+    laned.ensure_connection(SPEC)
+    view = status_view("kernel-libipsec", laned.connections()["link-B"])
     line = ipsec_summary({"encrypted": True, "status": {"ipsec": view}})
     assert line.startswith("ESTABLISHED tunnel UDP-encap") and "lanes 2/3 up" in line, line
 
@@ -173,7 +173,7 @@ def test_the_lab_nat_router_publishes_every_lanes_ports():
 def test_a_connection_left_only_in_a_further_lane_is_listed_for_removal():
     fakes = [FakeIpsec(), FakeIpsec()]
     laned = lanes.LanedIpsec(fakes, Steering(2))
-    fakes[1].ensure_tunnel(lanes.lane_spec(SPEC, 1))  # e.g. lane 0 removed it, lane 1 was away
-    st = laned.tunnels()["link-B"]
+    fakes[1].ensure_connection(lanes.lane_spec(SPEC, 1))  # e.g. lane 0 removed it, lane 1 was away
+    st = laned.connections()["link-B"]
     assert st.ike_state == "DOWN" and [lane.up for lane in st.lanes] == [True]
-    assert laned.remove_tunnel("link-B") is True and fakes[1].specs == {}
+    assert laned.remove_connection("link-B") is True and fakes[1].specs == {}

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from vici.exception import CommandException
 
-from intercloud.drivers.ipsec.base import TunnelSpec
+from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.drivers.ipsec.charon import FWMARK, conf_text
 from intercloud.drivers.ipsec.fake import FakeIpsec
 from intercloud.drivers.ipsec.strongswan import (
@@ -20,7 +20,7 @@ from intercloud.drivers.ipsec.strongswan import (
 )
 from intercloud.errors import DriverError
 
-SPEC = TunnelSpec("link-B", "198.18.0.1", "198.18.0.2", "cloud-a", "cloud-b", "s3cret-psk")
+SPEC = ConnectionSpec("link-B", "198.18.0.1", "198.18.0.2", "cloud-a", "cloud-b", "s3cret-psk")
 
 
 def b(x):
@@ -195,11 +195,11 @@ def test_conn_view_matches_list_conns_answer():
 )
 def test_invalid_specs_are_driver_errors(driver, spec):
     with pytest.raises(DriverError):
-        driver.ensure_tunnel(spec)
+        driver.ensure_connection(spec)
 
 
 def test_any_remote_with_remote_ts_is_accepted(driver, vici_fake):
-    assert driver.ensure_tunnel(replace(SPEC, remote="%any", remote_ts="198.19.3.2/32"))
+    assert driver.ensure_connection(replace(SPEC, remote="%any", remote_ts="198.19.3.2/32"))
 
 
 def test_classify_log_lines():
@@ -229,15 +229,15 @@ def test_conf_text_libipsec_and_fwmark():
 
 def test_ensure_loads_initiates_and_is_idempotent(driver, vici_fake):
     assert driver.backend() == "kernel-libipsec"
-    assert driver.ensure_tunnel(SPEC) is True
+    assert driver.ensure_connection(SPEC) is True
     assert vici_fake.verbs() == ["load-conn", "load-shared", "initiate"]
     assert vici_fake.shared["link-B"]["owners"] == ["cloud-a", "cloud-b"]
     assert vici_fake.log[-1][1] == {
         "child": "link-B", "ike": "link-B", "timeout": "-1", "init-limits": "no",
     }  # fmt: skip
-    assert driver.ensure_tunnel(SPEC) is False
+    assert driver.ensure_connection(SPEC) is False
     assert vici_fake.verbs() == ["load-conn", "load-shared", "initiate"]
-    st = driver.tunnels()["link-B"]
+    st = driver.connections()["link-B"]
     assert st.up and st.ike_state == "ESTABLISHED" and not st.nat_detected  # nat-remote: fake
     (child,) = st.children
     assert (child.mode, child.encap, child.bytes_out, child.packets_out) == ("TUNNEL", True, 168, 2)
@@ -245,65 +245,65 @@ def test_ensure_loads_initiates_and_is_idempotent(driver, vici_fake):
 
 
 def test_responder_does_not_initiate(driver, vici_fake):
-    assert driver.ensure_tunnel(replace(SPEC, initiator=False)) is True
+    assert driver.ensure_connection(replace(SPEC, initiator=False)) is True
     assert "initiate" not in vici_fake.verbs()
-    assert driver.tunnels()["link-B"].ike_state == "DOWN"
+    assert driver.connections()["link-B"].ike_state == "DOWN"
 
 
 def test_changed_spec_replaces_and_restarts(driver, vici_fake):
-    driver.ensure_tunnel(SPEC)
+    driver.ensure_connection(SPEC)
     vici_fake.log.clear()
-    assert driver.ensure_tunnel(replace(SPEC, esp_proposals=("aes128gcm16-x25519",))) is True
+    assert driver.ensure_connection(replace(SPEC, esp_proposals=("aes128gcm16-x25519",))) is True
     assert vici_fake.verbs() == ["load-conn", "terminate", "initiate"]
     vici_fake.log.clear()
-    assert driver.ensure_tunnel(replace(SPEC, esp_proposals=("aes128gcm16-x25519",), psk="n"))
+    assert driver.ensure_connection(replace(SPEC, esp_proposals=("aes128gcm16-x25519",), psk="n"))
     # a new PSK takes effect at once: the IKE SA is re-authenticated with it
     assert vici_fake.verbs()[:2] == ["load-shared", "terminate"]
 
 
 def test_responder_reloads_a_changed_spec_without_terminating(driver, vici_fake):
     responder = replace(SPEC, initiator=False)
-    driver.ensure_tunnel(responder)
+    driver.ensure_connection(responder)
     vici_fake.log.clear()
-    assert driver.ensure_tunnel(replace(responder, esp_lifetime=60)) is True
+    assert driver.ensure_connection(replace(responder, esp_lifetime=60)) is True
     assert vici_fake.verbs() == ["load-conn"]  # the initiator replaces the SAs
     assert conn_dict(SPEC, "kernel-libipsec")["link-B"]["unique"] == "replace"
 
 
 def test_restarted_agent_adopts_loaded_conn(vici_fake):
     first = StrongswanIpsec("/x", session_factory=lambda: vici_fake, events=False)
-    first.ensure_tunnel(SPEC)
+    first.ensure_connection(SPEC)
     vici_fake.log.clear()
     second = StrongswanIpsec("/x", session_factory=lambda: vici_fake, events=False)
-    assert second.ensure_tunnel(SPEC) is False  # reloaded silently, SAs untouched
+    assert second.ensure_connection(SPEC) is False  # reloaded silently, SAs untouched
     assert vici_fake.verbs() == ["load-conn", "load-shared"]
 
 
 def test_remove_tunnel(driver, vici_fake):
-    driver.ensure_tunnel(SPEC)
-    assert driver.remove_tunnel("link-B") is True
+    driver.ensure_connection(SPEC)
+    assert driver.remove_connection("link-B") is True
     assert vici_fake.verbs()[-3:] == ["unload-conn", "terminate", "unload-shared"]
-    assert driver.tunnels() == {} and vici_fake.shared == {}
-    assert driver.remove_tunnel("link-B") is False
+    assert driver.connections() == {} and vici_fake.shared == {}
+    assert driver.remove_connection("link-B") is False
 
 
 def test_nat_detection(driver, vici_fake):
     nat = replace(SPEC, remote="198.18.3.2", remote_ts="198.19.3.2")
-    driver.ensure_tunnel(nat)
-    assert driver.tunnels()["link-B"].nat_detected  # peer's IKE address outside its TS
+    driver.ensure_connection(nat)
+    assert driver.connections()["link-B"].nat_detected  # peer's IKE address outside its TS
     vici_fake.sas["link-B"] = {**vici_fake.sas["link-B"], "child-sas": {}, "nat-local": b"yes"}
-    assert driver.tunnels()["link-B"].nat_detected  # our own address is translated
+    assert driver.connections()["link-B"].nat_detected  # our own address is translated
 
 
 def test_auth_failure_events_set_and_clear_last_error(driver, vici_fake):
-    driver.ensure_tunnel(replace(SPEC, initiator=False))
+    driver.ensure_connection(replace(SPEC, initiator=False))
     driver._on_event("log", b({"ikesa-name": "link-B", "msg": "tried 1 shared key for "
                                "'cloud-a' - 'cloud-b', but MAC mismatched"}))  # fmt: skip
     driver._on_event("log", b({"ikesa-name": "(unnamed)", "msg": "AUTHENTICATION_FAILED"}))
-    st = driver.tunnels()["link-B"]
+    st = driver.connections()["link-B"]
     assert "authentication failed" in st.last_error and not st.up
     driver._on_event("ike-updown", {"up": b"yes", "link-B": {}})
-    assert driver.tunnels()["link-B"].last_error == ""
+    assert driver.connections()["link-B"].last_error == ""
 
 
 def test_vici_errors_become_driver_errors(vici_fake):
@@ -313,7 +313,7 @@ def test_vici_errors_become_driver_errors(vici_fake):
     vici_fake.load_conn = boom
     d = StrongswanIpsec("/x", session_factory=lambda: vici_fake, events=False)
     with pytest.raises(DriverError, match="load-conn link-B: invalid proposal"):
-        d.ensure_tunnel(SPEC)
+        d.ensure_connection(SPEC)
 
 
 def test_unreachable_socket_is_a_driver_error(tmp_path):
@@ -325,18 +325,20 @@ def test_unreachable_socket_is_a_driver_error(tmp_path):
 def test_fake_ipsec():
     fake = FakeIpsec()
     assert fake.backend() == "kernel-libipsec"
-    assert fake.ensure_tunnel(SPEC) is True and fake.ensure_tunnel(SPEC) is False
-    st = fake.tunnels()["link-B"]
+    assert fake.ensure_connection(SPEC) is True and fake.ensure_connection(SPEC) is False
+    st = fake.connections()["link-B"]
     assert st.up and st.children[0].mode == "TUNNEL" and st.children[0].state == "INSTALLED"
     fake.fail_auth("link-B")
-    st = fake.tunnels()["link-B"]
+    st = fake.connections()["link-B"]
     assert st.ike_state == "DOWN" and not st.up and "authentication failed" in st.last_error
     fake.fail_auth("link-B", False)
-    assert fake.tunnels()["link-B"].up
-    assert FakeIpsec(backend="kernel").ensure_tunnel(SPEC)
+    assert fake.connections()["link-B"].up
+    assert FakeIpsec(backend="kernel").ensure_connection(SPEC)
     kernel = FakeIpsec(backend="kernel")
-    kernel.ensure_tunnel(SPEC)
-    assert kernel.tunnels()["link-B"].children[0].mode == "TRANSPORT"
-    assert fake.remove_tunnel("link-B") is True and fake.remove_tunnel("link-B") is False
-    assert fake.tunnels() == {}
-    assert fake.calls == [("ensure_tunnel", "link-B")] * 2 + [("remove_tunnel", "link-B")] * 2
+    kernel.ensure_connection(SPEC)
+    assert kernel.connections()["link-B"].children[0].mode == "TRANSPORT"
+    assert fake.remove_connection("link-B") is True and fake.remove_connection("link-B") is False
+    assert fake.connections() == {}
+    assert (
+        fake.calls == [("ensure_connection", "link-B")] * 2 + [("remove_connection", "link-B")] * 2
+    )

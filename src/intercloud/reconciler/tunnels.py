@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from intercloud.drivers.ipsec.base import Ipsec, TunnelSpec, TunnelStatus
+from intercloud.drivers.ipsec.base import ConnectionSpec, ConnectionStatus, Ipsec
 from intercloud.errors import IntercloudError
 from intercloud.service import policies
 from intercloud.store import Store
@@ -31,11 +31,11 @@ def name_for(peer: str) -> str:
     return PREFIX + peer
 
 
-def spec_for(local_name: str, lk: m.Link) -> TunnelSpec:
+def spec_for(local_name: str, lk: m.Link) -> ConnectionSpec:
     ike = policies.to_ike(lk.ike_policy)
     esp = policies.to_ipsec(lk.ipsec_policy)
     assert lk.psk is not None
-    return TunnelSpec(
+    return ConnectionSpec(
         name=name_for(lk.peer.name),
         local=lk.local_endpoint,
         remote=lk.remote_endpoint,
@@ -58,7 +58,7 @@ def spec_for(local_name: str, lk: m.Link) -> TunnelSpec:
     )
 
 
-def _children(st: TunnelStatus) -> list[dict[str, Any]]:
+def _children(st: ConnectionStatus) -> list[dict[str, Any]]:
     return [
         {
             "id": c.unique_id,
@@ -74,7 +74,7 @@ def _children(st: TunnelStatus) -> list[dict[str, Any]]:
     ]
 
 
-def status_view(backend: str | None, st: TunnelStatus | None) -> dict[str, Any]:
+def status_view(backend: str | None, st: ConnectionStatus | None) -> dict[str, Any]:
     if st is None:
         return {"backend": backend, "ike_state": "DOWN", "children": [], "last_error": ""}
     view = {
@@ -130,15 +130,15 @@ def converge(
         log.error("IPsec lanes: steering failed: %s", exc.message)
     for peer, spec in wanted.items():
         try:
-            if ipsec.ensure_tunnel(spec):
+            if ipsec.ensure_connection(spec):
                 changes += 1
                 log.info("link %s: IPsec connection %s loaded", peer, spec.name)
         except IntercloudError as exc:
             log.error("link %s: IPsec connection failed: %s", peer, exc.message)
-    status = ipsec.tunnels()
+    status = ipsec.connections()
     for name in sorted(status):
         owned = name.startswith(PREFIX) and name[len(PREFIX) :] not in wanted
-        if owned and ipsec.remove_tunnel(name):
+        if owned and ipsec.remove_connection(name):
             changes += 1
             log.info("IPsec connection %s removed", name)
     with store.session() as s:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class TunnelSpec:
+class ConnectionSpec:
     """Desired IPsec for one link. Proposals are strongSwan proposal strings, e.g.
     ike_proposals=("aes256gcm16-prfsha256-ecp256",), esp_proposals=("aes256gcm16-ecp256",)."""
 
@@ -57,13 +57,15 @@ class ChildStatus:
 
 
 @dataclass
-class TunnelStatus:
+class ConnectionStatus:
     name: str
     ike_state: str  # ESTABLISHED, CONNECTING, ... or DOWN when no IKE SA exists
     nat_detected: bool = False
     children: list[ChildStatus] = field(default_factory=list)
     last_error: str = ""  # e.g. "authentication failed" from VICI events / logs
-    lanes: list[TunnelStatus] = field(default_factory=list)  # further lanes' own status (lanes.py)
+    lanes: list[ConnectionStatus] = field(
+        default_factory=list
+    )  # further lanes' own status (lanes.py)
 
     @property
     def up(self) -> bool:
@@ -78,16 +80,16 @@ class Ipsec(ABC):
         """'kernel' (XFRM ESP) or 'kernel-libipsec' (userspace ESP over a TUN device)."""
 
     @abstractmethod
-    def ensure_tunnel(self, spec: TunnelSpec) -> bool:
+    def ensure_connection(self, spec: ConnectionSpec) -> bool:
         """Load (or replace, if it differs) the connection and its PSK, and initiate it if no
         IKE SA is up. Returns True if anything was changed."""
 
     @abstractmethod
-    def remove_tunnel(self, name: str) -> bool:
+    def remove_connection(self, name: str) -> bool:
         """Terminate SAs and unload the connection and its PSK. True if anything existed."""
 
     @abstractmethod
-    def tunnels(self) -> dict[str, TunnelStatus]:
+    def connections(self) -> dict[str, ConnectionStatus]:
         """Status of every connection this agent loaded (by name)."""
 
     def ensure_steering(self) -> bool:

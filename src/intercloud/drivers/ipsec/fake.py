@@ -1,10 +1,10 @@
 """An in-memory IPsec driver for tests: every ensured tunnel is up at once (ESTABLISHED with
 one INSTALLED CHILD_SA), unless `fail_auth(name)` was called, then it is DOWN with
-"authentication failed". Every ensure_tunnel/remove_tunnel is recorded in `calls`."""
+"authentication failed". Every ensure_connection/remove_connection is recorded in `calls`."""
 
 from __future__ import annotations
 
-from intercloud.drivers.ipsec.base import ChildStatus, Ipsec, TunnelSpec, TunnelStatus
+from intercloud.drivers.ipsec.base import ChildStatus, ConnectionSpec, ConnectionStatus, Ipsec
 from intercloud.drivers.ipsec.strongswan import effective_mode, nat_expected, validate
 
 AUTH_FAILED = "authentication failed: pre-shared key differs from the peer's (fake)"
@@ -13,7 +13,7 @@ AUTH_FAILED = "authentication failed: pre-shared key differs from the peer's (fa
 class FakeIpsec(Ipsec):
     def __init__(self, backend: str = "kernel-libipsec") -> None:
         self._backend = backend
-        self.specs: dict[str, TunnelSpec] = {}
+        self.specs: dict[str, ConnectionSpec] = {}
         self.calls: list[tuple[str, str]] = []  # (verb, tunnel name) of ensure/remove
         self.failing: set[str] = set()
         self.closed = False
@@ -27,8 +27,8 @@ class FakeIpsec(Ipsec):
     def backend(self) -> str:
         return self._backend
 
-    def ensure_tunnel(self, spec: TunnelSpec) -> bool:
-        self.calls.append(("ensure_tunnel", spec.name))
+    def ensure_connection(self, spec: ConnectionSpec) -> bool:
+        self.calls.append(("ensure_connection", spec.name))
         validate(spec)
         changed = self.specs.get(spec.name) != spec
         if changed or spec.name not in self._ids:
@@ -37,22 +37,22 @@ class FakeIpsec(Ipsec):
         self.specs[spec.name] = spec
         return changed
 
-    def remove_tunnel(self, name: str) -> bool:
-        self.calls.append(("remove_tunnel", name))
+    def remove_connection(self, name: str) -> bool:
+        self.calls.append(("remove_connection", name))
         self._ids.pop(name, None)
         return self.specs.pop(name, None) is not None
 
-    def tunnels(self) -> dict[str, TunnelStatus]:
-        out: dict[str, TunnelStatus] = {}
+    def connections(self) -> dict[str, ConnectionStatus]:
+        out: dict[str, ConnectionStatus] = {}
         for name, spec in self.specs.items():
             if name in self.failing:
-                out[name] = TunnelStatus(name, "DOWN", last_error=AUTH_FAILED)
+                out[name] = ConnectionStatus(name, "DOWN", last_error=AUTH_FAILED)
                 continue
             mode = effective_mode(spec, self._backend).upper()
             nat = nat_expected(spec)
             encap = self._backend == "kernel-libipsec" or nat
             child = ChildStatus(name, "INSTALLED", mode, encap, unique_id=self._ids[name])
-            out[name] = TunnelStatus(name, "ESTABLISHED", nat_detected=nat, children=[child])
+            out[name] = ConnectionStatus(name, "ESTABLISHED", nat_detected=nat, children=[child])
         return out
 
     def close(self) -> None:

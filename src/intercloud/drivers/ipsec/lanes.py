@@ -36,7 +36,7 @@ from dataclasses import replace
 
 from intercloud.drivers.dataplane.netns import in_netns
 from intercloud.drivers.ipsec import charon
-from intercloud.drivers.ipsec.base import Ipsec, TunnelSpec, TunnelStatus
+from intercloud.drivers.ipsec.base import ConnectionSpec, ConnectionStatus, Ipsec
 from intercloud.errors import DriverError, IntercloudError
 
 log = logging.getLogger("intercloud.ipsec")
@@ -140,7 +140,7 @@ class LaneSteering:
         return changed
 
 
-def lane_spec(spec: TunnelSpec, lane: int) -> TunnelSpec:
+def lane_spec(spec: ConnectionSpec, lane: int) -> ConnectionSpec:
     """Lane `lane`'s connection for a link: the peer's lane port, no trap."""
     return replace(spec, ike_port=charon.lane_port(lane), trap=False)
 
@@ -175,35 +175,35 @@ class LanedIpsec(Ipsec):
         self._errors.pop((lane, name), None)
         return result
 
-    def ensure_tunnel(self, spec: TunnelSpec) -> bool:
-        changed = self.lanes[0].ensure_tunnel(spec)
+    def ensure_connection(self, spec: ConnectionSpec) -> bool:
+        changed = self.lanes[0].ensure_connection(spec)
         for k, lane in self._extra():
-            ensure = lane.ensure_tunnel
+            ensure = lane.ensure_connection
             s = lane_spec(spec, k)
             changed |= self._try(k, spec.name, "connection", lambda f=ensure, s=s: f(s))
         return changed
 
-    def remove_tunnel(self, name: str) -> bool:
-        existed = self.lanes[0].remove_tunnel(name)
+    def remove_connection(self, name: str) -> bool:
+        existed = self.lanes[0].remove_connection(name)
         for k, lane in list(enumerate(self.lanes))[1:]:  # also lanes no longer in use
-            existed |= self._try(k, name, "removal", lambda lane=lane: lane.remove_tunnel(name))
+            existed |= self._try(k, name, "removal", lambda lane=lane: lane.remove_connection(name))
             self._errors.pop((k, name), None)
         return existed
 
-    def tunnels(self) -> dict[str, TunnelStatus]:
-        out = self.lanes[0].tunnels()
-        further: list[tuple[int, dict[str, TunnelStatus], str]] = []
+    def connections(self) -> dict[str, ConnectionStatus]:
+        out = self.lanes[0].connections()
+        further: list[tuple[int, dict[str, ConnectionStatus], str]] = []
         for k, lane in self._extra():
             try:
-                further.append((k, lane.tunnels(), ""))
+                further.append((k, lane.connections(), ""))
             except IntercloudError as exc:
                 further.append((k, {}, exc.message))
         for _, theirs, _ in further:  # a connection left only in a further lane is listed
             for name in theirs.keys() - out.keys():  # (DOWN), so the reconciler removes it
-                out[name] = TunnelStatus(name, "DOWN")
+                out[name] = ConnectionStatus(name, "DOWN")
         for k, theirs, unreachable in further:
             for name, st in out.items():
-                lane_st = theirs.get(name) or TunnelStatus(name, "DOWN")
+                lane_st = theirs.get(name) or ConnectionStatus(name, "DOWN")
                 if not lane_st.up and not lane_st.last_error:
                     lane_st.last_error = unreachable or self._errors.get((k, name), "")
                 st.lanes.append(lane_st)

@@ -6,7 +6,7 @@ tests/integration/test_ipsec_strongswan.py):
 * Backend: "kernel-libipsec" if VICI `stats` lists that plugin (5.9.8 has no `get-plugins`).
 * Mode: libipsec cannot do transport mode, so the CHILD_SA is TUNNEL with libipsec, with a
   NAT (a `local_ts`/`remote_ts` override differing from the IKE address), or when asked;
-  TRANSPORT (the TunnelSpec default) only with the kernel backend. `tunnels()` reports the
+  TRANSPORT (the ConnectionSpec default) only with the kernel backend. `tunnels()` reports the
   mode charon negotiated.
 * Traffic selectors: all traffic between the two endpoint addresses (`local/32 === remote/32`,
   or the NAT overrides), not just UDP `protect_port`. libipsec routes everything to the
@@ -17,7 +17,7 @@ tests/integration/test_ipsec_strongswan.py):
 * start_action = trap on both sides: the route into the TUN device exists from load time, so
   tunnel traffic is never sent in clear; without an SA libipsec drops it ("could not find an
   outbound IPsec SA"). libipsec sends no acquires, so traps never initiate: the `initiator`
-  side initiates in `ensure_tunnel` whenever no IKE SA exists (non-blocking: VICI initiate
+  side initiates in `ensure_connection` whenever no IKE SA exists (non-blocking: VICI initiate
   with timeout -1; the agent's reconciler calls it periodically, which is the retry), and
   uses dpd_action=restart / close_action=start; the responder only answers.
 * NAT: the NAT'd side initiates (its `local` is its private address); the public side's
@@ -51,7 +51,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from intercloud.drivers.ipsec.base import ChildStatus, Ipsec, TunnelSpec, TunnelStatus
+from intercloud.drivers.ipsec.base import ChildStatus, ConnectionSpec, ConnectionStatus, Ipsec
 from intercloud.errors import DriverError
 
 Session = Any  # vici.Session or a fake with the same methods
@@ -85,11 +85,11 @@ def _overridden(ts: str, ike: str) -> bool:
         return True
 
 
-def nat_expected(spec: TunnelSpec) -> bool:
+def nat_expected(spec: ConnectionSpec) -> bool:
     return _overridden(spec.local_ts, spec.local) or _overridden(spec.remote_ts, spec.remote)
 
 
-def effective_mode(spec: TunnelSpec, backend: str) -> str:
+def effective_mode(spec: ConnectionSpec, backend: str) -> str:
     tunnel = backend == "kernel-libipsec" or nat_expected(spec) or spec.mode == "tunnel"
     return "tunnel" if tunnel else "transport"
 
@@ -109,7 +109,7 @@ def child_lifetimes(rekey: int, initiator: bool = True) -> tuple[int, int, int]:
     return start, rekey + margin, rand
 
 
-def validate(spec: TunnelSpec) -> None:
+def validate(spec: ConnectionSpec) -> None:
     def bad(what: str) -> None:
         raise DriverError(f"ipsec {spec.name!r}: {what}")
 
@@ -146,7 +146,7 @@ def _plain_address(value: str) -> bool:
     return "%" not in value
 
 
-def conn_dict(spec: TunnelSpec, backend: str) -> dict[str, Any]:
+def conn_dict(spec: ConnectionSpec, backend: str) -> dict[str, Any]:
     """The VICI `load-conn` message for a spec (pure; the PSK is not part of it)."""
     rekey, life, rand = child_lifetimes(spec.esp_lifetime, spec.initiator)
     child = {
@@ -356,7 +356,7 @@ class StrongswanIpsec(Ipsec):
             self._backend = "kernel-libipsec" if "kernel-libipsec" in names else "kernel"
         return self._backend
 
-    def ensure_tunnel(self, spec: TunnelSpec) -> bool:
+    def ensure_connection(self, spec: ConnectionSpec) -> bool:
         validate(spec)
         name = spec.name
         message = conn_dict(spec, self.backend())
@@ -409,7 +409,7 @@ class StrongswanIpsec(Ipsec):
         with contextlib.suppress(DriverError):  # "no matching SAs": already gone
             self._call(f"terminate {name}", lambda s: list(s.terminate(request)))
 
-    def remove_tunnel(self, name: str) -> bool:
+    def remove_connection(self, name: str) -> bool:
         with self._lock:
             conns, keys = self._conns(), self._shared_ids()
             existed = name in conns or name in keys or any(n == name for n, _ in self._sas())
@@ -424,12 +424,12 @@ class StrongswanIpsec(Ipsec):
             self._errors.pop(name, None)
         return existed
 
-    def tunnels(self) -> dict[str, TunnelStatus]:
+    def connections(self) -> dict[str, ConnectionStatus]:
         with self._lock:
-            out = {name: TunnelStatus(name, "DOWN") for name in self._conns()}
+            out = {name: ConnectionStatus(name, "DOWN") for name in self._conns()}
             rank = {"ESTABLISHED": 3, "REKEYING": 2, "CONNECTING": 1}
             for name, sa in self._sas():
-                st = out.setdefault(name, TunnelStatus(name, "DOWN"))
+                st = out.setdefault(name, ConnectionStatus(name, "DOWN"))
                 state = _text(sa.get("state"))
                 if rank.get(state, 0) >= rank.get(st.ike_state, 0) or st.ike_state == "DOWN":
                     st.ike_state = state
