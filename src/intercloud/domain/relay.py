@@ -66,15 +66,22 @@ def _deliveries(
     return route
 
 
-def plan(origin: str, members: Iterable[str], edges: Iterable[frozenset[str]]) -> Routes:
-    """Relays and paths for one network (see the module's rules). Deterministic."""
-    names = sorted(set(members) | {origin})
+def _adjacency(names: list[str], edges: Iterable[frozenset[str]]) -> dict[str, set[str]]:
+    """Who has a link of their own to whom, among `names`."""
     adjacent: dict[str, set[str]] = {n: set() for n in names}
     for edge in edges:
         a, b = sorted(edge)
         if a in adjacent and b in adjacent and a != b:
             adjacent[a].add(b)
             adjacent[b].add(a)
+    return adjacent
+
+
+def _choose_relays(
+    origin: str, names: list[str], adjacent: dict[str, set[str]]
+) -> dict[str, set[Pair]]:
+    """What each member forwards: a relay for each pair apart, only where no broadcast would
+    then arrive anywhere twice."""
     forward: dict[str, set[Pair]] = {n: set() for n in names}
 
     def clean() -> bool:
@@ -98,7 +105,14 @@ def plan(origin: str, members: Iterable[str], edges: Iterable[frozenset[str]]) -
                 if clean():
                     break
                 forward[r] -= {(a, b), (b, a)}
+    return forward
 
+
+def plan(origin: str, members: Iterable[str], edges: Iterable[frozenset[str]]) -> Routes:
+    """Relays and paths for one network (see the module's rules). Deterministic."""
+    names = sorted(set(members) | {origin})
+    adjacent = _adjacency(names, edges)
+    forward = _choose_relays(origin, names, adjacent)
     routes = {s: _deliveries(s, adjacent, forward) or {s: [s]} for s in names}
     targets = [n for n in names if n != origin]
     pairs = [(origin, t) for t in targets] + list(combinations(targets, 2))
