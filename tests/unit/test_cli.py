@@ -18,7 +18,7 @@ from click.testing import CliRunner
 import intercloud
 from intercloud.cli import expansions
 from intercloud.cli import main as cli_main
-from intercloud.client import ApiClient
+from intercloud.api_client import ApiClient
 
 SECRET = "very-secret-hmac-key-0123456789"
 ADMIN = "admin-token-abcdef"

@@ -10,7 +10,7 @@ import click
 
 from intercloud.cli import output
 from intercloud.cli.output import Columns
-from intercloud.client import path
+from intercloud.api_client import path
 from intercloud.errors import IntercloudError, NotFound
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from intercloud import __version__
 from intercloud.cli import expansions as expansions_cli
 from intercloud.cli import output, resources
 from intercloud.cli import policies as policies_cli
-from intercloud.client import ApiClient
+from intercloud.api_client import ApiClient
 from intercloud.errors import Forbidden, IntercloudError
 
 DEFAULT_URL = "https://127.0.0.1:8700"

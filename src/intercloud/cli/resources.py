@@ -9,7 +9,7 @@ from rich.text import Text
 
 from intercloud.cli import output
 from intercloud.cli.output import Columns
-from intercloud.client import path
+from intercloud.api_client import path
 
 if TYPE_CHECKING:
     from intercloud.cli.main import State
