@@ -1,4 +1,5 @@
-"""The `intercloud` CLI against a fake agent (httpx.MockTransport injected via make_client)."""
+"""The `intercloud` CLI against a fake agent: its client factory, handed in through the root
+command's context object, builds clients on an httpx.MockTransport."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 import intercloud
-from intercloud.cli import expansions
+from intercloud.api_client import ApiClient
+from intercloud.cli import app
 from intercloud.cli import main as cli_main
-from intercloud.client import ApiClient
+from intercloud.cli.context import CliContext
 
 SECRET = "very-secret-hmac-key-0123456789"
 ADMIN = "admin-token-abcdef"
@@ -28,12 +30,19 @@ class FakeAgent:
     """Answers from a routing table {(METHOD, path): answer}; an answer is (status, json), a
     list of those (served in turn, the last one repeated) or a callable(request)."""
 
+    current: FakeAgent | None = None  # the `agent` fixture's, whose clients run() hands in
+
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], object] = {}
         self.calls: list[tuple[str, str, object]] = []
         self.tokens: list[str | None] = []
         self.clients: list[tuple[str, str | None, float]] = []
         self.cacerts: list[str | None] = []
+
+    def make_client(self, url, token, timeout, cacert=None):
+        self.clients.append((url, token, timeout))
+        self.cacerts.append(cacert)
+        return ApiClient(url, token, timeout=timeout, transport=httpx.MockTransport(self.handler))
 
     def on(self, method: str, path: str, *answers) -> None:
         self.routes[(method, path)] = list(answers)
@@ -54,14 +63,7 @@ class FakeAgent:
 @pytest.fixture
 def agent(monkeypatch):
     fake = FakeAgent()
-
-    def make_client(url, token, timeout, cacert=None):
-        fake.clients.append((url, token, timeout))
-        fake.cacerts.append(cacert)
-        return ApiClient(url, token, timeout=timeout, transport=httpx.MockTransport(fake.handler))
-
-    monkeypatch.setattr(cli_main, "make_client", make_client)
-    monkeypatch.setattr(expansions, "POLL_INTERVAL", 0.001)
+    monkeypatch.setattr(FakeAgent, "current", fake)
     for var in (
         "INTERCLOUD_URL",
         "INTERCLOUD_TOKEN",
@@ -74,7 +76,9 @@ def agent(monkeypatch):
 
 
 def run(*args: str, env: dict[str, str] | None = None, code: int = 0):
-    result = CliRunner().invoke(cli_main.cli, list(args), env=env)
+    fake = FakeAgent.current
+    state = CliContext(make_client=fake.make_client, poll_interval=0.001) if fake else None
+    result = CliRunner().invoke(cli_main.cli, list(args), env=env, obj=state)
     assert result.exit_code == code, (result.output, result.exception)
     return result
 
@@ -395,7 +399,7 @@ def test_usage_errors_are_one_line_nonzero(agent):
 
 
 def test_lab_unavailable_does_not_break_the_cli(agent, monkeypatch):
-    monkeypatch.setitem(cli_main.LAZY_COMMANDS, "lab", "intercloud_no_such_mod:lab")
+    monkeypatch.setitem(app.LAZY_COMMANDS, "lab", "intercloud_no_such_mod:lab")
     result = run("--help")
     for name in ("agent", "agreement", "expansion", "lab", "link", "network", "peer", "replica"):
         assert name in result.stdout
@@ -417,7 +421,7 @@ def test_lab_is_loaded_lazily(monkeypatch):
 
     module.lab = lab
     monkeypatch.setitem(sys.modules, "fake_lab_cli", module)
-    monkeypatch.setitem(cli_main.LAZY_COMMANDS, "lab", "fake_lab_cli:lab")
+    monkeypatch.setitem(app.LAZY_COMMANDS, "lab", "fake_lab_cli:lab")
     result = run("lab", "up")
     assert result.stdout == "lab is up\n"
 
@@ -435,7 +439,7 @@ def test_agent_command_calls_run(monkeypatch, tmp_path):
 def test_main_entry_point_errors(agent, capsys):
     agent.on("GET", "/v1/peers/Z", (404, {"error": {"code": "not_found", "message": "no peer Z"}}))
     with pytest.raises(SystemExit) as info:
-        cli_main.main(["peer", "show", "Z"])
+        cli_main.main(["peer", "show", "Z"], make_client=agent.make_client)
     assert info.value.code == 1
     assert capsys.readouterr().err == "error: no peer Z\n"
 
@@ -454,7 +458,7 @@ def test_python_dash_m_connection_refused():
 
 
 def test_expansion_paths_render_one_line_per_pair():
-    from intercloud.cli.expansions import paths_cell
+    from intercloud.cli.tables import paths_cell
 
     paths = [{"between": ["A", "B"], "via": None}, {"between": ["B", "C"], "via": "A"}]
     assert paths_cell(paths) == "A-B direct\nB-C via A"

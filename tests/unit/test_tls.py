@@ -18,7 +18,7 @@ import pytest
 
 from intercloud import config, tls
 from intercloud.agent import pinned_ca
-from intercloud.client import ApiClient
+from intercloud.api_client import ApiClient
 from intercloud.errors import IntercloudError, Invalid, PeerError
 from intercloud.federation.client import FederationClient
 from intercloud.lab import pki

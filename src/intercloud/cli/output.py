@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from intercloud.cli.context import CliContext
+
 # (header, row key or callable(row) -> value) for print_table
 Columns = list[tuple[str, Any]]
 
@@ -177,7 +179,7 @@ def done(message: str) -> None:
     click.echo(message)
 
 
-def emit(state: Any, data: Any, render: Callable[[Any], None]) -> None:
+def emit(state: CliContext, data: Any, render: Callable[[Any], None]) -> None:
     """Raw JSON with --json (nothing for an empty answer), else `render(data)`."""
     if state.json:
         if data is not None:
@@ -186,10 +188,10 @@ def emit(state: Any, data: Any, render: Callable[[Any], None]) -> None:
         render(data)
 
 
-def show_list(state: Any, api_path: str, columns: Columns, empty: str) -> None:
+def show_list(state: CliContext, api_path: str, columns: Columns, empty: str) -> None:
     rows = state.client.get(api_path) or []
     emit(state, rows, lambda r: print_table(r, columns, empty=empty))
 
 
-def deleted(state: Any, answer: Any, what: str) -> None:
+def deleted(state: CliContext, answer: Any, what: str) -> None:
     emit(state, answer, lambda _: done(f"deleted {what}"))

@@ -1,30 +1,15 @@
-"""CLI groups for IKE and IPsec policies (admin token): the provider's crypto."""
+"""The commands that create IKE and IPsec policies (admin token): the provider's crypto
+(their list/show/delete: `cli.resources`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from intercloud.cli import output
-from intercloud.cli.output import Columns
-from intercloud.client import path
-
-if TYPE_CHECKING:
-    from intercloud.cli.main import State
-
-IKE_COLUMNS: Columns = [
-    ("NAME", "name"),
-    ("VERSION", "version"),
-    ("PROPOSALS", "proposals"),
-    ("LIFETIME", "lifetime"),
-]
-IPSEC_COLUMNS: Columns = [
-    ("NAME", "name"),
-    ("PROPOSALS", "proposals"),
-    ("MODE", "mode"),
-    ("LIFETIME", "lifetime"),
-]
+from intercloud.cli.context import CliContext
+from intercloud.cli.resources import IKE_POLICIES, IPSEC_POLICIES, make_group
 
 
 def _algorithms(value: str | None) -> list[str] | None:
@@ -37,31 +22,7 @@ def _body(name: str, **fields: Any) -> dict[str, Any]:
     return body
 
 
-def _crud(group: click.Group, kind: str, url: str, columns: Columns) -> None:
-    @group.command("list")
-    @click.pass_obj
-    def _list(state: State) -> None:
-        """List policies."""
-        output.show_list(state, f"/v1/{url}", columns, f"no {kind} policies (the default applies)")
-
-    @group.command("show")
-    @click.argument("name")
-    @click.pass_obj
-    def _show(state: State, name: str) -> None:
-        """Show policy NAME."""
-        output.emit(state, state.client.get(path("v1", url, name)), output.print_object)
-
-    @group.command("delete")
-    @click.argument("name")
-    @click.pass_obj
-    def _delete(state: State, name: str) -> None:
-        """Delete policy NAME (refused while a link uses it)."""
-        output.deleted(state, state.client.delete(path("v1", url, name)), f"{kind} policy {name}")
-
-
-@click.group("ike-policy")
-def ike_policy() -> None:
-    """IKE policies for links (admin token)."""
+ike_policy = make_group(IKE_POLICIES)
 
 
 @ike_policy.command("create")
@@ -74,7 +35,7 @@ def ike_policy() -> None:
 @click.option("--lifetime", type=int, default=None, help="IKE SA rekey time, seconds.")
 @click.pass_obj
 def ike_create(
-    state: State,
+    state: CliContext,
     name: str,
     ike_version: int | None,
     encryption: str | None,
@@ -96,9 +57,7 @@ def ike_create(
     output.emit(state, state.client.post("/v1/ike-policies", body), output.print_object)
 
 
-@click.group("ipsec-policy")
-def ipsec_policy() -> None:
-    """IPsec (ESP) policies for links (admin token)."""
+ipsec_policy = make_group(IPSEC_POLICIES)
 
 
 @ipsec_policy.command("create")
@@ -110,7 +69,7 @@ def ipsec_policy() -> None:
 @click.option("--mode", type=click.Choice(["transport", "tunnel"]), default=None)
 @click.pass_obj
 def ipsec_create(
-    state: State,
+    state: CliContext,
     name: str,
     encryption: str | None,
     integrity: str | None,
@@ -130,6 +89,4 @@ def ipsec_create(
     output.emit(state, state.client.post("/v1/ipsec-policies", body), output.print_object)
 
 
-_crud(ike_policy, "IKE", "ike-policies", IKE_COLUMNS)
-_crud(ipsec_policy, "IPsec", "ipsec-policies", IPSEC_COLUMNS)
 GROUPS = [ike_policy, ipsec_policy]

@@ -1,432 +1,148 @@
-"""CLI groups for the admin API (admin token): peer, link, agreement, replica."""
+"""Every resource's command group with its `list`, `show` and `delete` commands, made by one
+factory from one table; the modules of the groups add the commands that differ (create,
+update, `expansion delete --wait`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import click
-from rich.text import Text
 
-from intercloud.cli import output
+from intercloud.api_client import path
+from intercloud.cli import output, tables
+from intercloud.cli.context import CliContext
 from intercloud.cli.output import Columns
-from intercloud.client import path
-
-if TYPE_CHECKING:
-    from intercloud.cli.main import State
 
 
-PEER_COLUMNS: Columns = [
-    ("NAME", "name"),
-    ("FEDERATION URL", "federation_url"),
-    ("UNDERLAY", "underlay_endpoint"),
-    ("PINNED CA", lambda r: "yes" if r.get("tls_ca_sha256") else "-"),
-    ("CREATED", "created_at"),
-]
-LINK_COLUMNS: Columns = [
-    ("PEER", "peer"),
-    ("LOCAL", "local_endpoint"),
-    ("REMOTE", "remote_endpoint"),
-    ("TYPE", "tunnel_type"),
-    ("MTU", "mtu"),
-    ("ENABLED", "enabled"),
-    ("STATE", lambda r: output.link_state(r)[0]),
-    ("IPSEC", output.ipsec_summary),
-    ("VM MTU", lambda r: (r.get("mtu_budget") or {}).get("vm_mtu")),
-    ("REASON", lambda r: output.link_state(r)[1]),
-]
-AGREEMENT_COLUMNS: Columns = [
-    ("PEER", "peer"),
-    ("PROJECTS", "projects"),
-    ("PEER PROJECTS", "peer_projects"),
-    ("MAX EXPANSIONS", "max_expansions_per_project"),
-]
-REPLICA_COLUMNS: Columns = [
-    ("ID", "id"),
-    ("PEER", "peer"),
-    ("PROJECT", "project"),
-    ("ORIGIN PROJECT", "origin_project"),
-    ("NETWORK", "network"),
-    ("CIDR", "cidr"),
-    ("VNI", "vni"),
-    ("BRIDGE", "bridge"),
-    ("STATUS", "status"),
-    ("REASON", "reason"),
-]
+@dataclass(frozen=True)
+class Resource:
+    group: str  # the command group: `intercloud peer ...`
+    help: str  # the group's help
+    path: str  # its collection in the API: /v1/<path>, one of them /v1/<path>/<name>
+    columns: Columns  # of `list`
+    list_help: str
+    empty: str  # what `list` prints when there are none
+    metavar: str = "NAME"  # how the help names the argument of `show` and `delete`
+    show_help: str | None = None  # None: no `show` command
+    render: Callable[[Any], None] = output.print_object  # the answer of `show`
+    delete_help: str | None = None  # None: no generated `delete` command
+    deleted: str = ""  # what `delete` removed, `{}` standing for the name: "peer {}"
 
 
-def _show_link(link: dict[str, Any]) -> None:
-    state, reason, checked = output.link_state(link)
-    line = output.fmt(state) + (f" - {reason}" if reason else "")
-    if checked:
-        line += f" (checked {checked})"
-    style = output.STATE_STYLES.get(output.fmt(state), "")
-    output.print_object(link, extra={"status": Text(line, style=style)})
-
-
-def read_secret(
-    state: State, value: str | None, file: Any, option: str, *, required: bool
-) -> str | None:
-    """A secret from `--x VALUE` or `--x-file FILE`; remembered so that no output shows it."""
-    if value is not None and file is not None:
-        raise click.UsageError(f"give exactly one of {option} or {option}-file")
-    if file is not None:
-        value = file.read().rstrip("\r\n")
-        if not value:
-            raise click.UsageError(f"{option}-file: the file is empty")
-    if value is None and required:
-        raise click.UsageError(f"give exactly one of {option} or {option}-file")
-    if value:
-        state.secrets.append(value)
-    return value
-
-
-# --- peers ------------------------------------------------------------------------------------
-
-CA_FILE_HELP = (
-    "PEM file of the CA (or the peer's own certificate) its TLS certificate must chain to "
-    "(pinned; default: the system's CAs)."
+PEERS = Resource(
+    group="peer",
+    help="Peer clouds (admin token).",
+    path="peers",
+    columns=tables.PEER_COLUMNS,
+    list_help="List peer clouds.",
+    empty="no peers",
+    show_help="Show peer cloud NAME.",
+    delete_help="Remove peer cloud NAME (refused while a link or agreement names it).",
+    deleted="peer {}",
+)
+LINKS = Resource(
+    group="link",
+    help="Tunnels to peer clouds (admin token).",
+    path="links",
+    columns=tables.LINK_COLUMNS,
+    list_help="List links and their state.",
+    empty="no links",
+    metavar="PEER",
+    show_help="Show the link to PEER.",
+    render=tables.show_link,
+    delete_help="Remove the link to PEER (refused while expansions or replicas use it).",
+    deleted="link to {}",
+)
+AGREEMENTS = Resource(
+    group="agreement",
+    help="Which projects may expand to and from a peer (admin token).",
+    path="agreements",
+    columns=tables.AGREEMENT_COLUMNS,
+    list_help="List agreements.",
+    empty="no agreements",
+    metavar="PEER",
+    show_help="Show the agreement with PEER.",
+    delete_help="Remove the agreement with PEER.",
+    deleted="agreement with {}",
+)
+REPLICAS = Resource(
+    group="replica",
+    help="Networks this agent hosts for peers (admin token).",
+    path="replicas",
+    columns=tables.REPLICA_COLUMNS,
+    list_help="List replicas hosted for peers.",
+    empty="no replicas",
+)
+IKE_POLICIES = Resource(
+    group="ike-policy",
+    help="IKE policies for links (admin token).",
+    path="ike-policies",
+    columns=tables.IKE_COLUMNS,
+    list_help="List policies.",
+    empty="no IKE policies (the default applies)",
+    show_help="Show policy NAME.",
+    delete_help="Delete policy NAME (refused while a link uses it).",
+    deleted="IKE policy {}",
+)
+IPSEC_POLICIES = Resource(
+    group="ipsec-policy",
+    help="IPsec (ESP) policies for links (admin token).",
+    path="ipsec-policies",
+    columns=tables.IPSEC_COLUMNS,
+    list_help="List policies.",
+    empty="no IPsec policies (the default applies)",
+    show_help="Show policy NAME.",
+    delete_help="Delete policy NAME (refused while a link uses it).",
+    deleted="IPsec policy {}",
+)
+NETWORKS = Resource(
+    group="network",
+    help="Your project's networks (project token).",
+    path="networks",
+    columns=tables.NETWORK_COLUMNS,
+    list_help="List the networks your project may expand.",
+    empty="no networks",
+)
+EXPANSIONS = Resource(
+    group="expansion",
+    help="Stretch your networks to peer clouds (project token).",
+    path="expansions",
+    columns=tables.EXPANSION_COLUMNS,
+    list_help="List your project's expansions.",
+    empty="no expansions",
+    metavar="ID",
+    show_help="Show expansion ID with its per-peer status.",
+    render=tables.show_expansion,
 )
 
 
-@click.group()
-def peer() -> None:
-    """Peer clouds (admin token)."""
+def make_group(resource: Resource) -> click.Group:
+    """The resource's group with `list`, and `show` and `delete` where the table has them."""
+    r = resource
+    group = click.Group(r.group, help=r.help)
 
+    @group.command("list", help=r.list_help)
+    @click.pass_obj
+    def list_all(state: CliContext) -> None:
+        output.show_list(state, path("v1", r.path), r.columns, r.empty)
 
-@peer.command("create")
-@click.argument("name")
-@click.option("--url", "federation_url", required=True, help="The peer agent's federation URL.")
-@click.option("--endpoint", "underlay_endpoint", required=True, help="The peer's underlay IP.")
-@click.option("--key", default=None, help="Shared HMAC key, >= 16 chars (prefer --key-file).")
-@click.option(
-    "--key-file", type=click.File("r"), default=None, help="Read the key from a file ('-': stdin)."
-)
-@click.option("--ca-file", type=click.File("r"), default=None, help=CA_FILE_HELP)
-@click.pass_obj
-def peer_create(
-    state: State,
-    name: str,
-    federation_url: str,
-    underlay_endpoint: str,
-    key: str | None,
-    key_file: Any,
-    ca_file: Any,
-) -> None:
-    """Register peer cloud NAME (its own agent.name)."""
-    key = read_secret(state, key, key_file, "--key", required=True)
-    body = {
-        "name": name,
-        "federation_url": federation_url,
-        "underlay_endpoint": underlay_endpoint,
-        "key": key,
-    }
-    if ca_file is not None:
-        body["tls_ca"] = ca_file.read()
-    output.emit(state, state.client.post("/v1/peers", body), output.print_object)
+    if r.show_help is not None:
 
+        @group.command("show", help=r.show_help)
+        @click.argument("name", metavar=r.metavar)
+        @click.pass_obj
+        def show(state: CliContext, name: str) -> None:
+            output.emit(state, state.client.get(path("v1", r.path, name)), r.render)
 
-@peer.command("update")
-@click.argument("name")
-@click.option("--url", "federation_url", default=None, help="A new federation URL.")
-@click.option("--ca-file", type=click.File("r"), default=None, help=CA_FILE_HELP)
-@click.option("--no-ca", is_flag=True, help="Unpin: trust the system's CAs for this peer.")
-@click.pass_obj
-def peer_update(
-    state: State, name: str, federation_url: str | None, ca_file: Any, no_ca: bool
-) -> None:
-    """Change peer NAME's federation URL or pinned TLS CA."""
-    if ca_file is not None and no_ca:
-        raise click.UsageError("give at most one of --ca-file or --no-ca")
-    body: dict[str, Any] = {}
-    if federation_url is not None:
-        body["federation_url"] = federation_url
-    if ca_file is not None or no_ca:
-        body["tls_ca"] = None if no_ca else ca_file.read()
-    if not body:
-        raise click.UsageError("nothing to change (give --url, --ca-file or --no-ca)")
-    output.emit(state, state.client.patch(path("v1", "peers", name), body), output.print_object)
+    if r.delete_help is not None:
 
+        @group.command("delete", help=r.delete_help)
+        @click.argument("name", metavar=r.metavar)
+        @click.pass_obj
+        def delete(state: CliContext, name: str) -> None:
+            answer = state.client.delete(path("v1", r.path, name))
+            output.deleted(state, answer, r.deleted.format(name))
 
-@peer.command("list")
-@click.pass_obj
-def peer_list(state: State) -> None:
-    """List peer clouds."""
-    output.show_list(state, "/v1/peers", PEER_COLUMNS, "no peers")
-
-
-@peer.command("show")
-@click.argument("name")
-@click.pass_obj
-def peer_show(state: State, name: str) -> None:
-    """Show peer cloud NAME."""
-    output.emit(state, state.client.get(path("v1", "peers", name)), output.print_object)
-
-
-@peer.command("delete")
-@click.argument("name")
-@click.pass_obj
-def peer_delete(state: State, name: str) -> None:
-    """Remove peer cloud NAME (refused while a link or agreement names it)."""
-    output.deleted(state, state.client.delete(path("v1", "peers", name)), f"peer {name}")
-
-
-# --- links ------------------------------------------------------------------------------------
-
-
-@click.group()
-def link() -> None:
-    """Tunnels to peer clouds (admin token)."""
-
-
-@link.command("create")
-@click.argument("peer_name", metavar="PEER")
-@click.option("--local", "local_endpoint", required=True, help="This cloud's tunnel endpoint IP.")
-@click.option("--remote", "remote_endpoint", default=None, help="Default: the peer's underlay.")
-@click.option("--tunnel-type", default=None, help="Tunnel type (default vxlan).")
-@click.option("--mtu", type=int, default=None, help="Tunnel MTU (default 1500).")
-@click.option("--disabled", is_flag=True, help="Create the link disabled.")
-@click.option("--unencrypted", is_flag=True, help="No IPsec (links are encrypted by default).")
-@click.option("--psk", default=None, help="IPsec pre-shared key (prefer --psk-file).")
-@click.option("--psk-file", type=click.File("r"), default=None, help="Read the PSK from a file.")
-@click.option("--ike-policy", default=None, help="IKE policy name (default: built-in default).")
-@click.option("--ipsec-policy", default=None, help="IPsec policy name (default: built-in).")
-@click.option(
-    "--peer-tunnel-endpoint",
-    default=None,
-    help="The peer's own address when it sits behind NAT (else learned from the peer).",
-)
-@click.pass_obj
-def link_create(
-    state: State,
-    peer_name: str,
-    local_endpoint: str,
-    remote_endpoint: str | None,
-    tunnel_type: str | None,
-    mtu: int | None,
-    disabled: bool,
-    unencrypted: bool,
-    psk: str | None,
-    psk_file: Any,
-    ike_policy: str | None,
-    ipsec_policy: str | None,
-    peer_tunnel_endpoint: str | None,
-) -> None:
-    """Create the link to PEER (encrypted with IPsec unless --unencrypted)."""
-    body: dict[str, Any] = {"peer": peer_name, "local_endpoint": local_endpoint}
-    body["encrypted"] = not unencrypted
-    psk = read_secret(state, psk, psk_file, "--psk", required=False)
-    for key, value in (
-        ("psk", psk),
-        ("ike_policy", ike_policy),
-        ("ipsec_policy", ipsec_policy),
-        ("peer_tunnel_endpoint", peer_tunnel_endpoint),
-    ):
-        if value is not None:
-            body[key] = value
-    if remote_endpoint is not None:
-        body["remote_endpoint"] = remote_endpoint
-    if tunnel_type is not None:
-        body["tunnel_type"] = tunnel_type
-    if mtu is not None:
-        body["mtu"] = mtu
-    body["enabled"] = not disabled
-    output.emit(state, state.client.post("/v1/links", body), _show_link)
-
-
-@link.command("list")
-@click.pass_obj
-def link_list(state: State) -> None:
-    """List links and their state."""
-    output.show_list(state, "/v1/links", LINK_COLUMNS, "no links")
-
-
-@link.command("show")
-@click.argument("peer_name", metavar="PEER")
-@click.pass_obj
-def link_show(state: State, peer_name: str) -> None:
-    """Show the link to PEER."""
-    output.emit(state, state.client.get(path("v1", "links", peer_name)), _show_link)
-
-
-@link.command("update")
-@click.argument("peer_name", metavar="PEER")
-@click.option("--enable/--disable", "enabled", default=None, help="Enable or disable the link.")
-@click.option("--mtu", type=int, default=None, help="New tunnel MTU.")
-@click.option("--psk", default=None, help="New IPsec pre-shared key (prefer --psk-file).")
-@click.option("--psk-file", type=click.File("r"), default=None, help="Read the PSK from a file.")
-@click.option("--ike-policy", default=None, help="IKE policy name.")
-@click.option("--ipsec-policy", default=None, help="IPsec policy name.")
-@click.pass_obj
-def link_update(
-    state: State,
-    peer_name: str,
-    enabled: bool | None,
-    mtu: int | None,
-    psk: str | None,
-    psk_file: Any,
-    ike_policy: str | None,
-    ipsec_policy: str | None,
-) -> None:
-    """Enable, disable, re-size or re-key the link to PEER."""
-    body: dict[str, Any] = {}
-    psk = read_secret(state, psk, psk_file, "--psk", required=False)
-    for key, value in (
-        ("enabled", enabled),
-        ("mtu", mtu),
-        ("psk", psk),
-        ("ike_policy", ike_policy),
-        ("ipsec_policy", ipsec_policy),
-    ):
-        if value is not None:
-            body[key] = value
-    if not body:
-        raise click.UsageError(
-            "nothing to update: give --enable/--disable, --mtu, --psk or a policy"
-        )
-    output.emit(state, state.client.patch(path("v1", "links", peer_name), body), _show_link)
-
-
-@link.command("delete")
-@click.argument("peer_name", metavar="PEER")
-@click.pass_obj
-def link_delete(state: State, peer_name: str) -> None:
-    """Remove the link to PEER (refused while expansions or replicas use it)."""
-    output.deleted(
-        state, state.client.delete(path("v1", "links", peer_name)), f"link to {peer_name}"
-    )
-
-
-# --- agreements -------------------------------------------------------------------------------
-
-
-@click.group()
-def agreement() -> None:
-    """Which projects may expand to and from a peer (admin token)."""
-
-
-_projects = click.option(
-    "--project",
-    "projects",
-    multiple=True,
-    help="Local project that may expand to the peer ('*' = all); repeatable.",
-)
-_peer_projects = click.option(
-    "--peer-project",
-    "peer_projects",
-    multiple=True,
-    help="Peer project that may expand into this cloud ('*' = all); repeatable.",
-)
-_max_expansions = click.option(
-    "--max-expansions", type=int, default=None, help="Expansions per project (default 10)."
-)
-_default_rate = click.option(
-    "--default-rate",
-    type=float,
-    default=None,
-    metavar="MBIT",
-    help="Egress limit per expansion toward the peer when it sets none (Mbit/s).",
-)
-
-
-@agreement.command("create")
-@click.argument("peer_name", metavar="PEER")
-@_projects
-@_peer_projects
-@_max_expansions
-@_default_rate
-@click.pass_obj
-def agreement_create(
-    state: State,
-    peer_name: str,
-    projects: tuple[str, ...],
-    peer_projects: tuple[str, ...],
-    max_expansions: int | None,
-    default_rate: float | None,
-) -> None:
-    """Create the agreement with PEER."""
-    body: dict[str, Any] = {
-        "peer": peer_name,
-        "projects": list(projects),
-        "peer_projects": list(peer_projects),
-    }
-    if max_expansions is not None:
-        body["max_expansions_per_project"] = max_expansions
-    if default_rate is not None:
-        body["default_rate_mbit"] = default_rate
-    output.emit(state, state.client.post("/v1/agreements", body), output.print_object)
-
-
-@agreement.command("list")
-@click.pass_obj
-def agreement_list(state: State) -> None:
-    """List agreements."""
-    output.show_list(state, "/v1/agreements", AGREEMENT_COLUMNS, "no agreements")
-
-
-@agreement.command("show")
-@click.argument("peer_name", metavar="PEER")
-@click.pass_obj
-def agreement_show(state: State, peer_name: str) -> None:
-    """Show the agreement with PEER."""
-    output.emit(state, state.client.get(path("v1", "agreements", peer_name)), output.print_object)
-
-
-@agreement.command("update")
-@click.argument("peer_name", metavar="PEER")
-@_projects
-@_peer_projects
-@_max_expansions
-@_default_rate
-@click.pass_obj
-def agreement_update(
-    state: State,
-    peer_name: str,
-    projects: tuple[str, ...],
-    peer_projects: tuple[str, ...],
-    max_expansions: int | None,
-    default_rate: float | None,
-) -> None:
-    """Change the agreement with PEER; a given project list replaces the old one."""
-    body: dict[str, Any] = {}
-    if projects:
-        body["projects"] = list(projects)
-    if peer_projects:
-        body["peer_projects"] = list(peer_projects)
-    if max_expansions is not None:
-        body["max_expansions_per_project"] = max_expansions
-    if default_rate is not None:
-        body["default_rate_mbit"] = default_rate
-    if not body:
-        raise click.UsageError(
-            "nothing to update: give --project, --peer-project, --max-expansions "
-            "and/or --default-rate"
-        )
-    answer = state.client.patch(path("v1", "agreements", peer_name), body)
-    output.emit(state, answer, output.print_object)
-
-
-@agreement.command("delete")
-@click.argument("peer_name", metavar="PEER")
-@click.pass_obj
-def agreement_delete(state: State, peer_name: str) -> None:
-    """Remove the agreement with PEER."""
-    answer = state.client.delete(path("v1", "agreements", peer_name))
-    output.deleted(state, answer, f"agreement with {peer_name}")
-
-
-# --- replicas --------------------------------------------------------------------
-
-
-@click.group()
-def replica() -> None:
-    """Networks this agent hosts for peers (admin token)."""
-
-
-@replica.command("list")
-@click.pass_obj
-def replica_list(state: State) -> None:
-    """List replicas hosted for peers."""
-    output.show_list(state, "/v1/replicas", REPLICA_COLUMNS, "no replicas")
-
-
-GROUPS = [peer, link, agreement, replica]
+    return group

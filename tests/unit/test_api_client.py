@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from intercloud.client import ApiClient, path
+from intercloud.api_client import ApiClient, path
 from intercloud.errors import (
     Conflict,
     Forbidden,

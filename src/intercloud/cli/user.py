@@ -1,73 +1,20 @@
-"""CLI groups for the user API (project token): network and expansion."""
+"""The user API's commands (project token) that differ per resource: `expansion create`,
+`update` and `delete` with their --wait (the rest: `cli.resources`)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from intercloud.api_client import path
 from intercloud.cli import output
-from intercloud.cli.output import Columns
-from intercloud.client import path
+from intercloud.cli.context import CliContext
+from intercloud.cli.resources import EXPANSIONS, NETWORKS, make_group
+from intercloud.cli.tables import show_expansion
 from intercloud.errors import IntercloudError, NotFound
-
-if TYPE_CHECKING:
-    from intercloud.cli.main import State
-
-# Seconds between polls for --wait; tests make it tiny.
-POLL_INTERVAL = 1.0
-
-NETWORK_COLUMNS: Columns = [
-    ("NAME", "name"),
-    ("PROJECT", "project"),
-    ("CIDR", "cidr"),
-    ("EXPANSION", "expansion"),
-]
-EXPANSION_COLUMNS: Columns = [
-    ("ID", "id"),
-    ("NETWORK", "network"),
-    ("CIDR", "cidr"),
-    ("STATUS", "status"),
-    ("PEERS", lambda r: output.peers_cell(r.get("peers"))),
-]
-
-
-def paths_cell(paths: list[dict[str, Any]] | None) -> str:
-    """One line per pair of clouds: `A-B direct`, `B-C via A`, `C-D via B, A`, `A-E unreachable`."""
-    lines = []
-    for p in paths or []:
-        pair = "-".join(p.get("between", []))
-        if p.get("state") == "unreachable":
-            lines.append(f"{pair} unreachable")
-        elif p.get("via"):
-            lines.append(f"{pair} via {', '.join(p['via'])}")
-        else:
-            lines.append(f"{pair} direct")
-    return "\n".join(lines) or "-"
-
-
-def _show_expansion(exp: dict[str, Any]) -> None:
-    output.print_object(
-        exp,
-        extra={"peers": output.peers_cell(exp.get("peers")), "paths": paths_cell(exp.get("paths"))},
-    )
-
-
-@click.group()
-def network() -> None:
-    """Your project's networks (project token)."""
-
-
-@network.command("list")
-@click.pass_obj
-def network_list(state: State) -> None:
-    """List the networks your project may expand."""
-    output.show_list(state, "/v1/networks", NETWORK_COLUMNS, "no networks")
-
-
-# --- expansions -------------------------------------------------------------------------------
 
 SETTLED = {"active", "error"}
 
@@ -76,8 +23,15 @@ def _summary(exp: dict[str, Any]) -> str:
     return "; ".join(output.peer_line(p) for p in exp.get("peers") or []) or "no peers"
 
 
-def _poll(fetch: Callable[[], Any], current: Any, done: Callable[[Any], bool], wait: float):
-    """Fetches until `done(answer)` or `wait` seconds pass; (last answer, done?)."""
+def _poll(
+    state: CliContext,
+    fetch: Callable[[], Any],
+    current: Any,
+    done: Callable[[Any], bool],
+    wait: float,
+) -> tuple[Any, bool]:
+    """Fetches every `state.poll_interval` seconds until `done(answer)` or `wait` seconds pass;
+    (last answer, done?)."""
     deadline = time.monotonic() + wait
     while True:
         if done(current):
@@ -85,13 +39,11 @@ def _poll(fetch: Callable[[], Any], current: Any, done: Callable[[Any], bool], w
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return current, False
-        time.sleep(min(POLL_INTERVAL, remaining))
+        time.sleep(min(state.poll_interval, remaining))
         current = fetch()
 
 
-@click.group()
-def expansion() -> None:
-    """Stretch your networks to peer clouds (project token)."""
+expansion = make_group(EXPANSIONS)
 
 
 @expansion.command("create")
@@ -110,7 +62,7 @@ def expansion() -> None:
 )
 @click.pass_obj
 def expansion_create(
-    state: State,
+    state: CliContext,
     network_name: str,
     peers: tuple[str, ...],
     vni: int | None,
@@ -125,15 +77,15 @@ def expansion_create(
         body["rate_mbit"] = rate
     exp = state.client.post("/v1/expansions", body)
     if wait is None:
-        output.emit(state, exp, _show_expansion)
+        output.emit(state, exp, show_expansion)
         return
     exp_path = path("v1", "expansions", exp["id"])
 
     def settled(e: dict[str, Any]) -> bool:
         return all(p.get("status") in SETTLED for p in e.get("peers") or [])
 
-    exp, ok = _poll(lambda: state.client.get(exp_path), exp, settled, wait)
-    output.emit(state, exp, _show_expansion)
+    exp, ok = _poll(state, lambda: state.client.get(exp_path), exp, settled, wait)
+    output.emit(state, exp, show_expansion)
     if not ok:
         raise IntercloudError(f"expansion {exp['id']} not ready after {wait:g}s: {_summary(exp)}")
     failed = [p for p in exp.get("peers") or [] if p.get("status") == "error"]
@@ -147,27 +99,14 @@ def expansion_create(
 @click.option("--rate", type=float, default=None, metavar="MBIT", help="New egress limit, Mbit/s.")
 @click.option("--no-rate", is_flag=True, help="Remove the expansion's own limit.")
 @click.pass_obj
-def expansion_update(state: State, expansion_id: str, rate: float | None, no_rate: bool) -> None:
+def expansion_update(
+    state: CliContext, expansion_id: str, rate: float | None, no_rate: bool
+) -> None:
     """Change expansion ID's egress limit toward its peers."""
     if (rate is None) == (not no_rate):
         raise click.UsageError("give exactly one of --rate or --no-rate")
     answer = state.client.patch(path("v1", "expansions", expansion_id), {"rate_mbit": rate})
-    output.emit(state, answer, _show_expansion)
-
-
-@expansion.command("list")
-@click.pass_obj
-def expansion_list(state: State) -> None:
-    """List your project's expansions."""
-    output.show_list(state, "/v1/expansions", EXPANSION_COLUMNS, "no expansions")
-
-
-@expansion.command("show")
-@click.argument("expansion_id", metavar="ID")
-@click.pass_obj
-def expansion_show(state: State, expansion_id: str) -> None:
-    """Show expansion ID with its per-peer status."""
-    output.emit(state, state.client.get(path("v1", "expansions", expansion_id)), _show_expansion)
+    output.emit(state, answer, show_expansion)
 
 
 @expansion.command("delete")
@@ -180,7 +119,7 @@ def expansion_show(state: State, expansion_id: str) -> None:
     help="Wait until both sides have removed it (exit 1 on time-out).",
 )
 @click.pass_obj
-def expansion_delete(state: State, expansion_id: str, wait: float | None) -> None:
+def expansion_delete(state: CliContext, expansion_id: str, wait: float | None) -> None:
     """Remove expansion ID from every peer."""
     exp_path = path("v1", "expansions", expansion_id)
     answer = state.client.delete(exp_path)
@@ -194,7 +133,7 @@ def expansion_delete(state: State, expansion_id: str, wait: float | None) -> Non
         except NotFound:
             return None
 
-    last, ok = _poll(fetch, answer or {}, lambda e: e is None, wait)
+    last, ok = _poll(state, fetch, answer or {}, lambda e: e is None, wait)
     if not ok:
         raise IntercloudError(
             f"expansion {expansion_id} still there after {wait:g}s: {_summary(last)}"
@@ -203,4 +142,4 @@ def expansion_delete(state: State, expansion_id: str, wait: float | None) -> Non
         output.done(f"deleted expansion {expansion_id}")
 
 
-GROUPS = [network, expansion]
+GROUPS = [make_group(NETWORKS), expansion]

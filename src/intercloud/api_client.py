@@ -1,8 +1,8 @@
-"""A small HTTP client for the agent's REST API (docs/api.md).
+"""The HTTP client of the agent's REST API (docs/api.md), used by the CLI.
 
 Answers are parsed JSON (None for an empty answer such as 204); error answers become the
-matching `intercloud.errors` exception carrying the server's message, and transport failures
-become an `IntercloudError` with one readable line.
+matching `intercloud.errors` exception (through `errors.from_answer`, the one mapping) carrying
+the server's message, and transport failures become an `IntercloudError` with one readable line.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def _reason(exc: BaseException) -> str:
     return text[0].lower() + text[1:]
 
 
-def error_from_response(resp: httpx.Response) -> IntercloudError:
-    """The exception for an error answer, with the server's message and field."""
+def _error_from(resp: httpx.Response) -> IntercloudError:
+    """The exception for an error answer, with the server's message and field (or, when the
+    body says nothing usable, the status line and the start of the body)."""
     try:
         body = resp.json()
     except ValueError:
@@ -116,7 +117,7 @@ class ApiClient:
         except httpx.TransportError as exc:
             raise IntercloudError(f"cannot reach the agent at {self.url}: {_reason(exc)}") from None
         if resp.status_code >= 400:
-            raise error_from_response(resp)
+            raise _error_from(resp)
         if resp.status_code == 204 or not resp.content:
             return None
         try:
