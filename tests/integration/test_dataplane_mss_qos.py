@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -20,7 +19,8 @@ from intercloud.domain.hoststate import Bridge, HostState, Patch, Vxlan
 from intercloud.domain.mtu import link_mtu
 from intercloud.domain.plan import plan
 from intercloud.drivers.dataplane.linux import LinuxDataplane
-from tests.integration.helpers import capture, wait_for
+from tests.integration.helpers import capture
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -292,7 +292,8 @@ def test_rate_limit_per_expansion(world):
     assert ifindexes(w.ns["gwA"]) == before
     assert "tbf" not in sh(*nsx(w.ns["gwA"], "tc", "qdisc", "show", "dev", "icv100"))
     assert w.dp["gwA"].observe(P).vxlans["icv100"].rate_mbit is None
-    time.sleep(0.5)
+    old_server = ("ss", "-Hltn", "src", "10.10.1.2:5201")  # the measurement before, until it ends
+    wait_for(lambda: not sh(*nsx(w.ns["vmB1"], *old_server)).strip(), 10, 0.1, "iperf3 to exit")
     (free,) = iperf_clients(w, [("vmA1", "10.10.1.2")])
     print(f"after removing the limit {free:.1f} Mbit/s")
     assert free > 3 * RATE

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration import traffic
-from tests.integration.helpers import wait_for
 from tests.integration.test_expansion import expand, ping, shrink
+from tests.waiting import wait_for
 
 MARKER = b"INTERCLOUD-CLEARTEXT-MARKER"
 

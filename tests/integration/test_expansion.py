@@ -8,7 +8,8 @@ import sys
 import time
 
 from intercloud.errors import NotFound
-from tests.integration.helpers import capture, wait_for
+from tests.integration.helpers import capture
+from tests.waiting import wait_for
 
 
 def links_in(lab, cloud: str, prefix: str = "ic") -> set[str]:

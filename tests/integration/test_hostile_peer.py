@@ -20,9 +20,9 @@ import pytest
 
 from intercloud.lab import netns
 from intercloud.lab.topology import AGENT_PORT, Lab
-from tests.integration.helpers import wait_for
 from tests.unit import hostile_peer
 from tests.unit.hostile_peer import HOSTILE, PWNED
+from tests.waiting import wait_for
 
 SERVER = Path(hostile_peer.__file__)
 # what A's log may say it did to its host: our own objects only

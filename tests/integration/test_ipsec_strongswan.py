@@ -22,7 +22,8 @@ import pytest
 from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.drivers.ipsec.charon import Charon
 from intercloud.drivers.ipsec.strongswan import StrongswanIpsec
-from tests.integration.helpers import capture, wait_for
+from tests.integration.helpers import capture
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import subprocess
-import time
 
 import pytest
 
@@ -28,6 +27,7 @@ from intercloud.lab import netns
 from intercloud.lab import ovs as labovs
 from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
 from tests.integration.helpers import capture
+from tests.waiting import wait_for
 
 PREFIX = "ic"
 VM_MTU = 1400  # room for any of the three encapsulations on a 1500-byte underlay
@@ -364,16 +364,13 @@ def iperf(lab: Lab, gw: str, net: int, dst_gw: str, dst: str, seconds: int = 2) 
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(50):  # until the server listens
-            ss = subprocess.run(
-                netns.exec_argv(lab.vm(dst_gw, net), ["ss", "-ltnH", "sport = :5201"]),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if ss.stdout.strip():
-                break
-            time.sleep(0.1)
+        listening = netns.exec_argv(lab.vm(dst_gw, net), ["ss", "-ltnH", "sport = :5201"])
+        wait_for(
+            lambda: subprocess.run(listening, capture_output=True, text=True).stdout.strip(),
+            5,
+            0.1,
+            "iperf3 to listen",
+        )
         out = subprocess.run(
             netns.exec_argv(lab.vm(gw, net), ["iperf3", "-c", dst, "-t", str(seconds), "-J"]),
             capture_output=True,

@@ -16,8 +16,9 @@ import time
 import pytest
 
 from intercloud.lab.topology import Lab
-from tests.integration.helpers import capture, wait_for
+from tests.integration.helpers import capture
 from tests.integration.test_expansion import expand, ping, shrink
+from tests.waiting import wait_for
 
 IPS = {"A": "10.10.0.1", "B": "10.10.0.2", "C": "10.10.0.3", "D": "10.10.0.4"}
 

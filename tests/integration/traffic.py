@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
+
+from tests.waiting import wait_for
 
 TCP_SINK = r"""
 import hashlib, socket, sys
@@ -88,7 +89,13 @@ def iperf3_server(lab, target: str) -> subprocess.Popen[str]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    time.sleep(0.5)
+    listening = ["ip", "netns", "exec", lab.namespace(target), "ss", "-Hltn", "sport = :5201"]
+    wait_for(
+        lambda: subprocess.run(listening, capture_output=True, text=True).stdout.strip(),
+        10,
+        0.1,
+        f"iperf3 to listen in {target}",
+    )
     return proc
 
 
