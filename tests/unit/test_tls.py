@@ -21,8 +21,8 @@ from intercloud.client import ApiClient
 from intercloud.errors import IntercloudError, Invalid, PeerError
 from intercloud.federation.client import FederationClient
 from intercloud.lab import pki
+from tests.functional.federation_harness import Router, make_agent
 from tests.unit import agent_process
-from tests.unit.federation_harness import Router, make_agent
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
