@@ -159,15 +159,11 @@ def test_a_lane_lost_moves_its_flows_to_lane_0_and_returns(lanes_lab):
     assert bytes_out(lab, "A", 1) - before > 1_000_000  # lane 1 carries flows again
 
 
-def test_steering_back_to_one_lane_removes_table_and_rules():
-    ns = "icl" + secrets.token_hex(3)
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        assert LaneSteering(3, 4789, netns=ns).ensure() is True
-        assert LaneSteering(3, 4789, netns=ns).rules() == {(111, 0x1D1, 221), (112, 0x1D2, 222)}
-        one = LaneSteering(1, 4789, netns=ns)
-        assert one.ensure() is True
-        assert one.rules() == set() and one.tag() is None
-        assert one.ensure() is False
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=True)
+def test_steering_back_to_one_lane_removes_table_and_rules(namespaces):
+    ns = namespaces("lanes")
+    assert LaneSteering(3, 4789, netns=ns).ensure() is True
+    assert LaneSteering(3, 4789, netns=ns).rules() == {(111, 0x1D1, 221), (112, 0x1D2, 222)}
+    one = LaneSteering(1, 4789, netns=ns)
+    assert one.ensure() is True
+    assert one.rules() == set() and one.tag() is None
+    assert one.ensure() is False
