@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -45,6 +45,12 @@ class Namespaces:
     def veth(self, ns1: str, if1: str, ns2: str, if2: str) -> None:
         """A veth pair, `if1` in `ns1` and `if2` in `ns2`, both down and without addresses."""
         ip("-n", ns1, "link", "add", if1, "type", "veth", "peer", "name", if2, "netns", ns2)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.made)
+
+    def __len__(self) -> int:
+        return len(self.made)
 
     def close(self) -> None:
         """Every namespace made or adopted, each even if an earlier one failed to go; then
