@@ -48,7 +48,7 @@ class Capture:
 
     def stop(self) -> list[str]:
         assert self._proc is not None
-        time.sleep(0.5)
+        time.sleep(0.5)  # packets still on their way; nothing tells when the last is in
         self._proc.terminate()
         out, _ = self._proc.communicate(timeout=10)
         self.lines = [ln for ln in out.splitlines() if ln.strip()]

@@ -188,7 +188,7 @@ def test_wrong_psk_reports_auth_failure_then_recovers(env):
         assert st.ike_state != "ESTABLISHED" and not st.up
     assert ping(p["a"], "10.77.0.2", count=3)[1] == 0  # dropped by the trap, never in clear
     assert p["da"].ensure_connection(p["sa"]) is True  # re-initiates; fails again, no crash
-    time.sleep(1)
+    time.sleep(1)  # a window in which it must stay down: it is the check
     assert not p["da"].connections()["link-B"].up
     p["sb"] = replace(p["sb"], psk=PSK)  # fix it
     assert p["db"].ensure_connection(p["sb"]) is True
@@ -213,7 +213,7 @@ def test_rekey_under_traffic_loses_nothing(env):
     def watch() -> None:
         while not done.is_set():
             ids.update(c.unique_id for c in p["da"].connections()["link-B"].children)
-            time.sleep(0.2)
+            time.sleep(0.2)  # the sampler's pace
 
     first = {c.unique_id for c in p["da"].connections()["link-B"].children}
     watcher = threading.Thread(target=watch)

@@ -163,7 +163,7 @@ def test_hybrid_relays_around_a_cut_link_and_returns(lab4, net1):
     # A running ping B -> C while the B-C link is cut at the WAN, then restored.
     runner, out = running_ping(lab4, "B", "C")
     try:
-        time.sleep(1)
+        time.sleep(1)  # the ping runs a while before the cut: part of the scenario
         _wan_cut(lab4, "B", "C", on=True)
         relayed = dict(mesh, **{"B-C": "A"})
         wait_paths(lab4, uid, relayed, timeout=40)
@@ -188,7 +188,7 @@ def running_ping(lab, src: str, dst: str) -> tuple[threading.Thread, dict[str, s
         target=lambda: out.update(r=lab.exec(f"{src}/vm", argv, timeout=120).stdout)
     )
     runner.start()
-    time.sleep(1)
+    time.sleep(1)  # pings answered before the caller changes anything
     return runner, out
 
 
