@@ -7,7 +7,8 @@ APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables 
 # timing is asserted). `make test-bench` runs only that.
 PYTEST_ARGS ?=
 
-.PHONY: install install-system install-python install-openstack demo demo-openstack check test test-bench test-unit lint format clean-lab
+.PHONY: install install-system install-python install-openstack demo demo-openstack check test test-bench \
+	test-unit test-functional test-integration lint format clean-lab
 
 install: install-system install-python
 
@@ -49,8 +50,16 @@ test: install install-openstack
 test-bench: install install-openstack
 	$(PYTHON) -m pytest -q -p no:cacheprovider -m bench tests
 
+# The tiers alone: unit (pure code and fakes, one component), functional (several agents in one
+# process; no root), integration (root, namespaces, the real kernel and daemons).
 test-unit:
-	$(PYTHON) -m pytest -q tests/unit
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
+
+test-functional:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/functional
+
+test-integration: install install-openstack
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/integration
 
 lint:
 	$(PYTHON) -m ruff check src tests bench

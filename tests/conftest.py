@@ -1,5 +1,6 @@
-"""Shared fixtures: a real PostgreSQL server for the store tests, started once per session in
-a temporary directory on loopback and stopped after."""
+"""For every tier: warnings are failures in tests/unit and tests/functional; and a real
+PostgreSQL server for the store tests, started once per session in a temporary directory on
+loopback and stopped after."""
 
 from __future__ import annotations
 
@@ -9,11 +10,28 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
+
+TESTS = Path(__file__).parent
+# Not yet in tests/integration: the lab's agents outlive the Popen objects that started them by
+# design, and each such object warns that its process still runs when it is collected.
+STRICT_TIERS = (TESTS / "unit", TESTS / "functional")
+STRICT = pytest.mark.filterwarnings(
+    "error",  # applied first: the filter after it takes precedence for its own warning
+    "ignore:Using `httpx` with `starlette.testclient` is deprecated:UserWarning",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(tier in Path(item.path).parents for tier in STRICT_TIERS):
+            item.add_marker(STRICT)
 
 
 def _free_port() -> int:
@@ -25,6 +43,19 @@ def _free_port() -> int:
 def _pg_bin(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return found[-1] if found else None
+
+
+def _answers(proc: subprocess.Popen, port: int) -> bool:
+    """True once the server takes a session (it accepts TCP a moment before it does)."""
+    import psycopg
+
+    if proc.poll() is not None:
+        raise AssertionError(f"PostgreSQL exited with {proc.returncode} while starting")
+    try:
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
 
 
 @pytest.fixture(scope="session")
@@ -67,16 +98,7 @@ def postgres_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("PostgreSQL did not start") from None
-                time.sleep(0.2)
-        time.sleep(0.5)
+        wait_for(lambda: _answers(proc, port), 30, 0.2, "PostgreSQL to accept connections")
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
         proc.terminate()

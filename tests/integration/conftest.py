@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 
 import pytest
 
 from intercloud.lab.topology import Lab
+from tests.integration.namespaces import Namespaces
 
 
 def pytest_collection_modifyitems(items):
@@ -33,6 +35,16 @@ def pytest_runtest_makereport(item, call):
             except Exception as exc:  # the lab may be half gone; say so, do not mask the failure
                 report.sections.append((f"agent {cloud} log", f"unavailable: {exc}"))
     return report
+
+
+@pytest.fixture
+def namespaces() -> Iterator[Namespaces]:
+    """Fresh network namespaces for one test: `namespaces("gw")` makes `ictest-gw-<uuid8>`
+    (loopback up); all are deleted after the test, what runs in them stopped, even on failure."""
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (network namespaces); run them as root")
+    with Namespaces() as made:
+        yield made
 
 
 @pytest.fixture(scope="module")

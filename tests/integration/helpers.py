@@ -1,28 +1,12 @@
-"""Helpers for integration tests: captures and waits, all inside lab namespaces."""
+"""Helpers for integration tests: packet captures inside lab namespaces (waiting is
+tests/waiting.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    timeout: float = 30.0,
-    interval: float = 0.3,
-    what: str = "condition",
-) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 class Capture:
@@ -64,7 +48,7 @@ class Capture:
 
     def stop(self) -> list[str]:
         assert self._proc is not None
-        time.sleep(0.5)
+        time.sleep(0.5)  # packets still on their way; nothing tells when the last is in
         self._proc.terminate()
         out, _ = self._proc.communicate(timeout=10)
         self.lines = [ln for ln in out.splitlines() if ln.strip()]

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from intercloud.lab import netns
 from intercloud.lab.openstack import OpenStackServices
 from intercloud.lab.openstack_api import OpenStackApi
+from tests.integration.namespaces import Namespaces
 
 Cloud = tuple[OpenStackServices, OpenStackApi]
 
@@ -45,19 +45,16 @@ def openstack_cloud(
     are stopped and the namespace is deleted with anything left in it."""
     if os.geteuid() != 0:
         pytest.fail("integration tests need root (network namespaces); run them as root")
-    ns = ns or f"{new_prefix()}ctl"
-    netns.add_namespace(ns)
-    svc = OpenStackServices(ns, workdir, keystone_port, neutron_port)
-    api = OpenStackApi.for_services(svc)
-    try:
-        svc.start()
-        yield svc, api
-    finally:
+    with Namespaces() as made:
+        ns = made.add(ns or f"{new_prefix()}ctl")
+        svc = OpenStackServices(ns, workdir, keystone_port, neutron_port)
+        api = OpenStackApi.for_services(svc)
         try:
+            svc.start()
+            yield svc, api
+        finally:
             api.close()
             svc.stop()
-        finally:
-            netns.delete_namespace(ns)
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """MSS clamping (nftables, bridge family) and per-expansion rate limits (tc tbf) of the Linux data
 plane, measured with real TCP between VMs over VXLAN.
 
-Needs root. Every interface, nft table and qdisc lives in namespaces named
-`ictest-mq-<role>-<uuid6>`, deleted after the test even when it fails; traffic stays between
-them (underlay 198.18.0.0/24, tenants 10.10.<project>.0/24)."""
+Needs root. Every interface, nft table and qdisc lives in namespaces of the `namespaces`
+fixture (`ictest-<role>-<uuid8>`), deleted after the test even when it fails; traffic stays
+between them (underlay 198.18.0.0/24, tenants 10.10.<project>.0/24)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import uuid
 
 import pytest
 
@@ -20,7 +18,8 @@ from intercloud.domain.hoststate import Bridge, HostState, Patch, Vxlan
 from intercloud.domain.mtu import link_mtu
 from intercloud.domain.plan import plan
 from intercloud.drivers.dataplane.linux import LinuxDataplane
-from tests.integration.helpers import capture, wait_for
+from tests.integration.helpers import capture
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -41,9 +40,9 @@ def nsx(ns: str, *args: str) -> list[str]:
 
 
 @pytest.fixture
-def world():
-    """Namespaces, drivers and processes of one test, all gone at teardown."""
-    made: list[str] = []
+def world(namespaces):
+    """Namespaces, drivers and processes of one test, all gone at teardown (the namespaces
+    last: the fixture `namespaces` deletes them)."""
     drivers: list[LinuxDataplane] = []
     procs: list[subprocess.Popen] = []
 
@@ -53,10 +52,7 @@ def world():
             self.dp: dict[str, LinuxDataplane] = {}
 
         def make(self, role: str) -> str:
-            name = f"ictest-mq-{role}-{uuid.uuid4().hex[:6]}"
-            sh("ip", "netns", "add", name)
-            made.append(name)
-            sh("ip", "-n", name, "link", "set", "lo", "up")
+            name = namespaces(role)
             self.ns[role] = name
             return name
 
@@ -80,8 +76,6 @@ def world():
             proc.communicate()
         for dp in drivers:
             dp.close()
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def build(w, projects: tuple[int, ...], underlay_mtu: int = 1500) -> None:
@@ -292,7 +286,8 @@ def test_rate_limit_per_expansion(world):
     assert ifindexes(w.ns["gwA"]) == before
     assert "tbf" not in sh(*nsx(w.ns["gwA"], "tc", "qdisc", "show", "dev", "icv100"))
     assert w.dp["gwA"].observe(P).vxlans["icv100"].rate_mbit is None
-    time.sleep(0.5)
+    old_server = ("ss", "-Hltn", "src", "10.10.1.2:5201")  # the measurement before, until it ends
+    wait_for(lambda: not sh(*nsx(w.ns["vmB1"], *old_server)).strip(), 10, 0.1, "iperf3 to exit")
     (free,) = iperf_clients(w, [("vmA1", "10.10.1.2")])
     print(f"after removing the limit {free:.1f} Mbit/s")
     assert free > 3 * RATE

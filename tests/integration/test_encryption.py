@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration import traffic
-from tests.integration.helpers import wait_for
 from tests.integration.test_expansion import expand, ping, shrink
+from tests.waiting import wait_for
 
 MARKER = b"INTERCLOUD-CLEARTEXT-MARKER"
 
@@ -72,7 +72,7 @@ def test_wan_sees_only_ike_and_esp(lab3, ab):
         traffic.run(lab3, a1, sender)
         assert "540" in sink.communicate(timeout=30)[0]  # the marker datagrams did arrive
     finally:
-        time.sleep(0.5)
+        time.sleep(0.5)  # packets still on their way; nothing tells when the last is in
         cap.terminate()
         cap.wait(timeout=10)
     with open(pcap, "rb") as f:

@@ -8,7 +8,8 @@ import sys
 import time
 
 from intercloud.errors import NotFound
-from tests.integration.helpers import capture, wait_for
+from tests.integration.helpers import capture
+from tests.waiting import wait_for
 
 
 def links_in(lab, cloud: str, prefix: str = "ic") -> set[str]:
@@ -149,7 +150,7 @@ def test_agent_restart_under_ping_loses_nothing_and_changes_nothing(lab3, vms):
             stderr=subprocess.STDOUT,
             text=True,
         )
-        time.sleep(1)
+        time.sleep(1)  # the ping runs before the restarts: part of the scenario
         lab3.restart_agent("A")
         lab3.restart_agent("B")
         out, _ = pinger.communicate(timeout=60)
@@ -207,5 +208,5 @@ def test_bad_input_through_the_real_agent_changes_nothing_on_the_host(lab3):
     r = lab3.exec("A", [sys.executable, "-c", script])
     assert r.stdout.strip() == "401", r.stdout + r.stderr
     assert lab3.api("B", "GET", "/v1/replicas") == []
-    time.sleep(1)
+    time.sleep(1)  # a window in which nothing may change: it is the check
     assert (links_in(lab3, "A"), links_in(lab3, "B")) == before

@@ -1,5 +1,5 @@
 """A hostile peer against a real agent and the real Linux data plane (issue 13, findings 1, 4,
-9, 10): cloud B's agent is replaced by tests/unit/hostile_peer.py, served over B's own TLS
+9, 10): cloud B's agent is replaced by tests/functional/hostile_peer.py, served over B's own TLS
 certificate inside B's namespace, answering A's calls with hostile values in turn, every
 answer correctly signed. A must keep every hostile value off its host (no namespace, no
 device it did not plan, only the `dataplane: ...` steps it plans in its log, no traceback),
@@ -20,9 +20,9 @@ import pytest
 
 from intercloud.lab import netns
 from intercloud.lab.topology import AGENT_PORT, Lab
-from tests.integration.helpers import wait_for
-from tests.unit import hostile_peer
-from tests.unit.hostile_peer import HOSTILE, PWNED
+from tests.functional import hostile_peer
+from tests.functional.hostile_peer import HOSTILE, PWNED
+from tests.waiting import wait_for
 
 SERVER = Path(hostile_peer.__file__)
 # what A's log may say it did to its host: our own objects only

@@ -1,8 +1,9 @@
 """strongSwan over VICI against real charons (kernel-libipsec), one per network namespace.
 
-Needs root. Each test makes its own namespaces `ictest-ip-<role>-<uuid6>` joined by veths
-(underlay 198.18.0.0/15; the NAT'd side in 198.19.0.0/16, tenant 10.77.0.0/24 on VXLAN),
-and the fixture stops every charon and deletes every namespace in a finally, even on failure.
+Needs root. Each test makes its own namespaces (fixture `namespaces`: `ictest-<role>-<uuid8>`)
+joined by veths (underlay 198.18.0.0/15; the NAT'd side in 198.19.0.0/16, tenant 10.77.0.0/24 on
+VXLAN); the fixture stops every charon in a finally, then `namespaces` deletes every namespace
+with what still runs in it, even on failure.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import re
 import subprocess
 import threading
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +22,9 @@ import pytest
 from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.drivers.ipsec.charon import Charon
 from intercloud.drivers.ipsec.strongswan import StrongswanIpsec
-from tests.integration.helpers import capture, wait_for
+from tests.integration.helpers import capture
+from tests.integration.namespaces import Namespaces
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,23 +39,20 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 class Env:
-    """Namespaces, charons and drivers of one test; `cleanup` removes all of them."""
+    """Namespaces, charons and drivers of one test; `cleanup` removes the charons and drivers
+    (the namespaces go after, with the fixture `namespaces`)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, namespaces: Namespaces) -> None:
         self.workdir = workdir
-        self.namespaces: list[str] = []
+        self.namespaces = namespaces
         self.charons: list[Charon] = []
         self.drivers: list[StrongswanIpsec] = []
 
     def ns(self, role: str) -> str:
-        name = f"ictest-ip-{role}-{uuid.uuid4().hex[:6]}"
-        sh("ip", "netns", "add", name)
-        self.namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
+        return self.namespaces(role)
 
     def veth(self, ns1: str, if1: str, addr1: str, ns2: str, if2: str, addr2: str) -> None:
-        sh("ip", "-n", ns1, "link", "add", if1, "type", "veth", "peer", "name", if2, "netns", ns2)
+        self.namespaces.veth(ns1, if1, ns2, if2)
         for ns, dev, addr in ((ns1, if1, addr1), (ns2, if2, addr2)):
             sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
@@ -82,16 +81,11 @@ class Env:
         for charon in self.charons:
             with contextlib.suppress(Exception):
                 charon.stop()
-        for ns in self.namespaces:
-            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), 9)
-            sh("ip", "netns", "del", ns, check=False)
 
 
 @pytest.fixture
-def env(tmp_path):
-    e = Env(tmp_path)
+def env(tmp_path, namespaces):
+    e = Env(tmp_path, namespaces)
     try:
         yield e
     finally:
@@ -194,7 +188,7 @@ def test_wrong_psk_reports_auth_failure_then_recovers(env):
         assert st.ike_state != "ESTABLISHED" and not st.up
     assert ping(p["a"], "10.77.0.2", count=3)[1] == 0  # dropped by the trap, never in clear
     assert p["da"].ensure_connection(p["sa"]) is True  # re-initiates; fails again, no crash
-    time.sleep(1)
+    time.sleep(1)  # a window in which it must stay down: it is the check
     assert not p["da"].connections()["link-B"].up
     p["sb"] = replace(p["sb"], psk=PSK)  # fix it
     assert p["db"].ensure_connection(p["sb"]) is True
@@ -219,7 +213,7 @@ def test_rekey_under_traffic_loses_nothing(env):
     def watch() -> None:
         while not done.is_set():
             ids.update(c.unique_id for c in p["da"].connections()["link-B"].children)
-            time.sleep(0.2)
+            time.sleep(0.2)  # the sampler's pace
 
     first = {c.unique_id for c in p["da"].connections()["link-B"].children}
     watcher = threading.Thread(target=watch)

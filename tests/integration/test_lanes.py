@@ -8,7 +8,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,8 @@ from intercloud.drivers.ipsec.charon import Charon
 from intercloud.drivers.ipsec.lanes import LaneSteering
 from intercloud.lab.topology import Lab, lane_dir
 from tests.integration import traffic
-from tests.integration.helpers import wait_for
 from tests.integration.test_expansion import expand, ping
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -150,21 +149,21 @@ def test_a_lane_lost_moves_its_flows_to_lane_0_and_returns(lanes_lab):
         timeout=90,
         what="lane 1 to come back once B's charon is back",
     )
-    time.sleep(1)
+    wait_for(
+        lambda: lab.exec("A", ["ip", "route", "show", "table", "221"]).stdout.strip(),
+        timeout=10,
+        what="lane 1's route to come back with its SA",
+    )
     before = bytes_out(lab, "A", 1)
     transfer(lab)
     assert bytes_out(lab, "A", 1) - before > 1_000_000  # lane 1 carries flows again
 
 
-def test_steering_back_to_one_lane_removes_table_and_rules():
-    ns = "icl" + secrets.token_hex(3)
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        assert LaneSteering(3, 4789, netns=ns).ensure() is True
-        assert LaneSteering(3, 4789, netns=ns).rules() == {(111, 0x1D1, 221), (112, 0x1D2, 222)}
-        one = LaneSteering(1, 4789, netns=ns)
-        assert one.ensure() is True
-        assert one.rules() == set() and one.tag() is None
-        assert one.ensure() is False
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=True)
+def test_steering_back_to_one_lane_removes_table_and_rules(namespaces):
+    ns = namespaces("lanes")
+    assert LaneSteering(3, 4789, netns=ns).ensure() is True
+    assert LaneSteering(3, 4789, netns=ns).rules() == {(111, 0x1D1, 221), (112, 0x1D2, 222)}
+    one = LaneSteering(1, 4789, netns=ns)
+    assert one.ensure() is True
+    assert one.rules() == set() and one.tag() is None
+    assert one.ensure() is False

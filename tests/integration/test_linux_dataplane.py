@@ -1,8 +1,8 @@
 """The Linux data plane against the real kernel, each test in network namespaces of its own.
 
-Needs root. Nothing here touches the host's namespace: every interface lives in a namespace
-named `ictest-dp-<role>-<uuid8>`, deleted after the test even when it fails. Traffic stays
-between namespaces the test made (underlay 198.18.0.0/15, tenant 10.10.0.0/24)."""
+Needs root. Nothing here touches the host's namespace: every interface lives in a namespace of
+the `namespaces` fixture (`ictest-<role>-<uuid8>`), deleted after the test even when it fails.
+Traffic stays between namespaces the test made (underlay 198.18.0.0/15, tenant 10.10.0.0/24)."""
 
 from __future__ import annotations
 
@@ -36,31 +36,12 @@ def sh(*args: str) -> str:
 
 
 @pytest.fixture
-def netns():
-    """A factory of fresh namespaces (loopback up), all deleted at teardown."""
-    made: list[str] = []
-
-    def make(role: str = "ns") -> str:
-        name = f"ictest-dp-{role}-{uuid.uuid4().hex[:8]}"
-        sh("ip", "netns", "add", name)
-        made.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
-
-    try:
-        yield make
-    finally:
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-@pytest.fixture
-def driver(netns):
+def driver(namespaces):
     """A factory of drivers, each in a new namespace: (driver, namespace). Closed first."""
     opened: list[LinuxDataplane] = []
 
     def make(role: str = "gw") -> tuple[LinuxDataplane, str]:
-        ns = netns(role)
+        ns = namespaces(role)
         dp = LinuxDataplane(netns=ns)
         opened.append(dp)
         return dp, ns
@@ -231,10 +212,10 @@ def _tenant(gw: str, vm: str, addr: str) -> None:
     sh("ip", "-n", vm, "link", "set", "eth0", "up")
 
 
-def test_vms_in_two_gateways_ping_over_vxlan(driver, netns):
+def test_vms_in_two_gateways_ping_over_vxlan(driver, namespaces):
     dp_a, gw_a = driver("gwA")
     dp_b, gw_b = driver("gwB")
-    vm_a, vm_b = netns("vmA"), netns("vmB")
+    vm_a, vm_b = namespaces("vmA"), namespaces("vmB")
     _underlay(gw_a, gw_b)
     _tenant(gw_a, vm_a, "10.10.0.1/24")
     _tenant(gw_b, vm_b, "10.10.0.2/24")

@@ -14,7 +14,7 @@ import pytest
 from intercloud.domain import pools
 from intercloud.errors import NotFound
 from intercloud.lab.openstack_lab import OpenStackLab
-from tests.integration.helpers import wait_for
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import subprocess
-import time
 
 import pytest
 
@@ -28,6 +27,8 @@ from intercloud.lab import netns
 from intercloud.lab import ovs as labovs
 from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
 from tests.integration.helpers import capture
+from tests.integration.namespaces import Namespaces
+from tests.waiting import wait_for
 
 PREFIX = "ic"
 VM_MTU = 1400  # room for any of the three encapsulations on a 1500-byte underlay
@@ -51,7 +52,7 @@ VMS = {
 class Lab:
     def __init__(self) -> None:
         self.tag = "o" + secrets.token_hex(2) + "-"
-        self.namespaces: list[str] = []
+        self.namespaces = Namespaces()
         self.ovs: dict[str, labovs.OvsInstance] = {}
 
     def ns(self, name: str) -> str:
@@ -62,12 +63,12 @@ class Lab:
 
     def up(self) -> None:
         sw = self.ns("ul")
-        self._namespace(sw)
+        self.namespaces.add(sw)
         netns.add_bridge(sw, "sw")
         for gw, addr in UNDERLAY.items():
             g = self.ns(gw)
-            self._namespace(g)
-            netns.add_veth(g, "ul0", sw, f"to-{gw}")
+            self.namespaces.add(g)
+            self.namespaces.veth(g, "ul0", sw, f"to-{gw}")
             labovs.offload_off(sw, f"to-{gw}")
             netns.set_up(sw, f"to-{gw}", master="sw")
             inst = labovs.start_ovs(g)
@@ -75,14 +76,10 @@ class Lab:
             labovs.add_underlay(inst, "ul0", f"{addr}/24")
             labovs.add_bridge(inst, "br-int")
         for (gw, net), (tag, uuid, ip) in VMS.items():
-            self.namespaces.append(self.vm(gw, net))
+            self.namespaces.adopt(self.vm(gw, net))
             labovs.add_vm(
                 self.ovs[gw], self.vm(gw, net), f"vm{net}", tag, uuid, f"{ip}/24", mtu=VM_MTU
             )
-
-    def _namespace(self, name: str) -> None:
-        self.namespaces.append(name)
-        netns.add_namespace(name)
 
     def down(self) -> None:
         errors = []
@@ -91,12 +88,10 @@ class Lab:
                 labovs.stop_ovs(inst)
             except Exception as exc:  # keep going: everything must go
                 errors.append(exc)
-        for name in reversed(self.namespaces):
-            try:
-                if netns.exists(name):
-                    netns.delete_namespace(name)
-            except Exception as exc:
-                errors.append(exc)
+        try:
+            self.namespaces.close()
+        except AssertionError as exc:
+            errors.append(exc)
         assert not errors, errors
 
     def ping(self, gw: str, net: int, dst: str, tries: int = 10) -> bool:
@@ -364,16 +359,13 @@ def iperf(lab: Lab, gw: str, net: int, dst_gw: str, dst: str, seconds: int = 2) 
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(50):  # until the server listens
-            ss = subprocess.run(
-                netns.exec_argv(lab.vm(dst_gw, net), ["ss", "-ltnH", "sport = :5201"]),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if ss.stdout.strip():
-                break
-            time.sleep(0.1)
+        listening = netns.exec_argv(lab.vm(dst_gw, net), ["ss", "-ltnH", "sport = :5201"])
+        wait_for(
+            lambda: subprocess.run(listening, capture_output=True, text=True).stdout.strip(),
+            5,
+            0.1,
+            "iperf3 to listen",
+        )
         out = subprocess.run(
             netns.exec_argv(lab.vm(gw, net), ["iperf3", "-c", dst, "-t", str(seconds), "-J"]),
             capture_output=True,

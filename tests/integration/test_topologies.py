@@ -16,8 +16,9 @@ import time
 import pytest
 
 from intercloud.lab.topology import Lab
-from tests.integration.helpers import capture, wait_for
+from tests.integration.helpers import capture
 from tests.integration.test_expansion import expand, ping, shrink
+from tests.waiting import wait_for
 
 IPS = {"A": "10.10.0.1", "B": "10.10.0.2", "C": "10.10.0.3", "D": "10.10.0.4"}
 
@@ -162,7 +163,7 @@ def test_hybrid_relays_around_a_cut_link_and_returns(lab4, net1):
     # A running ping B -> C while the B-C link is cut at the WAN, then restored.
     runner, out = running_ping(lab4, "B", "C")
     try:
-        time.sleep(1)
+        time.sleep(1)  # the ping runs a while before the cut: part of the scenario
         _wan_cut(lab4, "B", "C", on=True)
         relayed = dict(mesh, **{"B-C": "A"})
         wait_paths(lab4, uid, relayed, timeout=40)
@@ -187,7 +188,7 @@ def running_ping(lab, src: str, dst: str) -> tuple[threading.Thread, dict[str, s
         target=lambda: out.update(r=lab.exec(f"{src}/vm", argv, timeout=120).stdout)
     )
     runner.start()
-    time.sleep(1)
+    time.sleep(1)  # pings answered before the caller changes anything
     return runner, out
 
 

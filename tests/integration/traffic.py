@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
+
+from tests.waiting import wait_for
 
 TCP_SINK = r"""
 import hashlib, socket, sys
@@ -82,13 +83,22 @@ def run(lab, target: str, script: str, *args: str, timeout: float = 120) -> str:
 
 
 def iperf3_server(lab, target: str) -> subprocess.Popen[str]:
+    """iperf3 for one test in target's namespace, once the last one there has ended (it may still
+    be closing its socket) and as soon as this one listens."""
+    ns = lab.namespace(target)
+    ss = ["ip", "netns", "exec", ns, "ss", "-Hltn", "sport = :5201"]
+
+    def listening() -> str:
+        return subprocess.run(ss, capture_output=True, text=True).stdout.strip()
+
+    wait_for(lambda: not listening(), 10, 0.1, f"the last iperf3 in {target} to end")
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", lab.namespace(target), "iperf3", "-s", "-1"],
+        ["ip", "netns", "exec", ns, "iperf3", "-s", "-1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    time.sleep(0.5)
+    wait_for(listening, 10, 0.1, f"iperf3 to listen in {target}")
     return proc
 
 

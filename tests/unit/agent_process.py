@@ -9,10 +9,11 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.waiting import wait_for
 
 
 def rss(pid: int) -> int:
@@ -66,16 +67,20 @@ token = "{self.project_token}"
             stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/openapi.json", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise AssertionError(self.log_path.read_text()) from None
-                time.sleep(0.2)
+        try:
+            wait_for(self._answers, 30, 0.2, "the agent to answer")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(self.log_path.read_text()) from None
+
+    def _answers(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError("the agent exited")
+        try:
+            httpx.get(f"{self.url}/openapi.json", timeout=2).raise_for_status()
+        except httpx.HTTPError:
+            return False
+        return True
 
     def rss(self) -> int:
         return rss(self.proc.pid)

@@ -10,7 +10,7 @@ import pytest
 
 from intercloud.errors import PeerError
 from intercloud.federation import answers
-from tests.unit.hostile_peer import HOSTILE
+from tests.functional.hostile_peer import HOSTILE
 
 MEMBERS = ("A", "B", "C")
 PARSERS = {

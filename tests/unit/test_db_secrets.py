@@ -16,8 +16,8 @@ from intercloud.api import errors
 from intercloud.store import Store
 from intercloud.store import db as db_mod
 from intercloud.store import models as m
+from tests.functional.federation_harness import Router, make_agent
 from tests.unit.agent_process import AgentProcess
-from tests.unit.federation_harness import Router, make_agent
 
 pytestmark = pytest.mark.postgres
 

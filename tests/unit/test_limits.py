@@ -8,7 +8,7 @@ import json
 import pytest
 
 from intercloud.api.limits import MAX_BODY
-from tests.unit.federation_harness import Router, make_agent
+from tests.functional.federation_harness import Router, make_agent
 
 LONGEST_IP = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"  # 45 characters
 LONGEST_NAME = "n" * 63

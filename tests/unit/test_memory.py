@@ -14,8 +14,8 @@ import pytest
 
 from intercloud.api.reads import ReadCache
 from intercloud.errors import NotFound
+from tests.functional.federation_harness import Router, make_agent
 from tests.unit.agent_process import AgentProcess
-from tests.unit.federation_harness import Router, make_agent
 
 BIG = 200 * 1000 * 1000
 # Measured on this VM before the fixes: one 200 MB POST took the agent from 99 to 480 MB;

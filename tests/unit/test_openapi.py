@@ -7,7 +7,7 @@ import jsonschema_rs
 import pytest
 
 from intercloud.federation import signing
-from tests.unit.federation_harness import Router, make_agent
+from tests.functional.federation_harness import Router, make_agent
 
 ERRORS = {"401", "403", "404", "409", "413", "422"}
 

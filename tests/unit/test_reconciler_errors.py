@@ -8,7 +8,7 @@ import logging
 from sqlalchemy.exc import IntegrityError
 
 from intercloud.reconciler import tunnels
-from tests.unit.federation_harness import Router, make_agent
+from tests.functional.federation_harness import Router, make_agent
 
 SECRET = "s3cr3t-psk-0123456789abcdef"
 

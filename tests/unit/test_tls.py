@@ -9,7 +9,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from intercloud.api_client import ApiClient
 from intercloud.errors import IntercloudError, Invalid, PeerError
 from intercloud.federation.client import FederationClient
 from intercloud.lab import pki
+from tests.functional.federation_harness import Router, make_agent
 from tests.unit import agent_process
-from tests.unit.federation_harness import Router, make_agent
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,14 +70,12 @@ class AgentProcess:
             )
 
     def wait_listening(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"agent not listening: {self.log.read_text()}")
+        wait_for(self._listening, timeout, 0.1, f"the agent to listen (log: {self.log})")
+
+    def _listening(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def stop(self) -> None:
         agent_process.stop(self.proc)
@@ -177,7 +175,8 @@ def test_agent_serves_tls_12_plus_and_reloads_its_certificate_on_sighup(cloud_b,
     saved = b.key.read_text()
     b.key.write_text("garbage\n")
     agent.proc.send_signal(signal.SIGHUP)
-    time.sleep(1.0)
+    refused = "SIGHUP: config agent.tls_cert: cannot load"
+    wait_for(lambda: refused in agent.log.read_text(), 10, 0.1, "the SIGHUP to be handled")
     assert _served_fingerprint(agent.port, b.ca) == first
     assert "SIGHUP: config agent.tls_cert: cannot load" in agent.log.read_text()
     b.key.write_text(saved)
@@ -187,9 +186,8 @@ def test_agent_serves_tls_12_plus_and_reloads_its_certificate_on_sighup(cloud_b,
     b.cert.write_text(new.cert)
     b.key.write_text(new.key)
     agent.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while _served_fingerprint(agent.port, b.ca) == first and time.monotonic() < deadline:
-        time.sleep(0.1)
+    renewed = "the renewed certificate to be served"
+    wait_for(lambda: _served_fingerprint(agent.port, b.ca) != first, 10, 0.1, renewed)
     assert _served_fingerprint(agent.port, b.ca) == tls.fingerprint(new.cert)
     assert agent.proc.poll() is None  # SIGHUP did not stop it
     assert "SIGHUP: TLS certificate reloaded" in agent.log.read_text()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from intercloud.federation.signing import sign
-from tests.unit.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, make_agent, peer
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 is told to answer with hostile values, and signs every answer correctly (so what stops them is
 the agent's validation, not the signature).
 
-In process (tests/unit): `HostilePeer` plugs into the harness's Router like an app.
+In process (tests/functional): `HostilePeer` plugs into the harness's Router like an app.
 As a process (tests/integration): `python3 hostile_peer.py --listen IP:PORT --name B
 --keys keys.json --scenario scenario.json [--cert C --key K]` serves HTTP(S); it reads the
 scenario file ({"id": ..., "call": ..., "answer": ..., "forget": bool}) on every request
@@ -165,7 +165,7 @@ class HostilePeer:
             return 200, {"ports": request.get("ports", [])}
         return 202, {}  # flush
 
-    # -- as an app of the harness's Router (tests/unit/federation_harness.py) ------------------
+    # -- as an app of the harness's Router (tests/functional/federation_harness.py) ------------
     def request(self, method: str, url: str, content: bytes = b"", headers: Any = None):
         status, body, extra = self.answer(method, url, content or b"", dict(headers or {}))
         return httpx.Response(status, headers=extra, content=body)

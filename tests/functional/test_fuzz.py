@@ -21,7 +21,7 @@ from sqlalchemy import select
 from intercloud.api.openapi import FEDERATION_HEADERS
 from intercloud.federation import signing
 from intercloud.store import models as m
-from tests.unit.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, make_agent, peer
 
 MAX_EXAMPLES = 30  # per operation and token
 BUDGET_SECONDS = 90.0  # for the whole run: past it, the remaining examples are not sent

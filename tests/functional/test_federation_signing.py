@@ -12,7 +12,7 @@ import pytest
 from intercloud.errors import PeerError
 from intercloud.federation import signing
 from intercloud.federation.client import FederationClient
-from tests.unit.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, make_agent, peer
 
 HEALTH = "/v1/federation/health"
 REPLICA = "/v1/federation/replicas/0b6f3a52-0000-4000-8000-000000000001"

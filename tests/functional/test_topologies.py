@@ -10,7 +10,7 @@ from intercloud.domain import relay
 from intercloud.errors import PeerError
 from intercloud.federation.client import FederationClient
 from intercloud.store import models as m
-from tests.unit.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, make_agent, peer
 
 
 def test_direct_pairs_need_both_sides():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, make_agent, peer
 
 
 @pytest.fixture

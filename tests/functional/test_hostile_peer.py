@@ -1,4 +1,4 @@
-"""A hostile peer (tests/unit/hostile_peer.py) answers every federation call with hostile
+"""A hostile peer (tests/functional/hostile_peer.py) answers every federation call with hostile
 values in turn, correctly signed. For each: nothing it said reaches the data plane (every
 command that would be written is recorded and checked), no device appears that the agent did
 not plan, the honest peer's expansions keep converging in the same passes, and the link or
@@ -22,8 +22,8 @@ from intercloud.drivers.dataplane.fake import FakeDataplane
 from intercloud.federation import signing
 from intercloud.reconciler import addressing, mesh, routes
 from intercloud.store import models as m
-from tests.unit.federation_harness import Router, make_agent, peer
-from tests.unit.hostile_peer import HOSTILE, HostilePeer
+from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.hostile_peer import HOSTILE, HostilePeer
 
 B_IP = "198.18.2.2"
 C_IP = "198.18.3.2"

@@ -16,7 +16,7 @@ from intercloud.domain import vni as vnis
 from intercloud.errors import Conflict, PeerError
 from intercloud.federation.client import FederationClient
 from intercloud.store import models as m
-from tests.unit.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, make_agent, peer
 
 MAC = "02:00:00:00:00:01"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.unit.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, make_agent, peer
 
 
 class CountingRouter(Router):

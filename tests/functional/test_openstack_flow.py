@@ -14,7 +14,7 @@ from intercloud.drivers.cloud.base import (
 )
 from intercloud.drivers.cloud.standalone import StandaloneCloud
 from intercloud.errors import PeerError
-from tests.unit.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, make_agent, peer
 
 FULL = (("10.10.0.2", "10.10.0.254"),)
 
