@@ -17,6 +17,7 @@ from intercloud.api.schemas import (
     ReplicaPut,
     VniAgree,
 )
+from intercloud.config import DataplaneSection
 from intercloud.domain import validation as v
 from intercloud.errors import Conflict
 from intercloud.service import adjacencies, admin, ports, replicas, views
@@ -30,7 +31,7 @@ def _uid(uid: str) -> str:
     return v.uid(uid)
 
 
-def _vni_range(dp: Any, low: int | None, high: int | None) -> tuple[int, int]:
+def _vni_range(dp: DataplaneSection, low: int | None, high: int | None) -> tuple[int, int]:
     """The VNIs both agents may use: ours, within the caller's range if it says it."""
     low, high = max(dp.vni_min, low or dp.vni_min), min(dp.vni_max, high or dp.vni_max)
     if low > high:
