@@ -16,7 +16,8 @@ LONGEST_NAME = "n" * 63
 
 def largest_legitimate_bodies() -> dict[str, dict]:
     """The biggest bodies the API takes, at their validators' limits (validation.MAX_PORTS
-    ports, service/mesh.set_relays' 1,024 pairs, 256 members), all with the longest values."""
+    ports, service/adjacencies.set_relays' 1,024 pairs, 256 members), all with the longest
+    values."""
     ports = [["aa:bb:cc:dd:ee:ff", LONGEST_IP] for _ in range(4096)]
     members = [LONGEST_NAME] * 256
     return {

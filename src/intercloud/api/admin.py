@@ -20,8 +20,7 @@ from intercloud.api.schemas import (
     PeerCreate,
     PeerUpdate,
 )
-from intercloud.domain import naming
-from intercloud.drivers.ipsec.lanes import lanes_in_use
+from intercloud.domain.ipsec_backend import lanes_in_use
 from intercloud.service import admin as svc
 from intercloud.service import policies, replicas, views
 
@@ -99,7 +98,7 @@ def create_link(body: LinkCreate, request: Request) -> dict[str, Any]:
         out = svc.create_link(
             s,
             c.dataplane.supported_tunnels,
-            c.ipsec is not None,
+            c.encrypts,
             body.model_dump(exclude_unset=True),
         )
     _changed(request)
@@ -120,7 +119,7 @@ async def get_link(peer: str, request: Request) -> Response:
 def update_link(peer: str, body: LinkUpdate, request: Request) -> dict[str, Any]:
     c = auth.ctx(request)
     with c.store.session() as s:
-        out = svc.update_link(s, peer, c.ipsec is not None, body.model_dump(exclude_unset=True))
+        out = svc.update_link(s, peer, c.encrypts, body.model_dump(exclude_unset=True))
     _changed(request)
     return out
 
@@ -228,7 +227,7 @@ def _replica_views(request: Request) -> list[dict[str, Any]]:
     c = auth.ctx(request)
     prefix = c.cfg.dataplane.prefix
     with c.store.session() as s:
-        return [views.replica(r, naming.bridge(prefix, f"r{r.id}")) for r in replicas.list_all(s)]
+        return [views.replica_here(r, prefix) for r in replicas.list_all(s)]
 
 
 @router.get("/replicas")
@@ -251,7 +250,7 @@ def status(request: Request) -> dict[str, Any]:
         "ipsec": {
             "driver": c.cfg.ipsec.driver,
             "backend": c.reconciler.ipsec_backend,
-            # charons sharing the encryption (drivers/ipsec/lanes.py)
+            # charons sharing the encryption (domain/ipsec_backend.py)
             "lanes_configured": 1 + len(c.cfg.ipsec.lanes),
             "lanes": lanes_in_use(1 + len(c.cfg.ipsec.lanes), c.reconciler.ipsec_backend),
         },

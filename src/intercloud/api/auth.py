@@ -11,10 +11,9 @@ from fastapi import Request
 from sqlalchemy import delete, select
 from starlette.concurrency import run_in_threadpool
 
-from intercloud.api.context import AppContext
+from intercloud.api.context import AppContext, Caller
 from intercloud.api.reads import ReadCache
 from intercloud.domain import text
-from intercloud.drivers.cloud.base import Principal
 from intercloud.errors import Conflict, Forbidden, Unauthorized
 from intercloud.federation import signing
 from intercloud.store import models as m
@@ -31,7 +30,7 @@ def reads(request: Request) -> ReadCache:
     return request.app.state.reads
 
 
-def _principal(request: Request) -> Principal:
+def _principal(request: Request) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -47,7 +46,7 @@ def _principal(request: Request) -> Principal:
     return principal
 
 
-def admin(request: Request) -> Principal:
+def admin(request: Request) -> Caller:
     principal = _principal(request)
     if not principal.admin:
         raise Forbidden("this call needs the admin token")
@@ -69,7 +68,7 @@ async def _on_loop(request: Request, check: Callable[[Request], T]) -> T:
     return await run_in_threadpool(check, request)
 
 
-async def admin_async(request: Request) -> Principal:
+async def admin_async(request: Request) -> Caller:
     return await _on_loop(request, admin)
 
 

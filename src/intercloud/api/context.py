@@ -1,22 +1,94 @@
-"""What the routers need, handed in at start-up (no globals)."""
+"""What the routers need, handed in at start-up (no globals).
+
+The API knows the drivers and the reconciler only by the few members it uses (protocols), so it
+imports neither: the agent (agent.py) builds the real objects and hands them in."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from intercloud.config import Config
-from intercloud.drivers.cloud.base import Cloud
-from intercloud.drivers.dataplane.base import Dataplane
-from intercloud.drivers.ipsec.base import Ipsec
-from intercloud.reconciler import Reconciler
+from intercloud.service.user import ProjectNetworks
 from intercloud.store import Store
+
+
+class ReconcilerStats(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class ReconcilerHandle(Protocol):
+    """What the API asks of the reconciler."""
+
+    @property
+    def stats(self) -> ReconcilerStats: ...
+
+    @property
+    def ipsec_backend(self) -> str | None:
+        """The backend the charon reported ("kernel", "kernel-libipsec"); None: not yet."""
+
+    def trigger(self) -> None:
+        """Pass again soon: the desired state changed."""
+
+    def request_flush(self, replica_id: int) -> None:
+        """Make the replica's tunnel ports forget what they learned, on the next pass."""
+
+    def relays_applied(self, replica_id: int) -> list[list[str]] | None:
+        """The pairs the data plane relays for the replica (None: not known yet)."""
+
+
+class RunningReconciler(ReconcilerHandle, Protocol):
+    """The reconciler in the context: the agent that owns the context also starts and stops it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Caller(Protocol):
+    """Who called the admin or user API (the cloud driver's Principal)."""
+
+    @property
+    def admin(self) -> bool: ...
+
+    @property
+    def project(self) -> str | None: ...
+
+
+class CloudAccess(ProjectNetworks, Protocol):
+    """The cloud driver as the API uses it: who a token stands for, and a project's networks
+    (for the user use cases)."""
+
+    @property
+    def authenticates_in_memory(self) -> bool:
+        """True: authenticate() does no I/O, the API may call it on its event loop."""
+
+    def authenticate(self, token: str) -> Caller | None: ...
+
+
+class DataplaneHandle(Protocol):
+    @property
+    def supported_tunnels(self) -> tuple[str, ...]: ...
+
+    def close(self) -> None:
+        """At the agent's shutdown."""
+
+
+class IpsecHandle(Protocol):
+    def close(self) -> None:
+        """At the agent's shutdown."""
 
 
 @dataclass
 class AppContext:
     cfg: Config
     store: Store
-    cloud: Cloud
-    dataplane: Dataplane
-    reconciler: Reconciler
-    ipsec: Ipsec | None = None
+    cloud: CloudAccess
+    dataplane: DataplaneHandle
+    reconciler: RunningReconciler
+    ipsec: IpsecHandle | None = None
+
+    @property
+    def encrypts(self) -> bool:
+        """Whether links may ask for encryption (an IPsec driver is configured)."""
+        return self.ipsec is not None

@@ -17,9 +17,10 @@ from intercloud.api.schemas import (
     ReplicaPut,
     VniAgree,
 )
+from intercloud.config import DataplaneSection
 from intercloud.domain import validation as v
 from intercloud.errors import Conflict
-from intercloud.service import admin, mesh, ports, replicas, views
+from intercloud.service import adjacencies, admin, ports, replicas, views
 
 router = APIRouter(prefix="/v1/federation", tags=["federation"])
 
@@ -30,7 +31,7 @@ def _uid(uid: str) -> str:
     return v.uid(uid)
 
 
-def _vni_range(dp: Any, low: int | None, high: int | None) -> tuple[int, int]:
+def _vni_range(dp: DataplaneSection, low: int | None, high: int | None) -> tuple[int, int]:
     """The VNIs both agents may use: ours, within the caller's range if it says it."""
     low, high = max(dp.vni_min, low or dp.vni_min), min(dp.vni_max, high or dp.vni_max)
     if low > high:
@@ -125,7 +126,7 @@ def agree_adjacency(
     c = auth.ctx(request)
     low, high = _vni_range(c.cfg.dataplane, body.vni_min, body.vni_max)
     with c.store.session() as s:
-        out = mesh.agree_adjacency(
+        out = adjacencies.agree_adjacency(
             s,
             admin.get_peer(s, peer),
             body.origin,
@@ -149,7 +150,7 @@ def report_direct(
     """A target of our expansion `uid` reports the members it reaches directly."""
     c = auth.ctx(request)
     with c.store.session() as s:
-        changed = mesh.report_direct(s, admin.get_peer(s, peer), uid, body.direct)
+        changed = adjacencies.report_direct(s, admin.get_peer(s, peer), uid, body.direct)
     if changed:
         c.reconciler.trigger()
     return {"direct": sorted(set(body.direct))}
@@ -182,7 +183,7 @@ def put_relays(
     c = auth.ctx(request)
     with c.store.session() as s:
         rep = replicas.get(s, admin.get_peer(s, peer), uid)
-        changed = mesh.set_relays(s, rep, c.cfg.agent.name, body.relays)
+        changed = adjacencies.set_relays(s, rep, c.cfg.agent.name, body.relays)
         stored = list(rep.relays or [])
         if changed:
             c.reconciler.request_flush(rep.id)  # what our ports learned was for other paths

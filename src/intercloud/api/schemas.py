@@ -159,7 +159,7 @@ class DirectPut(Strict):
 
 
 class RelaysPut(Strict):
-    # [[from, to], ...] (service/mesh.set_relays)
+    # [[from, to], ...] (service/adjacencies.set_relays)
     relays: list[Annotated[list[Name], Field(min_length=2, max_length=2)]] = Field(max_length=1024)
 
 

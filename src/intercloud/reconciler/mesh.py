@@ -15,8 +15,7 @@ from intercloud.domain.validation import VNI_MAX, VNI_MIN
 from intercloud.errors import Conflict, PeerError
 from intercloud.federation import answers
 from intercloud.federation.client import FederationClient
-from intercloud.service import allocations
-from intercloud.service import mesh as service_mesh
+from intercloud.service import adjacencies, allocations
 from intercloud.store import Store
 from intercloud.store import models as m
 
@@ -53,7 +52,7 @@ def plan_adjacencies(store: Store, me: str) -> list[AdjacencyWork]:
             for adj in list(rep.adjacencies):
                 if adj.peer.name not in wanted:
                     log.info("replica %s: no direct tunnel to %s any more", rep.uid, adj.peer.name)
-                    service_mesh.drop_adjacency(s, rep, adj)
+                    adjacencies.drop_adjacency(s, rep, adj)
             have = {a.peer.name for a in rep.adjacencies}
             for name in sorted(wanted - have):
                 rep.adjacencies.append(m.Adjacency(peer=peers[name]))

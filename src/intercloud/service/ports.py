@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
 from intercloud.errors import Invalid
-from intercloud.service.mesh import target_of
+from intercloud.service.adjacencies import target_of
 from intercloud.store import models as m
 
 

@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
 from intercloud.domain import vni as vnis
-from intercloud.drivers.cloud.base import Cloud
 from intercloud.errors import Conflict, Invalid, NotFound
 from intercloud.service import views
 from intercloud.service.admin import allows, rate
 from intercloud.store import models as m
 
 
-def list_networks(s: Session, cloud: Cloud, project: str) -> list[dict[str, Any]]:
+class NetworkInfo(Protocol):
+    """A project's local network as the cloud driver tells it (drivers/cloud/base.Network)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def project(self) -> str: ...
+
+    @property
+    def cidr(self) -> str: ...
+
+
+class ProjectNetworks(Protocol):
+    """What the use cases ask of the cloud driver: the networks a project may expand."""
+
+    def networks(self, project: str) -> Sequence[NetworkInfo]: ...
+
+    def network(self, project: str, name: str) -> NetworkInfo | None: ...
+
+
+def list_networks(s: Session, cloud: ProjectNetworks, project: str) -> list[dict[str, Any]]:
     expanded = {
         e.network: e.uid
         for e in s.scalars(select(m.Expansion).where(m.Expansion.project == project))
@@ -39,7 +60,7 @@ def _peer_names(value: object) -> list[str]:
 
 def create_expansion(
     s: Session,
-    cloud: Cloud,
+    cloud: ProjectNetworks,
     project: str,
     network: str,
     peers: list[str],

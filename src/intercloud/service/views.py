@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from intercloud import tls
+from intercloud.domain import naming, owners
 from intercloud.service import budget
 from intercloud.store import models as m
 
@@ -120,3 +121,9 @@ def replica(r: m.Replica, bridge: str | None = None) -> dict[str, Any]:
         "members": list(r.members or []),
         "direct": sorted(r.direct_sent or []),
     }
+
+
+def replica_here(r: m.Replica, prefix: str) -> dict[str, Any]:
+    """A replica as this agent's admin sees it: with the bridge that carries it on this host
+    (named as the reconciler names it, reconciler/desired.py)."""
+    return replica(r, naming.bridge(prefix, owners.replica(r.id).key))

@@ -1,8 +1,9 @@
-"""Federation use cases of the mesh (domain/relay.py): two members of a network agree the VNI
-of their direct tunnel (a member drops its own when the network or the link no longer calls
-for it: `drop_adjacency`); a member tells the origin which members it reaches directly.
+"""Federation use cases between the members of a network (domain/relay.py): two members agree
+the VNI of their direct tunnel, an adjacency (a member drops its own when the network or the
+link no longer calls for it: `drop_adjacency`); a member tells the origin which members it
+reaches directly; the origin asks a member to relay between two others.
 
-Both are scoped to the calling peer: a member may only ask about a network that names it as a
+All are scoped to the calling peer: a member may only ask about a network that names it as a
 member and with which we have a link; only a target of an expansion may report for it."""
 
 from __future__ import annotations
