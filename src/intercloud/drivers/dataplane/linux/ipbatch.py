@@ -16,8 +16,8 @@ from __future__ import annotations
 import subprocess
 
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
-from intercloud.drivers.dataplane import checks
-from intercloud.drivers.dataplane.netns import in_netns
+from intercloud.drivers.dataplane.linux import checks
+from intercloud.drivers.nsexec import in_netns
 
 
 def plain(*names: str) -> bool:

@@ -24,8 +24,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as _vxlan_nla
 
-from intercloud.drivers.dataplane import checks
-from intercloud.drivers.dataplane.netns import in_netns
+from intercloud.drivers.dataplane.linux import checks
+from intercloud.drivers.nsexec import in_netns
 from intercloud.errors import DriverError
 
 MTU_MARK = "intercloud:mtu="
