@@ -12,7 +12,7 @@ tls_key = "/etc/intercloud/agent.key"    # its private key (mode 0600); empty: i
 # plain_http = true            # serve plain HTTP instead (tokens in clear: tests only)
 
 [dataplane]
-driver = "linux"               # linux | fake
+driver = "linux"               # linux | ovs | fake
 prefix = "ic"                  # every host object the agent makes starts with this
 vni_min = 1
 vni_max = 16777215
@@ -50,6 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from intercloud.domain import naming, validation
+from intercloud.drivers import cloud as cloud_drivers
+from intercloud.drivers import dataplane as dataplane_drivers
+from intercloud.drivers import ipsec as ipsec_drivers
 from intercloud.errors import Invalid
 
 
@@ -91,7 +94,7 @@ MAX_LANES = 8  # charons per agent (the drivers' charon.MAX_LANES: marks and rou
 
 @dataclass
 class IpsecSection:
-    driver: str = "strongswan"  # strongswan | fake | none
+    driver: str = "strongswan"  # strongswan | fake | none (drivers/ipsec: DRIVERS)
     vici_socket: str = "/var/run/charon.vici"
     # Further charons that share the encryption (kernel-libipsec only; drivers/ipsec/lanes.py):
     # lane k's VICI socket is lanes[k - 1]; its charon runs with `charon.conf_text(lane=k)`.
@@ -100,7 +103,7 @@ class IpsecSection:
 
 @dataclass
 class CloudSection:
-    driver: str = "standalone"  # standalone | openstack
+    driver: str = "standalone"  # standalone | openstack (drivers/cloud: DRIVERS)
     # openstack: the agent's own service user (needs the admin role: it validates users'
     # tokens, reads every project's networks and makes replicas). The password is a secret.
     auth_url: str = ""
@@ -217,12 +220,10 @@ def validate(cfg: Config) -> None:
     validation.name(cfg.agent.name, "agent.name")
     _validate_tls(cfg.agent)
     naming.check_prefix(cfg.dataplane.prefix)
-    if cfg.ipsec.driver not in ("strongswan", "fake", "none"):
-        raise Invalid(
-            f"config ipsec.driver: unknown driver {cfg.ipsec.driver!r} "
-            "(valid: strongswan, fake, none)",
-            field="ipsec.driver",
-        )
+    # the drivers' own registries know their names (and list them when one is unknown)
+    dataplane_drivers.DRIVERS.check(cfg.dataplane.driver)
+    ipsec_drivers.DRIVERS.check(cfg.ipsec.driver)
+    cloud_drivers.DRIVERS.check(cfg.cloud.driver)
     lanes = cfg.ipsec.lanes
     if lanes and cfg.ipsec.driver != "strongswan":
         raise Invalid("config ipsec.lanes: needs the strongswan driver", field="ipsec.lanes")

@@ -18,9 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from intercloud.config import CloudSection
 from intercloud.drivers.cloud.base import (
     Addressing,
     Cloud,
@@ -30,6 +29,9 @@ from intercloud.drivers.cloud.base import (
     ReplicaSync,
 )
 from intercloud.errors import CloudError
+
+if TYPE_CHECKING:
+    from intercloud.drivers.cloud import Section
 
 log = logging.getLogger("intercloud.cloud.openstack")
 
@@ -59,7 +61,7 @@ def _pools(pools: Iterable[Any]) -> tuple[tuple[str, str], ...]:
 
 
 class OpenStackCloud(Cloud):
-    def __init__(self, cfg: CloudSection, connect: Callable[[], Any] | None = None) -> None:
+    def __init__(self, cfg: Section, connect: Callable[[], Any] | None = None) -> None:
         self._cfg = cfg
         self._connect = connect or self._default_connect
         self._conn: Any = None
