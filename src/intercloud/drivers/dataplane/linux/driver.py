@@ -355,4 +355,3 @@ class LinuxDataplane(Dataplane):
     def _up(self, link: Link) -> None:
         if not link.up:
             self._set(link, "set up", state="up")
-

@@ -319,9 +319,7 @@ class OvsDataplane(Dataplane):
         if not wanted and not self.ovsdb.bridge_exists(self.br_cloud):
             return
         self._ensure_base(self.prefix)
-        self._set_records(
-            **{f"nofwd:{self.prefix}": [list(p) for p in wanted] if wanted else None}
-        )
+        self._set_records(**{f"nofwd:{self.prefix}": [list(p) for p in wanted] if wanted else None})
         self._write_flows()
 
     def remove_no_forward(self) -> None:

@@ -155,4 +155,3 @@ def ofport_of(row: dict[str, Any] | None) -> int | None:
     """The OpenFlow port of an Interface row, None if it has none (yet)."""
     port = one(row["ofport"]) if row else None
     return int(port) if port is not None and port > 0 else None
-
