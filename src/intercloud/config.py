@@ -220,19 +220,7 @@ def validate(cfg: Config) -> None:
     validation.name(cfg.agent.name, "agent.name")
     _validate_tls(cfg.agent)
     naming.check_prefix(cfg.dataplane.prefix)
-    # the drivers' own registries know their names (and list them when one is unknown)
-    dataplane_drivers.DRIVERS.check(cfg.dataplane.driver)
-    ipsec_drivers.DRIVERS.check(cfg.ipsec.driver)
-    cloud_drivers.DRIVERS.check(cfg.cloud.driver)
-    lanes = cfg.ipsec.lanes
-    if lanes and cfg.ipsec.driver != "strongswan":
-        raise Invalid("config ipsec.lanes: needs the strongswan driver", field="ipsec.lanes")
-    if len(lanes) >= MAX_LANES or len(set(lanes) | {cfg.ipsec.vici_socket}) != len(lanes) + 1:
-        raise Invalid(
-            f"config ipsec.lanes: at most {MAX_LANES - 1} further VICI sockets, all different "
-            "from each other and from vici_socket",
-            field="ipsec.lanes",
-        )
+    _validate_drivers(cfg)
     # with OpenStack, admins are Keystone users with the admin role: no token of our own
     if cfg.cloud.driver != "openstack" and len(cfg.agent.admin_token) < 16:
         raise Invalid(
@@ -251,21 +239,46 @@ def validate(cfg: Config) -> None:
         raise Invalid(
             "config dataplane.vni_min: must not exceed vni_max", field="dataplane.vni_min"
         )
+    _validate_networks(cfg.networks, _validate_projects(cfg.projects, cfg.agent.admin_token))
+
+
+def _validate_drivers(cfg: Config) -> None:
+    # the drivers' own registries know their names (and list them when one is unknown)
+    dataplane_drivers.DRIVERS.check(cfg.dataplane.driver)
+    ipsec_drivers.DRIVERS.check(cfg.ipsec.driver)
+    cloud_drivers.DRIVERS.check(cfg.cloud.driver)
+    lanes = cfg.ipsec.lanes
+    if lanes and cfg.ipsec.driver != "strongswan":
+        raise Invalid("config ipsec.lanes: needs the strongswan driver", field="ipsec.lanes")
+    if len(lanes) >= MAX_LANES or len(set(lanes) | {cfg.ipsec.vici_socket}) != len(lanes) + 1:
+        raise Invalid(
+            f"config ipsec.lanes: at most {MAX_LANES - 1} further VICI sockets, all different "
+            "from each other and from vici_socket",
+            field="ipsec.lanes",
+        )
+
+
+def _validate_projects(items: list[ProjectDef], admin_token: str) -> set[str]:
+    """The standalone projects' names (checked: names, tokens long enough and unique)."""
     projects = set()
     tokens = set()
-    for p in cfg.projects:
+    for p in items:
         validation.name(p.name, "projects.name")
         if len(p.token) < 16:
             raise Invalid(
                 f"config projects[{p.name}].token: must be at least 16 characters",
                 field="projects.token",
             )
-        if p.name in projects or p.token in tokens or p.token == cfg.agent.admin_token:
+        if p.name in projects or p.token in tokens or p.token == admin_token:
             raise Invalid(f"config projects[{p.name}]: duplicate name or token", field="projects")
         projects.add(p.name)
         tokens.add(p.token)
+    return projects
+
+
+def _validate_networks(items: list[NetworkDef], projects: set[str]) -> None:
     seen = set()
-    for n in cfg.networks:
+    for n in items:
         validation.name(n.name, "networks.name")
         validation.cidr(n.cidr, f"networks[{n.name}].cidr")
         if n.project not in projects:
