@@ -335,7 +335,7 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
     # removing a network's bridge forgets its attachment too (no record outlives it)
     a.remove_link("icbe1")
     assert a.observe().state.attachments == {}
-    assert not [k for k in a._records() if k.startswith("ic:attach:")]
+    assert not [k for k in a.ovsdb.records(a.br_cloud) if k.startswith("ic:attach:")]
     apply(a, shrunk)
     assert_converged(a, shrunk)
 
