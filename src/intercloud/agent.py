@@ -33,7 +33,7 @@ def build(cfg: config_mod.Config) -> AppContext:
     store = Store(cfg.agent.database)
     store.migrate()
     cloud = cloud_drivers.load(cfg)
-    dataplane = dataplane_drivers.load(cfg.dataplane.driver, section=cfg.dataplane)
+    dataplane = dataplane_drivers.load(cfg)
     client = FederationClient(
         cfg.agent.name,
         timeout=cfg.agent.federation_timeout,
@@ -43,7 +43,12 @@ def build(cfg: config_mod.Config) -> AppContext:
     ipsec = ipsec_drivers.load(cfg)
     reconciler = Reconciler(cfg, store, cloud, dataplane, client, ipsec)
     return AppContext(
-        cfg=cfg, store=store, cloud=cloud, dataplane=dataplane, reconciler=reconciler, ipsec=ipsec
+        cfg=cfg,
+        store=store,
+        cloud=cloud,
+        dataplane=dataplane,
+        reconciler=reconciler,
+        ipsec=None if ipsec.refusal else ipsec,  # the API's "no IPsec driver" is None
     )
 
 

@@ -12,7 +12,7 @@ tls_key = "/etc/intercloud/agent.key"    # its private key (mode 0600); empty: i
 # plain_http = true            # serve plain HTTP instead (tokens in clear: tests only)
 
 [dataplane]
-driver = "linux"               # linux | fake
+driver = "linux"               # linux | ovs | fake
 prefix = "ic"                  # every host object the agent makes starts with this
 vni_min = 1
 vni_max = 16777215
@@ -50,6 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from intercloud.domain import naming, validation
+from intercloud.drivers import cloud as cloud_drivers
+from intercloud.drivers import dataplane as dataplane_drivers
+from intercloud.drivers import ipsec as ipsec_drivers
 from intercloud.errors import Invalid
 
 
@@ -91,7 +94,7 @@ MAX_LANES = 8  # charons per agent (the drivers' charon.MAX_LANES: marks and rou
 
 @dataclass
 class IpsecSection:
-    driver: str = "strongswan"  # strongswan | fake | none
+    driver: str = "strongswan"  # strongswan | fake | none (drivers/ipsec: DRIVERS)
     vici_socket: str = "/var/run/charon.vici"
     # Further charons that share the encryption (kernel-libipsec only; drivers/ipsec/lanes.py):
     # lane k's VICI socket is lanes[k - 1]; its charon runs with `charon.conf_text(lane=k)`.
@@ -100,7 +103,7 @@ class IpsecSection:
 
 @dataclass
 class CloudSection:
-    driver: str = "standalone"  # standalone | openstack
+    driver: str = "standalone"  # standalone | openstack (drivers/cloud: DRIVERS)
     # openstack: the agent's own service user (needs the admin role: it validates users'
     # tokens, reads every project's networks and makes replicas). The password is a secret.
     auth_url: str = ""
@@ -217,21 +220,7 @@ def validate(cfg: Config) -> None:
     validation.name(cfg.agent.name, "agent.name")
     _validate_tls(cfg.agent)
     naming.check_prefix(cfg.dataplane.prefix)
-    if cfg.ipsec.driver not in ("strongswan", "fake", "none"):
-        raise Invalid(
-            f"config ipsec.driver: unknown driver {cfg.ipsec.driver!r} "
-            "(valid: strongswan, fake, none)",
-            field="ipsec.driver",
-        )
-    lanes = cfg.ipsec.lanes
-    if lanes and cfg.ipsec.driver != "strongswan":
-        raise Invalid("config ipsec.lanes: needs the strongswan driver", field="ipsec.lanes")
-    if len(lanes) >= MAX_LANES or len(set(lanes) | {cfg.ipsec.vici_socket}) != len(lanes) + 1:
-        raise Invalid(
-            f"config ipsec.lanes: at most {MAX_LANES - 1} further VICI sockets, all different "
-            "from each other and from vici_socket",
-            field="ipsec.lanes",
-        )
+    _validate_drivers(cfg)
     # with OpenStack, admins are Keystone users with the admin role: no token of our own
     if cfg.cloud.driver != "openstack" and len(cfg.agent.admin_token) < 16:
         raise Invalid(
@@ -250,21 +239,46 @@ def validate(cfg: Config) -> None:
         raise Invalid(
             "config dataplane.vni_min: must not exceed vni_max", field="dataplane.vni_min"
         )
+    _validate_networks(cfg.networks, _validate_projects(cfg.projects, cfg.agent.admin_token))
+
+
+def _validate_drivers(cfg: Config) -> None:
+    # the drivers' own registries know their names (and list them when one is unknown)
+    dataplane_drivers.DRIVERS.check(cfg.dataplane.driver)
+    ipsec_drivers.DRIVERS.check(cfg.ipsec.driver)
+    cloud_drivers.DRIVERS.check(cfg.cloud.driver)
+    lanes = cfg.ipsec.lanes
+    if lanes and cfg.ipsec.driver != "strongswan":
+        raise Invalid("config ipsec.lanes: needs the strongswan driver", field="ipsec.lanes")
+    if len(lanes) >= MAX_LANES or len(set(lanes) | {cfg.ipsec.vici_socket}) != len(lanes) + 1:
+        raise Invalid(
+            f"config ipsec.lanes: at most {MAX_LANES - 1} further VICI sockets, all different "
+            "from each other and from vici_socket",
+            field="ipsec.lanes",
+        )
+
+
+def _validate_projects(items: list[ProjectDef], admin_token: str) -> set[str]:
+    """The standalone projects' names (checked: names, tokens long enough and unique)."""
     projects = set()
     tokens = set()
-    for p in cfg.projects:
+    for p in items:
         validation.name(p.name, "projects.name")
         if len(p.token) < 16:
             raise Invalid(
                 f"config projects[{p.name}].token: must be at least 16 characters",
                 field="projects.token",
             )
-        if p.name in projects or p.token in tokens or p.token == cfg.agent.admin_token:
+        if p.name in projects or p.token in tokens or p.token == admin_token:
             raise Invalid(f"config projects[{p.name}]: duplicate name or token", field="projects")
         projects.add(p.name)
         tokens.add(p.token)
+    return projects
+
+
+def _validate_networks(items: list[NetworkDef], projects: set[str]) -> None:
     seen = set()
-    for n in cfg.networks:
+    for n in items:
         validation.name(n.name, "networks.name")
         validation.cidr(n.cidr, f"networks[{n.name}].cidr")
         if n.project not in projects:

@@ -30,7 +30,7 @@ def snapshot(agent) -> dict:
         "replicas": agent.admin("GET", "/v1/replicas").json(),
         "p1": agent.user("p1", "GET", "/v1/expansions").json(),
         "p2": agent.user("p2", "GET", "/v1/expansions").json(),
-        "host": agent.dataplane.observe("ic").interface_names(),
+        "host": agent.dataplane.observe().state.interface_names(),
     }
 
 

@@ -35,13 +35,13 @@ def test_expand_builds_both_sides_and_goes_active(pair):
     assert exp["status"] == "active", exp
     vni = exp["peers"][0]["vni"]
     assert vni is not None
-    assert f"icv{vni}" in a.dataplane.observe("ic").vxlans
+    assert f"icv{vni}" in a.dataplane.observe().state.vxlans
     reps = b.admin("GET", "/v1/replicas").json()
     assert [(x["peer"], x["network"], x["vni"], x["status"]) for x in reps] == [
         ("A", "net1", vni, "active")
     ]
     assert reps[0]["project"] == "A.p1"
-    b_vx = b.dataplane.observe("ic").vxlans[f"icv{vni}"]
+    b_vx = b.dataplane.observe().state.vxlans[f"icv{vni}"]
     assert (b_vx.local, b_vx.remote) == (b.ip, a.ip)
 
 
@@ -72,8 +72,8 @@ def test_delete_removes_both_sides(pair):
     converge(a, b)
     assert a.user("p1", "GET", f"/v1/expansions/{uid}").status_code == 404
     assert b.admin("GET", "/v1/replicas").json() == []
-    assert a.dataplane.observe("ic").interface_names() == set()
-    assert b.dataplane.observe("ic").interface_names() == set()
+    assert a.dataplane.observe().state.interface_names() == set()
+    assert b.dataplane.observe().state.interface_names() == set()
 
 
 def test_overlapping_projects_get_distinct_vnis(pair):

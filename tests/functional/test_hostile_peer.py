@@ -17,8 +17,8 @@ from sqlalchemy import select
 from intercloud.domain import naming
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
 from intercloud.drivers.cloud.base import ReplicaSync
-from intercloud.drivers.dataplane import ipbatch
 from intercloud.drivers.dataplane.fake import FakeDataplane
+from intercloud.drivers.dataplane.linux import ipbatch
 from intercloud.federation import signing
 from intercloud.reconciler import addressing, mesh, routes
 from intercloud.store import models as m

@@ -110,7 +110,7 @@ def paths(agents, uid: str) -> dict[str, str | None]:
 
 def tunnels(agent) -> dict[str, tuple[str, bool]]:
     """remote address -> (port name, isolated) of an agent's tunnel ports."""
-    return {vx.remote: (n, vx.isolated) for n, vx in agent.dataplane.observe("ic").vxlans.items()}
+    return {vx.remote: (n, vx.isolated) for n, vx in agent.dataplane.observe().state.vxlans.items()}
 
 
 def test_mesh_where_linked_relay_elsewhere(four):
@@ -125,14 +125,14 @@ def test_mesh_where_linked_relay_elsewhere(four):
     assert set(tunnels(c)) == {a.ip, b.ip} and all(iso for _, iso in tunnels(c).values())
     assert set(tunnels(d)) == {a.ip}
     # the B-C tunnel has one VNI on both sides, unused by anything else there
-    vni_b = b.dataplane.observe("ic").vxlans[tunnels(b)[c.ip][0]].vni
-    vni_c = c.dataplane.observe("ic").vxlans[tunnels(c)[b.ip][0]].vni
+    vni_b = b.dataplane.observe().state.vxlans[tunnels(b)[c.ip][0]].vni
+    vni_c = c.dataplane.observe().state.vxlans[tunnels(c)[b.ip][0]].vni
     assert vni_b == vni_c
     # A relays (ports not isolated) except between B and C
     at_a = tunnels(a)
     assert not any(iso for _, iso in at_a.values())
     pb, pc = at_a[b.ip][0], at_a[c.ip][0]
-    assert a.dataplane.observe("ic").no_forward == {(pb, pc), (pc, pb)}
+    assert a.dataplane.observe().state.no_forward == {(pb, pc), (pc, pb)}
     for agent in agents.values():  # converged: a pass changes nothing
         assert agent.reconcile() == 0
 
@@ -141,7 +141,7 @@ def test_centralized_when_members_have_no_link(four):
     agents, _ = four
     uid = expand(agents, peers=("B", "D"))  # B and D have no link
     assert paths(agents, uid) == {"A-B": None, "A-D": None, "B-D": "A"}
-    assert agents["A"].dataplane.observe("ic").no_forward == set()
+    assert agents["A"].dataplane.observe().state.no_forward == set()
     assert set(tunnels(agents["B"])) == {agents["A"].ip}
 
 
@@ -153,12 +153,12 @@ def test_direct_link_down_relays_then_returns(four):
     assert r.status_code == 200, r.text
     converge(agents)
     assert paths(agents, uid)["B-C"] == "A"
-    assert a.dataplane.observe("ic").no_forward == set()
+    assert a.dataplane.observe().state.no_forward == set()
     assert set(tunnels(b)) == {a.ip}
     b.admin("PATCH", "/v1/links/C", {"enabled": True})
     converge(agents)
     assert paths(agents, uid)["B-C"] is None
-    assert len(a.dataplane.observe("ic").no_forward) == 2
+    assert len(a.dataplane.observe().state.no_forward) == 2
 
 
 def forget_health(agents) -> None:
@@ -184,11 +184,11 @@ def test_origin_link_down_another_member_relays_then_direct_again(four):
     assert set(tunnels(a)) == {b.ip, d.ip}
     assert not any(iso for _, iso in tunnels(b).values())
     pa, pc = port_b[a.ip], port_b[c.ip]
-    assert b.dataplane.observe("ic").no_forward == set()  # its only two ports: A and C
+    assert b.dataplane.observe().state.no_forward == set()  # its only two ports: A and C
     assert tunnels(b) == {a.ip: (pa, False), c.ip: (pc, False)}
     # A relays B<->D as before, so C's traffic reaches D through B then A
     at_a = tunnels(a)
-    assert a.dataplane.observe("ic").no_forward == set()
+    assert a.dataplane.observe().state.no_forward == set()
     assert set(at_a) == {b.ip, d.ip} and not any(iso for _, iso in at_a.values())
     for agent in agents.values():  # settled: a pass changes nothing
         assert agent.reconcile() == 0, agent.name
@@ -243,7 +243,7 @@ def test_delete_removes_every_direct_tunnel_and_vni(four):
     assert agents["A"].user("p1", "DELETE", f"/v1/expansions/{uid}").status_code == 202
     converge(agents)
     for agent in agents.values():
-        state = agent.dataplane.observe("ic")
+        state = agent.dataplane.observe().state
         assert state.interface_names() == set() and state.no_forward == set(), agent.name
         with agent.ctx.store.session() as s:
             assert s.scalars(select(m.VniAllocation)).all() == []

@@ -57,7 +57,7 @@ def world(namespaces):
             return name
 
         def driver(self, role: str) -> LinuxDataplane:
-            dp = LinuxDataplane(netns=self.make(role))
+            dp = LinuxDataplane(P, netns=self.make(role))
             drivers.append(dp)
             self.dp[role] = dp
             return dp
@@ -113,10 +113,10 @@ def want(side: str, projects: dict[int, dict]) -> HostState:
 
 
 def converge(dp: LinuxDataplane, desired: HostState) -> list[str]:
-    steps = plan(desired, dp.observe(P))
+    steps = plan(desired, dp.observe())
     for step in steps:
         getattr(dp, step.verb)(step.obj)
-    assert plan(desired, dp.observe(P)) == []
+    assert plan(desired, dp.observe()) == []
     return [s.describe() for s in steps]
 
 
@@ -190,7 +190,7 @@ def test_mss_clamp_avoids_the_pmtu_black_hole(world):
         assert steps == [f"ensure_mss_clamp icv100={mss}"]
         table = sh(*nsx(w.ns[f"gw{side}"], "nft", "list", "table", "bridge", "intercloud_ic"))
         assert f"maxseg size set {mss}" in table and "maxseg size set 1290" in table
-        assert w.dp[f"gw{side}"].observe(P).vxlans["icv100"].mss == mss
+        assert w.dp[f"gw{side}"].observe().state.vxlans["icv100"].mss == mss
     syn = "tcp[tcpflags] & tcp-syn != 0"
     with (
         capture(w.ns["vmB1"], "eth0", syn) as at_b,
@@ -209,9 +209,9 @@ def test_mss_clamp_avoids_the_pmtu_black_hole(world):
     assert synack_in and all(f"mss {mss}," in ln for ln in synack_in), at_a.lines  # in gwB
     assert syn_out and all("mss 1460," in ln for ln in syn_out), at_a.lines  # as the VM sent
 
-    w.dp["gwA"].cleanup(P)
+    w.dp["gwA"].cleanup()
     assert "intercloud_ic" not in sh(*nsx(w.ns["gwA"], "nft", "list", "tables"))
-    assert w.dp["gwA"].observe(P) == HostState()
+    assert w.dp["gwA"].observe().state == HostState()
 
 
 def ifindexes(ns: str) -> list[str]:
@@ -254,7 +254,7 @@ def test_rate_limit_per_expansion(world):
     steps = converge(w.dp["gwA"], want("A", limited))
     assert "ensure_vxlan icv100" in steps
     converge(w.dp["gwB"], want("B", {1: {}, 2: {}}))
-    seen = w.dp["gwA"].observe(P).vxlans
+    seen = w.dp["gwA"].observe().state.vxlans
     assert seen["icv100"].rate_mbit == RATE and seen["icv200"].rate_mbit is None
     qdisc = sh(*nsx(w.ns["gwA"], "tc", "qdisc", "show", "dev", "icv100"))
     assert "qdisc tbf 1c1: root" in qdisc and "rate 50Mbit" in qdisc, qdisc
@@ -285,7 +285,7 @@ def test_rate_limit_per_expansion(world):
     assert calls == ["set_tbf", "delete_qdisc"]
     assert ifindexes(w.ns["gwA"]) == before
     assert "tbf" not in sh(*nsx(w.ns["gwA"], "tc", "qdisc", "show", "dev", "icv100"))
-    assert w.dp["gwA"].observe(P).vxlans["icv100"].rate_mbit is None
+    assert w.dp["gwA"].observe().state.vxlans["icv100"].rate_mbit is None
     old_server = ("ss", "-Hltn", "src", "10.10.1.2:5201")  # the measurement before, until it ends
     wait_for(lambda: not sh(*nsx(w.ns["vmB1"], *old_server)).strip(), 10, 0.1, "iperf3 to exit")
     (free,) = iperf_clients(w, [("vmA1", "10.10.1.2")])

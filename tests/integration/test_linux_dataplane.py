@@ -15,8 +15,7 @@ import pytest
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
 from intercloud.domain.plan import Step, plan
-from intercloud.drivers.dataplane import ipbatch
-from intercloud.drivers.dataplane.linux import BATCH_MIN_STEPS, LinuxDataplane
+from intercloud.drivers.dataplane.linux import BATCH_MIN_STEPS, LinuxDataplane, ipbatch
 from intercloud.errors import DriverError
 
 pytestmark = [
@@ -42,7 +41,7 @@ def driver(namespaces):
 
     def make(role: str = "gw") -> tuple[LinuxDataplane, str]:
         ns = namespaces(role)
-        dp = LinuxDataplane(netns=ns)
+        dp = LinuxDataplane(P, netns=ns)
         opened.append(dp)
         return dp, ns
 
@@ -71,7 +70,7 @@ def desired() -> HostState:
 
 def converge(dp: LinuxDataplane, want: HostState) -> list[str]:
     """As the reconciler does: one plan from a fresh observe, applied trusting it."""
-    steps = plan(want, dp.observe(P, ["opv0"]))
+    steps = plan(want, dp.observe(["opv0"]))
     with dp.applying():
         for step in steps:
             getattr(dp, step.verb)(step.obj)
@@ -88,7 +87,7 @@ def indexes(ns: str) -> list[str]:
 def test_ensure_then_observe_equals_desired(host):
     dp, ns = host
     converge(dp, desired())
-    assert dp.observe(P, ["opv0"]) == desired()
+    assert dp.observe(["opv0"]).state == desired()
     assert converge(dp, desired()) == []
     details = sh("ip", "-n", ns, "-d", "link", "show", "icv100")
     assert "remote 198.18.0.2" in details and "isolated on" in details
@@ -107,7 +106,7 @@ def test_ensure_then_observe_equals_desired(host):
     dp.detach("opv0")
     dp.detach("opv0")  # already free: no error
     assert "master" not in sh("ip", "-n", ns, "link", "show", "opv0")
-    assert dp.observe(P, ["opv0"]).attachments == {}
+    assert dp.observe(["opv0"]).state.attachments == {}
 
 
 def test_ensure_patch_replaces_leftovers(host):
@@ -115,11 +114,11 @@ def test_ensure_patch_replaces_leftovers(host):
     dp.ensure_bridge(Bridge("icbe1"))
     sh("ip", "-n", ns, "link", "add", "icqe1", "type", "bridge")  # an end in the way
     dp.ensure_patch(PATCH)
-    assert dp.observe(P).patches == {"icpe1": PATCH}
+    assert dp.observe().state.patches == {"icpe1": PATCH}
     sh("ip", "-n", ns, "link", "del", "icpe1")
     sh("ip", "-n", ns, "link", "add", "icpe1", "type", "veth", "peer", "name", "other1")
     dp.ensure_patch(PATCH)  # a pair with the wrong peer
-    assert dp.observe(P).patches == {"icpe1": PATCH}
+    assert dp.observe().state.patches == {"icpe1": PATCH}
     assert dp.interface_kind("other1") is None
 
 
@@ -131,7 +130,7 @@ def test_ensure_twice_is_a_no_op(host):
         getattr(dp, "ensure_" + type(obj).__name__.lower())(obj)
     dp.attach(ATT)
     assert indexes(ns) == before
-    assert plan(desired(), dp.observe(P, ["opv0"])) == []
+    assert plan(desired(), dp.observe(["opv0"])) == []
 
 
 def test_changing_the_remote_replaces_the_vxlan(host):
@@ -143,32 +142,32 @@ def test_changing_the_remote_replaces_the_vxlan(host):
     assert "remote 198.18.0.9" in sh("ip", "-n", ns, "-d", "link", "show", "icv100")
     # ensure_vxlan alone also replaces a device whose attributes differ
     dp.ensure_vxlan(dataclasses.replace(VX100, vni=300))
-    assert dp.observe(P).vxlans["icv100"] == dataclasses.replace(VX100, vni=300)
+    assert dp.observe().state.vxlans["icv100"] == dataclasses.replace(VX100, vni=300)
 
 
 def test_mtu_observation_rule(host):
     dp, ns = host
     dp.ensure_bridge(Bridge("icbe1", 9000))
-    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1", 9000)
+    assert dp.observe().state.bridges["icbe1"] == Bridge("icbe1", 9000)
     sh("ip", "-n", ns, "link", "set", "icbe1", "mtu", "1300")  # drift is seen...
-    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1", 1300)
+    assert dp.observe().state.bridges["icbe1"] == Bridge("icbe1", 1300)
     dp.ensure_bridge(Bridge("icbe1", 9000))  # ...and repaired
-    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1", 9000)
+    assert dp.observe().state.bridges["icbe1"] == Bridge("icbe1", 9000)
     dp.ensure_bridge(Bridge("icbe1"))  # None: our mark goes, the MTU stays
-    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1")
+    assert dp.observe().state.bridges["icbe1"] == Bridge("icbe1")
     assert "mtu 9000" in sh("ip", "-n", ns, "link", "show", "icbe1")
     dp.ensure_vxlan(VX100)  # mtu=None: the device keeps the kernel's default, reported None
     want = HostState(bridges={"icbe1": Bridge("icbe1")}, vxlans={"icv100": VX100})
-    assert plan(want, dp.observe(P)) == []
+    assert plan(want, dp.observe()) == []
     dp.ensure_vxlan(dataclasses.replace(VX100, mtu=1380))  # set in place, same device
-    assert dp.observe(P).vxlans["icv100"].mtu == 1380
+    assert dp.observe().state.vxlans["icv100"].mtu == 1380
 
 
 def test_cleanup_removes_ours_and_keeps_foreign(host):
     dp, ns = host
     converge(dp, desired())
-    dp.cleanup(P)
-    assert dp.observe(P, ["opv0"]) == HostState()
+    dp.cleanup()
+    assert dp.observe(["opv0"]).state == HostState()
     names = sh("ip", "-n", ns, "-o", "link", "show")
     assert "opbr" in names and "opv0" in names and "opv1" in names
     assert " ic" not in names
@@ -192,7 +191,7 @@ def test_errors_name_the_interface(host, driver):
     dp.detach("nothing")
     dp.remove_link("nothing")
     with pytest.raises(DriverError, match="does not exist"):
-        LinuxDataplane(netns=f"ictest-dp-missing-{uuid.uuid4().hex[:8]}")
+        LinuxDataplane(P, netns=f"ictest-dp-missing-{uuid.uuid4().hex[:8]}")
 
 
 def _underlay(a: str, b: str) -> None:
@@ -228,7 +227,7 @@ def test_vms_in_two_gateways_ping_over_vxlan(driver, namespaces):
         want.add(Vxlan("icv100", 100, local, remote, "icbe1"))
         want.add(Patch("icpe1", "icqe1", "icbe1", "tenant"))
         converge(dp, want)
-        assert plan(want, dp.observe(P)) == []
+        assert plan(want, dp.observe()) == []
     ping = subprocess.run(
         ["ip", "netns", "exec", vm_a, "ping", "-c", "3", "-W", "1", "10.10.0.2"],
         capture_output=True,
@@ -276,7 +275,7 @@ def test_many_fresh_devices_are_made_in_one_batch_and_checked(host, monkeypatch)
         want.add(Patch(f"icpn{i}", f"icqn{i}", f"icbn{i}", "opbr"))
     want.add(Attachment("opv0", "icbn0"))
     clash = Vxlan("icv999", 1003, "198.18.0.1", "198.18.0.9", "icbn1")  # icv1003's VNI
-    steps = plan(want, dp.observe(P, ["opv0"]))
+    steps = plan(want, dp.observe(["opv0"]))
     steps.append(Step("ensure_vxlan", clash))
     with dp.applying():
         done = list(dp.apply(steps))
@@ -285,8 +284,8 @@ def test_many_fresh_devices_are_made_in_one_batch_and_checked(host, monkeypatch)
     failed = {s.describe(): exc.message for s, exc in done if exc is not None}
     assert failed == {"ensure_vxlan icv999": "cannot create vxlan icv999: File exists"}
     assert [s for s, _ in done] == steps  # every step answered, in order
-    assert dp.observe(P, ["opv0"]) == want  # rate, MTU marks, isolation, attachment included
-    assert plan(want, dp.observe(P, ["opv0"])) == []
+    assert dp.observe(["opv0"]).state == want  # rate, MTU marks, isolation, attachment included
+    assert plan(want, dp.observe(["opv0"])) == []
     assert ",UP," in sh("ip", "-n", ns, "link", "show", "icv1005")  # up once limited
     assert "tbf" in sh("tc", "-n", ns, "qdisc", "show", "dev", "icv1005")
     assert "master opbr state UP" in sh("ip", "-n", ns, "link", "show", "icqn7")
@@ -315,7 +314,7 @@ def test_a_value_with_ip_syntax_never_reaches_the_batch(host, monkeypatch):
         Vxlan("icv991", 991, f"fe80::1%x\nnetns add {pwn}", "fe80::2", "icbn1"),
         Vxlan("icv992", 992, "198.18.0.1", "0.0.0.0/0", "icbn2"),
     ]
-    steps = plan(want, dp.observe(P, ["opv0"])) + [Step("ensure_vxlan", v) for v in hostile]
+    steps = plan(want, dp.observe(["opv0"])) + [Step("ensure_vxlan", v) for v in hostile]
     with dp.applying():
         done = list(dp.apply(steps))
 
@@ -324,4 +323,4 @@ def test_a_value_with_ip_syntax_never_reaches_the_batch(host, monkeypatch):
     assert all("not a plain IP address" in why for why in failed.values()), failed
     assert written and not [line for line in written if pwn in line or "0.0.0.0/0" in line]
     assert pwn not in sh("ip", "netns", "list")
-    assert plan(want, dp.observe(P, ["opv0"])) == []  # everything else was made
+    assert plan(want, dp.observe(["opv0"])) == []  # everything else was made

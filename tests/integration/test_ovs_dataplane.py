@@ -135,7 +135,7 @@ def drivers(lab):
 
     def make(gw: str, tunnel_type: str = "vxlan") -> OvsDataplane:
         inst = lab.ovs[gw]
-        dp = OvsDataplane(inst.db, inst.rundir, tunnel_type=tunnel_type)
+        dp = OvsDataplane(PREFIX, inst.db, inst.rundir, tunnel_type=tunnel_type)
         made.append(dp)
         return dp
 
@@ -144,7 +144,7 @@ def drivers(lab):
     finally:
         for dp in made:
             with contextlib.suppress(Exception):
-                dp.cleanup(PREFIX)
+                dp.cleanup()
             dp.close()
 
 
@@ -167,19 +167,20 @@ def net(
 
 
 def apply(dp: OvsDataplane, desired: HostState) -> list[str]:
-    steps = plan(desired, dp.observe(PREFIX))
+    steps = plan(desired, dp.observe())
     for step in steps:
         getattr(dp, step.verb)(step.obj)
     return [s.describe() for s in steps]
 
 
 def assert_converged(dp: OvsDataplane, desired: HostState) -> None:
-    seen = dp.observe(PREFIX)
+    observed = dp.observe()
+    seen = observed.state
     assert seen.bridges == desired.bridges
     assert seen.vxlans == desired.vxlans
     assert seen.attachments == desired.attachments
     assert seen.no_forward == desired.no_forward
-    assert plan(desired, seen) == []
+    assert plan(desired, observed) == []
 
 
 A, B, C = UNDERLAY["A"], UNDERLAY["B"], UNDERLAY["C"]
@@ -197,9 +198,7 @@ def test_ping_across_with_vlan_translation(lab, drivers, tunnel_type):
     with capture(lab.ns("B"), "ul0", ENCAP[tunnel_type]) as seen:
         assert lab.ping("A", 1, "10.1.0.2")
     assert seen.lines, f"no {tunnel_type} packet on B's underlay"
-    iface = lab.ovs["A"].vsctl(
-        "get", "interface", a.tunnel_port(PREFIX, want_a.vxlans["icv101"]), "type"
-    )
+    iface = lab.ovs["A"].vsctl("get", "interface", a.tunnel_port(want_a.vxlans["icv101"]), "type")
     assert iface.strip() == tunnel_type
     # second pass: nothing to do, and observe reports exactly what was asked
     assert apply(a, want_a) == [] and apply(b, want_b) == []
@@ -234,7 +233,7 @@ def test_relay_isolation_and_flooding_scope(lab, drivers):
     # one shared tunnel port per peer at A, though A->B carries two networks
     ports = lab.ovs["A"].vsctl("list-ports", "br-cloud").split()
     assert sorted(p for p in ports if p.startswith("ict")) == sorted(
-        {a.tunnel_port(PREFIX, want_a.vxlans[n]) for n in ("icv101", "icv102")}
+        {a.tunnel_port(want_a.vxlans[n]) for n in ("icv101", "icv102")}
     )
     assert lab.ping("A", 1, "10.1.0.2") and lab.ping("A", 1, "10.1.0.3")
     assert lab.ping("A", 2, "10.2.0.2")
@@ -281,8 +280,8 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
 
     # someone deletes B's tunnel port to A (shared by both networks): observe says so, and
     # that the flows no longer match; the plan re-creates both tunnels, rewrites the table
-    port = b.tunnel_port(PREFIX, want_b.vxlans["icv101"])
-    assert port == b.tunnel_port(PREFIX, want_b.vxlans["icv201"])
+    port = b.tunnel_port(want_b.vxlans["icv101"])
+    assert port == b.tunnel_port(want_b.vxlans["icv201"])
     lab.ovs["B"].vsctl("del-port", "br-cloud", port)
     assert lab.no_ping("B", 1, "10.1.0.1")
     steps = apply(b, want_b)
@@ -298,7 +297,7 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
     assert lab.ping("B", 1, "10.1.0.1")
 
     # someone deletes our patch port in C's br-int: the plan puts it back
-    lab.ovs["C"].vsctl("del-port", "br-int", c.patch_names(PREFIX)[0])
+    lab.ovs["C"].vsctl("del-port", "br-int", c.patch_names()[0])
     assert lab.no_ping("C", 1, "10.1.0.1")
     assert apply(c, want_c) == ["ensure_bridge icbr1"]
     assert_converged(c, want_c)
@@ -306,14 +305,14 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
 
     # someone wipes C's flows: the plan rewrites them
     lab.ovs["C"].ofctl("br-cloud", "del-flows")
-    assert plan(want_c, c.observe(PREFIX)) != []
+    assert plan(want_c, c.observe()) != []
     apply(c, want_c)
     assert_converged(c, want_c)
     assert lab.ping("C", 1, "10.1.0.1")
 
     # the Neutron agent re-tags network 1 on A: the flows follow the new VLAN
     lab.ovs["A"].vsctl("set", "port", "vm1", "tag=15")
-    assert plan(want_a, a.observe(PREFIX)) != []
+    assert plan(want_a, a.observe()) != []
     apply(a, want_a)
     assert_converged(a, want_a)
     assert lab.ping("A", 1, "10.1.0.2")
@@ -330,14 +329,14 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
     assert lab.ping("A", 1, "10.1.0.2")
     # removing a network's bridge forgets its attachment too (no record outlives it)
     a.remove_link("icbe1")
-    assert a.observe(PREFIX).attachments == {}
-    assert not [k for k in a._records() if k.startswith("ic:attach:")]
+    assert a.observe().state.attachments == {}
+    assert not [k for k in a.ovsdb.records(a.br_cloud) if k.startswith("ic:attach:")]
     apply(a, shrunk)
     assert_converged(a, shrunk)
 
     # cleanup: no br-cloud, no patch port in br-int, br-int and its VMs untouched
     for gw, dp in (("A", a), ("B", b), ("C", c)):
-        dp.cleanup(PREFIX)
+        dp.cleanup()
         inst = lab.ovs[gw]
         assert (
             subprocess.run(
@@ -348,7 +347,7 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
         ports = inst.vsctl("list-ports", "br-int").split()
         assert [p for p in ports if p.startswith(PREFIX)] == [], ports
         assert "vm1" in ports
-        assert dp.observe(PREFIX) == HostState()
+        assert dp.observe().state == HostState()
 
 
 def iperf(lab: Lab, gw: str, net: int, dst_gw: str, dst: str, seconds: int = 2) -> float:
@@ -403,7 +402,7 @@ def test_rate_limit_meters_only_the_copy_to_that_peer(lab, drivers):
     before = lab.ovs["A"].vsctl("list-ports", "br-cloud").split()
     assert apply(a, want_a) == ["ensure_vxlan icv101"]
     assert_converged(a, want_a)
-    assert a.observe(PREFIX).vxlans["icv101"].rate_mbit == RATE
+    assert a.observe().state.vxlans["icv101"].rate_mbit == RATE
     assert lab.ovs["A"].vsctl("list-ports", "br-cloud").split() == before
     assert meter_rates(lab, "A") == ["meter=1", f"rate={RATE * 1000}"]
     to_b = iperf(lab, "A", 1, "B", "10.1.0.2")
@@ -446,7 +445,7 @@ def test_refusals(lab, drivers):
     assert a.interface_kind("no-such-net") is None
     assert a.interface_kind("vm1") is None
     with pytest.raises(DriverError):
-        OvsDataplane("unix:/x", "/x", tunnel_type="ipip")
+        OvsDataplane(PREFIX, "unix:/x", "/x", tunnel_type="ipip")
 
 
 def test_nothing_left_behind(lab):
@@ -467,7 +466,7 @@ def test_desired_state_from_the_reconciler_builder(lab, drivers):
         relays = frozenset() if iso else frozenset({(peer, "C"), ("C", peer)})
         want = NetworkWant(key, uuid, (TunnelWant(f"t:{key}", peer, 101),), forward=relays)
         links = {peer: LinkView(peer, here, there, enabled=True)}
-        return build(PREFIX, 4789, [want], links, dp.interface_kind)
+        return build(PREFIX, 4789, [want], links, dp.kinds([uuid]))
 
     got_a = desired(a, "e1", NET1_A, "B", A, B, False)
     got_b = desired(b, "r1", NET1_B, "A", B, A, True)

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from intercloud.config import Config, DataplaneSection
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
 from intercloud.domain.plan import Step, plan
 from intercloud.drivers.dataplane import load
@@ -21,7 +22,7 @@ def apply(dp: FakeDataplane, steps: list[Step]) -> None:
 
 
 def converge(dp: FakeDataplane, desired: HostState, foreign=("eth1",)) -> list[Step]:
-    steps = plan(desired, dp.observe(P, foreign))
+    steps = plan(desired, dp.observe(foreign))
     apply(dp, steps)
     return steps
 
@@ -60,7 +61,7 @@ def test_plan_converges_from_empty_and_second_pass_makes_no_call(dp):
         "ensure_patch",
         "attach",
     ]
-    assert dp.observe(P, ["eth1"]) == desired()
+    assert dp.observe(["eth1"]).state == desired()
     dp.reset_calls()
     assert converge(dp, desired()) == []
     assert dp.calls == []
@@ -72,7 +73,7 @@ def test_every_ensure_twice_changes_nothing(dp):
     for obj in (Bridge("icbe1"), Bridge("icbe2", 1400), VX100, VX101, PATCH):
         getattr(dp, "ensure_" + type(obj).__name__.lower())(obj)
     dp.attach(ATT)
-    assert dp.observe(P, ["eth1"]) == desired()
+    assert dp.observe(["eth1"]).state == desired()
     assert dp.links["icv100"] == before
 
 
@@ -82,8 +83,8 @@ def test_changed_remote_replaces_the_vxlan(dp):
     want.add(dataclasses.replace(VX100, remote="198.18.0.9"))
     steps = converge(dp, want)
     assert [s.describe() for s in steps] == ["remove_link icv100", "ensure_vxlan icv100"]
-    assert dp.observe(P, ["eth1"]) == want
-    assert plan(want, dp.observe(P, ["eth1"])) == []
+    assert dp.observe(["eth1"]).state == want
+    assert plan(want, dp.observe(["eth1"])) == []
 
 
 def test_bridge_mtu_changes_in_place_and_keeps_ports(dp):
@@ -93,14 +94,14 @@ def test_bridge_mtu_changes_in_place_and_keeps_ports(dp):
     assert [s.describe() for s in converge(dp, want)] == ["ensure_bridge icbe2"]
     assert dp.links["icv101"].master == "icbe2"
     assert dp.links["eth1"].master == "icbe2"
-    assert plan(want, dp.observe(P, ["eth1"])) == []
+    assert plan(want, dp.observe(["eth1"])) == []
 
 
 def test_mtu_none_is_reported_as_none_after_an_explicit_mtu(dp):
     dp.ensure_bridge(Bridge("icbe1", 9000))
-    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1", 9000)
+    assert dp.observe().state.bridges["icbe1"] == Bridge("icbe1", 9000)
     dp.ensure_bridge(Bridge("icbe1"))
-    assert dp.observe(P).bridges["icbe1"] == Bridge("icbe1")
+    assert dp.observe().state.bridges["icbe1"] == Bridge("icbe1")
 
 
 def test_moving_an_attachment_detaches_then_attaches(dp):
@@ -109,20 +110,20 @@ def test_moving_an_attachment_detaches_then_attaches(dp):
     want.add(Attachment("eth1", "icbe1"))
     steps = converge(dp, want)
     assert [s.describe() for s in steps] == ["detach eth1", "attach eth1->icbe1"]
-    assert dp.observe(P, ["eth1"]).attachments == {"eth1": Attachment("eth1", "icbe1")}
+    assert dp.observe(["eth1"]).state.attachments == {"eth1": Attachment("eth1", "icbe1")}
 
 
 def test_empty_desired_removes_everything_but_foreign(dp):
     converge(dp, desired())
     converge(dp, HostState())
-    assert dp.observe(P, ["eth1"]) == HostState()
+    assert dp.observe(["eth1"]).state == HostState()
     assert set(dp.links) == {"opbr", "eth1"}
     assert dp.links["eth1"].master is None
 
 
 def test_cleanup_removes_ours_and_frees_foreign(dp):
     converge(dp, desired())
-    dp.cleanup(P)
+    dp.cleanup()
     assert set(dp.links) == {"opbr", "eth1"}
     assert dp.links["eth1"].master is None
 
@@ -131,12 +132,12 @@ def test_failed_step_leaves_a_plan_that_retries(dp):
     dp.fail("ensure_patch", "kernel said no")
     with pytest.raises(DriverError, match="kernel said no"):
         converge(dp, desired())
-    assert [s.describe() for s in plan(desired(), dp.observe(P, ["eth1"]))] == [
+    assert [s.describe() for s in plan(desired(), dp.observe(["eth1"]))] == [
         "ensure_patch icpe1",
         "attach eth1->icbe2",
     ]
     converge(dp, desired())
-    assert plan(desired(), dp.observe(P, ["eth1"])) == []
+    assert plan(desired(), dp.observe(["eth1"])) == []
 
 
 # -- the fake's own behaviour -----------------------------------------------------------------
@@ -156,7 +157,7 @@ def test_two_vxlans_cannot_share_vni_and_port(dp):
     with pytest.raises(DriverError, match="cannot create vxlan icv9: File exists"):
         dp.ensure_vxlan(dataclasses.replace(VX100, name="icv9", remote="198.18.0.7"))
     dp.ensure_vxlan(dataclasses.replace(VX100, name="icv9", port=4790))
-    assert set(dp.observe(P).vxlans) == {"icv100", "icv9"}
+    assert set(dp.observe().state.vxlans) == {"icv100", "icv9"}
 
 
 def test_patch_needs_the_operator_bridge(dp):
@@ -172,7 +173,7 @@ def test_patch_replaces_a_stale_end(dp):
     dp.links["icqe1"] = FakeLink("icqe1", "other")
     dp.ensure_patch(PATCH)
     assert dp.links["icqe1"].kind == "veth"
-    assert dp.observe(P).patches == {"icpe1": PATCH}
+    assert dp.observe().state.patches == {"icpe1": PATCH}
 
 
 def test_removing_either_end_of_a_patch_removes_both(dp):
@@ -205,7 +206,7 @@ def test_observe_reports_only_our_kinds_and_our_bridges_attachments(dp):
     dp.add_foreign("tap0", "other", master="opbr")  # held by the operator's bridge
     dp.ensure_bridge(Bridge("icbe1"))
     dp.add_foreign("tap1", "other", master="icbe1")
-    seen = dp.observe(P, ["tap0", "tap1", "gone"])
+    seen = dp.observe(["tap0", "tap1", "gone"]).state
     assert seen == state(Bridge("icbe1"), Attachment("tap1", "icbe1"))
 
 
@@ -215,7 +216,7 @@ def test_interface_kind_and_reads_are_not_calls(dp):
     assert dp.interface_kind("icbe1") == "bridge"
     assert dp.interface_kind("eth1") == "other"
     assert dp.interface_kind("nope") is None
-    dp.observe(P)
+    dp.observe()
     assert dp.calls == [] and dp.observations == 1
 
 
@@ -227,7 +228,7 @@ def test_add_foreign_checks_its_arguments(dp):
 
 
 def test_load_builds_the_fake():
-    fake = load("fake")
+    fake = load(Config(dataplane=DataplaneSection(driver="fake")))
     assert isinstance(fake, FakeDataplane)
     fake.close()
     assert fake.closed

@@ -1,7 +1,7 @@
 """The Linux data plane's batch lines (ipbatch.py): what each fresh device becomes, in phases."""
 
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
-from intercloud.drivers.dataplane import ipbatch
+from intercloud.drivers.dataplane.linux import ipbatch
 
 
 def test_every_device_is_made_then_configured_then_up():

@@ -1,7 +1,7 @@
-"""The Linux driver's interface dump read from `ip -d -j link show` (drivers/dataplane/netlink):
+"""The Linux driver's interface dump read from `ip -d -j link show` (dataplane/linux/netlink):
 the same Link fields as the netlink attributes pyroute2 would give."""
 
-from intercloud.drivers.dataplane.netlink import _from_json, _Netlink
+from intercloud.drivers.dataplane.linux.netlink import _from_json, _Netlink
 
 DUMP = [
     {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "mtu": 65536},

@@ -168,5 +168,7 @@ def test_a_replica_never_goes_into_a_local_project_of_the_same_name():
     conn.identity = Identity2(local)
     drv = OpenStackCloud(CloudSection(driver="openstack"), connect=lambda: conn)
     with pytest.raises(CloudError, match="not made by intercloud"):
-        drv._project(ReplicaSpec(uid="u" * 8, project="A.p1", network="net1", cidr="10.0.0.0/24"))
+        drv.replicas.project(
+            ReplicaSpec(uid="u" * 8, project="A.p1", network="net1", cidr="10.0.0.0/24")
+        )
     assert conn.identity.created == []

@@ -6,7 +6,7 @@ import pytest
 
 from intercloud.domain.hoststate import Vxlan
 from intercloud.drivers.dataplane.ovs import OvsDataplane
-from intercloud.drivers.dataplane.ovs_flows import flows, meter_spec, meters, text
+from intercloud.drivers.dataplane.ovs.flows import flows, meter_spec, meters, text
 from intercloud.errors import DriverError
 
 PATCH = 1
@@ -136,13 +136,13 @@ def test_output_is_sorted_and_deterministic():
 
 
 def test_driver_names_fit_interfaces_and_tunnel_ports_are_shared_per_endpoint_pair():
-    dp = OvsDataplane("unix:/nonexistent/db.sock", "/nonexistent", tunnel_type="geneve")
+    dp = OvsDataplane("abcd", "unix:/nonexistent/db.sock", "/nonexistent", tunnel_type="geneve")
     assert dp.supported_tunnels == ("geneve",)
     one, two = vx("abcdv1", 1, "n1"), vx("abcdv2", 2, "n2")
     other = Vxlan("abcdv3", 3, "198.18.0.1", "198.18.0.7", "n1")
-    assert dp.tunnel_port("abcd", one) == dp.tunnel_port("abcd", two)
-    assert dp.tunnel_port("abcd", one) != dp.tunnel_port("abcd", other)
-    names = [dp.tunnel_port("abcd", one), *OvsDataplane.patch_names("abcd")]
+    assert dp.tunnel_port(one) == dp.tunnel_port(two)
+    assert dp.tunnel_port(one) != dp.tunnel_port(other)
+    names = [dp.tunnel_port(one), *dp.patch_names()]
     assert all(n.startswith("abcd") and len(n) <= 15 for n in names), names
     with pytest.raises(DriverError, match="tunnel_type"):
-        OvsDataplane("unix:/x", "/x", tunnel_type="ipip")
+        OvsDataplane("abcd", "unix:/x", "/x", tunnel_type="ipip")

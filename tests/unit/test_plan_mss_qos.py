@@ -7,12 +7,12 @@ import dataclasses
 
 import pytest
 
-from intercloud.domain.hoststate import Bridge, HostState, Vxlan
+from intercloud.domain.hoststate import Bridge, HostState, Observed, Vxlan
 from intercloud.domain.plan import Step, mss_clamp, plan
-from intercloud.drivers.dataplane import nft
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.dataplane.fake import FakeDataplane
-from intercloud.drivers.dataplane.linux import tbf_params
+from intercloud.drivers.dataplane.linux import nft
+from intercloud.drivers.dataplane.linux.netlink import tbf_params
 from intercloud.errors import DriverError
 
 P = "ic"
@@ -33,7 +33,7 @@ def desired(*vxlans: Vxlan) -> HostState:
 
 
 def converge(dp: FakeDataplane, want: HostState) -> list[str]:
-    steps = plan(want, dp.observe(P))
+    steps = plan(want, dp.observe())
     for step in steps:
         getattr(dp, step.verb)(step.obj)
     return [s.describe() for s in steps]
@@ -57,7 +57,7 @@ def test_one_clamp_step_for_all_tunnels_then_nothing(dp):
         "ensure_vxlan icv300",
     ]
     assert dp.clamps == {P: {"icv100": 1310, "icv200": 1348}}
-    assert dp.observe(P) == desired()
+    assert dp.observe().state == desired()
     dp.reset_calls()
     assert converge(dp, desired()) == []
     assert dp.calls == []
@@ -79,14 +79,14 @@ def test_changing_a_rate_updates_the_vxlan_in_place(dp):
         want = desired(dataclasses.replace(VX1, rate_mbit=rate), VX2, VX3)
         assert converge(dp, want) == ["ensure_vxlan icv100"]
         assert dp.links["icv100"] is link and link.rate_mbit == rate
-        assert dp.observe(P).vxlans["icv100"].rate_mbit == rate
+        assert dp.observe().state.vxlans["icv100"].rate_mbit == rate
         assert converge(dp, want) == []
 
 
 def test_rate_and_mss_changes_never_remove(dp):
     converge(dp, desired())
     want = desired(dataclasses.replace(VX1, mss=None, rate_mbit=1), VX2, VX3)
-    steps = plan(want, dp.observe(P))
+    steps = plan(want, dp.observe())
     assert [s.verb for s in steps] == ["ensure_mss_clamp", "ensure_vxlan"]
     assert steps[0].obj == {"icv200": 1348}
 
@@ -95,7 +95,7 @@ def test_a_changed_remote_still_replaces_and_keeps_the_clamp(dp):
     converge(dp, desired())
     want = desired(dataclasses.replace(VX1, remote="198.18.0.9"), VX2, VX3)
     assert converge(dp, want) == ["remove_link icv100", "ensure_vxlan icv100"]
-    assert dp.observe(P).vxlans["icv100"] == want.vxlans["icv100"]
+    assert dp.observe().state.vxlans["icv100"] == want.vxlans["icv100"]
 
 
 def test_removed_tunnels_leave_the_table_and_no_clamps_remove_it(dp):
@@ -111,16 +111,16 @@ def test_removed_tunnels_leave_the_table_and_no_clamps_remove_it(dp):
         "remove_link icbe2",
         "ensure_mss_clamp (none)",
     ]
-    assert dp.clamps == {} and dp.observe(P) == HostState()
+    assert dp.clamps == {} and dp.observe().state == HostState()
     assert converge(dp, HostState()) == []
 
 
 def test_the_plan_order_puts_clamps_after_removals_and_before_creations():
     observed = state(Bridge("icbe1"), dataclasses.replace(VX1, mss=None))
-    verbs = [s.verb for s in plan(desired(), observed)]
+    verbs = [s.verb for s in plan(desired(), Observed(observed))]
     assert verbs == ["ensure_mss_clamp", "ensure_bridge", "ensure_vxlan", "ensure_vxlan"]
     old = state(Bridge("icbe9"), dataclasses.replace(VX1, name="icv9", master="icbe9"))
-    verbs = [s.describe() for s in plan(HostState(), old)]
+    verbs = [s.describe() for s in plan(HostState(), Observed(old))]
     assert verbs == ["remove_link icv9", "remove_link icbe9", "ensure_mss_clamp (none)"]
 
 
@@ -129,14 +129,14 @@ def test_broken_or_foreign_rules_are_rewritten():
     for seen in ({"icv100": 1310, "icv200": 0}, {"icv100": 1310, "icv200": 1348, "*": 0}, {}):
         observed = desired()
         observed.mss_clamp = seen
-        assert plan(want, observed) == [Step("ensure_mss_clamp", mss_clamp(want))]
+        assert plan(want, Observed(observed)) == [Step("ensure_mss_clamp", mss_clamp(want))]
 
 
 def test_desired_mss_clamp_comes_from_the_tunnels_only():
     want = desired()
     want.mss_clamp = {"junk": 1}  # ignored: Vxlan.mss is the source
     observed = desired()
-    assert plan(want, observed) == []
+    assert plan(want, Observed(observed)) == []
     assert mss_clamp(want) == {"icv100": 1310, "icv200": 1348}
 
 
@@ -167,30 +167,30 @@ def test_vxlan_rate_is_kept_in_kbit_and_values_are_checked():
 
 
 def test_fake_clamp_verbs(dp):
-    with pytest.raises(DriverError, match="nothing observed yet"):
-        dp.ensure_mss_clamp({"icv1": 1300})
-    dp.ensure_mss_clamp({"icv1": 1300}, prefix=P)
-    assert dp.observe_mss_clamp(P) == {"icv1": 1300} and dp.observe_mss_clamp("xx") == {}
+    dp.ensure_mss_clamp({"icv1": 1300})  # the table of the driver's own prefix
+    assert dp.clamps == {P: {"icv1": 1300}}
+    other = FakeDataplane("xx")
+    other.clamps = dp.clamps  # one host, two agents: each sees its own table only
+    assert dp.observe_mss_clamp() == {"icv1": 1300} and other.observe_mss_clamp() == {}
     with pytest.raises(DriverError, match="not in 88..65535"):
-        dp.ensure_mss_clamp({"icv1": 10}, prefix=P)
-    dp.remove_mss_clamp(P)
-    dp.remove_mss_clamp(P)
+        dp.ensure_mss_clamp({"icv1": 10})
+    dp.remove_mss_clamp()
+    dp.remove_mss_clamp()
     assert dp.clamps == {}
     dp.fail("ensure_mss_clamp")
     with pytest.raises(DriverError):
-        dp.ensure_mss_clamp({}, prefix=P)
+        dp.ensure_mss_clamp({})
 
 
 def test_cleanup_removes_the_clamps(dp):
     converge(dp, desired())
-    dp.cleanup(P)
+    dp.cleanup()
     assert dp.links == {} and dp.clamps == {}
 
 
 class _NoClamp(Dataplane):
-    def observe(self, prefix, foreign=()):
-        self._remember(prefix)
-        return HostState()
+    def observe(self, foreign=()):
+        return Observed(HostState())
 
     ensure_bridge = ensure_vxlan = ensure_patch = attach = detach = remove_link = lambda self, *a: (
         None
@@ -201,11 +201,11 @@ class _NoClamp(Dataplane):
 
 
 def test_base_default_observes_nothing_and_refuses_to_clamp():
-    dp = _NoClamp()
-    dp.observe(P)
-    assert dp.observe_mss_clamp(P) == {}
+    dp = _NoClamp(P)
+    dp.observe()
+    assert dp.observe_mss_clamp() == {}
     dp.ensure_mss_clamp({})
-    dp.remove_mss_clamp(P)
+    dp.remove_mss_clamp()
     with pytest.raises(DriverError, match="_NoClamp data plane cannot clamp"):
         dp.ensure_mss_clamp({"icv1": 1300})
 
@@ -319,7 +319,7 @@ def test_tbf_params():
 
 
 def test_relay_filter_render_and_parse_round_trip():
-    from intercloud.drivers.dataplane import nft
+    from intercloud.drivers.dataplane.linux import nft
 
     pairs = {("icv1", "icv2"), ("icv2", "icv1")}
     text = nft.render_relay("ic", pairs)
@@ -343,11 +343,11 @@ def test_relay_filter_render_and_parse_round_trip():
 
 
 def test_plan_sets_the_relay_filter_only_when_it_differs():
-    from intercloud.domain.hoststate import HostState
+    from intercloud.domain.hoststate import HostState, Observed
     from intercloud.domain.plan import plan
 
     want = HostState(no_forward={("icv1", "icv2"), ("icv2", "icv1")})
-    steps = plan(want, HostState())
+    steps = plan(want, Observed(HostState()))
     assert [s.verb for s in steps] == ["ensure_no_forward"]
     assert steps[0].obj == frozenset(want.no_forward)
-    assert plan(want, HostState(no_forward=set(want.no_forward))) == []
+    assert plan(want, Observed(HostState(no_forward=set(want.no_forward)))) == []

@@ -11,7 +11,8 @@ import pytest
 
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
 from intercloud.domain.plan import Step
-from intercloud.drivers.dataplane import ipbatch, linux, netlink, nft
+from intercloud.drivers.dataplane.linux import bulk, ipbatch, netlink, nft
+from intercloud.drivers.dataplane.linux import driver as linux
 from intercloud.errors import DriverError
 
 GOOD_VX = Vxlan("icv7", 7, "198.18.1.2", "198.18.2.2", "icbe1", isolated=True)
@@ -77,14 +78,13 @@ def test_ipbatch_refuses_a_bad_alias_and_a_multi_line_script(monkeypatch):
 
 
 def test_a_refused_value_leaves_the_batch_for_the_ordinary_step():
-    """linux.py: a step whose lines ipbatch refuses is not batched (its own step then fails
+    """bulk.py: a step whose lines ipbatch refuses is not batched (its own step then fails
     with its own error, through netlink, where no text is parsed)."""
     dp = linux.LinuxDataplane.__new__(linux.LinuxDataplane)
-    dp._known, dp._trusting, dp._unsure = {}, True, set()
-    dp._nl = None
+    lookup = {}.get  # as observed: the host has nothing yet
     bad = dataclasses.replace(GOOD_VX, remote="198.18.0.9\nnetns add pwn")
-    assert dp._batch_lines(Step("ensure_vxlan", bad), {"icbe1"}) is None
-    assert dp._batch_lines(Step("ensure_vxlan", GOOD_VX), {"icbe1"}) is not None
+    assert bulk.lines(Step("ensure_vxlan", bad), lookup, {"icbe1"}) is None
+    assert bulk.lines(Step("ensure_vxlan", GOOD_VX), lookup, {"icbe1"}) is not None
     with pytest.raises(DriverError, match="not a plain IP address"):
         dp.ensure_vxlan(bad)  # before any netlink request
 

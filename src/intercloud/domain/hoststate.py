@@ -4,7 +4,8 @@ Both sides are plain values, so the reconciler's diff (plan.py) is a pure functi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, order=True)
@@ -73,30 +74,60 @@ class HostState:
     vxlans: dict[str, Vxlan] = field(default_factory=dict)
     patches: dict[str, Patch] = field(default_factory=dict)
     attachments: dict[str, Attachment] = field(default_factory=dict)
-    # The MSS clamp table: interface -> MSS. Observed: what the host's table does (it may name
-    # interfaces that are gone; 0 marks rules not as we write them, see the drivers). Desired:
-    # plan() ignores it and reads Vxlan.mss; add() keeps it in step for comparisons.
-    mss_clamp: dict[str, int] = field(default_factory=dict)
+    # Observed only: the host's MSS clamp table (interface -> MSS) where it is not exactly what
+    # the tunnels' `Vxlan.mss` say (rules naming interfaces that are gone, or not as we write
+    # them: 0, see the drivers). None: the tunnels say it all (always so in a desired state).
+    clamp_table: dict[str, int] | None = None
     # (in port, out port) pairs our bridges must not forward between (the origin of a mesh
     # network does not relay between members that talk directly; see domain/relay.py)
     no_forward: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def mss_clamp(self) -> dict[str, int]:
+        """The clamp table, interface -> MSS: the tunnels' `mss` unless an observed table
+        differs from them."""
+        if self.clamp_table is not None:
+            return dict(self.clamp_table)
+        return {n: vx.mss for n, vx in sorted(self.vxlans.items()) if vx.mss is not None}
+
+    @mss_clamp.setter
+    def mss_clamp(self, table: Mapping[str, int]) -> None:
+        self.clamp_table = dict(table)
 
     def add(self, obj: Bridge | Vxlan | Patch | Attachment) -> None:
         if isinstance(obj, Bridge):
             self.bridges[obj.name] = obj
         elif isinstance(obj, Vxlan):
             self.vxlans[obj.name] = obj
-            if obj.mss is not None:
-                self.mss_clamp[obj.name] = obj.mss
-            else:
-                self.mss_clamp.pop(obj.name, None)
         elif isinstance(obj, Patch):
             self.patches[obj.name] = obj
         else:
             self.attachments[obj.interface] = obj
+
+    def observed_clamps(self, table: Mapping[str, int]) -> None:
+        """Record the host's clamp `table` in an observed state whose tunnels are added: each
+        tunnel's `mss` from it, and the table itself only where the tunnels do not say it."""
+        for name, vx in self.vxlans.items():
+            mss = table.get(name) or None  # 0: a rule not as we write it
+            if vx.mss != mss:
+                self.vxlans[name] = replace(vx, mss=mss)
+        if self.mss_clamp != dict(table):
+            self.clamp_table = dict(table)
 
     def interface_names(self) -> set[str]:
         names = set(self.bridges) | set(self.vxlans)
         for p in self.patches.values():
             names |= {p.name, p.peer}
         return names
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One look at the host (a driver's observe()): its `state`; the kind ('bridge', 'veth',
+    'vxlan', 'other'; None: absent) of each operator interface it was asked about; and the
+    names of objects that exist as `state` says but are broken (an OVS tunnel port deleted
+    behind our back, a flow table not as written): the plan ensures them again."""
+
+    state: HostState
+    kinds: Mapping[str, str | None] = field(default_factory=dict)
+    drift: frozenset[str] = frozenset()

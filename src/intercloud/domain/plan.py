@@ -5,14 +5,17 @@ Pure, so a converged host yields an empty plan (idempotence is a property we tes
 A VXLAN device's `mss`, `rate_mbit` and `isolated` never re-create it: the rate (its qdisc)
 and the bridge-port flag are changed in place by ensure_vxlan, and the MSS clamps of all
 tunnels are one nftables table, set by one `ensure_mss_clamp` step whose argument is the
-whole wanted mapping (interface -> MSS)."""
+whole wanted mapping (interface -> MSS).
+
+The observed side is a driver's snapshot (hoststate.Observed): an object named in its `drift`
+exists but is broken, so it gets its ensure step (a tunnel: removed and made again)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.domain.hoststate import Attachment, Bridge, HostState, Observed, Patch, Vxlan
 
 
 @dataclass(frozen=True)
@@ -45,51 +48,62 @@ def _device(vx: Vxlan | None) -> Vxlan | None:
 
 
 def mss_clamp(state: HostState) -> dict[str, int]:
-    """The clamp mapping a desired state asks for, from its tunnels' `mss`."""
+    """The clamp mapping a desired state asks for, from its tunnels' `mss` only."""
     return {n: vx.mss for n, vx in sorted(state.vxlans.items()) if vx.mss is not None}
 
 
-def plan(desired: HostState, observed: HostState) -> list[Step]:
+def plan(desired: HostState, observed: Observed) -> list[Step]:
     """Removals first (tunnels before bridges), then creations (bridges before ports)."""
-    steps: list[Step] = []
+    seen = observed.state
+    steps = _removals(desired, observed)
+    # Clamps go in before any new tunnel forwards a SYN (rules match names, not devices).
+    clamp = mss_clamp(desired)
+    if clamp != seen.mss_clamp:
+        steps.append(Step("ensure_mss_clamp", clamp))
+    # Relay filters, too, match names: set them before a new port could forward a duplicate.
+    if desired.no_forward != seen.no_forward:
+        steps.append(Step("ensure_no_forward", frozenset(desired.no_forward)))
+    return steps + _creations(desired, observed)
 
-    for name, att in sorted(observed.attachments.items()):
+
+def _removals(desired: HostState, observed: Observed) -> list[Step]:
+    """What goes (or, for a bridge, changes in place) before anything is made."""
+    seen, drift = observed.state, observed.drift
+    steps: list[Step] = []
+    for name, att in sorted(seen.attachments.items()):
         want = desired.attachments.get(name)
         if want is None or want != att:
             steps.append(Step("detach", name))
-    for name, vx in sorted(observed.vxlans.items()):
-        if _tunnel(desired.vxlans.get(name)) != _tunnel(vx):
+    for name, vx in sorted(seen.vxlans.items()):
+        if name in drift or _tunnel(desired.vxlans.get(name)) != _tunnel(vx):
             steps.append(Step("remove_link", name))
-    for name, p in sorted(observed.patches.items()):
+    for name, p in sorted(seen.patches.items()):
         if desired.patches.get(name) != p:
             steps.append(Step("remove_link", name))
-    for name, br in sorted(observed.bridges.items()):
+    for name, br in sorted(seen.bridges.items()):
         wanted = desired.bridges.get(name)
         if wanted is None:
             steps.append(Step("remove_link", name))
-        elif wanted != br:
-            # Only the MTU can differ; changing it in place keeps the ports.
+        elif wanted != br or name in drift:
+            # Only the MTU can differ (or the bridge is broken): in place keeps the ports.
             steps.append(Step("ensure_bridge", wanted))
+    return steps
 
-    # Clamps go in before any new tunnel forwards a SYN (rules match names, not devices).
-    clamp = mss_clamp(desired)
-    if clamp != observed.mss_clamp:
-        steps.append(Step("ensure_mss_clamp", clamp))
 
-    # Relay filters, too, match names: set them before a new port could forward a duplicate.
-    if desired.no_forward != observed.no_forward:
-        steps.append(Step("ensure_no_forward", frozenset(desired.no_forward)))
-
+def _creations(desired: HostState, observed: Observed) -> list[Step]:
+    """Bridges before the ports that go into them."""
+    seen, drift = observed.state, observed.drift
+    steps: list[Step] = []
     for name, br in sorted(desired.bridges.items()):
-        if name not in observed.bridges:
+        if name not in seen.bridges:
             steps.append(Step("ensure_bridge", br))
     for name, vx in sorted(desired.vxlans.items()):
-        if _device(observed.vxlans.get(name)) != _device(vx):
+        if name in drift or _device(seen.vxlans.get(name)) != _device(vx):
             steps.append(Step("ensure_vxlan", vx))
     for name, p in sorted(desired.patches.items()):
-        if observed.patches.get(name) != p:
+        if seen.patches.get(name) != p:
             steps.append(Step("ensure_patch", p))
     for name, att in sorted(desired.attachments.items()):
-        if observed.attachments.get(name) != att:
+        if seen.attachments.get(name) != att:
             steps.append(Step("attach", att))
     return steps

@@ -22,6 +22,7 @@ from intercloud.domain import plan as planner
 from intercloud.drivers.cloud.base import Cloud, ReplicaSync
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
+from intercloud.drivers.ipsec.noop import NO_IPSEC
 from intercloud.errors import IntercloudError, PeerError
 from intercloud.federation import answers
 from intercloud.federation.client import FederationClient
@@ -84,7 +85,7 @@ class Reconciler:
         cloud: Cloud,
         dataplane: Dataplane,
         client: FederationClient,
-        ipsec: Ipsec | None = None,
+        ipsec: Ipsec = NO_IPSEC,
     ) -> None:
         self.cfg = cfg
         self.ipsec = ipsec
@@ -527,15 +528,11 @@ class Reconciler:
         """Returns, per replica, the members its direct tunnels reach (built and usable)."""
         networks, links, foreign = self._desired_inputs(tunnels_ok, down, made, *routed)
         prefix = self.cfg.dataplane.prefix
-        observed = self.dataplane.observe(prefix, foreign)
-        with self.dataplane.applying():  # what each network's local interface is: as observed
-            desired = build(
-                prefix,
-                self.cfg.dataplane.vxlan_port,
-                networks,
-                links,
-                self.dataplane.interface_kind,
-            )
+        # every network's local side: its kind decides how it joins the bridge
+        foreign = sorted(set(foreign) | {n.local_interface for n in networks if n.local_interface})
+        observed = self.dataplane.observe(foreign)
+        desired = build(prefix, self.cfg.dataplane.vxlan_port, networks, links, observed.kinds)
+        with self.dataplane.applying():
             for step, exc in self.dataplane.apply(planner.plan(desired.state, observed)):
                 if exc is None:
                     log.info("dataplane: %s", step.describe())
@@ -544,7 +541,7 @@ class Reconciler:
                     log.error("dataplane: %s failed: %s", step.describe(), exc.message)
                     result.errors.append(exc.message)
         remaining = (
-            planner.plan(desired.state, self.dataplane.observe(prefix, foreign))
+            planner.plan(desired.state, self.dataplane.observe(foreign))
             if result.changes or result.errors
             else []
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from intercloud.domain import naming, relay
@@ -59,7 +59,7 @@ def build(
     port: int,
     networks: list[NetworkWant],
     links: dict[str, LinkView],
-    kind_of: Callable[[str], str | None],
+    kinds: Mapping[str, str | None],
 ) -> DesiredResult:
     result = DesiredResult(HostState())
     for net in networks:
@@ -85,7 +85,7 @@ def build(
         needs = {bridge}
         local_ok = True
         if net.local_interface is not None:
-            kind = kind_of(net.local_interface)
+            kind = kinds.get(net.local_interface)
             if kind is None:
                 local_ok = False
                 for t, _ in tunnels:

@@ -102,7 +102,7 @@ REKEY_GRACE = 15.0  # seconds an ESTABLISHED IKE SA may show no INSTALLED CHILD_
 
 
 def converge(
-    store: Store, ipsec: Ipsec | None, local_name: str, up_since: dict[str, float] | None = None
+    store: Store, ipsec: Ipsec, local_name: str, up_since: dict[str, float] | None = None
 ) -> tuple[int, dict[str, TunnelOutcome], str | None]:
     """Ensure/remove IKE connections, write each link's IPsec status.
     Returns (changes, outcome by peer, backend); raises IntercloudError if IPsec cannot be read,
@@ -115,11 +115,11 @@ def converge(
         for lk in links:
             if not lk.encrypted:
                 outcomes[lk.peer.name] = TunnelOutcome(True)
-            elif ipsec is None:
-                outcomes[lk.peer.name] = TunnelOutcome(False, "encrypted link but no IPsec driver")
+            elif ipsec.refusal:
+                outcomes[lk.peer.name] = TunnelOutcome(False, ipsec.refusal)
             elif lk.enabled:
                 wanted[lk.peer.name] = spec_for(local_name, lk)
-    if ipsec is None:
+    if ipsec.refusal:
         return 0, outcomes, None
     backend = ipsec.backend()
     try:

@@ -1,24 +1,80 @@
-"""Cloud drivers: where projects, tokens and expandable networks come from."""
+"""Cloud drivers: where projects, tokens and expandable networks come from. `standalone` (the
+agent's config file) and `openstack` (Keystone and Neutron)."""
 
 from __future__ import annotations
 
-from intercloud.config import Config
+from collections.abc import Sequence
+from typing import Protocol
+
 from intercloud.drivers.cloud.base import Cloud
-from intercloud.errors import Invalid
-
-DRIVERS = ("standalone", "openstack")
+from intercloud.drivers.registry import Registry
 
 
-def load(cfg: Config) -> Cloud:
-    if cfg.cloud.driver == "standalone":
-        from intercloud.drivers.cloud.standalone import StandaloneCloud
+class Section(Protocol):
+    """What the cloud drivers read of their config section ([cloud]); openstack: the agent's
+    own service user and how tokens map to roles."""
 
-        return StandaloneCloud(cfg)
-    if cfg.cloud.driver == "openstack":
-        from intercloud.drivers.cloud.openstack import OpenStackCloud
+    driver: str
+    auth_url: str
+    username: str
+    password: str
+    project_name: str
+    user_domain_name: str
+    project_domain_name: str
+    region_name: str
+    interface: str
+    admin_role: str
+    admin_project: str
+    member_role: str
+    cache_seconds: float
 
-        return OpenStackCloud(cfg.cloud)
-    raise Invalid(
-        f"cloud.driver: unknown driver {cfg.cloud.driver!r} (valid: {', '.join(DRIVERS)})",
-        field="cloud.driver",
-    )
+
+class AdminToken(Protocol):
+    admin_token: str
+
+
+class ProjectEntry(Protocol):
+    name: str
+    token: str
+
+
+class NetworkEntry(Protocol):
+    name: str
+    project: str
+    cidr: str
+    interface: str
+
+
+class Settings(Protocol):
+    """The config as the cloud drivers read it (standalone: the admin token, the projects and
+    networks listed in the file)."""
+
+    @property
+    def cloud(self) -> Section: ...
+    @property
+    def agent(self) -> AdminToken: ...
+    @property
+    def projects(self) -> Sequence[ProjectEntry]: ...
+    @property
+    def networks(self) -> Sequence[NetworkEntry]: ...
+
+
+def _standalone(cfg: Settings) -> Cloud:
+    from intercloud.drivers.cloud.standalone import StandaloneCloud
+
+    return StandaloneCloud(cfg)
+
+
+def _openstack(cfg: Settings) -> Cloud:
+    from intercloud.drivers.cloud.openstack import OpenStackCloud
+
+    return OpenStackCloud(cfg.cloud)
+
+
+DRIVERS: Registry[Settings, Cloud] = Registry(
+    "cloud.driver", {"standalone": _standalone, "openstack": _openstack}
+)
+
+
+def load(cfg: Settings) -> Cloud:
+    return DRIVERS.load(cfg.cloud.driver, cfg)

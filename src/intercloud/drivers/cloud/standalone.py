@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
-from intercloud.config import Config
 from intercloud.drivers.cloud.base import Cloud, Network, Principal
+
+if TYPE_CHECKING:
+    from intercloud.drivers.cloud import Settings
 
 
 class StandaloneCloud(Cloud):
     authenticates_in_memory = True  # tokens from the config file
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Settings) -> None:
         self._admin_token = cfg.agent.admin_token
         self._tokens = {p.token: p.name for p in cfg.projects}
         self._networks = [Network(n.name, n.project, n.cidr, n.interface) for n in cfg.networks]

@@ -3,40 +3,61 @@ OpenFlow) and `fake` (in memory)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from intercloud.drivers.dataplane.base import Dataplane
-from intercloud.errors import Invalid
-
-if TYPE_CHECKING:
-    from intercloud.config import DataplaneSection
-
-DRIVERS = ("linux", "ovs", "fake")
+from intercloud.drivers.registry import Registry
 
 
-def load(kind: str, netns: str | None = None, section: DataplaneSection | None = None) -> Dataplane:
-    """The driver `kind`; `section` carries the ovs driver's settings (defaults if None)."""
-    if kind == "ovs":
-        from intercloud.config import DataplaneSection
-        from intercloud.drivers.dataplane.ovs import OvsDataplane
+class Section(Protocol):
+    """What the data plane drivers read of their config section ([dataplane])."""
 
-        s = section or DataplaneSection()
-        return OvsDataplane(
-            s.ovs_db,
-            s.ovs_rundir,
-            integration_bridge=s.integration_bridge,
-            cloud_bridge=s.cloud_bridge,
-            tunnel_type=s.tunnel_type,
-        )
-    if kind == "linux":
-        from intercloud.drivers.dataplane.linux import LinuxDataplane
+    driver: str
+    prefix: str
+    # ovs: the node's Open vSwitch
+    ovs_db: str
+    ovs_rundir: str
+    integration_bridge: str
+    cloud_bridge: str
+    tunnel_type: str
 
-        return LinuxDataplane(netns=netns)
-    if kind == "fake":
-        from intercloud.drivers.dataplane.fake import FakeDataplane
 
-        return FakeDataplane()
-    raise Invalid(
-        f"dataplane.driver: unknown driver {kind!r} (valid: {', '.join(DRIVERS)})",
-        field="dataplane.driver",
+class Settings(Protocol):
+    @property
+    def dataplane(self) -> Section: ...
+
+
+def _linux(cfg: Settings) -> Dataplane:
+    from intercloud.drivers.dataplane.linux import LinuxDataplane
+
+    return LinuxDataplane(cfg.dataplane.prefix)
+
+
+def _ovs(cfg: Settings) -> Dataplane:
+    from intercloud.drivers.dataplane.ovs import OvsDataplane
+
+    s = cfg.dataplane
+    return OvsDataplane(
+        s.prefix,
+        s.ovs_db,
+        s.ovs_rundir,
+        integration_bridge=s.integration_bridge,
+        cloud_bridge=s.cloud_bridge,
+        tunnel_type=s.tunnel_type,
     )
+
+
+def _fake(cfg: Settings) -> Dataplane:
+    from intercloud.drivers.dataplane.fake import FakeDataplane
+
+    return FakeDataplane(cfg.dataplane.prefix)
+
+
+DRIVERS: Registry[Settings, Dataplane] = Registry(
+    "dataplane.driver", {"linux": _linux, "ovs": _ovs, "fake": _fake}
+)
+
+
+def load(cfg: Settings) -> Dataplane:
+    """The configured driver, built for the configured prefix."""
+    return DRIVERS.load(cfg.dataplane.driver, cfg)

@@ -1,5 +1,8 @@
 """The data plane driver contract. Every verb is idempotent: calling it on a host that already
-matches changes nothing, and removing what is absent is not an error."""
+matches changes nothing, and removing what is absent is not an error.
+
+A driver is built for one agent's `prefix`: every host object it observes, makes or cleans up
+is named with it (domain/naming.py), and its MSS clamp table and relay filter are that agent's."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 
-from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.domain import naming
+from intercloud.domain.hoststate import Attachment, Bridge, Observed, Patch, Vxlan
 from intercloud.domain.plan import Step
 from intercloud.errors import DriverError, IntercloudError
 
@@ -17,14 +21,20 @@ class Dataplane(ABC):
     # Whether ensure_mss_clamp works: the reconciler asks for clamps only where it does (the
     # VMs' MTU must then leave room for the tunnel, as Neutron's network MTU does).
     clamps_mss: bool = False
-    # The prefix of the last observe(): ensure_mss_clamp(mapping) (a plan step carries only the
-    # mapping) names its table after it. observe() implementations call _remember(prefix).
-    prefix: str | None = None
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = naming.check_prefix(prefix)
+
+    @property
+    def prefix(self) -> str:
+        """What every host object of this driver's agent is named with (fixed at build)."""
+        return self._prefix
 
     @abstractmethod
-    def observe(self, prefix: str, foreign: Iterable[str] = ()) -> HostState:
-        """The host objects whose names start with `prefix` (bridges, vxlans, patches), plus an
-        Attachment for each interface named in `foreign` that is enslaved to one of our bridges.
+    def observe(self, foreign: Iterable[str] = ()) -> Observed:
+        """The host objects whose names start with our prefix (bridges, vxlans, patches), plus
+        an Attachment for each interface named in `foreign` that is enslaved to one of our
+        bridges, the kind of each `foreign` interface, and what exists but is broken (drift).
         Must report exactly the fields that ensure_* sets, so a converged host diffs empty."""
 
     @abstractmethod
@@ -59,18 +69,18 @@ class Dataplane(ABC):
     # -- TCP MSS clamping (one table of rules per agent; drivers that cannot clamp keep these
     # defaults: they observe no clamp and refuse to install one) -------------------------------
 
-    def observe_mss_clamp(self, prefix: str) -> dict[str, int]:
-        """The clamp rules of the agent with `prefix`: interface -> MSS (HostState.mss_clamp)."""
+    def observe_mss_clamp(self) -> dict[str, int]:
+        """Our agent's clamp rules: interface -> MSS (HostState.mss_clamp)."""
         return {}
 
-    def ensure_mss_clamp(self, rules: Mapping[str, int], prefix: str | None = None) -> None:
+    def ensure_mss_clamp(self, rules: Mapping[str, int]) -> None:
         """Make the clamp table hold exactly `rules` (interface -> IPv4 MSS), atomically, and
-        only if it differs; {} removes it. `prefix` defaults to the last observed one."""
+        only if it differs; {} removes it."""
         if rules:
             raise DriverError(f"the {type(self).__name__} data plane cannot clamp TCP MSS")
 
-    def remove_mss_clamp(self, prefix: str) -> None:  # noqa: B027 - optional hook
-        """Remove the clamp table of the agent with `prefix` (no error if absent)."""
+    def remove_mss_clamp(self) -> None:  # noqa: B027 - optional hook
+        """Remove our agent's clamp table (no error if absent)."""
 
     def flush_learned(self, port: str) -> None:  # noqa: B027 - optional hook
         """Forget the MAC addresses the bridge learned on `port` (no error if it is gone):
@@ -78,34 +88,28 @@ class Dataplane(ABC):
 
     # -- Relay filter (in/out port pairs not to forward between; HostState.no_forward) --------
 
-    def observe_no_forward(self, prefix: str) -> set[tuple[str, str]]:
+    def observe_no_forward(self) -> set[tuple[str, str]]:
         return set()
 
-    def ensure_no_forward(
-        self, pairs: Iterable[tuple[str, str]], prefix: str | None = None
-    ) -> None:
+    def ensure_no_forward(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Make the agent's relay filter drop exactly `pairs`, atomically; () removes it."""
         if pairs:
             raise DriverError(f"the {type(self).__name__} data plane cannot filter relaying")
 
-    def remove_no_forward(self, prefix: str) -> None:  # noqa: B027 - optional hook
-        """Remove the relay filter of the agent with `prefix` (no error if absent)."""
+    def remove_no_forward(self) -> None:  # noqa: B027 - optional hook
+        """Remove our agent's relay filter (no error if absent)."""
 
-    def _remember(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def _clamp_prefix(self, prefix: str | None) -> str:
-        if prefix is None and self.prefix is None:
-            raise DriverError("cannot clamp TCP MSS: no prefix given and nothing observed yet")
-        return prefix if prefix is not None else self.prefix  # type: ignore[return-value]
-
-    def cleanup(self, prefix: str) -> None:
-        """Remove everything this agent made (all interfaces named with `prefix`, its clamps)."""
-        state = self.observe(prefix)
+    def cleanup(self) -> None:
+        """Remove everything this agent made (all interfaces named with our prefix, clamps)."""
+        state = self.observe().state
         for name in sorted(state.vxlans) + sorted(state.patches) + sorted(state.bridges):
             self.remove_link(name)
-        self.remove_mss_clamp(prefix)
-        self.remove_no_forward(prefix)
+        self.remove_mss_clamp()
+        self.remove_no_forward()
+
+    def kinds(self, names: Iterable[str]) -> dict[str, str | None]:
+        """interface_kind() of each name (for a snapshot's `kinds`)."""
+        return {name: self.interface_kind(name) for name in names}
 
     def apply(self, steps: Iterable[Step]) -> Iterator[tuple[Step, IntercloudError | None]]:
         """Carry out the steps of one plan in order: each step with its error (None: done).

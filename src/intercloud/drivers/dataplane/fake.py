@@ -20,7 +20,15 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from intercloud.domain.hoststate import MIN_MSS, Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.domain.hoststate import (
+    MIN_MSS,
+    Attachment,
+    Bridge,
+    HostState,
+    Observed,
+    Patch,
+    Vxlan,
+)
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.errors import DriverError
 
@@ -51,7 +59,8 @@ def _why(code: int) -> str:
 class FakeDataplane(Dataplane):
     clamps_mss = True
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "ic") -> None:
+        super().__init__(prefix)
         self.links: dict[str, FakeLink] = {}
         self.calls: list[str] = []
         self.observations = 0
@@ -83,11 +92,10 @@ class FakeDataplane(Dataplane):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def observe(self, prefix: str, foreign: Iterable[str] = ()) -> HostState:
+    def observe(self, foreign: Iterable[str] = ()) -> Observed:
         self.observations += 1
         self._check_failure("observe")
-        self._remember(prefix)
-        clamp = self.observe_mss_clamp(prefix)
+        prefix = self.prefix
         state = HostState()
         n = len(prefix)
 
@@ -98,20 +106,7 @@ class FakeDataplane(Dataplane):
             if ours(link, "b", "bridge"):
                 state.add(Bridge(link.name, link.mtu))
             elif ours(link, "v", "vxlan"):
-                state.add(
-                    Vxlan(
-                        name=link.name,
-                        vni=link.vni,
-                        local=link.local,
-                        remote=link.remote,
-                        master=link.master or "",
-                        port=link.port,
-                        mtu=link.mtu,
-                        isolated=link.isolated,
-                        mss=clamp.get(link.name) or None,
-                        rate_mbit=link.rate_mbit,
-                    )
-                )
+                state.add(self._as_vxlan(link))
             elif ours(link, "p", "veth"):
                 peer = self.links.get(link.peer or "")
                 state.add(
@@ -122,19 +117,34 @@ class FakeDataplane(Dataplane):
                         peer_master=(peer.master or "") if peer else "",
                     )
                 )
+        foreign = list(foreign)
         for name in foreign:
             found = self.links.get(name)
             if found is not None and found.master in state.bridges:
                 state.add(Attachment(name, found.master))
-        state.mss_clamp = clamp
-        state.no_forward = self.observe_no_forward(prefix)
-        return state
+        state.observed_clamps(self.observe_mss_clamp())
+        state.no_forward = self.observe_no_forward()
+        return Observed(state, self.kinds(foreign))
 
-    def observe_no_forward(self, prefix: str) -> set[tuple[str, str]]:
-        return set(self.no_forward.get(prefix, set()))
+    @staticmethod
+    def _as_vxlan(link: FakeLink) -> Vxlan:
+        return Vxlan(
+            name=link.name,
+            vni=link.vni,
+            local=link.local,
+            remote=link.remote,
+            master=link.master or "",
+            port=link.port,
+            mtu=link.mtu,
+            isolated=link.isolated,
+            rate_mbit=link.rate_mbit,
+        )
 
-    def observe_mss_clamp(self, prefix: str) -> dict[str, int]:
-        return dict(self.clamps.get(prefix, {}))
+    def observe_no_forward(self) -> set[tuple[str, str]]:
+        return set(self.no_forward.get(self.prefix, set()))
+
+    def observe_mss_clamp(self) -> dict[str, int]:
+        return dict(self.clamps.get(self.prefix, {}))
 
     def interface_kind(self, name: str) -> str | None:
         link = self.links.get(name)
@@ -222,7 +232,7 @@ class FakeDataplane(Dataplane):
         if name in self.links:
             self._delete(name)
 
-    def ensure_mss_clamp(self, rules: Mapping[str, int], prefix: str | None = None) -> None:
+    def ensure_mss_clamp(self, rules: Mapping[str, int]) -> None:
         wanted = dict(sorted(rules.items()))
         self._record(
             "ensure_mss_clamp", ",".join(f"{k}={v}" for k, v in wanted.items()) or "(none)"
@@ -230,33 +240,29 @@ class FakeDataplane(Dataplane):
         for name, mss in wanted.items():  # what the Linux driver refuses
             if isinstance(mss, bool) or not isinstance(mss, int) or not MIN_MSS <= mss <= 65535:
                 raise DriverError(f"cannot clamp MSS on {name} to {mss!r}: not in 88..65535")
-        table = self._clamp_prefix(prefix)
         if wanted:
-            self.clamps[table] = wanted
+            self.clamps[self.prefix] = wanted
         else:
-            self.clamps.pop(table, None)
+            self.clamps.pop(self.prefix, None)
 
-    def remove_mss_clamp(self, prefix: str) -> None:
-        self._record("remove_mss_clamp", prefix)
-        self.clamps.pop(prefix, None)
+    def remove_mss_clamp(self) -> None:
+        self._record("remove_mss_clamp", self.prefix)
+        self.clamps.pop(self.prefix, None)
 
     def flush_learned(self, port: str) -> None:
         self._record("flush_learned", port)
 
-    def ensure_no_forward(
-        self, pairs: Iterable[tuple[str, str]], prefix: str | None = None
-    ) -> None:
+    def ensure_no_forward(self, pairs: Iterable[tuple[str, str]]) -> None:
         wanted = set(pairs)
         self._record("ensure_no_forward", ",".join(f"{i}>{o}" for i, o in sorted(wanted)) or "-")
-        table = self._clamp_prefix(prefix)
         if wanted:
-            self.no_forward[table] = wanted
+            self.no_forward[self.prefix] = wanted
         else:
-            self.no_forward.pop(table, None)
+            self.no_forward.pop(self.prefix, None)
 
-    def remove_no_forward(self, prefix: str) -> None:
-        self._record("remove_no_forward", prefix)
-        self.no_forward.pop(prefix, None)
+    def remove_no_forward(self) -> None:
+        self._record("remove_no_forward", self.prefix)
+        self.no_forward.pop(self.prefix, None)
 
     def close(self) -> None:
         self.closed = True

@@ -75,6 +75,10 @@ class ConnectionStatus:
 
 
 class Ipsec(ABC):
+    # Why this driver protects no link (None: it does). Set by the `none` driver (noop.py):
+    # an encrypted link then stays down with exactly this reason, and no connection is made.
+    refusal: str | None = None
+
     @abstractmethod
     def backend(self) -> str:
         """'kernel' (XFRM ESP) or 'kernel-libipsec' (userspace ESP over a TUN device)."""

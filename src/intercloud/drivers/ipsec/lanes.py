@@ -34,9 +34,9 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import replace
 
-from intercloud.drivers.dataplane.netns import in_netns
 from intercloud.drivers.ipsec import charon
 from intercloud.drivers.ipsec.base import ConnectionSpec, ConnectionStatus, Ipsec
+from intercloud.drivers.nsexec import in_netns
 from intercloud.errors import DriverError, IntercloudError
 
 log = logging.getLogger("intercloud.ipsec")

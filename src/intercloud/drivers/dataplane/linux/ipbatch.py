@@ -4,7 +4,7 @@ Creating 1,000 networks' bridges, tunnels and patches one pyroute2 request at a 
 1-3 ms of Python per request (about 9 per network); iproute2 sends the same requests from C.
 Only devices that do not exist yet are made this way, each as its plan step would make it
 (`lines`). The batch runs with `-force` (a failed line does not stop the others), and whatever
-it did is checked afterwards by the driver's ordinary step (linux.py): that step finds the
+it did is checked afterwards by the driver's ordinary step (driver.py): that step finds the
 device made and changes nothing, or makes it and reports its own precise error.
 
 Every value of a line is checked for its use as the line is built (checks.py): interface
@@ -16,8 +16,8 @@ from __future__ import annotations
 import subprocess
 
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
-from intercloud.drivers.dataplane import checks
-from intercloud.drivers.dataplane.netns import in_netns
+from intercloud.drivers.dataplane.linux import checks
+from intercloud.drivers.nsexec import in_netns
 
 
 def plain(*names: str) -> bool:
@@ -47,7 +47,7 @@ def in_phases(lines: list[Line]) -> list[str]:
 
 
 def bridge(br: Bridge, mark: str | None) -> list[Line]:
-    # STP off and no forward delay: ports forward as soon as they are enslaved (as linux.py).
+    # STP off and no forward delay: ports forward as soon as they are enslaved (as driver.py).
     name = checks.ifname(br.name, "bridge")
     out = [(MAKE, f"link add name {name}{_mtu(br.mtu)} up type bridge stp_state 0 forward_delay 0")]
     return out + _alias(name, mark)  # `ip link add` drops an alias: it takes a set

@@ -1,5 +1,6 @@
-"""Commands run inside the data plane's network namespace (a name under /var/run/netns or a
-path), for the drivers that shell out: iproute2's JSON dumps and batches, nft."""
+"""Argv inside a network namespace, one way: for the drivers that shell out (iproute2's JSON
+dumps and batches, nft, the IPsec lanes' rules). A namespace is a name under /var/run/netns or
+a path."""
 
 from __future__ import annotations
 

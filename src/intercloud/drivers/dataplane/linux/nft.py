@@ -38,8 +38,8 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from intercloud.drivers.dataplane import checks
-from intercloud.drivers.dataplane.netns import in_netns
+from intercloud.drivers.dataplane.linux import checks
+from intercloud.drivers.nsexec import in_netns
 from intercloud.errors import DriverError
 
 FAMILY = "bridge"

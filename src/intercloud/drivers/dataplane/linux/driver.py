@@ -19,21 +19,25 @@ Rate limits (Vxlan.rate_mbit) are a root `tbf` qdisc with our handle (1c1:) on t
 device; observe() reports the rate of that qdisc, None if the device has no qdisc of ours.
 ensure_vxlan changes only the qdisc when only the rate differs. See tbf_params() for the burst.
 TCP MSS clamps are one nftables table per agent, written through nft.py inside `netns`.
+
+Modules: netlink.py (one request each), links.py (what was observed, while a plan applies),
+bulk.py + ipbatch.py (fresh devices in one `ip -batch`), nft.py (clamps, relay filter),
+checks.py (values checked before they reach a command line).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.domain.hoststate import Attachment, Bridge, Observed, Patch, Vxlan
 from intercloud.domain.plan import Step
-from intercloud.drivers.dataplane import checks, ipbatch, nft
 from intercloud.drivers.dataplane.base import Dataplane
-from intercloud.drivers.dataplane.netlink import (
+from intercloud.drivers.dataplane.linux import bulk, checks, ipbatch, nft, observation
+from intercloud.drivers.dataplane.linux.links import KnownLinks
+from intercloud.drivers.dataplane.linux.netlink import (
     _HAS_DF,
     MTU_MARK,
     Link,
@@ -56,82 +60,27 @@ class LinuxDataplane(Dataplane):
 
     clamps_mss = True
 
-    def __init__(self, netns: str | None = None, *, ipr: Any = None) -> None:
+    def __init__(self, prefix: str, netns: str | None = None, *, ipr: Any = None) -> None:
+        super().__init__(prefix)
         self.netns = netns
         self._nl = _Netlink(netns, ipr)
-        # What the last observe() saw, kept up to date by our own changes: the steps of one
-        # plan (`applying`) look interfaces up here instead of asking the kernel (1,000
-        # networks: ~10,000 lookups a pass). A change made by someone else in between makes a
-        # step fail, and the next pass observes again.
-        self._known: dict[str, Link] | None = None
-        self._trusting = False
-        self._unsure: set[str] = set()  # changed by us since: ask the kernel
+        self._links = KnownLinks(self._nl)  # what the last observe() saw (while applying)
         self._batched: set[str] = set()  # tunnels the running batch made (no qdisc yet)
 
     # -- observation -------------------------------------------------------------------------
 
-    def observe(self, prefix: str, foreign: Iterable[str] = ()) -> HostState:
-        self._remember(prefix)
-        clamp = self.observe_mss_clamp(prefix)
-        links = self._refresh()
-        rates = self._nl.root_rates_by_name(links)
-        by_index = {link.index: link for link in links}
-        by_name = {link.name: link for link in links}
-
-        def name_of(index: int) -> str:
-            return by_index[index].name if index in by_index else ""
-
-        def ours(link: Link, tag: str, kind: str) -> bool:
-            n = len(prefix)
-            return link.name[:n] == prefix and link.name[n : n + 1] == tag and link.kind == kind
-
-        state = HostState()
-        for link in links:
-            if ours(link, "b", "bridge"):
-                state.add(Bridge(link.name, mtu=link.marked_mtu))
-            elif ours(link, "v", "vxlan"):
-                vx = self._as_vxlan(link, name_of(link.master))
-                kbit = None if link.name not in rates else max(rates[link.name] // 125, 1)
-                mss = clamp.get(link.name) or None  # 0: rules not ours, seen in mss_clamp
-                rate = None if kbit is None else kbit / 1000
-                state.add(dataclasses.replace(vx, mss=mss, rate_mbit=rate))
-            elif ours(link, "p", "veth"):
-                peer = by_index.get(link.peer) if not link.peer_elsewhere else None
-                state.add(
-                    Patch(
-                        name=link.name,
-                        peer=peer.name if peer else "",
-                        master=name_of(link.master),
-                        peer_master=name_of(peer.master) if peer else "",
-                    )
-                )
-        for name in foreign:
-            found = by_name.get(name)
-            if found is not None and name_of(found.master) in state.bridges:
-                state.add(Attachment(name, name_of(found.master)))
-        state.mss_clamp = clamp
-        state.no_forward = self.observe_no_forward(prefix)
-        return state
-
-    @staticmethod
-    def _as_vxlan(link: Link, master: str) -> Vxlan:
-        d = link.data
-        return Vxlan(
-            name=link.name,
-            vni=d.get("IFLA_VXLAN_ID", 0),
-            local=d.get("IFLA_VXLAN_LOCAL") or d.get("IFLA_VXLAN_LOCAL6") or "",
-            remote=d.get("IFLA_VXLAN_GROUP") or d.get("IFLA_VXLAN_GROUP6") or "",
-            master=master,
-            port=d.get("IFLA_VXLAN_PORT", 0),
-            mtu=link.marked_mtu,
-            isolated=bool(link.slave.get("IFLA_BRPORT_ISOLATED", 0)) if master else False,
+    def observe(self, foreign: Iterable[str] = ()) -> Observed:
+        clamp = self.observe_mss_clamp()
+        links = self._links.refresh()
+        state, kinds = observation.read(
+            self.prefix, links, self._nl.root_rates_by_name(links), foreign
         )
+        state.observed_clamps(clamp)
+        state.no_forward = self.observe_no_forward()
+        return Observed(state, kinds)
 
     def interface_kind(self, name: str) -> str | None:
-        link = self._lookup(name)
-        if link is None:
-            return None
-        return link.kind if link.kind in ("bridge", "veth", "vxlan") else "other"
+        return observation.kind(self._lookup(name))
 
     # -- ensure verbs ------------------------------------------------------------------------
 
@@ -223,7 +172,7 @@ class LinuxDataplane(Dataplane):
                 master=master.index,
                 state="up",
             )
-            self._unsure.add(patch.name)
+            self._links.changing(patch.name)
             peer = self._must(patch.peer)
             what = f"{peer.name} to {peer_master.name}"
             self._set(peer, "enslave", what, master=peer_master.index, state="up")
@@ -256,38 +205,36 @@ class LinuxDataplane(Dataplane):
 
     # -- MSS clamping (nft.py, run inside our namespace) ---------------------------------------
 
-    def observe_mss_clamp(self, prefix: str) -> dict[str, int]:
+    def observe_mss_clamp(self) -> dict[str, int]:
         try:
-            return nft.observe_mss_clamp(prefix, self.netns)
+            return nft.observe_mss_clamp(self.prefix, self.netns)
         except nft.NftMissing:
             return {}  # without nft there is no table; ensuring one will say what is missing
 
-    def ensure_mss_clamp(self, rules: Mapping[str, int], prefix: str | None = None) -> None:
-        nft.ensure_mss_clamp(self._clamp_prefix(prefix), rules, self.netns)
+    def ensure_mss_clamp(self, rules: Mapping[str, int]) -> None:
+        nft.ensure_mss_clamp(self.prefix, rules, self.netns)
 
-    def remove_mss_clamp(self, prefix: str) -> None:
+    def remove_mss_clamp(self) -> None:
         with suppress(nft.NftMissing):
-            nft.remove_mss_clamp(prefix, self.netns)
+            nft.remove_mss_clamp(self.prefix, self.netns)
 
     def flush_learned(self, port: str) -> None:
         link = self._nl.link(port)
         if link is not None and link.master:
             self._set_port(link, flush=1)
 
-    def observe_no_forward(self, prefix: str) -> set[tuple[str, str]]:
+    def observe_no_forward(self) -> set[tuple[str, str]]:
         try:
-            return nft.observe_no_forward(prefix, self.netns)
+            return nft.observe_no_forward(self.prefix, self.netns)
         except nft.NftMissing:
             return set()
 
-    def ensure_no_forward(
-        self, pairs: Iterable[tuple[str, str]], prefix: str | None = None
-    ) -> None:
-        nft.ensure_no_forward(self._clamp_prefix(prefix), pairs, self.netns)
+    def ensure_no_forward(self, pairs: Iterable[tuple[str, str]]) -> None:
+        nft.ensure_no_forward(self.prefix, pairs, self.netns)
 
-    def remove_no_forward(self, prefix: str) -> None:
+    def remove_no_forward(self) -> None:
         with suppress(nft.NftMissing):
-            nft.remove_no_forward(prefix, self.netns)
+            nft.remove_no_forward(self.prefix, self.netns)
 
     # -- many steps at once (ipbatch.py) --------------------------------------------------------
 
@@ -296,14 +243,14 @@ class LinuxDataplane(Dataplane):
         then each of those steps runs the ordinary way against one dump taken after it (it
         finds its device made, or makes it and reports its own error). Other steps, and
         everything outside applying(), go one netlink request at a time."""
-        if not self._trusting or self._known is None:
+        if not self._links.trusting or not self._links.observed:
             yield from super().apply(steps)
             return
         run: list[Step] = []
         lines: list[ipbatch.Line] = []
         bridges: set[str] = set()  # bridges the run makes: later steps may enslave to them
         for step in steps:
-            more = self._batch_lines(step, bridges)
+            more = bulk.lines(step, self._lookup, bridges)
             if more is not None:
                 run.append(step)
                 lines += more
@@ -313,52 +260,6 @@ class LinuxDataplane(Dataplane):
             yield from super().apply([step])
         yield from self._run_batch(run, lines)
 
-    def _batch_lines(self, step: Step, bridges: set[str]) -> list[ipbatch.Line] | None:
-        """The ip lines for a step that makes a device that does not exist (None: not one,
-        or a value ipbatch refuses to write: the ordinary step then says why)."""
-        try:
-            return self._lines_for(step, bridges)
-        except DriverError:
-            return None
-
-    def _lines_for(self, step: Step, bridges: set[str]) -> list[ipbatch.Line] | None:
-
-        def bridge_ready(name: str) -> bool:
-            link = self._lookup(name) if name not in bridges else None
-            return name in bridges or (link is not None and link.kind == "bridge")
-
-        obj = step.obj
-        if step.verb == "ensure_bridge" and isinstance(obj, Bridge):
-            if ipbatch.plain(obj.name) and self._lookup(obj.name) is None:
-                bridges.add(obj.name)
-                return ipbatch.bridge(obj, _mark(obj.mtu))
-        elif step.verb == "ensure_vxlan" and isinstance(obj, Vxlan):
-            if (
-                ipbatch.plain(obj.name, obj.master)
-                and self._lookup(obj.name) is None
-                and bridge_ready(obj.master)
-            ):
-                return ipbatch.vxlan(obj, _mark(obj.mtu), _HAS_DF)
-        elif step.verb == "ensure_patch" and isinstance(obj, Patch):
-            if (
-                ipbatch.plain(obj.name, obj.peer, obj.master, obj.peer_master)
-                and self._lookup(obj.name) is None
-                and self._lookup(obj.peer) is None
-                and bridge_ready(obj.master)
-                and (obj.peer_master in bridges or self._lookup(obj.peer_master) is not None)
-            ):
-                return ipbatch.patch(obj)
-        elif (
-            step.verb == "attach"
-            and isinstance(obj, Attachment)
-            and ipbatch.plain(obj.interface, obj.master)
-            and bridge_ready(obj.master)
-        ):
-            link = self._lookup(obj.interface)
-            if link is not None and link.kind != "bridge":  # a bridge cannot be a port
-                return ipbatch.attach(obj)
-        return None
-
     def _run_batch(
         self, run: list[Step], lines: list[ipbatch.Line]
     ) -> Iterator[tuple[Step, IntercloudError | None]]:
@@ -366,69 +267,37 @@ class LinuxDataplane(Dataplane):
             failed = ipbatch.run(ipbatch.in_phases(lines), self.netns)
             if failed:
                 log.debug("ip -batch (%d steps) reported: %s", len(run), failed.strip()[:2000])
-            self._refresh()
+            self._links.refresh()
             self._batched = {s.obj.name for s in run if isinstance(s.obj, Vxlan)}
         try:
             yield from super().apply(run)
         finally:
             self._batched = set()
 
-    def _refresh(self) -> list[Link]:
-        """Every interface as the kernel has it now; trusted from here on (`applying`)."""
-        links = self._nl.links()
-        self._known = {link.name: link for link in links}
-        self._unsure = set()
-        return links
-
     # -- helpers -----------------------------------------------------------------------------
 
     @contextmanager
     def applying(self) -> Iterator[None]:
-        self._trusting = True
+        self._links.trusting = True
         try:
             yield
         finally:
-            self._trusting = False
+            self._links.trusting = False
 
     def _lookup(self, name: str) -> Link | None:
-        """While applying a plan: the interface as observed (and changed by us since);
-        otherwise, or if we changed it, as the kernel says now."""
-        if self._known is None or not self._trusting:
-            return self._nl.link(name)
-        if name in self._unsure:
-            link = self._nl.link(name)
-            self._unsure.discard(name)
-            if link is None:
-                self._known.pop(name, None)
-            else:
-                self._known[name] = link
-            return link
-        return self._known.get(name)
+        return self._links.lookup(name)
 
     def _must(self, name: str) -> Link:
-        """The interface as it is now (asked), after a change of ours."""
-        link = self._nl.link(name)
-        if link is None:
-            if self._known is not None:
-                self._known.pop(name, None)
-            raise DriverError(f"{name} vanished right after it was created")
-        if self._known is not None:
-            self._known[name] = link
-            self._unsure.discard(name)
-        return link
+        return self._links.must(name)
 
     def _set(self, link: Link, action: str, what: str | None = None, **kw: Any) -> None:
-        self._unsure.add(link.name)
-        self._nl.set(link, action, what, **kw)
+        self._links.set(link, action, what, **kw)
 
     def _set_port(self, link: Link, **kw: Any) -> None:
-        self._unsure.add(link.name)
-        self._nl.set_port(link, **kw)
+        self._links.set_port(link, **kw)
 
     def _delete(self, link: Link) -> None:
-        self._nl.delete(link)
-        if self._known is not None:
-            self._known.pop(link.name, None)
+        self._links.delete(link)
 
     def _bridge(self, name: str, user: str) -> Link:
         link = self._lookup(name)
@@ -450,7 +319,7 @@ class LinuxDataplane(Dataplane):
         """Can `link` stay as the device for `vxlan`? (What only a new device can change.)"""
         if link.kind != "vxlan":
             return False
-        seen = LinuxDataplane._as_vxlan(link, vxlan.master)
+        seen = observation.vxlan(link, vxlan.master)
         learning = link.data.get("IFLA_VXLAN_LEARNING", 1)
         df = link.data.get("IFLA_VXLAN_DF", 0)
         tunnel = (seen.vni, seen.local, seen.remote, seen.port, learning, df)

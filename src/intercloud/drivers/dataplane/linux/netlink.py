@@ -1,7 +1,7 @@
 """The thin netlink layer of the Linux data plane: one method, one rtnetlink request.
 
 `NetlinkError` becomes a `DriverError` that names the interface ("cannot create vxlan icv100:
-File exists"); the tolerant logic (create what is missing, change what differs) is in linux.py.
+File exists"); the tolerant logic (create what is missing, change what differs) is in driver.py.
 
 One exception: the dump of every interface (observe, each pass) is read from iproute2's JSON
 (`ip -d -j link show`), not decoded by pyroute2: 3,000 interfaces take 0.14 s that way and
@@ -24,8 +24,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as _vxlan_nla
 
-from intercloud.drivers.dataplane import checks
-from intercloud.drivers.dataplane.netns import in_netns
+from intercloud.drivers.dataplane.linux import checks
+from intercloud.drivers.nsexec import in_netns
 from intercloud.errors import DriverError
 
 MTU_MARK = "intercloud:mtu="

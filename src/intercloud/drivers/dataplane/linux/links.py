@@ -1,0 +1,77 @@
+"""The interfaces as the Linux driver last saw them, kept up to date by its own changes.
+
+While a plan is applied (`trusting`), its steps look interfaces up here instead of asking the
+kernel (1,000 networks: ~10,000 lookups a pass). An interface changed by us since is asked
+again; a change made by someone else in between makes a step fail, and the next pass observes
+again. Outside a plan every lookup asks the kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from intercloud.drivers.dataplane.linux.netlink import Link, _Netlink
+from intercloud.errors import DriverError
+
+
+class KnownLinks:
+    def __init__(self, nl: _Netlink) -> None:
+        self.nl = nl
+        self.trusting = False
+        self._known: dict[str, Link] | None = None
+        self._unsure: set[str] = set()  # changed by us since: ask the kernel
+
+    @property
+    def observed(self) -> bool:
+        """Whether a dump was taken (the bulk path needs one)."""
+        return self._known is not None
+
+    def refresh(self) -> list[Link]:
+        """Every interface as the kernel has it now; trusted from here on (while trusting)."""
+        links = self.nl.links()
+        self._known = {link.name: link for link in links}
+        self._unsure = set()
+        return links
+
+    def lookup(self, name: str) -> Link | None:
+        """While trusting: the interface as observed (and changed by us since); otherwise, or
+        if we changed it, as the kernel says now."""
+        if self._known is None or not self.trusting:
+            return self.nl.link(name)
+        if name in self._unsure:
+            link = self.nl.link(name)
+            self._unsure.discard(name)
+            if link is None:
+                self._known.pop(name, None)
+            else:
+                self._known[name] = link
+            return link
+        return self._known.get(name)
+
+    def must(self, name: str) -> Link:
+        """The interface as it is now (asked), after a change of ours."""
+        link = self.nl.link(name)
+        if link is None:
+            if self._known is not None:
+                self._known.pop(name, None)
+            raise DriverError(f"{name} vanished right after it was created")
+        if self._known is not None:
+            self._known[name] = link
+            self._unsure.discard(name)
+        return link
+
+    def changing(self, name: str) -> None:
+        """We are about to change `name`: ask the kernel next time."""
+        self._unsure.add(name)
+
+    def set(self, link: Link, action: str, what: str | None = None, **kw: Any) -> None:
+        self.changing(link.name)
+        self.nl.set(link, action, what, **kw)
+
+    def set_port(self, link: Link, **kw: Any) -> None:
+        self.changing(link.name)
+        self.nl.set_port(link, **kw)
+
+    def delete(self, link: Link) -> None:
+        self.nl.delete(link)
+        if self._known is not None:
+            self._known.pop(link.name, None)
