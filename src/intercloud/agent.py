@@ -48,7 +48,7 @@ def build(cfg: config_mod.Config) -> AppContext:
         cloud=cloud,
         dataplane=dataplane,
         reconciler=reconciler,
-        ipsec=None if ipsec.refusal else ipsec,  # the API's "no IPsec driver" is None
+        ipsec=ipsec,
     )
 
 
@@ -128,8 +128,7 @@ def run(config_path: str | Path) -> None:
         # Leave the data plane as it is: a restart must not drop a packet.
         ctx.reconciler.stop()
         ctx.dataplane.close()
-        if ctx.ipsec is not None:
-            ctx.ipsec.close()
+        ctx.ipsec.close()
         ctx.store.dispose()
         log.info("agent %s: stopped (data plane left in place)", cfg.agent.name)
 

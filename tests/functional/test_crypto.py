@@ -8,6 +8,7 @@ import json
 import pytest
 
 from intercloud.domain import crypto
+from intercloud.drivers.ipsec.noop import NO_IPSEC
 from intercloud.errors import Invalid
 
 
@@ -118,7 +119,7 @@ def test_encrypted_link_needs_psk_and_a_driver(pair, tmp_path):
     assert r.status_code == 422 and r.json()["error"]["field"] == "encrypted"
     r = a.admin("POST", "/v1/links", {"peer": "B", "local_endpoint": a.ip, "encrypted": False})
     assert r.status_code == 201 and r.json()["encrypted"] is False
-    a.ctx.ipsec = None  # an agent configured with ipsec.driver = none
+    a.ctx.ipsec = NO_IPSEC  # an agent configured with ipsec.driver = none
     a.admin("DELETE", "/v1/links/B")
     r = a.admin("POST", "/v1/links", {"peer": "B", "local_endpoint": a.ip, "psk": "x" * 20})
     assert r.status_code == 422 and "no IPsec driver" in r.json()["error"]["message"]

@@ -75,6 +75,10 @@ class DataplaneHandle(Protocol):
 
 
 class IpsecHandle(Protocol):
+    @property
+    def refusal(self) -> str | None:
+        """Why no link can be encrypted ("none" driver), or None: links may ask for it."""
+
     def close(self) -> None:
         """At the agent's shutdown."""
 
@@ -86,9 +90,9 @@ class AppContext:
     cloud: CloudAccess
     dataplane: DataplaneHandle
     reconciler: RunningReconciler
-    ipsec: IpsecHandle | None = None
+    ipsec: IpsecHandle
 
     @property
     def encrypts(self) -> bool:
         """Whether links may ask for encryption (an IPsec driver is configured)."""
-        return self.ipsec is not None
+        return self.ipsec.refusal is None
