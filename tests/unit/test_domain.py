@@ -6,6 +6,7 @@ import pytest
 
 from intercloud import config
 from intercloud.domain import naming, validation, vni
+from intercloud.domain.ipsec_backend import LIBIPSEC, lanes_in_use
 from intercloud.errors import Conflict, Invalid
 
 
@@ -150,3 +151,9 @@ def test_config_file_errors(tmp_path):
     bad.write_text("[agent\n")
     with pytest.raises(Invalid, match="not valid TOML"):
         config.load(bad)
+
+
+def test_lanes_in_use() -> None:
+    assert lanes_in_use(3, LIBIPSEC) == 3
+    assert lanes_in_use(3, "kernel") == 1  # kernel ESP already encrypts on the sending CPU
+    assert lanes_in_use(3, None) == 1  # no charon said yet
