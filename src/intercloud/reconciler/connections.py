@@ -4,7 +4,6 @@ whether each link's encryption lets traffic pass (Readiness)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import select
 from intercloud.drivers.ipsec.base import ConnectionSpec, ConnectionStatus, Ipsec
 from intercloud.errors import IntercloudError
 from intercloud.reconciler.memory import Memory
-from intercloud.reconciler.parts import Parts, PassResult
+from intercloud.reconciler.parts import Clock, Parts, PassResult
 from intercloud.service import policies
 from intercloud.store import Store
 from intercloud.store import models as m
@@ -124,7 +123,7 @@ def converge(
     ipsec: Ipsec | None,
     local_name: str,
     up_since: dict[str, float],
-    clock: Callable[[], float],
+    clock: Clock,
 ) -> tuple[int, dict[str, Readiness], str | None]:
     """Ensure/remove IPsec connections, write each link's IPsec status. `up_since` (peer ->
     when its connection was last seen up) is kept between calls.
