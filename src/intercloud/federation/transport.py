@@ -29,6 +29,9 @@ from intercloud.federation.signing import (
 # The largest answer read from a peer: a replica view with 4,096 ports is ~300 KB; beyond
 # this the peer is misbehaving and its answer is not held in memory.
 MAX_ANSWER = 2 * 1024 * 1024
+# An idle pooled connection is closed by us before the peer's server closes it (uvicorn: after
+# 5 s), so a call never goes out on a connection the peer is closing.
+KEEPALIVE_EXPIRY = 2.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,10 @@ class Channel:
                 if url.startswith("https://") and self.transport is None:
                     verify = tls.client_context(self.pem, who=f"peer {name}")
                 self._http = httpx.Client(
-                    timeout=self.timeout, transport=self.transport, verify=verify
+                    timeout=self.timeout,
+                    transport=self.transport,
+                    verify=verify,
+                    limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
                 )
                 # closed with the channel if nobody closed it (a Federation replaced whole)
                 self._closing = weakref.finalize(self, self._http.close)
