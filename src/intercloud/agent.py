@@ -20,7 +20,7 @@ from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
 from intercloud.drivers import ipsec as ipsec_drivers
 from intercloud.errors import IntercloudError
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation
 from intercloud.reconciler import Reconciler
 from intercloud.store import Store, models
 
@@ -34,14 +34,14 @@ def build(cfg: config_mod.Config) -> AppContext:
     store.migrate()
     cloud = cloud_drivers.load(cfg)
     dataplane = dataplane_drivers.load(cfg)
-    client = FederationClient(
+    federation = Federation(
         cfg.agent.name,
         timeout=cfg.agent.federation_timeout,
         pinned=lambda peer: pinned_ca(store, peer),
         plain_http=cfg.agent.plain_http,
     )
     ipsec = ipsec_drivers.load(cfg)
-    reconciler = Reconciler(cfg, store, cloud, dataplane, client, ipsec)
+    reconciler = Reconciler(cfg, store, cloud, dataplane, federation, ipsec)
     return AppContext(
         cfg=cfg,
         store=store,

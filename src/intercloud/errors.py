@@ -11,9 +11,10 @@ to one line.
     ├── CloudError     the cloud's own services (Keystone, Neutron) failed or were unreachable
     └── DriverError    the host (kernel, daemon) refused an operation
 
-`status_code` is what our API answers for an error of that class; an error made from an HTTP
-answer (`from_answer`: the CLI's client, the federation client, the lab) carries that answer's
-status in `status` (None for errors raised here).
+`status_code` is what our API answers for an error of that class. An error made from an HTTP
+answer carries that answer's status in `status` (None for errors raised here): `from_answer`
+maps our agent's answers for the CLI's client and the lab; a peer agent's refusal is always a
+PeerError (the peer refused, whatever its status: federation/transport.py), with its `status`.
 """
 
 from __future__ import annotations

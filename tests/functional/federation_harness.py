@@ -16,7 +16,7 @@ from intercloud.agent import build
 from intercloud.api import create_app
 from intercloud.api.context import AppContext
 from intercloud.drivers.dataplane.fake import FakeDataplane
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation
 
 
 class Router(httpx.BaseTransport):
@@ -99,7 +99,7 @@ def make_agent(
     }
     cfg = config_mod.parse(data, env={})
     ctx = build(cfg)
-    ctx.reconciler.client = FederationClient(name, transport=router, plain_http=True)
+    ctx.reconciler.federation = Federation(name, transport=router, plain_http=True)
     fake: FakeDataplane = ctx.dataplane  # type: ignore[assignment]
     fake.add_foreign("tn-net1", "bridge")
     fake.add_foreign("tn-net2", "bridge")

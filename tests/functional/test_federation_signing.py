@@ -11,7 +11,7 @@ import pytest
 
 from intercloud.errors import PeerError
 from intercloud.federation import signing
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation, PeerRef
 from tests.functional.federation_harness import Router, make_agent, peer
 
 HEALTH = "/v1/federation/health"
@@ -125,12 +125,14 @@ def test_a_forged_answer_is_refused(trio, rewrite):
     router, a, _, _ = trio
     if rewrite == "replayed":
         rewrite = Replayer()
-        FederationClient("A", transport=Forger(router, rewrite), plain_http=True).call(
-            "B", "http://198.18.2.2:8700", key_of(a, "B"), "GET", HEALTH
-        )
-    client = FederationClient("A", transport=Forger(router, rewrite), plain_http=True)
+        Federation("A", transport=Forger(router, rewrite), plain_http=True).peer(
+            PeerRef("B", "http://198.18.2.2:8700", key_of(a, "B"))
+        ).request("GET", HEALTH)
+    federation = Federation("A", transport=Forger(router, rewrite), plain_http=True)
     with pytest.raises(PeerError) as info:
-        client.call("B", "http://198.18.2.2:8700", key_of(a, "B"), "GET", HEALTH)
+        federation.peer(PeerRef("B", "http://198.18.2.2:8700", key_of(a, "B"))).request(
+            "GET", HEALTH
+        )
     unsigned_error = rewrite is forged_404
     expected = "HTTP 404 (unsigned)" if unsigned_error else "answer not authenticated"
     assert expected in info.value.message
@@ -144,10 +146,10 @@ def test_a_forged_answer_changes_nothing_and_the_link_says_why(trio):
         from intercloud.store import models as m
 
         before = {lk.peer.name: lk.peer_tunnel_endpoint for lk in s.query(m.Link)}
-    a.ctx.reconciler.client = FederationClient(
+    a.ctx.reconciler.federation = Federation(
         "A", transport=Forger(router, forged_body), plain_http=True
     )
-    a.ctx.reconciler._healthy_at.clear()  # ask again now
+    a.ctx.reconciler.memory.healthy_at.clear()  # ask again now
     a.reconcile()
     links = {x["peer"]: x for x in a.admin("GET", "/v1/links").json()}
     assert links["B"]["status"]["state"] == "down"
@@ -235,8 +237,8 @@ def test_an_answer_too_large_is_not_read_whole():
     def huge(request):
         return httpx.Response(200, content=stream())
 
-    client = FederationClient("A", transport=httpx.MockTransport(huge), plain_http=True)
+    federation = Federation("A", transport=httpx.MockTransport(huge), plain_http=True)
     with pytest.raises(PeerError) as info:
-        client.call("B", "http://198.18.2.2:8700", "k" * 32, "GET", HEALTH)
+        federation.peer(PeerRef("B", "http://198.18.2.2:8700", "k" * 32)).request("GET", HEALTH)
     assert "answer larger than" in info.value.message
     assert len(sent) < 40  # reading stopped at the limit

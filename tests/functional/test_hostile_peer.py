@@ -20,7 +20,8 @@ from intercloud.drivers.cloud.base import ReplicaSync
 from intercloud.drivers.dataplane.fake import FakeDataplane
 from intercloud.drivers.dataplane.linux import ipbatch
 from intercloud.federation import signing
-from intercloud.reconciler import addressing, mesh, routes
+from intercloud.federation.peers import PeerRef
+from intercloud.reconciler import addressing, flushes, members, relays
 from intercloud.store import models as m
 from tests.functional.federation_harness import Router, make_agent, peer
 from tests.functional.hostile_peer import HOSTILE, HostilePeer
@@ -170,8 +171,8 @@ def _ask_again(a, b) -> None:
     """B forgets the VNIs it agreed and A's next pass confirms every replica with its peer."""
     b.vnis.clear()
     r = a.ctx.reconciler
-    for target_id in list(r._confirmed_at):
-        r._confirmed_at[target_id] = -1e9
+    for target_id in list(r.memory.confirmed_at):
+        r.memory.confirmed_at[target_id] = -1e9
 
 
 PASS_CALLS = ("health", "replica", "vni")
@@ -193,7 +194,7 @@ def test_a_hostile_answer_stays_with_its_peer(fed, caplog, call, answer):
 
     caplog.set_level(logging.INFO)
     b.hostile = {call: answer}
-    a.ctx.reconciler._healthy_at.clear()  # ask for health now, not in HEALTH_FRESH
+    a.ctx.reconciler.memory.healthy_at.clear()  # ask for health now, not in HEALTH_FRESH
     if call != "health":
         _ask_again(a, b)
     _passes(a, c)
@@ -269,35 +270,34 @@ def test_a_hostile_mesh_answer_changes_nothing(mesh_work, caplog, call, answer):
     """The calls a pass makes only in a mesh (relays, direct tunnels, ports, flushes), each
     made by the reconciler's own function against the hostile peer: refused, nothing kept."""
     a, b, key, uid, target_id, expansion_id, replica_id = mesh_work
-    client, store, url = a.ctx.reconciler.client, a.ctx.store, f"http://{B_IP}:8700"
+    client, store, url = a.ctx.reconciler.federation, a.ctx.store, f"http://{B_IP}:8700"
+    b_ref = PeerRef("B", url, key)
     b.hostile = {call: answer}
     before = _snapshot(a)
     errors: list[str] = []
     caplog.set_level(logging.INFO)
     if call == "relays":
-        work = routes.RelayPush(target_id, uid, "B", url, key, (("A", "C"),), ("A", "B", "C"))
-        done = routes.push(store, client, work, errors)
+        work = relays.RelayPush(target_id, uid, b_ref, (("A", "C"),), ("A", "B", "C"))
+        done = relays.push(store, client, work, errors)
     elif call == "adjacency":
-        work = mesh.AdjacencyWork(
+        work = members.AdjacencyWork(
             **{
                 "adjacency_id": 999,
                 "uid": REPLICA_UID,
                 "origin": "B",
-                "peer": "B",
-                "url": url,
-                "key": key,
+                "peer": b_ref,
                 "vni": None,
             }
         )
-        done = mesh.agree(store, client, work, (1, 2**24 - 1), errors)
+        done = members.agree(store, client, work, (1, 2**24 - 1), errors)
     elif call == "direct":
-        work = mesh.DirectReport(replica_id, REPLICA_UID, "B", url, key, ("C",))
-        done = mesh.report(store, client, work, errors)
+        work = members.DirectReport(replica_id, REPLICA_UID, b_ref, ("C",))
+        done = members.report(store, client, work, errors)
     elif call == "ports":
         made = ReplicaSync(local_ports={REPLICA_UID: (("fa:16:3e:00:00:01", "10.20.0.5"),)})
         done = addressing.report_ports(store, client, made, {}, errors)
     else:
-        done = mesh.flush_members(store, client, expansion_id, {"B"}, errors)
+        done = flushes.members(store, client, expansion_id, {"B"}, errors)
     assert done is False
     assert ("A", call, True) in b.served
     assert len(errors) == 1 and errors[0].startswith(f"peer B: bad answer to {call}: "), errors

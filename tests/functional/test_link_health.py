@@ -46,22 +46,24 @@ def test_no_health_call_through_a_link_whose_ipsec_is_down(pair):
     assert not result.links_down and not result.retry_soon
 
 
-def test_fast_retries_stop_after_the_window(pair, monkeypatch):
-    from intercloud import reconciler as rec
+def test_fast_retries_stop_after_the_window(pair):
+    from intercloud.reconciler import links
 
     a, _, _ = pair
+    clock = [1000.0]
+    a.ctx.reconciler.clock = lambda: clock[0]
     a.ctx.ipsec.fail_auth("link-B")
     assert a.ctx.reconciler.reconcile_once().retry_soon
-    monkeypatch.setattr(rec, "FAST_RETRY_WINDOW", 0.0)
+    clock[0] += links.FAST_RETRY_WINDOW
     result = a.ctx.reconciler.reconcile_once()
     assert result.links_down and not result.retry_soon  # still down: every RETRY_LINK_DOWN
 
 
-def test_after_a_restart_replicas_are_confirmed_spread_over_the_refresh_window(pair, monkeypatch):
+def test_after_a_restart_replicas_are_confirmed_spread_over_the_refresh_window(pair):
     """A restarted agent does not ask every peer about every expansion in its first pass (at
     1,000 expansions that was a 75 s pass, every minute): each is confirmed once per window."""
-    from intercloud import reconciler as rec_mod
     from intercloud.reconciler import Reconciler
+    from intercloud.reconciler.memory import PEER_REFRESH
 
     a, b, router = pair
     tokens = a.tokens
@@ -76,9 +78,11 @@ def test_after_a_restart_replicas_are_confirmed_spread_over_the_refresh_window(p
         a.reconcile()
         b.reconcile()
     old = a.ctx.reconciler
-    fresh = Reconciler(old.cfg, old.store, old.cloud, old.dataplane, old.client, old.ipsec)
     clock = [1000.0]
-    monkeypatch.setattr(rec_mod.time, "monotonic", lambda: clock[0])
+    fresh = Reconciler(
+        old.cfg, old.store, old.cloud, old.dataplane, old.federation, old.ipsec,
+        clock=lambda: clock[0],
+    )  # fmt: skip
 
     def replica_puts() -> int:
         return sum(1 for host, path in router.paths if path.startswith("/v1/federation/replicas"))
@@ -88,10 +92,10 @@ def test_after_a_restart_replicas_are_confirmed_spread_over_the_refresh_window(p
     assert replica_puts() == 0  # the first pass after the restart asks nobody
     seen = 0
     for _ in range(6):  # one refresh window later every replica was confirmed exactly once
-        clock[0] += rec_mod.PEER_REFRESH / 6
+        clock[0] += PEER_REFRESH / 6
         fresh.reconcile_once()
         seen = replica_puts()
     assert seen == 2
-    clock[0] += rec_mod.PEER_REFRESH
+    clock[0] += PEER_REFRESH
     fresh.reconcile_once()
     assert replica_puts() == 4

@@ -14,6 +14,7 @@ from intercloud.drivers.cloud.base import (
 )
 from intercloud.drivers.cloud.standalone import StandaloneCloud
 from intercloud.errors import PeerError
+from intercloud.federation.peers import PeerRef
 from tests.functional.federation_harness import Router, make_agent, peer
 
 FULL = (("10.10.0.2", "10.10.0.254"),)
@@ -168,12 +169,9 @@ def test_addressing_outside_the_cidr_is_refused_by_the_peer(pair):
         "cidr": "10.10.0.0/24",
         "addressing": {"gateway": "10.99.0.1", "pools": [], "ports": []},
     }
-    r = a.ctx.reconciler.client
+    r = a.ctx.reconciler.federation.peer(PeerRef("B", f"http://{b.ip}:8700", _peer_key(a, "B")))
     with pytest.raises(PeerError) as exc:
-        r.call(
-            "B",
-            f"http://{b.ip}:8700",
-            _peer_key(a, "B"),
+        r.request(
             "PUT",
             "/v1/federation/replicas/0b6f3a52-0000-4000-8000-0000000000ab",
             body,
@@ -224,20 +222,19 @@ def test_ports_outside_the_network_or_of_a_stranger_are_refused(trio):
     uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
     converge(a, b)
     path = f"/v1/federation/expansions/{uid}/ports"
-    client = b.ctx.reconciler.client
+    client = b.ctx.reconciler.federation.peer(
+        PeerRef("A", f"http://{a.ip}:8700", _peer_key(b, "A"))
+    )
     with pytest.raises(PeerError, match="not in 10.10.0.0/24"):
-        client.call(
-            "A",
-            f"http://{a.ip}:8700",
-            _peer_key(b, "A"),
+        client.request(
             "PUT",
             path,
             {"ports": [["fa:16:3e:00:00:01", "10.99.0.1"]]},
         )
     with pytest.raises(PeerError, match="no expansion"):
-        c.ctx.reconciler.client.call(
-            "A", f"http://{a.ip}:8700", _peer_key(c, "A"), "PUT", path, {"ports": []}
-        )
+        c.ctx.reconciler.federation.peer(
+            PeerRef("A", f"http://{a.ip}:8700", _peer_key(c, "A"))
+        ).request("PUT", path, {"ports": []})
     assert a.ctx.cloud.placeholders.get("net1", []) == []
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from intercloud.domain import vni as vnis
 from intercloud.errors import Conflict, PeerError
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation, PeerRef
 from intercloud.store import models as m
 from tests.functional.federation_harness import Router, make_agent, peer
 
@@ -25,8 +25,9 @@ def fed(router, agents, caller: str, callee: str, method: str, path: str, body=N
     """A signed federation call from `caller` to `callee`, as the caller's agent makes it."""
     with agents[callee].ctx.store.session() as s:
         key = s.scalar(select(m.Peer.key).where(m.Peer.name == caller))
-    client = FederationClient(caller, transport=router, plain_http=True)
-    return client.call(callee, f"http://{agents[callee].ip}:8700", key, method, path, body)
+    federation = Federation(caller, transport=router, plain_http=True)
+    callee_ref = PeerRef(callee, f"http://{agents[callee].ip}:8700", key)
+    return federation.peer(callee_ref).request(method, path, body)
 
 
 def refused(router, agents, caller, callee, method, path, body=None) -> PeerError:

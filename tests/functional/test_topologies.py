@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from intercloud.domain import relay
 from intercloud.errors import PeerError
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation, PeerRef
 from intercloud.store import models as m
 from tests.functional.federation_harness import Router, make_agent, peer
 
@@ -164,7 +164,7 @@ def test_direct_link_down_relays_then_returns(four):
 def forget_health(agents) -> None:
     """Links are health-checked at most every HEALTH_FRESH: make the next pass ask again."""
     for agent in agents.values():
-        agent.ctx.reconciler._healthy_at.clear()
+        agent.ctx.reconciler.memory.healthy_at.clear()
 
 
 def test_origin_link_down_another_member_relays_then_direct_again(four):
@@ -253,8 +253,9 @@ def test_delete_removes_every_direct_tunnel_and_vni(four):
 def _call(router, agents, caller: str, callee: str, method: str, path: str, body=None):
     with agents[callee].ctx.store.session() as s:
         key = s.scalar(select(m.Peer.key).where(m.Peer.name == caller))
-    client = FederationClient(caller, transport=router, plain_http=True)
-    return client.call(callee, f"http://{agents[callee].ip}:8700", key, method, path, body)
+    federation = Federation(caller, transport=router, plain_http=True)
+    callee_ref = PeerRef(callee, f"http://{agents[callee].ip}:8700", key)
+    return federation.peer(callee_ref).request(method, path, body)
 
 
 def test_members_act_only_within_the_network(four):
@@ -276,7 +277,7 @@ def test_members_act_only_within_the_network(four):
 
 
 def test_a_direct_tunnel_vni_taken_meanwhile_is_agreed_again(four):
-    from intercloud.reconciler import mesh
+    from intercloud.reconciler import members
 
     agents, _ = four
     b = agents["B"]
@@ -284,15 +285,19 @@ def test_a_direct_tunnel_vni_taken_meanwhile_is_agreed_again(four):
     with b.ctx.store.session() as s:
         adj = s.scalars(select(m.Adjacency)).one()
         peer = adj.peer
-        work = mesh.AdjacencyWork(adj.id, adj.replica.uid, adj.replica.peer.name, peer.name,
-                                  peer.federation_url, peer.key, adj.vni)  # fmt: skip
+        work = members.AdjacencyWork(adj.id, adj.replica.uid, adj.replica.peer.name,
+                                     PeerRef(peer.name, peer.federation_url, peer.key),
+                                     adj.vni)  # fmt: skip
         s.add(m.VniAllocation(vni=4000, owner="t:9999"))
 
     class AnswersTakenVni:  # the peer's answer races with another allocation here
-        def call(self, *args, **kwargs):
-            return {"vni": 4000}
+        def peer(self, ref):
+            return self
 
-    assert mesh.agree(b.ctx.store, AnswersTakenVni(), work) is False  # no exception
+        def agree_adjacency(self, *args, **kwargs):
+            return 4000
+
+    assert members.agree(b.ctx.store, AnswersTakenVni(), work) is False  # no exception
     with b.ctx.store.session() as s:
         assert s.get(m.VniAllocation, 4000).owner == "t:9999"
         assert s.get(m.Adjacency, work.adjacency_id).vni == work.vni  # unchanged

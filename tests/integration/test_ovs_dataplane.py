@@ -25,7 +25,7 @@ from intercloud.drivers.dataplane.ovs import OvsDataplane
 from intercloud.errors import DriverError
 from intercloud.lab import netns
 from intercloud.lab import ovs as labovs
-from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
+from intercloud.reconciler.desired import LinkView, NetworkWant, PortWant, build
 from tests.integration.helpers import capture
 from tests.integration.namespaces import Namespaces
 from tests.waiting import wait_for
@@ -464,7 +464,7 @@ def test_desired_state_from_the_reconciler_builder(lab, drivers):
     def desired(dp: OvsDataplane, key: str, uuid: str, peer: str, here: str, there: str, iso: bool):
         # the origin relays between its peers (here B and a C not built yet); a member not
         relays = frozenset() if iso else frozenset({(peer, "C"), ("C", peer)})
-        want = NetworkWant(key, uuid, (TunnelWant(f"t:{key}", peer, 101),), forward=relays)
+        want = NetworkWant(key, uuid, (PortWant(f"t:{key}", peer, 101),), forward=relays)
         links = {peer: LinkView(peer, here, there, enabled=True)}
         return build(PREFIX, 4789, [want], links, dp.kinds([uuid]))
 

@@ -230,12 +230,12 @@ def test_hybrid_origin_link_cut_relays_through_another_member_and_returns(lab4, 
 AS_PEER = """
 import json, sys
 from intercloud.errors import PeerError
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation, PeerRef
 caller, callee, url, key, method, path, body, ca = json.loads(sys.argv[1])
 pinned = open(ca).read()
-client = FederationClient(caller, pinned=lambda _: pinned)
+federation = Federation(caller, pinned=lambda _: pinned)
 try:
-    out = client.call(callee, url, key, method, path, body)
+    out = federation.peer(PeerRef(callee, url, key)).request(method, path, body)
     print(json.dumps({"status": 200, "body": out}))
 except PeerError as exc:
     print(json.dumps({"status": exc.status, "message": exc.message}))

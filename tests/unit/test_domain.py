@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from intercloud import config
-from intercloud.domain import naming, validation, vni
+from intercloud.domain import naming, owners, validation, vni
 from intercloud.domain.ipsec_backend import LIBIPSEC, lanes_in_use
 from intercloud.errors import Conflict, Invalid
 
@@ -85,7 +85,7 @@ def test_agree_takes_the_lowest_free_on_both_sides():
 
 @pytest.mark.parametrize("prefix", ["ic", "x", "abcd"])
 def test_names_fit_in_15_characters(prefix):
-    longest_key = naming.network_key("e", 10**8)
+    longest_key = owners.expansion(10**8).key
     names = [
         naming.bridge(prefix, longest_key),
         naming.vxlan(prefix, 2**24 - 1),

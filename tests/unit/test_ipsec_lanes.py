@@ -12,7 +12,7 @@ from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.drivers.ipsec.fake import FakeIpsec
 from intercloud.drivers.ipsec.strongswan import conn_dict
 from intercloud.errors import DriverError, Invalid
-from intercloud.reconciler.tunnels import status_view
+from intercloud.reconciler.connections import status_view
 
 SPEC = ConnectionSpec("link-B", "198.18.0.1", "198.18.0.2", "A", "B", "s3cret-psk")
 

@@ -7,7 +7,7 @@ import logging
 
 from sqlalchemy.exc import IntegrityError
 
-from intercloud.reconciler import tunnels
+from intercloud.reconciler import connections
 from tests.functional.federation_harness import Router, make_agent
 
 SECRET = "s3cr3t-psk-0123456789abcdef"
@@ -21,7 +21,7 @@ def test_a_database_error_in_a_pass_shows_no_secret(tmp_path, monkeypatch, caplo
             orig = Exception(f'null value in column "x"\nDETAIL: Failing row contains ({SECRET})')
             raise IntegrityError("UPDATE links SET psk=%(psk)s", {"psk": SECRET}, orig)
 
-        monkeypatch.setattr(tunnels, "converge", fail)
+        monkeypatch.setattr(connections, "converge", fail)
         caplog.set_level(logging.DEBUG)
         agent.reconcile()
         last = agent.ctx.reconciler.stats.last_error

@@ -19,7 +19,7 @@ from intercloud import config, tls
 from intercloud.agent import pinned_ca
 from intercloud.api_client import ApiClient
 from intercloud.errors import IntercloudError, Invalid, PeerError
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation, PeerRef
 from intercloud.lab import pki
 from tests.functional.federation_harness import Router, make_agent
 from tests.unit import agent_process
@@ -263,14 +263,14 @@ def test_peer_api_pins_a_ca_shows_its_fingerprint_and_refuses_http(tmp_path):
 
 def test_federation_client_refuses_http_without_plain_http():
     with pytest.raises(PeerError) as exc:
-        FederationClient("A").call("B", "http://198.18.2.2:8700", "k" * 32, "GET", "/x")
+        Federation("A").peer(PeerRef("B", "http://198.18.2.2:8700", "k" * 32)).request("GET", "/x")
     assert "not https://" in exc.value.message
 
 
 def test_a_peer_with_another_certificate_makes_its_link_down_with_a_clear_reason(cloud_b, tmp_path):
     agent, b = cloud_b
     a = make_agent(tmp_path, Router(), "A", 1)
-    a.ctx.reconciler.client = FederationClient("A", pinned=lambda p: pinned_ca(a.ctx.store, p))
+    a.ctx.reconciler.federation = Federation("A", pinned=lambda p: pinned_ca(a.ctx.store, p))
     wrong = pki.make_ca("not B's CA")
     peer = {
         "name": "B",
@@ -291,7 +291,7 @@ def test_a_peer_with_another_certificate_makes_its_link_down_with_a_clear_reason
     assert expected in status["reason"], status
     # pinned to B's real CA, TLS passes: B answers (it does not know A, so it refuses us)
     assert a.admin("PATCH", "/v1/peers/B", {"tls_ca": b.ca.read_text()}).status_code == 200
-    a.ctx.reconciler._healthy_at.clear()
+    a.ctx.reconciler.memory.healthy_at.clear()
     a.ctx.reconciler.reconcile_once()
     status = a.admin("GET", "/v1/links/B").json()["status"]
     assert "TLS" not in status["reason"] and "refused" in status["reason"], status
@@ -300,10 +300,10 @@ def test_a_peer_with_another_certificate_makes_its_link_down_with_a_clear_reason
 
 def test_one_context_per_peer_and_pem(monkeypatch):
     pems = {"B": pki.make_ca("b").cert, "C": None}
-    client = FederationClient("A", pinned=pems.get)
-    first = client._ssl_context("B", "https://b")
-    assert client._ssl_context("B", "https://b") is first
-    assert client._ssl_context("C", "https://c") is not first
+    federation = Federation("A", pinned=pems.get)
+    first = federation.peer(PeerRef("B", "https://b", "k"))
+    assert federation.peer(PeerRef("B", "https://b", "k")) is first
+    assert federation.peer(PeerRef("C", "https://c", "k")) is not first
     pems["B"] = pki.make_ca("b2").cert
-    assert client._ssl_context("B", "https://b") is not first
-    assert len(client._ssl) == 2
+    assert federation.peer(PeerRef("B", "https://b", "k")) is not first
+    assert len(federation._clients) == 2

@@ -29,7 +29,8 @@ def _name(prefix: str, kind: str, ident: str) -> str:
 
 
 def bridge(prefix: str, network_key: str) -> str:
-    """The bridge of one expanded network (origin) or replica (peer side)."""
+    """The bridge of one expanded network (origin) or replica (peer side); `network_key` is
+    its owner's `Owner.key` (domain/owners.py)."""
     return _name(prefix, "b", network_key)
 
 
@@ -45,10 +46,3 @@ def patch(prefix: str, network_key: str) -> tuple[str, str]:
 
 def owned(prefix: str, ifname: str) -> bool:
     return ifname.startswith(prefix) and len(ifname) > len(prefix) and ifname[len(prefix)] in "bvpq"
-
-
-def network_key(kind: str, number: int) -> str:
-    """A short key for an expansion ('e') or replica ('r') from its database id."""
-    if kind not in ("e", "r"):
-        raise ValueError(kind)
-    return f"{kind}{number}"

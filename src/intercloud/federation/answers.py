@@ -1,7 +1,7 @@
 """What a peer answers to each federation call, typed and checked at the boundary.
 
 A peer's answer is data from outside, however well signed: every parser here takes the decoded
-JSON (`FederationClient.call`) and returns typed values, or raises `BadAnswer` (a PeerError)
+JSON (`Channel.request`, transport.py) and returns typed values, or raises `BadAnswer` (a PeerError)
 "peer B: bad answer to <call>: <field>: <why>", never KeyError/TypeError/ValueError. The
 message never repeats the peer's text, so it can go into a status or a log line as it is; the
 text a peer may legitimately send (a replica's reason) is cleaned (domain/text.py).

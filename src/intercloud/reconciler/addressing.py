@@ -1,20 +1,26 @@
 """Addresses of expanded networks in clouds that hand them out (OpenStack): at the origin, each
-peer's slice of the pool and what to tell it; at a peer, the replica to make in the cloud."""
+peer's slice of the pool and what to tell it; at a peer, the replica to make in the cloud.
+Its phase of a reconciler pass makes the objects in the cloud itself (`phase`)."""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from intercloud.domain import pools
 from intercloud.drivers.cloud.base import Cloud, ReplicaSpec, ReplicaSync
-from intercloud.errors import Conflict, PeerError
+from intercloud.errors import Conflict, IntercloudError, PeerError
 from intercloud.federation import answers
-from intercloud.federation.client import FederationClient
-from intercloud.reconciler.sync import TargetWork
+from intercloud.federation.peers import Federation, PeerRef
+from intercloud.reconciler.memory import Memory
+from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.store import Store
 from intercloud.store import models as m
+
+if TYPE_CHECKING:  # targets.py calls this module
+    from intercloud.reconciler.targets import TargetWork
 
 log = logging.getLogger("intercloud.addressing")
 
@@ -102,7 +108,7 @@ def replica_specs(store: Store) -> list[ReplicaSpec]:
 
 def report_ports(
     store: Store,
-    client: FederationClient,
+    federation: Federation,
     made: ReplicaSync,
     down: dict[str, str],
     errors: list[str] | None = None,
@@ -115,9 +121,7 @@ def report_ports(
                 r.id,
                 r.uid,
                 r.cidr,
-                r.peer.name,
-                r.peer.federation_url,
-                r.peer.key,
+                PeerRef(r.peer.name, r.peer.federation_url, r.peer.key),
                 made.local_ports[r.uid],
             )
             for r in s.scalars(select(m.Replica).order_by(m.Replica.id))
@@ -125,24 +129,22 @@ def report_ports(
             and [list(p) for p in made.local_ports[r.uid]] != (r.ports_sent or [])
         ]
     ok = True
-    for rep_id, uid, cidr, origin, url, key, ports in due:
-        if origin in down:
+    for rep_id, uid, cidr, origin, ports in due:
+        if origin.name in down:
             ok = False
             continue
-        body = {"ports": [list(p) for p in ports]}
         try:
-            path = f"/v1/federation/expansions/{uid}/ports"
-            answers.ports(origin, client.call(origin, url, key, "PUT", path, body), cidr)
+            federation.peer(origin).report_ports(uid, ports, cidr)
         except PeerError as exc:
             why = answers.failed(errors, exc)
-            log.info("replica %s: cannot tell %s its ports: %s", uid, origin, why)
+            log.info("replica %s: cannot tell %s its ports: %s", uid, origin.name, why)
             ok = False
             continue
         with store.session() as s:
             rep = s.get(m.Replica, rep_id)
             if rep is not None:
-                rep.ports_sent = body["ports"]
-        log.info("replica %s: told %s of %d port(s)", uid, origin, len(ports))
+                rep.ports_sent = [list(p) for p in ports]
+        log.info("replica %s: told %s of %d port(s)", uid, origin.name, len(ports))
     return ok
 
 
@@ -174,3 +176,24 @@ def origin_placeholders(store: Store, cloud: Cloud, applied: dict[str, tuple]) -
         else:
             applied.pop(uid, None)
     return changes
+
+
+def phase(parts: Parts, memory: Memory, result: PassResult, down: dict[str, str]) -> ReplicaSync:
+    """Objects in the cloud itself (OpenStack): the replicas we host (project, network,
+    subnet, placeholders), their ports told to the origins, and the placeholders in our own
+    expanded networks for the ports our peers told us."""
+    try:
+        made = parts.cloud.sync_replicas(replica_specs(parts.store))
+    except IntercloudError as exc:
+        result.failed(f"replicas: {exc.message}")
+        return ReplicaSync()
+    result.changes += made.changes
+    if made.errors:
+        result.settled = False
+    try:
+        if not report_ports(parts.store, parts.federation, made, down, result.peer_errors):
+            result.settled = False
+        result.changes += origin_placeholders(parts.store, parts.cloud, memory.placeholders)
+    except IntercloudError as exc:  # the data plane does not depend on these
+        result.failed(f"placeholders: {exc.message}")
+    return made

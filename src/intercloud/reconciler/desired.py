@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from intercloud.domain import naming, relay
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.domain.owners import Owner
 
 # VM-facing MTU of the tunnel ports: VMs keep their default 1500 and the encapsulated packets
 # are fragmented on the underlay (VXLAN with DF unset), as the paper does.
@@ -25,10 +26,10 @@ class LinkView:
 
 
 @dataclass(frozen=True)
-class TunnelWant:
-    """One tunnel of one network: which object (target or replica) it serves."""
+class PortWant:
+    """One tunnel port (VXLAN device) of one network toward one peer, and whom it serves."""
 
-    owner: str  # "t:<id>" (origin), "r:<id>" (replica, to the origin), "a:<id>" (adjacency)
+    owner: Owner  # a target (origin), a replica (its port to the origin) or an adjacency
     peer: str
     vni: int | None
     rate_mbit: float | None = None  # egress limit of this network toward this peer
@@ -37,9 +38,9 @@ class TunnelWant:
 
 @dataclass(frozen=True)
 class NetworkWant:
-    key: str  # "e<id>" or "r<id>"
+    key: str  # `Owner.key` of its expansion or replica ("e3", "r5"): names its bridge
     local_interface: str | None  # operator interface or bridge; None on the replica side
-    tunnels: tuple[TunnelWant, ...]
+    ports: tuple[PortWant, ...]
     # (from, to) pairs of members this host relays between (domain/relay.py); with none, the
     # tunnel ports are isolated bridge ports, else the bridge drops every other pair
     forward: frozenset[tuple[str, str]] = frozenset()
@@ -48,10 +49,10 @@ class NetworkWant:
 @dataclass
 class DesiredResult:
     state: HostState
-    # why an owner's tunnel is not in the desired state (for its status)
-    blocked: dict[str, str] = field(default_factory=dict)
+    # why an owner's tunnel port is not in the desired state (for its status)
+    blocked: dict[Owner, str] = field(default_factory=dict)
     # owner -> interface names that must exist for it to be realized
-    needs: dict[str, set[str]] = field(default_factory=dict)
+    needs: dict[Owner, set[str]] = field(default_factory=dict)
 
 
 def build(
@@ -61,48 +62,22 @@ def build(
     links: dict[str, LinkView],
     kinds: Mapping[str, str | None],
 ) -> DesiredResult:
+    """`kinds[interface]`: what a network's local interface is ("bridge", another kind, or
+    None: it does not exist), as the data plane observed it."""
     result = DesiredResult(HostState())
     for net in networks:
-        tunnels = []
-        for t in net.tunnels:
-            link = links.get(t.peer)
-            if t.blocked:
-                result.blocked[t.owner] = t.blocked
-            elif t.vni is None:
-                result.blocked[t.owner] = "waiting for a VNI"
-            elif link is None:
-                result.blocked[t.owner] = f"no link to peer {t.peer}"
-            elif not link.enabled:
-                result.blocked[t.owner] = f"the link to peer {t.peer} is disabled"
-            elif not link.ready:
-                # Never send tunnel traffic in clear on an encrypted link.
-                result.blocked[t.owner] = link.not_ready_reason
-            else:
-                tunnels.append((t, link))
-        if not tunnels:
+        ports = _buildable(net, links, result.blocked)
+        if not ports:
             continue
         bridge = naming.bridge(prefix, net.key)
-        needs = {bridge}
-        local_ok = True
-        if net.local_interface is not None:
-            kind = kinds.get(net.local_interface)
-            if kind is None:
-                local_ok = False
-                for t, _ in tunnels:
-                    result.blocked[t.owner] = (
-                        f"local interface {net.local_interface} does not exist"
-                    )
-            elif kind == "bridge":
-                ours, theirs = naming.patch(prefix, net.key)
-                result.state.add(Patch(ours, theirs, bridge, net.local_interface))
-                needs |= {ours, theirs}
-            else:
-                result.state.add(Attachment(net.local_interface, bridge))
-        if not local_ok:
+        needs = _local_side(prefix, net, bridge, kinds, result)
+        if needs is None:
+            for t, _ in ports:
+                result.blocked[t.owner] = f"local interface {net.local_interface} does not exist"
             continue
         result.state.add(Bridge(bridge))
         port_of: dict[str, str] = {}
-        for t, link in tunnels:
+        for t, link in ports:
             assert t.vni is not None
             name = naming.vxlan(prefix, t.vni)
             result.state.add(
@@ -124,3 +99,50 @@ def build(
         if net.forward:
             result.state.no_forward |= relay.no_forward(port_of, net.forward)
     return result
+
+
+def _buildable(
+    net: NetworkWant, links: dict[str, LinkView], blocked: dict[Owner, str]
+) -> list[tuple[PortWant, LinkView]]:
+    """The network's ports that may be built, with their link; why not the others."""
+    out = []
+    for t in net.ports:
+        link = links.get(t.peer)
+        if t.blocked:
+            blocked[t.owner] = t.blocked
+        elif t.vni is None:
+            blocked[t.owner] = "waiting for a VNI"
+        elif link is None:
+            blocked[t.owner] = f"no link to peer {t.peer}"
+        elif not link.enabled:
+            blocked[t.owner] = f"the link to peer {t.peer} is disabled"
+        elif not link.ready:
+            # Never send tunnel traffic in clear on an encrypted link.
+            blocked[t.owner] = link.not_ready_reason
+        else:
+            out.append((t, link))
+    return out
+
+
+def _local_side(
+    prefix: str,
+    net: NetworkWant,
+    bridge: str,
+    kinds: Mapping[str, str | None],
+    result: DesiredResult,
+) -> set[str] | None:
+    """Join the network's local interface to its bridge; the interfaces its ports need (None:
+    the local interface does not exist)."""
+    needs = {bridge}
+    if net.local_interface is None:
+        return needs
+    kind = kinds.get(net.local_interface)
+    if kind is None:
+        return None
+    if kind == "bridge":
+        ours, theirs = naming.patch(prefix, net.key)
+        result.state.add(Patch(ours, theirs, bridge, net.local_interface))
+        needs |= {ours, theirs}
+    else:
+        result.state.add(Attachment(net.local_interface, bridge))
+    return needs

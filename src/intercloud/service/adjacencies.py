@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intercloud.domain import owners
 from intercloud.domain import validation as v
 from intercloud.errors import Conflict, Invalid, NotFound
 from intercloud.service import allocations
@@ -62,14 +63,14 @@ def agree_adjacency(
         raise Conflict(f"peer: no link to {peer.name!r} in this cloud", field="peer")
     excluded = allocations.excluded(exclude)
     adj = adjacency(s, rep, peer)
-    adj.vni = allocations.agree(s, f"a:{adj.id}", adj.vni, excluded, None, low, high)
+    adj.vni = allocations.agree(s, owners.adjacency(adj.id), adj.vni, excluded, None, low, high)
     s.flush()
     return {"vni": adj.vni}
 
 
 def drop_adjacency(s: Session, rep: m.Replica, adj: m.Adjacency) -> None:
     """Forget a direct tunnel and give its VNI back."""
-    allocations.release(s, f"a:{adj.id}")
+    allocations.release(s, owners.adjacency(adj.id))
     rep.adjacencies.remove(adj)
 
 

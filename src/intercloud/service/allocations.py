@@ -1,6 +1,7 @@
-"""VNI allocations: one row per VNI in use on this agent, keyed by its owner — "t:<target>"
-(origin side), "r:<replica>" (replica side) or "a:<adjacency>" (a direct tunnel between two
-members). Every place that takes, agrees or gives back a VNI goes through here."""
+"""VNI allocations: one row per VNI in use on this agent, keyed by its owner (domain/owners.py,
+stored as `str(owner)`) — a target "t:<id>" (origin side), a replica "r:<id>" (replica side)
+or an adjacency "a:<id>" (a direct tunnel between two members). Every place that takes,
+agrees or gives back a VNI goes through here."""
 
 from __future__ import annotations
 
@@ -11,24 +12,27 @@ from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
 from intercloud.domain import vni as vnis
+from intercloud.domain.owners import Owner
 from intercloud.errors import Invalid
 from intercloud.store import models as m
 
 
-def release(s: Session, *owners: str) -> None:
-    s.query(m.VniAllocation).filter(m.VniAllocation.owner.in_(owners)).delete()
+def release(s: Session, *owners: Owner) -> None:
+    keys = [str(o) for o in owners]
+    s.query(m.VniAllocation).filter(m.VniAllocation.owner.in_(keys)).delete()
 
 
-def used_by_others(s: Session, owner: str) -> list[int]:
+def used_by_others(s: Session, owner: Owner) -> list[int]:
     """The VNIs in use here except `owner`'s: what a peer must not choose for it."""
-    return sorted(s.scalars(select(m.VniAllocation.vni).where(m.VniAllocation.owner != owner)))
+    query = select(m.VniAllocation.vni).where(m.VniAllocation.owner != str(owner))
+    return sorted(s.scalars(query))
 
 
-def take(s: Session, owner: str, vni: int) -> None:
+def take(s: Session, owner: Owner, vni: int) -> None:
     """`owner` now holds `vni` (a VNI the peer chose); IntegrityError if taken meanwhile."""
     release(s, owner)
     s.flush()
-    s.add(m.VniAllocation(vni=vni, owner=owner))
+    s.add(m.VniAllocation(vni=vni, owner=str(owner)))
 
 
 def excluded(exclude: Any) -> set[int]:
@@ -40,7 +44,7 @@ def excluded(exclude: Any) -> set[int]:
 
 def agree(
     s: Session,
-    owner: str,
+    owner: Owner,
     current: int | None,
     exclude: set[int],
     requested: int | None,
@@ -58,5 +62,5 @@ def agree(
     s.flush()
     used = set(s.scalars(select(m.VniAllocation.vni)))
     chosen = vnis.agree(used, exclude, requested, low, high)
-    s.add(m.VniAllocation(vni=chosen, owner=owner))
+    s.add(m.VniAllocation(vni=chosen, owner=str(owner)))
     return chosen

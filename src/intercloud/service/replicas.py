@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intercloud.config import AgentSection
+from intercloud.domain import owners
 from intercloud.domain import validation as v
 from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
 from intercloud.service import allocations, views
@@ -177,7 +178,7 @@ def agree_vni(
     if requested is not None:
         v.vni(requested, "vni")
     excluded = allocations.excluded(exclude)
-    chosen = allocations.agree(s, f"r:{rep.id}", rep.vni, excluded, requested, low, high)
+    chosen = allocations.agree(s, owners.replica(rep.id), rep.vni, excluded, requested, low, high)
     if chosen != rep.vni:
         rep.vni = chosen
         rep.reason = "building the data plane"
@@ -187,7 +188,9 @@ def agree_vni(
 
 def delete(s: Session, peer: m.Peer, uid: str) -> None:
     rep = get(s, peer, uid)
-    allocations.release(s, f"r:{rep.id}", *(f"a:{a.id}" for a in rep.adjacencies))
+    allocations.release(
+        s, owners.replica(rep.id), *(owners.adjacency(a.id) for a in rep.adjacencies)
+    )
     project = rep.project
     s.delete(rep)
     s.flush()

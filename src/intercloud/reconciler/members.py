@@ -1,7 +1,7 @@
-"""Mesh half of a reconciler pass, on a member (not the origin) of a network: keep a direct
-tunnel (an Adjacency) to every other member we have a link with, agree its VNI (the lower
-name asks, the higher one answers), and tell the origin which members we reach directly so
-it stops relaying between us (domain/relay.py)."""
+"""Members phase of a reconciler pass, on a member (not the origin) of a network: keep a
+direct tunnel (an Adjacency) to every other member we have a link with, agree its VNI (the
+lower name asks, the higher one answers), and, once the data plane is built, tell the origin
+which members we reach directly so it stops relaying between us (domain/relay.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from intercloud.domain import owners
 from intercloud.domain.validation import VNI_MAX, VNI_MIN
 from intercloud.errors import Conflict, PeerError
 from intercloud.federation import answers
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation, PeerRef
+from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.service import adjacencies, allocations
 from intercloud.store import Store
 from intercloud.store import models as m
@@ -29,9 +31,7 @@ class AdjacencyWork:
     adjacency_id: int
     uid: str
     origin: str  # the network's origin: uids are unique per origin only
-    peer: str
-    url: str
-    key: str
+    peer: PeerRef  # the other member
     vni: int | None
 
 
@@ -59,40 +59,28 @@ def plan_adjacencies(store: Store, me: str) -> list[AdjacencyWork]:
             s.flush()
             for adj in rep.adjacencies:
                 if me < adj.peer.name:
-                    p = adj.peer
-                    work.append(
-                        AdjacencyWork(
-                            adj.id, rep.uid, rep.peer.name, p.name, p.federation_url, p.key, adj.vni
-                        )
-                    )
+                    p = PeerRef(adj.peer.name, adj.peer.federation_url, adj.peer.key)
+                    work.append(AdjacencyWork(adj.id, rep.uid, rep.peer.name, p, adj.vni))
     return work
 
 
 def agree(
     store: Store,
-    client: FederationClient,
+    federation: Federation,
     w: AdjacencyWork,
     vnis: tuple[int, int] = (VNI_MIN, VNI_MAX),
     errors: list[str] | None = None,
 ) -> bool:
     """Ask the other member for the VNI of our direct tunnel (one in `vnis`, our range);
     True when agreed."""
-    owner = f"a:{w.adjacency_id}"
+    owner = owners.adjacency(w.adjacency_id)
     with store.session() as s:
         used = allocations.used_by_others(s, owner)
     try:
-        answer = client.call(
-            w.peer,
-            w.url,
-            w.key,
-            "PUT",
-            f"/v1/federation/adjacencies/{w.uid}",
-            {"origin": w.origin, "exclude": used, "vni_min": vnis[0], "vni_max": vnis[1]},
-        )
-        vni = answers.adjacency(w.peer, answer, *vnis, used)
+        vni = federation.peer(w.peer).agree_adjacency(w.uid, w.origin, used, vnis)
     except PeerError as exc:
         why = answers.failed(errors, exc)
-        log.info("replica %s: direct tunnel to %s not agreed: %s", w.uid, w.peer, why)
+        log.info("replica %s: direct tunnel to %s not agreed: %s", w.uid, w.peer.name, why)
         return False
     if vni == w.vni:
         return True
@@ -105,10 +93,13 @@ def agree(
             adj.vni = vni
     except Conflict:  # taken here meanwhile (Store turns the IntegrityError into a Conflict)
         log.info(
-            "replica %s: vni %d for %s taken here meanwhile; agreeing again", w.uid, vni, w.peer
+            "replica %s: vni %d for %s taken here meanwhile; agreeing again",
+            w.uid,
+            vni,
+            w.peer.name,
         )
         return False
-    log.info("replica %s: direct tunnel to %s agreed on vni %d", w.uid, w.peer, vni)
+    log.info("replica %s: direct tunnel to %s agreed on vni %d", w.uid, w.peer.name, vni)
     return True
 
 
@@ -116,9 +107,7 @@ def agree(
 class DirectReport:
     replica_id: int
     uid: str
-    origin: str
-    url: str
-    key: str
+    origin: PeerRef
     direct: tuple[str, ...]
 
 
@@ -131,64 +120,46 @@ def reports_due(store: Store, realized: dict[int, list[str]]) -> list[DirectRepo
             if rep.direct_sent is None and not direct:
                 continue  # nothing to say yet: the origin assumes no direct tunnel
             if rep.direct_sent is None or sorted(rep.direct_sent) != direct:
-                p = rep.peer
-                out.append(
-                    DirectReport(rep.id, rep.uid, p.name, p.federation_url, p.key, tuple(direct))
-                )
+                p = PeerRef(rep.peer.name, rep.peer.federation_url, rep.peer.key)
+                out.append(DirectReport(rep.id, rep.uid, p, tuple(direct)))
     return out
 
 
 def report(
-    store: Store, client: FederationClient, r: DirectReport, errors: list[str] | None = None
+    store: Store, federation: Federation, r: DirectReport, errors: list[str] | None = None
 ) -> bool:
     try:
-        answer = client.call(
-            r.origin,
-            r.url,
-            r.key,
-            "PUT",
-            f"/v1/federation/expansions/{r.uid}/direct",
-            {"direct": list(r.direct)},
-        )
-        answers.direct(r.origin, answer, r.direct)  # what we told it, no one else
+        federation.peer(r.origin).report_direct(r.uid, r.direct)  # it names them, no one else
     except PeerError as exc:
         why = answers.failed(errors, exc)
-        log.info("replica %s: cannot tell %s whom we reach directly: %s", r.uid, r.origin, why)
+        log.info("replica %s: cannot tell %s whom we reach directly: %s", r.uid, r.origin.name, why)
         return False
     with store.session() as s:
         rep = s.get(m.Replica, r.replica_id)
         if rep is not None:
             rep.direct_sent = list(r.direct)
-    log.info("replica %s: told %s we reach directly: %s", r.uid, r.origin, list(r.direct) or "-")
+    log.info(
+        "replica %s: told %s we reach directly: %s", r.uid, r.origin.name, list(r.direct) or "-"
+    )
     return True
 
 
-def flush_members(
-    store: Store,
-    client: FederationClient,
-    expansion_id: int,
-    names: set[str],
-    errors: list[str] | None = None,
-) -> bool:
-    """At the origin, once it stopped relaying between members that now talk directly: ask
-    them to forget the MACs they learned through us, or they would keep sending that traffic
-    our way, where it is now dropped, until those entries age out."""
-    with store.session() as s:
-        exp = s.get(m.Expansion, expansion_id)
-        if exp is None:
-            return True
-        calls = [
-            (t.peer.name, t.peer.federation_url, t.peer.key, exp.uid)
-            for t in exp.targets
-            if t.peer.name in names
-        ]
-    ok = True
-    for name, url, key, uid in calls:
-        try:
-            answer = client.call(name, url, key, "POST", f"/v1/federation/replicas/{uid}/flush", {})
-            answers.accepted(name, answer, "flush")
-        except PeerError as exc:
-            why = answers.failed(errors, exc)
-            log.info("expansion %s: cannot ask %s to flush learned MACs: %s", uid, name, why)
-            ok = False
-    return ok
+def phase(parts: Parts, result: PassResult, down: dict[str, str], refresh: bool) -> None:
+    """Direct tunnels between members of a network (not needed at its origin); their agreed
+    VNIs are re-confirmed as often as the targets' (`refresh`)."""
+    for work in plan_adjacencies(parts.store, parts.me):
+        if work.peer.name in down or (work.vni is not None and not refresh):
+            continue
+        if not agree(parts.store, parts.federation, work, parts.vnis, result.peer_errors):
+            result.settled = False
+
+
+def report_phase(
+    parts: Parts, result: PassResult, down: dict[str, str], realized: dict[int, list[str]]
+) -> None:
+    """Tell each origin the members our built direct tunnels reach (`realized`, by replica)."""
+    for due in reports_due(parts.store, realized):
+        if due.origin.name in down or not report(
+            parts.store, parts.federation, due, result.peer_errors
+        ):
+            result.settled = False

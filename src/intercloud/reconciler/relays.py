@@ -1,6 +1,7 @@
-"""Routes of the networks we expanded (the origin's half of domain/relay.py): each pass, from
-our links' state and the members' direct-tunnel reports, which member relays which pairs;
-tell each member its pairs; write the paths into the expansion for its status.
+"""Relays phase of a reconciler pass, at the origin (its half of domain/relay.py): from our
+links' state and the members' direct-tunnel reports, which member relays which pairs of the
+network at layer 2; tell each member its pairs; write the paths into the expansion for its
+status; say which targets we reach through another member.
 
 Ordering keeps every broadcast exactly-once while a path moves: our own tunnel to a target is
 taken down as soon as another member may relay between us (it confirmed the pairs), and only
@@ -18,7 +19,9 @@ from sqlalchemy.orm import selectinload
 from intercloud.domain import relay
 from intercloud.errors import PeerError
 from intercloud.federation import answers
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation, PeerRef
+from intercloud.reconciler import targets
+from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.store import Store
 from intercloud.store import models as m
 
@@ -35,9 +38,7 @@ LIVE_EXPANSIONS = (
 class RelayPush:
     target_id: int
     uid: str
-    peer: str
-    url: str
-    key: str
+    peer: PeerRef
     relays: tuple[tuple[str, str], ...]
     members: tuple[str, ...]  # the network's, origin included: all an answer may name
 
@@ -64,37 +65,21 @@ def plan(store: Store, me: str, down: dict[str, str]) -> tuple[dict[int, relay.R
                 if want != _pairs(t.relays_sent) and t.peer.name not in down:
                     p = t.peer
                     members = tuple(sorted({me} | {x.peer.name for x in exp.targets}))
-                    pushes.append(
-                        RelayPush(
-                            t.id,
-                            exp.uid,
-                            p.name,
-                            p.federation_url,
-                            p.key,
-                            tuple(sorted(want)),
-                            members,
-                        )
-                    )
+                    ref = PeerRef(p.name, p.federation_url, p.key)
+                    pushes.append(RelayPush(t.id, exp.uid, ref, tuple(sorted(want)), members))
     return out, pushes
 
 
 def push(
-    store: Store, client: FederationClient, w: RelayPush, errors: list[str] | None = None
+    store: Store, federation: Federation, w: RelayPush, errors: list[str] | None = None
 ) -> bool:
     """Tell a member the pairs it relays for us. What we record is what it may be relaying:
     the pairs it now wants and those its data plane still applies. True when both are ours."""
-    body = {"relays": [list(p) for p in w.relays]}
     try:
-        answer = answers.relays(
-            w.peer,
-            client.call(
-                w.peer, w.url, w.key, "PUT", f"/v1/federation/replicas/{w.uid}/relays", body
-            ),
-            w.members,
-        )
+        answer = federation.peer(w.peer).put_relays(w.uid, w.relays, w.members)
     except PeerError as exc:
         why = answers.failed(errors, exc)
-        log.info("expansion %s: cannot tell %s whom to relay: %s", w.uid, w.peer, why)
+        log.info("expansion %s: cannot tell %s whom to relay: %s", w.uid, w.peer.name, why)
         return False
     wanted, applied = answer.wanted, answer.applied
     with store.session() as s:
@@ -105,7 +90,7 @@ def push(
         still = applied if applied is not None else _pairs(t.relays_sent)
         may = sorted(wanted | still)
         if may != sorted(_pairs(t.relays_sent)):
-            log.info("expansion %s: %s relays %s", w.uid, w.peer,
+            log.info("expansion %s: %s relays %s", w.uid, w.peer.name,
                      ", ".join(f"{a}>{b}" for a, b in may) or "nothing")  # fmt: skip
         t.relays_sent = [list(p) for p in may] or None
         return set(may) == set(w.relays)
@@ -149,3 +134,23 @@ def blocked(
                 elif name in in_flux:
                     out[t.id] = Blocked(exp.id, name, in_flux[name])
     return out
+
+
+class Routed(NamedTuple):
+    plans: dict[int, relay.Routes]  # expansion id -> its routes
+    rerouted: dict[int, Blocked]  # target id -> the member relaying us to it
+
+
+def phase(parts: Parts, result: PassResult, down: dict[str, str]) -> Routed:
+    """The origin: choose who relays what (domain/relay.py), tell the members, and say which
+    targets we reach through another member while our link to them is down."""
+    plans, pushes = plan(parts.store, parts.me, down)
+    for work in pushes:
+        if not push(parts.store, parts.federation, work, result.peer_errors):
+            result.settled = False
+    rerouted = blocked(parts.store, parts.me, plans, down)
+    for target_id, b in rerouted.items():
+        if b.peer in down:
+            why = f"reached through {b.via}: link to {b.peer} is down"
+            targets.set_status(parts.store, target_id, "active", why)
+    return Routed(plans, rerouted)

@@ -1,31 +1,30 @@
-"""Federation half of a reconciler pass: agree replicas and VNIs with peers, remove them."""
+"""Peers phase of a reconciler pass, at the origin of expanded networks: each target's replica
+held by its peer with a VNI agreed by both sides (and the network's addressing told), or the
+replica removed there once the expansion is deleted."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Container
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from intercloud.domain import text
+from intercloud.domain import owners, text
 from intercloud.domain.validation import VNI_MAX, VNI_MIN
-from intercloud.errors import Conflict, PeerError
+from intercloud.errors import Conflict, IntercloudError, PeerError
 from intercloud.federation import answers
-from intercloud.federation.client import FederationClient
+from intercloud.federation.peers import Federation, PeerRef
+from intercloud.reconciler import addressing
+from intercloud.reconciler.memory import Memory
+from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.service import allocations
 from intercloud.store import Store
 from intercloud.store import models as m
 
 log = logging.getLogger("intercloud.sync")
-
-
-@dataclass(frozen=True)
-class PeerAddr:
-    name: str
-    url: str
-    key: str
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class TargetWork:
     requested_vni: int | None
     vni: int | None
     deleting: bool
-    peer: PeerAddr
+    peer: PeerRef
     status: str = "pending"
     members: tuple[str, ...] = ()  # every cloud the network spans, the origin included
     members_sent: tuple[str, ...] | None = None
@@ -92,7 +91,7 @@ def pending_work(store: Store, origin: str) -> list[TargetWork]:
                 t.expansion.requested_vni,
                 t.vni,
                 t.expansion.deleting,
-                PeerAddr(t.peer.name, t.peer.federation_url, t.peer.key),
+                PeerRef(t.peer.name, t.peer.federation_url, t.peer.key),
                 t.status,
                 members(t.expansion),
                 tuple(t.members_sent) if t.members_sent is not None else None,
@@ -104,13 +103,11 @@ def pending_work(store: Store, origin: str) -> list[TargetWork]:
 
 
 def remove_target(
-    store: Store, client: FederationClient, w: TargetWork, errors: list[str] | None = None
+    store: Store, federation: Federation, w: TargetWork, errors: list[str] | None = None
 ) -> bool:
     """Ask the peer to drop its replica, then forget the target. True when done."""
-    path = f"/v1/federation/replicas/{w.expansion_uid}"
     try:
-        answer = client.call(w.peer.name, w.peer.url, w.peer.key, "DELETE", path)
-        answers.accepted(w.peer.name, answer, "delete")
+        federation.peer(w.peer).delete_replica(w.expansion_uid)
     except PeerError as exc:
         if exc.status != 404:
             set_status(store, w.target_id, "deleting", f"retrying: {answers.failed(errors, exc)}")
@@ -118,7 +115,7 @@ def remove_target(
     with store.session() as s:
         t = s.get(m.Target, w.target_id)
         if t is not None:
-            allocations.release(s, f"t:{t.id}")
+            allocations.release(s, owners.target(t.id))
             exp = t.expansion
             s.delete(t)
             s.flush()
@@ -143,49 +140,29 @@ def _record_replica(store: Store, w: TargetWork) -> None:
 
 def agree(
     store: Store,
-    client: FederationClient,
+    federation: Federation,
     w: TargetWork,
     vnis: tuple[int, int] = (VNI_MIN, VNI_MAX),
     errors: list[str] | None = None,
 ) -> answers.ReplicaView | None:
     """Make sure the peer holds a replica and both sides hold the same VNI, one in `vnis`
     (our range). Returns the peer's replica view, or None after recording an error."""
-    path = f"/v1/federation/replicas/{w.expansion_uid}"
+    peer = federation.peer(w.peer)
     try:
-        answer = client.call(
-            w.peer.name,
-            w.peer.url,
-            w.peer.key,
-            "PUT",
-            path,
-            {
-                "project": w.project,
-                "network": w.network,
-                "cidr": w.cidr,
-                "members": list(w.members),
-                **({"addressing": w.addressing} if w.addressing is not None else {}),
-            },
+        replica = peer.put_replica(
+            w.expansion_uid, w.project, w.network, w.cidr, w.members, w.addressing
         )
-        replica = answers.replica(w.peer.name, answer)
         _record_replica(store, w)
         if w.vni is not None and replica.vni == w.vni:
             return replica
         with store.session() as s:
-            used = allocations.used_by_others(s, f"t:{w.target_id}")
-        answer = client.call(
-            w.peer.name,
-            w.peer.url,
-            w.peer.key,
-            "PUT",
-            path + "/vni",
-            {"vni": w.requested_vni, "exclude": used, "vni_min": vnis[0], "vni_max": vnis[1]},
-        )
-        vni = answers.vni(w.peer.name, answer, *vnis, requested=w.requested_vni, exclude=used)
+            used = allocations.used_by_others(s, owners.target(w.target_id))
+        vni = peer.agree_vni(w.expansion_uid, w.requested_vni, used, vnis)
         with store.session() as s:
             t = s.get(m.Target, w.target_id)
             if t is None:
                 return None
-            allocations.take(s, f"t:{t.id}", vni)
+            allocations.take(s, owners.target(t.id), vni)
             t.vni = vni
             log.info("expansion %s peer %s: agreed vni %d", w.expansion_uid, w.peer.name, vni)
         return dataclasses.replace(replica, vni=vni)
@@ -194,3 +171,82 @@ def agree(
     except PeerError as exc:
         set_status(store, w.target_id, "error", answers.failed(errors, exc))
     return None
+
+
+def phase(
+    parts: Parts,
+    memory: Memory,
+    result: PassResult,
+    down: dict[str, str],
+    rerouted_last_pass: Container[int],
+) -> dict[int, answers.ReplicaView]:
+    """Returns the peer's view of each live target's replica (by target id). Peers whose
+    link is down are not called: their targets say why and wait, or, reached through another
+    member, say that (the relays phase; it runs after this one, so what it said in the last
+    pass is what holds here)."""
+    replicas: dict[int, answers.ReplicaView] = {}
+    now = parts.clock()
+    works = pending_work(parts.store, parts.me)
+    for gone in set(memory.confirmed_at) - {w.target_id for w in works}:
+        del memory.confirmed_at[gone]
+    for work in works:
+        if work.peer.name in down:
+            _wait_for_link(parts.store, work, down, rerouted_last_pass)
+            result.settled = False
+        elif work.deleting:
+            _remove(parts, result, work)
+        else:
+            replica = _keep(parts, memory, result, work, now)
+            if replica is not None:
+                replicas[work.target_id] = replica
+    return replicas
+
+
+def _wait_for_link(
+    store: Store, work: TargetWork, down: dict[str, str], rerouted: Container[int]
+) -> None:
+    why = f"link to {work.peer.name} is down: {down[work.peer.name]}"
+    if work.deleting:
+        set_status(store, work.target_id, "deleting", f"waiting: {why}")
+    elif work.target_id not in rerouted:
+        set_status(store, work.target_id, "error", why)
+
+
+def _remove(parts: Parts, result: PassResult, work: TargetWork) -> None:
+    if not remove_target(parts.store, parts.federation, work, result.peer_errors):
+        result.settled = False
+        return
+    try:
+        addressing.give_back(parts.cloud, work)
+    except IntercloudError as exc:
+        result.errors.append(f"expansion {work.expansion_uid}: {exc.message}")
+
+
+def _keep(
+    parts: Parts, memory: Memory, result: PassResult, work: TargetWork, now: float
+) -> answers.ReplicaView | None:
+    """The replica of a live target, agreed (or confirmed when due) with its peer."""
+    try:
+        work = dataclasses.replace(
+            work, addressing=addressing.for_target(parts.store, parts.cloud, work)
+        )
+    except IntercloudError as exc:
+        set_status(parts.store, work.target_id, "error", exc.message)
+        result.settled = False
+        return None
+    if (
+        work.status == "active"
+        and work.vni is not None
+        and not memory.confirm_due(work.target_id, now)
+        and work.members_sent == work.members
+        and (work.addressing is None or work.addressing == work.addressing_sent)
+    ):
+        # Agreed and built on both sides: the peer is asked again only when due, so a pass
+        # costs no call per expansion (1,000 expansions, 1,000 calls).
+        return answers.ReplicaView("active", work.vni)
+    replica = agree(parts.store, parts.federation, work, parts.vnis, result.peer_errors)
+    if replica is None:
+        result.settled = False
+    else:
+        memory.confirmed_at[work.target_id] = now
+    return replica

@@ -1,9 +1,9 @@
-"""IPsec half of a reconciler pass: one IKE connection per encrypted, enabled link."""
+"""IPsec phase of a reconciler pass: one IPsec connection per encrypted, enabled link, and
+whether each link's encryption lets traffic pass (Readiness)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from intercloud.drivers.ipsec.base import ConnectionSpec, ConnectionStatus, Ipsec
 from intercloud.errors import IntercloudError
+from intercloud.reconciler.memory import Memory
+from intercloud.reconciler.parts import Clock, Parts, PassResult
 from intercloud.service import policies
 from intercloud.store import Store
 from intercloud.store import models as m
@@ -20,8 +22,9 @@ PREFIX = "link-"
 
 
 @dataclass(frozen=True)
-class TunnelOutcome:
-    """Per peer: is the link's encryption ready to carry traffic, and why not."""
+class Readiness:
+    """Per peer: whether the link's encryption lets traffic pass (unencrypted: always), and
+    why not."""
 
     ready: bool
     reason: str = ""
@@ -101,27 +104,64 @@ def status_view(backend: str | None, st: ConnectionStatus | None) -> dict[str, A
 REKEY_GRACE = 15.0  # seconds an ESTABLISHED IKE SA may show no INSTALLED CHILD_SA (a rekey)
 
 
+def phase(parts: Parts, memory: Memory, result: PassResult) -> dict[str, Readiness] | None:
+    """Converge IPsec; None when its state cannot be read: without it we cannot tell which
+    links may carry traffic, so the data plane is left exactly as it is for this pass."""
+    try:
+        changes, ready, memory.ipsec_backend = converge(
+            parts.store, parts.ipsec, parts.me, memory.ipsec_up_at, parts.clock
+        )
+    except IntercloudError as exc:
+        result.failed(f"IPsec: {exc.message}")
+        return None
+    result.changes += changes
+    return ready
+
+
 def converge(
-    store: Store, ipsec: Ipsec, local_name: str, up_since: dict[str, float] | None = None
-) -> tuple[int, dict[str, TunnelOutcome], str | None]:
-    """Ensure/remove IKE connections, write each link's IPsec status.
-    Returns (changes, outcome by peer, backend); raises IntercloudError if IPsec cannot be read,
-    in which case the caller leaves the data plane alone for this pass."""
-    outcomes: dict[str, TunnelOutcome] = {}
-    changes = 0
+    store: Store,
+    ipsec: Ipsec,
+    local_name: str,
+    up_since: dict[str, float],
+    clock: Clock,
+) -> tuple[int, dict[str, Readiness], str | None]:
+    """Ensure/remove IPsec connections, write each link's IPsec status. `up_since` (peer ->
+    when its connection was last seen up) is kept between calls.
+    Returns (changes, readiness by peer, backend); raises IntercloudError if IPsec cannot be
+    read, in which case the caller leaves the data plane alone for this pass."""
+    ready: dict[str, Readiness] = {}
     with store.session() as s:
-        links = list(s.scalars(select(m.Link)))
         wanted = {}
-        for lk in links:
+        for lk in s.scalars(select(m.Link)):
             if not lk.encrypted:
-                outcomes[lk.peer.name] = TunnelOutcome(True)
+                ready[lk.peer.name] = Readiness(True)
             elif ipsec.refusal:
-                outcomes[lk.peer.name] = TunnelOutcome(False, ipsec.refusal)
+                ready[lk.peer.name] = Readiness(False, ipsec.refusal)
             elif lk.enabled:
                 wanted[lk.peer.name] = spec_for(local_name, lk)
     if ipsec.refusal:
-        return 0, outcomes, None
+        return 0, ready, None
     backend = ipsec.backend()
+    changes = _ensure(ipsec, wanted)
+    status = ipsec.connections()
+    for name in sorted(status):
+        owned = name.startswith(PREFIX) and name[len(PREFIX) :] not in wanted
+        if owned and ipsec.remove_connection(name):
+            changes += 1
+            log.info("IPsec connection %s removed", name)
+    with store.session() as s:
+        for lk in s.scalars(select(m.Link).where(m.Link.encrypted.is_(True))):
+            st = status.get(name_for(lk.peer.name)) if lk.peer.name in wanted else None
+            view = status_view(backend, st)
+            if lk.ipsec_status != view:
+                lk.ipsec_status = view
+            if lk.peer.name in wanted:
+                ready[lk.peer.name] = _readiness(lk.peer.name, st, up_since, clock())
+    return changes, ready, backend
+
+
+def _ensure(ipsec: Ipsec, wanted: dict[str, ConnectionSpec]) -> int:
+    changes = 0
     try:
         if ipsec.ensure_steering():
             changes += 1
@@ -135,40 +175,22 @@ def converge(
                 log.info("link %s: IPsec connection %s loaded", peer, spec.name)
         except IntercloudError as exc:
             log.error("link %s: IPsec connection failed: %s", peer, exc.message)
-    status = ipsec.connections()
-    for name in sorted(status):
-        owned = name.startswith(PREFIX) and name[len(PREFIX) :] not in wanted
-        if owned and ipsec.remove_connection(name):
-            changes += 1
-            log.info("IPsec connection %s removed", name)
-    with store.session() as s:
-        for lk in s.scalars(select(m.Link).where(m.Link.encrypted.is_(True))):
-            st = status.get(name_for(lk.peer.name)) if lk.peer.name in wanted else None
-            view = status_view(backend, st)
-            if lk.ipsec_status != view:
-                lk.ipsec_status = view
-            if lk.peer.name not in wanted:
-                continue
-            seen = up_since if up_since is not None else {}
-            now = time.monotonic()
-            if st is not None and st.up:
-                seen[lk.peer.name] = now
-                outcomes[lk.peer.name] = TunnelOutcome(True)
-            elif (
-                st is not None
-                and st.ike_state == "ESTABLISHED"
-                and now - seen.get(lk.peer.name, -REKEY_GRACE) < REKEY_GRACE
-            ):
-                # Mid-rekey the old CHILD_SA may be gone before the new one shows INSTALLED:
-                # keep the tunnel port rather than drop traffic for a snapshot.
-                outcomes[lk.peer.name] = TunnelOutcome(True)
-            else:
-                why = (
-                    st.last_error
-                    if st and st.last_error
-                    else f"IKE {st.ike_state.lower() if st else 'down'}"
-                )
-                outcomes[lk.peer.name] = TunnelOutcome(
-                    False, f"IPsec to {lk.peer.name} not up: {why}"
-                )
-    return changes, outcomes, backend
+    return changes
+
+
+def _readiness(
+    peer: str, st: ConnectionStatus | None, up_since: dict[str, float], now: float
+) -> Readiness:
+    if st is not None and st.up:
+        up_since[peer] = now
+        return Readiness(True)
+    if (
+        st is not None
+        and st.ike_state == "ESTABLISHED"
+        and now - up_since.get(peer, -REKEY_GRACE) < REKEY_GRACE
+    ):
+        # Mid-rekey the old CHILD_SA may be gone before the new one shows INSTALLED:
+        # keep the tunnel port rather than drop traffic for a snapshot.
+        return Readiness(True)
+    why = st.last_error if st and st.last_error else f"IKE {st.ike_state.lower() if st else 'down'}"
+    return Readiness(False, f"IPsec to {peer} not up: {why}")

@@ -1,0 +1,147 @@
+"""Typed calls to a peer agent's federation API: one PeerClient per peer, each call returning
+the checked value of federation/answers.py; `Federation` keeps one client per peer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
+
+import httpx
+
+from intercloud.federation import answers
+from intercloud.federation.transport import Channel, PeerRef
+
+__all__ = ["Federation", "PeerClient", "PeerRef"]
+
+HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
+Pairs = Iterable[tuple[str, str]]
+
+
+class PeerClient(Channel):
+    """The federation calls this agent makes to one peer (api/federation.py answers them)."""
+
+    def health(self, family: int | None = None) -> answers.Health:
+        """`family` (4 or 6): that of our end of the link; the peer's end must match it."""
+        answer = self.request("GET", "/v1/federation/health", timeout=HEALTH_TIMEOUT)
+        return answers.health(self.peer.name, answer, family)
+
+    # -- the origin: replicas of our expansions and their VNIs --------------------------------
+    def put_replica(
+        self,
+        uid: str,
+        project: str,
+        network: str,
+        cidr: str,
+        members: Sequence[str],
+        addressing: dict | None = None,
+    ) -> answers.ReplicaView:
+        body: dict[str, object] = {
+            "project": project,
+            "network": network,
+            "cidr": cidr,
+            "members": list(members),
+        }
+        if addressing is not None:
+            body["addressing"] = addressing
+        return answers.replica(self.peer.name, self.request("PUT", _replica(uid), body))
+
+    def agree_vni(
+        self, uid: str, requested: int | None, exclude: list[int], vnis: tuple[int, int]
+    ) -> int:
+        """The VNI of the replica's tunnel: in `vnis` (our range), `requested` if given, none
+        of `exclude` (those in use here)."""
+        body = {"vni": requested, "exclude": exclude, "vni_min": vnis[0], "vni_max": vnis[1]}
+        answer = self.request("PUT", _replica(uid) + "/vni", body)
+        return answers.vni(self.peer.name, answer, *vnis, requested=requested, exclude=exclude)
+
+    def delete_replica(self, uid: str) -> None:
+        answers.accepted(self.peer.name, self.request("DELETE", _replica(uid)), "delete")
+
+    def put_relays(self, uid: str, relays: Pairs, members: Collection[str]) -> answers.Relays:
+        """Tell a member the pairs it relays for us; `members` (the network's, ours included)
+        are all its answer may name."""
+        body = {"relays": [list(p) for p in relays]}
+        answer = self.request("PUT", _replica(uid) + "/relays", body)
+        return answers.relays(self.peer.name, answer, members)
+
+    def flush(self, uid: str) -> None:
+        """Ask a member to forget the MACs its ports of our network learned."""
+        answer = self.request("POST", _replica(uid) + "/flush", {})
+        answers.accepted(self.peer.name, answer, "flush")
+
+    # -- a member: to the origin, and to the other members ------------------------------------
+    def report_ports(self, uid: str, ports: Iterable[Sequence[str]], cidr: str) -> list[list[str]]:
+        """Tell the origin the ports of its network's replica here."""
+        body = {"ports": [list(p) for p in ports]}
+        answer = self.request("PUT", f"/v1/federation/expansions/{uid}/ports", body)
+        return answers.ports(self.peer.name, answer, cidr)
+
+    def report_direct(self, uid: str, direct: Sequence[str]) -> list[str]:
+        """Tell the origin which members we reach directly; its answer may name only them."""
+        body = {"direct": list(direct)}
+        answer = self.request("PUT", f"/v1/federation/expansions/{uid}/direct", body)
+        return answers.direct(self.peer.name, answer, direct)
+
+    def agree_adjacency(
+        self, uid: str, origin: str, exclude: list[int], vnis: tuple[int, int]
+    ) -> int:
+        """The VNI of our direct tunnel to this member for the network `uid` of `origin`."""
+        body = {"origin": origin, "exclude": exclude, "vni_min": vnis[0], "vni_max": vnis[1]}
+        answer = self.request("PUT", f"/v1/federation/adjacencies/{uid}", body)
+        return answers.adjacency(self.peer.name, answer, *vnis, exclude)
+
+
+def _replica(uid: str) -> str:
+    return f"/v1/federation/replicas/{uid}"
+
+
+class Federation:
+    """One PeerClient per peer, kept between calls (its pooled connections and TLS context)
+    and replaced, the old one closed, when the peer's URL, key or pinned certificate changes."""
+
+    def __init__(
+        self,
+        local_name: str,
+        timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        pinned: Callable[[str], str | None] | None = None,
+        plain_http: bool = False,
+    ) -> None:
+        """`pinned(peer)`: the PEM the peer's certificate must chain to, None for the system's
+        CAs; `plain_http`: http:// federation URLs are allowed (the agent serves plain HTTP);
+        `transport`: in-process calls (tests)."""
+        self.local_name = local_name
+        self.timeout = timeout
+        self.transport = transport
+        self.pinned = pinned
+        self.plain_http = plain_http
+        self._clients: dict[str, PeerClient] = {}
+        self._lock = threading.Lock()
+
+    def peer(self, ref: PeerRef) -> PeerClient:
+        pem = None
+        if ref.url.startswith("https://") and self.transport is None and self.pinned:
+            pem = self.pinned(ref.name)  # read each time: an admin may pin another one
+        with self._lock:
+            client = self._clients.get(ref.name)
+            if client is not None and (client.peer, client.pem) == (ref, pem):
+                return client
+            if client is not None:
+                client.close()
+            client = PeerClient(
+                self.local_name,
+                ref,
+                pem=pem,
+                timeout=self.timeout,
+                transport=self.transport,
+                plain_http=self.plain_http,
+            )
+            self._clients[ref.name] = client
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()

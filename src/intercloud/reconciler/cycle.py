@@ -1,0 +1,42 @@
+"""The order of the phases of one reconciler pass. Each phase reads only what earlier phases
+of this pass computed, or what memory names as the last pass's."""
+
+from __future__ import annotations
+
+from intercloud.reconciler import (
+    addressing,
+    connections,
+    dataplane,
+    flushes,
+    links,
+    members,
+    relays,
+    status,
+    targets,
+    wants,
+)
+from intercloud.reconciler.memory import Memory
+from intercloud.reconciler.parts import Parts, PassResult
+
+
+def run(parts: Parts, memory: Memory, result: PassResult) -> None:
+    ready = connections.phase(parts, memory, result)  # converge IPsec (None: cannot tell)
+    link_states = links.phase(parts, memory, result, ready)  # check links
+    down = link_states.down
+    flushes.on_link_change(parts, memory, link_states.changed)
+    refresh = memory.refresh_due(parts.clock())
+    # talk to peers: our targets' replicas and VNIs, then who relays what, then direct tunnels
+    replicas = targets.phase(parts, memory, result, down, rerouted_last_pass=memory.rerouted)
+    routed = relays.phase(parts, result, down)
+    memory.rerouted = routed.rerouted
+    members.phase(parts, result, down, refresh)
+    made = addressing.phase(parts, memory, result, down)  # replicas in the cloud
+    if ready is None:
+        return  # without IPsec's state the data plane stays as it is
+    # the desired host state, and the plan to it applied
+    built = dataplane.converge(parts, result, wants.read(parts, ready, down, made, routed))
+    if not result.errors:  # our data plane follows this pass's paths
+        memory.relays_applied = built.relays(parts.cfg.dataplane.prefix)
+        flushes.phase(parts, memory, result, routed, built, down)
+    realized = status.phase(parts, result, built, replicas)  # write status
+    members.report_phase(parts, result, down, realized)  # tell origins whom we reach directly

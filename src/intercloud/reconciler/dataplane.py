@@ -1,0 +1,77 @@
+"""Data-plane phase of a reconciler pass: the desired host state (desired.build) against what
+the data-plane driver observes, the plan between them applied step by step. Every call to the
+data-plane driver in a pass is made here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from intercloud.domain import naming
+from intercloud.domain import plan as planner
+from intercloud.domain.hoststate import HostState
+from intercloud.domain.owners import Kind, Owner
+from intercloud.reconciler.desired import DesiredResult, NetworkWant, build
+from intercloud.reconciler.parts import Parts, PassResult
+from intercloud.reconciler.wants import Wants
+
+log = logging.getLogger("intercloud.reconciler")
+
+
+@dataclass(frozen=True)
+class Built:
+    desired: DesiredResult
+    networks: list[NetworkWant]
+    broken: set[str]  # interfaces the plan still wants after this pass: could not be made
+
+    def relays(self, prefix: str) -> dict[int, list[list[str]]]:
+        """Replica id -> the pairs our data plane relays for it (its bridge was built)."""
+        out = {}
+        for net in self.networks:
+            owner = Owner.parse(net.key)
+            bridge = naming.bridge(prefix, net.key)
+            if owner.kind is Kind.REPLICA and bridge in self.desired.state.bridges:
+                out[owner.id] = [list(p) for p in sorted(net.forward)]
+        return out
+
+
+def converge(parts: Parts, result: PassResult, wants: Wants) -> Built:
+    dataplane, prefix = parts.dataplane, parts.cfg.dataplane.prefix
+    # every network's local side too: its kind decides how it joins the bridge
+    local = {n.local_interface for n in wants.networks if n.local_interface}
+    foreign = sorted(set(wants.foreign) | local)
+    observed = dataplane.observe(foreign)
+    desired = build(
+        prefix, parts.cfg.dataplane.vxlan_port, wants.networks, wants.links, observed.kinds
+    )
+    with dataplane.applying():
+        for step, exc in dataplane.apply(planner.plan(desired.state, observed)):
+            if exc is None:
+                log.info("dataplane: %s", step.describe())
+                result.changes += 1
+            else:
+                log.error("dataplane: %s failed: %s", step.describe(), exc.message)
+                result.errors.append(exc.message)
+    remaining = (
+        planner.plan(desired.state, dataplane.observe(foreign))
+        if result.changes or result.errors
+        else []
+    )
+    return Built(desired, wants.networks, {_step_name(st) for st in remaining})
+
+
+def flush_network(parts: Parts, state: HostState, key: str) -> None:
+    """Forget the MACs learned by the tunnel ports of one network's bridge (`key`: its
+    owner's key)."""
+    bridge = naming.bridge(parts.cfg.dataplane.prefix, key)
+    for vx in state.vxlans.values():
+        if vx.master == bridge:
+            parts.dataplane.flush_learned(vx.name)
+            log.info("dataplane: flush_learned %s", vx.name)
+
+
+def _step_name(step: planner.Step) -> str:
+    obj = step.obj
+    if isinstance(obj, str):
+        return obj
+    return str(getattr(obj, "name", None) or getattr(obj, "interface", ""))

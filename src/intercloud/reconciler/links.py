@@ -1,0 +1,150 @@
+"""Links phase of a reconciler pass: health-check every enabled link's peer, write each link's
+state (up = the peer answers and, if encrypted, its IPsec connection is up), and say which
+links are down (and, while one just went down, that the loop should pass again soon)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from intercloud.domain import text
+from intercloud.errors import PeerError
+from intercloud.federation import answers
+from intercloud.federation.peers import PeerRef
+from intercloud.reconciler.connections import Readiness
+from intercloud.reconciler.memory import Memory
+from intercloud.reconciler.parts import Parts, PassResult
+from intercloud.store import models as m
+
+log = logging.getLogger("intercloud.reconciler")
+
+DISABLED = "disabled by the administrator"
+HEALTH_FRESH = 2.0  # a health answer younger than this is not asked again
+FAST_RETRY_WINDOW = 10.0  # a link down for less than this is checked again soon
+
+
+@dataclass(frozen=True)
+class Health:
+    answers: bool
+    said: str = ""  # why not, for users
+    reason: str = ""  # why not, for the administrator
+
+
+ANSWERS = Health(True)
+
+
+@dataclass(frozen=True)
+class LinkStates:
+    down: dict[str, str]  # peer -> why its link is not up (users may read it), disabled too
+    broken: set[str]  # peers whose link is down but not disabled
+    changed: set[str]  # broken this pass and not the last one, or the other way round
+
+
+def phase(
+    parts: Parts, memory: Memory, result: PassResult, ready: dict[str, Readiness] | None
+) -> LinkStates:
+    # A peer behind an encrypted link that is not up cannot answer (its traffic is dropped
+    # until the SA is up): do not wait for the health check's timeout to learn that.
+    unready = {p for p, r in (ready or {}).items() if not r.ready}
+    health = check(parts, memory, result, skip=unready)
+    down = write_states(parts, health, ready or {})
+    broken = {peer for peer, why in down.items() if why != DISABLED}
+    changed = broken ^ set(memory.down_since)  # its keys: the last pass's broken links
+    result.links_down = bool(broken)
+    result.retry_soon = recently_down(memory, broken, parts.clock())
+    return LinkStates(down, broken, changed)
+
+
+def recently_down(memory: Memory, broken: set[str], now: float) -> bool:
+    """Whether a link went down (or was made) less than FAST_RETRY_WINDOW ago: a new or
+    just-repaired link usually comes up within a second or two, so pass again soon."""
+    for peer in list(memory.down_since):
+        if peer not in broken:
+            del memory.down_since[peer]
+    for peer in broken:
+        memory.down_since.setdefault(peer, now)
+    return any(now - since < FAST_RETRY_WINDOW for since in memory.down_since.values())
+
+
+def check(parts: Parts, memory: Memory, result: PassResult, skip: set[str]) -> dict[int, Health]:
+    """Health-check every enabled link's peer but those in `skip`, by link id. The peer also
+    tells its own address for our tunnel (it differs from ours for it behind NAT)."""
+    with parts.store.session() as s:
+        todo = [
+            (lk.id, PeerRef(lk.peer.name, lk.peer.federation_url, lk.peer.key), family)
+            for lk in s.scalars(select(m.Link).where(m.Link.enabled.is_(True)))
+            for family in [_family(lk.local_endpoint)]
+        ]
+    health: dict[int, Health] = {}
+    now = parts.clock()
+    for link_id, peer, family in todo:
+        if peer.name in skip:
+            continue
+        fresh = memory.healthy_at.get((link_id, peer.url), -HEALTH_FRESH)
+        if now - fresh < HEALTH_FRESH:
+            # Answered a moment ago: a pass triggered by an API change need not ask again.
+            health[link_id] = ANSWERS
+            continue
+        try:
+            answer = parts.federation.peer(peer).health(family)
+        except PeerError as exc:
+            health[link_id] = Health(False, answers.reason(exc), answers.admin_reason(exc))
+            memory.healthy_at.pop((link_id, peer.url), None)
+            if isinstance(exc, answers.BadAnswer):
+                result.peer_errors.append(exc.message)
+            continue
+        health[link_id] = ANSWERS
+        memory.healthy_at[(link_id, peer.url)] = now
+        if answer.tunnel_endpoint:
+            _learn_endpoint(parts, link_id, peer.name, answer.tunnel_endpoint)
+    return health
+
+
+def _learn_endpoint(parts: Parts, link_id: int, peer: str, endpoint: str) -> None:
+    with parts.store.session() as s:
+        lk = s.get(m.Link, link_id)
+        if lk is not None and lk.peer_tunnel_endpoint != endpoint:
+            log.info("link %s: peer's tunnel endpoint is %s", peer, endpoint)
+            lk.peer_tunnel_endpoint = endpoint
+
+
+def write_states(
+    parts: Parts, health: dict[int, Health], ready: dict[str, Readiness]
+) -> dict[str, str]:
+    """Write each link's state. Returns the peers whose link is not up, with the reason users
+    may read (the link's own reason, for the administrator, may say more)."""
+    down: dict[str, str] = {}
+    now = datetime.now(UTC)
+    with parts.store.session() as s:
+        for lk in s.scalars(select(m.Link)):
+            if not lk.enabled:
+                state, reason = "disabled", DISABLED
+                down[lk.peer.name] = reason
+            else:
+                got = health.get(lk.id, Health(False, "not checked yet"))
+                ok, said, reason = got.answers, got.said, got.reason or got.said
+                outcome = ready.get(lk.peer.name)
+                if outcome is not None and not outcome.ready:
+                    # The connection is the cause: the peer's agent is then unreachable too.
+                    ok, said, reason = False, outcome.reason, outcome.reason
+                state = "up" if ok else "down"
+                if not ok:
+                    down[lk.peer.name] = said
+                lk.checked_at = now
+            reason = text.clean(reason)  # it fits the column, one line in the log
+            if (lk.state, lk.reason) != (state, reason):
+                log.info("link %s: %s%s", lk.peer.name, state, f" ({reason})" if reason else "")
+                lk.state, lk.reason = state, reason
+    return down
+
+
+def _family(address: str) -> int | None:
+    """4 or 6 (None: not an address, stored by an older agent; the peer is not held to it)."""
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return None

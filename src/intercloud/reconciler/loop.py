@@ -1,0 +1,153 @@
+"""The reconciler thread: a pass at start-up, after every change (`trigger`) and periodically,
+sooner while something is still moving. What the API may ask of it is the `Reconciler`'s
+public surface: trigger, request_flush, relays_applied, stats, ipsec_backend."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from intercloud.config import Config
+from intercloud.domain import text
+from intercloud.drivers.cloud.base import Cloud
+from intercloud.drivers.dataplane.base import Dataplane
+from intercloud.drivers.ipsec.base import Ipsec
+from intercloud.drivers.ipsec.noop import NO_IPSEC
+from intercloud.federation.peers import Federation
+from intercloud.reconciler import cycle
+from intercloud.reconciler.memory import Memory
+from intercloud.reconciler.parts import LAST_ERROR_MAX, Clock, Parts, PassResult
+from intercloud.store import Store
+from intercloud.store.db import describe
+
+log = logging.getLogger("intercloud.reconciler")
+
+# How soon to pass again when something is still moving, instead of reconcile_interval.
+RETRY_PENDING = 0.3  # an expansion waits for its peer: it is usually a fraction of a second
+RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the peer
+RETRY_CONNECTING = 0.5  # ... and sooner while it is new or just went down
+
+
+@dataclass
+class Stats:
+    passes: int = 0
+    last_pass_at: str | None = None
+    last_changes: int = 0
+    changes_since_start: int = 0
+    last_error: str | None = None
+    last_duration_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def next_wait(interval: float, result: PassResult) -> float:
+    """Seconds until the next pass unless triggered."""
+    wait = interval
+    if result.links_down:
+        wait = min(wait, RETRY_CONNECTING if result.retry_soon else RETRY_LINK_DOWN)
+    if not result.settled:
+        wait = min(wait, RETRY_PENDING)
+    return wait
+
+
+class Reconciler:
+    """Makes the host match the desired state and writes observed status back. Idempotent: on
+    a converged host a pass makes no driver call that changes anything."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        cloud: Cloud,
+        dataplane: Dataplane,
+        federation: Federation,
+        ipsec: Ipsec = NO_IPSEC,
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.cloud = cloud
+        self.dataplane = dataplane
+        self.federation = federation
+        self.ipsec = ipsec
+        self.clock = clock
+        self.stats = Stats()
+        self.memory = Memory()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ipsec_backend(self) -> str | None:
+        return self.memory.ipsec_backend
+
+    def request_flush(self, replica_id: int) -> None:
+        self.memory.flush_requests.add(replica_id)
+
+    def relays_applied(self, replica_id: int) -> list[list[str]] | None:
+        """The pairs our data plane relays for a replica as of the last clean pass (None: no
+        such pass since we started, so we cannot tell)."""
+        applied = self.memory.relays_applied
+        return None if applied is None else applied.get(replica_id, [])
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self.federation.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            result = self.reconcile_once()
+            self._wake.wait(timeout=next_wait(self.cfg.agent.reconcile_interval, result))
+            self._wake.clear()
+
+    def reconcile_once(self) -> PassResult:
+        with self._lock:
+            started = self.clock()
+            result = PassResult()
+            parts = Parts(
+                self.cfg,
+                self.store,
+                self.cloud,
+                self.dataplane,
+                self.ipsec,
+                self.federation,
+                self.clock,
+            )
+            try:
+                cycle.run(parts, self.memory, result)
+                self.stats.last_error = result.summary()
+            except Exception as exc:  # the loop must survive anything; say what happened
+                what = describe(exc)  # a database error's text can quote a key or PSK
+                if isinstance(exc, SQLAlchemyError):
+                    log.error("reconciler pass failed: %s", what)
+                else:
+                    log.exception("reconciler pass failed")
+                self.stats.last_error = text.clean(what, LAST_ERROR_MAX)
+                result.settled = False
+            self._count(result, started)
+            return result
+
+    def _count(self, result: PassResult, started: float) -> None:
+        self.stats.passes += 1
+        self.stats.last_pass_at = datetime.now(UTC).isoformat()
+        self.stats.last_changes = result.changes
+        self.stats.changes_since_start += result.changes
+        self.stats.last_duration_ms = round((self.clock() - started) * 1000, 1)

@@ -1,0 +1,58 @@
+"""What one reconciler pass works with (the agent's config, store, drivers, peers and clock)
+and what it reports back (PassResult)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from intercloud.config import Config
+from intercloud.domain import text
+from intercloud.drivers.cloud.base import Cloud
+from intercloud.drivers.dataplane.base import Dataplane
+from intercloud.drivers.ipsec.base import Ipsec
+from intercloud.federation.peers import Federation
+from intercloud.store import Store
+
+Clock = Callable[[], float]  # monotonic seconds (time.monotonic; tests pass their own)
+LAST_ERROR_MAX = 2048
+
+
+@dataclass(frozen=True)
+class Parts:
+    cfg: Config
+    store: Store
+    cloud: Cloud
+    dataplane: Dataplane
+    ipsec: Ipsec
+    federation: Federation
+    clock: Clock
+
+    @property
+    def me(self) -> str:
+        return self.cfg.agent.name
+
+    @property
+    def vnis(self) -> tuple[int, int]:
+        """This agent's VNI range: what a peer may agree with us."""
+        return self.cfg.dataplane.vni_min, self.cfg.dataplane.vni_max
+
+
+@dataclass
+class PassResult:
+    changes: int = 0
+    settled: bool = True
+    links_down: bool = False
+    retry_soon: bool = False  # a link is coming up
+    errors: list[str] = field(default_factory=list)
+    # what peers did wrong this pass (contained to their own objects; not the data plane's)
+    peer_errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str | None:
+        said = list(dict.fromkeys(self.errors + self.peer_errors))  # each once, in order
+        return text.clean("; ".join(said), LAST_ERROR_MAX) if said else None
+
+    def failed(self, error: str) -> None:
+        """Something of ours failed this pass: say it, and pass again soon."""
+        self.errors.append(error)
+        self.settled = False

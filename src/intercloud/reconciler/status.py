@@ -1,0 +1,106 @@
+"""Status phase of a reconciler pass: each target's and replica's status from what the pass
+built here (typed: built, blocked, or the data plane could not be built) and what its peer
+says of its side."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from intercloud.domain import owners, text
+from intercloud.domain.owners import Owner
+from intercloud.federation import answers
+from intercloud.reconciler.dataplane import Built
+from intercloud.reconciler.members import REPLICAS_WITH_ADJACENCIES
+from intercloud.reconciler.parts import Parts, PassResult
+from intercloud.store import models as m
+
+log = logging.getLogger("intercloud.reconciler")
+
+
+class Local(Enum):
+    BUILT = "built"
+    BLOCKED = "blocked"  # waits for something (a VNI, a link, the cloud): pending
+    NOT_BUILT = "not built"  # the data plane could not be built: an error
+
+
+@dataclass(frozen=True)
+class LocalState:
+    state: Local
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state is Local.BUILT
+
+
+def local_state(built: Built, owner: Owner) -> LocalState:
+    """Whether an owner's tunnel port is built here, and why not."""
+    desired = built.desired
+    if owner in desired.blocked:
+        return LocalState(Local.BLOCKED, desired.blocked[owner])
+    missing = desired.needs.get(owner, set()) & built.broken
+    if missing:
+        why = "the data plane could not be built: " + ", ".join(sorted(missing))
+        return LocalState(Local.NOT_BUILT, why)
+    return LocalState(Local.BUILT)
+
+
+def phase(
+    parts: Parts, result: PassResult, built: Built, replicas: dict[int, answers.ReplicaView]
+) -> dict[int, list[str]]:
+    """Write the statuses. Returns, per replica, the members its direct tunnels reach (built
+    and usable)."""
+    with parts.store.session() as s:
+        _targets(s, result, built, replicas)
+        return _replicas(s, built)
+
+
+def _targets(
+    s: Session, result: PassResult, built: Built, replicas: dict[int, answers.ReplicaView]
+) -> None:
+    for t in s.scalars(select(m.Target).join(m.Expansion).where(m.Expansion.deleting.is_(False))):
+        if t.id not in replicas:
+            continue  # the peers phase recorded why
+        status, reason = _target_status(t, local_state(built, owners.target(t.id)), replicas[t.id])
+        if status != "active":
+            result.settled = False
+        reason = text.clean(reason)
+        if (t.status, t.reason) != (status, reason):
+            shown = f" ({reason})" if reason else ""
+            log.info("expansion %s peer %s: %s%s", t.expansion.uid, t.peer.name, status, shown)
+            t.status, t.reason = status, reason
+
+
+def _target_status(
+    t: m.Target, local: LocalState, peer_side: answers.ReplicaView
+) -> tuple[str, str]:
+    if not local.ok:
+        return ("error" if local.state is Local.NOT_BUILT else "pending"), local.reason
+    if peer_side.status == "active":
+        return "active", ""
+    if peer_side.status == "error":  # its reason was cleaned (answers.replica)
+        return "error", f"peer {t.peer.name}: {peer_side.reason}"
+    return "pending", f"waiting for peer {t.peer.name} to build its side"
+
+
+def _replicas(s: Session, built: Built) -> dict[int, list[str]]:
+    realized: dict[int, list[str]] = {}
+    for rep in s.scalars(REPLICAS_WITH_ADJACENCIES):
+        realized[rep.id] = [
+            a.peer.name
+            for a in rep.adjacencies
+            if a.vni is not None and local_state(built, owners.adjacency(a.id)).ok
+        ]
+        local = local_state(built, owners.replica(rep.id))
+        status = "active" if local.ok else ("pending" if rep.vni is None else "error")
+        reason = text.clean(local.reason)
+        if (rep.status, rep.reason) != (status, reason):
+            shown = f" ({reason})" if reason else ""
+            log.info("replica %s of peer %s: %s%s", rep.uid, rep.peer.name, status, shown)
+            rep.status, rep.reason = status, reason
+    return realized
