@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from intercloud.drivers.ipsec import strongswan
-from intercloud.drivers.ipsec.charon import Charon
 from intercloud.drivers.ipsec.lanes import LaneSteering
+from intercloud.lab.charon import Charon
 from intercloud.lab.topology import Lab, lane_dir
 from tests.integration import traffic
 from tests.integration.helpers import wait_for

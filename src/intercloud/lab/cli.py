@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from intercloud.drivers.ipsec.charon import MAX_LANES
 from intercloud.errors import IntercloudError
+from intercloud.lab.charon import MAX_LANES
 from intercloud.lab.openstack_lab import OpenStackLab
 from intercloud.lab.topology import DEFAULT_LANES, PROJECTS, Lab
 

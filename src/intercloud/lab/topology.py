@@ -28,8 +28,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from intercloud.drivers.ipsec.charon import MAX_LANES, Charon
 from intercloud.lab import netns, pki, underlay
+from intercloud.lab.charon import MAX_LANES, Charon
 from intercloud.lab.netns import LabError
 from intercloud.lab.ops import PROJECTS, LabOps
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from intercloud.drivers.ipsec.charon import MAX_LANES, lane_ports
 from intercloud.lab import netns
+from intercloud.lab.charon import MAX_LANES, lane_ports
 from intercloud.lab.netns import LabError
 
 FORWARDED = (

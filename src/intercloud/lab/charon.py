@@ -1,4 +1,4 @@
-"""Start and stop one strongSwan charon per network namespace (lab and tests).
+"""Start and stop one strongSwan charon per network namespace (the lab, tests, benchmarks).
 
 Each instance is fully separate from the host's strongSwan: its own ``strongswan.conf``
 (``STRONGSWAN_CONF``; nothing from /etc/strongswan.d is included), its own VICI socket
@@ -42,14 +42,27 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from intercloud.drivers.ipsec.lane_layout import (
+    FWMARK,
+    FWMARK_RANGE,
+    MAX_LANES,
+    lane_port,
+    lane_ports,
+    lane_table,
+)
 from intercloud.errors import DriverError
 
+__all__ = [
+    "FWMARK",
+    "MAX_LANES",
+    "Charon",
+    "conf_text",
+    "lane_port",
+    "lane_ports",
+    "lane_table",
+]
+
 CHARON = "/usr/lib/ipsec/charon"
-FWMARK = 0x1C1  # marks charon's own packets (IKE, ESP in UDP) so they bypass table 220
-# Every lane's charon marks its own packets FWMARK + lane; each one's policy rule skips the whole
-# range, so no charon's ESP is routed into another charon's TUN device (encrypted twice).
-FWMARK_RANGE = "0x1c0/0xfff0"
-MAX_LANES = 8  # FWMARK + lane stays inside FWMARK_RANGE; routing tables 220..227
 
 # Only what PSK-authenticated IKEv2 with AES-GCM / ECP / X25519 needs, plus the backend.
 BASE_PLUGINS = (
@@ -143,21 +156,6 @@ charon {{
   }}
 }}
 """
-
-
-def lane_ports(lane: int) -> tuple[int, int]:
-    """Lane `lane`'s charon's UDP ports: (IKE `port`, `port_nat_t`); lane 0: charon's own."""
-    return (500, 4500) if lane == 0 else (4500 + 10 * lane, 4501 + 10 * lane)
-
-
-def lane_port(lane: int) -> int:
-    """The UDP port lane `lane`'s charon does IKE and ESP-in-UDP on (its NAT-T port)."""
-    return lane_ports(lane)[1]
-
-
-def lane_table(lane: int) -> int:
-    """The routing table lane `lane`'s charon routes into its TUN device with (220: charon's)."""
-    return 220 + lane
 
 
 class Charon:
