@@ -31,7 +31,7 @@ from typing import Any
 
 from bench import ns as nsmod
 from bench.dataplane import wait_for
-from intercloud.lab import netns
+from intercloud.lab import namespaces, nsexec
 from intercloud.lab.topology import Lab
 
 # Runs in B's gateway: waits for a new icb* bridge, enslaves the VM's port to it.
@@ -121,7 +121,7 @@ print(json.dumps(out))
 def _py(ns: str, script: str, *args: str, **kw: Any) -> subprocess.Popen[str]:
     kw.setdefault("stdout", subprocess.PIPE)
     return subprocess.Popen(
-        netns.exec_argv(ns, [sys.executable, "-c", script, *args]), text=True, **kw
+        nsexec.exec_argv(ns, [sys.executable, "-c", script, *args]), text=True, **kw
     )
 
 
@@ -166,7 +166,7 @@ def _fast_arp(vm: str) -> None:
     """ARP retried every 10 ms instead of every second: the first request, sent before the
     path exists, is lost, and the default 1 s retry would be measured instead of the path."""
 
-    netns.sysctl(vm, "net.ipv4.neigh.eth0.retrans_time_ms", "10")
+    namespaces.sysctl(vm, "net.ipv4.neigh.eth0.retrans_time_ms", "10")
 
 
 def _bridges(ns: str) -> set[str]:
@@ -181,10 +181,10 @@ def expansion_to_ping(lab: Lab, reps: int, log) -> list[float]:
     gw_b = lab.cloud("B")["ns"]
     lab.add_vm("A", "a2", "10.10.0.11/24", network="net2")
     b2 = f"{lab.name}-b-b2"  # inside the lab's names: removed with the lab
-    netns.add_namespace(b2)
-    netns.add_veth(b2, "eth0", gw_b, "vbb2")
-    netns.set_up(b2, "eth0")
-    netns.add_address(b2, "eth0", "10.10.0.12/24")
+    namespaces.add_namespace(b2)
+    namespaces.add_veth(b2, "eth0", gw_b, "vbb2")
+    namespaces.set_up(b2, "eth0")
+    namespaces.add_address(b2, "eth0", "10.10.0.12/24")
     a2 = lab.namespace("A/a2")
     for vm in (a2, b2):
         _fast_arp(vm)
@@ -204,7 +204,7 @@ def expansion_to_ping(lab: Lab, reps: int, log) -> list[float]:
         lab.api("A", "DELETE", f"/v1/expansions/{exp['id']}", token="p2")
         wait_for(lambda e=exp: _gone(lab, e["id"]), 60, "expansion deleted", interval=0.2)
         log(f"expansion to first ping: {times[-1]:.3f} s")
-    netns.delete_namespace(b2)
+    namespaces.delete_namespace(b2)
     return times
 
 

@@ -23,7 +23,6 @@ from typing import Any
 from bench import measure
 from bench import ns as nsmod
 from bench.measure import Endpoint, Mode, Suite
-from intercloud.lab import netns
 from intercloud.lab.topology import DEFAULT_LANES, Lab
 
 
@@ -40,7 +39,7 @@ class Config:
 def charon_pids(*namespaces: str) -> list[int]:
     pids = []
     for ns in namespaces:
-        for pid in netns.namespace_pids(ns):
+        for pid in namespaces.namespace_pids(ns):
             try:
                 with open(f"/proc/{pid}/comm") as f:
                     comm = f.read().strip()

@@ -23,7 +23,7 @@ from bench import control, dataplane, multicore, scale, vpnaas
 from bench import ns as nsmod
 from bench.measure import UDP_SIZES, Mode
 from bench.report import Figures, figures_as_dicts, machine, print_tables, write_json
-from intercloud.lab.netns import LabError
+from intercloud.lab.nsexec import LabError
 from intercloud.lab.topology import Lab
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import ns as nsmod
 from bench.dataplane import wait_for
-from intercloud.lab import netns
+from intercloud.lab import namespaces, nsexec
 from intercloud.lab.topology import Lab, _toml
 
 PEERS = ("B", "C", "D")
@@ -99,7 +99,7 @@ def _bulk(lab: Lab, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
         "timeout": timeout,
         **cfg,
     }
-    argv = netns.exec_argv(lab.cloud("A")["ns"], [sys.executable, "-c", _BULK])
+    argv = nsexec.exec_argv(lab.cloud("A")["ns"], [sys.executable, "-c", _BULK])
     r = subprocess.run(
         argv, input=json.dumps(cfg), capture_output=True, text=True, timeout=timeout + 120
     )
@@ -275,6 +275,6 @@ def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
         ],
     )
     deleted = time.monotonic() - t0
-    netns.delete_namespace(ns)
+    namespaces.delete_namespace(ns)
     topo.made.remove(ns)
     return {"create_s": round(created, 3), "delete_s": round(deleted, 3)}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from intercloud.lab import netns
+from intercloud.lab import namespaces
 from intercloud.lab.openstack import OpenStackServices
 from intercloud.lab.openstack_api import OpenStackApi
 
@@ -46,7 +46,7 @@ def openstack_cloud(
     if os.geteuid() != 0:
         pytest.fail("integration tests need root (network namespaces); run them as root")
     ns = ns or f"{new_prefix()}ctl"
-    netns.add_namespace(ns)
+    namespaces.add_namespace(ns)
     svc = OpenStackServices(ns, workdir, keystone_port, neutron_port)
     api = OpenStackApi.for_services(svc)
     try:
@@ -57,7 +57,7 @@ def openstack_cloud(
             api.close()
             svc.stop()
         finally:
-            netns.delete_namespace(ns)
+            namespaces.delete_namespace(ns)
 
 
 @pytest.fixture

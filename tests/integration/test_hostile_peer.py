@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from intercloud.lab import netns
+from intercloud.lab import nsexec
+from intercloud.lab.namespaces import list_namespaces
 from intercloud.lab.topology import AGENT_PORT, Lab
 from tests.integration.helpers import wait_for
 from tests.unit import hostile_peer
@@ -59,7 +60,7 @@ def hostile():
         env = {**os.environ, "PYTHONPATH": str(SERVER.parents[2] / "src")}
         with open(work / "hostile.out", "ab") as out:
             proc = subprocess.Popen(
-                netns.exec_argv(b["ns"], argv), stdout=out, stderr=subprocess.STDOUT, env=env
+                nsexec.exec_argv(b["ns"], argv), stdout=out, stderr=subprocess.STDOUT, env=env
             )
         wait_for(lambda: lab.health("B"), timeout=15, what="the hostile peer to listen")
         yield lab, scenario
@@ -99,7 +100,7 @@ def _all_active(lab, uids: dict[str, str]) -> bool:
 def test_a_hostile_peer_cannot_reach_the_host_nor_stop_the_others(hostile):
     lab, scenario = hostile
     started = time.monotonic()
-    namespaces = set(netns.list_namespaces())
+    namespaces = set(list_namespaces())
     before = set(_devices(lab, "A"))
     Path(PWNED).unlink(missing_ok=True)
     uids = {
@@ -144,7 +145,7 @@ def test_a_hostile_peer_cannot_reach_the_host_nor_stop_the_others(hostile):
     wait_for(lambda: _all_active(lab, uids), timeout=30, what="both expansions active again")
 
     # nothing of B's reached the host
-    assert set(netns.list_namespaces()) == namespaces
+    assert set(list_namespaces()) == namespaces
     assert not Path(PWNED).exists()
     after = _devices(lab, "A")
     for name in set(after) - before:

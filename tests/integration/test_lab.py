@@ -19,8 +19,7 @@ import pytest
 from cryptography import x509
 
 from intercloud import config, errors
-from intercloud.lab import Lab, LabError
-from intercloud.lab import netns as nsutil
+from intercloud.lab import Lab, LabError, namespaces, nsexec
 
 pytestmark = [
     pytest.mark.integration,
@@ -84,7 +83,7 @@ def make_lab(tmp_path):
     yield make
     for lb in labs:
         lb.down()
-        assert nsutil.list_namespaces(lb.name + "-") == []
+        assert namespaces.list_namespaces(lb.name + "-") == []
 
 
 @pytest.fixture
@@ -102,7 +101,7 @@ def test_underlay_through_the_wan_router(make_lab):
     lb = make_lab()
     st = lb.up(3, start_agents=False)
     assert sorted(st["clouds"]) == ["A", "B", "C"]
-    assert set(nsutil.list_namespaces(lb.name + "-")) == {
+    assert set(namespaces.list_namespaces(lb.name + "-")) == {
         f"{lb.name}-wan",
         f"{lb.name}-gw-a",
         f"{lb.name}-gw-b",
@@ -160,7 +159,7 @@ def test_vms_on_local_tenant_bridges(make_lab):
     with pytest.raises(LabError, match="no network"):
         lb.add_vm("A", "vm9", "10.10.0.14/24", network="net7")
     lb.remove_vm("A", "vm2")
-    assert not nsutil.exists(f"{lb.name}-a-vm2")
+    assert not namespaces.exists(f"{lb.name}-a-vm2")
     assert not ping(lb, "A/vm1", "10.10.0.12")
     with pytest.raises(LabError, match="no VM"):
         lb.exec("A/vm2", ["true"])
@@ -170,11 +169,11 @@ def test_down_after_a_crash_without_lab_json(make_lab):
     lb = make_lab()
     lb.up(2, start_agents=False)
     lb.add_vm("B", "web", "10.10.0.5/24", network="net1")
-    sleeper = subprocess.Popen(nsutil.exec_argv(f"{lb.name}-gw-a", ["sleep", "300"]))
+    sleeper = subprocess.Popen(nsexec.exec_argv(f"{lb.name}-gw-a", ["sleep", "300"]))
     lb.state_file.unlink()
     deleted = Lab(lb.name, state_dir=lb.state_dir).down()
     assert len(deleted) == 4
-    assert nsutil.list_namespaces(lb.name + "-") == []
+    assert namespaces.list_namespaces(lb.name + "-") == []
     sleeper.wait(timeout=5)  # processes in the namespaces were killed (else: TimeoutExpired)
     assert not lb.state_dir.exists()
     assert lb.down() == []  # idempotent
@@ -185,7 +184,7 @@ def test_up_is_all_or_nothing(make_lab, tmp_path):
     lb.agent_command = [sys.executable, "-c", "import sys; sys.exit('agent boom')"]
     with pytest.raises(LabError, match="exited during start-up.*agent boom"):
         lb.up(2)
-    assert nsutil.list_namespaces(lb.name + "-") == []
+    assert namespaces.list_namespaces(lb.name + "-") == []
     assert not lb.state_dir.exists()
 
 
@@ -257,7 +256,7 @@ def test_cli(tmp_path):
     finally:
         r = run("down")
     assert r.returncode == 0, r.stderr
-    assert nsutil.list_namespaces(name + "-") == []
+    assert namespaces.list_namespaces(name + "-") == []
 
 
 def _real_agent() -> bool:

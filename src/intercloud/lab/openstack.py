@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from intercloud.lab import netns, openstack_env
-from intercloud.lab.netns import LabError
+from intercloud.lab import namespaces, nsexec, nshttp, openstack_env
+from intercloud.lab.nsexec import LabError
 from intercloud.lab.openstack_api import OpenStackApi
 
 REGION = "RegionOne"
@@ -201,7 +201,7 @@ class OpenStackServices:
         w.mkdir(parents=True, exist_ok=True)
         for sub in ("fernet-keys", "credential-keys", "neutron-state", "locks"):
             (w / sub).mkdir(mode=0o700, exist_ok=True)  # Keystone warns of readable key dirs
-        netns.set_up(self.ns, "lo")
+        namespaces.set_up(self.ns, "lo")
         shutil.copyfile(openstack_env.keystone_schema(), w / "keystone.db")
         shutil.copyfile(openstack_env.neutron_schema(), w / "neutron.db")
         kconf, nconf = w / "keystone.conf", w / "neutron.conf"
@@ -270,7 +270,7 @@ class OpenStackServices:
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         argv = [str(openstack_env.python(name)), "-c", _SERVE, str(port), module]
         self._procs[name] = subprocess.Popen(
-            netns.exec_argv(self.ns, argv),
+            nsexec.exec_argv(self.ns, argv),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -286,7 +286,7 @@ class OpenStackServices:
             proc = self._procs[name]
             if proc.poll() is not None:
                 raise LabError(f"{name} exited during start-up: {self.log_tail(name)}")
-            status, _, err = netns.http(self.ns, "GET", path, port=port, timeout=3.0)
+            status, _, err = nshttp.http(self.ns, "GET", path, port=port, timeout=3.0)
             if status:
                 return
             if time.monotonic() > deadline:
@@ -331,7 +331,7 @@ class OpenStackServices:
         }
         code = _SDK_PRELUDE + script + "\nprint(json.dumps(result))\n"
         proc = subprocess.run(
-            netns.exec_argv(self.ns, [sys.executable, "-c", code]),
+            nsexec.exec_argv(self.ns, [sys.executable, "-c", code]),
             input=json.dumps(body),
             capture_output=True,
             text=True,

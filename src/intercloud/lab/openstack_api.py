@@ -32,8 +32,8 @@ import threading
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from intercloud.lab import netns
-from intercloud.lab.netns import LabError
+from intercloud.lab import namespaces, nsexec
+from intercloud.lab.nsexec import LabError
 
 # Runs inside the namespace; stdlib only. Requests (headers and tokens included) come on stdin,
 # one JSON line each, never in argv, so secrets do not show in `ps`; one answer line each. It
@@ -120,8 +120,8 @@ def request(
     "error"}; status 0 means no answer (error says why). With `wait`, connection errors are
     retried for that many seconds."""
     line = _request_line(method, url, headers, body, timeout, wait)
-    proc = netns.run(
-        netns.exec_argv(ns, [sys.executable, "-I", "-c", _REQUEST_SCRIPT]),
+    proc = namespaces.run(
+        nsexec.exec_argv(ns, [sys.executable, "-I", "-c", _REQUEST_SCRIPT]),
         check=False,
         input=line,
         timeout=timeout + wait + 15,
@@ -139,7 +139,7 @@ class _Relay:
     def __init__(self, ns: str) -> None:
         self.ns = ns
         self.proc = subprocess.Popen(
-            netns.exec_argv(ns, [sys.executable, "-I", "-c", _REQUEST_SCRIPT]),
+            nsexec.exec_argv(ns, [sys.executable, "-I", "-c", _REQUEST_SCRIPT]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

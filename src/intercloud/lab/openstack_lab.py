@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from intercloud.lab import netns, ovs, pki, underlay
-from intercloud.lab.netns import LabError
+from intercloud.lab import namespaces, ovs, pki, underlay
+from intercloud.lab.nsexec import LabError
 from intercloud.lab.openstack import OpenStackServices
 from intercloud.lab.topology import AGENT_PORT, NETWORKS, Lab, _toml, tls_settings
 
@@ -84,7 +84,7 @@ class OpenStackLab(Lab):
         ovs.add_bridge(inst, "br-int")
         ovs.offload_off(self.wan_ns, addrs["wan_if"])
         ovs.add_underlay(inst, "eth0", f"{addrs['ip']}/24")
-        netns.add_default_route(gw, addrs["wan_ip"])
+        namespaces.add_default_route(gw, addrs["wan_ip"])
         svc = OpenStackServices(gw, cloud_dir / "openstack")
         svc.start()
         users, networks = {}, {}
@@ -206,7 +206,7 @@ for n in admin.network.networks(tags="intercloud", name=params["network"]):
                 inst, vm_ns, veth, tag, net_id, f"{port['ip']}/24", mac=port["mac"], mtu=port["mtu"]
             )
         except BaseException:
-            netns.delete_namespace(vm_ns)
+            namespaces.delete_namespace(vm_ns)
             raise
         vm = {
             "cloud": letter,

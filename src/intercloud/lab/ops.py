@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from intercloud import errors
-from intercloud.lab import netns
-from intercloud.lab.netns import LabError
+from intercloud.lab import namespaces, nshttp
+from intercloud.lab.nsexec import LabError
 
 PROJECTS = ("p1", "p2")
 _VM_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
@@ -44,7 +44,7 @@ class LabOps:
     ) -> tuple[int, Any]:
         """(status, parsed JSON body); raises LabError only if the agent does not answer."""
         c = self.cloud(cloud)
-        status, data, err = netns.http(
+        status, data, err = nshttp.http(
             c["ns"],
             method,
             path,
@@ -170,19 +170,19 @@ class LabOps:
             raise LabError(f"VM {key} already exists")
         if network is not None:
             bridge = f"tn-{network}"
-            if not netns.link_exists(gw, bridge):
+            if not namespaces.link_exists(gw, bridge):
                 raise LabError(f"cloud {letter} has no network {network!r} (no bridge {bridge})")
         else:
             bridge = self.replica_bridge(letter, replica_of, timeout=timeout)  # type: ignore[arg-type]
         ns, veth = self.vm_ns(letter, name), f"v{letter.lower()}{name}"
         try:
-            netns.add_namespace(ns)
-            netns.add_veth(ns, "eth0", gw, veth)
-            netns.set_up(ns, "eth0", mac=mac, mtu=mtu)
-            netns.add_address(ns, "eth0", str(iface))
-            netns.set_up(gw, veth, master=bridge)
+            namespaces.add_namespace(ns)
+            namespaces.add_veth(ns, "eth0", gw, veth)
+            namespaces.set_up(ns, "eth0", mac=mac, mtu=mtu)
+            namespaces.add_address(ns, "eth0", str(iface))
+            namespaces.set_up(gw, veth, master=bridge)
         except BaseException:
-            netns.delete_namespace(ns)
+            namespaces.delete_namespace(ns)
             raise
         vm = {
             "cloud": letter,
@@ -223,7 +223,7 @@ class LabOps:
                     and r.get("network") == network
                     and project in (None, r.get("origin_project"))
                     and r.get("bridge")
-                    and netns.link_exists(gw, r["bridge"])
+                    and namespaces.link_exists(gw, r["bridge"])
                 ):
                     return r["bridge"]
             if time.monotonic() >= deadline:
@@ -236,8 +236,8 @@ class LabOps:
     def remove_vm(self, cloud: str, name: str) -> None:
         letter = self.cloud(cloud)["name"]
         key, ns = f"{letter}/{name}", self.vm_ns(letter, name)
-        if key not in self.state()["vms"] and not netns.exists(ns):
+        if key not in self.state()["vms"] and not namespaces.exists(ns):
             raise LabError(f"no VM {key}")
-        netns.delete_namespace(ns)
+        namespaces.delete_namespace(ns)
         with self._edit() as st:
             st["vms"].pop(key, None)

@@ -28,9 +28,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from intercloud.lab import netns, pki, underlay
+from intercloud.lab import namespaces, nsexec, nshttp, pki, processes, underlay
 from intercloud.lab.charon import MAX_LANES, Charon
-from intercloud.lab.netns import LabError
+from intercloud.lab.nsexec import LabError
 from intercloud.lab.ops import PROJECTS, LabOps
 
 LAB_ROOT = Path("/var/lib/intercloud-lab")  # not under /run: each charon mounts its own /run
@@ -228,7 +228,7 @@ class Lab(LabOps):
             raise LabError(f"clouds must be between 1 and 26 (got {clouds})")
         if not 1 <= lanes <= MAX_LANES:
             raise LabError(f"lanes must be between 1 and {MAX_LANES} (got {lanes})")
-        leftovers = netns.list_namespaces(self.name + "-")
+        leftovers = namespaces.list_namespaces(self.name + "-")
         if self.exists() or leftovers:
             raise LabError(
                 f"lab {self.name} already up; run lab down"
@@ -248,8 +248,8 @@ class Lab(LabOps):
                 "lanes": lanes if encrypt else 1,
             }
             self._save(st)
-            netns.add_namespace(self.wan_ns)
-            netns.sysctl(self.wan_ns, "net.ipv4.ip_forward", "1")
+            namespaces.add_namespace(self.wan_ns)
+            namespaces.sysctl(self.wan_ns, "net.ipv4.ip_forward", "1")
             for i in range(1, clouds + 1):
                 letter = chr(ord("A") + i - 1)
                 st["clouds"][letter] = self._build_cloud(
@@ -283,7 +283,7 @@ class Lab(LabOps):
         gw = self.gw_ns(letter)
         addrs = underlay.build(self.name, self.wan_ns, letter, index, gw, nat=nat)
         for net, _, _ in NETWORKS:
-            netns.add_bridge(gw, f"tn-{net}")
+            namespaces.add_bridge(gw, f"tn-{net}")
         return self._cloud_record(letter, index, gw, {**addrs, "nat": nat}, encrypt)
 
     def _cloud_record(
@@ -346,9 +346,11 @@ class Lab(LabOps):
         encrypt = bool(st.get("encrypt"))
         try:
             addrs = underlay.build(self.name, self.wan_ns, letter, index, ns, nat=False)
-            netns.add_veth(ns, "ens1", self.cloud(host)["ns"], f"v{host.lower()}{vm}")
-            netns.set_up(ns, "ens1")
-            netns.set_up(self.cloud(host)["ns"], f"v{host.lower()}{vm}", master=f"tn-{network}")
+            namespaces.add_veth(ns, "ens1", self.cloud(host)["ns"], f"v{host.lower()}{vm}")
+            namespaces.set_up(ns, "ens1")
+            namespaces.set_up(
+                self.cloud(host)["ns"], f"v{host.lower()}{vm}", master=f"tn-{network}"
+            )
             cidr = self.cloud(host)["networks"][network]["cidr"]
             c = self._cloud_record(
                 letter, index, ns, addrs, encrypt, networks=[("home", "p1", cidr, "ens1")]
@@ -362,7 +364,7 @@ class Lab(LabOps):
             self._wait_healthy(letter, timeout)
         except BaseException:
             with suppress(LabError):
-                netns.delete_namespace(ns)
+                namespaces.delete_namespace(ns)
             raise
         return letter
 
@@ -374,15 +376,15 @@ class Lab(LabOps):
             clouds = self.state()["clouds"].values()
         except (LabError, ValueError):
             clouds = []
-        netns.kill_pids([c["pid"] for c in clouds if self._agent_alive(c)])
+        processes.kill_pids([c["pid"] for c in clouds if self._agent_alive(c)])
         for proc in self._procs.values():
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2)
         self._procs.clear()
         deleted, failed = [], []
-        for ns in netns.list_namespaces(self.name + "-"):
+        for ns in namespaces.list_namespaces(self.name + "-"):
             try:
-                netns.delete_namespace(ns)
+                namespaces.delete_namespace(ns)
                 deleted.append(ns)
             except LabError as exc:
                 failed.append(str(exc))
@@ -397,7 +399,9 @@ class Lab(LabOps):
         """The recorded pid runs and is this cloud's agent (guards against pid reuse)."""
         pid = c.get("pid")
         return (
-            isinstance(pid, int) and netns.pid_alive(pid) and c["config"] in netns.pid_cmdline(pid)
+            isinstance(pid, int)
+            and processes.pid_alive(pid)
+            and c["config"] in processes.pid_cmdline(pid)
         )
 
     def _spawn(self, letter: str) -> None:
@@ -410,7 +414,7 @@ class Lab(LabOps):
             log.write(f"--- lab: starting agent {letter} at {time.ctime()}\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                netns.exec_argv(c["ns"], argv),
+                nsexec.exec_argv(c["ns"], argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -426,12 +430,12 @@ class Lab(LabOps):
         c = self.cloud(cloud)
         deadline = time.monotonic() + timeout
         while True:
-            if not netns.pid_alive(c["pid"]):
+            if not processes.pid_alive(c["pid"]):
                 raise LabError(
                     f"agent {c['name']} exited during start-up; log {c['log']}: {self._tail(c)}"
                 )
             left = deadline - time.monotonic()
-            status, _, err = netns.http(
+            status, _, err = nshttp.http(
                 c["ns"],
                 "GET",
                 "/v1/federation/health",
@@ -471,7 +475,7 @@ class Lab(LabOps):
         """SIGTERM, wait up to timeout, then SIGKILL."""
         c = self.cloud(cloud)
         if self._agent_alive(c):
-            netns.kill_pids([c["pid"]], timeout=timeout)
+            processes.kill_pids([c["pid"]], timeout=timeout)
         proc = self._procs.pop(c["name"], None)
         if proc:
             proc.wait(timeout=5)
@@ -485,7 +489,7 @@ class Lab(LabOps):
     def health(self, cloud: str) -> bool:
         """The agent answers HTTP at all (any status) on its port."""
         c = self.cloud(cloud)
-        status, _, _ = netns.http(
+        status, _, _ = nshttp.http(
             c["ns"], "GET", "/v1/federation/health", timeout=2.0, cafile=c.get("ca")
         )
         return status != 0
@@ -530,7 +534,7 @@ class Lab(LabOps):
             if tok:
                 env["INTERCLOUD_TOKEN"] = tok
         return subprocess.run(
-            netns.exec_argv(ns, argv),
+            nsexec.exec_argv(ns, argv),
             capture_output=capture,
             text=True,
             check=check,
@@ -540,7 +544,7 @@ class Lab(LabOps):
         )
 
     def status(self) -> dict[str, Any]:
-        present = netns.list_namespaces(self.name + "-")
+        present = namespaces.list_namespaces(self.name + "-")
         out: dict[str, Any] = {
             "name": self.name,
             "state_dir": str(self.state_dir),
