@@ -132,7 +132,7 @@ def fill_lab(lab: Lab, encrypt: bool, lanes: int = DEFAULT_LANES) -> Config:
     lab.add_vm("A", "a1", "10.10.0.1/24", network="net1")
     lab.add_vm("B", "b1", "10.10.0.2/24", replica_of="A/net1")
     budget = lab.api("A", "GET", "/v1/links/B").get("mtu_budget", {})
-    gws = (lab.cloud("A")["ns"], lab.cloud("B")["ns"])
+    gws = (lab.cloud("A").ns, lab.cloud("B").ns)
     ep = Endpoint(
         lab.namespace("A/a1"),
         lab.namespace("B/b1"),

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from intercloud.lab import namespaces
-from intercloud.lab.openstack import OpenStackServices
-from intercloud.lab.openstack_api import OpenStackApi
+from intercloud.lab.openstack.api import OpenStackApi
+from intercloud.lab.openstack.services import OpenStackServices
 
 Cloud = tuple[OpenStackServices, OpenStackApi]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from intercloud.lab import namespaces, processes
-from intercloud.lab.openstack_api import OpenStackApiError
+from intercloud.lab.openstack.api import OpenStackApiError
 from tests.integration.openstack_fixtures import Cloud, openstack_cloud
 
 CIDR = "10.77.0.0/24"

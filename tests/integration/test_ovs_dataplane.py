@@ -25,7 +25,7 @@ from intercloud.domain.plan import plan
 from intercloud.drivers.dataplane.ovs import OvsDataplane
 from intercloud.errors import DriverError
 from intercloud.lab import namespaces, nsexec
-from intercloud.lab import ovs as labovs
+from intercloud.lab import ovs_instance as labovs
 from intercloud.reconciler.desired import LinkView, NetworkWant, TunnelWant, build
 from tests.integration.helpers import capture
 

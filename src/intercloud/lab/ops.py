@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from intercloud import errors
 from intercloud.lab import namespaces, nshttp
 from intercloud.lab.nsexec import LabError
+from intercloud.lab.state import CloudRecord, LabState, Peering, VmRecord
 
 PROJECTS = ("p1", "p2")
 _VM_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
@@ -24,12 +25,12 @@ _VM_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
 class LabOps:
     if TYPE_CHECKING:  # provided by Lab
 
-        def cloud(self, cloud: str) -> dict[str, Any]: ...
+        def cloud(self, cloud: str) -> CloudRecord: ...
         def ip(self, cloud: str) -> str: ...
         def token(self, cloud: str, which: str | None = "admin") -> str | None: ...
-        def state(self) -> dict[str, Any]: ...
+        def state(self) -> LabState: ...
         def vm_ns(self, cloud: str, vm: str) -> str: ...
-        def _edit(self) -> AbstractContextManager[dict[str, Any]]: ...
+        def _edit(self) -> AbstractContextManager[LabState]: ...
 
     # --- API calls (made from inside the cloud's gateway namespace) -------------------------------
 
@@ -45,16 +46,16 @@ class LabOps:
         """(status, parsed JSON body); raises LabError only if the agent does not answer."""
         c = self.cloud(cloud)
         status, data, err = nshttp.http(
-            c["ns"],
+            c.ns,
             method,
             path,
             body=body,
             token=self.token(cloud, token),
             timeout=timeout,
-            cafile=c.get("ca"),
+            cafile=c.ca,
         )
         if status == 0:
-            raise LabError(f"agent {c['name']} did not answer {method.upper()} {path}: {err}")
+            raise LabError(f"agent {c.name} did not answer {method.upper()} {path}: {err}")
         return status, data
 
     def api(
@@ -88,11 +89,11 @@ class LabOps:
         max_expansions_per_project: int = 10,
     ) -> None:
         """Peer, link and agreement on both sides, with a fresh shared key."""
-        a, b = self.cloud(a)["name"], self.cloud(b)["name"]
+        a, b = self.cloud(a).name, self.cloud(b).name
         if a == b:
             raise LabError(f"cannot peer cloud {a} with itself")
         key, psk = secrets.token_hex(16), secrets.token_hex(24)
-        encrypt = bool(self.state().get("encrypt", False))
+        encrypt = self.state().encrypt
         for x, y in ((a, b), (b, a)):
             peer = {
                 "name": y,
@@ -100,12 +101,13 @@ class LabOps:
                 "underlay_endpoint": self.ip(y),
                 "key": key,
             }
-            if self.cloud(y).get("ca"):  # x pins y's own CA
-                peer["tls_ca"] = Path(self.cloud(y)["ca"]).read_text()
+            ca = self.cloud(y).ca
+            if ca:  # x pins y's own CA
+                peer["tls_ca"] = Path(ca).read_text()
             self.api(x, "POST", "/v1/peers", peer)
-            link: dict[str, Any] = {"peer": y, "local_endpoint": self.cloud(x)["local_ip"]}
-            if self.cloud(y)["local_ip"] != self.ip(y):  # y is behind NAT: its own address
-                link["peer_tunnel_endpoint"] = self.cloud(y)["local_ip"]
+            link: dict[str, Any] = {"peer": y, "local_endpoint": self.cloud(x).local_ip}
+            if self.cloud(y).local_ip != self.ip(y):  # y is behind NAT: its own address
+                link["peer_tunnel_endpoint"] = self.cloud(y).local_ip
             if encrypt:
                 link["psk"] = psk
             else:
@@ -123,18 +125,16 @@ class LabOps:
                 },
             )
         with self._edit() as st:
-            st["peerings"].append(
-                {"clouds": [a, b], "projects": list(projects), "key": key, "psk": psk}
-            )
+            st.peerings.append(Peering([a, b], list(projects), key, psk))
 
     def _federation_url(self, x: str, y: str) -> str:
         """Where x reaches y's agent. A cloud behind NAT is reached at its own address through
         the IPsec tunnel: its replies go back through the tunnel, not through the NAT router,
         so a connection made to its public address would never see them."""
         c = self.cloud(y)
-        if c["local_ip"] != c["ip"] and self.state().get("encrypt"):
-            return c["url"].replace(c["ip"], c["local_ip"])  # its certificate names both
-        return c["url"]
+        if c.local_ip != c.ip and self.state().encrypt:
+            return c.url.replace(c.ip, c.local_ip)  # its certificate names both
+        return c.url
 
     # --- VMs --------------------------------------------------------------------------------------
 
@@ -149,11 +149,11 @@ class LabOps:
         mac: str | None = None,
         mtu: int | None = None,
         timeout: float = 30.0,
-    ) -> dict[str, Any]:
+    ) -> VmRecord:
         """A namespace with eth0 = ip_cidr, joined to local network `network` or to the replica
         this cloud hosts for `replica_of` = ("A", "net1") or "A/net1"."""
         c = self.cloud(cloud)
-        letter, gw = c["name"], c["ns"]
+        letter, gw = c.name, c.ns
         if not _VM_RE.match(name):
             raise LabError(
                 f"VM name must be 1-12 lowercase letters, digits or '-', starting "
@@ -166,7 +166,7 @@ class LabOps:
         except ValueError:
             raise LabError(f"invalid address {ip_cidr!r} (expected e.g. 10.10.0.11/24)") from None
         key = f"{letter}/{name}"
-        if key in self.state()["vms"]:
+        if key in self.state().vms:
             raise LabError(f"VM {key} already exists")
         if network is not None:
             bridge = f"tn-{network}"
@@ -184,20 +184,20 @@ class LabOps:
         except BaseException:
             namespaces.delete_namespace(ns)
             raise
-        vm = {
-            "cloud": letter,
-            "name": name,
-            "ns": ns,
-            "ip": str(iface),
-            "veth": veth,
-            "bridge": bridge,
-            "network": network,
-            "replica_of": "/".join(replica_of)
-            if isinstance(replica_of, (list, tuple))
-            else replica_of,
-        }
+        vm = VmRecord(
+            cloud=letter,
+            name=name,
+            ns=ns,
+            ip=str(iface),
+            veth=veth,
+            bridge=bridge,
+            network=network,
+            replica_of=replica_of
+            if replica_of is None or isinstance(replica_of, str)
+            else "/".join(replica_of),
+        )
         with self._edit() as st:
-            st["vms"][key] = vm
+            st.vms[key] = vm
         return vm
 
     def replica_bridge(
@@ -210,7 +210,7 @@ class LabOps:
                 f"replica_of must be PEER/NETWORK or PEER/PROJECT/NETWORK (got {replica_of!r})"
             )
         peer, network, project = parts[0].upper(), parts[-1], parts[1] if len(parts) == 3 else None
-        gw = self.cloud(cloud)["ns"]
+        gw = self.cloud(cloud).ns
         deadline = time.monotonic() + timeout
         seen: Any = None
         while True:
@@ -234,10 +234,10 @@ class LabOps:
             time.sleep(0.5)
 
     def remove_vm(self, cloud: str, name: str) -> None:
-        letter = self.cloud(cloud)["name"]
+        letter = self.cloud(cloud).name
         key, ns = f"{letter}/{name}", self.vm_ns(letter, name)
-        if key not in self.state()["vms"] and not namespaces.exists(ns):
+        if key not in self.state().vms and not namespaces.exists(ns):
             raise LabError(f"no VM {key}")
         namespaces.delete_namespace(ns)
         with self._edit() as st:
-            st["vms"].pop(key, None)
+            st.vms.pop(key, None)
