@@ -100,7 +100,7 @@ def ping(lb: Lab, target: str, ip: str) -> bool:
 def test_underlay_through_the_wan_router(make_lab):
     lb = make_lab()
     st = lb.up(3, start_agents=False)
-    assert sorted(st["clouds"]) == ["A", "B", "C"]
+    assert sorted(st.clouds) == ["A", "B", "C"]
     assert set(namespaces.list_namespaces(lb.name + "-")) == {
         f"{lb.name}-wan",
         f"{lb.name}-gw-a",

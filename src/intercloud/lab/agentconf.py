@@ -1,7 +1,7 @@
 """The agents' config files, written from `intercloud.config`'s dataclasses: the lab builds a
 `Config` and `toml_text` serialises it, section by section from `dataclasses.fields` (so a new
-or renamed setting needs nothing here). Only values that differ from the defaults are written:
-the file says what the lab chose."""
+or renamed setting needs nothing here). Every setting is written, defaults too: the file is
+the agent's whole configuration (the lab's fake agents and the benchmark read it as well)."""
 
 from __future__ import annotations
 
@@ -30,13 +30,8 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"no TOML for {value!r}")
 
 
-def _pairs(obj: Any, *, all_fields: bool) -> list[str]:
-    default = type(obj)() if not all_fields else None
-    return [
-        f"{f.name} = {toml_value(getattr(obj, f.name))}"
-        for f in dataclasses.fields(obj)
-        if all_fields or getattr(obj, f.name) != getattr(default, f.name)
-    ]
+def _pairs(obj: Any) -> list[str]:
+    return [f"{f.name} = {toml_value(getattr(obj, f.name))}" for f in dataclasses.fields(obj)]
 
 
 def toml_text(cfg: Config) -> str:
@@ -46,9 +41,9 @@ def toml_text(cfg: Config) -> str:
         value = getattr(cfg, f.name)
         if isinstance(value, list):
             for item in value:
-                lines += [f"[[{f.name}]]", *_pairs(item, all_fields=True), ""]
+                lines += [f"[[{f.name}]]", *_pairs(item), ""]
         else:
-            lines += [f"[{f.name}]", *_pairs(value, all_fields=False), ""]
+            lines += [f"[{f.name}]", *_pairs(value), ""]
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ inside a private mount namespace). The process runs inside the given network nam
     ip netns exec NS unshare -m --propagation private \\
         sh -c 'mount --bind <workdir>/run /run && exec /usr/lib/ipsec/charon'
 
-``ip netns exec``, ``unshare`` and ``exec`` replace each other, so the Popen pid is charon's.
+``ip netns exec``, ``unshare`` and ``exec`` replace each other, so the started pid is charon's.
 
 Userspace ESP (``kernel-libipsec``): charon encrypts in userspace and sends ESP in UDP 4500
 through its own IKE socket; outbound plaintext reaches it through a TUN device (``ipsec0``)
@@ -37,7 +37,6 @@ import contextlib
 import os
 import shlex
 import socket
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +50,7 @@ from intercloud.drivers.ipsec.lane_layout import (
     lane_table,
 )
 from intercloud.errors import DriverError
+from intercloud.lab import processes
 
 __all__ = [
     "FWMARK",
@@ -167,7 +167,7 @@ class Charon:
         self.workdir = Path(workdir)
         self.libipsec = libipsec
         self.lane = lane
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None  # processes.py keeps its Popen
 
     @property
     def socket_path(self) -> str:
@@ -183,10 +183,10 @@ class Charon:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._pid
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return processes.pid_alive(self._pid)
 
     def start(self, timeout: float = 15.0) -> None:
         if self.alive():
@@ -214,20 +214,16 @@ class Charon:
         argv += ["sh", "-c", inner]
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
         env["STRONGSWAN_CONF"] = str(self.conf_path)
-        out = open(self.workdir / "charon.out", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self._proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-            )
-        finally:
-            out.close()
+        self._pid = processes.start_daemon(
+            argv, log=self.workdir / "charon.out", env=env, new_session=False
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self._answers():
                 return
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
+            code = processes.exit_code(self._pid)
+            if code is not None or not processes.pid_alive(self._pid):
+                self._pid = None
                 raise DriverError(
                     f"charon in {self.netns} exited with {code} during start: {self._tail()}"
                 )
@@ -264,15 +260,9 @@ class Charon:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (charon then deletes its SAs, routes and TUN device), wait, SIGKILL."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        pid, self._pid = self._pid, None
+        if pid is not None:
+            processes.kill_pids([pid], timeout=timeout)
 
     def __enter__(self) -> Charon:
         self.start()
