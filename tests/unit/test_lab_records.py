@@ -29,8 +29,6 @@ def test_the_agent_config_reads_back_as_written():
     text = agentconf.toml_text(cfg)
     assert config.parse(tomllib.loads(text), env={}) == cfg
     assert "vni_min = 1" in text  # defaults too: the file is the whole configuration
-    default = config.Config(agent=config.AgentSection(plain_http=True))
-    assert config.parse(tomllib.loads(agentconf.toml_text(default)), env={}) == default
 
 
 def test_lab_state_round_trips_through_json(tmp_path):
