@@ -23,6 +23,7 @@ from typing import Any
 from bench import measure
 from bench import ns as nsmod
 from bench.measure import Endpoint, Mode, Suite
+from intercloud.lab import namespaces
 from intercloud.lab.topology import DEFAULT_LANES, Lab
 
 
@@ -36,9 +37,9 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def charon_pids(*namespaces: str) -> list[int]:
+def charon_pids(*names: str) -> list[int]:
     pids = []
-    for ns in namespaces:
+    for ns in names:
         for pid in namespaces.namespace_pids(ns):
             try:
                 with open(f"/proc/{pid}/comm") as f:
