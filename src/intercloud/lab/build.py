@@ -18,10 +18,9 @@ from intercloud.lab.agentconf import AGENT_PORT
 from intercloud.lab.agents import LabAgents
 from intercloud.lab.charon import MAX_LANES, Charon
 from intercloud.lab.nsexec import LabError
+from intercloud.lab.records import NETWORKS, PROJECTS
 from intercloud.lab.state import CloudRecord, LabState, NetworkRecord
 
-PROJECTS = ("p1", "p2")
-NETWORKS = (("net1", "p1", "10.10.0.0/24"), ("net2", "p2", "10.10.0.0/24"))
 # A network of a cloud: (name, project, cidr, interface)
 Network = tuple[str, str, str, str]
 

@@ -15,6 +15,10 @@ from intercloud.lab.state import CloudRecord, LabState
 LAB_ROOT = Path("/var/lib/intercloud-lab")  # not under /run: each charon mounts its own /run
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
+# Every cloud of a plain lab has projects p1 and p2, each with a tenant network on its bridge.
+PROJECTS = ("p1", "p2")
+NETWORKS = (("net1", "p1", "10.10.0.0/24"), ("net2", "p2", "10.10.0.0/24"))
+
 
 class LabRecords:
     """A federation of clouds in network namespaces; its record is <state_dir>/lab.json."""

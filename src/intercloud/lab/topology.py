@@ -12,7 +12,7 @@ config, VICI socket and /run, and the agents encrypt every link with IPsec.
 Every namespace starts with `<name>-`, so `down()` finds them all even without lab.json.
 
 `Lab` is its parts together: records.py (names, lab.json), agents.py, build.py (up, down),
-ops.py (API calls, peering, VMs) and, here, commands run in it and its status.
+calls.py (API calls, peering), vms.py and, here, commands run in it and its status.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ from typing import Any
 
 from intercloud.lab import namespaces, nsexec
 from intercloud.lab.agentconf import AGENT_PORT
-from intercloud.lab.build import DEFAULT_LANES, NETWORKS, PROJECTS, LabBuild, lane_dir
+from intercloud.lab.build import DEFAULT_LANES, LabBuild, lane_dir
 from intercloud.lab.nsexec import LabError
-from intercloud.lab.ops import LabOps
+from intercloud.lab.records import NETWORKS, PROJECTS
+from intercloud.lab.vms import LabVms
 
 __all__ = ["AGENT_PORT", "DEFAULT_LANES", "NETWORKS", "PROJECTS", "Lab", "lane_dir"]
 
 
-class Lab(LabBuild, LabOps):
+class Lab(LabBuild, LabVms):
     """A federation of clouds in network namespaces; its record is <state_dir>/lab.json."""
 
     def namespace(self, target: str) -> str:

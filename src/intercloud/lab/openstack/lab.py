@@ -21,9 +21,10 @@ from typing import Any
 
 from intercloud.config import CloudSection, Config, DataplaneSection, IpsecSection
 from intercloud.lab import agentconf, namespaces, ovs_instance, underlay
-from intercloud.lab.build import NETWORKS, cloud_record, tls_settings
+from intercloud.lab.build import cloud_record, tls_settings
 from intercloud.lab.nsexec import LabError
 from intercloud.lab.openstack.services import OpenStackServices
+from intercloud.lab.records import NETWORKS
 from intercloud.lab.state import CloudRecord, LabState, NetworkRecord, VmRecord
 from intercloud.lab.topology import Lab
 
