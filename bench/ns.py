@@ -90,7 +90,7 @@ def ip(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[s
 
 def ip_batch(ns: str, lines: Sequence[str], timeout: float = 300.0) -> None:
     """`ip -n NS -batch -` (one netlink request per line, fast for thousands of devices)."""
-    namespaces.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n", timeout=timeout)
+    nsexec.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n", timeout=timeout)
 
 
 def exec_run(
