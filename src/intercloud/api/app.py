@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from intercloud import __version__
-from intercloud.api import admin, errors, federation, openapi, user
+from intercloud.api import admin, errors, federation, openapi, topology, user
 from intercloud.api.answer_signing import AnswerSigning
 from intercloud.api.context import AppContext
 from intercloud.api.limits import BodyLimit
@@ -24,6 +24,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(user.router)
     app.include_router(federation.router)
+    app.include_router(topology.router)
     app.add_middleware(AnswerSigning, agent_name=ctx.cfg.agent.name)
     app.add_middleware(BodyLimit)  # added last: the outermost, before anything reads a body
     openapi.install(app)
