@@ -13,6 +13,7 @@ killed, found by its own user-data directory, and that none is left is checked."
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -115,18 +116,14 @@ class Browser:
     def __exit__(self, *exc: object) -> None:
         try:
             if self._proc is not None and self._proc.poll() is None:
-                try:
+                with contextlib.suppress(Exception):  # then killed below
                     self.call("Browser.close", timeout=5)
                     self._proc.wait(timeout=10)
-                except Exception:
-                    pass
         finally:
             self._kill_all()
             for fd in (self._to_browser, self._from_browser):
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
 
     def _leftovers(self) -> list[int]:
         """Pids of processes of this browser: their command line names its own profile."""
@@ -144,18 +141,14 @@ class Browser:
 
     def _kill_all(self) -> None:
         if self._proc is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._proc.wait(timeout=10)
         deadline = time.monotonic() + 10
         while (left := self._leftovers()) and time.monotonic() < deadline:
             for pid in left:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.2)
         assert not self._leftovers(), "chromium processes left behind"
 
