@@ -3,6 +3,8 @@ PYTHON ?= python3
 APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables procps iperf3 \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins \
 	libstrongswan-standard-plugins openvswitch-switch ethtool wrk
+# the topology page's browser test (tests/integration/test_topology_page.py): about 25 s to install
+APT_PACKAGES += chromium
 # The whole suite, the benchmark's short run included (it proves `python -m bench` works; no
 # timing is asserted). `make test-bench` runs only that.
 PYTEST_ARGS ?=
