@@ -75,6 +75,14 @@ def test_the_page_shows_the_lab_and_a_link_going_down(lab3, tmp_path):
     url = f"https://127.0.0.1:{AGENT_PORT}/ui/topology#token={lab3.token('A')}"
     try:
         with browser.Browser(a.ns, tmp_path, pin) as web:
+            web.open(url.replace(lab3.token("A"), "not-the-admin-token"))
+            refused = wait_for(
+                lambda: "invalid token" in (s := seen(web)).get("status", "") and s,
+                timeout=30,
+                what="the page saying the token is refused",
+            )
+            assert refused["clouds"] == [] and refused["links"] == {}, refused  # nothing shown
+            web.open("about:blank")
             web.open(url)
             first = wait_for(
                 lambda: (
