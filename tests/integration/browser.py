@@ -182,9 +182,10 @@ class Browser:
         *complete, self._buffer = self._buffer.split(b"\0")
         return [json.loads(m) for m in complete]
 
-    def open(self, url: str) -> None:
+    def open(self, url: str) -> str | None:
+        """Navigate to `url`; the browser's error (e.g. a certificate it refused), or None."""
         self.call("Page.enable")
-        self.call("Page.navigate", {"url": url})
+        return self.call("Page.navigate", {"url": url}).get("errorText")
 
     def evaluate(self, expression: str) -> Any:
         answer = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})

@@ -74,6 +74,10 @@ def test_the_page_shows_the_lab_and_a_link_going_down(lab3, tmp_path):
     pin = browser.spki_pin(Path(a.ca).parent / "agent.pem")
     url = f"https://127.0.0.1:{AGENT_PORT}/ui/topology#token={lab3.token('A')}"
     try:
+        # the pin is what the browser trusts: pinned to another key, A's certificate is refused
+        other = browser.spki_pin(Path(lab3.cloud("B").ca or "").parent / "agent.pem")
+        with browser.Browser(a.ns, tmp_path / "other-pin", other) as web:
+            assert web.open(url) == "net::ERR_CERT_AUTHORITY_INVALID"
         with browser.Browser(a.ns, tmp_path, pin) as web:
             web.open(url.replace(lab3.token("A"), "not-the-admin-token"))
             refused = wait_for(
