@@ -29,7 +29,7 @@ install-python:
 # Real Keystone and Neutron for the OpenStack tests and `lab up --openstack`: their own
 # virtualenvs from scripts/openstack/*.txt, cached in /var/cache/intercloud/openstack (≈ 70 s cold).
 install-openstack: install-python
-	$(PYTHON) -m intercloud.lab.openstack_env
+	$(PYTHON) -m intercloud.lab.openstack.venvs
 
 demo: install install-openstack
 	bash scripts/demo.sh

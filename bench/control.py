@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,98 +30,25 @@ from typing import Any
 
 from bench import ns as nsmod
 from bench.dataplane import wait_for
-from intercloud.lab import netns
+from intercloud.lab import namespaces, nsexec
 from intercloud.lab.topology import Lab
 
 # Runs in B's gateway: waits for a new icb* bridge, enslaves the VM's port to it.
-BASE = "https://127.0.0.1:8700"  # the lab's agents serve TLS (their CA: lab.cloud(c)["ca"])
+BASE = "https://127.0.0.1:8700"  # the lab's agents serve TLS (their CA: lab.cloud(c).ca)
 
-_PLUG = r"""
-import os, subprocess, sys, time
-port, before = sys.argv[1], set(sys.argv[2].split(","))
-print("ready", flush=True)
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    new = [n for n in os.listdir("/sys/class/net") if n.startswith("icb") and n not in before]
-    if new:
-        subprocess.run(["ip", "link", "set", port, "master", new[0], "up"], check=True)
-        print(new[0], flush=True)
-        break
-    time.sleep(0.005)
-"""
 
 # Runs in a gateway: polls GET url every 20 ms until state is "up"; prints the wall time then.
-_POLL_UP = r"""
-import json, ssl, sys, time, httpx
-url, token, timeout, ca = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-tls = ssl.create_default_context(cafile=ca)
-c = httpx.Client(headers={"Authorization": "Bearer " + token}, timeout=2.0, verify=tls)
-print("ready", flush=True)
-deadline = time.monotonic() + timeout
-while time.monotonic() < deadline:
-    try:
-        r = c.get(url)
-        if r.status_code == 200 and r.json()["status"]["state"] == "up":
-            print(time.time(), flush=True)
-            break
-    except httpx.HTTPError:
-        pass
-    time.sleep(0.02)
-"""
 
 # Runs in A's gateway: N concurrent clients, each with its own connection, each looping over
 # its requests: first `warmup` seconds unrecorded (the server's worker threads, connections and
 # caches start), then `seconds` recorded. The collector is off in this process: its own full
 # passes (40-110 ms here) would be counted as the server's latency.
-_API = r"""
-import asyncio, gc, json, ssl, sys, time, httpx
-gc.disable()
-cfg = json.loads(sys.stdin.read())
-base, out = cfg["base"], {}
-tls = ssl.create_default_context(cafile=cfg["cafile"])
-async def client(i, kind, lat, phase):
-    async with httpx.AsyncClient(base_url=base, timeout=30.0, verify=tls) as c:
-        await c.get("/v1/federation/health")  # connect first: persistent clients are measured
-        await ready.wait()
-        j = 0
-        while time.perf_counter() < phase["until"]:
-            j += 1
-            for method, path, body, token in cfg["kinds"][kind]:
-                path = path.replace("{i}", f"{i}x{j}")
-                if body is not None:
-                    body = json.loads(json.dumps(body).replace("{i}", f"{i}x{j}"))
-                h = {"Authorization": "Bearer " + token} if token else {}
-                t = time.perf_counter()
-                r = await c.request(method, path, json=body, headers=h)
-                if phase["record"]:
-                    lat.setdefault(method, []).append(time.perf_counter() - t)
-                ok = r.status_code < 300 or (token is None and r.status_code == 401)
-                if not ok:
-                    raise SystemExit(f"{method} {path}: {r.status_code} {r.text[:200]}")
-async def main():
-    global ready
-    for kind in cfg["kinds"]:
-        lat, ready = {}, asyncio.Event()
-        phase = {"until": float("inf"), "record": False}
-        tasks = [asyncio.create_task(client(i, kind, lat, phase)) for i in range(cfg["clients"])]
-        await asyncio.sleep(1.0)  # all connected
-        phase["until"] = time.perf_counter() + cfg["warmup"] + cfg["seconds"]
-        ready.set()
-        await asyncio.sleep(cfg["warmup"])
-        phase["record"] = True
-        t = time.perf_counter()
-        await asyncio.gather(*tasks)
-        out[kind] = {"seconds": time.perf_counter() - t, "latencies": lat}
-asyncio.run(main())
-print(json.dumps(out))
-"""
 
 
-def _py(ns: str, script: str, *args: str, **kw: Any) -> subprocess.Popen[str]:
+def _py(ns: str, program: str, *args: str, **kw: Any) -> subprocess.Popen[str]:
+    """Start bench.programs.<program> inside `ns` (its output on a pipe)."""
     kw.setdefault("stdout", subprocess.PIPE)
-    return subprocess.Popen(
-        netns.exec_argv(ns, [sys.executable, "-c", script, *args]), text=True, **kw
-    )
+    return nsexec.start_program(ns, f"bench.programs.{program}", *args, **kw)
 
 
 def _ready(proc: subprocess.Popen[str]) -> None:
@@ -166,7 +92,7 @@ def _fast_arp(vm: str) -> None:
     """ARP retried every 10 ms instead of every second: the first request, sent before the
     path exists, is lost, and the default 1 s retry would be measured instead of the path."""
 
-    netns.sysctl(vm, "net.ipv4.neigh.eth0.retrans_time_ms", "10")
+    namespaces.sysctl(vm, "net.ipv4.neigh.eth0.retrans_time_ms", "10")
 
 
 def _bridges(ns: str) -> set[str]:
@@ -178,13 +104,13 @@ def _bridges(ns: str) -> set[str]:
 def expansion_to_ping(lab: Lab, reps: int, log) -> list[float]:
     """Seconds from POST /v1/expansions (p2's net2 to B) to the first reply, `reps` times.
     VM a2 sits on A's net2; VM b2 waits in B, its port plugged by the watcher."""
-    gw_b = lab.cloud("B")["ns"]
+    gw_b = lab.cloud("B").ns
     lab.add_vm("A", "a2", "10.10.0.11/24", network="net2")
     b2 = f"{lab.name}-b-b2"  # inside the lab's names: removed with the lab
-    netns.add_namespace(b2)
-    netns.add_veth(b2, "eth0", gw_b, "vbb2")
-    netns.set_up(b2, "eth0")
-    netns.add_address(b2, "eth0", "10.10.0.12/24")
+    namespaces.add_namespace(b2)
+    namespaces.add_veth(b2, "eth0", gw_b, "vbb2")
+    namespaces.set_up(b2, "eth0")
+    namespaces.add_address(b2, "eth0", "10.10.0.12/24")
     a2 = lab.namespace("A/a2")
     for vm in (a2, b2):
         _fast_arp(vm)
@@ -194,7 +120,7 @@ def expansion_to_ping(lab: Lab, reps: int, log) -> list[float]:
         # the last replica's bridge must be gone: a new one may get the same name
         wait_for(lambda: _bridges(gw_b) == base, 60, "B's last replica removed", interval=0.05)
         nsmod.ip(a2, "neigh", "flush", "all")
-        plug = _py(gw_b, _PLUG, "vbb2", ",".join(base))
+        plug = _py(gw_b, "plug_port", "vbb2", ",".join(base))
         _ready(plug)
         t0 = time.time()
         body = {"network": "net2", "peers": ["B"]}
@@ -204,7 +130,7 @@ def expansion_to_ping(lab: Lab, reps: int, log) -> list[float]:
         lab.api("A", "DELETE", f"/v1/expansions/{exp['id']}", token="p2")
         wait_for(lambda e=exp: _gone(lab, e["id"]), 60, "expansion deleted", interval=0.2)
         log(f"expansion to first ping: {times[-1]:.3f} s")
-    netns.delete_namespace(b2)
+    namespaces.delete_namespace(b2)
     return times
 
 
@@ -246,7 +172,7 @@ def by_hand_to_ping(topo: nsmod.Topology, reps: int) -> list[float]:
 
 def link_up(lab: Lab, reps: int, log) -> list[dict[str, Any]]:
     """Seconds from the second side's POST /v1/links until both sides report `up`."""
-    psk = next(p["psk"] for p in lab.state()["peerings"] if sorted(p["clouds"]) == ["A", "B"])
+    psk = next(p.psk for p in lab.state().peerings if sorted(p.clouds) == ["A", "B"])
     out = []
     for rep in range(reps):
         first, second = ("A", "B") if rep % 2 == 0 else ("B", "A")
@@ -258,8 +184,8 @@ def link_up(lab: Lab, reps: int, log) -> list[dict[str, Any]]:
         for c in ("A", "B"):
             peer = "B" if c == "A" else "A"
             url = f"{BASE}/v1/links/{peer}"
-            ca = lab.cloud(c)["ca"]
-            pollers[c] = _py(lab.cloud(c)["ns"], _POLL_UP, url, lab.token(c), "30", ca)
+            ca = lab.cloud(c).ca
+            pollers[c] = _py(lab.cloud(c).ns, "poll_link_up", url, lab.token(c), "30", ca)
             _ready(pollers[c])
         t0 = time.time()
         _post_link(lab, second, psk)
@@ -274,7 +200,7 @@ def link_up(lab: Lab, reps: int, log) -> list[dict[str, Any]]:
 
 def _post_link(lab: Lab, cloud: str, psk: str) -> None:
     peer = "B" if cloud == "A" else "A"
-    body = {"peer": peer, "local_endpoint": lab.cloud(cloud)["local_ip"], "psk": psk}
+    body = {"peer": peer, "local_endpoint": lab.cloud(cloud).local_ip, "psk": psk}
     lab.api(cloud, "POST", "/v1/links", body)
 
 
@@ -338,7 +264,7 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
     database work) by wrk; writes (POST + DELETE a peer, each client its own names) and their
     floor by the Python client, which keeps per-client state."""
     admin, p1 = lab.token("A"), lab.token("A", "p1")
-    ns, base = lab.cloud("A")["ns"], BASE
+    ns, base = lab.cloud("A").ns, BASE
     floor = wrk_gets(ns, base, [("/v1/federation/health", "")], clients, seconds, warmup)
     if floor["non_2xx"] != floor["requests"] or floor["socket_errors"]:
         raise RuntimeError(f"API floor: not every answer was a 401: {floor}")
@@ -357,10 +283,10 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
         "writes_floor": [["GET", "/v1/federation/health", None, None]],
         "writes": [["POST", "/v1/peers", peer, admin], ["DELETE", "/v1/peers/zz{i}", None, admin]],
     }
-    cfg = {"base": BASE, "clients": clients, "seconds": seconds, "cafile": lab.cloud("A")["ca"]}
+    cfg = {"base": BASE, "clients": clients, "seconds": seconds, "cafile": lab.cloud("A").ca}
     cfg["warmup"] = warmup
     cfg["kinds"] = kinds
-    proc = _py(lab.cloud("A")["ns"], _API, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _py(lab.cloud("A").ns, "api_clients", stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(json.dumps(cfg), timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"API benchmark failed: {err.strip()[-500:]}")

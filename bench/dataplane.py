@@ -23,7 +23,7 @@ from typing import Any
 from bench import measure
 from bench import ns as nsmod
 from bench.measure import Endpoint, Mode, Suite
-from intercloud.lab import netns
+from intercloud.lab import namespaces
 from intercloud.lab.topology import DEFAULT_LANES, Lab
 
 
@@ -37,10 +37,10 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def charon_pids(*namespaces: str) -> list[int]:
+def charon_pids(*names: str) -> list[int]:
     pids = []
-    for ns in namespaces:
-        for pid in netns.namespace_pids(ns):
+    for ns in names:
+        for pid in namespaces.namespace_pids(ns):
             try:
                 with open(f"/proc/{pid}/comm") as f:
                     comm = f.read().strip()
@@ -133,7 +133,7 @@ def fill_lab(lab: Lab, encrypt: bool, lanes: int = DEFAULT_LANES) -> Config:
     lab.add_vm("A", "a1", "10.10.0.1/24", network="net1")
     lab.add_vm("B", "b1", "10.10.0.2/24", replica_of="A/net1")
     budget = lab.api("A", "GET", "/v1/links/B").get("mtu_budget", {})
-    gws = (lab.cloud("A")["ns"], lab.cloud("B")["ns"])
+    gws = (lab.cloud("A").ns, lab.cloud("B").ns)
     ep = Endpoint(
         lab.namespace("A/a1"),
         lab.namespace("B/b1"),

@@ -8,13 +8,13 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench import ns as nsmod
+from intercloud.lab import nsexec
 
 UDP_SIZES = (64, 512, 1400, 1472, 4000, 8000)
 IPERF_PORT = 5201
@@ -167,15 +167,6 @@ def rtt_ms(ns: str, ip: str, count: int) -> float:
 
 # --- packets on the wire per datagram -----------------------------------------------------------
 
-_SENDER = r"""
-import socket, sys, time
-host, size, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for _ in range(n):
-    s.sendto(b"x" * size, (host, 9))
-    time.sleep(0.002)
-"""
-
 
 def wire_packets(ep: Endpoint, size: int, n: int) -> float:
     """Underlay packets the sender's gateway transmits per UDP datagram of `size` bytes (the
@@ -183,8 +174,9 @@ def wire_packets(ep: Endpoint, size: int, n: int) -> float:
     first burst lets the sender learn the path MTU, as a real flow would."""
 
     def send(count: int) -> None:
-        argv = [sys.executable, "-c", _SENDER, ep.server_ip, str(size), str(count)]
-        nsmod.exec_run(ep.client_ns, argv, timeout=60, check=True)
+        args = (ep.server_ip, str(size), str(count))
+        argv = nsexec.program_argv(ep.client_ns, "bench.programs.udp_sender", *args)
+        nsexec.run(argv, timeout=60)
 
     send(5)
     time.sleep(0.2)

@@ -61,8 +61,8 @@ def child_bytes(session: Any) -> int | None:
 def lane_bytes(lab: Lab, cloud: str = "A") -> dict[str, int]:
     """Bytes each lane's SAs carried on `cloud`'s gateway: proof that every charon encrypted."""
     out = {}
-    base = Path(lab.cloud(cloud)["charon_dir"])
-    for k in range(int(lab.state().get("lanes", 1))):
+    base = Path(lab.cloud(cloud).charon_dir)
+    for k in range(lab.state().lanes):
         session = strongswan.unix_session(str(lane_dir(base, k) / "charon.vici"))
         try:
             out[f"lane{k}"] = child_bytes(session) or 0

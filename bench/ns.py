@@ -3,7 +3,7 @@
 which are named `<run prefix><letter>-...`).
 
 Everything lives in namespaces: veths are created directly in their namespaces (through
-`intercloud.lab.netns`), so nothing appears in the host's root namespace.
+`intercloud.lab.namespaces`), so nothing appears in the host's root namespace.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import json
 import subprocess
 from collections.abc import Sequence
 
-from intercloud.lab import netns
-from intercloud.lab.netns import LabError
+from intercloud.lab import namespaces, nsexec
+from intercloud.lab.nsexec import LabError
 
 # The underlay of every hand-built topology mirrors the lab's: each gateway (or router) sits
 # on its own /24 behind one WAN router namespace, 198.18.<i>.2 with the router at .1.
@@ -32,10 +32,10 @@ class Topology:
 
     def add(self, short: str, forward: bool = False) -> str:
         name = self.ns(short)
-        netns.add_namespace(name)
+        namespaces.add_namespace(name)
         self.made.append(name)
         if forward:
-            netns.sysctl(name, "net.ipv4.ip_forward", "1")
+            namespaces.sysctl(name, "net.ipv4.ip_forward", "1")
         return name
 
     def wan(self, tag: str = "") -> str:
@@ -44,12 +44,12 @@ class Topology:
     def uplink(self, wan: str, gw: str, index: int) -> str:
         """gw's eth0 = 198.18.<index>.2/24 on the WAN router; returns that address."""
         wan_if = f"wan-{index}"
-        netns.add_veth(wan, wan_if, gw, "eth0")
-        netns.add_address(wan, wan_if, f"198.18.{index}.1/24")
-        netns.set_up(wan, wan_if)
-        netns.add_address(gw, "eth0", f"198.18.{index}.2/24")
-        netns.set_up(gw, "eth0")
-        netns.add_default_route(gw, f"198.18.{index}.1")
+        namespaces.add_veth(wan, wan_if, gw, "eth0")
+        namespaces.add_address(wan, wan_if, f"198.18.{index}.1/24")
+        namespaces.set_up(wan, wan_if)
+        namespaces.add_address(gw, "eth0", f"198.18.{index}.2/24")
+        namespaces.set_up(gw, "eth0")
+        namespaces.add_default_route(gw, f"198.18.{index}.1")
         return f"198.18.{index}.2"
 
     def vm(
@@ -67,44 +67,44 @@ class Topology:
         """A "VM" namespace whose eth0 is joined to `gw` by a veth (`gw_if` on that side):
         either enslaved to `bridge` or addressed `gw_cidr` (a routed subnet, `via` its gateway)."""
         name = self.add(short)
-        netns.add_veth(name, "eth0", gw, gw_if)
-        netns.set_up(name, "eth0", mtu=mtu)
-        netns.add_address(name, "eth0", cidr)
+        namespaces.add_veth(name, "eth0", gw, gw_if)
+        namespaces.set_up(name, "eth0", mtu=mtu)
+        namespaces.add_address(name, "eth0", cidr)
         if gw_cidr:
-            netns.add_address(gw, gw_if, gw_cidr)
-        netns.set_up(gw, gw_if, master=bridge, mtu=mtu)
+            namespaces.add_address(gw, gw_if, gw_cidr)
+        namespaces.set_up(gw, gw_if, master=bridge, mtu=mtu)
         if via:
-            netns.add_default_route(name, via)
+            namespaces.add_default_route(name, via)
         return name
 
     def teardown(self) -> None:
         for name in reversed(self.made):
             with contextlib.suppress(LabError):
-                netns.delete_namespace(name)
+                namespaces.delete_namespace(name)
         self.made.clear()
 
 
 def ip(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return netns.ip(*args, ns=ns, check=check)
+    return namespaces.ip(*args, ns=ns, check=check)
 
 
 def ip_batch(ns: str, lines: Sequence[str], timeout: float = 300.0) -> None:
     """`ip -n NS -batch -` (one netlink request per line, fast for thousands of devices)."""
-    netns.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n", timeout=timeout)
+    nsexec.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n", timeout=timeout)
 
 
 def exec_run(
     ns: str, argv: Sequence[str], *, timeout: float = 120.0, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        netns.exec_argv(ns, argv), capture_output=True, text=True, timeout=timeout, check=check
+        nsexec.exec_argv(ns, argv), capture_output=True, text=True, timeout=timeout, check=check
     )
 
 
 def exec_popen(ns: str, argv: Sequence[str], **kw) -> subprocess.Popen[str]:
     kw.setdefault("stdout", subprocess.DEVNULL)
     kw.setdefault("stderr", subprocess.DEVNULL)
-    return subprocess.Popen(netns.exec_argv(ns, argv), text=True, **kw)
+    return subprocess.Popen(nsexec.exec_argv(ns, argv), text=True, **kw)
 
 
 def tx_packets(ns: str, ifname: str) -> int:
@@ -116,8 +116,8 @@ def tx_packets(ns: str, ifname: str) -> int:
 def sweep(prefix: str) -> list[str]:
     """Delete every namespace starting with `prefix` (killing what runs in them)."""
     gone = []
-    for name in netns.list_namespaces(prefix):
+    for name in namespaces.list_namespaces(prefix):
         with contextlib.suppress(LabError):
-            netns.delete_namespace(name)
+            namespaces.delete_namespace(name)
             gone.append(name)
     return gone

@@ -23,7 +23,8 @@ from bench import control, dataplane, multicore, scale, vpnaas
 from bench import ns as nsmod
 from bench.measure import UDP_SIZES, Mode
 from bench.report import Figures, figures_as_dicts, machine, print_tables, write_json
-from intercloud.lab.netns import LabError
+from intercloud.lab import namespaces, processes
+from intercloud.lab.nsexec import LabError
 from intercloud.lab.topology import Lab
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -265,8 +266,8 @@ class Run:
 
 def leftovers(run: Run) -> dict[str, Any]:
     """Namespaces of this run and charons it started that still exist (both must be empty)."""
-    alive = [p for p in sorted(run.charon_pids) if nsmod.netns.pid_alive(p)]
-    return {"namespaces": nsmod.netns.list_namespaces(run.prefix), "charon_pids": alive}
+    alive = [p for p in sorted(run.charon_pids) if processes.pid_alive(p)]
+    return {"namespaces": namespaces.list_namespaces(run.prefix), "charon_pids": alive}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,91 +17,46 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import sys
 import time
-import tomllib
+from pathlib import Path
 from typing import Any
 
 from bench import ns as nsmod
 from bench.dataplane import wait_for
-from intercloud.lab import netns
-from intercloud.lab.topology import Lab, _toml
+from intercloud import config
+from intercloud.lab import agentconf, namespaces, nsexec
+from intercloud.lab.topology import Lab
 
 PEERS = ("B", "C", "D")
 PROJECTS = ("s0", "s1", "s2")
-
-_BULK = r"""
-import asyncio, json, ssl, sys, time, httpx
-cfg = json.loads(sys.stdin.read())
-tls = ssl.create_default_context(cafile=cfg["cafile"])
-def auth(tok):
-    return {"Authorization": "Bearer " + tok}
-async def main():
-    sem = asyncio.Semaphore(cfg["concurrency"])
-    async with httpx.AsyncClient(base_url=cfg["base"], timeout=300, verify=tls) as c:
-        t0 = time.perf_counter()
-        async def one(q):
-            async with sem:
-                r = await c.request(q["method"], q["path"], json=q.get("body"),
-                                    headers=auth(q["token"]))
-                if r.status_code >= 300:
-                    raise SystemExit(f"{q['method']} {q['path']}: {r.status_code} {r.text[:300]}")
-                return r.json() if r.content else None
-        results = await asyncio.gather(*(one(q) for q in cfg["requests"]))
-        sent = time.perf_counter() - t0
-        while True:
-            counts = {}
-            for tok in cfg["tokens"]:
-                for e in (await c.get("/v1/expansions", headers=auth(tok))).json():
-                    counts[e["status"]] = counts.get(e["status"], 0) + 1
-            total = sum(counts.values())
-            done = total == 0 if cfg["until"] == "none" else counts.get("active", 0) == total
-            if done or time.perf_counter() - t0 > cfg["timeout"]:
-                break
-            await asyncio.sleep(0.25)
-    ids = [r["id"] for r in results if r]
-    out = {"sent_s": sent, "done_s": time.perf_counter() - t0, "done": done, "counts": counts}
-    print(json.dumps({**out, "ids": ids}))
-asyncio.run(main())
-"""
 
 
 def _configure_a(lab: Lab, n: int) -> dict[str, str]:
     """Rewrite A's agent.toml with N more networks; returns the projects' tokens."""
     c = lab.cloud("A")
-    with open(c["config"], "rb") as f:
-        cfg = tomllib.load(f)
+    cfg = config.load(c.config, env={})
     tokens = {p: secrets.token_hex(16) for p in PROJECTS}
-    lines = ["[agent]", *(f"{k} = {_toml(v)}" for k, v in cfg["agent"].items()), ""]
-    for section in ("dataplane", "ipsec"):
-        lines += [f"[{section}]", *(f"{k} = {_toml(v)}" for k, v in cfg[section].items()), ""]
-    projects = [*cfg.get("projects", []), *({"name": p, "token": t} for p, t in tokens.items())]
-    networks = list(cfg.get("networks", []))
+    cfg.projects += [config.ProjectDef(p, t) for p, t in tokens.items()]
     for i in range(n):
         cidr = f"10.{100 + i // 256}.{i % 256}.0/24"
-        networks.append(
-            {"name": f"net{i}", "project": PROJECTS[i % 3], "cidr": cidr, "interface": f"tn{i}"}
-        )
-    for table, rows in (("projects", projects), ("networks", networks)):
-        for row in rows:
-            lines += [f"[[{table}]]", *(f"{k} = {_toml(v)}" for k, v in row.items()), ""]
-    with open(c["config"], "w") as f:
-        f.write("\n".join(lines))
+        cfg.networks.append(config.NetworkDef(f"net{i}", PROJECTS[i % 3], cidr, f"tn{i}"))
+    agentconf.write(Path(c.config), cfg)
     return tokens
 
 
 def _bulk(lab: Lab, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
     cfg = {
         "base": "https://127.0.0.1:8700",  # the lab's agents serve TLS, certificate from its CA
-        "cafile": lab.cloud("A")["ca"],
+        "cafile": lab.cloud("A").ca,
         "concurrency": 8,
         "timeout": timeout,
         **cfg,
     }
-    argv = netns.exec_argv(lab.cloud("A")["ns"], [sys.executable, "-c", _BULK])
-    r = subprocess.run(
-        argv, input=json.dumps(cfg), capture_output=True, text=True, timeout=timeout + 120
+    r = nsexec.run_program(
+        lab.cloud("A").ns,
+        "bench.programs.bulk_requests",
+        input=json.dumps(cfg),
+        timeout=timeout + 120,
     )
     if r.returncode != 0:
         raise RuntimeError(
@@ -146,14 +101,14 @@ def _status(lab: Lab) -> dict[str, Any]:
 def run(lab: Lab, n: int, log) -> dict[str, Any]:
     out: dict[str, Any] = {"expansions": n, "links": len(PEERS)}
     lab.up(4, encrypt=False)
-    gw = lab.cloud("A")["ns"]
+    gw = lab.cloud("A").ns
     tokens = _configure_a(lab, n)
     nsmod.ip_batch(
         gw, [x for i in range(n) for x in (f"link add tn{i} type bridge", f"link set tn{i} up")]
     )
     lab.restart_agent("A")
     wait_for(lambda: _status(lab)["reconciler"]["passes"] >= 1, 60, "A's first pass")
-    out["rss_idle_mb"] = round(_rss_mb(lab.cloud("A")["pid"]), 1)
+    out["rss_idle_mb"] = round(_rss_mb(lab.cloud("A").pid), 1)
     for peer in PEERS:
         lab.peer("A", peer, projects=("*",), max_expansions_per_project=n)
     for peer in PEERS:
@@ -188,7 +143,7 @@ def run(lab: Lab, n: int, log) -> dict[str, Any]:
     )
 
     # reconcile from nothing: stop, delete every device and the nft table, start
-    hwm.append(_hwm_mb(lab.cloud("A")["pid"]))
+    hwm.append(_hwm_mb(lab.cloud("A").pid))
     lab.stop_agent("A")
     names = [
         ln.split(":", 2)[1].strip().split("@")[0]
@@ -208,7 +163,7 @@ def run(lab: Lab, n: int, log) -> dict[str, Any]:
     out["first_pass_from_nothing"] = {k: st[k] for k in ("last_duration_ms", "last_changes")}
 
     # restart on a converged host: the first pass must change nothing
-    hwm.append(_hwm_mb(lab.cloud("A")["pid"]))
+    hwm.append(_hwm_mb(lab.cloud("A").pid))
     t0 = time.monotonic()
     lab.restart_agent("A")
     wait_for(lambda: _status(lab)["reconciler"]["passes"] >= 1, max(120, n), "first pass")
@@ -235,7 +190,7 @@ def run(lab: Lab, n: int, log) -> dict[str, Any]:
     wait_for(lambda: not _ours(gw), max(300, n), "A's devices removed", interval=0.2)
     out["delete_all_s"] = round(time.monotonic() - t0, 2)
     out["delete_api_empty_s"] = round(deleted["done_s"], 2)
-    hwm.append(_hwm_mb(lab.cloud("A")["pid"]))
+    hwm.append(_hwm_mb(lab.cloud("A").pid))
     out["rss_peak_mb"] = round(max(hwm), 1)
     out["rss_peak_by_phase_mb"] = [round(x, 1) for x in hwm]
     log(f"scale: delete all {out['delete_all_s']} s; peak RSS {out['rss_peak_mb']} MB")
@@ -275,6 +230,6 @@ def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
         ],
     )
     deleted = time.monotonic() - t0
-    netns.delete_namespace(ns)
+    namespaces.delete_namespace(ns)
     topo.made.remove(ns)
     return {"create_s": round(created, 3), "delete_s": round(deleted, 3)}

@@ -28,10 +28,10 @@ from bench import multicore
 from bench import ns as nsmod
 from bench.dataplane import Config, charon_pids, wait_for
 from bench.measure import Endpoint
-from intercloud.drivers.ipsec import charon as charon_mod
 from intercloud.drivers.ipsec import strongswan
 from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.errors import DriverError
+from intercloud.lab import charon as charon_mod
 from intercloud.service import policies
 
 

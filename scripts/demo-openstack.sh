@@ -11,23 +11,25 @@ ic() { "$PY" -m intercloud "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 in_cloud() { local cloud=$1; shift; ic lab exec "$cloud" -- "$PY" -m intercloud "$@"; }
 as_p1() { local cloud=$1; shift; ic lab exec --token p1 "$cloud" -- "$PY" -m intercloud "$@"; }
-neutron() {  # what a cloud's Neutron holds that intercloud made or mirrored
+neutron() {  # what a cloud's Neutron holds that intercloud made or mirrored (REST, as the admin)
   "$PY" - "$1" <<'PY'
-import sys
-from intercloud.lab.openstack_lab import OpenStackLab
 import os
+import sys
+
+from intercloud.lab.openstack.lab import OpenStackLab
+
 lab = OpenStackLab(os.environ["INTERCLOUD_LAB"])
-print(lab.services(sys.argv[1]).sdk("""
-result = []
-for n in admin.network.networks():
-    p = admin.identity.get_project(n.project_id)
-    for s in admin.network.subnets(network_id=n.id):
-        pools = ",".join(f"{x['start']}-{x['end']}" for x in s.allocation_pools)
-        result.append(f"  network {n.name} project {p.name} {s.cidr} gw {s.gateway_ip} pool {pools} tags {sorted(n.tags)}")
-    for port in admin.network.ports(network_id=n.id):
-        result.append(f"    port {port.mac_address} {port.fixed_ips[0]['ip_address']} {port.device_owner}")
-result = "\\n".join(result)
-"""))
+with lab.services(sys.argv[1]).api() as api:
+    tok = api.admin_token()
+    for n in api.list(tok, "networks"):
+        project = api.get(tok, "projects", n["project_id"])["name"]
+        for s in api.list(tok, "subnets", network_id=n["id"]):
+            pools = ",".join(f"{x['start']}-{x['end']}" for x in s["allocation_pools"])
+            print(f"  network {n['name']} project {project} {s['cidr']} gw {s['gateway_ip']} "
+                  f"pool {pools} tags {sorted(n['tags'])}")
+        for port in api.list(tok, "ports", network_id=n["id"]):
+            ip = port["fixed_ips"][0]["ip_address"]
+            print(f"    port {port['mac_address']} {ip} {port['device_owner']}")
 PY
 }
 
@@ -44,7 +46,7 @@ as_p1 A expansion create net1 --peer B --wait 60
 step "VMs: a1 on A's net1, b1 on B's replica (Neutron ports, plugged into br-int)"
 ic lab vm add A a1 --network net1
 ic lab vm add B b1 --replica-of A/net1
-b1_ip=$("$PY" -c "from intercloud.lab.openstack_lab import OpenStackLab as L; import os; print(L(os.environ['INTERCLOUD_LAB']).state()['vms']['B/b1']['ip'].split('/')[0])")
+b1_ip=$("$PY" -c "from intercloud.lab.openstack.lab import OpenStackLab as L; import os; print(L(os.environ['INTERCLOUD_LAB']).state().vms['B/b1'].ip.split('/')[0])")
 
 step "ping a1 -> b1 ($b1_ip) across the clouds"
 ic lab exec A/a1 -- ping -c 3 -i 0.3 -W 2 "$b1_ip" | tail -2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resolve the OpenStack services' top-level pins again and write the frozen sets that
-# `make install-openstack` (python -m intercloud.lab.openstack_env) installs, one virtualenv each.
+# `make install-openstack` (python -m intercloud.lab.openstack.venvs) installs, one virtualenv each.
 # A changed file changes its hash, so the next install makes a new cached virtualenv.
 #   scripts/openstack/freeze.sh [OUTDIR]      (default: this directory)
 set -euo pipefail

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from intercloud.lab.openstack import OpenStackServices
-from intercloud.lab.openstack_api import OpenStackApi
+from intercloud.lab.openstack.api import OpenStackApi
+from intercloud.lab.openstack.services import OpenStackServices
 from tests.integration.namespaces import Namespaces
 
 Cloud = tuple[OpenStackServices, OpenStackApi]

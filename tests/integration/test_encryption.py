@@ -32,9 +32,9 @@ def link(lab, cloud: str, peer: str) -> dict:
 
 
 def psk_of(lab, a: str, b: str) -> str:
-    for p in lab.state()["peerings"]:
-        if sorted(p["clouds"]) == sorted([a, b]):
-            return p["psk"]
+    for p in lab.state().peerings:
+        if sorted(p.clouds) == sorted([a, b]):
+            return p.psk
     raise AssertionError(f"no peering {a}-{b}")
 
 
@@ -144,7 +144,7 @@ def test_natted_cloud_expands_through_nat_t(lab3, vms):
             ipsec = link(lab3, cloud, peer)["status"]["ipsec"]
             assert ipsec["nat_detected"] is True, ipsec
             assert ipsec["children"] and all(c["encap"] for c in ipsec["children"]), ipsec
-        assert link(lab3, "A", "C")["peer_tunnel_endpoint"] == lab3.cloud("C")["local_ip"]
+        assert link(lab3, "A", "C")["peer_tunnel_endpoint"] == lab3.cloud("C").local_ip
     finally:
         shrink(lab3, "A", "p1", exp["id"])
 
@@ -264,12 +264,12 @@ def _secrets(lab) -> dict[str, str]:
     """Every secret this module's lab used: peer keys, PSKs (the wrong one too), tokens."""
     st = lab.state()
     found = {"wrong psk": "definitely-not-the-right-key"}
-    for p in st["peerings"]:
-        pair = "-".join(p["clouds"])
-        found[f"key {pair}"], found[f"psk {pair}"] = p["key"], p["psk"]
-    for letter, c in st["clouds"].items():
-        found[f"admin token {letter}"] = c["admin_token"]
-        for project, token in c["projects"].items():
+    for p in st.peerings:
+        pair = "-".join(p.clouds)
+        found[f"key {pair}"], found[f"psk {pair}"] = p.key, p.psk
+    for letter, c in st.clouds.items():
+        found[f"admin token {letter}"] = c.admin_token
+        for project, token in c.projects.items():
             found[f"token {letter}/{project}"] = token
     return found
 

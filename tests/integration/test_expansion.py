@@ -203,7 +203,7 @@ def test_bad_input_through_the_real_agent_changes_nothing_on_the_host(lab3):
             "print(r.status_code)"
         )
         .replace("%r", repr(url))
-        .replace("%s", repr(lab3.cloud("B")["ca"]))
+        .replace("%s", repr(lab3.cloud("B").ca))
     )
     r = lab3.exec("A", [sys.executable, "-c", script])
     assert r.stdout.strip() == "401", r.stdout + r.stderr

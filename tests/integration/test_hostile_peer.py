@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from intercloud.lab import netns
+from intercloud.lab import nsexec
+from intercloud.lab.namespaces import list_namespaces
 from intercloud.lab.topology import AGENT_PORT, Lab
 from tests.functional import hostile_peer
 from tests.functional.hostile_peer import HOSTILE, PWNED
@@ -46,20 +47,20 @@ def hostile():
         lab.peer("A", "C")
         lab.stop_agent("B")
         b = lab.cloud("B")
-        work = Path(b["dir"])
-        key = next(p["key"] for p in lab.state()["peerings"] if sorted(p["clouds"]) == ["A", "B"])
+        work = Path(b.dir)
+        key = next(p.key for p in lab.state().peerings if sorted(p.clouds) == ["A", "B"])
         (work / "keys.json").write_text(json.dumps({"A": key}))
         scenario = work / "scenario.json"
         scenario.write_text("{}")
         tls = work / "tls"
         argv = [sys.executable, str(SERVER), "--listen", f"0.0.0.0:{AGENT_PORT}", "--name", "B",
-                "--endpoint", b["local_ip"], "--keys", str(work / "keys.json"),
+                "--endpoint", b.local_ip, "--keys", str(work / "keys.json"),
                 "--scenario", str(scenario), "--cert", str(tls / "agent.pem"),
                 "--key", str(tls / "agent.key")]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(SERVER.parents[2] / "src")}
         with open(work / "hostile.out", "ab") as out:
             proc = subprocess.Popen(
-                netns.exec_argv(b["ns"], argv), stdout=out, stderr=subprocess.STDOUT, env=env
+                nsexec.exec_argv(b.ns, argv), stdout=out, stderr=subprocess.STDOUT, env=env
             )
         wait_for(lambda: lab.health("B"), timeout=15, what="the hostile peer to listen")
         yield lab, scenario
@@ -99,7 +100,7 @@ def _all_active(lab, uids: dict[str, str]) -> bool:
 def test_a_hostile_peer_cannot_reach_the_host_nor_stop_the_others(hostile):
     lab, scenario = hostile
     started = time.monotonic()
-    namespaces = set(netns.list_namespaces())
+    namespaces = set(list_namespaces())
     before = set(_devices(lab, "A"))
     Path(PWNED).unlink(missing_ok=True)
     uids = {
@@ -144,7 +145,7 @@ def test_a_hostile_peer_cannot_reach_the_host_nor_stop_the_others(hostile):
     wait_for(lambda: _all_active(lab, uids), timeout=30, what="both expansions active again")
 
     # nothing of B's reached the host
-    assert set(netns.list_namespaces()) == namespaces
+    assert set(list_namespaces()) == namespaces
     assert not Path(PWNED).exists()
     after = _devices(lab, "A")
     for name in set(after) - before:
@@ -153,7 +154,7 @@ def test_a_hostile_peer_cannot_reach_the_host_nor_stop_the_others(hostile):
     for name, dev in after.items():
         info = (dev.get("linkinfo") or {}).get("info_data") or {}
         if OURS.fullmatch(name) and name.startswith("icv"):
-            assert info.get("remote") in (b["local_ip"], c["local_ip"]), (name, info)
+            assert info.get("remote") in (b.local_ip, c.local_ip), (name, info)
     log = lab.agent_log("A")
     assert "Traceback" not in log
     steps = re.findall(r"dataplane: (.*)", log)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from intercloud.drivers.ipsec.base import ConnectionSpec
-from intercloud.drivers.ipsec.charon import Charon
 from intercloud.drivers.ipsec.strongswan import StrongswanIpsec
+from intercloud.lab.charon import Charon
 from tests.integration.helpers import capture
 from tests.integration.namespaces import Namespaces
 from tests.waiting import wait_for

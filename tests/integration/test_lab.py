@@ -19,8 +19,7 @@ import pytest
 from cryptography import x509
 
 from intercloud import config, errors
-from intercloud.lab import Lab, LabError
-from intercloud.lab import netns as nsutil
+from intercloud.lab import Lab, LabError, namespaces, nsexec
 
 pytestmark = [
     pytest.mark.integration,
@@ -84,7 +83,7 @@ def make_lab(tmp_path):
     yield make
     for lb in labs:
         lb.down()
-        assert nsutil.list_namespaces(lb.name + "-") == []
+        assert namespaces.list_namespaces(lb.name + "-") == []
 
 
 @pytest.fixture
@@ -101,8 +100,8 @@ def ping(lb: Lab, target: str, ip: str) -> bool:
 def test_underlay_through_the_wan_router(make_lab):
     lb = make_lab()
     st = lb.up(3, start_agents=False)
-    assert sorted(st["clouds"]) == ["A", "B", "C"]
-    assert set(nsutil.list_namespaces(lb.name + "-")) == {
+    assert sorted(st.clouds) == ["A", "B", "C"]
+    assert set(namespaces.list_namespaces(lb.name + "-")) == {
         f"{lb.name}-wan",
         f"{lb.name}-gw-a",
         f"{lb.name}-gw-b",
@@ -116,16 +115,16 @@ def test_underlay_through_the_wan_router(make_lab):
     assert fwd.strip() == "1"
     links = lb.exec("A", ["ip", "-j", "link", "show", "type", "bridge"], check=True).stdout
     assert {link["ifname"] for link in json.loads(links)} == {"tn-net1", "tn-net2"}
-    cfg = config.load(lb.cloud("A")["config"], env={})
+    cfg = config.load(lb.cloud("A").config, env={})
     assert cfg.agent.name == "A" and cfg.agent.admin_token == lb.token("A")
     # TLS: A's own CA, its certificate for its addresses, keys 0600
-    tls_dir = Path(lb.cloud("A")["dir"]) / "tls"
+    tls_dir = Path(lb.cloud("A").dir) / "tls"
     assert (cfg.agent.tls_cert, cfg.agent.tls_key, cfg.agent.plain_http) == (
         str(tls_dir / "agent.pem"),
         str(tls_dir / "agent.key"),
         False,
     )
-    assert lb.cloud("A")["url"] == "https://198.18.1.2:8700"
+    assert lb.cloud("A").url == "https://198.18.1.2:8700"
     for name in ("agent.key", "ca.key", "../agent.toml"):
         assert (tls_dir / name).stat().st_mode & 0o777 == 0o600, name
     cert = x509.load_pem_x509_certificate((tls_dir / "agent.pem").read_bytes())
@@ -150,7 +149,7 @@ def test_vms_on_local_tenant_bridges(make_lab):
     lb.add_vm("A", "vm2", "10.10.0.12/24", network="net1", mac="02:00:00:00:00:12")
     lb.add_vm("A", "vm3", "10.10.0.13/24", network="net2")
     lb.add_vm("B", "vm1", "10.10.0.12/24", network="net1")
-    assert vm1["ns"] == f"{lb.name}-a-vm1" and vm1["bridge"] == "tn-net1"
+    assert vm1.ns == f"{lb.name}-a-vm1" and vm1.bridge == "tn-net1"
     assert ping(lb, "A/vm1", "10.10.0.12")
     assert "02:00:00:00:00:12" in lb.exec("A/vm2", ["ip", "link", "show", "eth0"]).stdout
     assert not ping(lb, "A/vm1", "10.10.0.13")  # net2 is another bridge
@@ -160,7 +159,7 @@ def test_vms_on_local_tenant_bridges(make_lab):
     with pytest.raises(LabError, match="no network"):
         lb.add_vm("A", "vm9", "10.10.0.14/24", network="net7")
     lb.remove_vm("A", "vm2")
-    assert not nsutil.exists(f"{lb.name}-a-vm2")
+    assert not namespaces.exists(f"{lb.name}-a-vm2")
     assert not ping(lb, "A/vm1", "10.10.0.12")
     with pytest.raises(LabError, match="no VM"):
         lb.exec("A/vm2", ["true"])
@@ -170,11 +169,11 @@ def test_down_after_a_crash_without_lab_json(make_lab):
     lb = make_lab()
     lb.up(2, start_agents=False)
     lb.add_vm("B", "web", "10.10.0.5/24", network="net1")
-    sleeper = subprocess.Popen(nsutil.exec_argv(f"{lb.name}-gw-a", ["sleep", "300"]))
+    sleeper = subprocess.Popen(nsexec.exec_argv(f"{lb.name}-gw-a", ["sleep", "300"]))
     lb.state_file.unlink()
     deleted = Lab(lb.name, state_dir=lb.state_dir).down()
     assert len(deleted) == 4
-    assert nsutil.list_namespaces(lb.name + "-") == []
+    assert namespaces.list_namespaces(lb.name + "-") == []
     sleeper.wait(timeout=5)  # processes in the namespaces were killed (else: TimeoutExpired)
     assert not lb.state_dir.exists()
     assert lb.down() == []  # idempotent
@@ -185,7 +184,7 @@ def test_up_is_all_or_nothing(make_lab, tmp_path):
     lb.agent_command = [sys.executable, "-c", "import sys; sys.exit('agent boom')"]
     with pytest.raises(LabError, match="exited during start-up.*agent boom"):
         lb.up(2)
-    assert nsutil.list_namespaces(lb.name + "-") == []
+    assert namespaces.list_namespaces(lb.name + "-") == []
     assert not lb.state_dir.exists()
 
 
@@ -209,14 +208,14 @@ def test_agents_api_and_lifecycle(make_lab, fake_agent):
     env = lb.exec("A", ["env"], token="p2").stdout
     assert f"INTERCLOUD_TOKEN={lb.token('A', 'p2')}" in env
     assert "INTERCLOUD_URL=https://127.0.0.1:8700" in env
-    assert f"INTERCLOUD_CACERT={lb.cloud('A')['ca']}" in env
+    assert f"INTERCLOUD_CACERT={lb.cloud('A').ca}" in env
 
     lb.stop_agent("B")
     assert not lb.status()["clouds"][1]["alive"]
     with pytest.raises(LabError, match="did not answer"):
         lb.api("B", "GET", "/v1/status")
     lb.start_agent("B")
-    old = lb.cloud("A")["pid"]
+    old = lb.cloud("A").pid
     assert lb.restart_agent("A") != old
     assert lb.health("A") and lb.health("B")
     assert "fake agent A starting" in lb.agent_log("A")
@@ -257,7 +256,7 @@ def test_cli(tmp_path):
     finally:
         r = run("down")
     assert r.returncode == 0, r.stderr
-    assert nsutil.list_namespaces(name + "-") == []
+    assert namespaces.list_namespaces(name + "-") == []
 
 
 def _real_agent() -> bool:
@@ -273,7 +272,7 @@ def test_real_agents_peer(make_lab):
     link = lb.api("A", "GET", "/v1/links/B")
     assert link["peer"] == "B" and link["remote_endpoint"] == lb.ip("B")
     assert lb.api("B", "GET", "/v1/agreements/A")["peer_projects"] == ["p1", "p2"]
-    assert Path(lb.cloud("A")["log"]).exists()
+    assert Path(lb.cloud("A").log).exists()
 
 
 @pytest.mark.skipif(not _real_agent(), reason="python -m intercloud agent is not available yet")
@@ -284,7 +283,7 @@ def test_real_agents_vm_on_a_replica(make_lab):
     lb.api("A", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}, token="p1")
     lb.add_vm("A", "vm1", "10.10.0.11/24", network="net1")
     vm2 = lb.add_vm("B", "vm2", "10.10.0.12/24", replica_of=("A", "net1"), timeout=30)
-    assert vm2["bridge"] == lb.api("B", "GET", "/v1/replicas")[0]["bridge"]
+    assert vm2.bridge == lb.api("B", "GET", "/v1/replicas")[0]["bridge"]
     r = lb.exec("B/vm2", ["ping", "-c1", "-W2", "10.10.0.11"])
     for _ in range(10):  # the tunnel may need a reconciler pass or two
         if r.returncode == 0:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from intercloud.drivers.ipsec import strongswan
-from intercloud.drivers.ipsec.charon import Charon
 from intercloud.drivers.ipsec.lanes import LaneSteering
+from intercloud.lab.charon import Charon
 from intercloud.lab.topology import Lab, lane_dir
 from tests.integration import traffic
 from tests.integration.test_expansion import expand, ping
@@ -39,7 +39,7 @@ def lanes_lab():
 
 
 def lane_socket(lab: Lab, cloud: str, lane: int) -> str:
-    return str(lane_dir(Path(lab.cloud(cloud)["charon_dir"]), lane) / "charon.vici")
+    return str(lane_dir(Path(lab.cloud(cloud).charon_dir), lane) / "charon.vici")
 
 
 def bytes_out(lab: Lab, cloud: str, lane: int) -> int:
@@ -128,7 +128,7 @@ def test_steering_removed_by_hand_comes_back(lanes_lab):
 
 def test_a_lane_lost_moves_its_flows_to_lane_0_and_returns(lanes_lab):
     lab = lanes_lab
-    lane1 = lane_dir(Path(lab.cloud("B")["charon_dir"]), 1)
+    lane1 = lane_dir(Path(lab.cloud("B").charon_dir), 1)
     pid = int((lane1 / "run" / "charon.pid").read_text())
     os.kill(pid, signal.SIGKILL)  # B's second charon dies: its SAs are gone without a word
     # A notices only by DPD; until then its lane-1 flows are lost, so wait for A's side to go

@@ -13,7 +13,7 @@ import pytest
 
 from intercloud.domain import pools
 from intercloud.errors import NotFound
-from intercloud.lab.openstack_lab import OpenStackLab
+from intercloud.lab.openstack.lab import OpenStackLab
 from tests.waiting import wait_for
 
 
@@ -30,52 +30,72 @@ def oslab():
         lab.down()
 
 
-def neutron(lab, cloud: str, script: str, **params):
-    return lab.services(cloud).sdk(script, **params)
+def _ports(api, tok: str, network_id: str) -> list:
+    return sorted(
+        [p["mac_address"], p["fixed_ips"][0]["ip_address"], p["device_owner"]]
+        for p in api.list(tok, "ports", network_id=network_id)
+    )
+
+
+def _pools(subnet: dict) -> list:
+    return [[p["start"], p["end"]] for p in subnet["allocation_pools"]]
 
 
 def replica_objects(lab, cloud: str) -> dict:
     """What the agent of `cloud` made in its Keystone and Neutron (found by tag)."""
-    return neutron(
-        lab,
-        cloud,
-        """
-result = {"networks": [], "projects": []}
-for n in admin.network.networks(tags="intercloud"):
-    sns = list(admin.network.subnets(network_id=n.id))
-    result["networks"].append({
-        "id": n.id, "name": n.name, "tags": sorted(n.tags),
-        "project": admin.identity.get_project(n.project_id).name,
-        "subnets": [{"cidr": s.cidr, "gateway": s.gateway_ip,
-                     "pools": [[p["start"], p["end"]] for p in s.allocation_pools]}
-                    for s in sns],
-        "ports": sorted([p.mac_address, p.fixed_ips[0]["ip_address"], p.device_owner]
-                        for p in admin.network.ports(network_id=n.id)),
-    })
-for p in admin.identity.projects():
-    if "intercloud" in (p.tags or []):
-        result["projects"].append(p.name)
-# untagged networks in replicated projects would be orphans of a crash
-replicated = {p.id for p in admin.identity.projects() if "." in p.name}
-result["untagged"] = [n.id for n in admin.network.networks()
-                      if n.project_id in replicated and "intercloud" not in (n.tags or [])]
-""",
-    )
+    with lab.services(cloud).api() as api:
+        tok = api.admin_token()
+        result: dict = {"networks": [], "projects": []}
+        for n in api.list(tok, "networks", tags="intercloud"):
+            sns = api.list(tok, "subnets", network_id=n["id"])
+            result["networks"].append(
+                {
+                    "id": n["id"],
+                    "name": n["name"],
+                    "tags": sorted(n["tags"]),
+                    "project": api.get(tok, "projects", n["project_id"])["name"],
+                    "subnets": [
+                        {"cidr": s["cidr"], "gateway": s["gateway_ip"], "pools": _pools(s)}
+                        for s in sns
+                    ],
+                    "ports": _ports(api, tok, n["id"]),
+                }
+            )
+        projects = api.list(tok, "projects")
+        for p in projects:
+            if "intercloud" in (p.get("tags") or []):
+                result["projects"].append(p["name"])
+        # untagged networks in replicated projects would be orphans of a crash
+        replicated = {p["id"] for p in projects if "." in p["name"]}
+        result["untagged"] = [
+            n["id"]
+            for n in api.list(tok, "networks")
+            if n["project_id"] in replicated and "intercloud" not in (n.get("tags") or [])
+        ]
+    return result
 
 
 def origin_network(lab, cloud: str, name: str) -> dict:
-    return neutron(
-        lab,
-        cloud,
-        """
-n = admin.network.get_network(params["id"])
-s = next(iter(admin.network.subnets(network_id=n.id)))
-result = {"pools": [[p["start"], p["end"]] for p in s.allocation_pools],
-          "ports": sorted([p.mac_address, p.fixed_ips[0]["ip_address"], p.device_owner]
-                          for p in admin.network.ports(network_id=n.id))}
-""",
-        id=lab.cloud(cloud)["networks"][name]["id"],
-    )
+    with lab.services(cloud).api() as api:
+        tok = api.admin_token()
+        net_id = lab.cloud(cloud).networks[name].id
+        s = api.list(tok, "subnets", network_id=net_id)[0]
+        return {"pools": _pools(s), "ports": _ports(api, tok, net_id)}
+
+
+def project_defaults(lab, cloud: str, project: str, mac: str) -> dict:
+    """Whether the port with `mac` is in `project`'s default security group; its network quota."""
+    with lab.services(cloud).api() as api:
+        tok = api.admin_token()
+        pid = api.find("projects", project)["id"]
+        path = f"/security-groups?project_id={pid}&name=default"
+        sg = api.neutron("GET", path, tok)["security_groups"][0]
+        port = api.list(tok, "ports", mac_address=mac)[0]
+        quota = api.neutron("GET", f"/quotas/{pid}", tok)["quota"]
+        return {
+            "default_sg": sg["id"] in port["security_groups"],
+            "networks_quota": quota["network"],
+        }
 
 
 def active(lab, cloud: str, project: str, uid: str):
@@ -83,8 +103,8 @@ def active(lab, cloud: str, project: str, uid: str):
     return exp if exp["status"] == "active" else None
 
 
-def ping(lab, vm: dict, ip: str, count: int = 3) -> bool:
-    target = f"{vm['cloud']}/{vm['name']}"
+def ping(lab, vm, ip: str, count: int = 3) -> bool:
+    target = vm.target
     r = lab.exec(target, ["ping", "-c", str(count), "-i", "0.3", "-W", "2", ip.split("/")[0]])
     return r.returncode == 0
 
@@ -111,44 +131,31 @@ def test_member_expands_a_neutron_network_with_a_keystone_token(oslab):
     full = [("10.10.0.2", "10.10.0.254")]
     assert [tuple(r) for r in a_net["pools"]] == pools.subtract(full, (b_first, b_last))
     assert pools.size_of([(b_first, b_last)]) == 63  # a quarter of A's pool
-    assert not _between(a1["ip"].split("/")[0], b_first, b_last)  # A's VM is not in B's slice
+    assert not _between(a1.ip.split("/")[0], b_first, b_last)  # A's VM is not in B's slice
     # a1 stands in B's Neutron as a placeholder (security groups admit it, nobody takes its IP)
-    a1_ip = a1["ip"].split("/")[0]
-    assert [a1["mac"], a1_ip, "intercloud:remote"] in net["ports"]
+    a1_ip = a1.ip.split("/")[0]
+    assert [a1.mac, a1_ip, "intercloud:remote"] in net["ports"]
     # ... in the replicated project's default security group; its quota is the agreement's
-    seen = neutron(
-        lab,
-        "B",
-        """
-p = admin.identity.find_project("A.p1", domain_id="default")
-sg = next(iter(admin.network.security_groups(project_id=p.id, name="default")))
-port = next(iter(admin.network.ports(mac_address=params["mac"])))
-result = {"default_sg": sg.id in port.security_group_ids,
-          "networks_quota": admin.network.get_quota(p.id).networks}
-""",
-        mac=a1["mac"],
-    )
+    seen = project_defaults(lab, "B", "A.p1", a1.mac)
     assert seen == {"default_sg": True, "networks_quota": 10}
 
     # a VM in B on the replica gets its address from B's slice, and the two ping at L2
     b1 = lab.add_vm("B", "b1", replica_of="A/net1")
-    b1_ip = b1["ip"].split("/")[0]
+    b1_ip = b1.ip.split("/")[0]
     assert _between(b1_ip, b_first, b_last)
     assert wait_for(lambda: ping(lab, a1, b1_ip), 30, what="a1 -> b1 ping")
     assert ping(lab, b1, a1_ip)
     # full-size frames cross too: the VMs have their network's MTU (Neutron's, 1450 for VXLAN
     # networks), which leaves room for the encapsulation the userspace datapath never fragments
-    assert a1["mtu"] == b1["mtu"] == 1450
+    assert a1.mtu == b1.mtu == 1450
     big = lab.exec("A/a1", ["ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1422", b1_ip])
     assert big.returncode == 0, big.stdout
     # different local VLANs on the two br-int: the tunnels translate
-    vlans = {c: set(lab.cloud(c)["vlans"].values()) for c in ("A", "B")}
+    vlans = {c: set(lab.cloud(c).vlans.values()) for c in ("A", "B")}
     assert vlans["A"].isdisjoint(vlans["B"])
     # and b1 becomes a placeholder in A's Neutron
     wait_for(
-        lambda: (
-            [b1["mac"], b1_ip, "intercloud:remote"] in origin_network(lab, "A", "net1")["ports"]
-        ),
+        lambda: [b1.mac, b1_ip, "intercloud:remote"] in origin_network(lab, "A", "net1")["ports"],
         30,
         what="b1's placeholder in A",
     )
@@ -180,7 +187,7 @@ def test_peer_agent_killed_during_an_expansion_converges_without_orphans(oslab):
     exp = lab.api("A", "POST", "/v1/expansions", {"network": "net2", "peers": ["B"]}, token="p2")
     # kill B's agent as soon as it starts making the replica in its cloud
     wait_for(lambda: "A.p2" in replica_objects(lab, "B")["projects"], 30, what="B to start")
-    pid = lab.cloud("B")["pid"]
+    pid = lab.cloud("B").pid
     os.kill(pid, signal.SIGKILL)
     lab.stop_agent("B")
     lab.start_agent("B")

@@ -10,7 +10,7 @@ from typing import Any
 
 from intercloud.config import CloudSection
 from intercloud.drivers.cloud.openstack import OpenStackCloud
-from intercloud.lab.openstack_api import OpenStackApi
+from intercloud.lab.openstack.api import OpenStackApi
 from tests.integration.openstack_fixtures import openstack_cloud
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from intercloud.lab import netns
-from intercloud.lab.openstack_api import OpenStackApiError
+from intercloud.lab import namespaces, processes
+from intercloud.lab.openstack.api import OpenStackApiError
 from tests.integration.openstack_fixtures import Cloud, openstack_cloud
 
 CIDR = "10.77.0.0/24"
@@ -123,7 +123,7 @@ def test_stop_leaves_nothing(cloud: Cloud) -> None:
     assert len(pids) == 2
     api.close()  # its request process lives in the namespace too
     svc.stop()
-    assert not [p for p in pids if netns.pid_alive(p)]
-    assert netns.namespace_pids(svc.ns) == []
-    netns.delete_namespace(svc.ns)
-    assert not netns.exists(svc.ns)
+    assert not [p for p in pids if processes.pid_alive(p)]
+    assert namespaces.namespace_pids(svc.ns) == []
+    namespaces.delete_namespace(svc.ns)
+    assert not namespaces.exists(svc.ns)

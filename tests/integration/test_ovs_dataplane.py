@@ -23,8 +23,9 @@ from intercloud.domain.hoststate import Attachment, Bridge, HostState, Vxlan
 from intercloud.domain.plan import plan
 from intercloud.drivers.dataplane.ovs import OvsDataplane
 from intercloud.errors import DriverError
-from intercloud.lab import netns
-from intercloud.lab import ovs as labovs
+from intercloud.lab import namespaces as hosts
+from intercloud.lab import nsexec
+from intercloud.lab import ovs_instance as labovs
 from intercloud.reconciler.desired import LinkView, NetworkWant, PortWant, build
 from tests.integration.helpers import capture
 from tests.integration.namespaces import Namespaces
@@ -64,13 +65,13 @@ class Lab:
     def up(self) -> None:
         sw = self.ns("ul")
         self.namespaces.add(sw)
-        netns.add_bridge(sw, "sw")
+        hosts.add_bridge(sw, "sw")
         for gw, addr in UNDERLAY.items():
             g = self.ns(gw)
             self.namespaces.add(g)
             self.namespaces.veth(g, "ul0", sw, f"to-{gw}")
             labovs.offload_off(sw, f"to-{gw}")
-            netns.set_up(sw, f"to-{gw}", master="sw")
+            hosts.set_up(sw, f"to-{gw}", master="sw")
             inst = labovs.start_ovs(g)
             self.ovs[gw] = inst
             labovs.add_underlay(inst, "ul0", f"{addr}/24")
@@ -99,7 +100,7 @@ class Lab:
         underlay ARP of a tunnel's remote)."""
         for _ in range(tries):
             proc = subprocess.run(
-                netns.exec_argv(self.vm(gw, net), ["ping", "-c", "1", "-W", "1", dst]),
+                nsexec.exec_argv(self.vm(gw, net), ["ping", "-c", "1", "-W", "1", dst]),
                 capture_output=True,
                 check=False,
             )
@@ -109,7 +110,7 @@ class Lab:
 
     def no_ping(self, gw: str, net: int, dst: str) -> bool:
         proc = subprocess.run(
-            netns.exec_argv(self.vm(gw, net), ["ping", "-c", "2", "-i", "0.2", "-W", "1", dst]),
+            nsexec.exec_argv(self.vm(gw, net), ["ping", "-c", "2", "-i", "0.2", "-W", "1", dst]),
             capture_output=True,
             check=False,
         )
@@ -245,7 +246,7 @@ def test_relay_isolation_and_flooding_scope(lab, drivers):
     with capture(lab.ns("C"), "ul0", vni2) as at_c, capture(lab.ns("B"), "ul0", vni2) as at_b:
         broadcast = ["ping", "-b", "-c", "3", "-i", "0.2", "-w", "1", "10.2.0.255"]
         subprocess.run(
-            netns.exec_argv(lab.vm("A", 2), broadcast),
+            nsexec.exec_argv(lab.vm("A", 2), broadcast),
             capture_output=True,
             check=False,
         )
@@ -353,12 +354,12 @@ def test_repairs_drift_and_cleans_up(lab, drivers):
 def iperf(lab: Lab, gw: str, net: int, dst_gw: str, dst: str, seconds: int = 2) -> float:
     """TCP Mbit/s received from VM (gw, net) by the VM at `dst` (on gateway dst_gw)."""
     server = subprocess.Popen(
-        netns.exec_argv(lab.vm(dst_gw, net), ["iperf3", "-s", "-1"]),
+        nsexec.exec_argv(lab.vm(dst_gw, net), ["iperf3", "-s", "-1"]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        listening = netns.exec_argv(lab.vm(dst_gw, net), ["ss", "-ltnH", "sport = :5201"])
+        listening = nsexec.exec_argv(lab.vm(dst_gw, net), ["ss", "-ltnH", "sport = :5201"])
         wait_for(
             lambda: subprocess.run(listening, capture_output=True, text=True).stdout.strip(),
             5,
@@ -366,7 +367,7 @@ def iperf(lab: Lab, gw: str, net: int, dst_gw: str, dst: str, seconds: int = 2) 
             "iperf3 to listen",
         )
         out = subprocess.run(
-            netns.exec_argv(lab.vm(gw, net), ["iperf3", "-c", dst, "-t", str(seconds), "-J"]),
+            nsexec.exec_argv(lab.vm(gw, net), ["iperf3", "-c", dst, "-t", str(seconds), "-J"]),
             capture_output=True,
             text=True,
             timeout=seconds + 30,
@@ -454,7 +455,7 @@ def test_nothing_left_behind(lab):
         out = lab.ovs[gw].vsctl("list-br").split()
         assert out == ["br-int", "br-phy"], out
     assert len(lab.namespaces) == 4 + len(VMS)
-    assert all(netns.exists(n) for n in lab.namespaces)
+    assert all(hosts.exists(n) for n in lab.namespaces)
 
 
 def test_desired_state_from_the_reconciler_builder(lab, drivers):

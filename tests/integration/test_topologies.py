@@ -247,11 +247,9 @@ NO_REPLICA = "/v1/federation/replicas/0b6f3a52-0000-4000-8000-0123456789ab"  # n
 
 def as_peer(lab, caller: str, callee: str, method: str, path: str, body=None) -> dict:
     """A federation call signed with `caller`'s key, made from inside `caller`'s namespace."""
-    key = next(
-        p["key"] for p in lab.state()["peerings"] if sorted(p["clouds"]) == sorted([caller, callee])
-    )
+    key = next(p.key for p in lab.state().peerings if sorted(p.clouds) == sorted([caller, callee]))
     c = lab.cloud(callee)
-    args = [caller, callee, c["url"], key, method, path, body, c["ca"]]
+    args = [caller, callee, c.url, key, method, path, body, c.ca]
     r = lab.exec(caller, ["python3", "-c", AS_PEER, json.dumps(args)])
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -320,6 +318,6 @@ def test_standalone_agent_in_a_vm_expands_its_network_and_nothing_else(lab4, net
         assert ping(lab4, "A/ua", "10.10.0.8")
     finally:
         for cloud, vm in (("A", "ua"), ("B", "bvm")):
-            if f"{cloud}/{vm}" in lab4.state()["vms"]:
+            if f"{cloud}/{vm}" in lab4.state().vms:
                 lab4.remove_vm(cloud, vm)
         shrink(lab4, user, "p1", exp["id"])

@@ -7,11 +7,12 @@ import pytest
 
 from intercloud import config
 from intercloud.drivers import ipsec as ipsec_drivers
-from intercloud.drivers.ipsec import charon, lanes
+from intercloud.drivers.ipsec import lanes
 from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.drivers.ipsec.fake import FakeIpsec
 from intercloud.drivers.ipsec.strongswan import conn_dict
 from intercloud.errors import DriverError, Invalid
+from intercloud.lab import charon
 from intercloud.reconciler.connections import status_view
 
 SPEC = ConnectionSpec("link-B", "198.18.0.1", "198.18.0.2", "A", "B", "s3cret-psk")

@@ -9,7 +9,6 @@ import pytest
 from vici.exception import CommandException
 
 from intercloud.drivers.ipsec.base import ConnectionSpec
-from intercloud.drivers.ipsec.charon import FWMARK, conf_text
 from intercloud.drivers.ipsec.fake import FakeIpsec
 from intercloud.drivers.ipsec.strongswan import (
     StrongswanIpsec,
@@ -19,6 +18,7 @@ from intercloud.drivers.ipsec.strongswan import (
     conn_view,
 )
 from intercloud.errors import DriverError
+from intercloud.lab.charon import FWMARK, conf_text
 
 SPEC = ConnectionSpec("link-B", "198.18.0.1", "198.18.0.2", "cloud-a", "cloud-b", "s3cret-psk")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
-from intercloud.drivers.ipsec.charon import MAX_LANES
 from intercloud.errors import IntercloudError
-from intercloud.lab.openstack_lab import OpenStackLab
+from intercloud.lab.charon import MAX_LANES
+from intercloud.lab.openstack.lab import OpenStackLab
 from intercloud.lab.topology import DEFAULT_LANES, PROJECTS, Lab
 
 
@@ -23,7 +23,7 @@ def _open(lab_name: str) -> Lab:
     """The lab by its name, as the kind it was brought up as (plain or OpenStack)."""
     plain = Lab(lab_name)
     try:
-        openstack = plain.exists() and bool(plain.state().get("openstack"))
+        openstack = plain.exists() and plain.state().openstack
     except ValueError:
         openstack = False
     return OpenStackLab(lab_name) if openstack else plain
@@ -200,9 +200,9 @@ def _print_status(st: dict[str, Any]) -> None:
 def ca(lab_name: str, cloud: str) -> None:
     """The path of CLOUD's CA certificate (what its peers pin: `peer create --ca-file`)."""
     c = _open(lab_name).cloud(cloud)
-    if not c.get("ca"):
-        raise click.ClickException(f"cloud {c['name']} has no CA (its agent serves plain HTTP)")
-    click.echo(c["ca"])
+    if not c.ca:
+        raise click.ClickException(f"cloud {c.name} has no CA (its agent serves plain HTTP)")
+    click.echo(c.ca)
 
 
 @lab.command(
@@ -270,7 +270,7 @@ def vm_add(
     v = lb.add_vm(
         cloud, vm_name, ip_cidr, network=network, replica_of=replica_of, mac=mac, timeout=timeout
     )
-    click.echo(f"vm {v['cloud']}/{v['name']} {v['ip']} on bridge {v['bridge']} (ns {v['ns']})")
+    click.echo(f"vm {v.target} {v.ip} on bridge {v.bridge} (ns {v.ns})")
 
 
 @vm.command("rm")

@@ -16,9 +16,9 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from intercloud.drivers.ipsec.charon import MAX_LANES, lane_ports
-from intercloud.lab import netns
-from intercloud.lab.netns import LabError
+from intercloud.lab import namespaces
+from intercloud.lab.charon import MAX_LANES, lane_ports
+from intercloud.lab.nsexec import LabError
 
 FORWARDED = (
     ("tcp", 8700),
@@ -59,27 +59,27 @@ def build(
 ) -> dict[str, Any]:
     """Wire cloud `letter`'s gateway to the WAN; returns its addresses."""
     wan_if, wan_ip, public_ip = f"wan-{letter.lower()}", f"198.18.{index}.1", f"198.18.{index}.2"
-    netns.add_namespace(gw_ns)
+    namespaces.add_namespace(gw_ns)
     edge = gw_ns
     if nat:
         edge = f"{lab}-nat-{letter.lower()}"
-        netns.add_namespace(edge)
-        netns.sysctl(edge, "net.ipv4.ip_forward", "1")
-    netns.add_veth(wan_ns, wan_if, edge, "eth0")
-    netns.add_address(wan_ns, wan_if, f"{wan_ip}/24")
-    netns.set_up(wan_ns, wan_if)
-    netns.add_address(edge, "eth0", f"{public_ip}/24")
-    netns.set_up(edge, "eth0")
-    netns.add_default_route(edge, wan_ip)
+        namespaces.add_namespace(edge)
+        namespaces.sysctl(edge, "net.ipv4.ip_forward", "1")
+    namespaces.add_veth(wan_ns, wan_if, edge, "eth0")
+    namespaces.add_address(wan_ns, wan_if, f"{wan_ip}/24")
+    namespaces.set_up(wan_ns, wan_if)
+    namespaces.add_address(edge, "eth0", f"{public_ip}/24")
+    namespaces.set_up(edge, "eth0")
+    namespaces.add_default_route(edge, wan_ip)
     local_ip = public_ip
     if nat:
         inner_ip, local_ip = f"198.19.{index}.1", f"198.19.{index}.2"
-        netns.add_veth(edge, "eth1", gw_ns, "eth0")
-        netns.add_address(edge, "eth1", f"{inner_ip}/24")
-        netns.set_up(edge, "eth1")
-        netns.add_address(gw_ns, "eth0", f"{local_ip}/24")
-        netns.set_up(gw_ns, "eth0")
-        netns.add_default_route(gw_ns, inner_ip)
+        namespaces.add_veth(edge, "eth1", gw_ns, "eth0")
+        namespaces.add_address(edge, "eth1", f"{inner_ip}/24")
+        namespaces.set_up(edge, "eth1")
+        namespaces.add_address(gw_ns, "eth0", f"{local_ip}/24")
+        namespaces.set_up(gw_ns, "eth0")
+        namespaces.add_default_route(gw_ns, inner_ip)
         _nft(edge, nat_ruleset(local_ip))
     return {
         "ip": public_ip,

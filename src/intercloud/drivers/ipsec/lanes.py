@@ -34,7 +34,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import replace
 
-from intercloud.drivers.ipsec import charon
+from intercloud.drivers.ipsec import lane_layout
 from intercloud.drivers.ipsec.base import ConnectionSpec, ConnectionStatus, Ipsec
 from intercloud.drivers.nsexec import in_netns
 from intercloud.errors import DriverError, IntercloudError
@@ -55,7 +55,7 @@ def lanes_in_use(configured: int, backend: str | None) -> int:
 
 def wanted_rules(lanes: int) -> set[tuple[int, int, int]]:
     """(priority, fwmark, table) of the policy rules for `lanes` lanes (none for lane 0)."""
-    return {(RULE_PRIO + k, STEER_MARK + k, charon.lane_table(k)) for k in range(1, lanes)}
+    return {(RULE_PRIO + k, STEER_MARK + k, lane_layout.lane_table(k)) for k in range(1, lanes)}
 
 
 def ruleset(lanes: int, vxlan_port: int) -> str:
@@ -78,8 +78,8 @@ class LaneSteering:
     """The nftables table and policy rules that send VXLAN packets into the lanes."""
 
     def __init__(self, lanes: int, vxlan_port: int, netns: str | None = None) -> None:
-        if not 1 <= lanes <= charon.MAX_LANES:
-            raise DriverError(f"ipsec lanes: {lanes} not in 1..{charon.MAX_LANES}")
+        if not 1 <= lanes <= lane_layout.MAX_LANES:
+            raise DriverError(f"ipsec lanes: {lanes} not in 1..{lane_layout.MAX_LANES}")
         self.lanes, self.vxlan_port, self.netns = lanes, vxlan_port, netns
 
     def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> str:
@@ -99,7 +99,7 @@ class LaneSteering:
         out = set()
         for r in json.loads(self._run(["ip", "-j", "rule", "show"]) or "[]"):
             prio = r.get("priority", -1)
-            if RULE_PRIO < prio < RULE_PRIO + charon.MAX_LANES:
+            if RULE_PRIO < prio < RULE_PRIO + lane_layout.MAX_LANES:
                 mark = int(str(r.get("fwmark", "0")), 0)
                 out.add((prio, mark, int(r["table"]) if str(r.get("table")).isdigit() else -1))
         return out
@@ -142,7 +142,7 @@ class LaneSteering:
 
 def lane_spec(spec: ConnectionSpec, lane: int) -> ConnectionSpec:
     """Lane `lane`'s connection for a link: the peer's lane port, no trap."""
-    return replace(spec, ike_port=charon.lane_port(lane), trap=False)
+    return replace(spec, ike_port=lane_layout.lane_port(lane), trap=False)
 
 
 class LanedIpsec(Ipsec):

@@ -11,61 +11,31 @@ plane is ours. Used by the integration tests and `intercloud lab up --openstack`
     port = svc.create_port(net["id"], "p1")       # {"id", "mac", "ip"}
     svc.stop()
 
-Calls to the services are made by short Python programs (openstacksdk) run inside the
-namespace: the test process lives in the host's namespace and cannot reach that loopback.
-For plain REST with users' own tokens (dicts back, any headers), see lab/openstack_api.py:
+Calls to the services are plain REST (lab/openstack/api.py, made from inside the namespace: the
+test process lives in the host's namespace and cannot reach that loopback); the methods here
+are the few the lab needs, as the admin. For users' own tokens and any call, use
 `OpenStackApi.for_services(svc)`."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from intercloud.lab import netns, openstack_env
-from intercloud.lab.netns import LabError
-from intercloud.lab.openstack_api import OpenStackApi
+from intercloud.lab import namespaces, nsexec, nshttp, processes
+from intercloud.lab.nsexec import LabError
+from intercloud.lab.openstack import venvs
+from intercloud.lab.openstack.api import OpenStackApi, OpenStackApiError
 
 REGION = "RegionOne"
 SERVICE_PROJECT = "service"
 AGENT_USER = "intercloud"
-
-_SERVE = """
-import sys
-port, module = int(sys.argv[1]), sys.argv[2]
-sys.argv = [sys.argv[0]]  # Neutron parses argv as its own options
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-class Quiet(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
-import importlib
-app = importlib.import_module(module).application
-make_server("127.0.0.1", port, app, server_class=WSGIServer, handler_class=Quiet).serve_forever()
-"""
-
-_SDK_PRELUDE = """
-import json, sys, warnings
-warnings.filterwarnings("ignore")
-from openstack.config import get_cloud_region
-from openstack.connection import Connection
-params = json.loads(sys.stdin.read())
-def connect(user, password, project, domain="Default"):
-    return Connection(config=get_cloud_region(
-        auth_type="password",
-        auth={"auth_url": params["auth_url"], "username": user, "password": password,
-              "project_name": project, "user_domain_name": domain,
-              "project_domain_name": domain},
-        region_name=params["region"], load_yaml_config=False, load_envvars=False))
-admin = connect("admin", params["admin_password"], "admin")
-result = None
-"""
 
 
 def _keystone_conf(workdir: Path) -> str:
@@ -86,7 +56,7 @@ password_hash_rounds = 4
 
 
 def _neutron_conf(workdir: Path, keystone_url: str, password: str) -> str:
-    paste = openstack_env.venv("neutron") / "etc" / "neutron" / "api-paste.ini"
+    paste = venvs.venv("neutron") / "etc" / "neutron" / "api-paste.ini"
     return f"""[DEFAULT]
 core_plugin = ml2
 service_plugins =
@@ -136,7 +106,7 @@ class OpenStackServices:
         self.admin_password = secrets.token_hex(12)
         self.neutron_password = secrets.token_hex(12)
         self.agent_password = secrets.token_hex(12)  # the intercloud agent's service user
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._pids: dict[str, int] = {}  # service -> its server's pid (started here)
 
     def record(self) -> dict[str, Any]:
         """What another process needs to call these services (secrets: keep it private)."""
@@ -196,14 +166,14 @@ class OpenStackServices:
         return time.monotonic() - started
 
     def _start(self, timeout: float) -> None:
-        openstack_env.ensure_all()
+        venvs.ensure_all()
         w = self.workdir
         w.mkdir(parents=True, exist_ok=True)
         for sub in ("fernet-keys", "credential-keys", "neutron-state", "locks"):
             (w / sub).mkdir(mode=0o700, exist_ok=True)  # Keystone warns of readable key dirs
-        netns.set_up(self.ns, "lo")
-        shutil.copyfile(openstack_env.keystone_schema(), w / "keystone.db")
-        shutil.copyfile(openstack_env.neutron_schema(), w / "neutron.db")
+        namespaces.set_up(self.ns, "lo")
+        shutil.copyfile(venvs.keystone_schema(), w / "keystone.db")
+        shutil.copyfile(venvs.neutron_schema(), w / "neutron.db")
         kconf, nconf = w / "keystone.conf", w / "neutron.conf"
         kconf.write_text(_keystone_conf(w))
         nconf.write_text(
@@ -219,7 +189,7 @@ class OpenStackServices:
             self.neutron_port,
             {"OS_NEUTRON_CONFIG_FILES": str(nconf), "OS_NEUTRON_CONFIG_DIR": str(w)},
         )
-        manage = [str(openstack_env.venv("keystone") / "bin" / "keystone-manage")]
+        manage = [str(venvs.venv("keystone") / "bin" / "keystone-manage")]
         manage += ["--config-file", str(kconf)]
         owner = ["--keystone-user", "root", "--keystone-group", "root"]
         url = self.auth_url
@@ -266,27 +236,26 @@ class OpenStackServices:
                 raise LabError(f"keystone-manage {what} failed: {tail}")
 
     def _spawn(self, name: str, module: str, port: int, env: dict[str, str]) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        argv = [str(openstack_env.python(name)), "-c", _SERVE, str(port), module]
-        self._procs[name] = subprocess.Popen(
-            netns.exec_argv(self.ns, argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=self.workdir,
-            start_new_session=True,
+        argv = nsexec.program_argv(
+            self.ns,
+            "intercloud.lab.programs.wsgi_serve",
+            str(port),
+            module,
+            python=venvs.python(name),
         )
-        log.close()
+        self._pids[name] = processes.start_daemon(
+            argv,
+            log=self.workdir / f"{name}.log",
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            cwd=self.workdir,
+        )
 
     def _wait(self, name: str, path: str, deadline: float) -> None:
         port = self.keystone_port if name == "keystone" else self.neutron_port
         while True:
-            proc = self._procs[name]
-            if proc.poll() is not None:
+            if not processes.pid_alive(self._pids[name]):
                 raise LabError(f"{name} exited during start-up: {self.log_tail(name)}")
-            status, _, err = netns.http(self.ns, "GET", path, port=port, timeout=3.0)
+            status, _, err = nshttp.http(self.ns, "GET", path, port=port, timeout=3.0)
             if status:
                 return
             if time.monotonic() > deadline:
@@ -301,51 +270,31 @@ class OpenStackServices:
         return " | ".join(text.strip().splitlines()[-lines:])
 
     def stop(self) -> None:
-        for proc in self._procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        for proc in self._procs.values():
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        self._procs.clear()
+        """SIGTERM each server's process group, wait, then SIGKILL."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, sig)
+            deadline = time.monotonic() + 5
+            while self.pids() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for pid in self._pids.values():
+            processes.reap(pid)
+        self._pids.clear()
 
     def pids(self) -> list[int]:
-        return [p.pid for p in self._procs.values() if p.poll() is None]
+        return [pid for pid in self._pids.values() if processes.pid_alive(pid)]
 
-    # -- calls (openstacksdk, inside the namespace) -----------------------------------------------
+    # -- calls (REST, as the admin) ---------------------------------------------------------------
 
-    def sdk(self, script: str, timeout: float = 60.0, **params: Any) -> Any:
-        """Run `script` with `admin` (an admin Connection), `connect(user, password, project)`
-        and `params` defined; it sets `result`, returned here (JSON)."""
-        body = {
-            **params,
-            "auth_url": self.auth_url,
-            "region": REGION,
-            "admin_password": self.admin_password,
-        }
-        code = _SDK_PRELUDE + script + "\nprint(json.dumps(result))\n"
-        proc = subprocess.run(
-            netns.exec_argv(self.ns, [sys.executable, "-c", code]),
-            input=json.dumps(body),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if proc.returncode != 0:
-            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-            raise LabError(f"openstack call in {self.ns} failed: {tail}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+    def api(self) -> OpenStackApi:
+        """A REST client for these services; close it (or use `with`) when done."""
+        return OpenStackApi.for_services(self)
 
     def _bootstrap_catalog(self) -> None:
         """The service project, Neutron's and the agent's service users (admin role), the
         network endpoint; the `member` and `reader` roles come with bootstrap. Plain REST
-        calls (openstack_api): importing openstacksdk alone would take longer."""
+        calls, as every call here."""
         with OpenStackApi.for_services(self) as api:
             api.create_project(SERVICE_PROJECT)
             for name, pw in (("neutron", self.neutron_password), (AGENT_USER, self.agent_password)):
@@ -370,76 +319,53 @@ class OpenStackServices:
                     api.keystone("POST", "/endpoints", body={"endpoint": endpoint})
 
     def create_project(self, name: str) -> str:
-        return self.sdk(
-            """
-idp = admin.identity
-p = idp.find_project(params["name"], domain_id="default") or idp.create_project(
-    name=params["name"], domain_id="default")
-result = p.id
-""",
-            name=name,
-        )
+        with self.api() as api:
+            return api.create_project(name)["id"]
 
     def create_user(self, name: str, password: str, project: str, role: str = "member") -> str:
-        return self.sdk(
-            """
-idp = admin.identity
-project = idp.find_project(params["project"], domain_id="default")
-user = idp.find_user(params["name"], domain_id="default") or idp.create_user(
-    name=params["name"], password=params["password"], domain_id="default",
-    default_project_id=project.id)
-idp.assign_project_role_to_user(project, user, idp.find_role(params["role"]))
-result = user.id
-""",
-            name=name,
-            password=password,
-            project=project,
-            role=role,
-        )
+        with self.api() as api:
+            return api.create_user(name, password, project, role)["id"]
 
     def token(self, user: str, password: str, project: str) -> str:
-        return self.sdk(
-            "result = connect(params['user'], params['password'], params['project'])"
-            ".session.get_token()",
-            user=user,
-            password=password,
-            project=project,
-        )
+        with self.api() as api:
+            return api.user_token(user, password, project)
 
     def admin_token(self) -> str:
         return self.token("admin", self.admin_password, "admin")
 
-    def create_network(self, project: str, name: str, cidr: str, gateway: str) -> dict:
+    def create_network(self, project: str, name: str, cidr: str, gateway: str) -> dict[str, Any]:
         """A network with one IPv4 subnet in `project` (made by the admin for it)."""
-        return self.sdk(
-            """
-pid = admin.identity.find_project(params["project"], domain_id="default").id
-net = admin.network.create_network(name=params["name"], project_id=pid)
-sn = admin.network.create_subnet(network_id=net.id, project_id=pid, ip_version=4,
-    cidr=params["cidr"], gateway_ip=params["gateway"], name=params["name"] + "-subnet")
-result = {"id": net.id, "subnet_id": sn.id, "project_id": pid,
-          "pools": [[p["start"], p["end"]] for p in sn.allocation_pools]}
-""",
-            project=project,
-            name=name,
-            cidr=cidr,
-            gateway=gateway,
-        )
+        with self.api() as api:
+            pid = _project_id(api, project)
+            net = api.create_network(api.admin_token(), name, cidr, gateway, project_id=pid)
+        pools = net["subnet"]["allocation_pools"]
+        return {
+            "id": net["id"],
+            "subnet_id": net["subnet_id"],
+            "project_id": pid,
+            "pools": [[p["start"], p["end"]] for p in pools],
+        }
 
-    def create_port(self, network_id: str, project: str | None = None, name: str = "") -> dict:
+    def create_port(
+        self, network_id: str, project: str | None = None, name: str = ""
+    ) -> dict[str, Any]:
         """A VM's port: Neutron picks the MAC and the address (from this cloud's pool); `mtu`
         is its network's, as Neutron's DHCP would tell the VM."""
-        return self.sdk(
-            """
-kw = {"network_id": params["network_id"], "name": params["name"],
-      "device_owner": "compute:nova"}
-if params["project"]:
-    kw["project_id"] = admin.identity.find_project(params["project"], domain_id="default").id
-port = admin.network.create_port(**kw)
-result = {"id": port.id, "mac": port.mac_address, "ip": port.fixed_ips[0]["ip_address"],
-          "mtu": admin.network.get_network(params["network_id"]).mtu}
-""",
-            network_id=network_id,
-            project=project,
-            name=name,
-        )
+        with self.api() as api:
+            token = api.admin_token()
+            extra = {"project_id": _project_id(api, project)} if project else {}
+            port = api.create_port(token, network_id, name=name, **extra)
+            mtu = api.get(token, "networks", network_id)["mtu"]
+        return {"id": port["id"], "mac": port["mac"], "ip": port["ip"], "mtu": mtu}
+
+    def delete_port(self, port_id: str) -> None:
+        """Remove a port (gone already: fine)."""
+        with self.api() as api, contextlib.suppress(OpenStackApiError):
+            api.delete(api.admin_token(), "ports", port_id)
+
+
+def _project_id(api: OpenStackApi, name: str) -> str:
+    found = api.find("projects", name)
+    if found is None:
+        raise LabError(f"no project {name}")
+    return found["id"]

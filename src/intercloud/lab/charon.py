@@ -1,4 +1,4 @@
-"""Start and stop one strongSwan charon per network namespace (lab and tests).
+"""Start and stop one strongSwan charon per network namespace (the lab, tests, benchmarks).
 
 Each instance is fully separate from the host's strongSwan: its own ``strongswan.conf``
 (``STRONGSWAN_CONF``; nothing from /etc/strongswan.d is included), its own VICI socket
@@ -9,7 +9,7 @@ inside a private mount namespace). The process runs inside the given network nam
     ip netns exec NS unshare -m --propagation private \\
         sh -c 'mount --bind <workdir>/run /run && exec /usr/lib/ipsec/charon'
 
-``ip netns exec``, ``unshare`` and ``exec`` replace each other, so the Popen pid is charon's.
+``ip netns exec``, ``unshare`` and ``exec`` replace each other, so the started pid is charon's.
 
 Userspace ESP (``kernel-libipsec``): charon encrypts in userspace and sends ESP in UDP 4500
 through its own IKE socket; outbound plaintext reaches it through a TUN device (``ipsec0``)
@@ -37,19 +37,32 @@ import contextlib
 import os
 import shlex
 import socket
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from intercloud.drivers.ipsec.lane_layout import (
+    FWMARK,
+    FWMARK_RANGE,
+    MAX_LANES,
+    lane_port,
+    lane_ports,
+    lane_table,
+)
 from intercloud.errors import DriverError
+from intercloud.lab import processes
+
+__all__ = [
+    "FWMARK",
+    "MAX_LANES",
+    "Charon",
+    "conf_text",
+    "lane_port",
+    "lane_ports",
+    "lane_table",
+]
 
 CHARON = "/usr/lib/ipsec/charon"
-FWMARK = 0x1C1  # marks charon's own packets (IKE, ESP in UDP) so they bypass table 220
-# Every lane's charon marks its own packets FWMARK + lane; each one's policy rule skips the whole
-# range, so no charon's ESP is routed into another charon's TUN device (encrypted twice).
-FWMARK_RANGE = "0x1c0/0xfff0"
-MAX_LANES = 8  # FWMARK + lane stays inside FWMARK_RANGE; routing tables 220..227
 
 # Only what PSK-authenticated IKEv2 with AES-GCM / ECP / X25519 needs, plus the backend.
 BASE_PLUGINS = (
@@ -145,21 +158,6 @@ charon {{
 """
 
 
-def lane_ports(lane: int) -> tuple[int, int]:
-    """Lane `lane`'s charon's UDP ports: (IKE `port`, `port_nat_t`); lane 0: charon's own."""
-    return (500, 4500) if lane == 0 else (4500 + 10 * lane, 4501 + 10 * lane)
-
-
-def lane_port(lane: int) -> int:
-    """The UDP port lane `lane`'s charon does IKE and ESP-in-UDP on (its NAT-T port)."""
-    return lane_ports(lane)[1]
-
-
-def lane_table(lane: int) -> int:
-    """The routing table lane `lane`'s charon routes into its TUN device with (220: charon's)."""
-    return 220 + lane
-
-
 class Charon:
     """One charon daemon inside one network namespace (lane > 0: a further one, see
     conf_text)."""
@@ -169,7 +167,7 @@ class Charon:
         self.workdir = Path(workdir)
         self.libipsec = libipsec
         self.lane = lane
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None  # processes.py keeps its Popen
 
     @property
     def socket_path(self) -> str:
@@ -185,10 +183,10 @@ class Charon:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._pid
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return processes.pid_alive(self._pid)
 
     def start(self, timeout: float = 15.0) -> None:
         if self.alive():
@@ -216,20 +214,16 @@ class Charon:
         argv += ["sh", "-c", inner]
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
         env["STRONGSWAN_CONF"] = str(self.conf_path)
-        out = open(self.workdir / "charon.out", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self._proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-            )
-        finally:
-            out.close()
+        self._pid = processes.start_daemon(
+            argv, log=self.workdir / "charon.out", env=env, new_session=False
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self._answers():
                 return
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
+            code = processes.exit_code(self._pid)
+            if code is not None or not processes.pid_alive(self._pid):
+                self._pid = None
                 raise DriverError(
                     f"charon in {self.netns} exited with {code} during start: {self._tail()}"
                 )
@@ -266,15 +260,9 @@ class Charon:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (charon then deletes its SAs, routes and TUN device), wait, SIGKILL."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        pid, self._pid = self._pid, None
+        if pid is not None:
+            processes.kill_pids([pid], timeout=timeout)
 
     def __enter__(self) -> Charon:
         self.start()

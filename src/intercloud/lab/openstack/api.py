@@ -4,8 +4,8 @@ Every answer is a plain dict. No openstacksdk: an OpenStackApi keeps one small s
 the namespace that makes its requests (close() it, or use it as a context manager, before
 checking that the namespace is empty).
 
-    from intercloud.lab.openstack import OpenStackServices
-    from intercloud.lab.openstack_api import OpenStackApi
+    from intercloud.lab.openstack.api import OpenStackApi
+    from intercloud.lab.openstack.services import OpenStackServices
 
     with OpenStackServices("k1a2b3-ctl", Path("/tmp/os")) as svc:
         api = OpenStackApi.for_services(svc)
@@ -16,7 +16,7 @@ checking that the namespace is empty).
         port = api.create_port(tok, net["id"])          # {"id", "mac", "ip", ...}
         api.list(tok, "networks", name="n1")            # [{...}]
 
-`request()` is the general tool: any method, any headers (X-Auth-Token, X-Subject-Token...),
+`call()` is the general tool: any method, any headers (X-Auth-Token, X-Subject-Token...),
 and it returns the response headers too (Keystone hands out tokens in `X-Subject-Token`).
 """
 
@@ -25,163 +25,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
-import select
-import subprocess
-import sys
 import threading
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from intercloud.lab import netns
-from intercloud.lab.netns import LabError
-
-# Runs inside the namespace; stdlib only. Requests (headers and tokens included) come on stdin,
-# one JSON line each, never in argv, so secrets do not show in `ps`; one answer line each. It
-# ends at end of input: request() sends one line, a _Relay keeps it open for many (a process
-# start here costs ≈ 110 ms, a request over the relay a few ms).
-_REQUEST_SCRIPT = r"""
-import http.client, json, sys, time
-def one(req):
-    deadline = time.monotonic() + req["wait"]
-    while True:
-        try:
-            c = http.client.HTTPConnection(req["host"], req["port"], timeout=req["timeout"])
-            headers = {"Accept": "application/json", **req["headers"]}
-            body = None
-            if req["body"] is not None:
-                body = json.dumps(req["body"]).encode()
-                headers.setdefault("Content-Type", "application/json")
-            c.request(req["method"], req["path"], body=body, headers=headers)
-            r = c.getresponse()
-            out = {"status": r.status, "headers": {k.lower(): v for k, v in r.getheaders()},
-                   "text": r.read().decode("utf-8", "replace")}
-            c.close()
-            return out
-        except OSError as e:
-            out = {"status": 0, "headers": {}, "text": "",
-                   "error": type(e).__name__ + ": " + str(e)}
-            if time.monotonic() >= deadline:
-                return out
-            time.sleep(0.1)
-for line in sys.stdin:
-    sys.stdout.write(json.dumps(one(json.loads(line))) + "\n")
-    sys.stdout.flush()
-"""
-
-
-def _request_line(
-    method: str, url: str, headers: dict[str, str] | None, body: Any, timeout: float, wait: float
-) -> str:
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise LabError(f"not an http:// URL: {url}")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    req = {
-        "method": method.upper(),
-        "path": path,
-        "host": parts.hostname,
-        "port": parts.port or 80,
-        "headers": dict(headers or {}),
-        "body": body,
-        "timeout": timeout,
-        "wait": wait,
-    }
-    return json.dumps(req) + "\n"
-
-
-def _response(line: str) -> dict[str, Any]:
-    out = json.loads(line)
-    text = out.get("text", "")
-    try:
-        data: Any = json.loads(text) if text else None
-    except ValueError:
-        data = text
-    return {
-        "status": out["status"],
-        "headers": out.get("headers", {}),
-        "body": data,
-        "error": out.get("error", ""),
-    }
-
-
-def request(
-    ns: str,
-    method: str,
-    url: str,
-    *,
-    headers: dict[str, str] | None = None,
-    body: Any = None,
-    timeout: float = 30.0,
-    wait: float = 0.0,
-) -> dict[str, Any]:
-    """One HTTP request made from inside `ns` to `url` (http://host:port/path?query).
-
-    Returns {"status", "headers" (lower-case names), "body" (parsed JSON, text or None),
-    "error"}; status 0 means no answer (error says why). With `wait`, connection errors are
-    retried for that many seconds."""
-    line = _request_line(method, url, headers, body, timeout, wait)
-    proc = netns.run(
-        netns.exec_argv(ns, [sys.executable, "-I", "-c", _REQUEST_SCRIPT]),
-        check=False,
-        input=line,
-        timeout=timeout + wait + 15,
-    )
-    try:
-        return _response(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError) as exc:
-        err = (proc.stderr or proc.stdout).strip()
-        raise LabError(f"HTTP helper failed in {ns}: {err or f'exit {proc.returncode}'}") from exc
-
-
-class _Relay:
-    """One long-lived request process inside a namespace (see _REQUEST_SCRIPT)."""
-
-    def __init__(self, ns: str) -> None:
-        self.ns = ns
-        self.proc = subprocess.Popen(
-            netns.exec_argv(ns, [sys.executable, "-I", "-c", _REQUEST_SCRIPT]),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-
-    def request(
-        self, method: str, url: str, headers: dict[str, str] | None, body: Any, timeout: float
-    ) -> dict[str, Any]:
-        line = _request_line(method, url, headers, body, timeout, 0.0)
-        assert self.proc.stdin and self.proc.stdout
-        try:
-            self.proc.stdin.write(line)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError) as exc:
-            raise LabError(f"HTTP relay in {self.ns} is gone: {self._stderr()}") from exc
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout + 15)
-        answer = self.proc.stdout.readline() if ready else ""
-        if not answer:
-            err = self._stderr()
-            self.close()
-            raise LabError(f"HTTP relay in {self.ns} did not answer: {err}")
-        return _response(answer)
-
-    def _stderr(self) -> str:
-        if self.proc.poll() is None or not self.proc.stderr:
-            return "no answer"
-        return self.proc.stderr.read().strip()[-300:] or f"exit {self.proc.returncode}"
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            if self.proc.stdin:
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=3)
-        for f in (self.proc.stdout, self.proc.stderr):
-            if f:
-                f.close()
+from intercloud.lab.nsexec import LabError
+from intercloud.lab.nshttp import Relay
 
 
 class OpenStackApiError(LabError):
@@ -222,7 +71,7 @@ class OpenStackApi:
         self.domain = domain
         self._admin_token: str | None = None
         self._ids: dict[tuple[str, str], str] = {}  # (collection, name) -> id; never change
-        self._relay: _Relay | None = None
+        self._relay: Relay | None = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -265,14 +114,14 @@ class OpenStackApi:
         expect: tuple[int, ...] = (200, 201, 202, 204),
         timeout: float = 30.0,
     ) -> dict[str, Any]:
-        """request() with `token` as X-Auth-Token; raises OpenStackApiError unless the status is
+        """One request with `token` as X-Auth-Token; raises OpenStackApiError unless the status is
         in `expect`. Returns the whole response dict (status, headers, body)."""
         hdrs = dict(headers or {})
         if token:
             hdrs["X-Auth-Token"] = token
         with self._lock:
-            if self._relay is None or self._relay.proc.poll() is not None:
-                self._relay = _Relay(self.ns)
+            if self._relay is None or not self._relay.alive():
+                self._relay = Relay(self.ns)
             resp = self._relay.request(method, url, hdrs, body, timeout)
         if resp["status"] not in expect:
             what = resp["error"] or _short(resp["body"])

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from intercloud.lab import netns
-from intercloud.lab.netns import LabError, run
+from intercloud.lab import namespaces, nsexec, processes
+from intercloud.lab.nsexec import LabError, run
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
@@ -77,7 +77,7 @@ def start_ovs(ns: str, directory: str | Path | None = None, timeout: float = 15.
         run(["ovsdb-tool", "create", str(d / "conf.db"), SCHEMA])
         common = ["--detach", "--no-chdir"]
         run(
-            netns.exec_argv(
+            nsexec.exec_argv(
                 ns,
                 [
                     *_env(d),
@@ -93,7 +93,7 @@ def start_ovs(ns: str, directory: str | Path | None = None, timeout: float = 15.
         )
         inst.vsctl("--no-wait", "init")
         run(
-            netns.exec_argv(
+            nsexec.exec_argv(
                 ns,
                 [
                     *_env(d),
@@ -121,13 +121,13 @@ def start_ovs(ns: str, directory: str | Path | None = None, timeout: float = 15.
 
 def stop_ovs(inst: OvsInstance) -> None:
     """Kill both daemons (by their pidfiles) and remove the directory."""
-    netns.kill_pids(inst.pids())
+    processes.kill_pids(inst.pids())
     shutil.rmtree(inst.dir, ignore_errors=True)
 
 
 def offload_off(ns: str, ifname: str) -> None:
     """The netdev datapath does not complete checksums left to offload: compute them here."""
-    run(netns.exec_argv(ns, ["ethtool", "-K", ifname, "tx", "off"]))
+    run(nsexec.exec_argv(ns, ["ethtool", "-K", ifname, "tx", "off"]))
 
 
 def add_bridge(inst: OvsInstance, name: str, fail_mode: str | None = None) -> None:
@@ -136,7 +136,7 @@ def add_bridge(inst: OvsInstance, name: str, fail_mode: str | None = None) -> No
     if fail_mode:
         args.append(f"fail_mode={fail_mode}")
     inst.vsctl(*args)
-    netns.set_up(inst.ns, name)
+    namespaces.set_up(inst.ns, name)
 
 
 def add_underlay(inst: OvsInstance, nic: str, cidr: str, bridge: str = "br-phy") -> None:
@@ -144,10 +144,10 @@ def add_underlay(inst: OvsInstance, nic: str, cidr: str, bridge: str = "br-phy")
     userspace tunnels send through the bridge that holds their local IP."""
     add_bridge(inst, bridge)
     offload_off(inst.ns, nic)
-    netns.set_up(inst.ns, nic)
+    namespaces.set_up(inst.ns, nic)
     inst.vsctl("--may-exist", "add-port", bridge, nic)
-    netns.ip("addr", "flush", "dev", nic, ns=inst.ns)
-    netns.add_address(inst.ns, bridge, cidr)
+    namespaces.ip("addr", "flush", "dev", nic, ns=inst.ns)
+    namespaces.add_address(inst.ns, bridge, cidr)
 
 
 def add_vm(
@@ -166,13 +166,13 @@ def add_vm(
     `mtu`: the VM's MTU, as Neutron would give it (underlay minus the tunnel overhead: the
     userspace datapath does not fragment, so full 1500-byte frames in a tunnel over a 1500
     underlay are dropped: ping works, TCP stalls)."""
-    netns.add_namespace(vm_ns)
-    netns.add_veth(inst.ns, port, vm_ns, "eth0")
+    namespaces.add_namespace(vm_ns)
+    namespaces.add_veth(inst.ns, port, vm_ns, "eth0")
     for ns, ifname in ((inst.ns, port), (vm_ns, "eth0")):
         offload_off(ns, ifname)
-    netns.set_up(inst.ns, port)
-    netns.set_up(vm_ns, "eth0", mac=mac, mtu=mtu)
-    netns.add_address(vm_ns, "eth0", cidr)
+    namespaces.set_up(inst.ns, port)
+    namespaces.set_up(vm_ns, "eth0", mac=mac, mtu=mtu)
+    namespaces.add_address(vm_ns, "eth0", cidr)
     inst.vsctl(
         "--may-exist",
         "add-port",

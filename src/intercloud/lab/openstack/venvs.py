@@ -3,7 +3,7 @@ ours), installed from the frozen requirement files in scripts/openstack/, cached
 /var/cache/intercloud/openstack/ by a hash of those files; plus the empty databases both start
 from (made once, copied per start: Neutron's migrations do not run on SQLite).
 
-    python -m intercloud.lab.openstack_env      # install (instant when cached)
+    python -m intercloud.lab.openstack.venvs     # install (instant when cached)
 """
 
 from __future__ import annotations
@@ -17,18 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-CACHE = Path("/var/cache/intercloud/openstack")
-REQUIREMENTS = Path(__file__).resolve().parents[3] / "scripts" / "openstack"
-SERVICES = ("keystone", "neutron")
+from intercloud.lab.nsexec import program_path
 
-_NEUTRON_SCHEMA = """
-import sys
-sys.argv = [sys.argv[0]]
-from sqlalchemy import create_engine
-from neutron.db.migration.models import head
-engine = create_engine("sqlite:///" + sys.stdin.read().strip())
-head.get_metadata().create_all(engine)
-"""
+CACHE = Path("/var/cache/intercloud/openstack")
+REQUIREMENTS = Path(__file__).resolve().parents[4] / "scripts" / "openstack"
+SERVICES = ("keystone", "neutron")
+NEUTRON_SCHEMA = "intercloud.lab.programs.neutron_schema"  # run by the Neutron venv's python
 
 
 class InstallError(RuntimeError):
@@ -84,7 +78,11 @@ def neutron_schema() -> Path:
         tmp = path.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
         _run(
-            [str(python("neutron")), "-c", _NEUTRON_SCHEMA],
+            [
+                str(python("neutron")),
+                "-I",
+                str(program_path("intercloud.lab.programs.neutron_schema")),
+            ],
             "building the Neutron schema",
             input=str(tmp),
         )

@@ -1,0 +1,227 @@
+"""The lab in OpenStack mode: every cloud's gateway namespace is also its controller and network
+node, running a real Keystone and Neutron API (services.py) and Open vSwitch (ovs_instance.py):
+br-int carries the "VMs" as the Neutron OVS agent would plug them (access ports tagged with a
+local VLAN, other_config:net_uuid), br-phy holds the underlay address (OVS's userspace tunnels
+send through it). The agents run with the openstack cloud driver and the ovs data plane.
+
+Links are unencrypted: OVS's userspace tunnels bypass the kernel's IP stack, so strongSwan's
+userspace IPsec (the only IPsec this kernel has) never sees them (drivers/dataplane/ovs.py).
+
+Keystone projects p1 and p2, users u1 (member of p1) and u2 (member of p2), and networks net1
+(p1) and net2 (p2), both 10.10.0.0/24 with gateway 10.10.0.1, exist in every cloud; the lab's
+tokens are Keystone tokens (admin: the admin user; p1/p2: u1/u2)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from intercloud.config import CloudSection, Config, DataplaneSection, IpsecSection
+from intercloud.lab import agentconf, namespaces, ovs_instance, underlay
+from intercloud.lab.build import cloud_record, tls_settings
+from intercloud.lab.nsexec import LabError
+from intercloud.lab.openstack.services import OpenStackServices
+from intercloud.lab.records import NETWORKS
+from intercloud.lab.state import CloudRecord, LabState, NetworkRecord, VmRecord
+from intercloud.lab.topology import Lab
+
+GATEWAY = "10.10.0.1"
+USERS = {"p1": "u1", "p2": "u2"}
+
+
+def agent_config(
+    letter: str,
+    cloud_dir: Path,
+    creds: dict[str, str],
+    inst: ovs_instance.OvsInstance,
+    tls: dict[str, str],
+) -> Config:
+    """The agent of an OpenStack cloud: the ovs data plane, no IPsec, the openstack cloud
+    driver with its service user (`creds`)."""
+    return Config(
+        agent=agentconf.agent_section(letter, cloud_dir, tls),
+        dataplane=DataplaneSection(
+            driver="ovs", prefix="ic", ovs_db=inst.db, ovs_rundir=inst.rundir
+        ),
+        ipsec=IpsecSection(driver="none"),
+        cloud=CloudSection(
+            driver="openstack",
+            auth_url=creds["auth_url"],
+            username=creds["username"],
+            password=creds["password"],
+            project_name=creds["project_name"],
+            region_name=creds["region_name"],
+        ),
+    )
+
+
+class OpenStackLab(Lab):
+    def up(  # type: ignore[override]
+        self,
+        clouds: int = 2,
+        *,
+        start_agents: bool = True,
+        timeout: float = 60.0,
+        **_: Any,
+    ) -> LabState:
+        super().up(clouds, start_agents=start_agents, encrypt=False, timeout=timeout)
+        with self._edit() as s:
+            s.openstack = True
+        return self.state()
+
+    def _build_cloud(self, letter: str, index: int, *, nat: bool, encrypt: bool) -> CloudRecord:
+        if nat or encrypt:
+            raise LabError("the OpenStack lab has no NAT and no encryption (see its docstring)")
+        gw = self.gw_ns(letter)
+        addrs = underlay.build(self.name, self.wan_ns, letter, index, gw, nat=False)
+        cloud_dir = self.state_dir / letter
+        cloud_dir.mkdir(parents=True, exist_ok=True)
+        inst = ovs_instance.start_ovs(gw, cloud_dir / "ovs")
+        ovs_instance.add_bridge(inst, "br-int")
+        ovs_instance.offload_off(self.wan_ns, addrs["wan_if"])
+        ovs_instance.add_underlay(inst, "eth0", f"{addrs['ip']}/24")
+        namespaces.add_default_route(gw, addrs["wan_ip"])
+        svc = OpenStackServices(gw, cloud_dir / "openstack")
+        svc.start()
+        users, networks = {}, {}
+        for (net, project, cidr), (_, user) in zip(NETWORKS, USERS.items(), strict=True):
+            password = secrets.token_hex(8)
+            svc.create_project(project)
+            svc.create_user(user, password, project)
+            users[project] = {"user": user, "password": password}
+            made = svc.create_network(project, net, cidr, GATEWAY)
+            networks[net] = NetworkRecord(project=project, cidr=cidr, **made)
+        tokens = {p: svc.token(u["user"], u["password"], p) for p, u in users.items()}
+        c = CloudRecord(
+            **cloud_record(letter, index, gw, addrs, cloud_dir),
+            admin_token=svc.admin_token(),
+            projects=tokens,
+            networks=networks,
+            openstack={**svc.record(), "users": users},
+            ovs_dir=inst.rundir,
+        )
+        tls = tls_settings(cloud_dir, letter, [addrs["ip"]])
+        cfg = agent_config(letter, cloud_dir, svc.agent_credentials(), inst, tls)
+        agentconf.write(Path(c.config), cfg)
+        return c
+
+    # --- OpenStack access ---------------------------------------------------------------------
+
+    def services(self, cloud: str) -> OpenStackServices:
+        c = self.cloud(cloud)
+        assert c.openstack is not None, f"cloud {c.name} runs no OpenStack services"
+        return OpenStackServices.from_record(c.ns, c.openstack)
+
+    def refresh_tokens(self) -> None:
+        """Keystone tokens last an hour: get new ones (a long demo or debugging session)."""
+        for letter in self.clouds:
+            svc, c = self.services(letter), self.cloud(letter)
+            assert c.openstack is not None
+            fresh = {
+                p: svc.token(u["user"], u["password"], p) for p, u in c.openstack["users"].items()
+            }
+            with self._edit() as st:
+                st.clouds[letter].projects = fresh
+                st.clouds[letter].admin_token = svc.admin_token()
+
+    def replica_network(
+        self, cloud: str, origin: str, network: str, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The network `cloud`'s agent made in its Neutron for `origin`'s `network`."""
+        deadline = time.monotonic() + timeout
+        with self.services(cloud).api() as api:
+            while True:
+                token = api.admin_token()
+                for n in api.list(token, "networks", tags="intercloud", name=network):
+                    project = api.get(token, "projects", n["project_id"])["name"]
+                    if project.startswith(origin.upper() + "."):
+                        return {"id": n["id"], "project": project, "tags": sorted(n["tags"])}
+                if time.monotonic() > deadline:
+                    raise LabError(f"cloud {cloud} has no replica network of {origin}/{network}")
+                time.sleep(0.5)
+
+    # --- VMs --------------------------------------------------------------------------------------
+
+    def add_vm(  # type: ignore[override]
+        self,
+        cloud: str,
+        name: str,
+        ip_cidr: str | None = None,
+        *,
+        network: str | None = None,
+        replica_of: str | Sequence[str] | None = None,
+        timeout: float = 30.0,
+        **_: Any,
+    ) -> VmRecord:
+        """A VM with a Neutron port (Neutron chooses MAC and address; `ip_cidr` is ignored)
+        on `network` of this cloud, or on the replica this cloud hosts for `replica_of`
+        ("A/net1"), plugged into br-int as the OVS agent would."""
+        c = self.cloud(cloud)
+        letter = c.name
+        if (network is None) == (replica_of is None):
+            raise LabError("give exactly one of network or replica_of")
+        net_id, project = self._vm_network(c, network, replica_of, timeout)
+        port = self.services(letter).create_port(net_id, project, name=name)
+        with self._edit() as st:
+            vlans = st.clouds[letter].vlans
+            # different clouds use different local VLANs: the tunnels must translate
+            tag = vlans.setdefault(net_id, 10 * c.index + len(vlans) + 1)
+        assert c.ovs_dir is not None
+        inst = ovs_instance.OvsInstance(c.ns, Path(c.ovs_dir))
+        vm_ns, veth = self.vm_ns(letter, name), f"v{letter.lower()}{name}"
+        try:
+            ovs_instance.add_vm(
+                inst, vm_ns, veth, tag, net_id, f"{port['ip']}/24", mac=port["mac"], mtu=port["mtu"]
+            )
+        except BaseException:
+            namespaces.delete_namespace(vm_ns)
+            raise
+        vm = VmRecord(
+            cloud=letter,
+            name=name,
+            ns=vm_ns,
+            ip=f"{port['ip']}/24",
+            mac=port["mac"],
+            mtu=port["mtu"],
+            port_id=port["id"],
+            network_id=net_id,
+            veth=veth,
+            bridge=f"br-int vlan {tag}",
+            network=network,
+            replica_of=replica_of if isinstance(replica_of, str) else None,
+        )
+        with self._edit() as st:
+            st.vms[f"{letter}/{name}"] = vm
+        return vm
+
+    def _vm_network(
+        self,
+        c: CloudRecord,
+        network: str | None,
+        replica_of: str | Sequence[str] | None,
+        timeout: float,
+    ) -> tuple[str, str]:
+        """(Neutron network id, project name) a VM's port goes on."""
+        if network is not None:
+            if network not in c.networks:
+                raise LabError(f"cloud {c.name} has no network {network!r}")
+            net = c.networks[network]
+            assert net.id is not None
+            return net.id, net.project
+        parts = replica_of.split("/") if isinstance(replica_of, str) else list(replica_of or ())
+        rep = self.replica_network(c.name, parts[0], parts[-1], timeout)
+        return rep["id"], rep["project"]
+
+    def remove_vm(self, cloud: str, name: str) -> None:
+        letter = self.cloud(cloud).name
+        vm = self.state().vms.get(f"{letter}/{name}")
+        if vm is not None:
+            c = self.cloud(letter)
+            assert c.ovs_dir is not None and vm.port_id is not None
+            inst = ovs_instance.OvsInstance(c.ns, Path(c.ovs_dir))
+            inst.vsctl("--if-exists", "del-port", "br-int", vm.veth)
+            self.services(letter).delete_port(vm.port_id)
+        super().remove_vm(cloud, name)
