@@ -127,6 +127,10 @@ def test_prometheus_reads_link_states_and_tunnel_byte_rates(lab3, vms, prometheu
         assert rates[("A", "B", "out")] > 0, rates
         active = 'intercloud_expansion_peers{cloud="A",peer="B",state="active"} == 1'
         wait_for(lambda: query(ns, active), timeout=30, what="A's expansion to B active")
+        a = lab3.cloud("A")
+        status, text, _ = nshttp.http(a.ns, "GET", "/metrics", token=a.admin_token, cafile=a.ca)
+        assert status == 200
+        print(text)  # a real scrape, for the README's sample
     finally:
         pings.terminate()
         pings.wait(timeout=10)
