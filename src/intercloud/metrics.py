@@ -7,6 +7,7 @@ names, lanes, call, route and state names; never an expansion's uid."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,6 +30,7 @@ disable_created_metrics()
 # a pass takes milliseconds on a converged host, seconds when peers are slow or many change
 PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # a call or an API request: a LAN round trip to a peer's timeout (5 s)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -124,9 +126,13 @@ class Metrics:
         self.health_checks.labels(peer, "failed" if rtt is None else "ok").inc()
         if rtt is not None:
             self.peer_rtt.labels(peer).set(rtt)
+            return
+        with contextlib.suppress(KeyError):  # no round trip now: the last one would mislead
+            self.peer_rtt.remove(peer)
 
     def requested(self, route: str, method: str, status: int, seconds: float) -> None:
-        """One API request."""
+        """One API request (a method of a client's own making counts as OTHER)."""
+        method = method if method in METHODS else "OTHER"
         self.api_duration.labels(route, method, str(status)).observe(seconds)
 
     def exposition(self) -> bytes:

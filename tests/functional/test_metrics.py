@@ -129,6 +129,8 @@ def test_a_link_going_down_flips_link_up_and_counts_failed_checks(pair):
     after = scrape(a)
     assert value(after, "intercloud_link_up", peer="B") == 0.0
     assert value(after, "intercloud_link_state", peer="B", state="down") == 1.0
+    with pytest.raises(KeyError):  # no round trip while the peer does not answer
+        value(after, "intercloud_peer_rtt_seconds", peer="B")
     checks = "intercloud_peer_health_checks_total"
     assert value(after, checks, peer="B", result="failed") == 1.0
     errors = "intercloud_federation_call_errors_total"
@@ -140,6 +142,19 @@ def test_a_link_going_down_flips_link_up_and_counts_failed_checks(pair):
     router.down.discard(b.ip)
     a.reconcile()
     assert value(scrape(a), "intercloud_link_up", peer="B") == 1.0
+
+
+def test_a_method_of_the_clients_making_is_no_label_of_its_own(pair):
+    a, *_ = pair
+    for method in ("FOO", "BAR"):
+        a.http.request(method, "/v1/peers")
+    count = "intercloud_api_request_duration_seconds_count"
+    families = scrape(a)
+    methods = {
+        s.labels["method"] for s in families["intercloud_api_request_duration_seconds"].samples
+    }
+    assert methods <= {"GET", "POST", "OTHER"}, methods
+    assert value(families, "intercloud_api_request_duration_seconds", count, method="OTHER") == 2
 
 
 def test_each_agent_has_its_own_registry(pair):
