@@ -1,6 +1,5 @@
-"""For every tier: warnings are failures in tests/unit and tests/functional; and a real
-PostgreSQL server for the store tests, started once per session in a temporary directory on
-loopback and stopped after."""
+"""For every tier: a real PostgreSQL server for the store tests, started once per session in a
+temporary directory on loopback and stopped after."""
 
 from __future__ import annotations
 
@@ -12,26 +11,10 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.waiting import wait_for
-
-TESTS = Path(__file__).parent
-# Not yet in tests/integration: the lab's agents outlive the Popen objects that started them by
-# design, and each such object warns that its process still runs when it is collected.
-STRICT_TIERS = (TESTS / "unit", TESTS / "functional")
-STRICT = pytest.mark.filterwarnings(
-    "error",  # applied first: the filter after it takes precedence for its own warning
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated:UserWarning",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if any(tier in Path(item.path).parents for tier in STRICT_TIERS):
-            item.add_marker(STRICT)
 
 
 def _free_port() -> int:

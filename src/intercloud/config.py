@@ -56,6 +56,7 @@ from intercloud.domain import naming, validation
 from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
 from intercloud.drivers import ipsec as ipsec_drivers
+from intercloud.drivers.ipsec.lane_layout import MAX_LANES
 from intercloud.errors import Invalid
 
 
@@ -94,15 +95,12 @@ class DataplaneSection:
     tunnel_type: str = "vxlan"  # ovs: vxlan | geneve | gre
 
 
-MAX_LANES = 8  # charons per agent (the drivers' charon.MAX_LANES: marks and routing tables)
-
-
 @dataclass
 class IpsecSection:
     driver: str = "strongswan"  # strongswan | fake | none (drivers/ipsec: DRIVERS)
     vici_socket: str = "/var/run/charon.vici"
     # Further charons that share the encryption (kernel-libipsec only; drivers/ipsec/lanes.py):
-    # lane k's VICI socket is lanes[k - 1]; its charon runs with `charon.conf_text(lane=k)`.
+    # lane k's VICI socket is lanes[k - 1]; its charon's settings: lab/charon.py conf_text(lane=k).
     lanes: list[str] = field(default_factory=list)
 
 

@@ -74,7 +74,7 @@ def test_wan_sees_only_ike_and_esp(lab3, ab):
     finally:
         time.sleep(0.5)  # packets still on their way; nothing tells when the last is in
         cap.terminate()
-        cap.wait(timeout=10)
+        cap.communicate(timeout=10)  # reaps it and closes its stderr pipe
     with open(pcap, "rb") as f:
         raw = f.read()
     assert MARKER not in raw, "cleartext payload crossed the WAN"
@@ -223,10 +223,12 @@ def test_rate_limit_holds_and_spares_the_other_project(lab3, vms):
             timeout=20,
             what="the rate limit on p1's tunnel port",
         )
-        traffic.iperf3_server(lab3, b1)
+        server = traffic.iperf3_server(lab3, b1)
         alone = traffic.mbits(traffic.iperf3_client(lab3, a1, "10.10.0.2", 5, streams=4))
-        traffic.iperf3_server(lab3, b2)
+        server.wait(timeout=30)  # -1: it ends after its one client
+        server = traffic.iperf3_server(lab3, b2)
         free = traffic.mbits(traffic.iperf3_client(lab3, a2, "10.10.0.2", 4))
+        server.wait(timeout=30)
 
         def side_by_side() -> tuple[float, float]:
             servers = [traffic.iperf3_server(lab3, b) for b in (b1, b2)]
