@@ -8,7 +8,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
@@ -46,7 +46,12 @@ def _timed(
 class PeerClient(Channel):
     """The federation calls this agent makes to one peer (api/federation.py answers them)."""
 
-    metrics = Metrics()  # replaced by the Federation's (the agent's) when it makes the client
+    def __init__(
+        self, local_name: str, peer: PeerRef, *, metrics: Metrics | None = None, **channel: Any
+    ) -> None:
+        """`metrics`: where its calls are timed (the agent's); `channel`: Channel's options."""
+        super().__init__(local_name, peer, **channel)
+        self.metrics = metrics or Metrics()
 
     @_timed
     def health(self, family: int | None = None) -> answers.Health:
@@ -175,8 +180,8 @@ class Federation:
                 timeout=self.timeout,
                 transport=self.transport,
                 plain_http=self.plain_http,
+                metrics=self.metrics,
             )
-            client.metrics = self.metrics
             self._clients[ref.name] = client
             return client
 
