@@ -182,3 +182,13 @@ def test_the_plain_listener_serves_the_same_registry_without_a_token(pair):
     assert r.status_code == 200
     names = {f.name for f in text_string_to_metric_families(r.text)}
     assert {"intercloud_link_up", "intercloud_reconcile_pass_duration_seconds"} <= names
+
+
+def test_a_failed_pass_counts_an_error(pair):
+    a, *_ = pair
+    errors = "intercloud_reconcile_errors_total"
+    before = value(scrape(a), errors)
+    a.dataplane.fail("observe")
+    result = a.ctx.reconciler.reconcile_once()
+    assert not result.settled
+    assert value(scrape(a), errors) == before + 1
