@@ -2,7 +2,7 @@
 PYTHON ?= python3
 APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables procps iperf3 \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins \
-	libstrongswan-standard-plugins openvswitch-switch ethtool wrk
+	libstrongswan-standard-plugins openvswitch-switch ethtool wrk prometheus
 # the topology page's browser test (tests/integration/test_topology_page.py): about 25 s to install
 APT_PACKAGES += chromium
 # The whole suite, the benchmark's short run included (it proves `python -m bench` works; no
@@ -24,6 +24,8 @@ install-system:
 	-systemctl stop strongswan-starter strongswan 2>/dev/null || true
 	# Nor Open vSwitch: the tests start an ovsdb-server and ovs-vswitchd per simulated cloud.
 	-systemctl stop openvswitch-switch 2>/dev/null || true
+	# Nor Prometheus: the metrics test runs its own in a lab namespace, on its own port.
+	-systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
 
 install-python:
 	$(PYTHON) -m pip install -q -e '.[dev]'

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from intercloud import config as config_mod
 from intercloud import tls
@@ -21,7 +22,9 @@ from intercloud.drivers import dataplane as dataplane_drivers
 from intercloud.drivers import ipsec as ipsec_drivers
 from intercloud.errors import IntercloudError
 from intercloud.federation.peers import Federation
+from intercloud.metrics import Metrics
 from intercloud.reconciler import Reconciler
+from intercloud.service import gauges
 from intercloud.store import Store, models
 
 log = logging.getLogger("intercloud.agent")
@@ -34,14 +37,17 @@ def build(cfg: config_mod.Config) -> AppContext:
     store.migrate()
     cloud = cloud_drivers.load(cfg)
     dataplane = dataplane_drivers.load(cfg)
+    metrics = Metrics()  # this agent's registry (not the library's global one)
+    metrics.watch(gauges.collector(store))
     federation = Federation(
         cfg.agent.name,
         timeout=cfg.agent.federation_timeout,
         pinned=lambda peer: pinned_ca(store, peer),
         plain_http=cfg.agent.plain_http,
+        metrics=metrics,
     )
     ipsec = ipsec_drivers.load(cfg)
-    reconciler = Reconciler(cfg, store, cloud, dataplane, federation, ipsec)
+    reconciler = Reconciler(cfg, store, cloud, dataplane, federation, ipsec, metrics=metrics)
     return AppContext(
         cfg=cfg,
         store=store,
@@ -49,6 +55,7 @@ def build(cfg: config_mod.Config) -> AppContext:
         dataplane=dataplane,
         reconciler=reconciler,
         ipsec=ipsec,
+        metrics=metrics,
     )
 
 
@@ -80,6 +87,21 @@ def _reload(server_tls: tls.ServerTLS) -> None:
         log.error("SIGHUP: %s; still serving the previous certificate", exc.message)
         return
     log.info("SIGHUP: TLS certificate reloaded from %s", server_tls.cert)
+
+
+def _metrics_listener(cfg: config_mod.Config, ctx: AppContext) -> Any:
+    """The plain, unauthenticated /metrics of `agent.metrics_listen` (None: not configured):
+    for a scraper on the host itself; the API's /metrics asks for the admin token."""
+    if not cfg.agent.metrics_listen:
+        return None
+    host, port = config_mod.metrics_address(cfg.agent.metrics_listen)
+    server, _ = start_http_server(port, host, registry=ctx.metrics.registry)
+    log.info(
+        "agent %s: metrics on http://%s/metrics (no token)",
+        cfg.agent.name,
+        cfg.agent.metrics_listen,
+    )
+    return server
 
 
 def run(config_path: str | Path) -> None:
@@ -121,10 +143,14 @@ def run(config_path: str | Path) -> None:
         ctx.store.engine.url.render_as_string(),
         cfg.dataplane.driver,
     )
+    metrics_server = _metrics_listener(cfg, ctx)
     ctx.reconciler.start()
     try:
         server.run()
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         # Leave the data plane as it is: a restart must not drop a packet.
         ctx.reconciler.stop()
         ctx.dataplane.close()

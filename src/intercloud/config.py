@@ -10,6 +10,8 @@ reconcile_interval = 10.0      # seconds between periodic passes
 tls_cert = "/etc/intercloud/agent.crt"   # PEM certificate (chain); reloaded on SIGHUP
 tls_key = "/etc/intercloud/agent.key"    # its private key (mode 0600); empty: in tls_cert
 # plain_http = true            # serve plain HTTP instead (tokens in clear: tests only)
+# metrics_listen = "127.0.0.1:9464"   # /metrics also here, plain HTTP, no token (a local
+                                      # scraper); it is always on the API for the admin token
 
 [dataplane]
 driver = "linux"               # linux | ovs | fake
@@ -43,6 +45,7 @@ interface = "tn-net1"          # a bridge (joined by a veth pair) or an interfac
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -73,6 +76,8 @@ class AgentSection:
     tls_cert: str = ""
     tls_key: str = ""
     plain_http: bool = False
+    # "host:port" ("[::1]:9464" for IPv6) serving /metrics without a token; "": not served
+    metrics_listen: str = ""
 
 
 @dataclass
@@ -217,6 +222,8 @@ def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
 def validate(cfg: Config) -> None:
     validation.name(cfg.agent.name, "agent.name")
     _validate_tls(cfg.agent)
+    if cfg.agent.metrics_listen:
+        metrics_address(cfg.agent.metrics_listen)
     naming.check_prefix(cfg.dataplane.prefix)
     _validate_drivers(cfg)
     # with OpenStack, admins are Keystone users with the admin role: no token of our own
@@ -304,6 +311,24 @@ def _validate_tls(agent: AgentSection) -> None:
             "or set agent.plain_http = true to serve plain HTTP",
             field="agent.tls_cert",
         )
+
+
+def metrics_address(value: str) -> tuple[str, int]:
+    """(address, port) of `agent.metrics_listen`: an IP address and a port, "[v6]:port"."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        number = 0
+    if not sep or not 0 < number < 65536:
+        raise Invalid(
+            f"config agent.metrics_listen: expected address:port (e.g. 127.0.0.1:9464 or "
+            f"[::1]:9464), got {value!r}",
+            field="agent.metrics_listen",
+        )
+    return host, number
 
 
 def check_private(path: Path, what: str = "config") -> None:

@@ -99,7 +99,9 @@ def make_agent(
     }
     cfg = config_mod.parse(data, env={})
     ctx = build(cfg)
-    ctx.reconciler.federation = Federation(name, transport=router, plain_http=True)
+    ctx.reconciler.federation = Federation(
+        name, transport=router, plain_http=True, metrics=ctx.metrics
+    )
     fake: FakeDataplane = ctx.dataplane  # type: ignore[assignment]
     fake.add_foreign("tn-net1", "bridge")
     fake.add_foreign("tn-net2", "bridge")

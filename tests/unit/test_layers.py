@@ -15,6 +15,7 @@ RANK = {
     "errors": 0,
     "domain": 1,
     "tls": 1,
+    "metrics": 1,  # prometheus_client only
     "store": 2,
     "federation": 2,
     "drivers": 2,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from intercloud import __version__
-from intercloud.api import admin, errors, federation, openapi, topology, user
+from intercloud.api import admin, errors, federation, openapi, scrape, topology, user
 from intercloud.api.answer_signing import AnswerSigning
 from intercloud.api.context import AppContext
 from intercloud.api.limits import BodyLimit
 from intercloud.api.reads import ReadCache
+from intercloud.api.request_metrics import RequestMetrics
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -25,7 +26,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(user.router)
     app.include_router(federation.router)
     app.include_router(topology.router)
+    app.include_router(scrape.router)
     app.add_middleware(AnswerSigning, agent_name=ctx.cfg.agent.name)
-    app.add_middleware(BodyLimit)  # added last: the outermost, before anything reads a body
+    app.add_middleware(BodyLimit)  # before anything reads a body
+    app.add_middleware(RequestMetrics, metrics=ctx.metrics)  # outermost: every answer timed
     openapi.install(app)
     return app

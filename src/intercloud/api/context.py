@@ -5,10 +5,11 @@ imports neither: the agent (agent.py) builds the real objects and hands them in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from intercloud.config import Config
+from intercloud.metrics import Metrics
 from intercloud.service.user import ProjectNetworks
 from intercloud.store import Store
 
@@ -91,6 +92,7 @@ class AppContext:
     dataplane: DataplaneHandle
     reconciler: RunningReconciler
     ipsec: IpsecHandle
+    metrics: Metrics = field(default_factory=Metrics)  # this agent's own registry
 
     @property
     def encrypts(self) -> bool:

@@ -1,31 +1,66 @@
 """Typed calls to a peer agent's federation API: one PeerClient per peer, each call returning
-the checked value of federation/answers.py; `Federation` keeps one client per peer."""
+the checked value of federation/answers.py and timed into the agent's metrics (by peer and
+call: the method's name); `Federation` keeps one client per peer."""
 
 from __future__ import annotations
 
+import functools
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
 from intercloud.federation import answers
 from intercloud.federation.transport import Channel, PeerRef
+from intercloud.metrics import Metrics
 
 __all__ = ["Federation", "PeerClient", "PeerRef"]
 
 HEALTH_TIMEOUT = 1.5  # a peer slower than this to answer its health check counts as down
 Pairs = Iterable[tuple[str, str]]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _timed(
+    call: Callable[Concatenate[PeerClient, P], R],
+) -> Callable[Concatenate[PeerClient, P], R]:
+    """Record the call's duration, and whether it failed, under its own name."""
+
+    @functools.wraps(call)
+    def timed(self: PeerClient, *args: P.args, **kwargs: P.kwargs) -> R:
+        started, failed = time.perf_counter(), True
+        try:
+            answer = call(self, *args, **kwargs)
+            failed = False
+            return answer
+        finally:
+            seconds = time.perf_counter() - started
+            self.metrics.called(self.peer.name, call.__name__, seconds, failed)
+
+    return timed
 
 
 class PeerClient(Channel):
     """The federation calls this agent makes to one peer (api/federation.py answers them)."""
 
+    def __init__(
+        self, local_name: str, peer: PeerRef, *, metrics: Metrics | None = None, **channel: Any
+    ) -> None:
+        """`metrics`: where its calls are timed (the agent's); `channel`: Channel's options."""
+        super().__init__(local_name, peer, **channel)
+        self.metrics = metrics or Metrics()
+
+    @_timed
     def health(self, family: int | None = None) -> answers.Health:
         """`family` (4 or 6): that of our end of the link; the peer's end must match it."""
         answer = self.request("GET", "/v1/federation/health", timeout=HEALTH_TIMEOUT)
         return answers.health(self.peer.name, answer, family)
 
     # -- the origin: replicas of our expansions and their VNIs --------------------------------
+    @_timed
     def put_replica(
         self,
         uid: str,
@@ -45,6 +80,7 @@ class PeerClient(Channel):
             body["addressing"] = addressing
         return answers.replica(self.peer.name, self.request("PUT", _replica(uid), body))
 
+    @_timed
     def agree_vni(
         self, uid: str, requested: int | None, exclude: list[int], vnis: tuple[int, int]
     ) -> int:
@@ -54,9 +90,11 @@ class PeerClient(Channel):
         answer = self.request("PUT", _replica(uid) + "/vni", body)
         return answers.vni(self.peer.name, answer, *vnis, requested=requested, exclude=exclude)
 
+    @_timed
     def delete_replica(self, uid: str) -> None:
         answers.accepted(self.peer.name, self.request("DELETE", _replica(uid)), "delete")
 
+    @_timed
     def put_relays(self, uid: str, relays: Pairs, members: Collection[str]) -> answers.Relays:
         """Tell a member the pairs it relays for us; `members` (the network's, ours included)
         are all its answer may name."""
@@ -64,24 +102,28 @@ class PeerClient(Channel):
         answer = self.request("PUT", _replica(uid) + "/relays", body)
         return answers.relays(self.peer.name, answer, members)
 
+    @_timed
     def flush(self, uid: str) -> None:
         """Ask a member to forget the MACs its ports of our network learned."""
         answer = self.request("POST", _replica(uid) + "/flush", {})
         answers.accepted(self.peer.name, answer, "flush")
 
     # -- a member: to the origin, and to the other members ------------------------------------
+    @_timed
     def report_ports(self, uid: str, ports: Iterable[Sequence[str]], cidr: str) -> list[list[str]]:
         """Tell the origin the ports of its network's replica here."""
         body = {"ports": [list(p) for p in ports]}
         answer = self.request("PUT", f"/v1/federation/expansions/{uid}/ports", body)
         return answers.ports(self.peer.name, answer, cidr)
 
+    @_timed
     def report_direct(self, uid: str, direct: Sequence[str]) -> list[str]:
         """Tell the origin which members we reach directly; its answer may name only them."""
         body = {"direct": list(direct)}
         answer = self.request("PUT", f"/v1/federation/expansions/{uid}/direct", body)
         return answers.direct(self.peer.name, answer, direct)
 
+    @_timed
     def agree_adjacency(
         self, uid: str, origin: str, exclude: list[int], vnis: tuple[int, int]
     ) -> int:
@@ -107,15 +149,17 @@ class Federation:
         *,
         pinned: Callable[[str], str | None] | None = None,
         plain_http: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         """`pinned(peer)`: the PEM the peer's certificate must chain to, None for the system's
         CAs; `plain_http`: http:// federation URLs are allowed (the agent serves plain HTTP);
-        `transport`: in-process calls (tests)."""
+        `transport`: in-process calls (tests); `metrics`: where calls are timed (the agent's)."""
         self.local_name = local_name
         self.timeout = timeout
         self.transport = transport
         self.pinned = pinned
         self.plain_http = plain_http
+        self.metrics = metrics or Metrics()
         self._clients: dict[str, PeerClient] = {}
         self._lock = threading.Lock()
 
@@ -136,6 +180,7 @@ class Federation:
                 timeout=self.timeout,
                 transport=self.transport,
                 plain_http=self.plain_http,
+                metrics=self.metrics,
             )
             self._clients[ref.name] = client
             return client

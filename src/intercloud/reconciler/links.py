@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -89,14 +90,17 @@ def check(parts: Parts, memory: Memory, result: PassResult, skip: set[str]) -> d
             # Answered a moment ago: a pass triggered by an API change need not ask again.
             health[link_id] = ANSWERS
             continue
+        started = time.perf_counter()  # the round trip (RTT), whatever clock the pass has
         try:
             answer = parts.federation.peer(peer).health(family)
         except PeerError as exc:
+            parts.metrics.checked(peer.name, None)
             health[link_id] = Health(False, answers.reason(exc), answers.admin_reason(exc))
             memory.healthy_at.pop((link_id, peer.url), None)
             if isinstance(exc, answers.BadAnswer):
                 result.peer_errors.append(exc.message)
             continue
+        parts.metrics.checked(peer.name, time.perf_counter() - started)
         health[link_id] = ANSWERS
         memory.healthy_at[(link_id, peer.url)] = now
         if answer.tunnel_endpoint:

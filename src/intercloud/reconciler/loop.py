@@ -19,6 +19,7 @@ from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.drivers.ipsec.noop import NO_IPSEC
 from intercloud.federation.peers import Federation
+from intercloud.metrics import Metrics
 from intercloud.reconciler import cycle
 from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import LAST_ERROR_MAX, Clock, Parts, PassResult
@@ -70,6 +71,7 @@ class Reconciler:
         ipsec: Ipsec = NO_IPSEC,
         *,
         clock: Clock = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -78,6 +80,7 @@ class Reconciler:
         self.federation = federation
         self.ipsec = ipsec
         self.clock = clock
+        self.metrics = metrics or federation.metrics  # one registry for the agent
         self.stats = Stats()
         self.memory = Memory()
         self._wake = threading.Event()
@@ -120,8 +123,9 @@ class Reconciler:
 
     def reconcile_once(self) -> PassResult:
         with self._lock:
-            started = self.clock()
+            started, timer = self.clock(), time.perf_counter()
             result = PassResult()
+            failed = 0
             parts = Parts(
                 self.cfg,
                 self.store,
@@ -130,6 +134,7 @@ class Reconciler:
                 self.ipsec,
                 self.federation,
                 self.clock,
+                self.metrics,
             )
             try:
                 cycle.run(parts, self.memory, result)
@@ -142,7 +147,10 @@ class Reconciler:
                     log.exception("reconciler pass failed")
                 self.stats.last_error = text.clean(what, LAST_ERROR_MAX)
                 result.settled = False
+                failed = 1
             self._count(result, started)
+            errors = len(set(result.errors)) + failed
+            self.metrics.passed(time.perf_counter() - timer, result.changes, errors)
             return result
 
     def _count(self, result: PassResult, started: float) -> None:

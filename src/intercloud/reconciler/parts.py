@@ -12,6 +12,7 @@ from intercloud.drivers.cloud.base import Cloud
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.federation.peers import Federation
+from intercloud.metrics import Metrics
 from intercloud.store import Store
 
 Clock = Callable[[], float]  # monotonic seconds (time.monotonic; tests pass their own)
@@ -27,6 +28,7 @@ class Parts:
     ipsec: Ipsec
     federation: Federation
     clock: Clock
+    metrics: Metrics
 
     @property
     def me(self) -> str:
