@@ -3,6 +3,9 @@ PYTHON ?= python3
 APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables procps iperf3 \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins \
 	libstrongswan-standard-plugins openvswitch-switch ethtool wrk
+# what docs/deploy.md installs and tests/integration/test_deploy.py checks (systemd: its
+# systemd-analyze verifies the units)
+APT_PACKAGES += openssl jq python3 python3-venv systemd
 # The whole suite, the benchmark's short run included (it proves `python -m bench` works; no
 # timing is asserted). `make test-bench` runs only that.
 PYTEST_ARGS ?=
