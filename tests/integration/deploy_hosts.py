@@ -122,6 +122,7 @@ class Host:
 
     def _handlers(self) -> dict[tuple[str, ...], Callable[[list[str]], str]]:
         return {
+            ("apt-get", "update"): lambda _: "",
             ("apt-get", "install"): self._apt_install,
             ("python3", "-m", "venv"): lambda _: "",
             ("/opt/intercloud/bin/pip", "install"): self._pip_install,
