@@ -5,6 +5,9 @@ APT_PACKAGES = iproute2 iputils-ping iputils-arping tcpdump postgresql nftables 
 	libstrongswan-standard-plugins openvswitch-switch ethtool wrk prometheus
 # the topology page's browser test (tests/integration/test_topology_page.py): about 25 s to install
 APT_PACKAGES += chromium
+# what docs/deploy.md installs and tests/integration/test_deploy.py checks (systemd: its
+# systemd-analyze verifies the units)
+APT_PACKAGES += openssl jq python3 python3-venv systemd
 # The whole suite, the benchmark's short run included (it proves `python -m bench` works; no
 # timing is asserted). `make test-bench` runs only that.
 PYTEST_ARGS ?=

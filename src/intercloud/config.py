@@ -100,7 +100,7 @@ class IpsecSection:
     driver: str = "strongswan"  # strongswan | fake | none (drivers/ipsec: DRIVERS)
     vici_socket: str = "/var/run/charon.vici"
     # Further charons that share the encryption (kernel-libipsec only; drivers/ipsec/lanes.py):
-    # lane k's VICI socket is lanes[k - 1]; its charon's settings: lab/charon.py conf_text(lane=k).
+    # lane k's VICI socket is lanes[k - 1]; its charon's settings: `intercloud charon-config`.
     lanes: list[str] = field(default_factory=list)
 
 

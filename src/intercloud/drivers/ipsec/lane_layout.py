@@ -1,7 +1,7 @@
 """Where the lanes of one gateway live (drivers/ipsec/lanes.py): lane k's charon marks its own
 packets FWMARK + k, routes into its TUN device through routing table 220 + k and does IKE on
-its own UDP ports. The lab's charon launcher (intercloud.lab.charon) writes the same numbers
-into each charon's strongswan.conf."""
+its own UDP ports. charon_conf.py writes the same numbers into each charon's strongswan.conf
+(`intercloud charon-config` on a host, the lab's launcher in namespaces)."""
 
 from __future__ import annotations
 

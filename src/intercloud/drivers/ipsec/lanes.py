@@ -8,7 +8,7 @@ A second charon is the only way to a second pair; measured in the README (Benchm
 How, on an agent with N lanes (lane 0 is the agent's usual charon):
 
 * lane k's charon has its own IKE ports (4500 + 10k, NAT-T 4501 + 10k), socket mark
-  0x1c1 + k and routing table 220 + k (lab/charon.py `conf_text(lane=k)`); every charon's policy
+  0x1c1 + k and routing table 220 + k (charon_conf.py `conf_text(lane=k)`); every charon's policy
   rule skips all lanes' socket marks, so no ESP is routed into another charon's TUN device.
 * per link every lane has its own IKE SA and CHILD_SA between the same endpoints, with the
   link's crypto and PSK; lane k connects to the peer's lane k port. Lane 0 traps (nothing to

@@ -13,7 +13,7 @@ tests/integration/test_ipsec_strongswan.py):
   peer's address into its TUN device (table 220) and drops what no SA covers, so a UDP-4789
   selector would swallow pings and the agents' federation HTTP (TCP 8700); protecting all of
   it is simple and encrypts federation HTTP too. IKE and ESP-in-UDP bypass the TUN route by
-  fwmark (see lab/charon.py: socket-default/kernel-netlink fwmark, kernel-libipsec allow_peer_ts).
+  fwmark (see charon_conf.py: socket-default/kernel-netlink fwmark, kernel-libipsec allow_peer_ts).
 * start_action = trap on both sides: the route into the TUN device exists from load time, so
   tunnel traffic is never sent in clear; without an SA libipsec drops it ("could not find an
   outbound IPsec SA"). libipsec sends no acquires, so traps never initiate: the `initiator`
