@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from intercloud import config, tls
-from intercloud.agent import pinned_ca
+from intercloud.agent import SHUTDOWN_GRACE, pinned_ca
 from intercloud.api_client import ApiClient
 from intercloud.errors import IntercloudError, Invalid, PeerError
 from intercloud.federation.peers import Federation, PeerRef
@@ -296,6 +296,21 @@ def test_a_peer_with_another_certificate_makes_its_link_down_with_a_clear_reason
     status = a.admin("GET", "/v1/links/B").json()["status"]
     assert "TLS" not in status["reason"] and "refused" in status["reason"], status
     a.ctx.store.dispose()
+
+
+def test_a_peer_holding_a_pooled_connection_does_not_hold_up_the_agents_stop(cloud_b):
+    """Peers keep one pooled connection to us: on SIGTERM an idle one held uvicorn's TLS
+    shutdown past 10 s (the agent was then killed); now the agent ends within its grace."""
+    agent, b = cloud_b
+    federation = Federation("A", pinned=lambda _: b.ca.read_text())
+    peer = federation.peer(PeerRef("B", f"https://127.0.0.1:{agent.port}", "k" * 32))
+    try:
+        with pytest.raises(PeerError, match="refused our signature"):
+            peer.health()  # B does not know A; the connection stays in A's pool
+        agent.proc.terminate()
+        assert agent.proc.wait(timeout=SHUTDOWN_GRACE + 5) is not None
+    finally:
+        federation.close()
 
 
 def test_one_context_per_peer_and_pem(monkeypatch):
