@@ -20,11 +20,13 @@ from intercloud.api.context import AppContext
 from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
 from intercloud.drivers import ipsec as ipsec_drivers
+from intercloud.drivers.underlay import LinuxHost
 from intercloud.errors import IntercloudError
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
 from intercloud.reconciler import Reconciler
 from intercloud.service import gauges
+from intercloud.service.diagnosis import Diagnoser
 from intercloud.store import Store, models
 
 SHUTDOWN_GRACE = 2  # seconds open connections may take to end once the agent is told to stop
@@ -57,6 +59,13 @@ def build(cfg: config_mod.Config) -> AppContext:
         reconciler=reconciler,
         ipsec=ipsec,
         metrics=metrics,
+        diagnoser=Diagnoser(
+            store,
+            cfg.dataplane.prefix,
+            federation,
+            ipsec,
+            LinuxHost(reads_ports=cfg.dataplane.driver == "linux"),
+        ),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from intercloud import __version__
-from intercloud.api import admin, errors, federation, openapi, scrape, topology, user
+from intercloud.api import admin, diagnosis, errors, federation, openapi, scrape, topology, user
 from intercloud.api.answer_signing import AnswerSigning
 from intercloud.api.context import AppContext
 from intercloud.api.limits import BodyLimit
@@ -26,6 +26,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(user.router)
     app.include_router(federation.router)
     app.include_router(topology.router)
+    app.include_router(diagnosis.router)
     app.include_router(scrape.router)
     app.add_middleware(AnswerSigning, agent_name=ctx.cfg.agent.name)
     app.add_middleware(BodyLimit)  # before anything reads a body

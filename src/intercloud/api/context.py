@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from intercloud.config import Config
 from intercloud.metrics import Metrics
+from intercloud.service.diagnosis import Diagnoser
 from intercloud.service.user import ProjectNetworks
 from intercloud.store import Store
 
@@ -93,6 +94,7 @@ class AppContext:
     reconciler: RunningReconciler
     ipsec: IpsecHandle
     metrics: Metrics = field(default_factory=Metrics)  # this agent's own registry
+    diagnoser: Diagnoser | None = None  # `intercloud diagnose` (None: not wired, a 503)
 
     @property
     def encrypts(self) -> bool:

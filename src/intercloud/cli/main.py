@@ -7,10 +7,10 @@ import sys
 
 import click
 
-from intercloud.cli import admin, charon_config, context, policies, status, user
+from intercloud.cli import admin, charon_config, context, diagnose, policies, status, user
 from intercloud.cli.app import cli, one_line
 
-_COMMANDS = (*admin.GROUPS, *user.GROUPS, *policies.GROUPS, status.status)
+_COMMANDS = (*admin.GROUPS, *user.GROUPS, *policies.GROUPS, status.status, diagnose.diagnose)
 for _command in (*_COMMANDS, charon_config.charon_config):
     cli.add_command(_command)
 

@@ -10,8 +10,10 @@ text a peer may legitimately send (a replica's reason) is cleaned (domain/text.p
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from intercloud.domain import text
 from intercloud.domain import validation as v
@@ -52,6 +54,30 @@ def _kind(value: object) -> str:
 class Health:
     name: str
     tunnel_endpoint: str | None  # the peer's own address for our tunnel (behind NAT)
+    time: float | None = None  # the peer's clock when it answered (None: an older agent)
+
+
+TIME_MAX_CHARS = 40  # "2026-12-04T19:54:15.005245+00:00" is 32
+
+
+def peer_time(peer: str, call: str, value: object) -> float | None:
+    """The `time` of a health answer: an ISO 8601 string with its UTC offset, as epoch seconds
+    (absent or null: None, an older agent)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.isascii() or len(value) > TIME_MAX_CHARS:
+        why = f"must be an ISO 8601 time (a string of at most {TIME_MAX_CHARS} characters)"
+        raise _bad(peer, call, "time", why)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _bad(peer, call, "time", "must be an ISO 8601 time") from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise _bad(peer, call, "time", "must say its UTC offset")
+    seconds = when.timestamp()
+    if not math.isfinite(seconds) or not 0 < seconds < 2**33:
+        raise _bad(peer, call, "time", "is not a plausible time")
+    return seconds
 
 
 def health(peer: str, answer: object, family: int | None = None) -> Health:
@@ -61,9 +87,10 @@ def health(peer: str, answer: object, family: int | None = None) -> Health:
     name = body.get("name")
     if name != peer:
         raise _bad(peer, call, "name", "is not the name this peer has here")
+    clock = peer_time(peer, call, body.get("time"))
     endpoint = body.get("tunnel_endpoint")
     if endpoint is None:
-        return Health(peer, None)
+        return Health(peer, None, clock)
     if not isinstance(endpoint, str):
         why = f"must be an IP address (a string) or null, not {_kind(endpoint)}"
         raise _bad(peer, call, "tunnel_endpoint", why)
@@ -77,7 +104,7 @@ def health(peer: str, answer: object, family: int | None = None) -> Health:
         raise _bad(peer, call, "tunnel_endpoint", "must not be a loopback or link-local address")
     if family is not None and addr.version != family:
         raise _bad(peer, call, "tunnel_endpoint", f"must be an IPv{family} address like ours")
-    return Health(peer, endpoint)
+    return Health(peer, endpoint, clock)
 
 
 # -- replicas and VNIs ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import json
 import threading
 import weakref
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -52,6 +53,29 @@ def _read_bounded(resp: httpx.Response, peer_name: str) -> None:
             raise PeerError(f"peer {peer_name}: answer larger than {MAX_ANSWER} bytes")
         chunks.append(chunk)
     resp._content = b"".join(chunks)  # what resp.content and resp.json() read
+
+
+class SignatureRefused(PeerError):
+    """The peer answered 401 to our signature. Its refusals all look alike (api/auth.py), but
+    its unsigned HTTP `Date` header says what its clock reads: `peer_time` (None: no usable
+    header), for `intercloud diagnose` to tell a skewed clock from a wrong key."""
+
+    def __init__(self, message: str, *, peer_time: float | None = None) -> None:
+        super().__init__(message, status=401)
+        self.peer_time = peer_time
+
+
+def http_date(value: str | None) -> float | None:
+    """An HTTP Date header as epoch seconds; None unless it is one (from outside: hostile)."""
+    if not value or len(value) > 64 or not value.isascii():
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return when.timestamp()
 
 
 def _refusal(peer_name: str, status: int, data: Any) -> PeerError:
@@ -147,7 +171,10 @@ class Channel:
         name = self.peer.name
         if resp.status_code == 401:
             # a refusal of our signature cannot be signed (the peer may not know our key)
-            raise PeerError(f"peer {name} refused our signature (check the keys)", status=401)
+            raise SignatureRefused(
+                f"peer {name} refused our signature (check the keys and both clocks)",
+                peer_time=http_date(resp.headers.get("date")),
+            )
         authentic = check_answer(
             self.peer.key,
             name,
