@@ -8,6 +8,8 @@ APT_PACKAGES += chromium
 # what docs/deploy.md installs and tests/integration/test_deploy.py checks (systemd: its
 # systemd-analyze verifies the units)
 APT_PACKAGES += openssl jq python3 python3-venv systemd
+# `intercloud diagnose`'s test runs one agent with its clock shifted (libfaketime)
+APT_PACKAGES += faketime
 # The whole suite, the benchmark's short run included (it proves `python -m bench` works; no
 # timing is asserted). `make test-bench` runs only that.
 PYTEST_ARGS ?=
