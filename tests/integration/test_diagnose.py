@@ -96,7 +96,7 @@ def print_line(lab, layer: str) -> None:
     assert r.returncode == BROKEN_EXIT, (r.returncode, r.stdout, r.stderr)
     last = [ln for ln in r.stdout.splitlines() if ln.startswith(f"{layer}: ")]
     assert last, r.stdout
-    print(f"\n{layer} broken -> {last[-1]}")
+    print(f"\n{layer} broken -> {last[-1]}\n{r.stdout}")
 
 
 def test_nothing_broken_every_layer_fine(lab3, expanded):
@@ -114,6 +114,7 @@ def test_nothing_broken_every_layer_fine(lab3, expanded):
     assert {got[k] for k in ("underlay", "ipsec", "api", "clock", "fdb")} == {"ok"}, out
     r = diagnose(lab3, "B")
     assert r.returncode == 0 and "every layer fine" in r.stdout, (r.stdout, r.stderr)
+    print(f"\n{r.stdout}")
     every = json.loads(diagnose(lab3, "--json").stdout)
     assert sorted(w["peer"] for w in every["links"]) == ["B", "C"]
 

@@ -109,7 +109,16 @@ def test_api_failures_each_have_their_advice(failure, needle):
     api = dg.Api("https://198.18.2.2:8700", failure, "peer B ...", our_time=NOW)
     broken, states, advice = verdict(healthy(api=api))
     assert broken == "api" and needle in advice, advice
-    assert states["clock"] == "skipped" and states["fdb"] == "skipped"
+    assert states["clock"] == "skipped" and states["fdb"] == "ok"  # ports need no API
+
+
+def test_api_timeout_while_large_packets_die_is_the_mtu():
+    api = dg.Api("https://198.18.2.2:8700", "timeout", "peer B unreachable", our_time=NOW)
+    big_lost = dataclasses.replace(PORT, big=None)
+    broken, states, advice = verdict(healthy(api=api, ports=[big_lost]))
+    assert broken == "mtu" and states["api"] == "skipped" and "--mtu" in advice
+    # the same timeout with every probe answered stays the API's
+    assert verdict(healthy(api=api))[0] == "api"
 
 
 def test_refused_signature_with_the_peers_clock_past_the_window_is_the_clock():

@@ -13,7 +13,9 @@ Pure: the observations come in (service/diagnosis.py gathers them), verdicts go 
     mtu       a probe frame of the VM MTU crosses each tunnel port as well
 
 A layer after the first broken one is `skipped` where its check cannot mean anything (the API
-behind a dead SA); one whose check stands on its own is still reported.
+behind a dead SA); one whose check stands on its own is still reported: the tunnel layers need
+the underlay and the SA, not the API. An API call that timed out while small packets pass and
+large ones die is the MTU's doing (a TLS handshake needs full-size segments): `mtu` is named.
 """
 
 from __future__ import annotations
@@ -148,13 +150,24 @@ def walk(link: Link) -> Diagnosis:
             "underlay", BROKEN, why, f"enable it: intercloud link update {link.peer} --enable"
         )
         return out
-    out.layers.append(underlay(link))
-    out.layers.append(ipsec(link))
-    out.layers.append(api(link, ipsec_ok=out.layers[-1].state != BROKEN))
-    out.layers.append(clock(link))
+    out.layers = [underlay(link), ipsec(link)]
+    # The tunnel ports need the underlay and the SA, not the API: their layers stand alone.
     carries = all(lay.state != BROKEN for lay in out.layers)
-    out.layers.extend(tunnel_layers(link, carries))
+    below = tunnel_layers(link, carries)
+    out.layers += [api(link, ipsec_ok=out.layers[-1].state != BROKEN), clock(link)]
+    if _large_packets_die(link, below):
+        # a timed-out API call whose small packets pass (ESP came back, small probes too) is
+        # the path dropping large ones: a TLS handshake needs full-size segments
+        detail = f"{out.layers[2].detail}: large packets die on the path (mtu, below)"
+        out.layers[2] = Layer("api", SKIPPED, detail)
+    out.layers += below
     return out
+
+
+def _large_packets_die(link: Link, below: list[Layer]) -> bool:
+    states = {lay.layer: lay.state for lay in below}
+    timed_out = link.api is not None and link.api.failure == "timeout"
+    return timed_out and states.get("tunnel") == OK and states.get("mtu") == BROKEN
 
 
 def underlay(link: Link) -> Layer:
@@ -318,7 +331,7 @@ def clock(link: Link) -> Layer:
 
 def tunnel_layers(link: Link, carries: bool) -> list[Layer]:
     if not carries:
-        why = "not meaningful while a layer above is broken"
+        why = "not meaningful while the underlay or IPsec is broken"
         return [Layer(name, SKIPPED, why) for name in ("fdb", "tunnel", "mtu")]
     ports = link.ports
     if ports is not None and not ports:
