@@ -17,6 +17,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ HOSTILE: list[tuple[str, Any]] = [
     ("health", {"name": "B\nlink: forged", "tunnel_endpoint": "198.18.2.2"}),
     ("health", ["B", "198.18.2.2"]),
     ("health", "198.18.2.2; reboot"),
+    ("health", {"name": "B", "time": "now\nlink: forged"}),  # the peer's clock (diagnose)
+    ("health", {"name": "B", "time": 1e308}),
     ("replica", {"status": "active\nforged", "vni": 100, "reason": ""}),
     ("replica", {"status": "active", "vni": "100; id", "reason": ""}),
     ("replica", {"status": "active", "vni": 2**40, "reason": ""}),
@@ -144,7 +147,8 @@ class HostilePeer:
     def _honest(self, call: str, path: str, request: dict) -> tuple[int, Any]:
         uid = path.split("/")[4] if call != "health" else ""
         if call == "health":
-            return 200, {"name": self.name, "time": "now", "tunnel_endpoint": self.endpoint}
+            now = datetime.now(UTC).isoformat()
+            return 200, {"name": self.name, "time": now, "tunnel_endpoint": self.endpoint}
         if call == "replica":
             vni = self.vnis.get(uid)
             return 200, {"status": "active" if vni else "pending", "vni": vni, "reason": ""}
