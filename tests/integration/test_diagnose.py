@@ -117,6 +117,7 @@ def test_nothing_broken_every_layer_fine(lab3, expanded):
     print(f"\n{r.stdout}")
     every = json.loads(diagnose(lab3, "--json").stdout)
     assert sorted(w["peer"] for w in every["links"]) == ["B", "C"]
+    assert [w["broken"] for w in every["links"]] == [None, None], every  # C: behind NAT
 
 
 def test_unknown_peer_is_one_line_and_an_error(lab3):
