@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from intercloud.domain import diagnosis as dg
-from intercloud.errors import NotFound, PeerError
+from intercloud.errors import DriverError, NotFound, PeerError
 from intercloud.federation import answers, failures
 from intercloud.federation.answers import BadAnswer
 from intercloud.federation.transport import Channel, PeerRef, SignatureRefused, http_date
@@ -421,3 +421,20 @@ def test_failure_kinds_of_real_transport_errors():
     assert failures.kind(BadAnswer("peer B: bad answer")) == "bad_answer"
     assert failures.kind(PeerError("peer B refused: HTTP 500")) == "error"
     ch.close()
+
+
+def test_a_port_the_prober_refuses_is_skipped_with_its_reason():
+    off = dataclasses.replace(PORT, probed=False, small=None, big=None, probe_error="probes off")
+    broken, states, _ = verdict(healthy(ports=[off]))
+    assert broken is None and states["tunnel"] == "skipped"
+    assert dg.walk(healthy(ports=[off])).layers[5].detail == "probes off"
+
+
+def test_service_prober_errors_skip_the_tunnel_layers(store):
+    class Refusing(FakeProber):
+        def check(self, port, size, timeout):
+            raise DriverError("tunnel probes are off: no CAP_NET_RAW")
+
+    peer = FakePeer(answers.Health("B", None))
+    out = diagnoser(store, peer, FakeIpsec(FakeConn()), prober=Refusing(0)).link("B")
+    assert out.broken is None and "no CAP_NET_RAW" in out.layers[5].detail

@@ -101,6 +101,7 @@ class Port:
     big: float | None = None
     big_size: int = 0
     loss: float | None = None  # the prober's running loss, for the detail
+    probe_error: str = ""  # why it could not be probed
 
 
 @dataclass(frozen=True)
@@ -381,7 +382,9 @@ def tunnel(link: Link) -> Layer:
     if ports is None:
         return Layer("tunnel", SKIPPED, "no tunnel probe on this agent")
     if not ports:
-        return Layer("tunnel", SKIPPED, "no tunnel port of this link could be probed")
+        errors = {p.probe_error for p in link.ports or () if p.probe_error}
+        why = "; ".join(sorted(errors)) or "no tunnel port of this link could be probed"
+        return Layer("tunnel", SKIPPED, why)
     for p in ports:
         if p.small is None:
             loss = f" (recent loss {p.loss:.0%})" if p.loss is not None else ""
@@ -401,6 +404,8 @@ def mtu(link: Link, tunnel_ok: bool) -> Layer:
     ports = _probed(link)
     if ports is None:
         return Layer("mtu", SKIPPED, "no tunnel probe on this agent")
+    if not ports:
+        return Layer("mtu", SKIPPED, "no tunnel port of this link could be probed")
     if not tunnel_ok:
         return Layer("mtu", SKIPPED, "not meaningful while small probes do not cross")
     for p in ports:

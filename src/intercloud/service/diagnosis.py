@@ -6,6 +6,7 @@ wires the real ones (agent.py), tests hand in fakes."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -229,8 +230,13 @@ class Diagnoser:
 
     def _probe(self, port: dg.Port, big: int) -> dg.Port:
         assert self.prober is not None
-        small = self.prober.check(port.name, dg.SMALL_PROBE, PROBE_TIMEOUT)
-        large = self.prober.check(port.name, big, PROBE_TIMEOUT) if small is not None else None
+        try:
+            small = self.prober.check(port.name, dg.SMALL_PROBE, PROBE_TIMEOUT)
+            large = None
+            if small is not None:
+                large = self.prober.check(port.name, big, PROBE_TIMEOUT)
+        except IntercloudError as exc:  # probes off, or the port went away meanwhile
+            return dataclasses.replace(port, probe_error=exc.message)
         seen = self.prober.health(port.name)
         return dg.Port(
             port.name,
