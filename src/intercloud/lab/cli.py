@@ -16,6 +16,7 @@ import click
 from intercloud.errors import IntercloudError
 from intercloud.lab.charon import MAX_LANES
 from intercloud.lab.openstack.lab import OpenStackLab
+from intercloud.lab.openstack.plug import plug_port
 from intercloud.lab.topology import DEFAULT_LANES, PROJECTS, Lab
 
 
@@ -247,6 +248,7 @@ def vm() -> None:
 @click.option("--network", help="A local network of CLOUD (net1, net2).")
 @click.option("--replica-of", help="PEER/NETWORK: the replica CLOUD hosts for it, e.g. A/net1.")
 @click.option("--mac", help="MAC address of eth0.")
+@click.option("--port", "port_id", help="OpenStack lab: an existing Neutron port of CLOUD.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for a replica.")
 def vm_add(
     lab_name: str,
@@ -256,9 +258,13 @@ def vm_add(
     network: str | None,
     replica_of: str | None,
     mac: str | None,
+    port_id: str | None,
     timeout: float,
 ) -> None:
     """Add VM NAME to CLOUD."""
+    if port_id is not None:
+        _vm_on_port(lab_name, cloud, vm_name, port_id, network or replica_of or ip_cidr or mac)
+        return
     if (network is None) == (replica_of is None):
         raise click.UsageError("give exactly one of --network or --replica-of")
     lb = _open(lab_name)
@@ -271,6 +277,16 @@ def vm_add(
         cloud, vm_name, ip_cidr, network=network, replica_of=replica_of, mac=mac, timeout=timeout
     )
     click.echo(f"vm {v.target} {v.ip} on bridge {v.bridge} (ns {v.ns})")
+
+
+def _vm_on_port(lab_name: str, cloud: str, vm_name: str, port_id: str, other: object) -> None:
+    if other:
+        raise click.UsageError("--port takes the port's network, address and MAC: give no other")
+    lb = _open(lab_name)
+    if not isinstance(lb, OpenStackLab):
+        raise click.UsageError("--port needs an OpenStack lab (lab up --openstack)")
+    v = plug_port(lb, cloud, vm_name, port_id)
+    click.echo(f"vm {v.target} {v.ip} on port {port_id} (bridge {v.bridge}, ns {v.ns})")
 
 
 @vm.command("rm")
