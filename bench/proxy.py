@@ -2,8 +2,8 @@
 `A.p1`, proxied (A's gateway -> A's agent -> signed federation call -> B's agent -> B's
 Neutron) and direct (B's gateway -> B's Neutron, a token of a member of A.p1 from B's
 Keystone), 200 calls each, one every 125 ms (under the proxy's default rate limit) over a
-keep-alive connection, in the same run on the same OpenStack lab. Figures: p50 and p99 of both, the overhead (proxied - direct)
-and the ratio; target: overhead p50 < 20 ms.
+keep-alive connection, in the same run on the same OpenStack lab. Figures: p50 and p99 of
+both, the overhead (proxied - direct) and the ratio; target: overhead p50 < 20 ms.
 
     python -m bench.proxy               # its own two-cloud OpenStack lab (≈ 2 min), removed after
     python -m bench.proxy --lab NAME    # an OpenStack lab that is up, A and B peered
@@ -18,7 +18,6 @@ import secrets
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from intercloud.lab import nsexec
@@ -74,7 +73,7 @@ def measure(lab: OpenStackLab, calls: int = CALLS) -> dict[str, Any]:
         a.ns,
         {
             **common,
-            "url": f"https://127.0.0.1:8700/v1/proxy/B/network/v2.0/ports",
+            "url": "https://127.0.0.1:8700/v1/proxy/B/network/v2.0/ports",
             "headers": {"X-Auth-Token": a.projects["p1"]},
             "cafile": a.ca,
         },
@@ -128,5 +127,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    _src = str(Path(__file__).resolve().parent.parent / "src")
     sys.exit(main())
