@@ -34,7 +34,10 @@ def oslab(tmp_path_factory):
             what="net1's expansion into B to become active",
         )
         lab.add_vm("A", "a1", network="net1")
+        tenant.install_plugin()  # this checkout's `openstack intercloud` commands
         clouds = tenant.clouds_yaml(lab, "A", "p1", peers=("B",))
+        clouds["clouds"] |= tenant.clouds_yaml(lab, "A", "p2", name="A-p2")["clouds"]
+        clouds["clouds"] |= tenant.clouds_yaml(lab, "A", "admin", name="A-admin")["clouds"]
         path = tenant.write_clouds_yaml(tmp_path_factory.mktemp("tenant") / "clouds.yaml", clouds)
         yield lab, path
     finally:
@@ -128,3 +131,46 @@ def test_refusals_change_nothing_in_B(oslab):
     status, body = _status(lab, "GET", "network/v2.0/ports")
     assert status == 200, body
     assert b_ports(lab) == before
+
+
+def test_the_openstack_cli_plugin_expands_lists_shows_and_deletes(oslab):
+    lab, path = oslab
+    made = osc(
+        lab,
+        path,
+        "A-p2",
+        "intercloud",
+        "expansion",
+        "create",
+        "net2",
+        "--peer",
+        "B",
+        "--wait",
+        "-f",
+        "json",
+    )
+    assert made["status"] == "active" and made["network"] == "net2" and made["project"] == "p2"
+    assert lab.replica_network("B", "A", "net2")["project"] == "A.p2"  # B made the replica
+    listed = osc(lab, path, "A-p2", "intercloud", "expansion", "list", "-f", "json")
+    assert [(e["id"], e["status"]) for e in listed] == [(made["id"], "active")]
+    table = osc(lab, path, "A-p2", "intercloud", "expansion", "list")
+    assert made["id"] in table and "B=active" in table
+    shown = osc(lab, path, "A-p2", "intercloud", "expansion", "show", "net2", "-f", "json")
+    assert shown["id"] == made["id"] and shown["peers"][0]["peer"] == "B"
+    nets = osc(lab, path, "A-p2", "intercloud", "network", "list", "-f", "json")
+    assert [(n["name"], n["expansion"]) for n in nets] == [("net2", made["id"])]
+    # the admin's commands, and a member is refused them in one line
+    peers = osc(lab, path, "A-admin", "intercloud", "peer", "list", "-f", "json")
+    assert [p["name"] for p in peers] == ["B"]
+    agreement = osc(lab, path, "A-admin", "intercloud", "agreement", "show", "B", "-f", "json")
+    assert agreement["proxy_services"] == ["compute", "network"]
+    link = osc(lab, path, "A-admin", "intercloud", "link", "show", "B", "-f", "json")
+    assert link["peer"] == "B"
+    status = osc(lab, path, "A-admin", "intercloud", "status", "-f", "json")
+    assert status["agent"] == "A" and status["cloud"] == "openstack"
+    refused = tenant.openstack(lab, "A", path, "A-p2", "intercloud", "peer", "list")
+    assert refused.returncode != 0 and "HTTP 403" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    osc(lab, path, "A-p2", "intercloud", "expansion", "delete", made["id"], "--wait")
+    assert osc(lab, path, "A-p2", "intercloud", "expansion", "list", "-f", "json") == []

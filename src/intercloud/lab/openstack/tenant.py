@@ -15,22 +15,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from intercloud.lab import nsexec
+from intercloud.lab.nsexec import LabError
 from intercloud.lab.openstack import venvs
 
 if TYPE_CHECKING:
     from intercloud.lab.openstack.lab import OpenStackLab
 
 PROXIED = ("network", "compute")
+REPO = Path(__file__).resolve().parents[4]  # the checkout whose plugin is installed
 
 
 def clouds_yaml(
-    lab: OpenStackLab, home: str, project: str, peers: tuple[str, ...] = ()
+    lab: OpenStackLab,
+    home: str,
+    project: str,
+    peers: tuple[str, ...] = (),
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """The `clouds:` of a member of `project` in `home`: `home` itself and `home-in-peer` for
-    each peer (its proxied endpoints)."""
+    """The `clouds:` of a member of `project` in `home` (`admin`: the cloud's admin): `name`
+    (default: the cloud's letter) and `<name>-in-<peer>` for each peer (proxied endpoints)."""
     c = lab.cloud(home)
     assert c.openstack is not None
-    user = c.openstack["users"][project]
+    if project == "admin":
+        user = {"user": "admin", "password": c.openstack["admin_password"]}
+    else:
+        user = c.openstack["users"][project]
     base = {
         "auth": {
             "auth_url": f"http://127.0.0.1:{c.openstack['keystone_port']}/v3",
@@ -44,15 +53,30 @@ def clouds_yaml(
         "identity_api_version": 3,
         "cacert": c.ca,  # the agent's TLS CA (Keystone answers plain HTTP in the lab)
     }
-    clouds = {c.name: base}
+    name = name or c.name
+    clouds = {name: base}
     for peer in peers:
         p = lab.cloud(peer).name
         overrides = {
             f"{service}_endpoint_override": f"{c.url}/v1/proxy/{p}/{service}/"
             for service in PROXIED
         }
-        clouds[f"{c.name}-in-{p}"] = {**base, **overrides}
+        clouds[f"{name}-in-{p}"] = {**base, **overrides}
     return {"clouds": clouds}
+
+
+def install_plugin() -> None:
+    """This checkout's `openstack intercloud` plugin into the CLI's venv (its entry points;
+    no dependencies: the CLI has osc-lib, cliff and keystoneauth1)."""
+    pip = venvs.venv("openstackclient") / "bin" / "pip"
+    proc = subprocess.run(
+        [str(pip), "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise LabError(f"installing the openstack plugin failed: {proc.stderr.strip()[-500:]}")
 
 
 def write_clouds_yaml(path: Path, clouds: dict[str, Any]) -> Path:
