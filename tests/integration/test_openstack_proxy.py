@@ -46,7 +46,7 @@ def oslab(tmp_path_factory):
 
 def osc(lab, path, cloud: str, *args: str):
     """The CLI's JSON output (it must succeed)."""
-    proc = tenant.openstack(lab, "A", path, cloud, *args)
+    proc = tenant.openstack(lab, "A", path, "--os-cloud", cloud, *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout) if "json" in args else proc.stdout
 
@@ -168,7 +168,7 @@ def test_the_openstack_cli_plugin_expands_lists_shows_and_deletes(oslab):
     assert link["peer"] == "B"
     status = osc(lab, path, "A-admin", "intercloud", "status", "-f", "json")
     assert status["agent"] == "A" and status["cloud"] == "openstack"
-    refused = tenant.openstack(lab, "A", path, "A-p2", "intercloud", "peer", "list")
+    refused = tenant.openstack(lab, "A", path, "--os-cloud", "A-p2", "intercloud", "peer", "list")
     assert refused.returncode != 0 and "HTTP 403" in refused.stderr
     assert "Traceback" not in refused.stderr
 

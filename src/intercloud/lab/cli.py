@@ -15,6 +15,7 @@ import click
 
 from intercloud.errors import IntercloudError
 from intercloud.lab.charon import MAX_LANES
+from intercloud.lab.openstack import tenant
 from intercloud.lab.openstack.lab import OpenStackLab
 from intercloud.lab.openstack.plug import plug_port
 from intercloud.lab.topology import DEFAULT_LANES, PROJECTS, Lab
@@ -228,6 +229,33 @@ def exec_(ctx: click.Context, lab_name: str, token: str, target: str, cmd: tuple
     if not argv:
         raise click.UsageError("missing command after --")
     proc = _open(lab_name).exec(target, argv, token=token, capture=False)
+    ctx.exit(proc.returncode)
+
+
+@lab.command(
+    "openstack", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@_name_option
+@click.option("--project", default="p1", show_default=True, help="p1, p2 or admin.")
+@click.argument("cloud")
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def openstack_(
+    ctx: click.Context, lab_name: str, project: str, cloud: str, args: tuple[str, ...]
+) -> None:
+    """The unmodified `openstack` CLI as a user of PROJECT in CLOUD (OpenStack lab), e.g.
+    `lab openstack A -- --os-cloud A-in-B port list`: clouds CLOUD (home) and CLOUD-in-PEER
+    (B's network and compute through the home agent's proxy), the intercloud plugin."""
+    lb = _open(lab_name)
+    if not isinstance(lb, OpenStackLab):
+        raise click.UsageError("needs an OpenStack lab (lab up --openstack)")
+    c = lb.cloud(cloud)
+    peers = tuple(x for x in lb.clouds if x != c.name)
+    path = lb.state_dir / c.name / f"clouds-{project}.yaml"
+    tenant.write_clouds_yaml(path, tenant.clouds_yaml(lb, c.name, project, peers))
+    tenant.install_plugin()
+    argv = list(args[1:] if args[:1] == ("--",) else args)
+    proc = tenant.openstack(lb, c.name, path, *argv, capture=False)
     ctx.exit(proc.returncode)
 
 

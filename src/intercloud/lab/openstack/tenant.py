@@ -90,14 +90,20 @@ def write_clouds_yaml(path: Path, clouds: dict[str, Any]) -> Path:
 
 
 def openstack(
-    lab: OpenStackLab, home: str, clouds_file: Path, cloud: str, *args: str, timeout: float = 120
+    lab: OpenStackLab,
+    home: str,
+    clouds_file: Path,
+    *args: str,
+    timeout: float = 120,
+    capture: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """`openstack --os-cloud CLOUD ARGS` in `home`'s gateway namespace."""
+    """`openstack ARGS` (e.g. `--os-cloud A-in-B port list`) in `home`'s gateway namespace
+    with `clouds_file`; its output captured, or on ours."""
     osc = venvs.venv("openstackclient") / "bin" / "openstack"
-    argv = ["env", f"OS_CLIENT_CONFIG_FILE={clouds_file}", str(osc), "--os-cloud", cloud, *args]
+    argv = ["env", f"OS_CLIENT_CONFIG_FILE={clouds_file}", str(osc), *args]
     return subprocess.run(
         nsexec.exec_argv(lab.cloud(home).ns, argv),
-        capture_output=True,
+        capture_output=capture,
         text=True,
         timeout=timeout,
         check=False,
