@@ -3,7 +3,8 @@
 Neutron) and direct (B's gateway -> B's Neutron, a token of a member of A.p1 from B's
 Keystone), 200 calls each in 10 alternating rounds, one every 125 ms (under the proxy's
 default rate limit) over a keep-alive connection, in the same run on the same OpenStack lab.
-Figures: p50 and p99 of both, the overhead (proxied - direct) and the ratio; target: overhead p50 < 20 ms.
+Figures: p50 and p99 of both, the overhead (proxied - direct) and the ratio; target: overhead
+p50 < 20 ms.
 
     python -m bench.proxy               # its own two-cloud OpenStack lab (≈ 2 min), removed after
     python -m bench.proxy --lab NAME    # an OpenStack lab that is up, A and B peered
