@@ -59,7 +59,7 @@ class ProjectProxy:
         headers = dict(call.headers)
         headers["X-Auth-Token"] = token
         url = endpoint.rstrip("/") + "/" + call.path
-        what = f"the {call.service_type} service of this cloud"
+        what = f"the {call.service_type} service"
         try:
             with self._client().stream(
                 call.method,
