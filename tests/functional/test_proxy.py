@@ -215,3 +215,12 @@ def test_calls_are_rate_limited_per_project(expanded):
     assert statuses == [200, 200, 200, 429, 429]
     # another project's calls are counted apart (p2 is refused for its own reason)
     assert call(a, "p2", "GET", "B/network/v2.0/ports").status_code == 403
+
+
+def test_a_deleted_expansion_ends_the_projects_access_at_once(expanded):
+    a, b, neutron = expanded
+    assert call(a, "p1", "GET", "B/network/v2.0/ports").status_code == 200  # decision kept
+    uid = a.user("p1", "GET", "/v1/expansions").json()[0]["id"]
+    assert a.user("p1", "DELETE", f"/v1/expansions/{uid}").status_code == 202
+    r = call(a, "p1", "GET", "B/network/v2.0/ports")
+    assert r.status_code == 403 and "has no expansion into 'B'" in r.text

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from intercloud.api import auth
+from intercloud.api.proxy import scopes
 from intercloud.api.schemas import ProxyEnvelope
 from intercloud.domain import proxy, text
 from intercloud.domain.proxy import Call
@@ -40,6 +41,11 @@ def _call(body: ProxyEnvelope) -> Call:
     )
 
 
+def _replica_scope(request: Request, peer: str, call: Call) -> str:
+    with auth.ctx(request).store.session() as s:
+        return scope.replica_scope(s, peer, call.project, call.service_type)
+
+
 @router.post("/proxy")
 def proxied(body: ProxyEnvelope, request: Request, peer: str = Depends(auth.peer)) -> Any:
     c = auth.ctx(request)
@@ -47,8 +53,11 @@ def proxied(body: ProxyEnvelope, request: Request, peer: str = Depends(auth.peer
     status: int | str = "refused"
     try:
         call = _call(body)
-        with c.store.session() as s:
-            project = scope.replica_scope(s, peer, call.project, call.service_type)
+        project = scopes(request).get(
+            ("replica", peer, call.project, call.service_type),
+            c.store.generation,
+            lambda: _replica_scope(request, peer, call),
+        )
         limit = min(c.cfg.proxy.max_answer, body.max_answer)
         answer = c.cloud.forward(project, call, limit, c.cfg.proxy.timeout)
         status = answer.status

@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +33,7 @@ from intercloud.service import proxy as scope
 
 router = APIRouter(prefix="/v1/proxy", tags=["user"])
 log = logging.getLogger("intercloud.proxy")
+T = TypeVar("T")
 UNKNOWN = "-"  # the metric label of a peer or service type not (yet) known to be valid
 
 
@@ -57,6 +60,38 @@ class Buckets:
                 self._levels.clear()  # full buckets are the default: forgetting them is safe
             self._levels[key] = (tokens - 1, now)
             return 0.0
+
+
+class Scopes:
+    """Scope decisions kept until the store's next shown write (Store.generation): an
+    agreement, expansion or replica changed since means a new decision; refusals are not
+    kept. Saves a database session per proxied call on each side."""
+
+    MAX_KEYS = 4096
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, ...], tuple[int, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...], generation: int, decide: Callable[[], T]) -> T:
+        with self._lock:
+            hit = self._kept.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]  # type: ignore[no-any-return]
+        value = decide()
+        with self._lock:
+            if len(self._kept) >= self.MAX_KEYS:
+                self._kept.clear()
+            self._kept[key] = (generation, value)
+        return value
+
+
+def scopes(request: Request) -> Scopes:
+    state = request.app.state
+    found = getattr(state, "proxy_scopes", None)
+    if found is None:
+        found = state.proxy_scopes = Scopes()
+    return found
 
 
 def buckets(request: Request) -> Buckets:
@@ -129,7 +164,12 @@ async def _proxy(
         headers=proxy.headers(list(request.headers.items())),
         body=await _body(request, c.cfg.proxy.max_body),
     )
-    ref = await run_in_threadpool(_scope, c, out, peer, call.service_type)
+    key = ("origin", out.project, peer, call.service_type)
+    generation = c.store.generation
+    ref = await run_in_threadpool(
+        scopes(request).get, key, generation, lambda: _scope(c, out.project, peer, call.service_type)
+    )
+    out.peer, out.service_type = ref.name, call.service_type
     if c.federation is None:
         raise PeerError("this agent makes no federation calls")
     client = c.federation.peer(ref)
@@ -141,11 +181,9 @@ async def _proxy(
         raise _from_peer(ref.name, exc) from exc
 
 
-def _scope(c: AppContext, out: Outcome, peer: str, service_type: str) -> PeerRef:
+def _scope(c: AppContext, project: str, peer: str, service_type: str) -> PeerRef:
     with c.store.session() as s:
-        ref = scope.origin_scope(s, out.project, peer, service_type)
-    out.peer, out.service_type = ref.name, service_type
-    return ref
+        return scope.origin_scope(s, project, peer, service_type)
 
 
 async def _body(request: Request, limit: int) -> bytes:
