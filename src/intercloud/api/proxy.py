@@ -167,7 +167,10 @@ async def _proxy(
     key = ("origin", out.project, peer, call.service_type)
     generation = c.store.generation
     ref = await run_in_threadpool(
-        scopes(request).get, key, generation, lambda: _scope(c, out.project, peer, call.service_type)
+        scopes(request).get,
+        key,
+        generation,
+        lambda: _scope(c, out.project, peer, call.service_type),
     )
     out.peer, out.service_type = ref.name, call.service_type
     if c.federation is None:
