@@ -57,6 +57,7 @@ def build(cfg: config_mod.Config) -> AppContext:
         reconciler=reconciler,
         ipsec=ipsec,
         metrics=metrics,
+        federation=federation,
     )
 
 

@@ -224,12 +224,14 @@ def test_agreement_commands(agent):
     assert "p1, p2" in out and "MAX EXPANSIONS" in out
     run("agreement", "show", "B")
     run("agreement", "update", "B", "--peer-project", "q1")
+    run("agreement", "update", "B", "--proxy-service", "network")
     run("agreement", "delete", "B")
     assert agent.calls == [
         ("POST", "/v1/agreements", {**agr, "max_expansions_per_project": 3}),
         ("GET", "/v1/agreements", None),
         ("GET", "/v1/agreements/B", None),
         ("PATCH", "/v1/agreements/B", {"peer_projects": ["q1"]}),
+        ("PATCH", "/v1/agreements/B", {"proxy_services": ["network"]}),
         ("DELETE", "/v1/agreements/B", None),
     ]
 

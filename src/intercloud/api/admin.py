@@ -142,6 +142,7 @@ def create_agreement(body: AgreementCreate, request: Request) -> dict[str, Any]:
             body.peer_projects,
             body.max_expansions_per_project,
             body.default_rate_mbit,
+            body.proxy_services,
         )
     _changed(request)
     return out

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from intercloud.config import Config
+from intercloud.domain.proxy import Answer, Call
+from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
 from intercloud.service.user import ProjectNetworks
 from intercloud.store import Store
@@ -66,6 +68,9 @@ class CloudAccess(ProjectNetworks, Protocol):
 
     def authenticate(self, token: str) -> Caller | None: ...
 
+    def forward(self, project: str, call: Call, limit: int, timeout: float) -> Answer:
+        """A peer's tenant call made in this cloud as `project` (api/federation_proxy.py)."""
+
 
 class DataplaneHandle(Protocol):
     @property
@@ -93,6 +98,8 @@ class AppContext:
     reconciler: RunningReconciler
     ipsec: IpsecHandle
     metrics: Metrics = field(default_factory=Metrics)  # this agent's own registry
+    # the tenant API proxy's calls to peers (the reconciler's Federation: one pool per peer)
+    federation: Federation | None = None
 
     @property
     def encrypts(self) -> bool:

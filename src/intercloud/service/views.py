@@ -59,6 +59,7 @@ def agreement(a: m.Agreement) -> dict[str, Any]:
         "peer_projects": list(a.peer_projects),
         "max_expansions_per_project": a.max_expansions_per_project,
         "default_rate_mbit": a.default_rate_mbit,
+        "proxy_services": list(a.proxy_services or []),
     }
 
 
