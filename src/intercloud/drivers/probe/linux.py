@@ -1,0 +1,372 @@
+"""The tunnel prober of the Linux data plane: ONE packet socket for the probe ethertype (the
+kernel hands it probe frames only) in the agent's network namespace, and one thread that sends
+each tracked tunnel port a request every PERIOD (spread, so 1,000 ports make 500 small sends a
+second rather than a burst), reads the answers and the peers' requests (answered back out of the
+port they came in on), and judges every port once a second. What a probe is and what its
+answers mean: domain/probe.py.
+
+Every frame read is hostile: only frames that came in (never our own going out) on one of our
+own tunnel ports (the prefix's VXLAN devices), that parse strictly, are looked at; an answer
+counts only if it carries our run's nonce and the sequence number of a probe in flight on that
+very port; a request is answered at most ANSWER_RATE times a second per port, with a frame of
+its own size: nothing a peer sends makes us send more than we received."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import heapq
+import itertools
+import logging
+import os
+import random
+import secrets
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from intercloud.domain import naming
+from intercloud.domain import probe as p
+from intercloud.drivers.probe.base import Prober
+from intercloud.errors import DriverError
+
+log = logging.getLogger("intercloud.probe")
+
+PACKET_OUTGOING = 4  # linux/if_packet.h: a frame we sent, looped back to packet sockets
+SIOCGIFHWADDR = 0x8927
+SO_RCVBUFFORCE = 33
+RCVBUF = 4 << 20  # a second of answers and requests of 1,000 ports, with room
+JUDGE_EVERY = 0.5  # seconds between two judgements of every port
+BATCH = 0.1  # a wake-up sends every probe due this soon: <= 10 wake-ups a second to send
+MAX_BATCH = 256  # frames read per wake-up before the schedule gets its turn
+CHECK_BIT = 0x80000000  # sequence numbers of check() probes (the periodic ones stay below)
+
+
+@dataclass(eq=False)
+class _Port:
+    name: str
+    peer: str
+    window: p.Window
+    totals: p.PeerTotals  # its peer's
+    started: float  # monotonic
+    template: bytearray | None = None  # its request frame (from its MAC), stamped per probe
+    mac: bytes | None = None
+    seq: int = 0
+    verdict: p.Verdict = p.Verdict.STARTING
+
+
+@dataclass(eq=False)
+class _Check:
+    size: int
+    sent_at: float
+    done: threading.Event = field(default_factory=threading.Event)
+    rtt: float | None = None
+
+
+class LinuxProber(Prober):
+    """The Prober of kernel VXLAN tunnel ports."""
+
+    available = False
+    unavailable_reason: str | None = "not started"
+
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        period: float = p.PERIOD,
+        mono: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.prefix = naming.check_prefix(prefix)
+        self.period: float = period
+        self._tunnel_prefix = prefix + "v"
+        self._mono, self._wall = mono, wall
+        self._nonce = secrets.randbits(32)
+        self._lock = threading.Lock()
+        self._ports: dict[str, _Port] = {}
+        self._totals: dict[str, p.PeerTotals] = {}
+        self._schedule: list[tuple[float, int, _Port]] = []  # (due, tie-breaker, port): a heap
+        self._order = itertools.count()
+        self._checks: dict[tuple[str, int], _Check] = {}
+        self._check_seq = itertools.count(1)
+        self._tokens: dict[str, list[float]] = {}  # port -> [answer tokens, refilled at]
+        self._sock: socket.socket | None = None
+        self._wake: tuple[int, int] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(p.ETHERTYPE))
+        except OSError as exc:  # no CAP_NET_RAW: the agent works on, without probes
+            self.unavailable_reason = f"cannot open a packet socket: {exc.strerror or exc}"
+            log.warning("tunnel probes off: %s", self.unavailable_reason)
+            return
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        self._sock, self._wake = sock, os.pipe()
+        self.available, self.unavailable_reason = True, None
+        self._thread = threading.Thread(target=self._run, name="prober", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._sock is not None:
+            self._sock.close()
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+        self._sock = self._wake = self._thread = None
+        self.available, self.unavailable_reason = False, "stopped"
+
+    # -- what the reconciler, the API and the metrics ask -----------------------------------
+
+    def track(self, ports: Mapping[str, str]) -> None:
+        now, wall = self._mono(), self._wall()
+        with self._lock:
+            for name in set(self._ports) - set(ports):
+                del self._ports[name]
+            for name, peer in ports.items():
+                totals = self._totals.get(peer)
+                if totals is None:
+                    totals = self._totals[peer] = p.PeerTotals()
+                port = self._ports.get(name)
+                if port is None:
+                    port = self._ports[name] = _Port(name, peer, p.Window(wall), totals, now)
+                    due = now + random.uniform(0, p.FAST_PERIOD)  # 1,000 new ports: no burst
+                    heapq.heappush(self._schedule, (due, next(self._order), port))
+                port.peer, port.totals = peer, totals
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")  # the schedule changed: the thread looks again
+
+    def health(self, port: str) -> p.TunnelHealth | None:
+        with self._lock:
+            found = self._ports.get(port)
+            return found.window.health() if found is not None else None
+
+    def verdict(self, port: str) -> p.Verdict | None:
+        with self._lock:
+            found = self._ports.get(port)
+            return found.verdict if found is not None else None
+
+    def peers(self) -> dict[str, p.PeerProbes]:
+        now = self._wall()
+        with self._lock:
+            by_peer: dict[str, list[p.TunnelHealth]] = {}
+            for port in self._ports.values():
+                by_peer.setdefault(port.peer, []).append(port.window.health())
+        return {peer: p.summarize(peer, hs, now) for peer, hs in sorted(by_peer.items())}
+
+    def totals(self) -> dict[str, p.PeerTotals]:
+        with self._lock:
+            return {
+                peer: p.PeerTotals(
+                    t.sent, t.answered, t.lost, list(t.rtt_counts), t.rtt_sum, dict(t.verdicts)
+                )
+                for peer, t in self._totals.items()
+            }
+
+    def check(self, port: str, size: int, timeout: float) -> float | None:
+        """One probe frame whose Ethernet frame is `size` bytes into tunnel port `port`; the
+        RTT in seconds of the peer agent's answer, or None if none came within `timeout`.
+        DriverError: probes are off, or `port` is not one of our tunnel ports."""
+        if not p.MIN_FRAME <= size <= p.MAX_FRAME:
+            raise DriverError(f"probe size must be in {p.MIN_FRAME}..{p.MAX_FRAME}, got {size}")
+        sock = self._sock
+        if sock is None:
+            raise DriverError(f"tunnel probes are off: {self.unavailable_reason}")
+        mac = self._mac(port) if self._ours(port) else None
+        if mac is None:
+            raise DriverError(f"{port!r} is not a tunnel port of this agent")
+        seq = CHECK_BIT | (next(self._check_seq) & 0x7FFFFFFF)
+        pending = self._checks[(port, seq)] = _Check(size, self._mono())
+        try:
+            frame = p.encode(p.REQUEST, mac, self._nonce, seq, time.time_ns(), size)
+            try:
+                sock.sendto(frame, (port, p.ETHERTYPE))
+            except OSError as exc:
+                raise DriverError(f"probe into {port}: {exc.strerror or exc}") from exc
+            pending.done.wait(max(timeout, 0.0))
+            return pending.rtt
+        finally:
+            self._checks.pop((port, seq), None)
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        judge_at = self._mono() + JUDGE_EVERY
+        while not self._stop.is_set():
+            try:
+                judge_at = self._turn(judge_at)
+            except Exception:  # one bad turn must not end the probes
+                log.exception("tunnel prober")
+                self._stop.wait(0.5)
+
+    def _turn(self, judge_at: float) -> float:
+        assert self._sock is not None and self._wake is not None
+        now = self._mono()
+        with self._lock:
+            due = self._schedule[0][0] if self._schedule else judge_at
+        timeout = max(0.0, min(due, judge_at) - now)
+        sock_fd, wake_fd = self._sock.fileno(), self._wake[0]
+        readable, _, _ = select.select([sock_fd, wake_fd], [], [], timeout)
+        if wake_fd in readable:
+            os.read(wake_fd, 512)
+        if sock_fd in readable:
+            self._receive(self._sock)
+        now = self._mono()
+        if due <= now:
+            self._send_due(now, now + BATCH)
+        if now >= judge_at:
+            self._judge(now)
+            judge_at = now + JUDGE_EVERY
+        return judge_at
+
+    def _receive(self, sock: socket.socket) -> None:
+        with self._lock:
+            changed = self._receive_batch(sock)
+        if changed:
+            self._changed()
+
+    def _receive_batch(self, sock: socket.socket) -> bool:
+        """Read what is queued (MAX_BATCH at most); whether a silent port answered again."""
+        changed, mono, wall = False, self._mono(), self._wall()
+        for _ in range(MAX_BATCH):
+            try:
+                frame, addr = sock.recvfrom(p.MAX_FRAME + 1)
+            except BlockingIOError:
+                break
+            except OSError as exc:  # e.g. the device went away under a queued frame
+                log.debug("probe socket: %s", exc)
+                continue
+            ifname, pkttype = addr[0], addr[2]
+            if pkttype == PACKET_OUTGOING or not self._ours(ifname):
+                continue
+            probe = p.parse(frame)
+            if probe is None:
+                continue
+            if probe.kind == p.REQUEST:
+                self._answer(sock, ifname, frame, mono)
+            elif probe.nonce == self._nonce:
+                changed |= self._answered(ifname, probe, mono, wall)
+        return changed
+
+    def _ours(self, ifname: str) -> bool:
+        return (
+            len(ifname) <= naming.IFNAME_MAX
+            and ifname.startswith(self._tunnel_prefix)
+            and ifname[len(self._tunnel_prefix) :].isdigit()
+        )
+
+    def _answer(self, sock: socket.socket, ifname: str, frame: bytes, now: float) -> None:
+        tokens = self._tokens.setdefault(ifname, [p.ANSWER_BURST, now])
+        tokens[0] = min(p.ANSWER_BURST, tokens[0] + (now - tokens[1]) * p.ANSWER_RATE)
+        tokens[1] = now
+        if tokens[0] < 1:
+            return
+        tokens[0] -= 1
+        port = self._ports.get(ifname)
+        mac = port.mac if port is not None and port.mac else self._mac(ifname)
+        reply = p.answer(frame, mac) if mac else None
+        if reply is not None:
+            with contextlib.suppress(OSError):  # the port went down: the peer sees a loss
+                sock.sendto(reply, (ifname, p.ETHERTYPE))
+
+    def _answered(self, ifname: str, probe: p.Probe, mono: float, wall: float) -> bool:
+        """Record an answer to one of our probes; whether its port was silent until now."""
+        if probe.seq & CHECK_BIT:
+            pending = self._checks.get((ifname, probe.seq))
+            if pending is not None and pending.size == probe.size and pending.rtt is None:
+                pending.rtt = mono - pending.sent_at
+                pending.done.set()
+            return False
+        port = self._ports.get(ifname)
+        if port is None:
+            return False
+        rtt = port.window.answer(probe.seq, mono, wall)
+        if rtt is None:
+            return False
+        port.totals.observe(rtt)
+        if port.verdict is p.Verdict.SILENT:  # it answers again: say so at once
+            port.verdict = p.Verdict.ANSWERING
+            return True
+        return False
+
+    def _send_due(self, now: float, horizon: float) -> None:
+        sock = self._sock
+        assert sock is not None
+        with self._lock:
+            while self._schedule and self._schedule[0][0] <= horizon:
+                _, _, port = heapq.heappop(self._schedule)
+                if self._ports.get(port.name) is not port:
+                    continue  # no longer tracked
+                self._send(sock, port, now)
+                fast = port.window.answered == 0 and now - port.started < p.GRACE
+                period = p.FAST_PERIOD if fast else self.period
+                due = now + period * random.uniform(0.9, 1.1)
+                heapq.heappush(self._schedule, (due, next(self._order), port))
+
+    def _send(self, sock: socket.socket, port: _Port, now: float) -> None:
+        if port.template is None:
+            port.mac = self._mac(port.name)
+            if port.mac is None:
+                return  # not there (yet): the reconciler says why in the status
+            frame = p.encode(p.REQUEST, port.mac, self._nonce, 0, 0, p.MIN_FRAME)
+            port.template = bytearray(frame)
+        port.seq = seq = (port.seq + 1) & 0x7FFFFFFF
+        port.window.sent_one(seq, now)
+        port.totals.sent += 1
+        try:
+            sock.sendto(p.stamp(port.template, seq, time.time_ns()), (port.name, p.ETHERTYPE))
+        except OSError as exc:  # down or gone: the probe is lost, which is the truth
+            log.debug("probe into %s: %s", port.name, exc)
+            port.template = port.mac = None  # a re-created device has another address
+
+    def _judge(self, now: float) -> None:
+        wall, changed = self._wall(), False
+        with self._lock:
+            counts: dict[str, dict[p.Verdict, int]] = {}
+            for port in self._ports.values():
+                if port.window.pending:
+                    port.totals.lost += port.window.expire(now)
+                verdict = port.window.verdict(wall)
+                if (verdict is p.Verdict.SILENT) != (port.verdict is p.Verdict.SILENT):
+                    changed = True
+                port.verdict = verdict
+                per_peer = counts.setdefault(port.peer, {})
+                per_peer[verdict] = per_peer.get(verdict, 0) + 1
+            for peer, totals in self._totals.items():
+                totals.verdicts = counts.get(peer, {})
+            for name in set(self._tokens) - set(self._ports):
+                del self._tokens[name]  # ports gone: their buckets too
+        if changed:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def _mac(self, ifname: str) -> bytes | None:
+        """The device's own address (the source of what we send into it), None if it is gone."""
+        if self._sock is None:
+            return None
+        try:
+            raw = fcntl.ioctl(self._sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode()))
+        except OSError:
+            return None
+        mac = raw[18:24]
+        return mac if len(mac) == 6 and not mac[0] & 1 else None
