@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench import ns as nsmod
-from intercloud.lab import namespaces, nsexec
+from intercloud.lab import namespaces
 
 PREFIX = "icp"  # the devices' prefix (as an agent's dataplane.prefix)
 FIRST_VNI = 5000
@@ -20,7 +21,8 @@ WARMUP = 5.0
 def build(topo: nsmod.Topology, n: int) -> tuple[str, str]:
     a, b = topo.add("pra"), topo.add("prb")
     namespaces.add_veth(a, "eth0", b, "eth0")
-    for name, me, other in ((a, "198.18.250.1", "198.18.250.2"), (b, "198.18.250.2", "198.18.250.1")):
+    ends = ((a, "198.18.250.1", "198.18.250.2"), (b, "198.18.250.2", "198.18.250.1"))
+    for name, me, other in ends:
         namespaces.add_address(name, "eth0", f"{me}/24")
         namespaces.set_up(name, "eth0")
         lines = []
@@ -37,14 +39,15 @@ def build(topo: nsmod.Topology, n: int) -> tuple[str, str]:
 
 
 def _run_pair(a: str, b: str, n: int, seconds: float, mode: str) -> dict[str, Any]:
-    program = str(nsexec.program_path("bench.programs.probe_cost"))
+    # not in bench/programs (those run on the standard library alone): it runs the agent's code
+    program = str(Path(__file__).with_name("probe_process.py"))
     args = [PREFIX, str(FIRST_VNI), str(n), str(WARMUP), str(seconds), mode]
     procs = [
         nsmod.exec_popen(ns, [sys.executable, program, *args], stdout=-1, stderr=-1)
         for ns in (a, b)
     ]
     outs = [p.communicate(timeout=WARMUP + seconds + 60) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         if p.returncode != 0:
             raise RuntimeError(f"probe_cost failed: {err.strip()[-500:]}")
     return json.loads(outs[0][0].splitlines()[-1])

@@ -195,7 +195,7 @@ class PeerTotals:
     def buckets(self) -> list[tuple[str, int]]:
         """Cumulative (upper bound, count) pairs of the RTT histogram, +Inf last."""
         out, total = [], 0
-        for bound, n in zip((*(str(b) for b in RTT_BUCKETS), "+Inf"), self.rtt_counts):
+        for bound, n in zip((*(str(b) for b in RTT_BUCKETS), "+Inf"), self.rtt_counts, strict=True):
             total += n
             out.append((bound, total))
         return out
@@ -251,7 +251,9 @@ class Window:
     def health(self) -> TunnelHealth:
         n = len(self.outcomes)
         loss = (n - sum(self.outcomes)) / n if n else 0.0
-        return TunnelHealth(self.since, self.last_answer_at, self.rtt, loss, self.sent, self.answered)
+        return TunnelHealth(
+            self.since, self.last_answer_at, self.rtt, loss, self.sent, self.answered
+        )
 
 
 @dataclass(frozen=True)

@@ -365,7 +365,9 @@ class LinuxProber(Prober):
         if self._sock is None:
             return None
         try:
-            raw = fcntl.ioctl(self._sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode()))
+            raw = fcntl.ioctl(
+                self._sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode())
+            )
         except OSError:
             return None
         mac = raw[18:24]
