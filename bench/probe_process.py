@@ -1,5 +1,6 @@
-"""Runs in a namespace (with the agent's src/ on PYTHONPATH): a tunnel prober (intercloud.drivers.probe.linux) tracking the N
-tunnel ports PREFIXv<FIRST>..PREFIXv<FIRST+N-1>, all toward PEER. After WARMUP seconds it
+"""Runs in a namespace, the agent's src/ on PYTHONPATH: a tunnel prober
+(intercloud.drivers.probe.linux) tracking the N tunnel ports PREFIXv<FIRST>..PREFIXv<FIRST+N-1>
+(all toward one peer). After WARMUP seconds it
 measures this process's CPU time for SECONDS and prints one JSON line: cpu_s, wall_s and what
 the probes say (answering, silent, sent, answered). Mode "idle": the same process, the prober
 never started (the baseline).

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import control, dataplane, multicore, scale, vpnaas
+from bench import control, dataplane, multicore, probes, scale, vpnaas
 from bench import ns as nsmod
 from bench.measure import UDP_SIZES, Mode
 from bench.report import Figures, figures_as_dicts, machine, print_tables, write_json
@@ -253,6 +253,25 @@ class Run:
             target="value < 200",
         )
 
+    # --- probes through the tunnels ----------------------------------------------------------
+
+    def probes(self) -> None:
+        n, seconds = self.scale_n, (10.0 if self.mode.short else 30.0)
+        out = probes.measure(self.topo, n, seconds)
+        self.details["probes"] = out
+        probing, idle = out["probing"], out["idle"]
+        self.figs.add(
+            "probes.cost",
+            "probes",
+            f"tunnel probes at {n} tunnel ports (probing + answering the peer), % of one core",
+            probing["core_pct"],
+            "%",
+            baseline=("probes.idle", "same process, prober not started", idle["core_pct"]),
+            better="lower",
+            target="value < 1",
+            note=f"{probing['answering']}/{n} ports answering, {probing['silent']} silent",
+        )
+
     # --- cleanup ----------------------------------------------------------------------------
 
     def cleanup(self) -> list[str]:
@@ -281,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
-        "--only", default="dataplane,control,scale", help="comma-separated sections (default all)"
+        "--only",
+        default="dataplane,control,scale,probes",
+        help="comma-separated sections (default all)",
     )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -296,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("control needs the dataplane section (it reuses its labs)")
     interrupted: BaseException | None = None
     try:
-        for name in ("dataplane", "control", "scale"):
+        for name in ("dataplane", "control", "scale", "probes"):
             if name in sections:
                 run.section(name, getattr(run, name))
     except (KeyboardInterrupt, SystemExit) as exc:  # SIGINT/SIGTERM: clean up, report so far
