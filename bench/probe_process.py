@@ -5,7 +5,7 @@ measures this process's CPU time for SECONDS and prints one JSON line: cpu_s, wa
 the probes say (answering, silent, sent, answered). Mode "idle": the same process, the prober
 never started (the baseline).
 
-    python probe_process.py PREFIX FIRST N WARMUP SECONDS MODE
+    python probe_process.py PREFIX FIRST N WARMUP SECONDS MODE ME PEER
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ def cpu() -> tuple[float, float]:
 def main() -> None:
     prefix, first, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     warmup, seconds, mode = float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
-    prober = LinuxProber(prefix)
-    ports = {f"{prefix}v{first + i}": "peer" for i in range(n)}
+    me, peer = sys.argv[7], sys.argv[8]
+    prober = LinuxProber(prefix, me)
+    ports = {f"{prefix}v{first + i}": peer for i in range(n)}
     if mode == "probe":
         prober.start()
         prober.track(ports)

@@ -42,15 +42,17 @@ def _run_pair(a: str, b: str, n: int, seconds: float, mode: str) -> dict[str, An
     # not in bench/programs (those run on the standard library alone): it runs the agent's code
     program = str(Path(__file__).with_name("probe_process.py"))
     args = [PREFIX, str(FIRST_VNI), str(n), str(WARMUP), str(seconds), mode]
+    # a leads (probes) every port, b follows (answers, and learns from a's next request)
     procs = [
-        nsmod.exec_popen(ns, [sys.executable, program, *args], stdout=-1, stderr=-1)
-        for ns in (a, b)
+        nsmod.exec_popen(ns, [sys.executable, program, *args, me, peer], stdout=-1, stderr=-1)
+        for ns, me, peer in ((a, "a", "b"), (b, "b", "a"))
     ]
     outs = [p.communicate(timeout=WARMUP + seconds + 60) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         if p.returncode != 0:
-            raise RuntimeError(f"probe_cost failed: {err.strip()[-500:]}")
-    return json.loads(outs[0][0].splitlines()[-1])
+            raise RuntimeError(f"probe_process failed: {err.strip()[-500:]}")
+    lead, follow = (json.loads(out.splitlines()[-1]) for out, _ in outs)
+    return {**lead, "follower": follow}
 
 
 def measure(topo: nsmod.Topology, n: int, seconds: float) -> dict[str, Any]:
@@ -62,6 +64,6 @@ def measure(topo: nsmod.Topology, n: int, seconds: float) -> dict[str, Any]:
         for name in (a, b):
             namespaces.delete_namespace(name)
             topo.made.remove(name)
-    for what in (idle, probing):
+    for what in (idle, probing, idle["follower"], probing["follower"]):
         what["core_pct"] = 100 * what["cpu_s"] / what["wall_s"]
     return {"tunnels": n, "seconds": seconds, "idle": idle, "probing": probing}

@@ -260,16 +260,20 @@ class Run:
         out = probes.measure(self.topo, n, seconds)
         self.details["probes"] = out
         probing, idle = out["probing"], out["idle"]
+        lead, follow = probing["core_pct"], probing["follower"]["core_pct"]
+        # an agent leads some ports and follows the others: the dearer role, as if all were so
         self.figs.add(
             "probes.cost",
             "probes",
-            f"tunnel probes at {n} tunnel ports (probing + answering the peer), % of one core",
-            probing["core_pct"],
+            f"tunnel probes at {n} tunnel ports, % of one core (the dearer of lead/follow)",
+            max(lead, follow),
             "%",
             baseline=("probes.idle", "same process, prober not started", idle["core_pct"]),
             better="lower",
             target="value < 1",
-            note=f"{probing['answering']}/{n} ports answering, {probing['silent']} silent",
+            note=f"lead {lead:.2f} %, follow {follow:.2f} %; "
+            f"{probing['answering']}/{n} led ports answering, "
+            f"{probing['follower']['answering']}/{n} followed, {probing['silent']} silent",
         )
 
     # --- cleanup ----------------------------------------------------------------------------

@@ -98,7 +98,15 @@ def test_probes_measure_both_expansions_and_a_black_holed_vni_turns_error_then_r
             return peer if peer["status"] == "error" and BLACK_HOLE in peer["reason"] else None
 
         peer = wait_for(black_holed, timeout=10, interval=0.2, what=f"'{BLACK_HOLE}' on A")
-        print(f"error {time.monotonic() - cut:.1f} s after the cut: {peer['reason']}")
+        print(f"A: error {time.monotonic() - cut:.1f} s after the cut: {peer['reason']}")
+
+        def replica_black_holed() -> dict | None:  # B follows A's probes: it sees it too
+            (rep,) = [r for r in lab3.api("B", "GET", "/v1/replicas") if r["vni"] == vni]
+            return rep if rep["status"] == "error" and BLACK_HOLE in rep["reason"] else None
+
+        left = cut + 10 - time.monotonic()
+        rep = wait_for(replica_black_holed, timeout=left, interval=0.2, what="the same on B")
+        print(f"B: error {time.monotonic() - cut:.1f} s after the cut: {rep['reason']}")
         assert re.search(r"since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", peer["reason"]), peer
         # the link and its SA still look fine; the other expansion on it still passes frames
         (link,) = [lk for lk in lab3.api("A", "GET", "/v1/links") if lk["peer"] == "B"]
@@ -114,6 +122,11 @@ def test_probes_measure_both_expansions_and_a_black_holed_vni_turns_error_then_r
             what="the black-holed expansion to turn active again",
         )
         assert peer_view(lab3, other["id"], "p2")["status"] == "active"
+        wait_for(
+            lambda: all(r["status"] == "active" for r in lab3.api("B", "GET", "/v1/replicas")),
+            timeout=15,
+            what="B's replicas active again",
+        )
     finally:
         nft(lab3, "A", f"delete table inet {table}\n", check=False)
         shrink(lab3, "A", "p1", one["id"])

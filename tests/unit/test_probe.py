@@ -27,7 +27,7 @@ def test_a_request_parses_back_and_its_answer_is_the_same_size_from_the_answerer
         assert len(frame) == size
         assert frame[:6] == p.GROUP and frame[12:14] == b"\x88\xb5"
         got = p.parse(frame)
-        assert got == p.Probe(p.REQUEST, MAC, 0xDEADBEEF, 7, 123456789, size)
+        assert got == p.Probe(p.REQUEST, MAC, 0xDEADBEEF, 7, 123456789, size, None)
         reply = p.answer(frame, OTHER)
         assert reply is not None and len(reply) == size
         parsed = p.parse(reply)
@@ -35,10 +35,25 @@ def test_a_request_parses_back_and_its_answer_is_the_same_size_from_the_answerer
         assert (parsed.kind, parsed.source, parsed.seq) == (p.ANSWER, OTHER, 7)
 
 
-def test_stamp_changes_only_the_sequence_number_and_send_time():
+def test_stamp_changes_the_sequence_number_send_time_and_ack():
     template = bytearray(p.encode(p.REQUEST, MAC, 5, 0, 0, p.MIN_FRAME))
-    got = p.parse(p.stamp(template, 42, 99))
-    assert got is not None and (got.nonce, got.seq, got.sent_ns) == (5, 42, 99)
+    got = p.parse(p.stamp(template, 5, 42, 99))
+    assert got is not None and (got.nonce, got.seq, got.sent_ns, got.ack) == (5, 42, 99, None)
+    got = p.parse(p.stamp(template, 5, 43, 100, p.Ack(42, 1234, 1000)))
+    assert got is not None and got.ack == p.Ack(42, 1234, 1000) and got.source == MAC
+    reply = p.answer(p.stamp(template, 5, 43, 100, p.Ack(42, 1234, 7)), OTHER)
+    assert reply is not None and p.parse(reply).ack == p.Ack(42, 1234, 7)  # type: ignore[union-attr]
+
+
+def test_one_side_of_each_tunnel_leads():
+    assert p.leads("A", "B") and not p.leads("B", "A")
+    w = p.Window(0.0)
+    assert w.ack(1) is None  # nothing answered yet: nothing to say
+    w.sent_one(1, 1.0)
+    w.answer(1, 1.0015, 5.0)
+    assert w.ack(1) == p.Ack(1, 1500, 0)
+    w.sent_one(2, 2.0)
+    assert w.answer(2, 9.0, 6.0, rtt=0.003) == 0.003  # a follower takes the leader's figure
 
 
 def _patched(frame: bytes, at: int, value: bytes) -> bytes:
@@ -58,7 +73,10 @@ def _patched(frame: bytes, at: int, value: bytes) -> bytes:
         _patched(request(), 18, b"\x02"),  # a version we do not speak
         _patched(request(), 19, b"\x03"),  # unknown kind
         _patched(request(), 19, b"\x00"),
-        _patched(request(), 20, b"\x00\x01"),  # flags set
+        _patched(request(), 20, b"\x00\x02"),  # a flag we do not know
+        _patched(request(), 40, b"\x00\x00\x00\x07"),  # an ack without its flag
+        _patched(p.encode(p.REQUEST, MAC, 1, 2, 3, 60, p.Ack(1, 5, 0)), 46, b"\x03\xe9"),
+        _patched(request(), 48, b"\x00\x01"),  # reserved bytes not zero
         _patched(request(), 6, bytes.fromhex("01aabbccdd01")),  # multicast source
         _patched(request(), 50, b"\x01"),  # padding that is not zeros
     ],

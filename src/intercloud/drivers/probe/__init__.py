@@ -13,7 +13,14 @@ class Section(Protocol):
     prefix: str
 
 
+class AgentSection(Protocol):
+    name: str
+
+
 class Settings(Protocol):
+    @property
+    def agent(self) -> AgentSection: ...
+
     @property
     def dataplane(self) -> Section: ...
 
@@ -23,7 +30,7 @@ def load(cfg: Settings) -> Prober:
     if cfg.dataplane.driver == "linux":
         from intercloud.drivers.probe.linux import LinuxProber
 
-        return LinuxProber(cfg.dataplane.prefix)
+        return LinuxProber(cfg.dataplane.prefix, cfg.agent.name)
     return Prober()
 
 

@@ -38,6 +38,7 @@ log = logging.getLogger("intercloud.probe")
 
 PACKET_OUTGOING = 4  # linux/if_packet.h: a frame we sent, looped back to packet sockets
 SIOCGIFHWADDR = 0x8927
+SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20
 SO_RCVBUFFORCE = 33
 RCVBUF = 4 << 20  # a second of answers and requests of 1,000 ports, with room
 JUDGE_EVERY = 0.5  # seconds between two judgements of every port
@@ -53,10 +54,12 @@ class _Port:
     window: p.Window
     totals: p.PeerTotals  # its peer's
     started: float  # monotonic
+    leads: bool  # we probe it; else the peer does, and we learn from its next request
     template: bytearray | None = None  # its request frame (from its MAC), stamped per probe
+    acked_seq: int = 0  # (leader) the last probe answered: the next request says so
     mac: bytes | None = None
     seq: int = 0
-    verdict: p.Verdict = p.Verdict.STARTING
+    silent: bool = False  # as last judged (a change wakes the reconciler)
 
 
 @dataclass(eq=False)
@@ -76,6 +79,7 @@ class LinuxProber(Prober):
     def __init__(
         self,
         prefix: str,
+        me: str = "",
         *,
         period: float = p.PERIOD,
         mono: Callable[[], float] = time.monotonic,
@@ -83,6 +87,7 @@ class LinuxProber(Prober):
     ) -> None:
         super().__init__()
         self.prefix = naming.check_prefix(prefix)
+        self.me = me  # this agent's name: who leads a port (domain/probe.leads)
         self.period: float = period
         self._tunnel_prefix = prefix + "v"
         self._mono, self._wall = mono, wall
@@ -110,6 +115,10 @@ class LinuxProber(Prober):
             log.warning("tunnel probes off: %s", self.unavailable_reason)
             return
         sock.setblocking(False)
+        # probes go straight to the tunnel device, not through its qdisc (an expansion's rate
+        # limit): less work per frame, and a probe is never queued behind tenant traffic
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
         except OSError:
@@ -145,11 +154,14 @@ class LinuxProber(Prober):
                 if totals is None:
                     totals = self._totals[peer] = p.PeerTotals()
                 port = self._ports.get(name)
-                if port is None:
-                    port = self._ports[name] = _Port(name, peer, p.Window(wall), totals, now)
+                if port is not None and port.peer == peer:
+                    continue
+                leads = p.leads(self.me, peer)
+                port = _Port(name, peer, p.Window(wall), totals, now, leads)
+                self._ports[name] = port
+                if leads:
                     due = now + random.uniform(0, p.FAST_PERIOD)  # 1,000 new ports: no burst
                     heapq.heappush(self._schedule, (due, next(self._order), port))
-                port.peer, port.totals = peer, totals
         if self._wake is not None:
             os.write(self._wake[1], b"x")  # the schedule changed: the thread looks again
 
@@ -159,9 +171,10 @@ class LinuxProber(Prober):
             return found.window.health() if found is not None else None
 
     def verdict(self, port: str) -> p.Verdict | None:
+        wall = self._wall()
         with self._lock:
             found = self._ports.get(port)
-            return found.verdict if found is not None else None
+            return found.window.verdict(wall) if found is not None else None
 
     def peers(self) -> dict[str, p.PeerProbes]:
         now = self._wall()
@@ -172,10 +185,15 @@ class LinuxProber(Prober):
         return {peer: p.summarize(peer, hs, now) for peer, hs in sorted(by_peer.items())}
 
     def totals(self) -> dict[str, p.PeerTotals]:
+        wall = self._wall()
         with self._lock:
+            counts: dict[str, dict[p.Verdict, int]] = {peer: {} for peer in self._totals}
+            for port in self._ports.values():  # judged now, at scrape time, not every second
+                verdict, per_peer = port.window.verdict(wall), counts[port.peer]
+                per_peer[verdict] = per_peer.get(verdict, 0) + 1
             return {
                 peer: p.PeerTotals(
-                    t.sent, t.answered, t.lost, list(t.rtt_counts), t.rtt_sum, dict(t.verdicts)
+                    t.sent, t.answered, t.lost, list(t.rtt_counts), t.rtt_sum, counts[peer]
                 )
                 for peer, t in self._totals.items()
             }
@@ -260,7 +278,9 @@ class LinuxProber(Prober):
             if probe is None:
                 continue
             if probe.kind == p.REQUEST:
-                self._answer(sock, ifname, frame, mono)
+                sent = self._answer(sock, ifname, frame, mono)
+                if not probe.seq & CHECK_BIT:
+                    changed |= self._followed(ifname, probe, sent, mono, wall)
             elif probe.nonce == self._nonce:
                 changed |= self._answered(ifname, probe, mono, wall)
         return changed
@@ -272,19 +292,47 @@ class LinuxProber(Prober):
             and ifname[len(self._tunnel_prefix) :].isdigit()
         )
 
-    def _answer(self, sock: socket.socket, ifname: str, frame: bytes, now: float) -> None:
+    def _answer(self, sock: socket.socket, ifname: str, frame: bytes, now: float) -> bool:
+        """Answer a request (within the port's rate); whether the answer went out."""
         tokens = self._tokens.setdefault(ifname, [p.ANSWER_BURST, now])
         tokens[0] = min(p.ANSWER_BURST, tokens[0] + (now - tokens[1]) * p.ANSWER_RATE)
         tokens[1] = now
         if tokens[0] < 1:
-            return
+            return False
         tokens[0] -= 1
         port = self._ports.get(ifname)
         mac = port.mac if port is not None and port.mac else self._mac(ifname)
         reply = p.answer(frame, mac) if mac else None
-        if reply is not None:
-            with contextlib.suppress(OSError):  # the port went down: the peer sees a loss
-                sock.sendto(reply, (ifname, p.ETHERTYPE))
+        if reply is None:
+            return False
+        try:
+            sock.sendto(reply, (ifname, p.ETHERTYPE))
+        except OSError:  # the port went down: the peer sees a loss
+            return False
+        return True
+
+    def _followed(
+        self, ifname: str, probe: p.Probe, answered: bool, mono: float, wall: float
+    ) -> bool:
+        """A leader's request on a port we follow: it says whether our previous answer arrived
+        (and the round trip the leader measured); our answer to it waits for the next one.
+        Whether the port was silent until now."""
+        port = self._ports.get(ifname)
+        if port is None or port.leads:
+            return False
+        changed = False
+        if probe.ack is not None:
+            rtt = port.window.answer(probe.ack.seq, mono, wall, probe.ack.rtt_us / 1e6)
+            if rtt is not None:
+                port.totals.observe(rtt)
+                if port.silent:
+                    port.silent, changed = False, True
+        if answered:
+            if port.window.pending:
+                port.totals.lost += port.window.expire(mono, p.FOLLOW_TIMEOUT)
+            port.window.sent_one(probe.seq, mono)
+            port.totals.sent += 1
+        return changed
 
     def _answered(self, ifname: str, probe: p.Probe, mono: float, wall: float) -> bool:
         """Record an answer to one of our probes; whether its port was silent until now."""
@@ -297,12 +345,15 @@ class LinuxProber(Prober):
         port = self._ports.get(ifname)
         if port is None:
             return False
+        if not port.leads:
+            return False
         rtt = port.window.answer(probe.seq, mono, wall)
         if rtt is None:
             return False
+        port.acked_seq = probe.seq
         port.totals.observe(rtt)
-        if port.verdict is p.Verdict.SILENT:  # it answers again: say so at once
-            port.verdict = p.Verdict.ANSWERING
+        if port.silent:  # it answers again: say so at once
+            port.silent = False
             return True
         return False
 
@@ -313,7 +364,7 @@ class LinuxProber(Prober):
             while self._schedule and self._schedule[0][0] <= horizon:
                 _, _, port = heapq.heappop(self._schedule)
                 if self._ports.get(port.name) is not port:
-                    continue  # no longer tracked
+                    continue  # no longer tracked (or toward another peer: a new port)
                 self._send(sock, port, now)
                 fast = port.window.answered == 0 and now - port.started < p.GRACE
                 period = p.FAST_PERIOD if fast else self.period
@@ -325,34 +376,36 @@ class LinuxProber(Prober):
             port.mac = self._mac(port.name)
             if port.mac is None:
                 return  # not there (yet): the reconciler says why in the status
-            frame = p.encode(p.REQUEST, port.mac, self._nonce, 0, 0, p.MIN_FRAME)
-            port.template = bytearray(frame)
+            port.template = bytearray(p.encode(p.REQUEST, port.mac, 0, 0, 0, p.MIN_FRAME))
+        if port.window.pending:
+            port.totals.lost += port.window.expire(now, p.TIMEOUT)
         port.seq = seq = (port.seq + 1) & 0x7FFFFFFF
         port.window.sent_one(seq, now)
         port.totals.sent += 1
         try:
-            sock.sendto(p.stamp(port.template, seq, time.time_ns()), (port.name, p.ETHERTYPE))
+            ack = port.window.ack(port.acked_seq)
+            frame = p.stamp(port.template, self._nonce, seq, time.time_ns(), ack)
+            sock.sendto(frame, (port.name, p.ETHERTYPE))
         except OSError as exc:  # down or gone: the probe is lost, which is the truth
             log.debug("probe into %s: %s", port.name, exc)
             port.template = port.mac = None  # a re-created device has another address
 
     def _judge(self, now: float) -> None:
-        wall, changed = self._wall(), False
+        """Which ports turned silent (answered before, not for SILENT_AFTER): the reconciler
+        is woken to say so. Kept lean: it looks at every port twice a second."""
+        edge, changed = self._wall() - p.SILENT_AFTER, False
         with self._lock:
-            counts: dict[str, dict[p.Verdict, int]] = {}
             for port in self._ports.values():
-                if port.window.pending:
-                    port.totals.lost += port.window.expire(now)
-                verdict = port.window.verdict(wall)
-                if (verdict is p.Verdict.SILENT) != (port.verdict is p.Verdict.SILENT):
-                    changed = True
-                port.verdict = verdict
-                per_peer = counts.setdefault(port.peer, {})
-                per_peer[verdict] = per_peer.get(verdict, 0) + 1
-            for peer, totals in self._totals.items():
-                totals.verdicts = counts.get(peer, {})
-            for name in set(self._tokens) - set(self._ports):
-                del self._tokens[name]  # ports gone: their buckets too
+                last = port.window.last_answer_at
+                silent = last is not None and last < edge
+                if silent != port.silent:
+                    port.silent, changed = silent, True
+                    if silent and port.window.pending:  # nothing will confirm them now
+                        timeout = p.TIMEOUT if port.leads else p.FOLLOW_TIMEOUT
+                        port.totals.lost += port.window.expire(now, timeout)
+            if len(self._tokens) > len(self._ports):
+                for name in set(self._tokens) - set(self._ports):
+                    del self._tokens[name]  # ports gone: their buckets too
         if changed:
             self._changed()
 
