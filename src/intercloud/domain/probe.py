@@ -16,9 +16,9 @@ tunnel:
   that protocol, so the kernel hands it probe frames only, without a filter.
 - payload: magic, version, kind (request / answer), flags, a nonce of the sender's run, a
   sequence number, the send time, the ack of the previous probe (sequence number, round trip
-  in microseconds, loss in per mille), then zero padding up to the size asked for. The answer is the request
-  with its kind and source address changed, the same size: a probe as large as the VMs' MTU
-  tests that MTU both ways.
+  in microseconds, loss in per mille), then zero padding up to the size asked for. The answer
+  is the request with its kind and source address changed, the same size: a probe as large as
+  the VMs' MTU tests that MTU both ways.
 
 Who answers: every agent answers every request arriving on one of its own tunnel ports, back out
 of that port, at most as many frames as it received (and at most ANSWER_RATE a second per

@@ -13,8 +13,6 @@ its own size: nothing a peer sends makes us send more than we received."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import heapq
 import itertools
 import logging
@@ -23,7 +21,6 @@ import random
 import secrets
 import select
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,15 +29,11 @@ from dataclasses import dataclass, field
 from intercloud.domain import naming
 from intercloud.domain import probe as p
 from intercloud.drivers.probe.base import Prober
+from intercloud.drivers.probe.packet import PACKET_OUTGOING, AnswerRate, mac_of, open_socket
 from intercloud.errors import DriverError
 
 log = logging.getLogger("intercloud.probe")
 
-PACKET_OUTGOING = 4  # linux/if_packet.h: a frame we sent, looped back to packet sockets
-SIOCGIFHWADDR = 0x8927
-SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20
-SO_RCVBUFFORCE = 33
-RCVBUF = 4 << 20  # a second of answers and requests of 1,000 ports, with room
 JUDGE_EVERY = 0.5  # seconds between two judgements of every port
 BATCH = 0.1  # a wake-up sends every probe due this soon: <= 10 wake-ups a second to send
 MAX_BATCH = 256  # frames read per wake-up before the schedule gets its turn
@@ -99,7 +92,7 @@ class LinuxProber(Prober):
         self._order = itertools.count()
         self._checks: dict[tuple[str, int], _Check] = {}
         self._check_seq = itertools.count(1)
-        self._tokens: dict[str, list[float]] = {}  # port -> [answer tokens, refilled at]
+        self._rate = AnswerRate()
         self._sock: socket.socket | None = None
         self._wake: tuple[int, int] | None = None
         self._stop = threading.Event()
@@ -109,20 +102,11 @@ class LinuxProber(Prober):
 
     def start(self) -> None:
         try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(p.ETHERTYPE))
+            sock = open_socket()
         except OSError as exc:  # no CAP_NET_RAW: the agent works on, without probes
             self.unavailable_reason = f"cannot open a packet socket: {exc.strerror or exc}"
             log.warning("tunnel probes off: %s", self.unavailable_reason)
             return
-        sock.setblocking(False)
-        # probes go straight to the tunnel device, not through its qdisc (an expansion's rate
-        # limit): less work per frame, and a probe is never queued behind tenant traffic
-        with contextlib.suppress(OSError):
-            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         self._sock, self._wake = sock, os.pipe()
         self.available, self.unavailable_reason = True, None
         self._thread = threading.Thread(target=self._run, name="prober", daemon=True)
@@ -294,12 +278,8 @@ class LinuxProber(Prober):
 
     def _answer(self, sock: socket.socket, ifname: str, frame: bytes, now: float) -> bool:
         """Answer a request (within the port's rate); whether the answer went out."""
-        tokens = self._tokens.setdefault(ifname, [p.ANSWER_BURST, now])
-        tokens[0] = min(p.ANSWER_BURST, tokens[0] + (now - tokens[1]) * p.ANSWER_RATE)
-        tokens[1] = now
-        if tokens[0] < 1:
+        if not self._rate.take(ifname, now):
             return False
-        tokens[0] -= 1
         port = self._ports.get(ifname)
         mac = port.mac if port is not None and port.mac else self._mac(ifname)
         reply = p.answer(frame, mac) if mac else None
@@ -403,9 +383,7 @@ class LinuxProber(Prober):
                     if silent and port.window.pending:  # nothing will confirm them now
                         timeout = p.TIMEOUT if port.leads else p.FOLLOW_TIMEOUT
                         port.totals.lost += port.window.expire(now, timeout)
-            if len(self._tokens) > len(self._ports):
-                for name in set(self._tokens) - set(self._ports):
-                    del self._tokens[name]  # ports gone: their buckets too
+            self._rate.keep_only(self._ports)  # ports gone: their buckets too
         if changed:
             self._changed()
 
@@ -414,14 +392,4 @@ class LinuxProber(Prober):
             self.on_change()
 
     def _mac(self, ifname: str) -> bytes | None:
-        """The device's own address (the source of what we send into it), None if it is gone."""
-        if self._sock is None:
-            return None
-        try:
-            raw = fcntl.ioctl(
-                self._sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode())
-            )
-        except OSError:
-            return None
-        mac = raw[18:24]
-        return mac if len(mac) == 6 and not mac[0] & 1 else None
+        return mac_of(self._sock, ifname) if self._sock is not None else None
