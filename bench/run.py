@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import control, dataplane, multicore, scale, vpnaas
+from bench import control, dataplane, multicore, probes, scale, vpnaas
 from bench import ns as nsmod
 from bench import proxy as proxy_bench
 from bench.measure import UDP_SIZES, Mode
@@ -286,6 +286,29 @@ class Run:
             target="value < 20",
         )
 
+    # --- probes through the tunnels ----------------------------------------------------------
+
+    def probes(self) -> None:
+        n, seconds = self.scale_n, (10.0 if self.mode.short else 30.0)
+        out = probes.measure(self.topo, n, seconds)
+        self.details["probes"] = out
+        probing, idle = out["probing"], out["idle"]
+        lead, follow = probing["core_pct"], probing["follower"]["core_pct"]
+        # an agent leads some ports and follows the others: the dearer role, as if all were so
+        self.figs.add(
+            "probes.cost",
+            "probes",
+            f"tunnel probes at {n} tunnel ports, % of one core (the dearer of lead/follow)",
+            max(lead, follow),
+            "%",
+            baseline=("probes.idle", "same process, prober not started", idle["core_pct"]),
+            better="lower",
+            target="value < 1",
+            note=f"lead {lead:.2f} %, follow {follow:.2f} %; "
+            f"{probing['answering']}/{n} led ports answering, "
+            f"{probing['follower']['answering']}/{n} followed, {probing['silent']} silent",
+        )
+
     # --- cleanup ----------------------------------------------------------------------------
 
     def cleanup(self) -> list[str]:
@@ -315,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
         "--only",
-        default="dataplane,control,scale",
-        help="comma-separated sections (default: dataplane,control,scale; also: proxy, the "
-        "tenant API proxy on its own OpenStack lab, ~4 min)",
+        default="dataplane,control,scale,probes",
+        help="comma-separated sections (default: dataplane,control,scale,probes; also: proxy, "
+        "the tenant API proxy on its own OpenStack lab, ~4 min)",
     )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -332,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("control needs the dataplane section (it reuses its labs)")
     interrupted: BaseException | None = None
     try:
-        for name in ("dataplane", "control", "scale", "proxy"):
+        for name in ("dataplane", "control", "scale", "probes", "proxy"):
             if name in sections:
                 run.section(name, getattr(run, name))
     except (KeyboardInterrupt, SystemExit) as exc:  # SIGINT/SIGTERM: clean up, report so far

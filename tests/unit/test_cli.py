@@ -465,3 +465,33 @@ def test_expansion_paths_render_one_line_per_pair():
     paths = [{"between": ["A", "B"], "via": None}, {"between": ["B", "C"], "via": "A"}]
     assert paths_cell(paths) == "A-B direct\nB-C via A"
     assert paths_cell([]) == "-"
+
+
+def test_status_shows_the_probes_per_peer_or_why_there_are_none(agent):
+    probes = {
+        "available": True,
+        "reason": None,
+        "period_s": 3.0,
+        "peers": [
+            {
+                "peer": "B",
+                "tunnels": 3,
+                "answering": 2,
+                "silent": 1,
+                "unanswered": 0,
+                "rtt_ms": 0.42,
+                "loss": 0.25,
+            }
+        ],
+    }
+    agent.on("GET", "/v1/status", (200, {**STATUS, "probes": probes}))
+    agent.on("GET", "/v1/replicas", (200, [{"id": "r1", "peer": "B", "tunnel": None}]))
+    out = run("--token", ADMIN, "status").stdout
+    assert "Probes through the tunnels" in out
+    row = next(line for line in out.splitlines() if "0.42" in line)
+    cells = row.replace("│", " ").split()
+    assert cells == ["B", "3", "2", "1", "0", "0.42", "25%"], row
+    off = {"available": False, "reason": "the data plane has no kernel tunnel ports to probe"}
+    agent.on("GET", "/v1/status", (200, {**STATUS, "probes": off}))
+    out = run("--token", ADMIN, "status").stdout
+    assert "off: the data plane has no kernel tunnel ports to probe" in out

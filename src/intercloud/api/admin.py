@@ -228,7 +228,7 @@ def _replica_views(request: Request) -> list[dict[str, Any]]:
     c = auth.ctx(request)
     prefix = c.cfg.dataplane.prefix
     with c.store.session() as s:
-        return [views.replica_here(r, prefix) for r in replicas.list_all(s)]
+        return [views.replica_here(r, prefix, c.probes.health) for r in replicas.list_all(s)]
 
 
 @router.get("/replicas")
@@ -257,6 +257,10 @@ def status(request: Request) -> dict[str, Any]:
         },
         "cloud": c.cfg.cloud.driver,
         "reconciler": c.reconciler.stats.as_dict(),
+        # the probes through the tunnel ports, per peer (domain/probe.py)
+        "probes": views.probes(
+            c.probes.available, c.probes.unavailable_reason, c.probes.period, c.probes.peers()
+        ),
         "links": links,
         "replicas": reps,
         "counts": {
