@@ -19,12 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import control, dataplane, multicore, scale, vpnaas
+from bench import control, dataplane, multicore, probes, scale, vpnaas
 from bench import ns as nsmod
+from bench import proxy as proxy_bench
 from bench.measure import UDP_SIZES, Mode
 from bench.report import Figures, figures_as_dicts, machine, print_tables, write_json
 from intercloud.lab import namespaces, processes
 from intercloud.lab.nsexec import LabError
+from intercloud.lab.openstack.lab import OpenStackLab
 from intercloud.lab.topology import Lab
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -253,6 +255,60 @@ class Run:
             target="value < 200",
         )
 
+    # --- the tenant API proxy (an OpenStack lab; only with --only ...,proxy) ------------------
+
+    def proxy(self) -> None:
+        lab = OpenStackLab(self.prefix + "p")
+        self.labs.append(lab)
+        lab.up(2)
+        lab.peer("A", "B")
+        out = proxy_bench.measure(lab, 40 if self.mode.short else proxy_bench.CALLS)
+        self.details["proxy"] = out
+        direct = "direct to B's Neutron (a member of A.p1)"
+        for p in ("p50", "p99"):
+            self.figs.add(
+                f"proxy.{p}",
+                "proxy",
+                f"Neutron GET /v2.0/ports through the proxy, {p}",
+                out["proxied"][f"{p}_ms"],
+                "ms",
+                baseline=(f"proxy.direct.{p}", direct, out["direct"][f"{p}_ms"]),
+                better="lower",
+            )
+        self.figs.add(
+            "proxy.overhead_p50",
+            "proxy",
+            "the proxy's overhead, p50 (proxied - direct)",
+            out["overhead_p50_ms"],
+            "ms",
+            baseline=("proxy.direct.p50", direct, out["direct"]["p50_ms"]),
+            better="lower",
+            target="value < 20",
+        )
+
+    # --- probes through the tunnels ----------------------------------------------------------
+
+    def probes(self) -> None:
+        n, seconds = self.scale_n, (10.0 if self.mode.short else 30.0)
+        out = probes.measure(self.topo, n, seconds)
+        self.details["probes"] = out
+        probing, idle = out["probing"], out["idle"]
+        lead, follow = probing["core_pct"], probing["follower"]["core_pct"]
+        # an agent leads some ports and follows the others: the dearer role, as if all were so
+        self.figs.add(
+            "probes.cost",
+            "probes",
+            f"tunnel probes at {n} tunnel ports, % of one core (the dearer of lead/follow)",
+            max(lead, follow),
+            "%",
+            baseline=("probes.idle", "same process, prober not started", idle["core_pct"]),
+            better="lower",
+            target="value < 1",
+            note=f"lead {lead:.2f} %, follow {follow:.2f} %; "
+            f"{probing['answering']}/{n} led ports answering, "
+            f"{probing['follower']['answering']}/{n} followed, {probing['silent']} silent",
+        )
+
     # --- cleanup ----------------------------------------------------------------------------
 
     def cleanup(self) -> list[str]:
@@ -281,7 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
-        "--only", default="dataplane,control,scale", help="comma-separated sections (default all)"
+        "--only",
+        default="dataplane,control,scale,probes",
+        help="comma-separated sections (default: dataplane,control,scale,probes; also: proxy, "
+        "the tenant API proxy on its own OpenStack lab, ~4 min)",
     )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -296,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("control needs the dataplane section (it reuses its labs)")
     interrupted: BaseException | None = None
     try:
-        for name in ("dataplane", "control", "scale"):
+        for name in ("dataplane", "control", "scale", "probes", "proxy"):
             if name in sections:
                 run.section(name, getattr(run, name))
     except (KeyboardInterrupt, SystemExit) as exc:  # SIGINT/SIGTERM: clean up, report so far

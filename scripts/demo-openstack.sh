@@ -59,3 +59,20 @@ neutron A
 
 step "intercloud status (A, project p1)"
 as_p1 A status
+
+step "the tenant in B with A's credentials only: the unmodified openstack CLI (clouds A, A-in-B)"
+osc() { ic lab openstack A -- "$@"; }
+osc --os-cloud A intercloud expansion list
+osc --os-cloud A-in-B network list
+port_id=$(osc --os-cloud A-in-B port create --network net1 vm-b2 -f value -c id)
+echo "  port $port_id made in B (project A.p1) through A's agent"
+ic lab vm add B b2 --port "$port_id"
+a1_ip=$("$PY" -c "from intercloud.lab.openstack.lab import OpenStackLab as L; import os; print(L(os.environ['INTERCLOUD_LAB']).state().vms['A/a1'].ip.split('/')[0])")
+step "ping b2 (on the port the tenant made in B) -> a1 ($a1_ip)"
+ic lab exec B/b2 -- ping -c 3 -i 0.3 -W 2 "$a1_ip" | tail -2
+step "refused: a service type the agreement does not allow (image)"
+ic lab exec --token p1 A -- "$PY" -c 'import os, httpx; e = os.environ
+r = httpx.get(e["INTERCLOUD_URL"] + "/v1/proxy/B/image/v2/images", verify=e["INTERCLOUD_CACERT"], headers={"X-Auth-Token": e["INTERCLOUD_TOKEN"]})
+print(" ", r.status_code, r.json()["error"]["message"])'
+osc --os-cloud A-in-B port delete "$port_id"
+ic lab vm rm B b2

@@ -130,3 +130,18 @@ def databases(request: pytest.FixtureRequest, tmp_path) -> Callable[[], str]:
 @pytest.fixture
 def database_url(databases: Callable[[], str]) -> str:
     return databases()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every lab daemon a test started is stopped by the time the session ends: one still
+    running leaked (out of a namespace that is gone, or one that stays). It is named, killed,
+    and the session fails."""
+    from intercloud.lab import processes
+
+    leaked = processes.still_running()
+    if not leaked:
+        return
+    for pid, argv in leaked.items():
+        print(f"\nleaked lab daemon {pid}: {' '.join(argv)[:300]}")
+    processes.kill_pids(list(leaked))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

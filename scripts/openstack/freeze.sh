@@ -22,4 +22,6 @@ freeze() {
 mkdir -p "$out"
 freeze keystone keystone==30.0.0 &
 freeze neutron neutron==29.0.0 neutron-lib==5.0.1 &
-wait %1 && wait %2
+# the unmodified `openstack` CLI, for the tenant API proxy's tests (docs/openstack.md)
+freeze openstackclient python-openstackclient==10.5.0 &
+wait %1 && wait %2 && wait %3

@@ -20,6 +20,7 @@ from intercloud.api.context import AppContext
 from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
 from intercloud.drivers import ipsec as ipsec_drivers
+from intercloud.drivers import probe as probe_drivers
 from intercloud.drivers.underlay import LinuxHost
 from intercloud.errors import IntercloudError
 from intercloud.federation.peers import Federation
@@ -50,7 +51,12 @@ def build(cfg: config_mod.Config) -> AppContext:
         metrics=metrics,
     )
     ipsec = ipsec_drivers.load(cfg)
-    reconciler = Reconciler(cfg, store, cloud, dataplane, federation, ipsec, metrics=metrics)
+    probes = probe_drivers.load(cfg)  # started by run(): tests that build() send no frame
+    metrics.watch(gauges.probes(probes))
+    reconciler = Reconciler(
+        cfg, store, cloud, dataplane, federation, ipsec, metrics=metrics, probes=probes
+    )
+    probes.on_change = reconciler.trigger  # a tunnel went silent or answers again
     return AppContext(
         cfg=cfg,
         store=store,
@@ -59,12 +65,15 @@ def build(cfg: config_mod.Config) -> AppContext:
         reconciler=reconciler,
         ipsec=ipsec,
         metrics=metrics,
+        federation=federation,
+        probes=probes,
         diagnoser=Diagnoser(
             store,
             cfg.dataplane.prefix,
             federation,
             ipsec,
             LinuxHost(reads_ports=cfg.dataplane.driver == "linux"),
+            prober=probes,
         ),
     )
 
@@ -158,6 +167,7 @@ def run(config_path: str | Path) -> None:
         cfg.dataplane.driver,
     )
     metrics_server = _metrics_listener(cfg, ctx)
+    ctx.probes.start()
     ctx.reconciler.start()
     try:
         server.run()
@@ -167,6 +177,7 @@ def run(config_path: str | Path) -> None:
             metrics_server.server_close()
         # Leave the data plane as it is: a restart must not drop a packet.
         ctx.reconciler.stop()
+        ctx.probes.stop()
         ctx.dataplane.close()
         ctx.ipsec.close()
         ctx.store.dispose()

@@ -32,6 +32,9 @@ driver = "standalone"          # standalone | openstack
 # password = "..."
 # project_name = "service"
 
+[proxy]                        # tenants' OpenStack calls into peers (docs/openstack.md)
+rate = 10.0                    # per project: calls per second, `burst` at once
+
 [[projects]]                   # standalone mode: the local projects and their tokens
 name = "p1"
 token = "..."
@@ -124,6 +127,17 @@ class CloudSection:
 
 
 @dataclass
+class ProxySection:
+    """The tenant API proxy (api/proxy.py, docs/openstack.md)."""
+
+    rate: float = 10.0  # proxied calls per second per project, on average ...
+    burst: int = 20  # ... and at once
+    max_body: int = 256 * 1024  # a proxied request's body (413 beyond)
+    max_answer: int = 8 * 1024 * 1024  # a proxied answer's body (502 beyond)
+    timeout: float = 30.0  # seconds the peer's service may take to answer
+
+
+@dataclass
 class ProjectDef:
     name: str
     token: str
@@ -143,6 +157,7 @@ class Config:
     dataplane: DataplaneSection = field(default_factory=DataplaneSection)
     ipsec: IpsecSection = field(default_factory=IpsecSection)
     cloud: CloudSection = field(default_factory=CloudSection)
+    proxy: ProxySection = field(default_factory=ProxySection)
     projects: list[ProjectDef] = field(default_factory=list)
     networks: list[NetworkDef] = field(default_factory=list)
 
@@ -205,13 +220,14 @@ def _items(cls: type, section: str, data: Any) -> list[Any]:
 def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ) if env is None else env
     for key in data:
-        if key not in ("agent", "dataplane", "ipsec", "cloud", "projects", "networks"):
+        if key not in ("agent", "dataplane", "ipsec", "cloud", "proxy", "projects", "networks"):
             raise Invalid(f"config: unknown section [{key}]", field=key)
     cfg = Config(
         agent=_section(AgentSection, "agent", data.get("agent", {}), env),
         dataplane=_section(DataplaneSection, "dataplane", data.get("dataplane", {}), env),
         ipsec=_section(IpsecSection, "ipsec", data.get("ipsec", {}), env),
         cloud=_section(CloudSection, "cloud", data.get("cloud", {}), env),
+        proxy=_section(ProxySection, "proxy", data.get("proxy", {}), env),
         projects=_items(ProjectDef, "projects", data.get("projects", [])),
         networks=_items(NetworkDef, "networks", data.get("networks", [])),
     )
@@ -238,6 +254,7 @@ def validate(cfg: Config) -> None:
                     f"config cloud.{key}: required with the openstack cloud driver",
                     field=f"cloud.{key}",
                 )
+    _validate_proxy(cfg.proxy)
     validation.vni(cfg.dataplane.vni_min, "dataplane.vni_min")
     validation.vni(cfg.dataplane.vni_max, "dataplane.vni_max")
     if cfg.dataplane.vni_min > cfg.dataplane.vni_max:
@@ -245,6 +262,18 @@ def validate(cfg: Config) -> None:
             "config dataplane.vni_min: must not exceed vni_max", field="dataplane.vni_min"
         )
     _validate_networks(cfg.networks, _validate_projects(cfg.projects, cfg.agent.admin_token))
+
+
+def _validate_proxy(p: ProxySection) -> None:
+    for key, ok in (
+        ("rate", 0 < p.rate <= 1e4),
+        ("burst", 1 <= p.burst <= 1e5),
+        ("max_body", 0 <= p.max_body <= 512 * 1024),  # the envelope fits the 1 MB body limit
+        ("max_answer", 1024 <= p.max_answer <= 64 * 1024 * 1024),
+        ("timeout", 0 < p.timeout <= 600),
+    ):
+        if not ok:
+            raise Invalid(f"config proxy.{key}: out of range", field=f"proxy.{key}")
 
 
 def _validate_drivers(cfg: Config) -> None:

@@ -7,6 +7,8 @@ to one line.
     ├── Conflict       duplicate name, VNI in use, limit reached (HTTP 409)
     ├── Unauthorized   missing or wrong credentials (HTTP 401)
     ├── Forbidden      authenticated but outside the caller's rights (HTTP 403)
+    ├── TooLarge       a request body over its limit (HTTP 413)
+    ├── RateLimited    too many calls of one project in a short time (HTTP 429)
     ├── PeerError      a peer agent refused or could not be reached
     ├── CloudError     the cloud's own services (Keystone, Neutron) failed or were unreachable
     └── DriverError    the host (kernel, daemon) refused an operation
@@ -58,6 +60,16 @@ class Unauthorized(IntercloudError):
 class Forbidden(IntercloudError):
     status_code = 403
     code = "forbidden"
+
+
+class TooLarge(IntercloudError):
+    status_code = 413
+    code = "too_large"
+
+
+class RateLimited(IntercloudError):
+    status_code = 429
+    code = "rate_limited"
 
 
 class PeerError(IntercloudError):

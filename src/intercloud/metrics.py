@@ -102,6 +102,18 @@ class Metrics:
             registry=r,
         )
 
+        self.proxy_calls = Counter(
+            "intercloud_proxy_calls",
+            "Tenant API calls proxied to a peer's cloud, by peer, service type and status "
+            "class (refusals before the peer and service are known count under '-').",
+            ["peer", "service_type", "status_class"],
+            registry=r,
+        )
+
+    def proxied(self, peer: str, service_type: str, status: int) -> None:
+        """One call of the tenant API proxy (api/proxy.py)."""
+        self.proxy_calls.labels(peer, service_type, f"{status // 100}xx").inc()
+
     def watch(self, read: Callable[[], Iterable[Any]]) -> None:
         """Add families read at every scrape (`read` returns prometheus_client metric
         families, e.g. GaugeMetricFamily)."""

@@ -102,6 +102,7 @@ def make_agent(
     ctx.reconciler.federation = Federation(
         name, transport=router, plain_http=True, metrics=ctx.metrics
     )
+    ctx.federation = ctx.reconciler.federation  # the tenant API proxy's calls go the same way
     fake: FakeDataplane = ctx.dataplane  # type: ignore[assignment]
     fake.add_foreign("tn-net1", "bridge")
     fake.add_foreign("tn-net2", "bridge")

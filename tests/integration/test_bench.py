@@ -37,6 +37,7 @@ EXPECTED = (
         "scale.reconcile_from_nothing",
         "scale.delete_all",
         "scale.rss_peak",
+        "probes.cost",
     ]
 )
 WITH_TARGET = {
@@ -47,6 +48,7 @@ WITH_TARGET = {
     "api.reads.p99",
     "scale.reconcile_from_nothing",
     "scale.rss_peak",
+    "probes.cost",
 }
 
 

@@ -224,12 +224,14 @@ def test_agreement_commands(agent):
     assert "p1, p2" in out and "MAX EXPANSIONS" in out
     run("agreement", "show", "B")
     run("agreement", "update", "B", "--peer-project", "q1")
+    run("agreement", "update", "B", "--proxy-service", "network")
     run("agreement", "delete", "B")
     assert agent.calls == [
         ("POST", "/v1/agreements", {**agr, "max_expansions_per_project": 3}),
         ("GET", "/v1/agreements", None),
         ("GET", "/v1/agreements/B", None),
         ("PATCH", "/v1/agreements/B", {"peer_projects": ["q1"]}),
+        ("PATCH", "/v1/agreements/B", {"proxy_services": ["network"]}),
         ("DELETE", "/v1/agreements/B", None),
     ]
 
@@ -463,3 +465,33 @@ def test_expansion_paths_render_one_line_per_pair():
     paths = [{"between": ["A", "B"], "via": None}, {"between": ["B", "C"], "via": "A"}]
     assert paths_cell(paths) == "A-B direct\nB-C via A"
     assert paths_cell([]) == "-"
+
+
+def test_status_shows_the_probes_per_peer_or_why_there_are_none(agent):
+    probes = {
+        "available": True,
+        "reason": None,
+        "period_s": 3.0,
+        "peers": [
+            {
+                "peer": "B",
+                "tunnels": 3,
+                "answering": 2,
+                "silent": 1,
+                "unanswered": 0,
+                "rtt_ms": 0.42,
+                "loss": 0.25,
+            }
+        ],
+    }
+    agent.on("GET", "/v1/status", (200, {**STATUS, "probes": probes}))
+    agent.on("GET", "/v1/replicas", (200, [{"id": "r1", "peer": "B", "tunnel": None}]))
+    out = run("--token", ADMIN, "status").stdout
+    assert "Probes through the tunnels" in out
+    row = next(line for line in out.splitlines() if "0.42" in line)
+    cells = row.replace("│", " ").split()
+    assert cells == ["B", "3", "2", "1", "0", "0.42", "25%"], row
+    off = {"available": False, "reason": "the data plane has no kernel tunnel ports to probe"}
+    agent.on("GET", "/v1/status", (200, {**STATUS, "probes": off}))
+    out = run("--token", ADMIN, "status").stdout
+    assert "off: the data plane has no kernel tunnel ports to probe" in out

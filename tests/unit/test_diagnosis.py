@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from intercloud.domain import diagnosis as dg
+from intercloud.domain.probe import TunnelHealth
 from intercloud.errors import DriverError, NotFound, PeerError
 from intercloud.federation import answers, failures
 from intercloud.federation.answers import BadAnswer
@@ -242,18 +243,16 @@ class FakeHost:
         return self.floods.get(port)
 
 
-@dataclass
-class FakeHealth:
-    loss: float = 0.0
-
-
 class FakeProber:
+    available = True
+    unavailable_reason = None
+
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self.asked: list[tuple[str, int]] = []
 
     def health(self, port):
-        return FakeHealth()
+        return TunnelHealth(NOW - 60, NOW - 1, 0.002, 0.0, 30, 30)
 
     def check(self, port, size, timeout):
         self.asked.append((port, size))
@@ -438,3 +437,15 @@ def test_service_prober_errors_skip_the_tunnel_layers(store):
     peer = FakePeer(answers.Health("B", None))
     out = diagnoser(store, peer, FakeIpsec(FakeConn()), prober=Refusing(0)).link("B")
     assert out.broken is None and "no CAP_NET_RAW" in out.layers[5].detail
+
+
+def test_service_prober_unavailable_says_why(store):
+    class Off(FakeProber):
+        available = False
+        unavailable_reason = "no CAP_NET_RAW"
+
+    peer = FakePeer(answers.Health("B", None))
+    prober = Off(2000)
+    out = diagnoser(store, peer, FakeIpsec(FakeConn()), prober=prober).link("B")
+    assert out.broken is None and out.layers[5].detail == "no tunnel probe: no CAP_NET_RAW"
+    assert prober.asked == []

@@ -13,6 +13,7 @@ SRC = Path(intercloud.__file__).parent
 # rank: a module may import modules of a lower rank, or of its own package.
 RANK = {
     "errors": 0,
+    "osc": 0,  # the `openstack` CLI plugin runs in the CLI's environment: it imports none of us
     "domain": 1,
     "tls": 1,
     "metrics": 1,  # prometheus_client only

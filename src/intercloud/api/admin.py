@@ -142,6 +142,7 @@ def create_agreement(body: AgreementCreate, request: Request) -> dict[str, Any]:
             body.peer_projects,
             body.max_expansions_per_project,
             body.default_rate_mbit,
+            body.proxy_services,
         )
     _changed(request)
     return out
@@ -227,7 +228,7 @@ def _replica_views(request: Request) -> list[dict[str, Any]]:
     c = auth.ctx(request)
     prefix = c.cfg.dataplane.prefix
     with c.store.session() as s:
-        return [views.replica_here(r, prefix) for r in replicas.list_all(s)]
+        return [views.replica_here(r, prefix, c.probes.health) for r in replicas.list_all(s)]
 
 
 @router.get("/replicas")
@@ -256,6 +257,10 @@ def status(request: Request) -> dict[str, Any]:
         },
         "cloud": c.cfg.cloud.driver,
         "reconciler": c.reconciler.stats.as_dict(),
+        # the probes through the tunnel ports, per peer (domain/probe.py)
+        "probes": views.probes(
+            c.probes.available, c.probes.unavailable_reason, c.probes.period, c.probes.peers()
+        ),
         "links": links,
         "replicas": reps,
         "counts": {

@@ -5,7 +5,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from intercloud import __version__
-from intercloud.api import admin, diagnosis, errors, federation, openapi, scrape, topology, user
+from intercloud.api import (
+    admin,
+    diagnosis,
+    errors,
+    federation,
+    federation_proxy,
+    openapi,
+    proxy,
+    scrape,
+    topology,
+    user,
+)
 from intercloud.api.answer_signing import AnswerSigning
 from intercloud.api.context import AppContext
 from intercloud.api.limits import BodyLimit
@@ -25,6 +36,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(user.router)
     app.include_router(federation.router)
+    app.include_router(federation_proxy.router)
+    app.include_router(proxy.router)
     app.include_router(topology.router)
     app.include_router(diagnosis.router)
     app.include_router(scrape.router)

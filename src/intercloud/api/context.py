@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from intercloud.config import Config
+from intercloud.domain.probe import PeerProbes, TunnelHealth
+from intercloud.domain.proxy import Answer, Call
+from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
 from intercloud.service.diagnosis import Diagnoser
 from intercloud.service.user import ProjectNetworks
@@ -67,6 +70,9 @@ class CloudAccess(ProjectNetworks, Protocol):
 
     def authenticate(self, token: str) -> Caller | None: ...
 
+    def forward(self, project: str, call: Call, limit: int, timeout: float) -> Answer:
+        """A peer's tenant call made in this cloud as `project` (api/federation_proxy.py)."""
+
 
 class DataplaneHandle(Protocol):
     @property
@@ -85,6 +91,56 @@ class IpsecHandle(Protocol):
         """At the agent's shutdown."""
 
 
+class ProbeHandle(Protocol):
+    """The tunnel prober (drivers/probe) as the API and the agent use it."""
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def unavailable_reason(self) -> str | None: ...
+
+    @property
+    def period(self) -> float | None:
+        """Seconds between two probes of one tunnel port."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def health(self, port: str) -> TunnelHealth | None:
+        """What the probes of tunnel port `port` say (None: not probed)."""
+
+    def peers(self) -> dict[str, PeerProbes]:
+        """Per peer: its tunnels' verdicts, median RTT and mean loss."""
+
+    def check(self, port: str, size: int, timeout: float) -> float | None:
+        """One probe of `size` bytes into `port`: the RTT of the answer, None without one."""
+
+
+class NoProbes:
+    """No prober (an AppContext built by hand, as tests do): no figures."""
+
+    available = False
+    unavailable_reason: str | None = "no prober"
+    period: float | None = None
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def health(self, port: str) -> TunnelHealth | None:
+        return None
+
+    def peers(self) -> dict[str, PeerProbes]:
+        return {}
+
+    def check(self, port: str, size: int, timeout: float) -> float | None:
+        return None
+
+
 @dataclass
 class AppContext:
     cfg: Config
@@ -94,6 +150,9 @@ class AppContext:
     reconciler: RunningReconciler
     ipsec: IpsecHandle
     metrics: Metrics = field(default_factory=Metrics)  # this agent's own registry
+    # the tenant API proxy's calls to peers (the reconciler's Federation: one pool per peer)
+    federation: Federation | None = None
+    probes: ProbeHandle = field(default_factory=NoProbes)  # the tunnel prober
     diagnoser: Diagnoser | None = None  # `intercloud diagnose` (None: not wired, a 503)
 
     @property

@@ -54,6 +54,14 @@ UPSTREAM = {
     503: "the cloud's services (Keystone, Neutron) failed or were unreachable",
 }
 
+# the tenant API proxy (api/proxy.py) also answers these; its other answers are the peer's
+# service's own, passed through unchanged
+PROXY_PREFIX = "/v1/proxy/"
+PROXY_ERRORS = {
+    429: "the project's proxied calls over [proxy] rate / burst",
+    503: "the peer's service (or its Keystone) failed, or the peer's catalog has no such endpoint",
+}
+
 # success answers a handler gives besides its route's status_code (JSONResponse with another)
 OTHER_SUCCESS = {
     ("post", "/v1/expansions"): {200: "the same expansion existed already: it, unchanged"},
@@ -142,6 +150,8 @@ def document(app: FastAPI) -> dict[str, Any]:
             security = _security(dependants[(path, method)])
             operation["security"] = security
             errors = {**COMMON, **(AUTHENTICATED if security else {}), **UPSTREAM}
+            if path.startswith(PROXY_PREFIX):
+                errors |= PROXY_ERRORS
             responses = operation.setdefault("responses", {})
             for status, description in OTHER_SUCCESS.get((method, path), {}).items():
                 responses.setdefault(str(status), _success(description))

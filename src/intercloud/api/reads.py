@@ -10,6 +10,7 @@ driver lists, nor /status, which carries the reconciler's counters).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -42,13 +43,19 @@ class ReadCache:
         self.hits = 0
         self.misses = 0
 
-    async def respond(self, key: Hashable, build: Callable[[], Any]) -> Response:
+    async def respond(
+        self, key: Hashable, build: Callable[[], Any], extend: Callable[[Any], Any] | None = None
+    ) -> Response:
         """For async handlers: a fresh view is answered on the event loop (no thread hop);
-        building one (the database) happens in a worker thread."""
+        building one (the database) happens in a worker thread. `extend`: what is added to the
+        cached view on every answer (live figures that are not in the store: the probes')."""
         body = self._fresh(key)
-        if body is not None:
-            return Response(body, media_type="application/json")
-        return await run_in_threadpool(self.get, key, build)
+        if body is None:
+            response = await run_in_threadpool(self.get, key, build)
+            body = bytes(response.body)
+        if extend is not None:
+            body = bytes(JSONResponse(jsonable_encoder(extend(json.loads(body)))).body)
+        return Response(body, media_type="application/json")
 
     def get(self, key: Hashable, build: Callable[[], Any]) -> Response:
         """The view `key` as a JSON response: cached if nothing was written since it was

@@ -86,6 +86,10 @@ class AgreementCreate(Strict):
     peer_projects: list[str] = Field(default_factory=list)
     max_expansions_per_project: int = 10
     default_rate_mbit: float | None = None
+    proxy_services: list[str] | None = Field(
+        default=None,
+        description="service types the tenant API proxy may reach (default: network, compute)",
+    )
 
 
 class AgreementUpdate(Strict):
@@ -93,6 +97,7 @@ class AgreementUpdate(Strict):
     peer_projects: list[str] | None = None
     max_expansions_per_project: int | None = None
     default_rate_mbit: float | None = None
+    proxy_services: list[str] | None = None
 
 
 class ExpansionCreate(Strict):
@@ -175,3 +180,18 @@ class VniAgree(Strict):
     exclude: list[Vni] = Field(default_factory=list, max_length=MAX_EXCLUDE)
     vni_min: Vni | None = None  # the caller's VNI range (AdjacencyPut)
     vni_max: Vni | None = None
+
+
+# -- the tenant API proxy: the origin's envelope of one call (domain/proxy.py checks meaning) ---
+Pair = Annotated[list[Annotated[str, Field(max_length=1024)]], Field(min_length=2, max_length=2)]
+
+
+class ProxyEnvelope(Strict):
+    project: Name
+    service_type: str = Field(max_length=32)
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=1024)
+    query: list[Pair] = Field(default_factory=list, max_length=64)
+    headers: list[Pair] = Field(default_factory=list, max_length=16)
+    body: str = Field(default="", max_length=(512 * 1024 + 2) // 3 * 4)  # base64
+    max_answer: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)

@@ -44,7 +44,10 @@ async def get_topology(request: Request) -> Response:
         with c.store.session() as s:
             return topology.build(s, here)
 
-    return await auth.reads(request).respond(("admin", "topology"), build)
+    def extend(view: dict[str, Any]) -> dict[str, Any]:  # the probes' round trips are live
+        return topology.with_rtt(view, c.probes.peers())
+
+    return await auth.reads(request).respond(("admin", "topology"), build, extend)
 
 
 @router.get("/ui/topology", include_in_schema=False)

@@ -67,7 +67,10 @@ async def get_expansion(
         with c.store.session() as s:
             return views.expansion(svc.get_expansion(s, project, uid))
 
-    return await auth.reads(request).respond(("expansion", project, uid), build)
+    def extend(view: dict[str, Any]) -> dict[str, Any]:  # the probes' figures are live
+        return views.with_tunnels(view, c.cfg.dataplane.prefix, c.probes.health)
+
+    return await auth.reads(request).respond(("expansion", project, uid), build, extend)
 
 
 @router.patch("/expansions/{uid}")

@@ -222,6 +222,13 @@ _default_rate = click.option(
     metavar="MBIT",
     help="Egress limit per expansion toward the peer when it sets none (Mbit/s).",
 )
+_proxy_services = click.option(
+    "--proxy-service",
+    "proxy_services",
+    multiple=True,
+    help="Keystone service type the tenant API proxy may reach (default: network, compute); "
+    "repeatable.",
+)
 
 
 @agreement.command("create")
@@ -230,6 +237,7 @@ _default_rate = click.option(
 @_peer_projects
 @_max_expansions
 @_default_rate
+@_proxy_services
 @click.pass_obj
 def agreement_create(
     state: CliContext,
@@ -238,6 +246,7 @@ def agreement_create(
     peer_projects: tuple[str, ...],
     max_expansions: int | None,
     default_rate: float | None,
+    proxy_services: tuple[str, ...],
 ) -> None:
     """Create the agreement with PEER."""
     body: dict[str, Any] = {
@@ -245,6 +254,8 @@ def agreement_create(
         "projects": list(projects),
         "peer_projects": list(peer_projects),
     }
+    if proxy_services:
+        body["proxy_services"] = list(proxy_services)
     if max_expansions is not None:
         body["max_expansions_per_project"] = max_expansions
     if default_rate is not None:
@@ -258,6 +269,7 @@ def agreement_create(
 @_peer_projects
 @_max_expansions
 @_default_rate
+@_proxy_services
 @click.pass_obj
 def agreement_update(
     state: CliContext,
@@ -266,9 +278,12 @@ def agreement_update(
     peer_projects: tuple[str, ...],
     max_expansions: int | None,
     default_rate: float | None,
+    proxy_services: tuple[str, ...],
 ) -> None:
-    """Change the agreement with PEER; a given project list replaces the old one."""
+    """Change the agreement with PEER; a given list replaces the old one."""
     body: dict[str, Any] = {}
+    if proxy_services:
+        body["proxy_services"] = list(proxy_services)
     if projects:
         body["projects"] = list(projects)
     if peer_projects:
@@ -279,8 +294,8 @@ def agreement_update(
         body["default_rate_mbit"] = default_rate
     if not body:
         raise click.UsageError(
-            "nothing to update: give --project, --peer-project, --max-expansions "
-            "and/or --default-rate"
+            "nothing to update: give --project, --peer-project, --max-expansions, "
+            "--default-rate and/or --proxy-service"
         )
     answer = state.client.patch(path("v1", "agreements", peer_name), body)
     output.emit(state, answer, output.print_object)

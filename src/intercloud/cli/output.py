@@ -71,11 +71,26 @@ def styled(value: Any) -> Text:
     return Text(text, style=STATE_STYLES.get(text, ""))
 
 
+def tunnel_cell(tunnel: Any) -> str:
+    """What the probes through a tunnel port say: `rtt 0.42 ms, loss 0%`, `no answer yet`;
+    `-` when it is not probed."""
+    if not isinstance(tunnel, Mapping):
+        return "-"
+    loss = tunnel.get("loss")
+    loss_text = f"loss {loss:.0%}" if isinstance(loss, int | float) else "loss ?"
+    if tunnel.get("last_answer_at") is None:
+        return f"no answer yet, {loss_text}"
+    rtt = tunnel.get("rtt_ms")
+    return f"rtt {rtt} ms, {loss_text}" if rtt is not None else loss_text
+
+
 def peer_line(p: Mapping[str, Any]) -> str:
-    """`B: active (vni 101)`, `C: error - peer C unreachable`."""
+    """`B: active (vni 101) rtt 0.42 ms, loss 0%`, `C: error - peer C unreachable`."""
     line = f"{p.get('peer', '?')}: {p.get('status') or 'unknown'}"
     if p.get("vni") is not None:
         line += f" (vni {p['vni']})"
+    if isinstance(p.get("tunnel"), Mapping):
+        line += f" {tunnel_cell(p['tunnel'])}"
     if p.get("reason"):
         line += f" - {p['reason']}"
     return line

@@ -58,4 +58,12 @@ def _print_status(st: dict[str, Any], replicas: list[dict[str, Any]]) -> None:
         title="Links",
         empty="no links",
     )
+    probes = st.get("probes") or {}
+    off = "off: " + str(probes.get("reason") or "unknown") if not probes.get("available") else ""
+    output.print_table(
+        probes.get("peers") or [],
+        tables.PROBE_COLUMNS,
+        title="Probes through the tunnels",
+        empty=off or "no tunnel ports",
+    )
     output.print_table(replicas, tables.REPLICA_COLUMNS, title="Replicas", empty="no replicas")

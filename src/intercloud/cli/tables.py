@@ -45,7 +45,17 @@ REPLICA_COLUMNS: Columns = [
     ("VNI", "vni"),
     ("BRIDGE", "bridge"),
     ("STATUS", "status"),
+    ("PROBES", lambda r: output.tunnel_cell(r.get("tunnel"))),
     ("REASON", "reason"),
+]
+PROBE_COLUMNS: Columns = [
+    ("PEER", "peer"),
+    ("TUNNELS", "tunnels"),
+    ("ANSWERING", "answering"),
+    ("SILENT", "silent"),
+    ("UNANSWERED", "unanswered"),
+    ("RTT MS", lambda r: "-" if r.get("rtt_ms") is None else r["rtt_ms"]),
+    ("LOSS", lambda r: f"{r['loss']:.0%}" if isinstance(r.get("loss"), int | float) else "-"),
 ]
 NETWORK_COLUMNS: Columns = [
     ("NAME", "name"),

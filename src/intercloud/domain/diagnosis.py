@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 LAYERS = ("underlay", "ipsec", "api", "clock", "fdb", "tunnel", "mtu")
 OK, BROKEN, SKIPPED = "ok", "broken", "skipped"
 ETHERNET_HEADER = 14
+NO_PROBER = "no tunnel probe on this agent"
 SMALL_PROBE = 64  # bytes: the smallest Ethernet frame, the tunnel probe's size
 # how API failures are told apart (federation/failures.py)
 API_FAILURES = ("refused", "timeout", "certificate", "tls", "signature", "bad_answer", "error")
@@ -117,6 +118,7 @@ class Link:
     window: int = 300  # seconds (signing.MAX_SKEW_SECONDS)
     ports: Sequence[Port] | None = None  # None: this data plane's ports are not read
     prober: bool = False  # a tunnel prober runs on this agent
+    prober_off: str = NO_PROBER  # why not
     vm_mtu: int = 0
 
 
@@ -380,7 +382,7 @@ def _probed(link: Link) -> list[Port] | None:
 def tunnel(link: Link) -> Layer:
     ports = _probed(link)
     if ports is None:
-        return Layer("tunnel", SKIPPED, "no tunnel probe on this agent")
+        return Layer("tunnel", SKIPPED, link.prober_off)
     if not ports:
         errors = {p.probe_error for p in link.ports or () if p.probe_error}
         why = "; ".join(sorted(errors)) or "no tunnel port of this link could be probed"
@@ -403,7 +405,7 @@ def tunnel(link: Link) -> Layer:
 def mtu(link: Link, tunnel_ok: bool) -> Layer:
     ports = _probed(link)
     if ports is None:
-        return Layer("mtu", SKIPPED, "no tunnel probe on this agent")
+        return Layer("mtu", SKIPPED, link.prober_off)
     if not ports:
         return Layer("mtu", SKIPPED, "no tunnel port of this link could be probed")
     if not tunnel_ok:

@@ -4,6 +4,7 @@ call: the method's name); `Federation` keeps one client per peer."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import threading
 import time
@@ -12,6 +13,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
+from intercloud.domain.proxy import Answer as ProxyAnswer
+from intercloud.domain.proxy import Call as ProxyCall
 from intercloud.federation import answers
 from intercloud.federation.transport import Channel, PeerRef
 from intercloud.metrics import Metrics
@@ -131,6 +134,28 @@ class PeerClient(Channel):
         body = {"origin": origin, "exclude": exclude, "vni_min": vnis[0], "vni_max": vnis[1]}
         answer = self.request("PUT", f"/v1/federation/adjacencies/{uid}", body)
         return answers.adjacency(self.peer.name, answer, *vnis, exclude)
+
+    # -- tenants: their OpenStack calls into our replica of their project ---------------------
+    @_timed
+    def proxy(self, call: ProxyCall, limit: int, timeout: float) -> ProxyAnswer:
+        """Have the peer make `call` in its cloud, in its replica of `call.project`; its
+        service's answer, checked, its body at most `limit` bytes."""
+        body = {
+            "project": call.project,
+            "service_type": call.service_type,
+            "method": call.method,
+            "path": call.path,
+            "query": [list(p) for p in call.query],
+            "headers": [list(h) for h in call.headers],
+            "body": base64.b64encode(call.body).decode(),
+            "max_answer": limit,
+        }
+        envelope = limit * 4 // 3 + 64 * 1024  # base64, headers and status around the body
+        answer = self.request("POST", PROXY_PATH, body, timeout=timeout, limit=envelope)
+        return answers.proxied(self.peer.name, answer, limit)
+
+
+PROXY_PATH = "/v1/federation/proxy"
 
 
 def _replica(uid: str) -> str:

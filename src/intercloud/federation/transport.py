@@ -44,13 +44,13 @@ class PeerRef:
     key: str = field(repr=False)  # the HMAC key shared with it (never in a log line)
 
 
-def _read_bounded(resp: httpx.Response, peer_name: str) -> None:
-    """Read the answer's body into `resp`, refusing one larger than MAX_ANSWER."""
+def _read_bounded(resp: httpx.Response, peer_name: str, limit: int = MAX_ANSWER) -> None:
+    """Read the answer's body into `resp`, refusing one larger than `limit`."""
     chunks, size = [], 0
     for chunk in resp.iter_bytes():
         size += len(chunk)
-        if size > MAX_ANSWER:
-            raise PeerError(f"peer {peer_name}: answer larger than {MAX_ANSWER} bytes")
+        if size > limit:
+            raise PeerError(f"peer {peer_name}: answer larger than {limit} bytes")
         chunks.append(chunk)
     resp._content = b"".join(chunks)  # what resp.content and resp.json() read
 
@@ -148,9 +148,11 @@ class Channel:
         path: str,
         body: dict[str, Any] | None = None,
         timeout: float | None = None,
+        limit: int = MAX_ANSWER,
     ) -> Any:
-        """One signed call; the decoded answer (None for 204). The typed calls (peers.py) are
-        made of this; tests use it to send what a misbehaving peer would."""
+        """One signed call; the decoded answer (None for 204), read up to `limit` bytes. The
+        typed calls (peers.py) are made of this; tests use it to send what a misbehaving peer
+        would."""
         name, key = self.peer.name, self.peer.key
         payload = b"" if body is None else json.dumps(body).encode()
         headers = sign(self.local_name, name, key, method, path, payload)
@@ -161,7 +163,7 @@ class Channel:
             with client.stream(
                 method, self.peer.url + path, content=payload, headers=headers, timeout=wait
             ) as resp:
-                _read_bounded(resp, name)
+                _read_bounded(resp, name, limit)
         except httpx.HTTPError as exc:
             detail = text.clean(f"{self.peer.url}: {exc}", 300)  # the admin's; users see no URL
             raise PeerError(f"peer {name} unreachable", detail=detail) from exc

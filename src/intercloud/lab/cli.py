@@ -15,7 +15,9 @@ import click
 
 from intercloud.errors import IntercloudError
 from intercloud.lab.charon import MAX_LANES
+from intercloud.lab.openstack import tenant
 from intercloud.lab.openstack.lab import OpenStackLab
+from intercloud.lab.openstack.plug import plug_port
 from intercloud.lab.topology import DEFAULT_LANES, PROJECTS, Lab
 
 
@@ -230,6 +232,33 @@ def exec_(ctx: click.Context, lab_name: str, token: str, target: str, cmd: tuple
     ctx.exit(proc.returncode)
 
 
+@lab.command(
+    "openstack", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@_name_option
+@click.option("--project", default="p1", show_default=True, help="p1, p2 or admin.")
+@click.argument("cloud")
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def openstack_(
+    ctx: click.Context, lab_name: str, project: str, cloud: str, args: tuple[str, ...]
+) -> None:
+    """The unmodified `openstack` CLI as a user of PROJECT in CLOUD (OpenStack lab), e.g.
+    `lab openstack A -- --os-cloud A-in-B port list`: clouds CLOUD (home) and CLOUD-in-PEER
+    (B's network and compute through the home agent's proxy), the intercloud plugin."""
+    lb = _open(lab_name)
+    if not isinstance(lb, OpenStackLab):
+        raise click.UsageError("needs an OpenStack lab (lab up --openstack)")
+    c = lb.cloud(cloud)
+    peers = tuple(x for x in lb.clouds if x != c.name)
+    path = lb.state_dir / c.name / f"clouds-{project}.yaml"
+    tenant.write_clouds_yaml(path, tenant.clouds_yaml(lb, c.name, project, peers))
+    tenant.install_plugin()
+    argv = list(args[1:] if args[:1] == ("--",) else args)
+    proc = tenant.openstack(lb, c.name, path, *argv, capture=False)
+    ctx.exit(proc.returncode)
+
+
 @lab.group()
 def vm() -> None:
     """Add or remove VMs (namespaces joined to a tenant network or a replica)."""
@@ -247,6 +276,7 @@ def vm() -> None:
 @click.option("--network", help="A local network of CLOUD (net1, net2).")
 @click.option("--replica-of", help="PEER/NETWORK: the replica CLOUD hosts for it, e.g. A/net1.")
 @click.option("--mac", help="MAC address of eth0.")
+@click.option("--port", "port_id", help="OpenStack lab: an existing Neutron port of CLOUD.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for a replica.")
 def vm_add(
     lab_name: str,
@@ -256,9 +286,13 @@ def vm_add(
     network: str | None,
     replica_of: str | None,
     mac: str | None,
+    port_id: str | None,
     timeout: float,
 ) -> None:
     """Add VM NAME to CLOUD."""
+    if port_id is not None:
+        _vm_on_port(lab_name, cloud, vm_name, port_id, network or replica_of or ip_cidr or mac)
+        return
     if (network is None) == (replica_of is None):
         raise click.UsageError("give exactly one of --network or --replica-of")
     lb = _open(lab_name)
@@ -271,6 +305,16 @@ def vm_add(
         cloud, vm_name, ip_cidr, network=network, replica_of=replica_of, mac=mac, timeout=timeout
     )
     click.echo(f"vm {v.target} {v.ip} on bridge {v.bridge} (ns {v.ns})")
+
+
+def _vm_on_port(lab_name: str, cloud: str, vm_name: str, port_id: str, other: object) -> None:
+    if other:
+        raise click.UsageError("--port takes the port's network, address and MAC: give no other")
+    lb = _open(lab_name)
+    if not isinstance(lb, OpenStackLab):
+        raise click.UsageError("--port needs an OpenStack lab (lab up --openstack)")
+    v = plug_port(lb, cloud, vm_name, port_id)
+    click.echo(f"vm {v.target} {v.ip} on port {port_id} (bridge {v.bridge}, ns {v.ns})")
 
 
 @vm.command("rm")

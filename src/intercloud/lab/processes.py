@@ -58,6 +58,11 @@ def reap(pid: int, timeout: float = 5.0) -> None:
             proc.wait(timeout=timeout)
 
 
+def still_running() -> dict[int, list[str]]:
+    """The daemons this process started that still run: pid -> argv."""
+    return {pid: pid_cmdline(pid) for pid, p in list(_STARTED.items()) if p.poll() is None}
+
+
 def pid_alive(pid: int | None) -> bool:
     """True if pid runs (a zombie child is reaped and counts as dead)."""
     if not pid:

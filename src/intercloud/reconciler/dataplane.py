@@ -34,6 +34,16 @@ class Built:
                 out[owner.id] = [list(p) for p in sorted(net.forward)]
         return out
 
+    def tunnels(self, prefix: str) -> dict[str, str]:
+        """The tunnel ports built and standing after this pass: name -> the peer it reaches."""
+        out = {}
+        for net in self.networks:
+            for port in net.ports:
+                needs = self.desired.needs.get(port.owner)
+                if port.vni is not None and needs and not needs & self.broken:
+                    out[naming.vxlan(prefix, port.vni)] = port.peer
+        return out
+
 
 def converge(parts: Parts, result: PassResult, wants: Wants) -> Built:
     dataplane, prefix = parts.dataplane, parts.cfg.dataplane.prefix

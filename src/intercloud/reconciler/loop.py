@@ -18,11 +18,12 @@ from intercloud.drivers.cloud.base import Cloud
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.drivers.ipsec.noop import NO_IPSEC
+from intercloud.drivers.probe.base import NO_PROBES
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
 from intercloud.reconciler import cycle
 from intercloud.reconciler.memory import Memory
-from intercloud.reconciler.parts import LAST_ERROR_MAX, Clock, Parts, PassResult
+from intercloud.reconciler.parts import LAST_ERROR_MAX, Clock, Parts, PassResult, TunnelProbes
 from intercloud.store import Store
 from intercloud.store.db import describe
 
@@ -72,6 +73,7 @@ class Reconciler:
         *,
         clock: Clock = time.monotonic,
         metrics: Metrics | None = None,
+        probes: TunnelProbes = NO_PROBES,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -81,6 +83,7 @@ class Reconciler:
         self.ipsec = ipsec
         self.clock = clock
         self.metrics = metrics or federation.metrics  # one registry for the agent
+        self.probes = probes
         self.stats = Stats()
         self.memory = Memory()
         self._wake = threading.Event()
@@ -135,6 +138,7 @@ class Reconciler:
                 self.federation,
                 self.clock,
                 self.metrics,
+                self.probes,
             )
             try:
                 cycle.run(parts, self.memory, result)

@@ -3,20 +3,36 @@ and what it reports back (PassResult)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from intercloud.config import Config
 from intercloud.domain import text
+from intercloud.domain.probe import TunnelHealth, Verdict
 from intercloud.drivers.cloud.base import Cloud
 from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
+from intercloud.drivers.probe.base import NO_PROBES
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
 from intercloud.store import Store
 
 Clock = Callable[[], float]  # monotonic seconds (time.monotonic; tests pass their own)
 LAST_ERROR_MAX = 2048
+
+
+class TunnelProbes(Protocol):
+    """What a pass asks of the tunnel prober (drivers/probe): which ports to probe, and what
+    their probes say."""
+
+    def track(self, ports: Mapping[str, str]) -> None:
+        """Probe exactly these tunnel ports (name -> the peer it reaches)."""
+
+    def verdict(self, port: str) -> Verdict | None:
+        """None: not probed (not tracked, or no probes on this data plane)."""
+
+    def health(self, port: str) -> TunnelHealth | None: ...
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,7 @@ class Parts:
     federation: Federation
     clock: Clock
     metrics: Metrics
+    probes: TunnelProbes = NO_PROBES
 
     @property
     def me(self) -> str:

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intercloud.domain import owners, text
+from intercloud.domain import naming, owners, text
 from intercloud.domain.owners import Owner
+from intercloud.domain.probe import Verdict
 from intercloud.federation import answers
 from intercloud.reconciler.dataplane import Built
 from intercloud.reconciler.members import REPLICAS_WITH_ADJACENCIES
-from intercloud.reconciler.parts import Parts, PassResult
+from intercloud.reconciler.parts import Parts, PassResult, TunnelProbes
 from intercloud.store import models as m
 
 log = logging.getLogger("intercloud.reconciler")
@@ -55,18 +57,48 @@ def phase(
 ) -> dict[int, list[str]]:
     """Write the statuses. Returns, per replica, the members its direct tunnels reach (built
     and usable)."""
+    silent = _Silence(parts.probes, parts.cfg.dataplane.prefix)
     with parts.store.session() as s:
-        _targets(s, result, built, replicas)
-        return _replicas(s, built)
+        _targets(s, result, built, replicas, silent)
+        return _replicas(s, built, silent)
+
+
+class _Silence:
+    """Why a built tunnel port is black-holed, from its probes ("" if it is not: answering,
+    not probed, or never answered; see domain/probe.py)."""
+
+    def __init__(self, probes: TunnelProbes, prefix: str) -> None:
+        self.probes, self.prefix = probes, prefix
+
+    def __call__(self, vni: int | None) -> str:
+        if vni is None:
+            return ""
+        port = naming.vxlan(self.prefix, vni)
+        if self.probes.verdict(port) is not Verdict.SILENT:
+            return ""
+        health = self.probes.health(port)
+        last = health.last_answer_at if health is not None else None
+        if last is None:
+            return ""
+        since = datetime.fromtimestamp(last, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"no frames through the tunnel since {since}"
 
 
 def _targets(
-    s: Session, result: PassResult, built: Built, replicas: dict[int, answers.ReplicaView]
+    s: Session,
+    result: PassResult,
+    built: Built,
+    replicas: dict[int, answers.ReplicaView],
+    silent: _Silence,
 ) -> None:
     for t in s.scalars(select(m.Target).join(m.Expansion).where(m.Expansion.deleting.is_(False))):
         if t.id not in replicas:
             continue  # the peers phase recorded why
-        status, reason = _target_status(t, local_state(built, owners.target(t.id)), replicas[t.id])
+        local = local_state(built, owners.target(t.id))
+        black_hole = silent(t.vni) if local.ok else ""
+        status, reason = (
+            ("error", black_hole) if black_hole else _target_status(t, local, replicas[t.id])
+        )
         if status != "active":
             result.settled = False
         reason = text.clean(reason)
@@ -88,7 +120,7 @@ def _target_status(
     return "pending", f"waiting for peer {t.peer.name} to build its side"
 
 
-def _replicas(s: Session, built: Built) -> dict[int, list[str]]:
+def _replicas(s: Session, built: Built, silent: _Silence) -> dict[int, list[str]]:
     realized: dict[int, list[str]] = {}
     for rep in s.scalars(REPLICAS_WITH_ADJACENCIES):
         realized[rep.id] = [
@@ -98,7 +130,11 @@ def _replicas(s: Session, built: Built) -> dict[int, list[str]]:
         ]
         local = local_state(built, owners.replica(rep.id))
         status = "active" if local.ok else ("pending" if rep.vni is None else "error")
-        reason = text.clean(local.reason)
+        reason = local.reason
+        black_hole = silent(rep.vni) if local.ok else ""
+        if black_hole:
+            status, reason = "error", black_hole
+        reason = text.clean(reason)
         if (rep.status, rep.reason) != (status, reason):
             shown = f" ({reason})" if reason else ""
             log.info("replica %s of peer %s: %s%s", rep.uid, rep.peer.name, status, shown)

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intercloud import tls
+from intercloud.domain import proxy
 from intercloud.domain import validation as v
 from intercloud.errors import Conflict, Invalid, NotFound
 from intercloud.service import policies, views
@@ -248,8 +249,12 @@ def create_agreement(
     peer_projects: list[str],
     max_expansions_per_project: int,
     default_rate_mbit: float | None = None,
+    proxy_services: list[str] | None = None,
 ) -> dict[str, Any]:
     p = get_peer(s, v.name(peer, "peer"))
+    services = proxy.service_types(
+        list(proxy.DEFAULT_SERVICES) if proxy_services is None else proxy_services
+    )
     ours = _projects(projects, "projects")
     theirs = _projects(peer_projects, "peer_projects")
     limit = _limit(max_expansions_per_project)
@@ -262,6 +267,7 @@ def create_agreement(
         peer_projects=theirs,
         max_expansions_per_project=limit,
         default_rate_mbit=default_rate,
+        proxy_services=services,
     )
     s.add(a)
     s.flush()
@@ -290,6 +296,8 @@ def update_agreement(s: Session, peer: str, changes: dict[str, Any]) -> dict[str
         a.max_expansions_per_project = _limit(changes["max_expansions_per_project"])
     if "default_rate_mbit" in changes:
         a.default_rate_mbit = rate(changes["default_rate_mbit"], "default_rate_mbit")
+    if changes.get("proxy_services") is not None:
+        a.proxy_services = proxy.service_types(changes["proxy_services"])
     s.flush()
     return views.agreement(a)
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from intercloud.domain import diagnosis as dg
 from intercloud.domain import naming
 from intercloud.domain.diagnosis import Diagnosis
+from intercloud.domain.probe import TunnelHealth
 from intercloud.errors import IntercloudError, PeerError
 from intercloud.federation import answers, failures
 from intercloud.federation.peers import PeerRef
@@ -71,15 +72,17 @@ class Encryption(Protocol):
     def connections(self) -> Mapping[str, Connection]: ...
 
 
-class TunnelHealthView(Protocol):
-    loss: float
-
-
 class TunnelProber(Protocol):
-    """The tunnel probe (domain/probe.py): `check` sends one probe frame of `size` bytes
+    """The tunnel prober (drivers/probe): `check` sends one probe frame of `size` bytes
     through the tunnel port and returns its RTT, or None without an answer."""
 
-    def health(self, port: str) -> TunnelHealthView | None: ...
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def unavailable_reason(self) -> str | None: ...
+
+    def health(self, port: str) -> TunnelHealth | None: ...
 
     def check(self, port: str, size: int, timeout: float) -> float | None: ...
 
@@ -165,7 +168,8 @@ class Diagnoser:
             api=api,
             window=MAX_SKEW_SECONDS,
             ports=self._ports(row) if self.host.reads_ports else None,
-            prober=self.prober is not None,
+            prober=self._probing(),
+            prober_off=self._prober_off(),
             vm_mtu=row.vm_mtu,
         )
 
@@ -223,10 +227,18 @@ class Diagnoser:
         for i, (name, vni) in enumerate(row.ports):
             flood = self.host.flood(name)
             port = dg.Port(name, vni, row.tunnel_remote, flood=flood)
-            if self.prober is not None and flood is not None and i < MAX_PROBED_PORTS:
+            if self._probing() and flood is not None and i < MAX_PROBED_PORTS:
                 port = self._probe(port, row.vm_mtu + dg.ETHERNET_HEADER)
             out.append(port)
         return out
+
+    def _probing(self) -> bool:
+        return self.prober is not None and self.prober.available
+
+    def _prober_off(self) -> str:
+        if self.prober is None or not self.prober.unavailable_reason:
+            return dg.NO_PROBER
+        return f"no tunnel probe: {self.prober.unavailable_reason}"
 
     def _probe(self, port: dg.Port, big: int) -> dg.Port:
         assert self.prober is not None

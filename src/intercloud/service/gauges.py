@@ -5,11 +5,12 @@ expansions by peer and state. Aggregated per peer: an expansion's uid is never a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
+from intercloud.domain.probe import PeerTotals, Verdict
 from intercloud.store import Store
 from intercloud.store import models as m
 
@@ -132,3 +133,46 @@ def expansions(store: Store) -> Iterator[Any]:
         for peer, status, n in hosted:
             replicas.add_metric([peer, status], float(n))
     yield from (targets, replicas)
+
+
+class ProbeTotals(Protocol):
+    def totals(self) -> dict[str, PeerTotals]:
+        """Per peer: every probe since the agent started, and its tunnels' verdicts now."""
+
+
+def probes(source: ProbeTotals) -> Callable[[], Iterator[Any]]:
+    """The tunnel probes' families (domain/probe.py), per peer: read from the prober at every
+    scrape (what it counts in memory; no instrument is touched per probe)."""
+
+    def read() -> Iterator[Any]:
+        rtt = HistogramMetricFamily(
+            "intercloud_tunnel_probe_rtt_seconds",
+            "Round trip of the answered probes through the tunnel ports toward the peer.",
+            labels=["peer"],
+        )
+        sent = CounterMetricFamily(
+            "intercloud_tunnel_probes",
+            "Probes sent into the tunnel ports toward the peer, by result (answered, lost).",
+            labels=["peer", "result"],
+        )
+        tunnels = GaugeMetricFamily(
+            "intercloud_tunnels_probed",
+            "Tunnel ports toward the peer, by what their probes say (answering, silent: answered "
+            "before but not lately, starting, unanswered: never answered).",
+            labels=["peer", "verdict"],
+        )
+        silent = GaugeMetricFamily(
+            "intercloud_tunnels_silent",
+            "Tunnel ports toward the peer that answered before and no longer do (black-holed).",
+            labels=["peer"],
+        )
+        for peer, t in sorted(source.totals().items()):
+            rtt.add_metric([peer], t.buckets(), t.rtt_sum)
+            sent.add_metric([peer, "answered"], float(t.answered))
+            sent.add_metric([peer, "lost"], float(t.lost))
+            for v in Verdict:
+                tunnels.add_metric([peer, v.value], float(t.verdicts.get(v, 0)))
+            silent.add_metric([peer], float(t.verdicts.get(Verdict.SILENT, 0)))
+        yield from (rtt, sent, tunnels, silent)
+
+    return read

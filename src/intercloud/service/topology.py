@@ -5,11 +5,13 @@ asked, so the page costs one read however often it refreshes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intercloud.domain.probe import PeerProbes
 from intercloud.service import views
 from intercloud.store import models as m
 
@@ -43,7 +45,8 @@ def link(lk: m.Link, here: str) -> dict[str, Any]:
         "encrypted": lk.encrypted,
         "checked_at": _ts(lk.checked_at),
         "ike_state": ipsec.get("ike_state"),
-        # no check measures it yet (the probes through the tunnels will): null, "unknown"
+        # the median round trip of the probes through the link's tunnel ports (with_rtt);
+        # null: no tunnel port answered (none, or no probes on this data plane)
         "rtt_ms": None,
         # summed over the link's CHILD_SAs (all lanes), as charon last reported them
         "bytes_in": _counter(children, "bytes_in"),
@@ -83,6 +86,16 @@ def _replica(r: m.Replica, here: str) -> dict[str, Any]:
             {"between": sorted([here, other]), "state": "direct", "via": []} for other in direct
         ],
     }
+
+
+def with_rtt(view: dict[str, Any], peers: Mapping[str, PeerProbes]) -> dict[str, Any]:
+    """The topology with each link's round trip, as the probes through its tunnels measure it
+    (live: not in the store, so not in the cached view)."""
+    for lk in view.get("links") or []:
+        probed = peers.get(lk.get("peer"))
+        rtt = probed.rtt_seconds if probed is not None else None
+        lk["rtt_ms"] = None if rtt is None else round(rtt * 1000, 3)
+    return view
 
 
 def build(s: Session, here: str) -> dict[str, Any]:

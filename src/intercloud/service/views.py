@@ -2,17 +2,67 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from intercloud import tls
 from intercloud.domain import naming, owners
+from intercloud.domain.probe import PeerProbes, TunnelHealth
 from intercloud.service import budget
 from intercloud.store import models as m
 
 
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+Probed = Callable[[str], TunnelHealth | None]  # tunnel port -> what its probes say
+
+
+def tunnel(health: TunnelHealth | None) -> dict[str, Any] | None:
+    """What the probes through one tunnel port say (None: it is not probed here)."""
+    if health is None:
+        return None
+    last = health.last_answer_at
+    return {
+        "rtt_ms": None if health.rtt_seconds is None else round(health.rtt_seconds * 1000, 3),
+        "loss": round(health.loss, 3),
+        "last_answer_at": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
+        "sent": health.sent,
+        "answered": health.answered,
+    }
+
+
+def with_tunnels(view: dict[str, Any], prefix: str, probed: Probed) -> dict[str, Any]:
+    """An expansion's view with each peer's `tunnel` (its port's probes) added."""
+    for p in view.get("peers") or []:
+        vni = p.get("vni")
+        p["tunnel"] = tunnel(probed(naming.vxlan(prefix, vni))) if isinstance(vni, int) else None
+    return view
+
+
+def probes(
+    available: bool, reason: str | None, period: float | None, peers: dict[str, PeerProbes]
+) -> dict[str, Any]:
+    """The probes of every tunnel port, per peer (the agent's status)."""
+    return {
+        "available": available,
+        "reason": reason,
+        "period_s": period,
+        "peers": [
+            {
+                "peer": p.peer,
+                "tunnels": p.tunnels,
+                "answering": p.answering,
+                "silent": p.silent,
+                "unanswered": p.unanswered,
+                "rtt_ms": None if p.rtt_seconds is None else round(p.rtt_seconds * 1000, 3),
+                "loss": round(p.loss, 3),
+            }
+            for p in peers.values()
+        ],
+    }
 
 
 def peer(p: m.Peer) -> dict[str, Any]:
@@ -59,6 +109,7 @@ def agreement(a: m.Agreement) -> dict[str, Any]:
         "peer_projects": list(a.peer_projects),
         "max_expansions_per_project": a.max_expansions_per_project,
         "default_rate_mbit": a.default_rate_mbit,
+        "proxy_services": list(a.proxy_services or []),
     }
 
 
@@ -123,7 +174,11 @@ def replica(r: m.Replica, bridge: str | None = None) -> dict[str, Any]:
     }
 
 
-def replica_here(r: m.Replica, prefix: str) -> dict[str, Any]:
+def replica_here(r: m.Replica, prefix: str, probed: Probed | None = None) -> dict[str, Any]:
     """A replica as this agent's admin sees it: with the bridge that carries it on this host
-    (named as the reconciler names it, reconciler/desired.py)."""
-    return replica(r, naming.bridge(prefix, owners.replica(r.id).key))
+    (named as the reconciler names it, reconciler/desired.py) and what the probes through its
+    tunnel port to the origin say."""
+    view = replica(r, naming.bridge(prefix, owners.replica(r.id).key))
+    if probed is not None:
+        view["tunnel"] = tunnel(probed(naming.vxlan(prefix, r.vni))) if r.vni is not None else None
+    return view

@@ -106,6 +106,8 @@ class Agreement(Base):
     max_expansions_per_project: Mapped[int] = mapped_column(Integer, default=10)
     # Egress limit toward the peer for each expansion that sets none itself (None: no limit)
     default_rate_mbit: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Keystone service types the tenant API proxy may reach in the peer's cloud (api/proxy.py)
+    proxy_services: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["compute", "network"])
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     peer: Mapped[Peer] = relationship(back_populates="agreement")

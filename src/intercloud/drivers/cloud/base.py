@@ -5,6 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from intercloud.domain.proxy import Answer, Call
+from intercloud.errors import Forbidden
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -103,3 +106,11 @@ class Cloud(ABC):
         what it made before, found by tag), idempotently. Clouds without such objects (the
         standalone driver) have nothing to make: the data plane's bridge is the replica."""
         return ReplicaSync()
+
+    def forward(self, project: str, call: Call, limit: int, timeout: float) -> Answer:
+        """Make a peer's tenant call in this cloud as the local project `project` (the
+        replica of the peer's project), its answer's body read up to `limit` bytes."""
+        raise Forbidden(
+            "service_type: this cloud runs no OpenStack services to proxy to",
+            field="service_type",
+        )

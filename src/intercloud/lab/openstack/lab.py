@@ -23,6 +23,7 @@ from intercloud.config import CloudSection, Config, DataplaneSection, IpsecSecti
 from intercloud.lab import agentconf, namespaces, ovs_instance, underlay
 from intercloud.lab.build import cloud_record, tls_settings
 from intercloud.lab.nsexec import LabError
+from intercloud.lab.openstack.catalog import register_agent
 from intercloud.lab.openstack.services import OpenStackServices
 from intercloud.lab.records import NETWORKS
 from intercloud.lab.state import CloudRecord, LabState, NetworkRecord, VmRecord
@@ -103,6 +104,7 @@ class OpenStackLab(Lab):
             openstack={**svc.record(), "users": users},
             ovs_dir=inst.rundir,
         )
+        register_agent(svc, c.url)  # the `openstack intercloud` commands find it there
         tls = tls_settings(cloud_dir, letter, [addrs["ip"]])
         cfg = agent_config(letter, cloud_dir, svc.agent_credentials(), inst, tls)
         agentconf.write(Path(c.config), cfg)

@@ -21,7 +21,8 @@ from intercloud.lab.nsexec import program_path
 
 CACHE = Path("/var/cache/intercloud/openstack")
 REQUIREMENTS = Path(__file__).resolve().parents[4] / "scripts" / "openstack"
-SERVICES = ("keystone", "neutron")
+# the services, and the unmodified `openstack` CLI a tenant uses through the proxy
+SERVICES = ("keystone", "neutron", "openstackclient")
 NEUTRON_SCHEMA = "intercloud.lab.programs.neutron_schema"  # run by the Neutron venv's python
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from intercloud.domain.proxy import Answer, Call
 from intercloud.drivers.cloud.base import (
     Addressing,
     Cloud,
@@ -15,6 +16,7 @@ from intercloud.drivers.cloud.base import (
 )
 from intercloud.drivers.cloud.openstack.keystone import Tokens
 from intercloud.drivers.cloud.openstack.networks import Networks
+from intercloud.drivers.cloud.openstack.proxy import ProjectProxy
 from intercloud.drivers.cloud.openstack.replicas import Replicas
 from intercloud.drivers.cloud.openstack.sdk import Sdk
 
@@ -30,6 +32,7 @@ class OpenStackCloud(Cloud):
         self.tokens = Tokens(self.sdk, cfg)
         self.nets = Networks(self.sdk, cfg)
         self.replicas = Replicas(self.sdk, self.nets)
+        self.proxy = ProjectProxy(self.sdk, cfg)
 
     def authenticate(self, token: str) -> Principal | None:
         return self.tokens.authenticate(token)
@@ -58,3 +61,6 @@ class OpenStackCloud(Cloud):
 
     def sync_placeholders(self, network: Network, ports: list[tuple[str, str]]) -> int:
         return self.replicas.sync_placeholders(network, ports)
+
+    def forward(self, project: str, call: Call, limit: int, timeout: float) -> Answer:
+        return self.proxy.forward(project, call, limit, timeout)

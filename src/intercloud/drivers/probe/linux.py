@@ -1,0 +1,396 @@
+"""The tunnel prober of the Linux data plane: ONE packet socket for the probe ethertype (the
+kernel hands it probe frames only) in the agent's network namespace, and one thread that sends
+each tracked tunnel port it leads a request every PERIOD (spread: 1,000 ports make ~330 small
+sends a second in batches every 0.1 s, not a burst), reads the answers and the peers' requests
+(answered back out of the port they came in on; on a port it follows, the request also confirms
+its previous answer), and looks twice a second for ports that went silent. What a probe is and
+what its answers mean: domain/probe.py.
+
+Every frame read is hostile: only frames that came in (never our own going out) on one of our
+own tunnel ports (the prefix's VXLAN devices), that parse strictly, are looked at; an answer
+counts only if it carries our run's nonce and the sequence number of a probe in flight on that
+very port; a request is answered at most ANSWER_RATE times a second per port, with a frame of
+its own size: nothing a peer sends makes us send more than we received."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import random
+import secrets
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from intercloud.domain import naming
+from intercloud.domain import probe as p
+from intercloud.drivers.probe.base import Prober
+from intercloud.drivers.probe.packet import PACKET_OUTGOING, AnswerRate, mac_of, open_socket
+from intercloud.errors import DriverError
+
+log = logging.getLogger("intercloud.probe")
+
+JUDGE_EVERY = 0.5  # seconds between two judgements of every port
+BATCH = 0.1  # a wake-up sends every probe due this soon: <= 10 wake-ups a second to send
+MAX_BATCH = 256  # frames read per wake-up before the schedule gets its turn
+CHECK_BIT = 0x80000000  # sequence numbers of check() probes (the periodic ones stay below)
+
+
+@dataclass(eq=False)
+class _Port:
+    name: str
+    peer: str
+    window: p.Window
+    totals: p.PeerTotals  # its peer's
+    started: float  # monotonic
+    leads: bool  # we probe it; else the peer does, and we learn from its next request
+    template: bytearray | None = None  # its request frame (from its MAC), stamped per probe
+    acked_seq: int = 0  # (leader) the last probe answered: the next request says so
+    mac: bytes | None = None
+    seq: int = 0
+    silent: bool = False  # as last judged (a change wakes the reconciler)
+
+
+@dataclass(eq=False)
+class _Check:
+    size: int
+    sent_at: float
+    done: threading.Event = field(default_factory=threading.Event)
+    rtt: float | None = None
+
+
+class LinuxProber(Prober):
+    """The Prober of kernel VXLAN tunnel ports."""
+
+    available = False
+    unavailable_reason: str | None = "not started"
+
+    def __init__(
+        self,
+        prefix: str,
+        me: str = "",
+        *,
+        period: float = p.PERIOD,
+        mono: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.prefix = naming.check_prefix(prefix)
+        self.me = me  # this agent's name: who leads a port (domain/probe.leads)
+        self.period: float = period
+        self._tunnel_prefix = prefix + "v"
+        self._mono, self._wall = mono, wall
+        self._nonce = secrets.randbits(32)
+        self._lock = threading.Lock()
+        self._ports: dict[str, _Port] = {}
+        self._totals: dict[str, p.PeerTotals] = {}
+        self._schedule: list[tuple[float, int, _Port]] = []  # (due, tie-breaker, port): a heap
+        self._order = itertools.count()
+        self._checks: dict[tuple[str, int], _Check] = {}
+        self._check_seq = itertools.count(1)
+        self._rate = AnswerRate()
+        self._sock: socket.socket | None = None
+        self._wake: tuple[int, int] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            sock = open_socket()
+        except OSError as exc:  # no CAP_NET_RAW: the agent works on, without probes
+            self.unavailable_reason = f"cannot open a packet socket: {exc.strerror or exc}"
+            log.warning("tunnel probes off: %s", self.unavailable_reason)
+            return
+        self._sock, self._wake = sock, os.pipe()
+        self.available, self.unavailable_reason = True, None
+        self._thread = threading.Thread(target=self._run, name="prober", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._sock is not None:
+            self._sock.close()
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+        self._sock = self._wake = self._thread = None
+        self.available, self.unavailable_reason = False, "stopped"
+
+    # -- what the reconciler, the API and the metrics ask -----------------------------------
+
+    def track(self, ports: Mapping[str, str]) -> None:
+        now, wall = self._mono(), self._wall()
+        with self._lock:
+            for name in set(self._ports) - set(ports):
+                del self._ports[name]
+            for name, peer in ports.items():
+                totals = self._totals.get(peer)
+                if totals is None:
+                    totals = self._totals[peer] = p.PeerTotals()
+                port = self._ports.get(name)
+                if port is not None and port.peer == peer:
+                    continue
+                leads = p.leads(self.me, peer)
+                port = _Port(name, peer, p.Window(wall), totals, now, leads)
+                self._ports[name] = port
+                if leads:
+                    due = now + random.uniform(0, p.FAST_PERIOD)  # 1,000 new ports: no burst
+                    heapq.heappush(self._schedule, (due, next(self._order), port))
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")  # the schedule changed: the thread looks again
+
+    def health(self, port: str) -> p.TunnelHealth | None:
+        with self._lock:
+            found = self._ports.get(port)
+            return found.window.health() if found is not None else None
+
+    def verdict(self, port: str) -> p.Verdict | None:
+        wall = self._wall()
+        with self._lock:
+            found = self._ports.get(port)
+            return found.window.verdict(wall) if found is not None else None
+
+    def peers(self) -> dict[str, p.PeerProbes]:
+        now = self._wall()
+        with self._lock:
+            by_peer: dict[str, list[p.TunnelHealth]] = {}
+            for port in self._ports.values():
+                by_peer.setdefault(port.peer, []).append(port.window.health())
+        return {peer: p.summarize(peer, hs, now) for peer, hs in sorted(by_peer.items())}
+
+    def totals(self) -> dict[str, p.PeerTotals]:
+        wall = self._wall()
+        with self._lock:
+            counts: dict[str, dict[p.Verdict, int]] = {peer: {} for peer in self._totals}
+            for port in self._ports.values():  # judged now, at scrape time, not every second
+                verdict, per_peer = port.window.verdict(wall), counts[port.peer]
+                per_peer[verdict] = per_peer.get(verdict, 0) + 1
+            return {
+                peer: p.PeerTotals(
+                    t.sent, t.answered, t.lost, list(t.rtt_counts), t.rtt_sum, counts[peer]
+                )
+                for peer, t in self._totals.items()
+            }
+
+    def check(self, port: str, size: int, timeout: float) -> float | None:
+        """One probe frame whose Ethernet frame is `size` bytes into tunnel port `port`; the
+        RTT in seconds of the peer agent's answer, or None if none came within `timeout`.
+        DriverError: probes are off, or `port` is not one of our tunnel ports."""
+        if not p.MIN_FRAME <= size <= p.MAX_FRAME:
+            raise DriverError(f"probe size must be in {p.MIN_FRAME}..{p.MAX_FRAME}, got {size}")
+        sock = self._sock
+        if sock is None:
+            raise DriverError(f"tunnel probes are off: {self.unavailable_reason}")
+        mac = self._mac(port) if self._ours(port) else None
+        if mac is None:
+            raise DriverError(f"{port!r} is not a tunnel port of this agent")
+        seq = CHECK_BIT | (next(self._check_seq) & 0x7FFFFFFF)
+        pending = self._checks[(port, seq)] = _Check(size, self._mono())
+        try:
+            frame = p.encode(p.REQUEST, mac, self._nonce, seq, time.time_ns(), size)
+            try:
+                sock.sendto(frame, (port, p.ETHERTYPE))
+            except OSError as exc:
+                raise DriverError(f"probe into {port}: {exc.strerror or exc}") from exc
+            pending.done.wait(max(timeout, 0.0))
+            return pending.rtt
+        finally:
+            self._checks.pop((port, seq), None)
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        judge_at = self._mono() + JUDGE_EVERY
+        while not self._stop.is_set():
+            try:
+                judge_at = self._turn(judge_at)
+            except Exception:  # one bad turn must not end the probes
+                log.exception("tunnel prober")
+                self._stop.wait(0.5)
+
+    def _turn(self, judge_at: float) -> float:
+        assert self._sock is not None and self._wake is not None
+        now = self._mono()
+        with self._lock:
+            due = self._schedule[0][0] if self._schedule else judge_at
+        timeout = max(0.0, min(due, judge_at) - now)
+        sock_fd, wake_fd = self._sock.fileno(), self._wake[0]
+        readable, _, _ = select.select([sock_fd, wake_fd], [], [], timeout)
+        if wake_fd in readable:
+            os.read(wake_fd, 512)
+        if sock_fd in readable:
+            self._receive(self._sock)
+        now = self._mono()
+        if due <= now:
+            self._send_due(now, now + BATCH)
+        if now >= judge_at:
+            self._judge(now)
+            judge_at = now + JUDGE_EVERY
+        return judge_at
+
+    def _receive(self, sock: socket.socket) -> None:
+        with self._lock:
+            changed = self._receive_batch(sock)
+        if changed:
+            self._changed()
+
+    def _receive_batch(self, sock: socket.socket) -> bool:
+        """Read what is queued (MAX_BATCH at most); whether a silent port answered again."""
+        changed, mono, wall = False, self._mono(), self._wall()
+        for _ in range(MAX_BATCH):
+            try:
+                frame, addr = sock.recvfrom(p.MAX_FRAME + 1)
+            except BlockingIOError:
+                break
+            except OSError as exc:  # e.g. the device went away under a queued frame
+                log.debug("probe socket: %s", exc)
+                continue
+            ifname, pkttype = addr[0], addr[2]
+            if pkttype == PACKET_OUTGOING or not self._ours(ifname):
+                continue
+            probe = p.parse(frame)
+            if probe is None:
+                continue
+            if probe.kind == p.REQUEST:
+                sent = self._answer(sock, ifname, frame, mono)
+                if not probe.seq & CHECK_BIT:
+                    changed |= self._followed(ifname, probe, sent, mono, wall)
+            elif probe.nonce == self._nonce:
+                changed |= self._answered(ifname, probe, mono, wall)
+        return changed
+
+    def _ours(self, ifname: str) -> bool:
+        return (
+            len(ifname) <= naming.IFNAME_MAX
+            and ifname.startswith(self._tunnel_prefix)
+            and ifname[len(self._tunnel_prefix) :].isdigit()
+        )
+
+    def _answer(self, sock: socket.socket, ifname: str, frame: bytes, now: float) -> bool:
+        """Answer a request (within the port's rate); whether the answer went out."""
+        if not self._rate.take(ifname, now):
+            return False
+        port = self._ports.get(ifname)
+        mac = port.mac if port is not None and port.mac else self._mac(ifname)
+        reply = p.answer(frame, mac) if mac else None
+        if reply is None:
+            return False
+        try:
+            sock.sendto(reply, (ifname, p.ETHERTYPE))
+        except OSError:  # the port went down: the peer sees a loss
+            return False
+        return True
+
+    def _followed(
+        self, ifname: str, probe: p.Probe, answered: bool, mono: float, wall: float
+    ) -> bool:
+        """A leader's request on a port we follow: it says whether our previous answer arrived
+        (and the round trip the leader measured); our answer to it waits for the next one.
+        Whether the port was silent until now."""
+        port = self._ports.get(ifname)
+        if port is None or port.leads:
+            return False
+        changed = False
+        if probe.ack is not None:
+            rtt = port.window.answer(probe.ack.seq, mono, wall, probe.ack.rtt_us / 1e6)
+            if rtt is not None:
+                port.totals.observe(rtt)
+                if port.silent:
+                    port.silent, changed = False, True
+        if answered:
+            if port.window.pending:
+                port.totals.lost += port.window.expire(mono, p.FOLLOW_TIMEOUT)
+            port.window.sent_one(probe.seq, mono)
+            port.totals.sent += 1
+        return changed
+
+    def _answered(self, ifname: str, probe: p.Probe, mono: float, wall: float) -> bool:
+        """Record an answer to one of our probes; whether its port was silent until now."""
+        if probe.seq & CHECK_BIT:
+            pending = self._checks.get((ifname, probe.seq))
+            if pending is not None and pending.size == probe.size and pending.rtt is None:
+                pending.rtt = mono - pending.sent_at
+                pending.done.set()
+            return False
+        port = self._ports.get(ifname)
+        if port is None:
+            return False
+        if not port.leads:
+            return False
+        rtt = port.window.answer(probe.seq, mono, wall)
+        if rtt is None:
+            return False
+        port.acked_seq = probe.seq
+        port.totals.observe(rtt)
+        if port.silent:  # it answers again: say so at once
+            port.silent = False
+            return True
+        return False
+
+    def _send_due(self, now: float, horizon: float) -> None:
+        sock = self._sock
+        assert sock is not None
+        with self._lock:
+            while self._schedule and self._schedule[0][0] <= horizon:
+                _, _, port = heapq.heappop(self._schedule)
+                if self._ports.get(port.name) is not port:
+                    continue  # no longer tracked (or toward another peer: a new port)
+                self._send(sock, port, now)
+                fast = port.window.answered == 0 and now - port.started < p.GRACE
+                period = p.FAST_PERIOD if fast else self.period
+                due = now + period * random.uniform(0.9, 1.1)
+                heapq.heappush(self._schedule, (due, next(self._order), port))
+
+    def _send(self, sock: socket.socket, port: _Port, now: float) -> None:
+        if port.template is None:
+            port.mac = self._mac(port.name)
+            if port.mac is None:
+                return  # not there (yet): the reconciler says why in the status
+            port.template = bytearray(p.encode(p.REQUEST, port.mac, 0, 0, 0, p.MIN_FRAME))
+        if port.window.pending:
+            port.totals.lost += port.window.expire(now, p.TIMEOUT)
+        port.seq = seq = (port.seq + 1) & 0x7FFFFFFF
+        port.window.sent_one(seq, now)
+        port.totals.sent += 1
+        try:
+            ack = port.window.ack(port.acked_seq)
+            frame = p.stamp(port.template, self._nonce, seq, time.time_ns(), ack)
+            sock.sendto(frame, (port.name, p.ETHERTYPE))
+        except OSError as exc:  # down or gone: the probe is lost, which is the truth
+            log.debug("probe into %s: %s", port.name, exc)
+            port.template = port.mac = None  # a re-created device has another address
+
+    def _judge(self, now: float) -> None:
+        """Which ports turned silent (answered before, not for SILENT_AFTER): the reconciler
+        is woken to say so. Kept lean: it looks at every port twice a second."""
+        edge, changed = self._wall() - p.SILENT_AFTER, False
+        with self._lock:
+            for port in self._ports.values():
+                last = port.window.last_answer_at
+                silent = last is not None and last < edge
+                if silent != port.silent:
+                    port.silent, changed = silent, True
+                    if silent and port.window.pending:  # nothing will confirm them now
+                        timeout = p.TIMEOUT if port.leads else p.FOLLOW_TIMEOUT
+                        port.totals.lost += port.window.expire(now, timeout)
+            self._rate.keep_only(self._ports)  # ports gone: their buckets too
+        if changed:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def _mac(self, ifname: str) -> bytes | None:
+        return mac_of(self._sock, ifname) if self._sock is not None else None

@@ -1,0 +1,67 @@
+"""The packet socket of the tunnel probes and what the kernel tells through it (Linux only):
+opening it for the probe ethertype, a device's own address, and the answers' rate per port."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import socket
+import struct
+from collections.abc import Collection
+
+from intercloud.domain import probe as p
+
+PACKET_OUTGOING = 4  # linux/if_packet.h: a frame we sent, looped back to packet sockets
+SIOCGIFHWADDR = 0x8927
+SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20
+SO_RCVBUFFORCE = 33
+RCVBUF = 4 << 20  # a second of answers and requests of 1,000 ports, with room
+
+
+def open_socket() -> socket.socket:
+    """A non-blocking packet socket for the probe ethertype (the kernel hands it probe frames
+    only), in the calling thread's network namespace. OSError without CAP_NET_RAW."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(p.ETHERTYPE))
+    sock.setblocking(False)
+    # probes go straight to the tunnel device, not through its qdisc (an expansion's rate
+    # limit): less work per frame, and a probe is never queued behind tenant traffic
+    with contextlib.suppress(OSError):
+        sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    return sock
+
+
+def mac_of(sock: socket.socket, ifname: str) -> bytes | None:
+    """The device's own unicast address (the source of what we send into it), None if it is
+    gone (in the socket's namespace)."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode()))
+    except (OSError, UnicodeError):
+        return None
+    mac = raw[18:24]
+    return mac if len(mac) == 6 and not mac[0] & 1 else None
+
+
+class AnswerRate:
+    """A token bucket per port: at most ANSWER_RATE answers a second, ANSWER_BURST at once."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, list[float]] = {}  # port -> [tokens, refilled at]
+
+    def take(self, port: str, now: float) -> bool:
+        tokens = self._tokens.setdefault(port, [p.ANSWER_BURST, now])
+        tokens[0] = min(p.ANSWER_BURST, tokens[0] + (now - tokens[1]) * p.ANSWER_RATE)
+        tokens[1] = now
+        if tokens[0] < 1:
+            return False
+        tokens[0] -= 1
+        return True
+
+    def keep_only(self, ports: Collection[str]) -> None:
+        """Forget the buckets of ports that are gone."""
+        if len(self._tokens) > len(ports):
+            for name in set(self._tokens) - set(ports):
+                del self._tokens[name]

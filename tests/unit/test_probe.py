@@ -1,0 +1,207 @@
+"""Probes through the tunnels, the pure part (domain/probe.py): the frame and its strict parser
+fed hostile bytes, one port's window and verdict, the per-peer figures, and what the metrics,
+views and CLI make of them."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+
+from intercloud.cli import output
+from intercloud.domain import probe as p
+from intercloud.service import gauges, topology, views
+
+MAC = bytes.fromhex("02aabbccdd01")
+OTHER = bytes.fromhex("02aabbccdd02")
+
+
+def request(size: int = p.MIN_FRAME, seq: int = 7) -> bytes:
+    return p.encode(p.REQUEST, MAC, 0xDEADBEEF, seq, 123456789, size)
+
+
+def test_a_request_parses_back_and_its_answer_is_the_same_size_from_the_answerer():
+    for size in (p.MIN_FRAME, 1514, p.MAX_FRAME):
+        frame = request(size)
+        assert len(frame) == size
+        assert frame[:6] == p.GROUP and frame[12:14] == b"\x88\xb5"
+        got = p.parse(frame)
+        assert got == p.Probe(p.REQUEST, MAC, 0xDEADBEEF, 7, 123456789, size, None)
+        reply = p.answer(frame, OTHER)
+        assert reply is not None and len(reply) == size
+        parsed = p.parse(reply)
+        assert parsed is not None
+        assert (parsed.kind, parsed.source, parsed.seq) == (p.ANSWER, OTHER, 7)
+
+
+def test_stamp_changes_the_sequence_number_send_time_and_ack():
+    template = bytearray(p.encode(p.REQUEST, MAC, 5, 0, 0, p.MIN_FRAME))
+    got = p.parse(p.stamp(template, 5, 42, 99))
+    assert got is not None and (got.nonce, got.seq, got.sent_ns, got.ack) == (5, 42, 99, None)
+    got = p.parse(p.stamp(template, 5, 43, 100, p.Ack(42, 1234, 1000)))
+    assert got is not None and got.ack == p.Ack(42, 1234, 1000) and got.source == MAC
+    reply = p.answer(p.stamp(template, 5, 43, 100, p.Ack(42, 1234, 7)), OTHER)
+    assert reply is not None and p.parse(reply).ack == p.Ack(42, 1234, 7)  # type: ignore[union-attr]
+
+
+def test_one_side_of_each_tunnel_leads():
+    assert p.leads("A", "B") and not p.leads("B", "A")
+    w = p.Window(0.0)
+    assert w.ack(1) is None  # nothing answered yet: nothing to say
+    w.sent_one(1, 1.0)
+    w.answer(1, 1.0015, 5.0)
+    assert w.ack(1) == p.Ack(1, 1500, 0)
+    w.sent_one(2, 2.0)
+    assert w.answer(2, 9.0, 6.0, rtt=0.003) == 0.003  # a follower takes the leader's figure
+
+
+def _patched(frame: bytes, at: int, value: bytes) -> bytes:
+    return frame[:at] + value + frame[at + len(value) :]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        request()[:59],  # shorter than an Ethernet frame
+        request() + b"\x00" * (p.MAX_FRAME - p.MIN_FRAME + 1),  # larger than a jumbo frame
+        _patched(request(), 0, bytes.fromhex("0180c200000e")),  # another group (LLDP)
+        _patched(request(), 0, OTHER),  # unicast destination
+        _patched(request(), 12, b"\x08\x00"),  # IPv4, not the probe ethertype
+        _patched(request(), 14, b"XXXX"),  # wrong magic
+        _patched(request(), 18, b"\x02"),  # a version we do not speak
+        _patched(request(), 19, b"\x03"),  # unknown kind
+        _patched(request(), 19, b"\x00"),
+        _patched(request(), 20, b"\x00\x02"),  # a flag we do not know
+        _patched(request(), 40, b"\x00\x00\x00\x07"),  # an ack without its flag
+        _patched(p.encode(p.REQUEST, MAC, 1, 2, 3, 60, p.Ack(1, 5, 0)), 46, b"\x03\xe9"),
+        _patched(request(), 48, b"\x00\x01"),  # reserved bytes not zero
+        _patched(request(), 6, bytes.fromhex("01aabbccdd01")),  # multicast source
+        _patched(request(), 50, b"\x01"),  # padding that is not zeros
+    ],
+)
+def test_parse_refuses_what_is_not_exactly_a_probe(frame):
+    assert p.parse(frame) is None
+    assert p.answer(frame, OTHER) is None
+
+
+def test_answers_are_never_answered_and_random_bytes_never_raise():
+    reply = p.answer(request(), OTHER)
+    assert reply is not None and p.answer(reply, MAC) is None  # no ping-pong between agents
+    rng = random.Random(18)
+    base = request(128)
+    for _ in range(3000):
+        frame = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            frame[rng.randrange(len(frame))] = rng.randrange(256)
+        frame = frame[: rng.randint(0, len(frame))]
+        got = p.parse(bytes(frame))  # never raises
+        if got is not None:
+            assert got.kind in (p.REQUEST, p.ANSWER) and len(frame) >= p.MIN_FRAME
+    for _ in range(500):
+        blob = rng.randbytes(rng.randint(0, 200))
+        assert p.parse(blob) is None
+
+
+def test_encode_refuses_sizes_kinds_and_addresses_out_of_range():
+    for kwargs in ({"size": 59}, {"size": p.MAX_FRAME + 1}, {"kind": 3}, {"source": b"\x02"}):
+        args = {"kind": p.REQUEST, "source": MAC, "size": 60, **kwargs}
+        with pytest.raises(ValueError):
+            p.encode(args["kind"], args["source"], 1, 1, 1, args["size"])
+
+
+def test_window_round_trips_losses_and_forged_answers():
+    w = p.Window(wall=1000.0, size=4)
+    w.sent_one(1, mono=10.0)
+    assert w.answer(1, mono=10.002, wall=1001.0) == pytest.approx(0.002)
+    assert w.answer(1, mono=10.003, wall=1001.0) is None  # the same answer twice
+    assert w.answer(99, mono=10.003, wall=1001.0) is None  # never sent
+    w.sent_one(2, mono=11.0)
+    w.sent_one(3, mono=12.0)
+    assert w.expire(mono=12.5, timeout=1.0) == 1  # 2 is late, 3 still in flight
+    assert w.answer(2, mono=12.6, wall=1002.6) is None  # too late: already lost
+    h = w.health()
+    assert (h.sent, h.answered, h.last_answer_at) == (3, 1, 1001.0)
+    assert h.rtt_seconds == pytest.approx(0.002)
+    assert h.loss == pytest.approx(0.5)
+    for seq in range(10, 14):  # the window keeps the last 4 outcomes only
+        w.sent_one(seq, mono=20.0)
+        w.answer(seq, mono=20.001, wall=1010.0)
+    assert w.health().loss == 0.0
+
+
+def test_verdicts_starting_unanswered_answering_silent():
+    never = p.TunnelHealth(1000.0, None, None, 1.0, 3, 0)
+    assert p.verdict(never, 1000.0 + p.GRACE - 1) is p.Verdict.STARTING
+    assert p.verdict(never, 1000.0 + p.GRACE + 1) is p.Verdict.UNANSWERED
+    fine = p.TunnelHealth(1000.0, 2000.0, 0.001, 0.0, 9, 9)
+    assert p.verdict(fine, 2000.0 + p.SILENT_AFTER - 0.1) is p.Verdict.ANSWERING
+    assert p.verdict(fine, 2000.0 + p.SILENT_AFTER + 0.1) is p.Verdict.SILENT
+    w = p.Window(1000.0)
+    w.sent_one(1, 5.0)
+    w.answer(1, 5.001, 2000.0)
+    assert w.verdict(2000.0 + p.SILENT_AFTER + 0.1) is p.Verdict.SILENT
+    # silence is judged after at least two probes could have been answered
+    assert p.SILENT_AFTER >= 2 * p.PERIOD * 1.1
+
+
+def test_summaries_and_the_metrics_families():
+    now = 5000.0
+    healths = [
+        p.TunnelHealth(0.0, now - 1, 0.002, 0.0, 5, 5),
+        p.TunnelHealth(0.0, now - 1, 0.004, 0.2, 5, 4),
+        p.TunnelHealth(0.0, now - 60, 0.001, 1.0, 30, 10),
+        p.TunnelHealth(now - 1, None, None, 0.0, 1, 0),
+    ]
+    s = p.summarize("B", healths, now)
+    assert (s.tunnels, s.answering, s.silent, s.unanswered) == (4, 2, 1, 1)
+    assert s.rtt_seconds == 0.002 and s.loss == pytest.approx(0.3)
+    totals = p.PeerTotals(sent=10, lost=2, verdicts={p.Verdict.SILENT: 1})
+    for rtt in (0.0002, 0.003, 5.0):
+        totals.observe(rtt)
+    assert totals.buckets()[-1] == ("+Inf", 3) and totals.buckets()[0] == ("0.0001", 0)
+
+    class Source:
+        def totals(self):
+            return {"B": totals}
+
+    fams = {f.name: f for f in gauges.probes(Source())()}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples
+    }
+    assert samples[("intercloud_tunnel_probes_total", (("peer", "B"), ("result", "answered")))] == 3
+    assert samples[("intercloud_tunnel_probes_total", (("peer", "B"), ("result", "lost")))] == 2
+    assert samples[("intercloud_tunnel_probe_rtt_seconds_count", (("peer", "B"),))] == 3
+    assert samples[("intercloud_tunnels_silent", (("peer", "B"),))] == 1
+    key = ("intercloud_tunnels_probed", (("peer", "B"), ("verdict", "answering")))
+    assert samples[key] == 0
+
+
+def test_views_cli_and_topology_show_the_figures():
+    health = p.TunnelHealth(1000.0, 1_700_000_000.0, 0.00042, 0.1, 10, 9)
+    view = views.tunnel(health)
+    assert view is not None
+    assert view["rtt_ms"] == 0.42 and view["loss"] == 0.1 and view["answered"] == 9
+    assert view["last_answer_at"].startswith("2023-11-14T22:13:20")
+    assert views.tunnel(None) is None
+    exp = {"peers": [{"peer": "B", "vni": 101}, {"peer": "C", "vni": None}]}
+    views.with_tunnels(exp, "ic", lambda port: health if port == "icv101" else None)
+    assert exp["peers"][0]["tunnel"]["rtt_ms"] == 0.42 and exp["peers"][1]["tunnel"] is None
+    line = output.peer_line({"peer": "B", "status": "active", "vni": 101, **exp["peers"][0]})
+    assert line == "B: active (vni 101) rtt 0.42 ms, loss 10%"
+    assert output.tunnel_cell(views.tunnel(p.TunnelHealth(0, None, None, 1.0, 3, 0))) == (
+        "no answer yet, loss 100%"
+    )
+    assert output.tunnel_cell(None) == "-"
+    topo = {"links": [{"peer": "B", "rtt_ms": None}, {"peer": "C", "rtt_ms": None}]}
+    summary = p.summarize("B", [health], 1_700_000_001.0)
+    topology.with_rtt(topo, {"B": summary})
+    assert topo["links"][0]["rtt_ms"] == 0.42 and topo["links"][1]["rtt_ms"] is None
+
+
+def test_the_header_layout_is_what_the_docstring_says():
+    frame = request()
+    magic, version, kind, flags, nonce, seq, sent_ns = struct.unpack_from("!4sBBHIIQ", frame, 14)
+    assert (magic, version, kind, flags) == (b"ICPB", 1, p.REQUEST, 0)
+    assert (nonce, seq, sent_ns) == (0xDEADBEEF, 7, 123456789)
