@@ -159,6 +159,8 @@ def test_no_answer_through_the_tunnel_is_the_tunnel_and_skips_mtu():
     dead = dataclasses.replace(PORT, small=None, big=None, loss=1.0)
     broken, states, advice = verdict(healthy(ports=[dead]))
     assert broken == "tunnel" and "UDP 4789" in advice and states["mtu"] == "skipped"
+    quiet = dataclasses.replace(dead, silent_for=12.4)
+    assert "(last answer 12 s ago)" in dg.walk(healthy(ports=[quiet])).layers[5].detail
 
 
 def test_small_probe_answered_big_one_not_is_the_mtu():

@@ -102,6 +102,7 @@ class Port:
     big: float | None = None
     big_size: int = 0
     loss: float | None = None  # the prober's running loss, for the detail
+    silent_for: float | None = None  # seconds since the prober's last answer through it
     probe_error: str = ""  # why it could not be probed
 
 
@@ -390,6 +391,8 @@ def tunnel(link: Link) -> Layer:
     for p in ports:
         if p.small is None:
             loss = f" (recent loss {p.loss:.0%})" if p.loss is not None else ""
+            if p.silent_for is not None:
+                loss = f" (last answer {p.silent_for:.0f} s ago)"
             return Layer(
                 "tunnel",
                 BROKEN,

@@ -260,6 +260,9 @@ class Diagnoser:
             big=large,
             big_size=big,
             loss=seen.loss if seen is not None else None,
+            silent_for=self.clock() - seen.last_answer_at
+            if seen is not None and seen.last_answer_at is not None
+            else None,
         )
 
 
