@@ -273,6 +273,15 @@ def store():
         peer = s.query(m.Peer).one()
         exp = m.Expansion(uid="u1", project="p1", network="net1", cidr="10.0.0.0/24")
         exp.targets.append(m.Target(peer=peer, vni=7, status="active"))
+        # ports the walk leaves alone: not agreed yet, and one another member relays for us
+        other = m.Expansion(uid="u2", project="p1", network="net2", cidr="10.0.1.0/24")
+        other.targets.append(m.Target(peer=peer, vni=8, status="pending"))
+        s.add(other)
+        third = m.Expansion(uid="u3", project="p2", network="net1", cidr="10.0.2.0/24")
+        third.targets.append(
+            m.Target(peer=peer, vni=9, status="active", reason="reached through C")
+        )
+        s.add(third)
         s.add(exp)
     yield st
     st.dispose()
@@ -451,3 +460,12 @@ def test_service_prober_unavailable_says_why(store):
     out = diagnoser(store, peer, FakeIpsec(FakeConn()), prober=prober).link("B")
     assert out.broken is None and out.layers[5].detail == "no tunnel probe: no CAP_NET_RAW"
     assert prober.asked == []
+
+
+def test_service_an_error_target_keeps_its_port_in_the_walk(store):
+    with store.session() as s:
+        s.query(m.Target).filter(m.Target.vni == 7).one().status = "error"
+    prober = FakeProber(max_size=2000)
+    peer = FakePeer(answers.Health("B", None))
+    out = diagnoser(store, peer, FakeIpsec(FakeConn()), prober=prober).link("B")
+    assert out.broken is None and {p for p, _ in prober.asked} == {"icv7"}

@@ -32,6 +32,7 @@ from intercloud.store import models as m
 CONNECTION_PREFIX = "link-"  # the IPsec connection of a link (reconciler/connections.py)
 PROBE_TIMEOUT = 1.0  # seconds one probe frame may take to come back
 MAX_PROBED_PORTS = 4  # per link: a diagnosis stays a few seconds long with many expansions
+BUILT = ("active", "error")  # the statuses of targets and replicas whose port exists
 
 
 class Host(Protocol):
@@ -269,16 +270,17 @@ class Diagnoser:
 def _vnis(s: Session, peer: m.Peer) -> list[int]:
     """The VNIs of the tunnel ports this host should have toward `peer`: our expansions'
     (not those another member relays for us), our replicas of its expansions, and the direct
-    tunnels of our replicas with it."""
+    tunnels of our replicas with it. `error` ones too: a silent tunnel or a peer gone quiet
+    turns them `error` while their port stays."""
     vnis = [
         t.vni
         for t in s.scalars(select(m.Target).where(m.Target.peer_id == peer.id))
-        if t.vni is not None and t.status == "active" and "reached through" not in t.reason
+        if t.vni is not None and t.status in BUILT and "reached through" not in t.reason
     ]
     vnis += [
         r.vni
         for r in s.scalars(select(m.Replica).where(m.Replica.peer_id == peer.id))
-        if r.vni is not None and r.status == "active"
+        if r.vni is not None and r.status in BUILT
     ]
     vnis += [
         a.vni
