@@ -319,7 +319,7 @@ class LinuxProber(Prober):
             return False
         port.acked_seq = probe.seq
         port.totals.observe(rtt)
-        if missed:  # it answers again: the next request tells the follower soon
+        if missed or port.window.answered == 1:  # (again): the next request tells the follower
             port.steady_at = min(port.steady_at, mono + p.FAST_PERIOD)
         return self._rejudge(port, wall)
 
