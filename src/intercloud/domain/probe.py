@@ -1,6 +1,6 @@
-"""Probes through the tunnels: the frame, its strict parser, and what one tunnel port's probes
-say (window statistics and verdict). Pure: the socket and the schedule are the driver's
-(drivers/probe/linux.py).
+"""Probes through the tunnels: what one tunnel port's probes say (window statistics and
+verdict); the frame and its strict parser are in domain/probe_frame.py. Pure: the socket and
+the schedule are the driver's (drivers/probe/linux.py, ports.py).
 
 A link is up when the peer's API answers and its SA is up; that does not prove tenant frames
 pass (a WAN may drop the VXLAN packets of one VNI). So every agent sends, into each tunnel port
@@ -26,12 +26,29 @@ port). Who probes: one side of each tunnel, the agent whose name sorts first (`l
 request also says whether the previous one was answered, with its round trip and the loss, so
 the other side (which follows: it only answers) learns from the leader's next request that its
 own answer arrived. Both sides' statuses tell their own truth, for 2 frames a tunnel per PERIOD
-instead of 4 if each side probed: at 1,000 tunnel ports that halves the prober's CPU (measured,
-`python -m bench --only probes`: ~2 % of one core with both sides probing, ~1 % like this).
+instead of 4 if each side probed (that halves the prober's CPU).
 
-Verdict of a port: `ANSWERING` (answered within SILENT_AFTER), `SILENT` (it answered before,
-not since: the tunnel black-holes frames; the status turns `error`), `STARTING` (not answered
-yet, within GRACE of being tracked) and `UNANSWERED` (never answered). Only SILENT changes an
+When: the cost follows the frame count (the kernel's send path is most of it), detection does
+not have to. A port that answers is probed every PERIOD (5 s, spread +-10 %); a probe left
+unanswered FAST_PERIOD later makes the port suspect, and it is re-probed every FAST_PERIOD
+until it answers; MISSES probes lost in a row (each TIMEOUT late) since the last answer make
+it SILENT, which is then re-probed every RECOVER_PERIOD, so a tunnel that passes frames again
+is seen within a second or so. Worst case from the last answer: 1.1 PERIOD + (MISSES - 1)
+FAST_PERIOD + TIMEOUT + a judgement (0.5 s) = 8 s, within the 10 s asked; one lost frame
+costs one extra frame, not a verdict. The follower learns the same from the requests: the
+leader's next request says which answer it had last; answers it sent before that request
+and not acked are lost (the leader re-probed without having them), MISSES in a row make it
+SILENT; and a request is expected within EXPECT_WITHIN (a steady period, its spread and room
+for re-probes: 7 s) of the last, or the port is SILENT too (the requests stopped coming). A
+leader that hears an answer after misses (or its first) sends the next request within
+FAST_PERIOD, so the follower does not wait a steady period to learn it. Measured at 1,000
+tunnel ports (`python -m bench --only probes`): see README's "Probes through the tunnels".
+
+Verdict of a port: `ANSWERING`, `SILENT` (it answered before, then MISSES probes lost in a
+row, or a follower's expected request overdue, or no answer for SILENT_AFTER whatever was
+counted: the tunnel black-holes frames; the status turns `error`, "since" the last answer),
+`STARTING` (not answered yet, within GRACE of being tracked) and `UNANSWERED` (never
+answered). Only SILENT changes an
 expansion's status: an agent that restarts must not flap every status to pending while its
 first probes fly, and a peer whose data plane cannot answer (Open vSwitch's userspace tunnel
 ports are not kernel devices) must not hold expansions pending forever; the figures and the

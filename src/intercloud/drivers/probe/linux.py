@@ -1,10 +1,11 @@
 """The tunnel prober of the Linux data plane: ONE packet socket for the probe ethertype (the
 kernel hands it probe frames only) in the agent's network namespace, and one thread that sends
-each tracked tunnel port it leads a request every PERIOD (spread: 1,000 ports make ~330 small
-sends a second in batches every 0.1 s, not a burst), reads the answers and the peers' requests
-(answered back out of the port they came in on; on a port it follows, the request also confirms
-its previous answer), and looks twice a second for ports that went silent. What a probe is and
-what its answers mean: domain/probe.py.
+each tracked tunnel port it leads a request every PERIOD while it answers (spread: 1,000 ports
+make ~200 small sends a second in batches every 0.1 s, not a burst), looks again FAST_PERIOD
+after each to re-probe it at once if unanswered (ports.py: when), reads the answers and the
+peers' requests (answered back out of the port they came in on; on a port it follows, the
+request also confirms its previous answer, or shows it lost), and judges every port twice a
+second. What a probe is and what its answers mean: domain/probe.py.
 
 Every frame read is hostile: only frames that came in (never our own going out) on one of our
 own tunnel ports (the prefix's VXLAN devices), that parse strictly, are looked at; an answer
