@@ -358,16 +358,24 @@ class LinuxProber(Prober):
             port.template = port.mac = None  # a re-created device has another address
 
     def _judge(self, now: float) -> None:
-        """Which ports turned silent (answered before, not for SILENT_AFTER): the reconciler
-        is woken to say so. Kept lean: it looks at every port twice a second."""
+        """Which ports turned silent or answer again (domain/probe.py's verdict, inlined: it
+        looks at every port twice a second); the reconciler is woken to say so."""
         wall, changed = self._wall(), False
+        edge, misses = wall - p.SILENT_AFTER, p.MISSES
         with self._lock:
             for port in self._ports.values():
                 window = port.window
                 if window.pending and (port.leads or port.silent):
                     timeout = p.TIMEOUT if port.leads else p.FOLLOW_TIMEOUT
                     port.totals.lost += window.expire(now, timeout)
-                changed |= self._rejudge(port, wall)
+                last, expect_by = window.last_answer_at, window.expect_by
+                silent = last is not None and (
+                    window.missed >= misses
+                    or last < edge
+                    or (expect_by is not None and wall > expect_by)
+                )
+                if silent != port.silent:
+                    port.silent, changed = silent, True
             self._rate.keep_only(self._ports)  # ports gone: their buckets too
         if changed:
             self._changed()
