@@ -286,6 +286,8 @@ class LinuxProber(Prober):
                 port.totals.observe(rtt)
         if window.pending:  # answers the leader had not had when it sent this one: lost
             port.totals.lost += window.lost_before(probe.seq)
+            # (and any left from a leader's former run, whose numbers started again)
+            port.totals.lost += window.expire(mono, p.FOLLOW_TIMEOUT)
         window.expect(wall + p.EXPECT_WITHIN)
         if answered:
             window.sent_one(probe.seq, mono)
