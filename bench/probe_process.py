@@ -1,8 +1,9 @@
 """Runs in a namespace, the agent's src/ on PYTHONPATH: a tunnel prober
 (intercloud.drivers.probe.linux) tracking the N tunnel ports PREFIXv<FIRST>..PREFIXv<FIRST+N-1>
 (all toward one peer). After WARMUP seconds it
-measures this process's CPU time for SECONDS and prints one JSON line: cpu_s, wall_s and what
-the probes say (answering, silent, sent, answered). Mode "idle": the same process, the prober
+measures this process's CPU time for SECONDS and prints one JSON line: cpu_s, wall_s, the
+frames it sent a second over that time, and what the probes say (answering, silent, sent,
+answered). Mode "idle": the same process, the prober
 never started (the baseline).
 
     python probe_process.py PREFIX FIRST N WARMUP SECONDS MODE ME PEER
@@ -24,6 +25,11 @@ def cpu() -> tuple[float, float]:
     return r.ru_utime, r.ru_stime
 
 
+def sent(prober: LinuxProber, ports: dict[str, str]) -> int:
+    """Frames sent into the ports so far (requests if it leads, answers if it follows)."""
+    return sum(h.sent for h in (prober.health(name) for name in ports) if h is not None)
+
+
 def main() -> None:
     prefix, first, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     warmup, seconds, mode = float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
@@ -35,9 +41,11 @@ def main() -> None:
         prober.track(ports)
     print("ready", flush=True)
     time.sleep(warmup)
+    sent0 = sent(prober, ports)
     c0, w0 = cpu(), time.monotonic()
     time.sleep(seconds)
     c1, w1 = cpu(), time.monotonic()
+    sent1 = sent(prober, ports)
     verdicts = [prober.verdict(name) for name in ports]
     healths = [h for h in (prober.health(name) for name in ports) if h is not None]
     prober.stop()
@@ -52,6 +60,8 @@ def main() -> None:
                 "silent": verdicts.count(Verdict.SILENT),
                 "sent": sum(h.sent for h in healths),
                 "answered": sum(h.answered for h in healths),
+                "period_s": prober.period,
+                "frames_per_s": (sent1 - sent0) / (w1 - w0),
             }
         ),
         flush=True,

@@ -304,7 +304,9 @@ class Run:
             baseline=("probes.idle", "same process, prober not started", idle["core_pct"]),
             better="lower",
             target="value < 1",
-            note=f"lead {lead:.2f} %, follow {follow:.2f} %; "
+            note=f"lead {lead:.2f} %, follow {follow:.2f} % (period "
+            f"{probing.get('period_s')} s, {probing.get('frames_per_s', 0):.0f} requests/s, "
+            f"{probing['follower'].get('frames_per_s', 0):.0f} answers/s); "
             f"{probing['answering']}/{n} led ports answering, "
             f"{probing['follower']['answering']}/{n} followed, {probing['silent']} silent",
         )

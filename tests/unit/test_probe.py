@@ -11,6 +11,7 @@ import pytest
 
 from intercloud.cli import output
 from intercloud.domain import probe as p
+from intercloud.drivers.probe.ports import Port, after_send, next_look
 from intercloud.service import gauges, topology, views
 
 MAC = bytes.fromhex("02aabbccdd01")
@@ -205,3 +206,78 @@ def test_the_header_layout_is_what_the_docstring_says():
     magic, version, kind, flags, nonce, seq, sent_ns = struct.unpack_from("!4sBBHIIQ", frame, 14)
     assert (magic, version, kind, flags) == (b"ICPB", 1, p.REQUEST, 0)
     assert (nonce, seq, sent_ns) == (0xDEADBEEF, 7, 123456789)
+
+
+def test_three_probes_lost_in_a_row_make_a_port_silent_and_one_answer_ends_it():
+    w = p.Window(1000.0)
+    w.sent_one(1, 10.0)
+    w.answer(1, 10.001, 1000.0)
+    for seq, at in ((2, 15.0), (3, 15.5), (4, 16.0)):  # the steady probe, then fast re-probes
+        w.sent_one(seq, at)
+    assert w.expire(16.2, p.TIMEOUT) == 1 and w.missed == 1  # suspect: not silent yet
+    assert w.verdict(1001.0) is p.Verdict.ANSWERING
+    assert w.expire(17.2, p.TIMEOUT) == 2 and w.missed == p.MISSES
+    # silent long before SILENT_AFTER, and the status says since the last answer
+    assert w.verdict(1007.2) is p.Verdict.SILENT and w.health().last_answer_at == 1000.0
+    assert w.health().missed == p.MISSES
+    w.sent_one(5, 17.5)
+    w.answer(5, 17.501, 1007.5)  # the tunnel passes frames again
+    assert w.missed == 0 and w.verdict(1007.5) is p.Verdict.ANSWERING
+    # detection: the last answer, a steady period and its spread, MISSES probes FAST_PERIOD
+    # apart each late by TIMEOUT, and a judgement (every 0.5 s) fit in 10 s with room
+    worst = 1.1 * p.PERIOD + (p.MISSES - 1) * p.FAST_PERIOD + p.TIMEOUT + 0.5
+    assert worst <= 8.5
+
+
+def test_a_follower_counts_the_answers_the_leader_did_not_get_and_expects_its_requests():
+    w = p.Window(1000.0)
+    w.sent_one(1, 10.0)  # our answer to request 1
+    w.answer(1, 15.0, 1005.0, rtt=0.002)  # request 2 says it arrived
+    w.expect(1005.0 + p.EXPECT_WITHIN)
+    w.sent_one(2, 15.0)
+    assert w.lost_before(3) == 1 and w.missed == 1  # request 3 came without our answer to 2
+    w.sent_one(3, 15.5)
+    assert w.lost_before(3) == 0  # not before itself
+    assert w.lost_before(4) == 1 and w.lost_before(5) == 0
+    w.sent_one(5, 16.5)
+    assert w.lost_before(6) == 1 and w.verdict(1006.5) is p.Verdict.SILENT
+    assert w.loss() == pytest.approx(3 / 4)
+    # requests that stop coming: silent once the next one is overdue, whatever was counted
+    f = p.Window(1000.0)
+    f.sent_one(1, 10.0)
+    f.answer(1, 15.0, 1005.0, rtt=0.002)
+    f.expect(1005.0 + p.EXPECT_WITHIN)
+    assert f.verdict(1005.0 + p.EXPECT_WITHIN - 0.1) is p.Verdict.ANSWERING
+    assert f.verdict(1005.0 + p.EXPECT_WITHIN + 0.1) is p.Verdict.SILENT
+    # a steady period, its spread and re-probes of a lost request fit in; 10 s with room
+    assert 1.1 * p.PERIOD + p.FAST_PERIOD < p.EXPECT_WITHIN <= 7.5
+    health = f.health()
+    assert p.verdict(health, 1005.0 + p.EXPECT_WITHIN + 0.1) is p.Verdict.SILENT
+
+
+def test_the_schedule_probes_steadily_while_answered_fast_while_suspect():
+    port = Port("icv1", "B", p.Window(1000.0), p.PeerTotals(), started=0.0, leads=True)
+    # new: probed every FAST_PERIOD until it answers
+    port.seq = 1
+    port.window.sent_one(1, 0.0)
+    assert after_send(port, 0.0, p.PERIOD) <= 1.1 * p.FAST_PERIOD
+    assert next_look(port, 0.6) is None  # unanswered: probe now
+    port.window.answer(1, 0.01, 1000.0)
+    due = after_send(port, 0.6, p.PERIOD)
+    assert due == 0.6 + p.FAST_PERIOD  # a look soon: was it answered?
+    assert next_look(port, due) == port.steady_at  # yes: wait for the steady period
+    assert 0.6 + 0.9 * p.PERIOD <= port.steady_at <= 0.6 + 1.1 * p.PERIOD
+    # the steady probe goes unanswered: suspect, re-probed at the next look
+    port.seq = 2
+    port.window.sent_one(2, port.steady_at)
+    look = after_send(port, port.steady_at, p.PERIOD)
+    assert next_look(port, look) is None
+    port.window.expire(look + p.TIMEOUT, p.TIMEOUT)
+    assert next_look(port, look + p.TIMEOUT) is None  # a miss since the last answer: probe
+    port.window.missed = p.MISSES  # silent: re-probed at the recovery rate
+    now = look + 2
+    assert now + 0.9 * p.RECOVER_PERIOD <= after_send(port, now, p.PERIOD)
+    assert after_send(port, now, p.PERIOD) <= now + 1.1 * p.RECOVER_PERIOD
+    # never answered, past the grace (a peer that cannot answer): the steady period
+    idle = Port("icv2", "B", p.Window(1000.0), p.PeerTotals(), started=0.0, leads=True)
+    assert after_send(idle, p.GRACE + 1, p.PERIOD) >= p.GRACE + 1 + 0.9 * p.PERIOD

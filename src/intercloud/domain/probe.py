@@ -1,6 +1,6 @@
-"""Probes through the tunnels: the frame, its strict parser, and what one tunnel port's probes
-say (window statistics and verdict). Pure: the socket and the schedule are the driver's
-(drivers/probe/linux.py).
+"""Probes through the tunnels: what one tunnel port's probes say (window statistics and
+verdict); the frame and its strict parser are in domain/probe_frame.py. Pure: the socket and
+the schedule are the driver's (drivers/probe/linux.py, ports.py).
 
 A link is up when the peer's API answers and its SA is up; that does not prove tenant frames
 pass (a WAN may drop the VXLAN packets of one VNI). So every agent sends, into each tunnel port
@@ -26,12 +26,29 @@ port). Who probes: one side of each tunnel, the agent whose name sorts first (`l
 request also says whether the previous one was answered, with its round trip and the loss, so
 the other side (which follows: it only answers) learns from the leader's next request that its
 own answer arrived. Both sides' statuses tell their own truth, for 2 frames a tunnel per PERIOD
-instead of 4 if each side probed: at 1,000 tunnel ports that halves the prober's CPU (measured,
-`python -m bench --only probes`: ~2 % of one core with both sides probing, ~1 % like this).
+instead of 4 if each side probed (that halves the prober's CPU).
 
-Verdict of a port: `ANSWERING` (answered within SILENT_AFTER), `SILENT` (it answered before,
-not since: the tunnel black-holes frames; the status turns `error`), `STARTING` (not answered
-yet, within GRACE of being tracked) and `UNANSWERED` (never answered). Only SILENT changes an
+When: the cost follows the frame count (the kernel's send path is most of it), detection does
+not have to. A port that answers is probed every PERIOD (5 s, spread +-10 %); a probe left
+unanswered FAST_PERIOD later makes the port suspect, and it is re-probed every FAST_PERIOD
+until it answers; MISSES probes lost in a row (each TIMEOUT late) since the last answer make
+it SILENT, which is then re-probed every RECOVER_PERIOD, so a tunnel that passes frames again
+is seen within a second or so. Worst case from the last answer: 1.1 PERIOD + (MISSES - 1)
+FAST_PERIOD + TIMEOUT + a judgement (0.5 s) = 8 s, within the 10 s asked; one lost frame
+costs one extra frame, not a verdict. The follower learns the same from the requests: the
+leader's next request says which answer it had last; answers it sent before that request
+and not acked are lost (the leader re-probed without having them), MISSES in a row make it
+SILENT; and a request is expected within EXPECT_WITHIN (a steady period, its spread and room
+for re-probes: 7 s) of the last, or the port is SILENT too (the requests stopped coming). A
+leader that hears an answer after misses (or its first) sends the next request within
+FAST_PERIOD, so the follower does not wait a steady period to learn it. Measured at 1,000
+tunnel ports (`python -m bench --only probes`): see README's "Probes through the tunnels".
+
+Verdict of a port: `ANSWERING`, `SILENT` (it answered before, then MISSES probes lost in a
+row, or a follower's expected request overdue, or no answer for SILENT_AFTER whatever was
+counted: the tunnel black-holes frames; the status turns `error`, "since" the last answer),
+`STARTING` (not answered yet, within GRACE of being tracked) and `UNANSWERED` (never
+answered). Only SILENT changes an
 expansion's status: an agent that restarts must not flap every status to pending while its
 first probes fly, and a peer whose data plane cannot answer (Open vSwitch's userspace tunnel
 ports are not kernel devices) must not hold expansions pending forever; the figures and the
@@ -40,37 +57,41 @@ ports are not kernel devices) must not hold expansions pending forever; the figu
 
 from __future__ import annotations
 
-import struct
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
 
-ETHERTYPE = 0x88B5
-GROUP = bytes.fromhex("0180c2000002")
-MAGIC = b"ICPB"
-VERSION = 1
-REQUEST = 1
-ANSWER = 2
-# dst, src, ethertype | magic, version, kind, flags, nonce, seq, sent_ns, then what the sender
-# (the port's leader) says of its previous probe: acked seq, its round trip (us), its loss (per
-# mille over WINDOW), a reserved zero
-_HEADER = struct.Struct("!6s6sH4sBBHIIQIIHH")
-HEADER_SIZE = _HEADER.size  # 50
-MIN_FRAME = 60  # Ethernet's minimum without the FCS: shorter probes are padded to it
-MAX_FRAME = 9216 + 14  # a jumbo frame; anything larger is not a probe
-ACKED = 0x0001  # flag: the acked fields are set
-_KIND_AT = 14 + 4 + 1  # offset of the kind byte
-_STAMP = struct.Struct("!HIIQIIH")  # flags .. loss: what changes between two probes
-_STAMP_AT = 14 + 4 + 1 + 1
+from intercloud.domain.probe_frame import (
+    ACKED,
+    ANSWER,
+    ETHERTYPE,
+    GROUP,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_FRAME,
+    MIN_FRAME,
+    REQUEST,
+    VERSION,
+    Ack,
+    Probe,
+    answer,
+    encode,
+    parse,
+    stamp,
+)
 
-PERIOD = 3.0  # seconds between two probes of one tunnel port (each spread by +-10 %)
-FAST_PERIOD = 0.5  # ... while it has not answered yet (a new tunnel is proven within a second)
+PERIOD = 5.0  # seconds between two probes of a port that answers (each spread by +-10 %)
+FAST_PERIOD = 0.5  # ... while it has not answered yet, or its last probe is unanswered (suspect)
+RECOVER_PERIOD = 1.0  # ... once it is silent (it is seen answering again within a second)
 TIMEOUT = 1.0  # an answer later than this counts as lost
+MISSES = 3  # probes lost in a row since the last answer: the tunnel is silent
 # a follower's answer is confirmed by the leader's next request: this late at most
 FOLLOW_TIMEOUT = 1.5 * PERIOD + TIMEOUT
-SILENT_AFTER = 7.0  # no answer for this long: the tunnel is silent (>= 2 probes lost)
+# a follower expects the leader's next request this soon after the last (a steady period and
+# its spread, and room for MISSES fast re-probes of a request lost on the way)
+EXPECT_WITHIN = 1.1 * PERIOD + MISSES * FAST_PERIOD
+SILENT_AFTER = 2.2 * PERIOD  # no answer for this long: silent whatever was counted (backstop)
 GRACE = 10.0  # a new tunnel port may stay unanswered this long before it counts as unanswered
 WINDOW = 10  # probes the loss figure is computed over
 ANSWER_RATE = 10.0  # answers per second and port a peer may draw from us (burst ANSWER_BURST)
@@ -79,122 +100,10 @@ ANSWER_BURST = 20.0
 RTT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
-class Ack(NamedTuple):
-    """What a leader's request says of its previous probe (for the follower's figures)."""
-
-    seq: int
-    rtt_us: int
-    loss_permille: int
-
-
-class Probe(NamedTuple):
-    """A parsed probe frame (a tuple: the prober parses hundreds a second)."""
-
-    kind: int
-    source: bytes  # the sender's MAC address
-    nonce: int
-    seq: int
-    sent_ns: int
-    size: int  # of the whole Ethernet frame
-    ack: Ack | None = None
-
-
 def leads(me: str, peer: str) -> bool:
     """Whether this agent probes a tunnel port toward `peer` (the other side follows: it
     answers, and learns from the next request whether its answer arrived)."""
     return me < peer
-
-
-def encode(
-    kind: int,
-    source: bytes,
-    nonce: int,
-    seq: int,
-    sent_ns: int,
-    size: int,
-    ack: Ack | None = None,
-) -> bytes:
-    """A probe frame of `size` bytes (MIN_FRAME..MAX_FRAME)."""
-    if kind not in (REQUEST, ANSWER):
-        raise ValueError(f"probe kind must be {REQUEST} or {ANSWER}, got {kind}")
-    if not MIN_FRAME <= size <= MAX_FRAME:
-        raise ValueError(f"probe size must be in {MIN_FRAME}..{MAX_FRAME} bytes, got {size}")
-    if len(source) != 6:
-        raise ValueError("probe source must be a 6-byte MAC address")
-    frame = bytearray(size)
-    _HEADER.pack_into(
-        frame, 0, GROUP, source, ETHERTYPE, MAGIC, VERSION, kind, 0, 0, 0, 0, 0, 0, 0, 0
-    )
-    frame[_KIND_AT] = kind
-    return stamp(frame, nonce, seq, sent_ns, ack)
-
-
-def stamp(template: bytearray, nonce: int, seq: int, sent_ns: int, ack: Ack | None = None) -> bytes:
-    """A frame made by `encode` with another nonce, sequence number, send time and ack (the
-    prober sends hundreds a second: this is what changes between two probes of one port)."""
-    flags, acked, rtt, loss = 0, 0, 0, 0
-    if ack is not None:
-        flags = ACKED
-        acked, rtt, loss = ack.seq & 0xFFFFFFFF, min(ack.rtt_us, 0xFFFFFFFF), ack.loss_permille
-    _STAMP.pack_into(
-        template,
-        _STAMP_AT,
-        flags,
-        nonce & 0xFFFFFFFF,
-        seq & 0xFFFFFFFF,
-        sent_ns & 0xFFFFFFFFFFFFFFFF,
-        acked,
-        max(rtt, 0),
-        min(max(loss, 0), 1000),
-    )
-    return bytes(template)
-
-
-def parse(frame: bytes) -> Probe | None:
-    """The probe in `frame`, or None for anything else: too short or too long, not to the probe
-    group or ethertype, another magic or version, an unknown kind or flag, a loss over 1000 per
-    mille, reserved bytes or padding that are not zeros, a source address that is multicast."""
-    size = len(frame)
-    if not MIN_FRAME <= size <= MAX_FRAME:
-        return None
-    (
-        dst,
-        src,
-        ethertype,
-        magic,
-        version,
-        kind,
-        flags,
-        nonce,
-        seq,
-        sent_ns,
-        acked,
-        rtt,
-        loss,
-        zero,
-    ) = _HEADER.unpack_from(frame)
-    if dst != GROUP or ethertype != ETHERTYPE or magic != MAGIC or version != VERSION:
-        return None
-    if kind not in (REQUEST, ANSWER) or flags & ~ACKED or zero or loss > 1000 or src[0] & 1:
-        return None
-    if not flags and (acked or rtt or loss):
-        return None
-    if frame.count(0, HEADER_SIZE) != size - HEADER_SIZE:
-        return None
-    ack = Ack(acked, rtt, loss) if flags else None
-    return Probe(kind, bytes(src), nonce, seq, sent_ns, size, ack)
-
-
-def answer(frame: bytes, source: bytes) -> bytes | None:
-    """The answer to a request frame (same size, kind ANSWER, from `source`); None if `frame`
-    is not a valid request."""
-    probe = parse(frame)
-    if probe is None or probe.kind != REQUEST or len(source) != 6:
-        return None
-    out = bytearray(frame)
-    out[6:12] = source
-    out[_KIND_AT] = ANSWER
-    return bytes(out)
 
 
 class Verdict(Enum):
@@ -212,21 +121,34 @@ class TunnelHealth:
     loss: float  # 0..1 over the recent window
     sent: int
     answered: int
+    missed: int = 0  # probes (a follower: answers) lost in a row since the last answer
+    expect_by: float | None = None  # (a follower) epoch seconds the next request is due by
 
 
 def verdict(
     health: TunnelHealth, now: float, silent_after: float = SILENT_AFTER, grace: float = GRACE
 ) -> Verdict:
     """What a port's probes say at `now` (epoch seconds)."""
-    return _judge(health.tracked_since, health.last_answer_at, now, silent_after, grace)
+    h = health
+    return _judge(
+        h.tracked_since, h.last_answer_at, h.missed, h.expect_by, now, silent_after, grace
+    )
 
 
 def _judge(
-    since: float, last_answer_at: float | None, now: float, silent_after: float, grace: float
+    since: float,
+    last_answer_at: float | None,
+    missed: int,
+    expect_by: float | None,
+    now: float,
+    silent_after: float,
+    grace: float,
 ) -> Verdict:
     if last_answer_at is None:
         return Verdict.STARTING if now - since < grace else Verdict.UNANSWERED
-    if now - last_answer_at > silent_after:
+    if missed >= MISSES or now - last_answer_at > silent_after:
+        return Verdict.SILENT
+    if expect_by is not None and now > expect_by:  # the leader's requests stopped coming
         return Verdict.SILENT
     return Verdict.ANSWERING
 
@@ -262,7 +184,17 @@ class Window:
     of the last WINDOW, the last answer. Times: `mono` is monotonic (round trips), `wall` epoch
     seconds (what the status shows)."""
 
-    __slots__ = ("answered", "last_answer_at", "outcomes", "pending", "rtt", "sent", "since")
+    __slots__ = (
+        "answered",
+        "expect_by",
+        "last_answer_at",
+        "missed",
+        "outcomes",
+        "pending",
+        "rtt",
+        "sent",
+        "since",
+    )
 
     def __init__(self, wall: float, size: int = WINDOW) -> None:
         self.since = wall
@@ -272,6 +204,8 @@ class Window:
         self.rtt: float | None = None
         self.sent = 0
         self.answered = 0
+        self.missed = 0  # lost in a row since the last answer
+        self.expect_by: float | None = None  # (a follower) the leader's next request, by then
 
     def sent_one(self, seq: int, mono: float) -> None:
         self.pending[seq] = mono
@@ -288,22 +222,38 @@ class Window:
         self.outcomes.append(True)
         self.last_answer_at, self.rtt = wall, rtt
         self.answered += 1
+        self.missed = 0
         return rtt
 
     def expire(self, mono: float, timeout: float = TIMEOUT) -> int:
         """Count the probes in flight for longer than `timeout` as lost; how many."""
         late = [seq for seq, at in self.pending.items() if mono - at > timeout]
-        for seq in late:
+        return self._lose(late)
+
+    def lost_before(self, seq: int) -> int:
+        """(A follower) the leader sent request `seq` without having had our answers to the
+        earlier ones still in flight: count them as lost; how many."""
+        return self._lose([s for s in self.pending if s < seq])
+
+    def expect(self, by: float) -> None:
+        """(A follower) the leader's next request is due by `by` (epoch seconds)."""
+        self.expect_by = by
+
+    def _lose(self, seqs: list[int]) -> int:
+        for seq in seqs:
             del self.pending[seq]
             self.outcomes.append(False)
-        return len(late)
+        self.missed += len(seqs)
+        return len(seqs)
 
     def verdict(
         self, wall: float, silent_after: float = SILENT_AFTER, grace: float = GRACE
     ) -> Verdict:
         """verdict(self.health(), wall) without building the health (the prober judges every
         port every second)."""
-        return _judge(self.since, self.last_answer_at, wall, silent_after, grace)
+        return _judge(
+            self.since, self.last_answer_at, self.missed, self.expect_by, wall, silent_after, grace
+        )
 
     def loss(self) -> float:
         n = len(self.outcomes)
@@ -318,7 +268,14 @@ class Window:
     def health(self) -> TunnelHealth:
         loss = self.loss()
         return TunnelHealth(
-            self.since, self.last_answer_at, self.rtt, loss, self.sent, self.answered
+            self.since,
+            self.last_answer_at,
+            self.rtt,
+            loss,
+            self.sent,
+            self.answered,
+            self.missed,
+            self.expect_by,
         )
 
 
@@ -352,7 +309,15 @@ def summarize(peer: str, healths: list[TunnelHealth], now: float) -> PeerProbes:
 
 
 __all__ = [
+    "ACKED",
     "ANSWER",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MAX_FRAME",
+    "MIN_FRAME",
+    "VERSION",
+    "Ack",
+    "stamp",
     "ETHERTYPE",
     "GROUP",
     "REQUEST",

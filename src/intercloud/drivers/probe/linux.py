@@ -1,10 +1,11 @@
 """The tunnel prober of the Linux data plane: ONE packet socket for the probe ethertype (the
 kernel hands it probe frames only) in the agent's network namespace, and one thread that sends
-each tracked tunnel port it leads a request every PERIOD (spread: 1,000 ports make ~330 small
-sends a second in batches every 0.1 s, not a burst), reads the answers and the peers' requests
-(answered back out of the port they came in on; on a port it follows, the request also confirms
-its previous answer), and looks twice a second for ports that went silent. What a probe is and
-what its answers mean: domain/probe.py.
+each tracked tunnel port it leads a request every PERIOD while it answers (spread: 1,000 ports
+make ~200 small sends a second in batches every 0.1 s, not a burst), looks again FAST_PERIOD
+after each to re-probe it at once if unanswered (ports.py: when), reads the answers and the
+peers' requests (answered back out of the port they came in on; on a port it follows, the
+request also confirms its previous answer, or shows it lost), and judges every port twice a
+second. What a probe is and what its answers mean: domain/probe.py.
 
 Every frame read is hostile: only frames that came in (never our own going out) on one of our
 own tunnel ports (the prefix's VXLAN devices), that parse strictly, are looked at; an answer
@@ -25,12 +26,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from intercloud.domain import naming
 from intercloud.domain import probe as p
 from intercloud.drivers.probe.base import Prober
 from intercloud.drivers.probe.packet import PACKET_OUTGOING, AnswerRate, mac_of, open_socket
+from intercloud.drivers.probe.ports import Check, Port, after_send, next_look
 from intercloud.errors import DriverError
 
 log = logging.getLogger("intercloud.probe")
@@ -39,29 +40,6 @@ JUDGE_EVERY = 0.5  # seconds between two judgements of every port
 BATCH = 0.1  # a wake-up sends every probe due this soon: <= 10 wake-ups a second to send
 MAX_BATCH = 256  # frames read per wake-up before the schedule gets its turn
 CHECK_BIT = 0x80000000  # sequence numbers of check() probes (the periodic ones stay below)
-
-
-@dataclass(eq=False)
-class _Port:
-    name: str
-    peer: str
-    window: p.Window
-    totals: p.PeerTotals  # its peer's
-    started: float  # monotonic
-    leads: bool  # we probe it; else the peer does, and we learn from its next request
-    template: bytearray | None = None  # its request frame (from its MAC), stamped per probe
-    acked_seq: int = 0  # (leader) the last probe answered: the next request says so
-    mac: bytes | None = None
-    seq: int = 0
-    silent: bool = False  # as last judged (a change wakes the reconciler)
-
-
-@dataclass(eq=False)
-class _Check:
-    size: int
-    sent_at: float
-    done: threading.Event = field(default_factory=threading.Event)
-    rtt: float | None = None
 
 
 class LinuxProber(Prober):
@@ -87,11 +65,11 @@ class LinuxProber(Prober):
         self._mono, self._wall = mono, wall
         self._nonce = secrets.randbits(32)
         self._lock = threading.Lock()
-        self._ports: dict[str, _Port] = {}
+        self._ports: dict[str, Port] = {}
         self._totals: dict[str, p.PeerTotals] = {}
-        self._schedule: list[tuple[float, int, _Port]] = []  # (due, tie-breaker, port): a heap
+        self._schedule: list[tuple[float, int, Port]] = []  # (due, tie-breaker, port): a heap
         self._order = itertools.count()
-        self._checks: dict[tuple[str, int], _Check] = {}
+        self._checks: dict[tuple[str, int], Check] = {}
         self._check_seq = itertools.count(1)
         self._rate = AnswerRate()
         self._sock: socket.socket | None = None
@@ -142,7 +120,7 @@ class LinuxProber(Prober):
                 if port is not None and port.peer == peer:
                     continue
                 leads = p.leads(self.me, peer)
-                port = _Port(name, peer, p.Window(wall), totals, now, leads)
+                port = Port(name, peer, p.Window(wall), totals, now, leads)
                 self._ports[name] = port
                 if leads:
                     due = now + random.uniform(0, p.FAST_PERIOD)  # 1,000 new ports: no burst
@@ -196,7 +174,7 @@ class LinuxProber(Prober):
         if mac is None:
             raise DriverError(f"{port!r} is not a tunnel port of this agent")
         seq = CHECK_BIT | (next(self._check_seq) & 0x7FFFFFFF)
-        pending = self._checks[(port, seq)] = _Check(size, self._mono())
+        pending = self._checks[(port, seq)] = Check(size, self._mono())
         try:
             frame = p.encode(p.REQUEST, mac, self._nonce, seq, time.time_ns(), size)
             try:
@@ -301,19 +279,29 @@ class LinuxProber(Prober):
         port = self._ports.get(ifname)
         if port is None or port.leads:
             return False
-        changed = False
+        window = port.window
         if probe.ack is not None:
-            rtt = port.window.answer(probe.ack.seq, mono, wall, probe.ack.rtt_us / 1e6)
+            rtt = window.answer(probe.ack.seq, mono, wall, probe.ack.rtt_us / 1e6)
             if rtt is not None:
                 port.totals.observe(rtt)
-                if port.silent:
-                    port.silent, changed = False, True
+        if window.pending:  # answers the leader had not had when it sent this one: lost
+            port.totals.lost += window.lost_before(probe.seq)
+            # (and any left from a leader's former run, whose numbers started again)
+            port.totals.lost += window.expire(mono, p.FOLLOW_TIMEOUT)
+        window.expect(wall + p.EXPECT_WITHIN)
         if answered:
-            if port.window.pending:
-                port.totals.lost += port.window.expire(mono, p.FOLLOW_TIMEOUT)
-            port.window.sent_one(probe.seq, mono)
+            window.sent_one(probe.seq, mono)
             port.totals.sent += 1
-        return changed
+        return self._rejudge(port, wall)
+
+    def _rejudge(self, port: Port, wall: float) -> bool:
+        """Judge `port` again after what it just told; whether its silence changed (said at
+        once: a tunnel that answers again, or that a follower sees lost, need not wait)."""
+        silent = port.window.verdict(wall) is p.Verdict.SILENT
+        if silent == port.silent:
+            return False
+        port.silent = silent
+        return True
 
     def _answered(self, ifname: str, probe: p.Probe, mono: float, wall: float) -> bool:
         """Record an answer to one of our probes; whether its port was silent until now."""
@@ -328,15 +316,15 @@ class LinuxProber(Prober):
             return False
         if not port.leads:
             return False
+        missed = port.window.missed
         rtt = port.window.answer(probe.seq, mono, wall)
         if rtt is None:
             return False
         port.acked_seq = probe.seq
         port.totals.observe(rtt)
-        if port.silent:  # it answers again: say so at once
-            port.silent = False
-            return True
-        return False
+        if missed or port.window.answered == 1:  # (again): the next request tells the follower
+            port.steady_at = min(port.steady_at, mono + p.FAST_PERIOD)
+        return self._rejudge(port, wall)
 
     def _send_due(self, now: float, horizon: float) -> None:
         sock = self._sock
@@ -346,13 +334,13 @@ class LinuxProber(Prober):
                 _, _, port = heapq.heappop(self._schedule)
                 if self._ports.get(port.name) is not port:
                     continue  # no longer tracked (or toward another peer: a new port)
-                self._send(sock, port, now)
-                fast = port.window.answered == 0 and now - port.started < p.GRACE
-                period = p.FAST_PERIOD if fast else self.period
-                due = now + period * random.uniform(0.9, 1.1)
+                due = next_look(port, horizon)
+                if due is None:
+                    self._send(sock, port, now)
+                    due = after_send(port, now, self.period)
                 heapq.heappush(self._schedule, (due, next(self._order), port))
 
-    def _send(self, sock: socket.socket, port: _Port, now: float) -> None:
+    def _send(self, sock: socket.socket, port: Port, now: float) -> None:
         if port.template is None:
             port.mac = self._mac(port.name)
             if port.mac is None:
@@ -372,18 +360,24 @@ class LinuxProber(Prober):
             port.template = port.mac = None  # a re-created device has another address
 
     def _judge(self, now: float) -> None:
-        """Which ports turned silent (answered before, not for SILENT_AFTER): the reconciler
-        is woken to say so. Kept lean: it looks at every port twice a second."""
-        edge, changed = self._wall() - p.SILENT_AFTER, False
+        """Which ports turned silent or answer again (domain/probe.py's verdict, inlined: it
+        looks at every port twice a second); the reconciler is woken to say so."""
+        wall, changed = self._wall(), False
+        edge, misses = wall - p.SILENT_AFTER, p.MISSES
         with self._lock:
             for port in self._ports.values():
-                last = port.window.last_answer_at
-                silent = last is not None and last < edge
+                window = port.window
+                if window.pending and (port.leads or port.silent):
+                    timeout = p.TIMEOUT if port.leads else p.FOLLOW_TIMEOUT
+                    port.totals.lost += window.expire(now, timeout)
+                last, expect_by = window.last_answer_at, window.expect_by
+                silent = last is not None and (
+                    window.missed >= misses
+                    or last < edge
+                    or (expect_by is not None and wall > expect_by)
+                )
                 if silent != port.silent:
                     port.silent, changed = silent, True
-                    if silent and port.window.pending:  # nothing will confirm them now
-                        timeout = p.TIMEOUT if port.leads else p.FOLLOW_TIMEOUT
-                        port.totals.lost += port.window.expire(now, timeout)
             self._rate.keep_only(self._ports)  # ports gone: their buckets too
         if changed:
             self._changed()
