@@ -1,11 +1,10 @@
 """The lab in OpenStack mode: every cloud's gateway namespace is also its controller and network
 node, running a real Keystone and Neutron API (services.py) and Open vSwitch (ovs_instance.py):
 br-int carries the "VMs" as the Neutron OVS agent would plug them (access ports tagged with a
-local VLAN, other_config:net_uuid), br-phy holds the underlay address (OVS's userspace tunnels
-send through it). The agents run with the openstack cloud driver and the ovs data plane.
-
-Links are unencrypted: OVS's userspace tunnels bypass the kernel's IP stack, so strongSwan's
-userspace IPsec (the only IPsec this kernel has) never sees them (drivers/dataplane/ovs.py).
+local VLAN, other_config:net_uuid). The agents run with the openstack cloud driver and the ovs
+data plane with kernel tunnels (drivers/dataplane/ovs/kernel.py): br-cloud patched to br-int,
+each expanded network leaving it by a veth into a Linux bridge and kernel VXLAN, so that with
+encryption (the default) each gateway's charon protects the links as in the plain lab.
 
 Keystone projects p1 and p2, users u1 (member of p1) and u2 (member of p2), and networks net1
 (p1) and net2 (p2), both 10.10.0.0/24 with gateway 10.10.0.1, exist in every cloud; the lab's
@@ -21,7 +20,7 @@ from typing import Any
 
 from intercloud.config import CloudSection, Config, DataplaneSection, IpsecSection
 from intercloud.lab import agentconf, namespaces, ovs_instance, underlay
-from intercloud.lab.build import cloud_record, tls_settings
+from intercloud.lab.build import cloud_record, lane_dir, tls_settings
 from intercloud.lab.nsexec import LabError
 from intercloud.lab.openstack.services import OpenStackServices
 from intercloud.lab.records import NETWORKS
@@ -38,15 +37,16 @@ def agent_config(
     creds: dict[str, str],
     inst: ovs_instance.OvsInstance,
     tls: dict[str, str],
+    ipsec: IpsecSection | None = None,
 ) -> Config:
-    """The agent of an OpenStack cloud: the ovs data plane, no IPsec, the openstack cloud
-    driver with its service user (`creds`)."""
+    """The agent of an OpenStack cloud: the ovs data plane (kernel tunnels), `ipsec` (None: no
+    IPsec), the openstack cloud driver with its service user (`creds`)."""
     return Config(
         agent=agentconf.agent_section(letter, cloud_dir, tls),
         dataplane=DataplaneSection(
-            driver="ovs", prefix="ic", ovs_db=inst.db, ovs_rundir=inst.rundir
+            driver="ovs", prefix="ic", ovs_db=inst.db, ovs_rundir=inst.rundir, tunnels="kernel"
         ),
-        ipsec=IpsecSection(driver="none"),
+        ipsec=ipsec or IpsecSection(driver="none"),
         cloud=CloudSection(
             driver="openstack",
             auth_url=creds["auth_url"],
@@ -64,26 +64,27 @@ class OpenStackLab(Lab):
         clouds: int = 2,
         *,
         start_agents: bool = True,
+        encrypt: bool = True,
+        lanes: int = 1,
         timeout: float = 60.0,
         **_: Any,
     ) -> LabState:
-        super().up(clouds, start_agents=start_agents, encrypt=False, timeout=timeout)
+        super().up(
+            clouds, start_agents=start_agents, encrypt=encrypt, lanes=lanes, timeout=timeout
+        )
         with self._edit() as s:
             s.openstack = True
         return self.state()
 
     def _build_cloud(self, letter: str, index: int, *, nat: bool, encrypt: bool) -> CloudRecord:
-        if nat or encrypt:
-            raise LabError("the OpenStack lab has no NAT and no encryption (see its docstring)")
+        if nat:
+            raise LabError("the OpenStack lab has no NAT")
         gw = self.gw_ns(letter)
         addrs = underlay.build(self.name, self.wan_ns, letter, index, gw, nat=False)
         cloud_dir = self.state_dir / letter
         cloud_dir.mkdir(parents=True, exist_ok=True)
         inst = ovs_instance.start_ovs(gw, cloud_dir / "ovs")
         ovs_instance.add_bridge(inst, "br-int")
-        ovs_instance.offload_off(self.wan_ns, addrs["wan_if"])
-        ovs_instance.add_underlay(inst, "eth0", f"{addrs['ip']}/24")
-        namespaces.add_default_route(gw, addrs["wan_ip"])
         svc = OpenStackServices(gw, cloud_dir / "openstack")
         svc.start()
         users, networks = {}, {}
@@ -102,9 +103,15 @@ class OpenStackLab(Lab):
             networks=networks,
             openstack={**svc.record(), "users": users},
             ovs_dir=inst.rundir,
+            charon_dir=str(cloud_dir / "charon") if encrypt else None,
         )
+        ipsec = None
+        if encrypt:
+            charon_dir = cloud_dir / "charon"
+            lanes = [str(lane_dir(charon_dir, k) / "charon.vici") for k in range(1, self._lanes())]
+            ipsec = agentconf.ipsec_section(str(charon_dir / "charon.vici"), lanes)
         tls = tls_settings(cloud_dir, letter, [addrs["ip"]])
-        cfg = agent_config(letter, cloud_dir, svc.agent_credentials(), inst, tls)
+        cfg = agent_config(letter, cloud_dir, svc.agent_credentials(), inst, tls, ipsec)
         agentconf.write(Path(c.config), cfg)
         return c
 
