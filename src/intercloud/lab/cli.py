@@ -130,9 +130,7 @@ def up(
         lanes = DEFAULT_LANES if encrypt else 1
     if openstack:
         lb = OpenStackLab(lab_name)
-        lb.up(
-            clouds, start_agents=agents, encrypt=encrypt, lanes=lanes, timeout=max(timeout, 60.0)
-        )
+        lb.up(clouds, start_agents=agents, encrypt=encrypt, lanes=lanes, timeout=max(timeout, 60.0))
     else:
         lb = Lab(lab_name)
         lb.up(clouds, start_agents=agents, encrypt=encrypt, nat=nat, timeout=timeout, lanes=lanes)

@@ -69,9 +69,7 @@ class OpenStackLab(Lab):
         timeout: float = 60.0,
         **_: Any,
     ) -> LabState:
-        super().up(
-            clouds, start_agents=start_agents, encrypt=encrypt, lanes=lanes, timeout=timeout
-        )
+        super().up(clouds, start_agents=start_agents, encrypt=encrypt, lanes=lanes, timeout=timeout)
         with self._edit() as s:
             s.openstack = True
         return self.state()

@@ -40,6 +40,7 @@ from intercloud.drivers.dataplane.ovs import kernel_flows
 from intercloud.drivers.dataplane.ovs import records as rec
 from intercloud.drivers.dataplane.ovs.driver import OvsDataplane
 from intercloud.drivers.dataplane.ovs.ovsdb import ofport_of
+from intercloud.drivers.nsexec import in_netns
 from intercloud.errors import DriverError
 
 _IFNAME_RE = re.compile(r"[a-z][a-z0-9]{1,14}", re.ASCII)
@@ -53,14 +54,18 @@ def _is_network_id(name: str) -> bool:
     return True
 
 
-def _offload_off(ifname: str) -> None:
+def _offload_off(ifname: str, netns: str | None) -> None:
     """The userspace datapath does not complete checksums left to offload: compute them in
     the kernel before a packet reaches it (as for every veth that feeds a netdev bridge)."""
     if not _IFNAME_RE.fullmatch(ifname):
         raise DriverError(f"not an interface name of ours: {ifname!r}")
     try:
         proc = subprocess.run(
-            ["ethtool", "-K", ifname, "tx", "off"], capture_output=True, text=True, timeout=10
+            in_netns(["ethtool", "-K", ifname, "tx", "off"], netns),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DriverError(f"ethtool on {ifname}: {exc}") from exc
@@ -179,11 +184,20 @@ class OvsKernelDataplane(Dataplane):
             )
         self.ovs.ensure_base(self.prefix)
         inside, outside = self.veths(attachment.master)
-        if self.linux.ensure_veth(inside, outside, attachment.master) and self._netdev():
+        fresh = self.linux.ensure_veth(inside, outside, attachment.master)
+        if fresh and self._netdev():
             for name in (inside, outside):
-                _offload_off(name)
+                _offload_off(name, self.linux.netns)
         ifaces = self.ovsdb.interfaces(self.ovs.br_cloud)
-        cmds = self.ovsdb.port_cmds(self.ovs.br_cloud, outside, ifaces.get(outside), "", {})
+        cur = None if fresh else ifaces.get(outside)
+        cmds = self.ovsdb.port_cmds(self.ovs.br_cloud, outside, cur, "", {})
+        if fresh and outside in ifaces:
+            # a port row left from a veth deleted behind our back: OVS would keep the old
+            # device's socket; the port goes first (its own transaction), then comes again
+            self.ovsdb.commit(
+                f"remove stale port {outside}",
+                self.ovsdb.api.del_port(outside, self.ovs.br_cloud, if_exists=True),
+            )
         if cmds:
             self.ovsdb.commit(f"add port {outside} to {self.ovs.br_cloud}", *cmds)
         self.ovsdb.ofport(outside)
