@@ -41,9 +41,9 @@ Encryption: the userspace datapath builds tunnel packets itself and sends them o
 bridge that holds the route to the remote (br-phy), never through the kernel's IP stack, so
 neither XFRM nor charon's kernel-libipsec (a TUN device plus routes in table 220) sees them.
 OVS 3.1 does learn the table-220 route, but a route whose device is not an OVS bridge makes
-`ofproto/trace` say "native tunnel routing failed" (checked here). Encrypting needs the IPsec
-end outside OVS on the path: br-phy's uplink going through a kernel router (namespace) whose
-charon protects the tunnel endpoints' traffic.
+`ofproto/trace` say "native tunnel routing failed" (checked here). So this driver serves
+`[dataplane] tunnels = "ovs"` only (Geneve, GRE); the default, kernel.py, keeps br-cloud and
+the VLANs but makes the tunnels kernel VXLAN devices, which IPsec protects.
 
 Modules: ovsdb.py (OVSDB rows and transactions), records.py, names.py, flows.py (the table, a
 pure function), table.py (ovs-ofctl on br-cloud), this driver.
