@@ -38,7 +38,7 @@ arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip + b"\x00" * 6 + ip
 for _ in range(3):
     s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)
 """
-_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)")
+REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)")
 
 
 def place(lab: Lab, cloud: str) -> None:
@@ -59,7 +59,7 @@ def move(lab: Lab, src: str, dst: str) -> None:
 def gaps(ping_output: str, moves: list[float]) -> list[float]:
     """Per move (its start time), the longest interval between two replies from 1 s before it
     to the next move (or the end)."""
-    replies = [float(m.group(1)) for line in ping_output.splitlines() if (m := _REPLY.match(line))]
+    replies = [float(m.group(1)) for line in ping_output.splitlines() if (m := REPLY.match(line))]
     out = []
     for i, start in enumerate(moves):
         end = moves[i + 1] if i + 1 < len(moves) else float("inf")
