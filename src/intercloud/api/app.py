@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from intercloud import __version__
-from intercloud.api import admin, errors, federation, openapi, scrape, topology, user
+from intercloud.api import admin, errors, federation, moves, openapi, scrape, topology, user
 from intercloud.api.answer_signing import AnswerSigning
 from intercloud.api.context import AppContext
 from intercloud.api.limits import BodyLimit
@@ -23,6 +23,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.reads = ReadCache(ctx.store)
     errors.install(app)
     app.include_router(admin.router)
+    app.include_router(moves.router)
+    app.include_router(moves.user_router)
     app.include_router(user.router)
     app.include_router(federation.router)
     app.include_router(topology.router)

@@ -37,6 +37,9 @@ class ReconcilerHandle(Protocol):
     def relays_applied(self, replica_id: int) -> list[list[str]] | None:
         """The pairs the data plane relays for the replica (None: not known yet)."""
 
+    def recent_moves(self, expansion_id: int) -> list[dict[str, Any]]:
+        """The expansion's recent moves of a VM between clouds (reconciler/moves.py)."""
+
 
 class RunningReconciler(ReconcilerHandle, Protocol):
     """The reconciler in the context: the agent that owns the context also starts and stops it."""
@@ -65,6 +68,9 @@ class CloudAccess(ProjectNetworks, Protocol):
         """True: authenticate() does no I/O, the API may call it on its event loop."""
 
     def authenticate(self, token: str) -> Caller | None: ...
+
+    def receive_port(self, network_id: str, mac: str, ip: str) -> dict[str, str]:
+        """A VM's port arriving from another cloud (api/moves.py)."""
 
 
 class DataplaneHandle(Protocol):

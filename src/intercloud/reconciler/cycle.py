@@ -10,6 +10,7 @@ from intercloud.reconciler import (
     flushes,
     links,
     members,
+    moves,
     relays,
     status,
     targets,
@@ -35,6 +36,7 @@ def run(parts: Parts, memory: Memory, result: PassResult) -> None:
         return  # without IPsec's state the data plane stays as it is
     # the desired host state, and the plan to it applied
     built = dataplane.converge(parts, result, wants.read(parts, ready, down, made, routed))
+    moves.phase(parts, memory, result, built)  # VMs that moved between clouds: flushes
     if not result.errors:  # our data plane follows this pass's paths
         memory.relays_applied = built.relays(parts.cfg.dataplane.prefix)
         flushes.phase(parts, memory, result, routed, built, down)

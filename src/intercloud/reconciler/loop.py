@@ -101,6 +101,9 @@ class Reconciler:
         applied = self.memory.relays_applied
         return None if applied is None else applied.get(replica_id, [])
 
+    def recent_moves(self, expansion_id: int) -> list[dict]:
+        return list(self.memory.moves.get(expansion_id, []))
+
     def trigger(self) -> None:
         self._wake.set()
 

@@ -14,6 +14,7 @@ from intercloud.drivers.cloud.base import (
     ReplicaSync,
 )
 from intercloud.drivers.cloud.openstack.keystone import Tokens
+from intercloud.drivers.cloud.openstack.moves import Moves
 from intercloud.drivers.cloud.openstack.networks import Networks
 from intercloud.drivers.cloud.openstack.replicas import Replicas
 from intercloud.drivers.cloud.openstack.sdk import Sdk
@@ -30,6 +31,7 @@ class OpenStackCloud(Cloud):
         self.tokens = Tokens(self.sdk, cfg)
         self.nets = Networks(self.sdk, cfg)
         self.replicas = Replicas(self.sdk, self.nets)
+        self.moves = Moves(self.sdk, self.replicas.lock)
 
     def authenticate(self, token: str) -> Principal | None:
         return self.tokens.authenticate(token)
@@ -58,3 +60,11 @@ class OpenStackCloud(Cloud):
 
     def sync_placeholders(self, network: Network, ports: list[tuple[str, str]]) -> int:
         return self.replicas.sync_placeholders(network, ports)
+
+    def placeholders_pending(self, network: Network) -> bool:
+        return network.interface in self.replicas.pending
+
+    def receive_port(self, network_id: str, mac: str, ip: str) -> dict[str, str]:
+        arrival = self.moves.receive(network_id, mac, ip)
+        self.nets.forget_addressing(arrival.network_id)
+        return arrival.as_dict()
