@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from intercloud.config import CloudSection, Config, DataplaneSection, IpsecSection
-from intercloud.lab import agentconf, namespaces, ovs_instance, underlay
+from intercloud.lab import agentconf, namespaces, nsexec, ovs_instance, underlay
 from intercloud.lab.build import cloud_record, lane_dir, tls_settings
 from intercloud.lab.nsexec import LabError
 from intercloud.lab.openstack.services import OpenStackServices
@@ -159,17 +159,22 @@ class OpenStackLab(Lab):
         network: str | None = None,
         replica_of: str | Sequence[str] | None = None,
         timeout: float = 30.0,
+        port: dict[str, Any] | None = None,
+        up: bool = True,
         **_: Any,
     ) -> VmRecord:
         """A VM with a Neutron port (Neutron chooses MAC and address; `ip_cidr` is ignored)
         on `network` of this cloud, or on the replica this cloud hosts for `replica_of`
-        ("A/net1"), plugged into br-int as the OVS agent would."""
+        ("A/net1"), plugged into br-int as the OVS agent would. `port`: an existing port
+        (id, mac, ip, mtu) to plug instead (a VM that moves here); `up=False`: its eth0 stays
+        down (a migrating VM not yet switched over: vm_up())."""
         c = self.cloud(cloud)
         letter = c.name
         if (network is None) == (replica_of is None):
             raise LabError("give exactly one of network or replica_of")
         net_id, project = self._vm_network(c, network, replica_of, timeout)
-        port = self.services(letter).create_port(net_id, project, name=name)
+        if port is None:
+            port = self.services(letter).create_port(net_id, project, name=name)
         with self._edit() as st:
             vlans = st.clouds[letter].vlans
             # different clouds use different local VLANs: the tunnels must translate
@@ -181,6 +186,8 @@ class OpenStackLab(Lab):
             ovs_instance.add_vm(
                 inst, vm_ns, veth, tag, net_id, f"{port['ip']}/24", mac=port["mac"], mtu=port["mtu"]
             )
+            if not up:
+                namespaces.ip("link", "set", "eth0", "down", ns=vm_ns)
         except BaseException:
             namespaces.delete_namespace(vm_ns)
             raise
@@ -230,3 +237,30 @@ class OpenStackLab(Lab):
             inst.vsctl("--if-exists", "del-port", "br-int", vm.veth)
             self.services(letter).delete_port(vm.port_id)
         super().remove_vm(cloud, name)
+
+    def move_vm(self, src: str, dst: str, name: str, timeout: float = 30.0) -> float:
+        """Live-migrate VM `name` from cloud `src` to `dst` as an orchestrator would: `dst`'s
+        agent receives its port (POST /v1/moves: the placeholder gives way to a port with the
+        same MAC and IP), the VM is plugged there with eth0 down; the switch-over: eth0 down
+        at the source, up at the destination with a gratuitous ARP; then the source's port and
+        namespace go. Returns when the switch-over began (time.time())."""
+        a, b = self.cloud(src).name, self.cloud(dst).name
+        vm = self.state().vms[f"{a}/{name}"]
+        origin, net = (a, vm.network) if vm.network else tuple(str(vm.replica_of).split("/"))
+        where: dict[str, Any] = (
+            {"network": net} if b == origin else {"replica_of": f"{origin}/{net}"}
+        )
+        net_id, _ = self._vm_network(
+            self.cloud(b), where.get("network"), where.get("replica_of"), timeout
+        )
+        ip = vm.ip.split("/")[0]
+        got = self.api(b, "POST", "/v1/moves", {"network": net_id, "mac": vm.mac, "ip": ip})
+        port = {"id": got["port_id"], "mac": got["mac"], "ip": got["ip"], "mtu": vm.mtu}
+        self.add_vm(b, name, port=port, up=False, timeout=timeout, **where)
+        began = time.time()
+        namespaces.ip("link", "set", "eth0", "down", ns=vm.ns)
+        new_ns = self.vm_ns(b, name)
+        namespaces.ip("link", "set", "eth0", "up", ns=new_ns)
+        nsexec.run_program(new_ns, "intercloud.lab.programs.garp", "eth0", str(vm.mac), ip)
+        self.remove_vm(a, name)
+        return began
