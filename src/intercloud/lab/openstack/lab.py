@@ -261,6 +261,18 @@ class OpenStackLab(Lab):
         namespaces.ip("link", "set", "eth0", "down", ns=vm.ns)
         new_ns = self.vm_ns(b, name)
         namespaces.ip("link", "set", "eth0", "up", ns=new_ns)
+        self._wait_link_up(b, self.state().vms[f"{b}/{name}"].veth)
         nsexec.run_program(new_ns, "intercloud.lab.programs.garp", "eth0", str(vm.mac), ip)
         self.remove_vm(a, name)
         return began
+
+    def _wait_link_up(self, cloud: str, port: str, timeout: float = 5.0) -> None:
+        """Until OVS sees br-int's `port` up (it drops what arrives before)."""
+        c = self.cloud(cloud)
+        assert c.ovs_dir is not None
+        inst = ovs_instance.OvsInstance(c.ns, Path(c.ovs_dir))
+        deadline = time.monotonic() + timeout
+        while inst.vsctl("get", "interface", port, "link_state").strip() != "up":
+            if time.monotonic() > deadline:
+                raise LabError(f"OVS does not see {port} up after {timeout:.0f}s")
+            time.sleep(0.02)
