@@ -236,6 +236,12 @@ class OvsKernelDataplane(Dataplane):
         self.linux.remove_link(name)
 
     def flush_learned(self, port: str) -> None:
+        """A tunnel port, or a network's local side (its id: the veth in its bridge)."""
+        if _is_network_id(port):
+            att = rec.parse(self.ovsdb.records(self.ovs.br_cloud)).attachments.get(port)
+            if att is None:
+                return
+            port = self.veths(att.master)[0]
         self.linux.flush_learned(port)
 
     # -- clamps and relay filter (the Linux data plane's) --------------------------------------
