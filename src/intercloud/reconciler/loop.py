@@ -108,6 +108,8 @@ class Reconciler:
         self._wake.set()
 
     def start(self) -> None:
+        # a change the next pass must see (a VM's port tagged on br-int): pass now, not later
+        self.dataplane.on_change(self.trigger)
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
         self._thread.start()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from intercloud.config import CloudSection, Config, DataplaneSection, IpsecSection
+from intercloud.errors import Conflict
 from intercloud.lab import agentconf, namespaces, nsexec, ovs_instance, underlay
 from intercloud.lab.build import cloud_record, lane_dir, tls_settings
 from intercloud.lab.nsexec import LabError
@@ -254,7 +255,7 @@ class OpenStackLab(Lab):
             self.cloud(b), where.get("network"), where.get("replica_of"), timeout
         )
         ip = vm.ip.split("/")[0]
-        got = self.api(b, "POST", "/v1/moves", {"network": net_id, "mac": vm.mac, "ip": ip})
+        got = self._receive(b, {"network": net_id, "mac": vm.mac, "ip": ip}, timeout)
         port = {"id": got["port_id"], "mac": got["mac"], "ip": got["ip"], "mtu": vm.mtu}
         self.add_vm(b, name, port=port, up=False, timeout=timeout, **where)
         began = time.time()
@@ -276,3 +277,15 @@ class OpenStackLab(Lab):
             if time.monotonic() > deadline:
                 raise LabError(f"OVS does not see {port} up after {timeout:.0f}s")
             time.sleep(0.02)
+
+    def _receive(self, cloud: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """POST /v1/moves, again while the destination has no placeholder for the VM yet (it
+        left there less than a pass ago: "nothing to move"), as an orchestrator would."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.api(cloud, "POST", "/v1/moves", body)
+            except Conflict as exc:
+                if "nothing to move" not in exc.message or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)

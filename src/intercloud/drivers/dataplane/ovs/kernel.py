@@ -29,8 +29,8 @@ from __future__ import annotations
 import re
 import subprocess
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 
 from intercloud.domain import naming
 from intercloud.domain.hoststate import Attachment, Bridge, Observed, Patch, Vxlan
@@ -234,6 +234,14 @@ class OvsKernelDataplane(Dataplane):
                 if att.master == name:
                     self.detach(att.interface)
         self.linux.remove_link(name)
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """A Port row of this OVS made, changed or gone (the Neutron OVS agent tagging a VM's
+        port with a network's local VLAN): br-cloud's flows for it are written at the next
+        pass, so that pass comes now (a VM that migrates here is reachable at once)."""
+        self.ovsdb.on_port_change = callback
+        with suppress(DriverError):  # OVS not up yet: the first use connects, and reports
+            self.ovsdb.api  # noqa: B018 - connect now: the IDL reports changes from then on
 
     def flush_learned(self, port: str) -> None:
         """A tunnel port, or a network's local side (its id: the veth in its bridge)."""
