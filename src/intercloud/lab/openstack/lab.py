@@ -246,6 +246,7 @@ class OpenStackLab(Lab):
         at the source, up at the destination with a gratuitous ARP; then the source's port and
         namespace go. Returns when the switch-over began (time.time())."""
         a, b = self.cloud(src).name, self.cloud(dst).name
+        asked = time.time()
         vm = self.state().vms[f"{a}/{name}"]
         origin, net = (a, vm.network) if vm.network else tuple(str(vm.replica_of).split("/"))
         where: dict[str, Any] = (
@@ -264,8 +265,28 @@ class OpenStackLab(Lab):
         namespaces.ip("link", "set", "eth0", "up", ns=new_ns)
         self._wait_link_up(b, self.state().vms[f"{b}/{name}"].veth)
         nsexec.run_program(new_ns, "intercloud.lab.programs.garp", "eth0", str(vm.mac), ip)
+        self._wait_move_seen(origin, net, str(vm.mac), b, asked, timeout)
         self.remove_vm(a, name)
         return began
+
+    def _wait_move_seen(
+        self, origin: str, net: str, mac: str, dst: str, since: float, timeout: float
+    ) -> None:
+        """Until the origin lists the move (it accepted the destination's new port): only then
+        does an orchestrator delete the old port (docs/openstack.md, Live migration)."""
+        project = self.cloud(origin).networks[net].project
+        deadline = time.monotonic() + timeout
+        while True:
+            for exp in self.api(origin, "GET", "/v1/expansions", token=project):
+                moves = self.api(origin, "GET", f"/v1/expansions/{exp['id']}/moves", token=project)
+                if any(
+                    m["mac"] == mac and dst in m["to"].split(",") and m["at"] >= since
+                    for m in moves
+                ):
+                    return
+            if time.monotonic() > deadline:
+                raise LabError(f"{origin} did not see {mac} arrive in {dst} within {timeout:.0f}s")
+            time.sleep(0.2)
 
     def _wait_link_up(self, cloud: str, port: str, timeout: float = 5.0) -> None:
         """Until OVS sees br-int's `port` up (it drops what arrives before)."""
