@@ -2,7 +2,8 @@
 # The demo in OpenStack mode: 2 clouds, each with a real Keystone, Neutron API and Open vSwitch
 # in its namespace; a user of project p1 in cloud A expands Neutron network net1 into B with a
 # Keystone token; B's agent replicates the project, network, subnet and ports in B's Keystone
-# and Neutron; VMs (Neutron ports on br-int) ping across; everything is removed at the end.
+# and Neutron; VMs (Neutron ports on br-int) ping across an IPsec-encrypted link (the WAN sees
+# only ESP); everything is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export INTERCLOUD_LAB=${INTERCLOUD_LAB:-osdemo}
@@ -36,7 +37,7 @@ PY
 trap 'step "tearing down"; ic lab down' EXIT
 ic lab down >/dev/null 2>&1 || true
 
-step "lab up --openstack: 2 clouds, each with Keystone + Neutron + OVS (br-int, br-phy), one agent"
+step "lab up --openstack: 2 clouds, each with Keystone + Neutron + OVS (br-int, br-cloud), a charon, one agent"
 ic lab up --openstack --clouds 2 --peer
 
 step "a user of project p1 in cloud A (Keystone token) expands Neutron network net1 into B"
@@ -48,8 +49,16 @@ ic lab vm add A a1 --network net1
 ic lab vm add B b1 --replica-of A/net1
 b1_ip=$("$PY" -c "from intercloud.lab.openstack.lab import OpenStackLab as L; import os; print(L(os.environ['INTERCLOUD_LAB']).state().vms['B/b1'].ip.split('/')[0])")
 
-step "ping a1 -> b1 ($b1_ip) across the clouds"
+step "ping a1 -> b1 ($b1_ip) across the clouds, watching the WAN: only ESP (UDP 4500), no VXLAN"
+ic lab exec wan -- timeout 4 tcpdump -i any -nn -c 6 'udp port 4500 or udp port 4789' 2>/dev/null &
+sleep 1
 ic lab exec A/a1 -- ping -c 3 -i 0.3 -W 2 "$b1_ip" | tail -2
+wait
+
+step "the link A -> B: encrypted, IKE established; the network's tunnel port is a kernel VXLAN"
+in_cloud A link show B | grep -E -i "encrypt|state|ike|vm_mtu" || in_cloud A link show B
+ic lab exec A -- ip -br link show type vxlan
+ic lab exec A -- ip -br link show type veth | grep '^icp' || true
 
 step "what B's Neutron holds (replicated project A.p1, a pool slice, a placeholder for a1)"
 sleep 3

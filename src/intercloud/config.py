@@ -15,6 +15,7 @@ tls_key = "/etc/intercloud/agent.key"    # its private key (mode 0600); empty: i
 
 [dataplane]
 driver = "linux"               # linux | ovs | fake
+# tunnels = "kernel"           # ovs: kernel VXLAN behind br-cloud (encrypted) | ovs
 prefix = "ic"                  # every host object the agent makes starts with this
 vni_min = 1
 vni_max = 16777215
@@ -96,6 +97,9 @@ class DataplaneSection:
     integration_bridge: str = "br-int"
     cloud_bridge: str = "br-cloud"
     tunnel_type: str = "vxlan"  # ovs: vxlan | geneve | gre
+    # ovs: "kernel" = each network leaves OVS by a veth into kernel VXLAN (IPsec protects
+    # it); "ovs" = OVS's own tunnel ports (Geneve, GRE; unencrypted with its userspace datapath)
+    tunnels: str = "kernel"
 
 
 @dataclass
@@ -281,6 +285,7 @@ def _validate_drivers(cfg: Config) -> None:
     dataplane_drivers.DRIVERS.check(cfg.dataplane.driver)
     ipsec_drivers.DRIVERS.check(cfg.ipsec.driver)
     cloud_drivers.DRIVERS.check(cfg.cloud.driver)
+    _validate_ovs(cfg.dataplane)
     lanes = cfg.ipsec.lanes
     if lanes and cfg.ipsec.driver != "strongswan":
         raise Invalid("config ipsec.lanes: needs the strongswan driver", field="ipsec.lanes")
@@ -289,6 +294,20 @@ def _validate_drivers(cfg: Config) -> None:
             f"config ipsec.lanes: at most {MAX_LANES - 1} further VICI sockets, all different "
             "from each other and from vici_socket",
             field="ipsec.lanes",
+        )
+
+
+def _validate_ovs(dp: DataplaneSection) -> None:
+    if dp.tunnels not in ("kernel", "ovs"):
+        raise Invalid(
+            f'config dataplane.tunnels: must be "kernel" or "ovs" (got {dp.tunnels!r})',
+            field="dataplane.tunnels",
+        )
+    if dp.driver == "ovs" and dp.tunnels == "kernel" and dp.tunnel_type != "vxlan":
+        raise Invalid(
+            "config dataplane.tunnel_type: kernel tunnels are VXLAN; Geneve and GRE need "
+            'tunnels = "ovs"',
+            field="dataplane.tunnel_type",
         )
 
 

@@ -1,7 +1,8 @@
-"""OpenStack mode end to end: per cloud a real Keystone, a real Neutron API and a real Open
-vSwitch (userspace datapath) in its gateway namespace; agents with the openstack cloud driver
-and the ovs data plane; users with Keystone tokens; VMs are Neutron ports plugged into br-int
-with local VLANs that differ between the clouds."""
+"""OpenStack mode end to end: per cloud a real Keystone, a real Neutron API, a real Open
+vSwitch (userspace datapath) and a charon in its gateway namespace; agents with the openstack
+cloud driver and the ovs data plane (kernel tunnels), links encrypted; users with Keystone
+tokens; VMs are Neutron ports plugged into br-int with local VLANs that differ between the
+clouds."""
 
 from __future__ import annotations
 
@@ -145,11 +146,19 @@ def test_member_expands_a_neutron_network_with_a_keystone_token(oslab):
     assert _between(b1_ip, b_first, b_last)
     assert wait_for(lambda: ping(lab, a1, b1_ip), 30, what="a1 -> b1 ping")
     assert ping(lab, b1, a1_ip)
-    # full-size frames cross too: the VMs have their network's MTU (Neutron's, 1450 for VXLAN
-    # networks), which leaves room for the encapsulation the userspace datapath never fragments
+    # The VMs have their network's MTU (Neutron's, 1450 for VXLAN networks); the encrypted
+    # link leaves less: a DF ping of the link's VM MTU crosses, a bigger one gets the ICMP
+    # "fragmentation needed" naming it (the kernel VXLAN port answers for the path), and TCP
+    # is clamped to it (test_openstack_encryption.py sends 100 MB).
     assert a1.mtu == b1.mtu == 1450
+    vm_mtu = lab.api("A", "GET", "/v1/links/B")["mtu_budget"]["vm_mtu"]
+    assert vm_mtu < 1450
+    fits = lab.exec(
+        "A/a1", ["ping", "-c", "2", "-W", "2", "-M", "do", "-s", str(vm_mtu - 28), b1_ip]
+    )
+    assert fits.returncode == 0, fits.stdout
     big = lab.exec("A/a1", ["ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1422", b1_ip])
-    assert big.returncode == 0, big.stdout
+    assert f"mtu = {vm_mtu}" in big.stdout + big.stderr, (big.stdout, big.stderr)
     # different local VLANs on the two br-int: the tunnels translate
     vlans = {c: set(lab.cloud(c).vlans.values()) for c in ("A", "B")}
     assert vlans["A"].isdisjoint(vlans["B"])

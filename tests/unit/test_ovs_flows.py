@@ -7,7 +7,7 @@ import pytest
 from intercloud.domain.hoststate import Vxlan
 from intercloud.drivers.dataplane.ovs import OvsDataplane
 from intercloud.drivers.dataplane.ovs.flows import flows, meter_spec, meters, text
-from intercloud.errors import DriverError
+from intercloud.errors import DriverError, Invalid
 
 PATCH = 1
 DROP = "table=0,priority=0,actions=drop"
@@ -146,3 +146,36 @@ def test_driver_names_fit_interfaces_and_tunnel_ports_are_shared_per_endpoint_pa
     assert all(n.startswith("abcd") and len(n) <= 15 for n in names), names
     with pytest.raises(DriverError, match="tunnel_type"):
         OvsDataplane("abcd", "unix:/x", "/x", tunnel_type="ipip")
+
+
+def test_kernel_tunnels_table_joins_each_network_vlan_to_its_veth():
+    from intercloud.drivers.dataplane.ovs import kernel_flows as kf
+
+    assert kf.flows([kf.Join("icbe1", 5, 7)], None) == ["table=0,priority=0,actions=drop"]
+    got = kf.flows([kf.Join("icbe2", 6, 8), kf.Join("icbe1", 5, 7)], 1)
+    assert got == [
+        "table=0,priority=0,actions=drop",
+        "table=0,priority=10,in_port=1,dl_vlan=5,actions=pop_vlan,output:7",
+        "table=0,priority=10,in_port=1,dl_vlan=6,actions=pop_vlan,output:8",
+        "table=0,priority=10,in_port=7,actions=push_vlan:0x8100,set_field:4101->vlan_vid,output:1",
+        "table=0,priority=10,in_port=8,actions=push_vlan:0x8100,set_field:4102->vlan_vid,output:1",
+    ]
+    assert kf.text(got).count("\n") == len(got)
+
+
+def test_ovs_tunnels_setting_is_checked():
+    from intercloud import config
+
+    base = {
+        "agent": {"name": "A", "admin_token": "t" * 32, "plain_http": True},
+        "dataplane": {"driver": "ovs", "tunnels": "kernel", "tunnel_type": "geneve"},
+    }
+    with pytest.raises(Invalid, match="tunnels") as exc:
+        config.parse(base, env={})
+    assert exc.value.field == "dataplane.tunnel_type"
+    base["dataplane"] = {"driver": "ovs", "tunnels": "userspace"}
+    with pytest.raises(Invalid, match="kernel") as exc:
+        config.parse(base, env={})
+    assert exc.value.field == "dataplane.tunnels"
+    base["dataplane"] = {"driver": "ovs", "tunnels": "ovs", "tunnel_type": "geneve"}
+    assert config.parse(base, env={}).dataplane.tunnels == "ovs"

@@ -11,6 +11,7 @@ from intercloud.api import (
     errors,
     federation,
     federation_proxy,
+    moves,
     openapi,
     proxy,
     scrape,
@@ -34,6 +35,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.reads = ReadCache(ctx.store)
     errors.install(app)
     app.include_router(admin.router)
+    app.include_router(moves.router)
+    app.include_router(moves.user_router)
     app.include_router(user.router)
     app.include_router(federation.router)
     app.include_router(federation_proxy.router)

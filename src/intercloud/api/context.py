@@ -41,6 +41,9 @@ class ReconcilerHandle(Protocol):
     def relays_applied(self, replica_id: int) -> list[list[str]] | None:
         """The pairs the data plane relays for the replica (None: not known yet)."""
 
+    def recent_moves(self, expansion_id: int) -> list[dict[str, Any]]:
+        """The expansion's recent moves of a VM between clouds (reconciler/moves.py)."""
+
 
 class RunningReconciler(ReconcilerHandle, Protocol):
     """The reconciler in the context: the agent that owns the context also starts and stops it."""
@@ -72,6 +75,9 @@ class CloudAccess(ProjectNetworks, Protocol):
 
     def forward(self, project: str, call: Call, limit: int, timeout: float) -> Answer:
         """A peer's tenant call made in this cloud as `project` (api/federation_proxy.py)."""
+
+    def receive_port(self, network_id: str, mac: str, ip: str) -> dict[str, str]:
+        """A VM's port arriving from another cloud (api/moves.py)."""
 
 
 class DataplaneHandle(Protocol):

@@ -83,14 +83,13 @@ def lab() -> None:
 @click.option(
     "--encrypt/--no-encrypt",
     default=None,
-    help="Run a charon per gateway and encrypt every link with IPsec (default: on, off with "
-    "--openstack).",
+    help="Run a charon per gateway and encrypt every link with IPsec (default: on).",
 )
 @click.option(
     "--openstack",
     is_flag=True,
     help="Each cloud runs a real Keystone, Neutron API and Open vSwitch; agents use the "
-    "openstack cloud driver and the ovs data plane (unencrypted links, no NAT).",
+    "openstack cloud driver and the ovs data plane with kernel tunnels (no NAT).",
 )
 @click.option(
     "--nat",
@@ -121,24 +120,21 @@ def up(
     """Create the namespaces, underlay, tenant bridges, charons and agents."""
     if peer and not agents:
         raise click.UsageError("--peer needs the agents (drop --no-agents)")
-    if openstack and (encrypt or nat):
-        raise click.UsageError(
-            "--openstack runs without --encrypt and --nat (OVS userspace tunnels bypass the "
-            "kernel's IPsec)"
-        )
-    encrypt = not openstack if encrypt is None else encrypt
+    if openstack and nat:
+        raise click.UsageError("--openstack runs without --nat")
+    encrypt = True if encrypt is None else encrypt
     if nat and not encrypt:
         raise click.UsageError("--nat needs --encrypt (NAT traversal is IPsec's NAT-T)")
     if lanes is not None and not encrypt:
         raise click.UsageError("--lanes needs --encrypt (lanes are charons)")
     lb: Lab
+    if lanes is None:
+        lanes = DEFAULT_LANES if encrypt else 1
     if openstack:
         lb = OpenStackLab(lab_name)
-        lb.up(clouds, start_agents=agents, timeout=max(timeout, 60.0))
+        lb.up(clouds, start_agents=agents, encrypt=encrypt, lanes=lanes, timeout=max(timeout, 60.0))
     else:
         lb = Lab(lab_name)
-        if lanes is None:
-            lanes = DEFAULT_LANES
         lb.up(clouds, start_agents=agents, encrypt=encrypt, nat=nat, timeout=timeout, lanes=lanes)
     if peer:
         try:

@@ -171,6 +171,9 @@ def origin_placeholders(store: Store, cloud: Cloud, applied: dict[str, tuple]) -
             net = cloud.network(project, network)
             if net is not None:
                 changes += cloud.sync_placeholders(net, list(ports))
+                if cloud.placeholders_pending(net):  # held back by a VM that moved here
+                    applied.pop(uid, None)
+                    continue
         if ports:
             applied[uid] = (project, network, ports)
         else:

@@ -10,6 +10,7 @@ from intercloud.reconciler import (
     flushes,
     links,
     members,
+    moves,
     relays,
     status,
     targets,
@@ -36,6 +37,7 @@ def run(parts: Parts, memory: Memory, result: PassResult) -> None:
     # the desired host state, and the plan to it applied
     built = dataplane.converge(parts, result, wants.read(parts, ready, down, made, routed))
     parts.probes.track(built.tunnels(parts.cfg.dataplane.prefix))  # probe what stands
+    moves.phase(parts, memory, result, built)  # VMs that moved between clouds: flushes
     if not result.errors:  # our data plane follows this pass's paths
         memory.relays_applied = built.relays(parts.cfg.dataplane.prefix)
         flushes.phase(parts, memory, result, routed, built, down)

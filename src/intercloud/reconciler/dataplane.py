@@ -71,13 +71,15 @@ def converge(parts: Parts, result: PassResult, wants: Wants) -> Built:
 
 
 def flush_network(parts: Parts, state: HostState, key: str) -> None:
-    """Forget the MACs learned by the tunnel ports of one network's bridge (`key`: its
-    owner's key)."""
+    """Forget the MACs learned by the ports of one network's bridge (`key`: its owner's key):
+    its tunnel ports and its local side (a VM that moved away was learned there)."""
     bridge = naming.bridge(parts.cfg.dataplane.prefix, key)
-    for vx in state.vxlans.values():
-        if vx.master == bridge:
-            parts.dataplane.flush_learned(vx.name)
-            log.info("dataplane: flush_learned %s", vx.name)
+    ports = [vx.name for vx in state.vxlans.values() if vx.master == bridge]
+    ports += [p.name for p in state.patches.values() if p.master == bridge]
+    ports += [a.interface for a in state.attachments.values() if a.master == bridge]
+    for port in sorted(ports):
+        parts.dataplane.flush_learned(port)
+        log.info("dataplane: flush_learned %s", port)
 
 
 def _step_name(step: planner.Step) -> str:

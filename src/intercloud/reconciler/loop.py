@@ -104,10 +104,15 @@ class Reconciler:
         applied = self.memory.relays_applied
         return None if applied is None else applied.get(replica_id, [])
 
+    def recent_moves(self, expansion_id: int) -> list[dict]:
+        return list(self.memory.moves.get(expansion_id, []))
+
     def trigger(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
+        # a change the next pass must see (a VM's port tagged on br-int): pass now, not later
+        self.dataplane.on_change(self.trigger)
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
         self._thread.start()
 

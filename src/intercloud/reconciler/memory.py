@@ -35,6 +35,9 @@ class Memory:
     flush_pending: dict[int, set[str]] = field(default_factory=dict)  # expansion id -> names
     # the cloud (addressing.py): expansion uid -> (project, network, placeholders made)
     placeholders: dict[str, tuple] = field(default_factory=dict)
+    # moves (moves.py): expansion id -> mac -> the clouds holding a port with it; recent moves
+    mac_places: dict[int, dict[str, frozenset[str]]] = field(default_factory=dict)
+    moves: dict[int, list[dict]] = field(default_factory=dict)
 
     def refresh_due(self, now: float) -> bool:
         """Whether this pass re-checks agreed state with peers (every PEER_REFRESH)."""

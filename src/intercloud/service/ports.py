@@ -27,10 +27,17 @@ def report(s: Session, peer: m.Peer, uid: str, ports: list) -> tuple[list[list[s
     """A target of our expansion `uid` reports the ports of its replica. Returns them as
     stored, and whether they changed. Each address must lie in the slice of the pool we gave
     that peer (addressing.for_target): anywhere else in the CIDR it would be our own VMs' or
-    another member's, and its placeholder would take that address from them."""
+    another member's, and its placeholder would take that address from them. Except a VM that
+    moved there (live migration): the same MAC and IP as a VM the network already has (ours or
+    another member's, as we told the peer, or as it reported before)."""
     target = target_of(s, peer, uid)
     ports = v.port_list(ports, target.expansion.cidr)
-    outside = [ip for _, ip in ports if not _in_slice(ip, target.pool or [])]
+    known = {(mac, ip) for mac, ip in (target.addressing_sent or {}).get("ports", [])}
+    for t in target.expansion.targets:
+        known |= {(mac, ip) for mac, ip in t.peer_ports or []}
+    outside = [
+        ip for mac, ip in ports if not _in_slice(ip, target.pool or []) and (mac, ip) not in known
+    ]
     if outside:
         raise Invalid(
             f"ports: {', '.join(outside[:8])} not in the addresses given to {peer.name!r} "

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from intercloud.domain.proxy import Answer, Call
-from intercloud.errors import Forbidden
+from intercloud.errors import Conflict, Forbidden
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,16 @@ class Cloud(ABC):
         """Make the network's placeholder ports (the other clouds' VMs) exactly `ports`.
         Returns how many were made or removed."""
         return 0
+
+    def placeholders_pending(self, network: Network) -> bool:
+        """Whether some of the network's placeholders were held back by a live port of this
+        cloud (a VM that moved here, its old port not deleted yet): sync again next pass."""
+        return False
+
+    def receive_port(self, network_id: str, mac: str, ip: str) -> dict[str, str]:
+        """A VM's port arrives from another cloud of an expanded network (live migration): the
+        placeholder of (mac, ip) gives way to a real port with them. Returns the port."""
+        raise Conflict("moves need a cloud that has ports (the openstack cloud driver)")
 
     def sync_replicas(self, wanted: list[ReplicaSpec]) -> ReplicaSync:
         """Make the cloud hold exactly the `wanted` replicas (creating, updating and removing

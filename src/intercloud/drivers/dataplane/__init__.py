@@ -1,5 +1,5 @@
-"""Data plane drivers: `linux` (bridge + VXLAN over netlink), `ovs` (br-cloud patched to br-int,
-OpenFlow) and `fake` (in memory)."""
+"""Data plane drivers: `linux` (bridge + VXLAN over netlink), `ovs` (br-cloud patched to br-int;
+per network a veth into kernel VXLAN, or OVS tunnel ports and OpenFlow) and `fake` (in memory)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Section(Protocol):
     integration_bridge: str
     cloud_bridge: str
     tunnel_type: str
+    tunnels: str  # ovs: "kernel" (veths into kernel VXLAN) or "ovs" (OVS tunnel ports)
 
 
 class Settings(Protocol):
@@ -34,9 +35,17 @@ def _linux(cfg: Settings) -> Dataplane:
 
 
 def _ovs(cfg: Settings) -> Dataplane:
-    from intercloud.drivers.dataplane.ovs import OvsDataplane
+    from intercloud.drivers.dataplane.ovs import OvsDataplane, OvsKernelDataplane
 
     s = cfg.dataplane
+    if s.tunnels == "kernel":
+        return OvsKernelDataplane(
+            s.prefix,
+            s.ovs_db,
+            s.ovs_rundir,
+            integration_bridge=s.integration_bridge,
+            cloud_bridge=s.cloud_bridge,
+        )
     return OvsDataplane(
         s.prefix,
         s.ovs_db,

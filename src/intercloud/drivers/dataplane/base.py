@@ -7,7 +7,7 @@ is named with it (domain/naming.py), and its MSS clamp table and relay filter ar
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 
 from intercloud.domain import naming
@@ -81,6 +81,10 @@ class Dataplane(ABC):
 
     def remove_mss_clamp(self) -> None:  # noqa: B027 - optional hook
         """Remove our agent's clamp table (no error if absent)."""
+
+    def on_change(self, callback: Callable[[], None]) -> None:  # noqa: B027 - optional hook
+        """Call `callback` (from any thread) when the host changes in a way that the next
+        pass must see soon (the OVS data plane: a port tagged or gone on br-int)."""
 
     def flush_learned(self, port: str) -> None:  # noqa: B027 - optional hook
         """Forget the MAC addresses the bridge learned on `port` (no error if it is gone):

@@ -1,11 +1,10 @@
 """The lab in OpenStack mode: every cloud's gateway namespace is also its controller and network
 node, running a real Keystone and Neutron API (services.py) and Open vSwitch (ovs_instance.py):
 br-int carries the "VMs" as the Neutron OVS agent would plug them (access ports tagged with a
-local VLAN, other_config:net_uuid), br-phy holds the underlay address (OVS's userspace tunnels
-send through it). The agents run with the openstack cloud driver and the ovs data plane.
-
-Links are unencrypted: OVS's userspace tunnels bypass the kernel's IP stack, so strongSwan's
-userspace IPsec (the only IPsec this kernel has) never sees them (drivers/dataplane/ovs.py).
+local VLAN, other_config:net_uuid). The agents run with the openstack cloud driver and the ovs
+data plane with kernel tunnels (drivers/dataplane/ovs/kernel.py): br-cloud patched to br-int,
+each expanded network leaving it by a veth into a Linux bridge and kernel VXLAN, so that with
+encryption (the default) each gateway's charon protects the links as in the plain lab.
 
 Keystone projects p1 and p2, users u1 (member of p1) and u2 (member of p2), and networks net1
 (p1) and net2 (p2), both 10.10.0.0/24 with gateway 10.10.0.1, exist in every cloud; the lab's
@@ -20,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from intercloud.config import CloudSection, Config, DataplaneSection, IpsecSection
-from intercloud.lab import agentconf, namespaces, ovs_instance, underlay
-from intercloud.lab.build import cloud_record, tls_settings
+from intercloud.errors import Conflict
+from intercloud.lab import agentconf, namespaces, nsexec, ovs_instance, underlay
+from intercloud.lab.build import cloud_record, lane_dir, tls_settings
 from intercloud.lab.nsexec import LabError
 from intercloud.lab.openstack.catalog import register_agent
 from intercloud.lab.openstack.services import OpenStackServices
@@ -39,15 +39,16 @@ def agent_config(
     creds: dict[str, str],
     inst: ovs_instance.OvsInstance,
     tls: dict[str, str],
+    ipsec: IpsecSection | None = None,
 ) -> Config:
-    """The agent of an OpenStack cloud: the ovs data plane, no IPsec, the openstack cloud
-    driver with its service user (`creds`)."""
+    """The agent of an OpenStack cloud: the ovs data plane (kernel tunnels), `ipsec` (None: no
+    IPsec), the openstack cloud driver with its service user (`creds`)."""
     return Config(
         agent=agentconf.agent_section(letter, cloud_dir, tls),
         dataplane=DataplaneSection(
-            driver="ovs", prefix="ic", ovs_db=inst.db, ovs_rundir=inst.rundir
+            driver="ovs", prefix="ic", ovs_db=inst.db, ovs_rundir=inst.rundir, tunnels="kernel"
         ),
-        ipsec=IpsecSection(driver="none"),
+        ipsec=ipsec or IpsecSection(driver="none"),
         cloud=CloudSection(
             driver="openstack",
             auth_url=creds["auth_url"],
@@ -65,26 +66,25 @@ class OpenStackLab(Lab):
         clouds: int = 2,
         *,
         start_agents: bool = True,
+        encrypt: bool = True,
+        lanes: int = 1,
         timeout: float = 60.0,
         **_: Any,
     ) -> LabState:
-        super().up(clouds, start_agents=start_agents, encrypt=False, timeout=timeout)
+        super().up(clouds, start_agents=start_agents, encrypt=encrypt, lanes=lanes, timeout=timeout)
         with self._edit() as s:
             s.openstack = True
         return self.state()
 
     def _build_cloud(self, letter: str, index: int, *, nat: bool, encrypt: bool) -> CloudRecord:
-        if nat or encrypt:
-            raise LabError("the OpenStack lab has no NAT and no encryption (see its docstring)")
+        if nat:
+            raise LabError("the OpenStack lab has no NAT")
         gw = self.gw_ns(letter)
         addrs = underlay.build(self.name, self.wan_ns, letter, index, gw, nat=False)
         cloud_dir = self.state_dir / letter
         cloud_dir.mkdir(parents=True, exist_ok=True)
         inst = ovs_instance.start_ovs(gw, cloud_dir / "ovs")
         ovs_instance.add_bridge(inst, "br-int")
-        ovs_instance.offload_off(self.wan_ns, addrs["wan_if"])
-        ovs_instance.add_underlay(inst, "eth0", f"{addrs['ip']}/24")
-        namespaces.add_default_route(gw, addrs["wan_ip"])
         svc = OpenStackServices(gw, cloud_dir / "openstack")
         svc.start()
         users, networks = {}, {}
@@ -103,10 +103,16 @@ class OpenStackLab(Lab):
             networks=networks,
             openstack={**svc.record(), "users": users},
             ovs_dir=inst.rundir,
+            charon_dir=str(cloud_dir / "charon") if encrypt else None,
         )
         register_agent(svc, c.url)  # the `openstack intercloud` commands find it there
+        ipsec = None
+        if encrypt:
+            charon_dir = cloud_dir / "charon"
+            lanes = [str(lane_dir(charon_dir, k) / "charon.vici") for k in range(1, self._lanes())]
+            ipsec = agentconf.ipsec_section(str(charon_dir / "charon.vici"), lanes)
         tls = tls_settings(cloud_dir, letter, [addrs["ip"]])
-        cfg = agent_config(letter, cloud_dir, svc.agent_credentials(), inst, tls)
+        cfg = agent_config(letter, cloud_dir, svc.agent_credentials(), inst, tls, ipsec)
         agentconf.write(Path(c.config), cfg)
         return c
 
@@ -156,17 +162,22 @@ class OpenStackLab(Lab):
         network: str | None = None,
         replica_of: str | Sequence[str] | None = None,
         timeout: float = 30.0,
+        port: dict[str, Any] | None = None,
+        up: bool = True,
         **_: Any,
     ) -> VmRecord:
         """A VM with a Neutron port (Neutron chooses MAC and address; `ip_cidr` is ignored)
         on `network` of this cloud, or on the replica this cloud hosts for `replica_of`
-        ("A/net1"), plugged into br-int as the OVS agent would."""
+        ("A/net1"), plugged into br-int as the OVS agent would. `port`: an existing port
+        (id, mac, ip, mtu) to plug instead (a VM that moves here); `up=False`: its eth0 stays
+        down (a migrating VM not yet switched over: vm_up())."""
         c = self.cloud(cloud)
         letter = c.name
         if (network is None) == (replica_of is None):
             raise LabError("give exactly one of network or replica_of")
         net_id, project = self._vm_network(c, network, replica_of, timeout)
-        port = self.services(letter).create_port(net_id, project, name=name)
+        if port is None:
+            port = self.services(letter).create_port(net_id, project, name=name)
         with self._edit() as st:
             vlans = st.clouds[letter].vlans
             # different clouds use different local VLANs: the tunnels must translate
@@ -178,6 +189,8 @@ class OpenStackLab(Lab):
             ovs_instance.add_vm(
                 inst, vm_ns, veth, tag, net_id, f"{port['ip']}/24", mac=port["mac"], mtu=port["mtu"]
             )
+            if not up:
+                namespaces.ip("link", "set", "eth0", "down", ns=vm_ns)
         except BaseException:
             namespaces.delete_namespace(vm_ns)
             raise
@@ -227,3 +240,75 @@ class OpenStackLab(Lab):
             inst.vsctl("--if-exists", "del-port", "br-int", vm.veth)
             self.services(letter).delete_port(vm.port_id)
         super().remove_vm(cloud, name)
+
+    def move_vm(self, src: str, dst: str, name: str, timeout: float = 30.0) -> float:
+        """Live-migrate VM `name` from cloud `src` to `dst` as an orchestrator would: `dst`'s
+        agent receives its port (POST /v1/moves: the placeholder gives way to a port with the
+        same MAC and IP), the VM is plugged there with eth0 down; the switch-over: eth0 down
+        at the source, up at the destination with a gratuitous ARP; then the source's port and
+        namespace go. Returns when the switch-over began (time.time())."""
+        a, b = self.cloud(src).name, self.cloud(dst).name
+        asked = time.time()
+        vm = self.state().vms[f"{a}/{name}"]
+        origin, net = (a, vm.network) if vm.network else tuple(str(vm.replica_of).split("/"))
+        where: dict[str, Any] = (
+            {"network": net} if b == origin else {"replica_of": f"{origin}/{net}"}
+        )
+        net_id, _ = self._vm_network(
+            self.cloud(b), where.get("network"), where.get("replica_of"), timeout
+        )
+        ip = vm.ip.split("/")[0]
+        got = self._receive(b, {"network": net_id, "mac": vm.mac, "ip": ip}, timeout)
+        port = {"id": got["port_id"], "mac": got["mac"], "ip": got["ip"], "mtu": vm.mtu}
+        self.add_vm(b, name, port=port, up=False, timeout=timeout, **where)
+        began = time.time()
+        namespaces.ip("link", "set", "eth0", "down", ns=vm.ns)
+        new_ns = self.vm_ns(b, name)
+        namespaces.ip("link", "set", "eth0", "up", ns=new_ns)
+        self._wait_link_up(b, self.state().vms[f"{b}/{name}"].veth)
+        nsexec.run_program(new_ns, "intercloud.lab.programs.garp", "eth0", str(vm.mac), ip)
+        self._wait_move_seen(origin, net, str(vm.mac), b, asked, timeout)
+        self.remove_vm(a, name)
+        return began
+
+    def _wait_move_seen(
+        self, origin: str, net: str, mac: str, dst: str, since: float, timeout: float
+    ) -> None:
+        """Until the origin lists the move (it accepted the destination's new port): only then
+        does an orchestrator delete the old port (docs/openstack.md, Live migration)."""
+        project = self.cloud(origin).networks[net].project
+        deadline = time.monotonic() + timeout
+        while True:
+            for exp in self.api(origin, "GET", "/v1/expansions", token=project):
+                moves = self.api(origin, "GET", f"/v1/expansions/{exp['id']}/moves", token=project)
+                if any(
+                    m["mac"] == mac and dst in m["to"].split(",") and m["at"] >= since
+                    for m in moves
+                ):
+                    return
+            if time.monotonic() > deadline:
+                raise LabError(f"{origin} did not see {mac} arrive in {dst} within {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def _wait_link_up(self, cloud: str, port: str, timeout: float = 5.0) -> None:
+        """Until OVS sees br-int's `port` up (it drops what arrives before)."""
+        c = self.cloud(cloud)
+        assert c.ovs_dir is not None
+        inst = ovs_instance.OvsInstance(c.ns, Path(c.ovs_dir))
+        deadline = time.monotonic() + timeout
+        while inst.vsctl("get", "interface", port, "link_state").strip() != "up":
+            if time.monotonic() > deadline:
+                raise LabError(f"OVS does not see {port} up after {timeout:.0f}s")
+            time.sleep(0.02)
+
+    def _receive(self, cloud: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """POST /v1/moves, again while the destination has no placeholder for the VM yet (it
+        left there less than a pass ago: "nothing to move"), as an orchestrator would."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.api(cloud, "POST", "/v1/moves", body)
+            except Conflict as exc:
+                if "nothing to move" not in exc.message or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)

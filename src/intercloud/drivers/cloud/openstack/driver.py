@@ -15,6 +15,7 @@ from intercloud.drivers.cloud.base import (
     ReplicaSync,
 )
 from intercloud.drivers.cloud.openstack.keystone import Tokens
+from intercloud.drivers.cloud.openstack.moves import Moves
 from intercloud.drivers.cloud.openstack.networks import Networks
 from intercloud.drivers.cloud.openstack.proxy import ProjectProxy
 from intercloud.drivers.cloud.openstack.replicas import Replicas
@@ -33,6 +34,7 @@ class OpenStackCloud(Cloud):
         self.nets = Networks(self.sdk, cfg)
         self.replicas = Replicas(self.sdk, self.nets)
         self.proxy = ProjectProxy(self.sdk, cfg)
+        self.moves = Moves(self.sdk, self.replicas.lock)
 
     def authenticate(self, token: str) -> Principal | None:
         return self.tokens.authenticate(token)
@@ -64,3 +66,11 @@ class OpenStackCloud(Cloud):
 
     def forward(self, project: str, call: Call, limit: int, timeout: float) -> Answer:
         return self.proxy.forward(project, call, limit, timeout)
+
+    def placeholders_pending(self, network: Network) -> bool:
+        return network.interface in self.replicas.pending
+
+    def receive_port(self, network_id: str, mac: str, ip: str) -> dict[str, str]:
+        arrival = self.moves.receive(network_id, mac, ip)
+        self.nets.forget_addressing(arrival.network_id)
+        return arrival.as_dict()

@@ -93,6 +93,10 @@ class Networks:
         self._addressing[network.interface] = (now + self.cfg.cache_seconds, found)
         return found
 
+    def forget_addressing(self, network_id: str) -> None:
+        """A port came or went (a VM moved here): read the network's ports again."""
+        self._addressing.pop(network_id, None)
+
     def set_pools(self, network: Network, pools: list[tuple[str, str]]) -> None:
         # a slice carved for one peer must not be carved again from a stale pool for the next
         self._addressing.pop(network.interface, None)

@@ -4,6 +4,7 @@ a subnet and placeholder ports for the other clouds' VMs, found again by their t
 from __future__ import annotations
 
 import logging
+import threading
 from functools import partial
 from typing import Any
 
@@ -20,6 +21,10 @@ class Replicas:
     def __init__(self, sdk: Sdk, networks: Networks) -> None:
         self.sdk = sdk
         self.networks = networks
+        # placeholder changes and arriving ports (moves.py) one at a time
+        self.lock = threading.Lock()
+        # networks with a placeholder held back by a live port here (synced every pass)
+        self.pending: set[str] = set()
         self._quota_set: dict[str, int] = {}
         # uid -> (spec, network id) of replicas made exactly as specified: a pass then only
         # lists the tagged networks instead of checking each replica's subnet and ports
@@ -38,7 +43,11 @@ class Replicas:
         by_uid = {uid_from(n.tags): n for n in tagged}
         for spec in wanted:
             net = by_uid.get(spec.uid)
-            if net is not None and self._synced.get(spec.uid) == (spec, net.id):
+            if (
+                net is not None
+                and self._synced.get(spec.uid) == (spec, net.id)
+                and net.id not in self.pending
+            ):
                 out.interfaces[spec.uid] = net.id  # made as asked, and still there
                 continue
             try:
@@ -171,15 +180,33 @@ class Replicas:
     def _sync_placeholders(
         self, net_id: str, subnet_id: str, project_id: str, want: set[tuple[str, str]], what: str
     ) -> int:
-        """Placeholder ports of `net_id` made exactly `want` ((mac, ip) of other clouds' VMs)."""
+        """Placeholder ports of `net_id` made exactly `want` ((mac, ip) of other clouds' VMs),
+        except those whose MAC or IP a live port of this cloud holds (a VM that moved here and
+        whose old port elsewhere is not deleted yet): `net_id` is then pending, and its
+        placeholders are synced again at every pass until it is not."""
+        with self.lock:
+            return self._sync_locked(net_id, subnet_id, project_id, want, what)
+
+    def _sync_locked(
+        self, net_id: str, subnet_id: str, project_id: str, want: set[tuple[str, str]], what: str
+    ) -> int:
         conn = self.sdk.conn()
         have = {}
+        live_macs, live_ips = set(), set()
         for port in self.sdk.call(
-            "listing placeholder ports",
-            lambda: list(conn.network.ports(network_id=net_id, device_owner=REMOTE_OWNER)),
+            "listing the network's ports", lambda: list(conn.network.ports(network_id=net_id))
         ):
             ips = [f["ip_address"] for f in port.fixed_ips or []]
-            have[(port.mac_address, ips[0] if ips else "")] = port
+            if port.device_owner == REMOTE_OWNER:
+                have[(port.mac_address, ips[0] if ips else "")] = port
+            else:
+                live_macs.add((port.mac_address or "").lower())
+                live_ips.update(ips)
+        held = {(mac, ip) for mac, ip in want if mac.lower() in live_macs or ip in live_ips}
+        if held:
+            self.pending.add(net_id)
+        else:
+            self.pending.discard(net_id)
         changes = 0
         for key, port in have.items():
             if key not in want:
@@ -187,7 +214,7 @@ class Replicas:
                     "removing a placeholder port", partial(conn.network.delete_port, port)
                 )
                 changes += 1
-        for mac, ip in sorted(want - set(have)):
+        for mac, ip in sorted(want - set(have) - held):
             self.sdk.call(
                 f"making a placeholder port for {mac} {ip}",
                 partial(

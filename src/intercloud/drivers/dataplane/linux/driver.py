@@ -181,6 +181,35 @@ class LinuxDataplane(Dataplane):
         self._up(self._enslave(link, master))
         self._up(self._enslave(peer, peer_master))
 
+    def ensure_veth(self, inside: str, outside: str, master: str) -> bool:
+        """A veth pair: `inside` in our bridge `master`, `outside` up and in no bridge (for
+        another switch to take, e.g. Open vSwitch). True if it was made now."""
+        bridge = self._bridge(master, f"veth {inside}")
+        peer = self._lookup(outside)
+        link = self._replace_if(
+            inside,
+            lambda cur: cur.kind != "veth" or peer is None or cur.peer != peer.index,
+        )
+        if link is None:
+            if peer is not None:
+                self._delete(peer)  # a leftover end without its partner
+            self._nl.add(
+                "veth pair",
+                inside,
+                f"{inside}/{outside}",
+                kind="veth",
+                peer=outside,
+                master=bridge.index,
+                state="up",
+            )
+            self._links.changing(inside)
+            self._up(self._must(outside))
+            return True
+        assert peer is not None  # else _replace_if removed the link
+        self._up(self._enslave(link, bridge))
+        self._up(peer)
+        return False
+
     def attach(self, attachment: Attachment) -> None:
         master = self._bridge(attachment.master, attachment.interface)
         link = self._lookup(attachment.interface)

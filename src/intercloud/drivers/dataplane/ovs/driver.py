@@ -41,9 +41,9 @@ Encryption: the userspace datapath builds tunnel packets itself and sends them o
 bridge that holds the route to the remote (br-phy), never through the kernel's IP stack, so
 neither XFRM nor charon's kernel-libipsec (a TUN device plus routes in table 220) sees them.
 OVS 3.1 does learn the table-220 route, but a route whose device is not an OVS bridge makes
-`ofproto/trace` say "native tunnel routing failed" (checked here). Encrypting needs the IPsec
-end outside OVS on the path: br-phy's uplink going through a kernel router (namespace) whose
-charon protects the tunnel endpoints' traffic.
+`ofproto/trace` say "native tunnel routing failed" (checked here). So this driver serves
+`[dataplane] tunnels = "ovs"` only (Geneve, GRE); the default, kernel.py, keeps br-cloud and
+the VLANs but makes the tunnels kernel VXLAN devices, which IPsec protects.
 
 Modules: ovsdb.py (OVSDB rows and transactions), records.py, names.py, flows.py (the table, a
 pure function), table.py (ovs-ofctl on br-cloud), this driver.
@@ -106,12 +106,12 @@ class OvsDataplane(Dataplane):
     def _records(self) -> rec.Records:
         return rec.parse(self.ovsdb.records(self.br_cloud))
 
-    def _set_records(self, **items: object) -> None:
+    def set_records(self, **items: object) -> None:
         self.ovsdb.set_records(self.br_cloud, **items)
 
     # -- base objects ------------------------------------------------------------------------
 
-    def _ensure_base(self, prefix: str) -> None:
+    def ensure_base(self, prefix: str) -> None:
         """br-cloud (secure, same datapath as br-int) and the patch pair, if not as wanted."""
         db = self.ovsdb
         if not db.bridge_exists(self.br_int):
@@ -183,7 +183,7 @@ class OvsDataplane(Dataplane):
         raw = self.ovsdb.records(self.br_cloud)
         want, meters = self._expected(rec.parse(raw))
         if self.table.write(want, meters, rec.meters(raw)) and rec.meters(raw) != meters:
-            self._set_records(**{rec.METERS: sorted(meters.items()) or None})
+            self.set_records(**{rec.METERS: sorted(meters.items()) or None})
 
     # -- observation -------------------------------------------------------------------------
 
@@ -203,7 +203,7 @@ class OvsDataplane(Dataplane):
             return name[:n] == prefix and name[n : n + 1] == tag
 
         ifaces = self.ovsdb.interfaces(self.br_cloud)
-        base_ok = self._base_sound(cloud, ifaces)
+        base_ok = self.base_sound(cloud, ifaces)
         flows_ok = self.table.matches(self._expected(records)[0])
         for name, br in records.bridges.items():
             if ours(name, "b"):
@@ -221,7 +221,7 @@ class OvsDataplane(Dataplane):
         state.no_forward = set(records.no_forward.get(prefix, set()))
         return Observed(state, kinds, frozenset(drift))
 
-    def _base_sound(self, cloud: dict, ifaces: dict[str, dict]) -> bool:
+    def base_sound(self, cloud: dict, ifaces: dict[str, dict]) -> bool:
         """br-cloud secure (`cloud`: its row) and both patch ports as we make them."""
         in_int, in_cloud = self.patch_names()
         int_port = self.ovsdb.interfaces(self.br_int).get(in_int)
@@ -256,8 +256,8 @@ class OvsDataplane(Dataplane):
     # -- verbs -------------------------------------------------------------------------------
 
     def ensure_bridge(self, bridge: Bridge) -> None:
-        self._ensure_base(names.prefix_of(bridge.name, self.prefix))
-        self._set_records(**{f"bridge:{bridge.name}": {"mtu": bridge.mtu}})
+        self.ensure_base(names.prefix_of(bridge.name, self.prefix))
+        self.set_records(**{f"bridge:{bridge.name}": {"mtu": bridge.mtu}})
         self._write_flows()
 
     def ensure_vxlan(self, vxlan: Vxlan) -> None:
@@ -265,7 +265,7 @@ class OvsDataplane(Dataplane):
             raise DriverError(
                 f"cannot put tunnel {vxlan.name} in network {vxlan.master}: no such network"
             )
-        self._ensure_base(names.prefix_of(vxlan.name, self.prefix))
+        self.ensure_base(names.prefix_of(vxlan.name, self.prefix))
         port = self.tunnel_port(vxlan)
         cur = self.ovsdb.interfaces(self.br_cloud).get(port)
         opts = names.tunnel_options(self.tunnel_type, vxlan)
@@ -273,7 +273,7 @@ class OvsDataplane(Dataplane):
         if cmds:
             self.ovsdb.commit(f"create tunnel port {port} for {vxlan.name}", *cmds)
         self.ovsdb.ofport(port)
-        self._set_records(**{f"vxlan:{vxlan.name}": dataclasses.asdict(vxlan)})
+        self.set_records(**{f"vxlan:{vxlan.name}": dataclasses.asdict(vxlan)})
         self._write_flows()
         self._collect_ports()
 
@@ -293,12 +293,12 @@ class OvsDataplane(Dataplane):
                 f"cannot attach {attachment.interface} to {attachment.master}: not a Neutron "
                 "network id (the ovs data plane finds a network's VLAN by its id)"
             )
-        self._set_records(**{f"attach:{attachment.interface}": {"master": attachment.master}})
+        self.set_records(**{f"attach:{attachment.interface}": {"master": attachment.master}})
         self._write_flows()
 
     def detach(self, interface: str) -> None:
         if f"{rec.REC}attach:{interface}" in self.ovsdb.records(self.br_cloud):
-            self._set_records(**{f"attach:{interface}": None})
+            self.set_records(**{f"attach:{interface}": None})
             self._write_flows()
 
     def remove_link(self, name: str) -> None:
@@ -310,7 +310,7 @@ class OvsDataplane(Dataplane):
             atts = rec.parse(raw).attachments.values()
             gone |= {f"attach:{a.interface}": None for a in atts if a.master == name}
         if gone:
-            self._set_records(**gone)
+            self.set_records(**gone)
             self._write_flows()
             self._collect_ports()
 
@@ -318,13 +318,13 @@ class OvsDataplane(Dataplane):
         wanted = sorted(set(pairs))
         if not wanted and not self.ovsdb.bridge_exists(self.br_cloud):
             return
-        self._ensure_base(self.prefix)
-        self._set_records(**{f"nofwd:{self.prefix}": [list(p) for p in wanted] if wanted else None})
+        self.ensure_base(self.prefix)
+        self.set_records(**{f"nofwd:{self.prefix}": [list(p) for p in wanted] if wanted else None})
         self._write_flows()
 
     def remove_no_forward(self) -> None:
         if self.ovsdb.bridge_exists(self.br_cloud):
-            self._set_records(**{f"nofwd:{self.prefix}": None})
+            self.set_records(**{f"nofwd:{self.prefix}": None})
             self._write_flows()
 
     def observe_no_forward(self) -> set[tuple[str, str]]:

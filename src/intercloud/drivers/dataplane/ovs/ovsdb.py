@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from intercloud.drivers.dataplane.ovs import records as rec
@@ -27,6 +28,7 @@ class Ovsdb:
         self.timeout = timeout
         self._api: Any = None
         self._lock = threading.Lock()
+        self.on_port_change: Callable[[], None] | None = None  # a Port row made, changed, gone
 
     @property
     def api(self) -> Any:
@@ -36,8 +38,16 @@ class Ovsdb:
                 from ovsdbapp.backend.ovs_idl import connection
                 from ovsdbapp.schema.open_vswitch import impl_idl
 
+                outer = self
+
+                class _Idl(connection.OvsdbIdl):  # type: ignore[misc]
+                    def notify(self, event: Any, row: Any, updates: Any = None) -> None:
+                        callback = outer.on_port_change
+                        if callback is not None and row._table.name == "Port":
+                            callback()
+
                 try:
-                    idl = connection.OvsdbIdl.from_server(self.db, "Open_vSwitch")
+                    idl = _Idl.from_server(self.db, "Open_vSwitch")
                     conn = connection.Connection(idl=idl, timeout=self.timeout)
                     # ovsdbapp keeps the connection in a class attribute: a subclass per
                     # driver lets several drivers (several OVS) live in one process.

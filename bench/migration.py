@@ -1,0 +1,182 @@
+"""A VM that moves between clouds in standalone mode (a VM is a namespace): how long a VM that
+stays loses it. `python -m bench.migration [--moves N]` (root; from the repository root).
+
+Lab of two clouds, encrypted link, net1 of A expanded to B. VM `a1` stays in A and pings the
+mover at 20/s. A move, as a live migration's switch-over: the source VM stops (its namespace
+is deleted: its bridge port goes, with what the bridge learned there), the destination VM with
+the same MAC and IP comes up on the other cloud's bridge and sends a gratuitous ARP (QEMU does
+so at arrival); every bridge on the way learns the MAC's new place from that broadcast.
+Moves alternate A -> B -> A ...; the figure is the longest gap between two replies around each
+move (median and max over the moves). `--openstack`: the same with Neutron ports
+(lab.move_vm)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.dataplane import expand, wait_for
+from intercloud.lab import nsexec
+from intercloud.lab.openstack.lab import OpenStackLab
+from intercloud.lab.topology import Lab
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MAC = "02:00:0a:0a:00:63"
+IP = "10.10.0.99"
+# a gratuitous ARP (request form, sender = target = the VM's address) on eth0
+GARP = r"""
+import socket, sys
+mac = bytes.fromhex(sys.argv[1].replace(":", "")); ip = socket.inet_aton(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(("eth0", 0))
+arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip + b"\x00" * 6 + ip
+for _ in range(3):
+    s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)
+"""
+REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)")
+
+
+def place(lab: Lab, cloud: str) -> None:
+    """The mover comes up in `cloud` (A: on net1, B: on the replica) and announces itself."""
+    where = {"network": "net1"} if cloud == "A" else {"replica_of": "A/net1"}
+    lab.add_vm(cloud, "mv", f"{IP}/24", mac=MAC, **where)  # type: ignore[arg-type]
+    ns = lab.namespace(f"{cloud}/mv")
+    subprocess.run(
+        nsexec.exec_argv(ns, [sys.executable, "-c", GARP, MAC, IP]), check=True, timeout=10
+    )
+
+
+def move(lab: Lab, src: str, dst: str) -> None:
+    lab.remove_vm(src, "mv")
+    place(lab, dst)
+
+
+def gaps(ping_output: str, moves: list[float]) -> list[float]:
+    """Per move (its start time), the longest interval between two replies from 1 s before it
+    to the next move (or the end)."""
+    replies = [float(m.group(1)) for line in ping_output.splitlines() if (m := REPLY.match(line))]
+    out = []
+    for i, start in enumerate(moves):
+        end = moves[i + 1] if i + 1 < len(moves) else float("inf")
+        window = [t for t in replies if start - 1.0 <= t < end]
+        out.append(max((b - a for a, b in zip(window, window[1:], strict=False)), default=0.0))
+    return out
+
+
+def run_moves(lab: Lab, pinger: str, n: int, settle: float = 2.0) -> tuple[list[float], str]:
+    """`n` moves of the mover (it starts in A), under a 20/s ping from `pinger`; the gap of
+    each move and the raw ping output."""
+    ping = subprocess.Popen(
+        nsexec.exec_argv(lab.namespace(pinger), ["ping", "-D", "-i", "0.05", "-W", "1", IP]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    starts = []
+    try:
+        time.sleep(settle)
+        here = "A"
+        for _ in range(n):
+            there = "B" if here == "A" else "A"
+            starts.append(time.time())
+            move(lab, here, there)
+            here = there
+            time.sleep(settle)
+    finally:
+        ping.terminate()
+        out = ping.communicate(timeout=10)[0]
+    return gaps(out, starts), out
+
+
+def openstack_moves(n: int) -> list[float]:
+    """The same in OpenStack mode: Neutron ports moved by lab.move_vm (the destination's agent
+    swaps its placeholder for the port, the VM switches over and announces itself)."""
+    name = "bq" + secrets.token_hex(2)
+    lab = OpenStackLab(name, state_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
+    try:
+        lab.up(2, lanes=1)
+        lab.peer("A", "B")
+        s1 = lab.add_vm("A", "s1", network="net1")
+        mv = lab.add_vm("A", "mv", network="net1")
+        expand(lab, "A", "p1", "net1", ["B"])
+        ip = mv.ip.split("/")[0]
+        wait_for(
+            lambda: lab.exec("A/s1", ["ping", "-c", "1", "-W", "1", ip]).returncode == 0,
+            60,
+            "s1 -> mv",
+        )
+        del s1
+        ping = subprocess.Popen(
+            nsexec.exec_argv(lab.namespace("A/s1"), ["ping", "-D", "-i", "0.05", "-W", "1", ip]),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        starts = []
+        try:
+            time.sleep(2)
+            here = "A"
+            for _ in range(n):
+                there = "B" if here == "A" else "A"
+                starts.append(lab.move_vm(here, there, "mv"))
+                here = there
+                time.sleep(4)  # the agents settle the placeholders before the next move
+        finally:
+            ping.terminate()
+            out = ping.communicate(timeout=10)[0]
+        return gaps(out, starts)
+    finally:
+        lab.down()
+
+
+def summary(got: list[float]) -> dict:
+    return {
+        "moves": len(got),
+        "gaps_s": [round(g, 3) for g in got],
+        "median_s": round(statistics.median(got), 3),
+        "max_s": round(max(got), 3),
+        "ping_interval_s": 0.05,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.migration", description=__doc__)
+    p.add_argument("--moves", type=int, default=10)
+    p.add_argument("--openstack", action="store_true", help="OpenStack mode too (~3 min more)")
+    args = p.parse_args(argv)
+    name = "bm" + secrets.token_hex(2)
+    lab = Lab(name, state_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
+    try:
+        lab.up(2, encrypt=True, lanes=1)
+        lab.peer("A", "B")
+        expand(lab, "A", "p1", "net1", ["B"])
+        lab.add_vm("A", "a1", "10.10.0.1/24", network="net1")
+        place(lab, "A")
+        wait_for(
+            lambda: lab.exec("A/a1", ["ping", "-c", "1", "-W", "1", IP]).returncode == 0,
+            60,
+            "a1 -> mover",
+        )
+        got, _ = run_moves(lab, "A/a1", args.moves)
+    finally:
+        lab.down()
+    out = {"standalone": summary(got)}
+    if args.openstack:
+        out["openstack"] = summary(openstack_moves(args.moves))
+    for mode, fig in out.items():
+        print(
+            f"{mode} move A<->B (encrypted), {fig['moves']} moves, 20/s ping: longest gap "
+            f"median {fig['median_s']} s, max {fig['max_s']} s (the ping interval: 0.05 s)"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "migration.json").write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""OpenStack mode encrypted next to standalone mode encrypted, in the same run:
+`python -m bench.openstack [--short]` (root; from the repository root; ~4 min).
+
+Two labs of two clouds each, both with encrypted links and the same number of charons:
+- `ic_enc_standalone`: VMs on Linux tenant bridges, the Linux data plane;
+- `ic_enc_openstack`: real Keystone + Neutron + Open vSwitch per cloud, VMs as Neutron ports on
+  br-int (OVS userspace datapath), the ovs data plane with kernel tunnels (br-cloud, a veth per
+  network into kernel VXLAN, charon's IPsec).
+TCP (iperf3, 10 streams) from a1 to b1 in turns, the median of the reps; RTT. The figure is
+the OpenStack one beside its standalone baseline and the ratio."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import measure
+from bench.dataplane import charon_pids, expand, wait_for
+from bench.measure import Endpoint, Mode
+from intercloud.lab.openstack.lab import OpenStackLab
+from intercloud.lab.topology import DEFAULT_LANES, Lab
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def standalone(prefix: str, workdir: Path, lanes: int) -> tuple[Lab, Endpoint]:
+    lab = Lab(prefix + "s", state_dir=workdir / "standalone")
+    lab.up(2, encrypt=True, lanes=lanes)
+    lab.peer("A", "B")
+    expand(lab, "A", "p1", "net1", ["B"])
+    lab.add_vm("A", "a1", "10.10.0.1/24", network="net1")
+    lab.add_vm("B", "b1", "10.10.0.2/24", replica_of="A/net1")
+    gws = (lab.cloud("A").ns, lab.cloud("B").ns)
+    ep = Endpoint(
+        lab.namespace("A/a1"), lab.namespace("B/b1"), "10.10.0.2", gws[0], "eth0", charon_pids(*gws)
+    )
+    return lab, ep
+
+
+def openstack(prefix: str, workdir: Path, lanes: int) -> tuple[Lab, Endpoint]:
+    lab = OpenStackLab(prefix + "o", state_dir=workdir / "openstack")
+    lab.up(2, encrypt=True, lanes=lanes)
+    lab.peer("A", "B")
+    lab.add_vm("A", "a1", network="net1")
+    expand(lab, "A", "p1", "net1", ["B"])
+    b1 = lab.add_vm("B", "b1", replica_of="A/net1")
+    ip = b1.ip.split("/")[0]
+    gws = (lab.cloud("A").ns, lab.cloud("B").ns)
+    ep = Endpoint(lab.namespace("A/a1"), lab.namespace("B/b1"), ip, gws[0], "eth0")
+    ep.charon_pids = charon_pids(*gws)
+    wait_for(lambda: measure.ping_ok(ep.client_ns, ip, count=1, wait=2.0), 60, "a1 -> b1 ping")
+    return lab, ep
+
+
+def run(mode: Mode, lanes: int) -> dict:
+    prefix = "bo" + secrets.token_hex(2)
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+    labs: list[Lab] = []
+    out: dict = {"lanes": lanes, "tcp_seconds": mode.tcp_seconds, "reps": mode.tcp_reps}
+    servers = []
+    try:
+        configs = {}
+        for key, build in (("ic_enc_standalone", standalone), ("ic_enc_openstack", openstack)):
+            print(f"building {key} ...", file=sys.stderr, flush=True)
+            lab, ep = build(prefix, workdir, lanes)
+            labs.append(lab)
+            configs[key] = ep
+        runs: dict[str, list[float]] = {k: [] for k in configs}
+        for ep in configs.values():
+            servers.append(measure.Iperf3Server(ep.server_ns))
+        for rep in range(mode.tcp_reps):
+            for key, ep in configs.items():
+                gbps = measure.tcp(ep, mode)
+                runs[key].append(round(gbps, 4))
+                print(f"TCP rep {rep + 1} {key}: {gbps:.3f} Gb/s", file=sys.stderr, flush=True)
+        for key, ep in configs.items():
+            out[key] = {
+                "tcp_gbps": statistics.median(runs[key]),
+                "tcp_runs_gbps": runs[key],
+                "rtt_ms": measure.rtt_ms(ep.client_ns, ep.server_ip, mode.pings),
+            }
+        base = out["ic_enc_standalone"]["tcp_gbps"]
+        out["ratio_tcp"] = round(out["ic_enc_openstack"]["tcp_gbps"] / base, 3) if base else None
+    finally:
+        for server in servers:
+            server.stop()
+        for lab in labs:
+            lab.down()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.openstack", description=__doc__)
+    p.add_argument("--short", action="store_true", help="one 2 s rep (a smoke run)")
+    p.add_argument("--lanes", type=int, default=DEFAULT_LANES, help="charons per gateway")
+    args = p.parse_args(argv)
+    out = run(Mode.make(args.short), args.lanes)
+    s, o = out["ic_enc_standalone"], out["ic_enc_openstack"]
+    print(f"{'configuration':<40} {'TCP Gb/s':>9} {'RTT ms':>8}")
+    print(f"{'standalone, encrypted (baseline)':<40} {s['tcp_gbps']:>9.3f} {s['rtt_ms']:>8.3f}")
+    print(f"{'OpenStack (kernel VXLAN), encrypted':<40} {o['tcp_gbps']:>9.3f} {o['rtt_ms']:>8.3f}")
+    print(f"ratio OpenStack / standalone (TCP): {out['ratio_tcp']}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "openstack.json").write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""A VM that moves between clouds in standalone mode (a VM is a namespace): the source VM goes,
+the destination VM comes up on the other cloud's bridge with the same MAC and IP and sends a
+gratuitous ARP (as QEMU does at arrival). A VM that stays pings it at 20/s throughout; the
+longest gap of each move is printed (the figure and its target are in bench.migration)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from bench import migration
+from intercloud.lab import nsexec
+from tests.integration.test_expansion import expand, shrink
+from tests.waiting import wait_for
+
+
+def test_moves_a_b_a_then_a_b_c_under_ping(lab3):
+    lab = lab3
+    exp = expand(lab, "A", "p1", "net1", ["B", "C"])
+    try:
+        lab.add_vm("A", "a1", "10.10.0.1/24", network="net1")
+        migration.place(lab, "A")
+        wait_for(
+            lambda: lab.exec("A/a1", ["ping", "-c", "1", "-W", "1", migration.IP]).returncode == 0,
+            60,
+            what="a1 -> the mover",
+        )
+        ping = subprocess.Popen(
+            nsexec.exec_argv(lab.namespace("A/a1"), ["ping", "-D", "-i", "0.05", "-W", "1"])
+            + [migration.IP],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        starts: list[float] = []
+        try:
+            time.sleep(1)
+            for src, dst in (("A", "B"), ("B", "A"), ("A", "B"), ("B", "C")):
+                starts.append(time.time())
+                migration.move(lab, src, dst)
+                # the mover answers from its new cloud, and reaches the VM that stayed
+                wait_for(
+                    lambda dst=dst: (
+                        lab.exec(
+                            f"{dst}/mv", ["ping", "-c", "1", "-W", "1", "10.10.0.1"]
+                        ).returncode
+                        == 0
+                    ),
+                    30,
+                    what=f"the mover in {dst} -> a1",
+                )
+                time.sleep(1.5)
+        finally:
+            ping.terminate()
+            out = ping.communicate(timeout=10)[0]
+        got = migration.gaps(out, starts)
+        print(
+            "standalone moves A->B->A->B->C, longest gap per move (s): "
+            + ", ".join(f"{g:.3f}" for g in got)
+        )
+        assert len(got) == 4
+        # after every move the mover answered the VM that stayed again (replies after it)
+        replies = [float(m.group(1)) for ln in out.splitlines() if (m := migration.REPLY.match(ln))]
+        for start in starts:
+            assert sum(1 for t in replies if t > start + 1.0) >= 5, (start, out[-500:])
+    finally:
+        for cloud in "ABC":
+            if f"{cloud}/mv" in lab.state().vms:
+                lab.remove_vm(cloud, "mv")
+        shrink(lab, "A", "p1", exp["id"])
