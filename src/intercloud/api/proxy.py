@@ -164,7 +164,9 @@ def _done(
         text.clean(service_type, 32),
         text.clean(path, 200),
         out.status,
-        f", answer broken after {out.sent} bytes: {out.broken}" if out.broken else "",
+        f" (its status sent, the answer broke after {out.sent} bytes: {out.broken})"
+        if out.broken
+        else "",
         (time.perf_counter() - started) * 1000,
     )
 
@@ -181,7 +183,7 @@ def _relay(answer: Answer, out: Outcome, done: Callable[[], None]) -> Iterator[b
             out.sent += len(piece)
             yield piece
     except PeerError as exc:
-        out.broken = exc.message
+        out.status, out.broken = 502, exc.message  # counted as the failure it is
         raise
     finally:
         close = getattr(answer.rest, "close", None)
