@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Send
 
 from intercloud.api import auth
 from intercloud.api.context import AppContext
@@ -137,7 +138,7 @@ async def proxy_call(
             answer, out, lambda: _done(c, out, request.method, peer, service_type, path, started)
         )
         streaming = True
-        return StreamingResponse(body, status_code=answer.status, headers=dict(answer.headers))
+        return Relay(body, status_code=answer.status, headers=dict(answer.headers))
     except IntercloudError as exc:
         out.status = exc.status_code
         raise
@@ -171,10 +172,20 @@ def _done(
     )
 
 
+class Relay(StreamingResponse):
+    """A proxied answer's body as it comes. When it breaks (PeerError from `_relay`) the
+    status is sent already: the answer ends without its last chunk and the server closes the
+    connection, which HTTP clients report as an error (never as a whole answer)."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        except PeerError:
+            return  # logged and counted by _relay
+
+
 def _relay(answer: Answer, out: Outcome, done: Callable[[], None]) -> Iterator[bytes]:
-    """The answer's body, each piece verified before it is given. A broken stream is raised
-    on: the user's status is sent already, so the connection ends without its last chunk,
-    which HTTP clients report as an error (never as a whole answer)."""
+    """The answer's body, each piece verified before it is given (Relay)."""
     try:
         if answer.body:
             out.sent += len(answer.body)
