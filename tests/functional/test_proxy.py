@@ -5,12 +5,17 @@ Keystone and Neutron are in tests/integration/test_openstack_proxy.py."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import tracemalloc
 import uuid
 
+import httpx
 import pytest
 
 from intercloud.domain.proxy import Answer, Call
 from intercloud.errors import CloudError, Forbidden
+from intercloud.federation import frames
 
 
 class FakeNeutron:
@@ -224,3 +229,117 @@ def test_a_deleted_expansion_ends_the_projects_access_at_once(expanded):
     assert a.user("p1", "DELETE", f"/v1/expansions/{uid}").status_code == 202
     r = call(a, "p1", "GET", "B/network/v2.0/ports")
     assert r.status_code == 403 and "has no expansion into 'B'" in r.text
+
+
+# -- answers stream: through both agents as they come, each piece verified -------------------
+
+
+def streaming(a, b, tamper=None):
+    """A user's client to A and A's calls to B over transports that pass answers on as they
+    come (the test client would collect them whole)."""
+    from tests.functional.streaming import ThreadedASGI
+
+    to_b = ThreadedASGI(b.http.app, tamper)
+    router = a.ctx.federation.transport
+    whole = router.handle_request
+
+    def handle(request):
+        if request.url.host == b.ip:
+            return to_b.handle_request(request)
+        return whole(request)
+
+    router.handle_request = handle
+    user = httpx.Client(transport=ThreadedASGI(a.http.app), base_url="http://a.test")
+    return user, to_b
+
+
+def listing(first_read: threading.Event, done: threading.Event, pieces: int = 64):
+    """A large listing whose service waits, after its first bytes, until the user read them."""
+
+    def body():
+        yield b'{"ports": ["' + b"a" * 1000
+        assert first_read.wait(20), "the user never got the first bytes"
+        for _ in range(pieces):
+            yield b"p" * 64 * 1024
+        yield b'"]}'
+        done.set()
+
+    return Answer(200, (("content-type", "application/json"),), rest=body())
+
+
+def test_a_large_answer_streams_through_both_agents(expanded):
+    a, b, neutron = expanded
+    first_read, done = threading.Event(), threading.Event()
+    neutron.answer = listing(first_read, done, pieces=192)  # 12 MB
+    for agent in (a, b):
+        agent.ctx.cfg.proxy.max_answer = 16 * 1024 * 1024
+    user, to_b = streaming(a, b)
+    tracemalloc.start()
+    try:
+        headers = {"X-Auth-Token": a.tokens["p1"]}
+        with user.stream("GET", "/v1/proxy/B/network/v2.0/ports", headers=headers) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"] == "application/json"
+            pieces = r.iter_raw()
+            first = next(pieces)
+            assert first.startswith(b'{"ports": ["a')
+            assert not done.is_set()  # B's service has not finished: the user has bytes
+            first_read.set()
+            sizes = [len(first)] + [len(p) for p in pieces]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    total = 12 + 1000 + 192 * 64 * 1024 + 3
+    assert done.is_set() and sum(sizes) == total
+    # no hop held the answer: nothing the user got nor any frame B sent is over a chunk, and
+    # the process (both agents, the service, the transports' queues of 4 pieces each) never
+    # held more than a few chunks of this 12 MB answer at once
+    assert max(sizes) <= frames.CHUNK
+    assert max(to_b.pieces) <= frames.CHUNK + 5 + 32
+    assert peak < 2 * 1024 * 1024, peak
+
+
+def test_a_forged_piece_ends_the_users_answer_with_an_error(expanded, caplog):
+    a, b, neutron = expanded
+    first_read, done = threading.Event(), threading.Event()
+    first_read.set()
+    neutron.answer = listing(first_read, done, pieces=8)
+
+    def forge(offset: int, piece: bytes) -> bytes:
+        at = 200_000 - offset  # a byte of a DATA frame well after the first ones
+        if 0 <= at < len(piece):
+            return piece[:at] + bytes([piece[at] ^ 1]) + piece[at + 1 :]
+        return piece
+
+    user, _ = streaming(a, b, forge)
+    got = bytearray()
+    headers = {"X-Auth-Token": a.tokens["p1"]}
+    with (
+        caplog.at_level(logging.INFO, logger="intercloud.proxy"),
+        user.stream("GET", "/v1/proxy/B/network/v2.0/ports", headers=headers) as r,
+    ):
+        assert r.status_code == 200  # sent once the signed head verified
+        with pytest.raises(httpx.RemoteProtocolError):
+            for piece in r.iter_raw():
+                got += piece
+    assert 0 < len(got) < 200_000  # nothing of the forged frame reached the user
+    lines = [x.getMessage() for x in caplog.records if "answer broke" in x.getMessage()]
+    assert len(lines) == 1 and "bad frame signature" in lines[0], lines
+    scrape = a.admin("GET", "/metrics").text
+    assert 'peer="B",service_type="network",status_class="5xx"} 1.0' in scrape
+
+
+def test_a_stream_cut_by_the_service_is_an_error_for_the_user(expanded):
+    a, b, neutron = expanded
+
+    def body():
+        yield b"x" * 100_000
+        raise CloudError("the network service failed mid-answer (ReadError)")
+
+    neutron.answer = Answer(200, (("content-type", "application/json"),), rest=body())
+    user, _ = streaming(a, b)
+    headers = {"X-Auth-Token": a.tokens["p1"]}
+    with user.stream("GET", "/v1/proxy/B/network/v2.0/ports", headers=headers) as r:
+        assert r.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            r.read()

@@ -4,7 +4,8 @@ An ASGI middleware: it holds the answer's head until the body is complete, then 
 X-Intercloud-Answer-Signature over status, body, both agents' names and the request's nonce.
 Which peer called, with which key and nonce, is left in the request's state by `auth.peer`;
 answers to calls that never got that far (401s) carry no signature: there is no key to
-sign with, and the caller treats them as refusals anyway."""
+sign with, and the caller treats them as refusals anyway. An answer of signed frames (a
+proxied answer, federation/frames.py) signs itself as it streams: it passes untouched."""
 
 from __future__ import annotations
 
@@ -13,9 +14,16 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intercloud.api.auth import FEDERATION_STATE
-from intercloud.federation import signing
+from intercloud.federation import frames, signing
 
 PREFIX = "/v1/federation/"
+
+
+def _framed(head: Message) -> bool:
+    for name, value in head.get("headers", []):
+        if name.lower() == b"content-type":
+            return bool(value.split(b";")[0].strip() == frames.MEDIA_TYPE.encode())
+    return False
 
 
 class AnswerSigning:
@@ -34,6 +42,9 @@ class AnswerSigning:
         async def hold(message: Message) -> None:
             nonlocal head
             if message["type"] == "http.response.start":
+                if _framed(message):
+                    await send(message)  # its body passes too: `head` stays None
+                    return
                 head = message
                 return
             if message["type"] != "http.response.body" or head is None:

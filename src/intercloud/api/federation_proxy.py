@@ -1,7 +1,8 @@
 """The peer's end of the tenant API proxy: a signed call from the origin's agent, made in this
 cloud as the replica of the origin's project (service/proxy.py says which; the cloud driver
-makes the call with that project's token), answered with the service's status, the headers
-that matter and its body (base64), all signed with the answer."""
+makes the call with that project's token), answered as it streams from the service: its status,
+the headers that matter and its body in signed frames (federation/frames.py), never held whole.
+Refusals before the service answered are JSON, signed whole as every federation answer."""
 
 from __future__ import annotations
 
@@ -9,16 +10,20 @@ import base64
 import binascii
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
 
 from intercloud.api import auth
+from intercloud.api.auth import FEDERATION_STATE
 from intercloud.api.proxy import scopes
 from intercloud.api.schemas import ProxyEnvelope
 from intercloud.domain import proxy, text
-from intercloud.domain.proxy import Call
-from intercloud.errors import IntercloudError, Invalid
+from intercloud.domain.proxy import Answer, Call
+from intercloud.errors import IntercloudError, Invalid, PeerError
+from intercloud.federation import frames, signing
 from intercloud.service import proxy as scope
 
 router = APIRouter(prefix="/v1/federation", tags=["federation"])
@@ -60,6 +65,8 @@ def proxied(body: ProxyEnvelope, request: Request, peer: str = Depends(auth.peer
         )
         limit = min(c.cfg.proxy.max_answer, body.max_answer)
         answer = c.cloud.forward(project, call, limit, c.cfg.proxy.timeout)
+        if len(answer.body) > limit:
+            raise TooLarge(f"the answer of the {call.service_type} service is larger than {limit}")
         status = answer.status
     except IntercloudError as exc:
         status = exc.status_code
@@ -75,8 +82,33 @@ def proxied(body: ProxyEnvelope, request: Request, peer: str = Depends(auth.peer
             status,
             (time.perf_counter() - started) * 1000,
         )
-    return {
-        "status": answer.status,
-        "headers": [list(h) for h in answer.headers],
-        "body": base64.b64encode(answer.body).decode(),
-    }
+    who, key, nonce = getattr(request.state, FEDERATION_STATE)
+    sig = request.headers.get(signing.HEADER_SIGNATURE, "")
+    writer = frames.Writer(key, c.cfg.agent.name, who, nonce, sig)
+    return StreamingResponse(_frames(writer, answer, limit), media_type=frames.MEDIA_TYPE)
+
+
+class TooLarge(PeerError):
+    """The service's answer is over the limit before anything of it was sent."""
+
+
+def _frames(writer: frames.Writer, answer: Answer, limit: int) -> Iterator[bytes]:
+    """The answer's frames as its body arrives; past `limit` (or the service failing) the
+    stream stops without its END, which the origin sees as a broken answer."""
+    try:
+        yield writer.head(answer.status, answer.headers)
+        yield from writer.data(answer.body)
+        for piece in answer.rest or ():
+            yield from writer.data(piece)
+            if writer.total > limit:
+                log.warning("proxy: the answer is larger than %d bytes: stream cut", limit)
+                return
+    except IntercloudError as exc:  # the service failed mid-answer
+        log.warning("proxy: the answer stream was cut: %s", exc.message)
+        return
+    else:
+        yield writer.end()
+    finally:
+        close = getattr(answer.rest, "close", None)
+        if close is not None:
+            close()

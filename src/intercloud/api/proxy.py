@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Send
 
 from intercloud.api import auth
 from intercloud.api.context import AppContext
@@ -111,6 +113,8 @@ class Outcome:
     peer: str = UNKNOWN
     service_type: str = UNKNOWN
     status: int = 500
+    sent: int = 0  # bytes of the answer's body given to the user
+    broken: str = ""  # why the answer's stream broke, if it did
 
 
 async def proxy_call(
@@ -121,29 +125,82 @@ async def proxy_call(
     project: str = Depends(auth.project_async),
 ) -> Response:
     """Make the call in the peer's cloud, in its replica of the caller's project; its answer
-    (status, the headers that matter, the body) unchanged."""
+    (status, the headers that matter, the body) unchanged, the body streaming as it comes.
+    The call is counted and logged when its answer ends (or fails)."""
     c = auth.ctx(request)
     out = Outcome(project=project)
     started = time.perf_counter()
+    streaming = False
     try:
         answer = await _proxy(request, c, out, peer, service_type, path)
         out.status = answer.status
-        return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+        body = _relay(
+            answer, out, lambda: _done(c, out, request.method, peer, service_type, path, started)
+        )
+        streaming = True
+        return Relay(body, status_code=answer.status, headers=dict(answer.headers))
     except IntercloudError as exc:
         out.status = exc.status_code
         raise
     finally:
-        c.metrics.proxied(out.peer, out.service_type, out.status)
-        log.info(
-            "proxy: project %s %s %s/%s/%s -> %d (%.0f ms)",
-            out.project,
-            request.method,
-            text.clean(peer, 63),
-            text.clean(service_type, 32),
-            text.clean(path, 200),
-            out.status,
-            (time.perf_counter() - started) * 1000,
-        )
+        if not streaming:
+            _done(c, out, request.method, peer, service_type, path, started)
+
+
+def _done(
+    c: AppContext,
+    out: Outcome,
+    method: str,
+    peer: str,
+    service_type: str,
+    path: str,
+    started: float,
+) -> None:
+    c.metrics.proxied(out.peer, out.service_type, out.status)
+    log.info(
+        "proxy: project %s %s %s/%s/%s -> %d%s (%.0f ms)",
+        out.project,
+        method,
+        text.clean(peer, 63),
+        text.clean(service_type, 32),
+        text.clean(path, 200),
+        out.status,
+        f" (its status sent, the answer broke after {out.sent} bytes: {out.broken})"
+        if out.broken
+        else "",
+        (time.perf_counter() - started) * 1000,
+    )
+
+
+class Relay(StreamingResponse):
+    """A proxied answer's body as it comes. When it breaks (PeerError from `_relay`) the
+    status is sent already: the answer ends without its last chunk and the server closes the
+    connection, which HTTP clients report as an error (never as a whole answer)."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        except PeerError:
+            return  # logged and counted by _relay
+
+
+def _relay(answer: Answer, out: Outcome, done: Callable[[], None]) -> Iterator[bytes]:
+    """The answer's body, each piece verified before it is given (Relay)."""
+    try:
+        if answer.body:
+            out.sent += len(answer.body)
+            yield answer.body
+        for piece in answer.rest or ():
+            out.sent += len(piece)
+            yield piece
+    except PeerError as exc:
+        out.status, out.broken = 502, exc.message  # counted as the failure it is
+        raise
+    finally:
+        close = getattr(answer.rest, "close", None)
+        if close is not None:
+            close()
+        done()
 
 
 async def _proxy(

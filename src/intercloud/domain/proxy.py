@@ -9,6 +9,7 @@ percent escapes) so that it can only name something below that endpoint."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -66,6 +67,8 @@ class Answer:
     status: int
     headers: tuple[tuple[str, str], ...] = field(default=())
     body: bytes = b""
+    # the rest of the body, when it streams: read after `body`, once; closing it ends the call
+    rest: Iterator[bytes] | None = field(default=None, compare=False)
 
 
 def service_type(value: object, allowed: list[str] | tuple[str, ...] | None = None) -> str:
@@ -178,10 +181,17 @@ def headers(
     return tuple(sorted(out.items()))
 
 
-def answer(status: object, items: object, body: bytes, limit: int) -> Answer:
-    """A peer's answer, checked before anything of it reaches the user."""
+def head(status: object, items: object) -> Answer:
+    """A peer's answer's status and headers, checked before anything of it reaches the user
+    (its body follows, streamed: Answer.rest)."""
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise Invalid("status: must be an HTTP status from 200 to 599", field="status")
+    return Answer(status, headers(items, ANSWER_HEADERS, "headers"))
+
+
+def answer(status: object, items: object, body: bytes, limit: int) -> Answer:
+    """A peer's whole answer, checked before anything of it reaches the user."""
+    checked = head(status, items)
     if len(body) > limit:
         raise Invalid(f"body: larger than {limit} bytes", field="body")
-    return Answer(status, headers(items, ANSWER_HEADERS, "headers"), body)
+    return Answer(checked.status, checked.headers, body)

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
+from intercloud.domain import proxy as proxy_rules
+from intercloud.domain import text
 from intercloud.domain.proxy import Answer as ProxyAnswer
 from intercloud.domain.proxy import Call as ProxyCall
-from intercloud.federation import answers
-from intercloud.federation.transport import Channel, PeerRef
+from intercloud.errors import Invalid, PeerError
+from intercloud.federation import answers, frames
+from intercloud.federation.signing import HEADER_NONCE, HEADER_SIGNATURE, sign
+from intercloud.federation.transport import Channel, PeerRef, _read_bounded
 from intercloud.metrics import Metrics
 
 __all__ = ["Federation", "PeerClient", "PeerRef"]
@@ -139,7 +144,9 @@ class PeerClient(Channel):
     @_timed
     def proxy(self, call: ProxyCall, limit: int, timeout: float) -> ProxyAnswer:
         """Have the peer make `call` in its cloud, in its replica of `call.project`; its
-        service's answer, checked, its body at most `limit` bytes."""
+        service's answer, its status and headers checked, its body (Answer.rest) streaming
+        as the peer's signed frames arrive, each verified before it is given (frames.py), at
+        most `limit` bytes, all within `timeout`. Close Answer.rest to end the call early."""
         body = {
             "project": call.project,
             "service_type": call.service_type,
@@ -150,9 +157,74 @@ class PeerClient(Channel):
             "body": base64.b64encode(call.body).decode(),
             "max_answer": limit,
         }
-        envelope = limit * 4 // 3 + 64 * 1024  # base64, headers and status around the body
-        answer = self.request("POST", PROXY_PATH, body, timeout=timeout, limit=envelope)
-        return answers.proxied(self.peer.name, answer, limit)
+        payload = json.dumps(body).encode()
+        name = self.peer.name
+        signed = sign(self.local_name, name, self.peer.key, "POST", PROXY_PATH, payload)
+        deadline = time.monotonic() + timeout
+        resp = self._open(PROXY_PATH, payload, signed, timeout)
+        try:
+            if resp.headers.get("content-type") != frames.MEDIA_TYPE:
+                _read_bounded(resp, name)  # a refusal, signed whole
+                self._answer(resp, signed[HEADER_NONCE])  # raises its PeerError
+                raise PeerError(f"peer {name}: a proxied answer that is not a stream")
+            reader = frames.Reader(
+                _raw(resp, name),
+                self.peer.key,
+                name,
+                self.local_name,
+                signed[HEADER_NONCE],
+                signed[HEADER_SIGNATURE],
+                limit=limit,
+                deadline=deadline,
+            )
+            head = _checked_head(name, *reader.head())
+        except BaseException:
+            resp.close()
+            raise
+        return ProxyAnswer(head.status, head.headers, rest=_closing(reader.body(), resp))
+
+    def _open(
+        self, path: str, payload: bytes, headers: dict[str, str], timeout: float
+    ) -> httpx.Response:
+        """A signed POST whose answer is left to read as it streams."""
+        client = self._client()
+        request = client.build_request(
+            "POST",
+            self.peer.url + path,
+            content=payload,
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=timeout,
+        )
+        try:
+            return client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            detail = text.clean(f"{self.peer.url}: {exc}", 300)  # the admin's; users see no URL
+            raise PeerError(f"peer {self.peer.name} unreachable", detail=detail) from exc
+
+
+def _raw(resp: httpx.Response, peer_name: str) -> Iterator[bytes]:
+    try:
+        yield from resp.iter_bytes()
+    except httpx.HTTPError as exc:
+        raise frames.BrokenStream(
+            f"peer {peer_name}: answer stream broken ({type(exc).__name__})"
+        ) from exc
+
+
+def _closing(body: Iterator[bytes], resp: httpx.Response) -> Iterator[bytes]:
+    try:
+        yield from body
+    finally:
+        resp.close()
+
+
+def _checked_head(peer_name: str, status: Any, headers: Any) -> ProxyAnswer:
+    try:
+        return proxy_rules.head(status, headers)
+    except Invalid as exc:
+        raise PeerError(
+            f"peer {peer_name}: its proxied answer is not valid ({exc.message})"
+        ) from None
 
 
 PROXY_PATH = "/v1/federation/proxy"

@@ -13,12 +13,15 @@ project the agent made (tag checked), and goes with the project when the replica
 
 The call goes to the endpoint of its service type in this cloud's catalog (the configured
 interface and region), with the project's token and only the headers domain/proxy.py lets
-through; the answer is read as it streams, up to a limit."""
+through; the answer is passed on as it streams (Answer.rest), up to a limit and within the
+call's timeout, never held whole."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -60,22 +63,24 @@ class ProjectProxy:
         headers["X-Auth-Token"] = token
         url = endpoint.rstrip("/") + "/" + call.path
         what = f"the {call.service_type} service"
+        deadline = time.monotonic() + timeout
+        client = self._client()
+        request = client.build_request(
+            call.method,
+            url,
+            params=list(call.query),
+            content=call.body if call.body else None,
+            headers=headers,
+            timeout=timeout,
+        )
         try:
-            with self._client().stream(
-                call.method,
-                url,
-                params=list(call.query),
-                content=call.body if call.body else None,
-                headers=headers,
-                timeout=timeout,
-            ) as resp:
-                body = _read(resp, limit, what)
+            resp = client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise CloudError(f"{what} is unreachable ({type(exc).__name__})") from exc
         if resp.status_code == 401:
             session.invalidate()  # a revoked token: the next call gets a new one
         kept = tuple((k.lower(), v) for k, v in resp.headers.items() if k.lower() in ANSWER_HEADERS)
-        return Answer(resp.status_code, kept, body)
+        return Answer(resp.status_code, kept, rest=_stream(resp, limit, deadline, what))
 
     def _token_and_endpoint(self, session: Any, project: str, service_type: str) -> tuple[str, str]:
         from keystoneauth1 import exceptions as ks
@@ -147,11 +152,19 @@ class ProjectProxy:
         log.info("proxy: acting in project %s as a member", project)
 
 
-def _read(resp: httpx.Response, limit: int, what: str) -> bytes:
-    chunks, size = [], 0
-    for chunk in resp.iter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise AnswerTooLarge(f"the answer of {what} is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _stream(resp: httpx.Response, limit: int, deadline: float, what: str) -> Iterator[bytes]:
+    """The answer's body as it arrives; closed (the connection given back) when done, cut or
+    closed early by whoever reads it."""
+    size = 0
+    try:
+        for chunk in resp.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise AnswerTooLarge(f"the answer of {what} is larger than {limit} bytes")
+            if time.monotonic() > deadline:
+                raise CloudError(f"{what} took longer than the call's timeout to answer")
+            yield chunk
+    except httpx.HTTPError as exc:
+        raise CloudError(f"{what} failed mid-answer ({type(exc).__name__})") from exc
+    finally:
+        resp.close()
