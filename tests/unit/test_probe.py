@@ -281,3 +281,25 @@ def test_the_schedule_probes_steadily_while_answered_fast_while_suspect():
     # never answered, past the grace (a peer that cannot answer): the steady period
     idle = Port("icv2", "B", p.Window(1000.0), p.PeerTotals(), started=0.0, leads=True)
     assert after_send(idle, p.GRACE + 1, p.PERIOD) >= p.GRACE + 1 + 0.9 * p.PERIOD
+
+
+@pytest.mark.parametrize(
+    ("driver", "tunnels", "probes"),
+    [
+        ("linux", "kernel", True),
+        ("ovs", "kernel", True),
+        ("ovs", "ovs", False),
+        ("fake", "kernel", False),
+    ],
+)
+def test_the_data_planes_with_kernel_tunnel_ports_are_probed(driver, tunnels, probes):
+    from types import SimpleNamespace
+
+    from intercloud.drivers import probe as probe_drivers
+    from intercloud.drivers.probe.linux import LinuxProber
+
+    cfg = SimpleNamespace(
+        agent=SimpleNamespace(name="A"),
+        dataplane=SimpleNamespace(driver=driver, prefix="ic", tunnels=tunnels),
+    )
+    assert isinstance(probe_drivers.load(cfg), LinuxProber) is probes

@@ -1,5 +1,6 @@
-"""Tunnel probers (domain/probe.py): `linux` for the data plane of kernel VXLAN devices; every
-other data plane gets the base Prober, which probes nothing and says so."""
+"""Tunnel probers (domain/probe.py): `linux` for the data planes whose tunnel ports are kernel
+VXLAN devices (the linux one, and ovs with `tunnels = "kernel"`); OVS's own userspace tunnels
+get the base Prober, which probes nothing and says so."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from intercloud.drivers.probe.base import NO_PROBES, Prober
 class Section(Protocol):
     driver: str
     prefix: str
+    tunnels: str
 
 
 class AgentSection(Protocol):
@@ -27,7 +29,8 @@ class Settings(Protocol):
 
 def load(cfg: Settings) -> Prober:
     """The prober for the configured data plane."""
-    if cfg.dataplane.driver == "linux":
+    dp = cfg.dataplane
+    if dp.driver == "linux" or (dp.driver == "ovs" and dp.tunnels == "kernel"):
         from intercloud.drivers.probe.linux import LinuxProber
 
         return LinuxProber(cfg.dataplane.prefix, cfg.agent.name)
