@@ -164,3 +164,18 @@ def test_wrong_psk_says_authentication_failed_and_the_right_one_restores(oslab, 
         what="the link to come back with the right key",
     )
     wait_for(lambda: ping(lab, "A/a1", b_ip, 2), 120, what="a1 -> b1 again with the right key")
+
+
+def test_probes_cross_the_kernel_tunnel_port_in_openstack_mode(oslab, ab):
+    """The tunnel probes (domain/probe.py) work on this data path: B's agent answers them."""
+    lab = oslab
+
+    def answered():
+        peer = lab.api("A", "GET", f"/v1/expansions/{ab[0]['id']}", token="p1")["peers"][0]
+        tunnel = peer.get("tunnel") or {}
+        return tunnel if tunnel.get("answered") and tunnel.get("rtt_ms") else None
+
+    tunnel = wait_for(answered, timeout=20, what="a probe through the tunnel to B answered")
+    assert 0 < tunnel["rtt_ms"] < 1000 and 0 <= tunnel["loss"] <= 1, tunnel
+    probes = lab.api("A", "GET", "/v1/status")["probes"]
+    assert probes["available"] is True, probes
