@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +270,32 @@ class OpenStackLab(Lab):
         nsexec.run_program(new_ns, "intercloud.lab.programs.garp", "eth0", str(vm.mac), ip)
         self._wait_move_seen(origin, net, str(vm.mac), b, asked, timeout)
         self.remove_vm(a, name)
+        self._wait_removal_seen(a, origin, time.time(), timeout)
         return began
+
+    def _wait_removal_seen(self, src: str, origin: str, removed: float, timeout: float) -> None:
+        """Until the origin has seen the old port go: a pass of the source that began after the
+        removal and its Neutron cache window, then one of the origin after that. The origin
+        finds moves by where each MAC is from one pass to the next (reconciler/moves.py): a VM
+        moved on again before that would look as if it had never left (docs/openstack.md)."""
+        since = removed + CloudSection.cache_seconds
+        for cloud in dict.fromkeys((src, origin)):
+            since = self._wait_pass_after(cloud, since, timeout)
+
+    def _wait_pass_after(self, cloud: str, since: float, timeout: float) -> float:
+        """Until `cloud`'s agent ends a pass that began after `since`; when it ended."""
+        deadline = time.monotonic() + timeout
+        passes = None
+        while time.monotonic() < deadline:
+            stats = self.api(cloud, "GET", "/v1/status")["reconciler"]
+            ended = stats["last_pass_at"]
+            at = datetime.fromisoformat(ended).timestamp() if ended else 0.0
+            if passes is None and at > since:
+                passes = stats["passes"]  # this one may have begun before `since`
+            elif passes is not None and stats["passes"] > passes:
+                return at
+            time.sleep(0.1)
+        raise LabError(f"{cloud}'s agent ran no pass within {timeout:.0f}s")
 
     def _wait_move_seen(
         self, origin: str, net: str, mac: str, dst: str, since: float, timeout: float
