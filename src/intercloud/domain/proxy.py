@@ -187,11 +187,3 @@ def head(status: object, items: object) -> Answer:
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise Invalid("status: must be an HTTP status from 200 to 599", field="status")
     return Answer(status, headers(items, ANSWER_HEADERS, "headers"))
-
-
-def answer(status: object, items: object, body: bytes, limit: int) -> Answer:
-    """A peer's whole answer, checked before anything of it reaches the user."""
-    checked = head(status, items)
-    if len(body) > limit:
-        raise Invalid(f"body: larger than {limit} bytes", field="body")
-    return Answer(checked.status, checked.headers, body)

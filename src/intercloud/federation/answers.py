@@ -9,15 +9,13 @@ text a peer may legitimately send (a replica's reason) is cleaned (domain/text.p
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from intercloud.domain import proxy, text
+from intercloud.domain import text
 from intercloud.domain import validation as v
 from intercloud.errors import Invalid, PeerError
 
@@ -249,18 +247,3 @@ def admin_reason(exc: PeerError) -> str:
     """The same for the administrator (a link's status): with the detail."""
     detail = getattr(exc, "detail", "")
     return text.clean(f"{exc.message} ({detail})" if detail else exc.message)
-
-
-def proxied(peer: str, answer: object, limit: int) -> proxy.Answer:
-    """The answer of the peer's service to a proxied call: status, headers, body (base64)."""
-    a = _object(peer, "proxy", answer)
-    body = a.get("body")
-    if not isinstance(body, str) or len(body) > (limit + 2) // 3 * 4:
-        raise _bad(peer, "proxy", "body", f"must be base64 of at most {limit} bytes")
-    try:
-        raw = base64.b64decode(body, validate=True)
-        return proxy.answer(a.get("status"), a.get("headers", []), raw, limit)
-    except binascii.Error:
-        raise _bad(peer, "proxy", "body", "must be base64") from None
-    except Invalid as exc:
-        raise _bad(peer, "proxy", exc.field or "answer", exc.message.partition(": ")[2]) from None
