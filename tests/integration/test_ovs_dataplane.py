@@ -16,6 +16,8 @@ import os
 import re
 import secrets
 import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -117,11 +119,10 @@ class Lab:
         return proc.returncode != 0
 
 
-@pytest.fixture(scope="module")
-def lab():
+def running(lab: Lab) -> Iterator[Lab]:
+    """A module's lab, up for its tests and down after them, even when one fails."""
     if os.geteuid() != 0:
         pytest.fail("integration tests need root (network namespaces); run them as root")
-    lab = Lab()
     try:
         lab.up()
         yield lab
@@ -129,24 +130,38 @@ def lab():
         lab.down()
 
 
-@pytest.fixture
-def drivers(lab):
-    """make(gw, tunnel_type) -> an OvsDataplane on that gateway's OVS; all cleaned up after."""
-    made: list[OvsDataplane] = []
+def cleaned(make: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """`make` for a test, every driver it made cleaned up and closed after the test."""
+    made: list[Any] = []
 
-    def make(gw: str, tunnel_type: str = "vxlan") -> OvsDataplane:
-        inst = lab.ovs[gw]
-        dp = OvsDataplane(PREFIX, inst.db, inst.rundir, tunnel_type=tunnel_type)
+    def tracked(*args: Any) -> Any:
+        dp = make(*args)
         made.append(dp)
         return dp
 
     try:
-        yield make
+        yield tracked
     finally:
         for dp in made:
             with contextlib.suppress(Exception):
                 dp.cleanup()
             dp.close()
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from running(Lab())
+
+
+@pytest.fixture
+def drivers(lab):
+    """make(gw, tunnel_type) -> an OvsDataplane on that gateway's OVS; all cleaned up after."""
+
+    def make(gw: str, tunnel_type: str = "vxlan") -> OvsDataplane:
+        inst = lab.ovs[gw]
+        return OvsDataplane(PREFIX, inst.db, inst.rundir, tunnel_type=tunnel_type)
+
+    yield from cleaned(make)
 
 
 def net(

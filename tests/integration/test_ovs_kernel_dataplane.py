@@ -9,7 +9,6 @@ runs it, with DIFFERENT local VLANs on each side. Network 1 spans A (origin), B 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -61,14 +60,7 @@ class Lab(base.Lab):
 
 @pytest.fixture(scope="module")
 def lab():
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root (network namespaces); run them as root")
-    lab = Lab()
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
+    yield from base.running(Lab())
 
 
 def make_driver(lab, gw: str) -> OvsKernelDataplane:
@@ -79,20 +71,7 @@ def make_driver(lab, gw: str) -> OvsKernelDataplane:
 
 @pytest.fixture
 def drivers(lab):
-    made: list[OvsKernelDataplane] = []
-
-    def make(gw: str) -> OvsKernelDataplane:
-        dp = make_driver(lab, gw)
-        made.append(dp)
-        return dp
-
-    try:
-        yield make
-    finally:
-        for dp in made:
-            with contextlib.suppress(Exception):
-                dp.cleanup()
-            dp.close()
+    yield from base.cleaned(lambda gw: make_driver(lab, gw))
 
 
 def three_gateways(drivers):
