@@ -58,13 +58,14 @@ class RecordingDataplane(FakeDataplane):
 
 
 LINE = re.compile(
-    r"link add name icv\d+( mtu \d+)? master icbe\d+ type vxlan id \d+ local 198\.18\.1\.2"
+    r"link add name icv\d+( mtu \d+)? master (icbe\d+|tn-net[12]) type vxlan id \d+"
+    r" local 198\.18\.1\.2"
     rf" remote ({re.escape(B_IP)}|{re.escape(C_IP)}) dstport 4789 learning df unset"
     r"|link add name icbe\d+( mtu \d+)? up type bridge stp_state 0 forward_delay 0"
     r"|link add name icpe\d+ master icbe\d+ type veth peer name icqe\d+"
     r"|link set icqe\d+ master tn-net[12]"
     r"|link set (icv\d+|icbe\d+|icpe\d+|icqe\d+|tn-net[12])"
-    r" (up|master icbe\d+|type bridge_slave isolated on)"
+    r" (up|master (icbe\d+|tn-net[12])|type bridge_slave isolated on)"
 )
 
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from intercloud.domain import naming
 from intercloud.domain import plan as planner
-from intercloud.domain.hoststate import HostState
 from intercloud.domain.owners import Kind, Owner
 from intercloud.reconciler.desired import DesiredResult, NetworkWant, build
 from intercloud.reconciler.parts import Parts, PassResult
@@ -70,13 +69,18 @@ def converge(parts: Parts, result: PassResult, wants: Wants) -> Built:
     return Built(desired, wants.networks, {_step_name(st) for st in remaining})
 
 
-def flush_network(parts: Parts, state: HostState, key: str) -> None:
+def flush_network(parts: Parts, desired: DesiredResult, key: str) -> None:
     """Forget the MACs learned by the ports of one network's bridge (`key`: its owner's key):
-    its tunnel ports and its local side (a VM that moved away was learned there)."""
-    bridge = naming.bridge(parts.cfg.dataplane.prefix, key)
+    its tunnel ports and its local side (a VM that moved away was learned there). On the
+    operator's own bridge the local side is all of its other ports: that bridge forgets
+    what it learned as a whole."""
+    state = desired.state
+    bridge = desired.masters.get(key) or naming.bridge(parts.cfg.dataplane.prefix, key)
     ports = [vx.name for vx in state.vxlans.values() if vx.master == bridge]
     ports += [p.name for p in state.patches.values() if p.master == bridge]
     ports += [a.interface for a in state.attachments.values() if a.master == bridge]
+    if bridge not in state.bridges and ports:
+        ports.append(bridge)
     for port in sorted(ports):
         parts.dataplane.flush_learned(port)
         log.info("dataplane: flush_learned %s", port)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from intercloud.domain import naming, relay
-from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
+from intercloud.domain.hoststate import Attachment, Bridge, HostState, Vxlan
 from intercloud.domain.owners import Owner
 
 # VM-facing MTU of the tunnel ports: VMs keep their default 1500 and the encapsulated packets
@@ -53,6 +53,8 @@ class DesiredResult:
     blocked: dict[Owner, str] = field(default_factory=dict)
     # owner -> interface names that must exist for it to be realized
     needs: dict[Owner, set[str]] = field(default_factory=dict)
+    # network key -> the bridge its tunnel ports join (ours, or the operator's own bridge)
+    masters: dict[str, str] = field(default_factory=dict)
 
 
 def build(
@@ -69,13 +71,13 @@ def build(
         ports = _buildable(net, links, result.blocked)
         if not ports:
             continue
-        bridge = naming.bridge(prefix, net.key)
-        needs = _local_side(prefix, net, bridge, kinds, result)
-        if needs is None:
+        joined = _local_side(prefix, net, kinds, result.state)
+        if joined is None:
             for t, _ in ports:
                 result.blocked[t.owner] = f"local interface {net.local_interface} does not exist"
             continue
-        result.state.add(Bridge(bridge))
+        bridge, needs = joined
+        result.masters[net.key] = bridge
         port_of: dict[str, str] = {}
         for t, link in ports:
             assert t.vni is not None
@@ -125,24 +127,21 @@ def _buildable(
 
 
 def _local_side(
-    prefix: str,
-    net: NetworkWant,
-    bridge: str,
-    kinds: Mapping[str, str | None],
-    result: DesiredResult,
-) -> set[str] | None:
-    """Join the network's local interface to its bridge; the interfaces its ports need (None:
-    the local interface does not exist)."""
-    needs = {bridge}
+    prefix: str, net: NetworkWant, kinds: Mapping[str, str | None], state: HostState
+) -> tuple[str, set[str]] | None:
+    """The bridge the network's tunnel ports join, and the interfaces they need (None: the
+    local interface does not exist). The operator's own bridge is joined directly: a bridge
+    of ours beside it would cost every frame a veth and a second bridge. Anything else joins
+    a bridge of ours."""
+    bridge = naming.bridge(prefix, net.key)
     if net.local_interface is None:
-        return needs
+        state.add(Bridge(bridge))
+        return bridge, {bridge}
     kind = kinds.get(net.local_interface)
     if kind is None:
         return None
     if kind == "bridge":
-        ours, theirs = naming.patch(prefix, net.key)
-        result.state.add(Patch(ours, theirs, bridge, net.local_interface))
-        needs |= {ours, theirs}
-    else:
-        result.state.add(Attachment(net.local_interface, bridge))
-    return needs
+        return net.local_interface, {net.local_interface}
+    state.add(Bridge(bridge))
+    state.add(Attachment(net.local_interface, bridge))
+    return bridge, {bridge}

@@ -47,7 +47,7 @@ def phase(
     on_new_paths(parts, memory, result, routed, built, down)
     while memory.flush_requests:
         key = owners.replica(memory.flush_requests.pop()).key
-        dataplane.flush_network(parts, built.desired.state, key)
+        dataplane.flush_network(parts, built.desired, key)
 
 
 def on_new_paths(
@@ -77,7 +77,7 @@ def on_new_paths(
         names = _on_changed_paths(before, now)
         names.discard(parts.me)
         memory.flush_pending[exp_id] = memory.flush_pending.get(exp_id, set()) | names
-        dataplane.flush_network(parts, built.desired.state, owners.expansion(exp_id).key)
+        dataplane.flush_network(parts, built.desired, owners.expansion(exp_id).key)
     for exp_id, names in list(memory.flush_pending.items()):
         reachable = names - set(down)
         if not reachable or members(

@@ -74,7 +74,7 @@ def phase(parts: Parts, memory: Memory, result: PassResult, built: Built) -> dic
         memory.moves.pop(gone, None)
     for exp_id in moved:
         key = owners.expansion(exp_id).key
-        dataplane.flush_network(parts, built.desired.state, key)
+        dataplane.flush_network(parts, built.desired, key)
         with parts.store.session() as s:
             exp = s.get(m.Expansion, exp_id)
             names = {t.peer.name for t in exp.targets} if exp is not None else set()

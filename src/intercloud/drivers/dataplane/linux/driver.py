@@ -248,8 +248,13 @@ class LinuxDataplane(Dataplane):
             nft.remove_mss_clamp(self.prefix, self.netns)
 
     def flush_learned(self, port: str) -> None:
+        """Forget the MACs learned on a bridge port; given a bridge, on all of its ports."""
         link = self._nl.link(port)
-        if link is not None and link.master:
+        if link is None:
+            return
+        if link.kind == "bridge":
+            self._set(link, "forget the learned MACs of", kind="bridge", br_fdb_flush=True)
+        elif link.master:
             self._set_port(link, flush=1)
 
     def observe_no_forward(self) -> set[tuple[str, str]]:
