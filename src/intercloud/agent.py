@@ -25,7 +25,7 @@ from intercloud.drivers.underlay import LinuxHost
 from intercloud.errors import IntercloudError
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
-from intercloud.reconciler import Reconciler
+from intercloud.reconciler import Reconciler, ha
 from intercloud.service import gauges
 from intercloud.service.diagnosis import Diagnoser
 from intercloud.store import Store, models
@@ -57,6 +57,9 @@ def build(cfg: config_mod.Config) -> AppContext:
         cfg, store, cloud, dataplane, federation, ipsec, metrics=metrics, probes=probes
     )
     probes.on_change = reconciler.trigger  # a tunnel went silent or answers again
+    role = ha.from_config(cfg, store, on_active=reconciler.trigger)  # None: HA off
+    if role is not None:
+        reconciler.may_write = role.active  # a standby gateway makes no writing pass
     return AppContext(
         cfg=cfg,
         store=store,
@@ -75,6 +78,7 @@ def build(cfg: config_mod.Config) -> AppContext:
             LinuxHost(reads_ports=cfg.dataplane.driver == "linux"),
             prober=probes,
         ),
+        ha=role,
     )
 
 
@@ -168,6 +172,8 @@ def run(config_path: str | Path) -> None:
     )
     metrics_server = _metrics_listener(cfg, ctx)
     ctx.probes.start()
+    if ctx.ha is not None:
+        ctx.ha.start()  # standby until it holds the lease
     ctx.reconciler.start()
     try:
         server.run()
@@ -177,6 +183,8 @@ def run(config_path: str | Path) -> None:
             metrics_server.server_close()
         # Leave the data plane as it is: a restart must not drop a packet.
         ctx.reconciler.stop()
+        if ctx.ha is not None:
+            ctx.ha.stop()  # steps down and hands the lease over at once
         ctx.probes.stop()
         ctx.dataplane.close()
         ctx.ipsec.close()

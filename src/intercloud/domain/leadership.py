@@ -173,6 +173,12 @@ class Leadership:
         self.renewed_at = None
         return Change(Role.STANDBY, token, reason)
 
+    def abandon(self) -> None:
+        """Back to standby without a claim (taking over failed on this host); the lease, still
+        ours in the store, expires for another gateway."""
+        self._step_down("abandoned")
+        self.token = None
+
     def resign(self) -> Change | None:
         """Stop being active on purpose (shutdown): the lease goes at once, if the store is
         reachable; else it expires."""

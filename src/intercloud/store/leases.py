@@ -116,6 +116,14 @@ class PostgresLeases:
             except Exception as exc:  # a dead connection may fail to close: it is gone anyway
                 log.debug("lease connection close: %s", type(exc).__name__)
 
+    def view(self) -> tuple[LeaseView, list[dict[str, Any]]]:
+        with self._lock:
+            try:
+                return lease_view(self._connection().execute, self.cloud)
+            except Exception:
+                self._drop()
+                raise
+
     def claim(self, gateway: str, token: int | None, timing: Timing) -> int | None:
         params = {
             "cloud": self.cloud,
@@ -133,38 +141,38 @@ class PostgresLeases:
     def release(self, gateway: str, token: int) -> None:
         self._run(_RELEASE, {"cloud": self.cloud, "me": gateway, "token": token})
 
-    def view(self) -> tuple[LeaseView, list[dict[str, Any]]]:
-        """The lease and every gateway seen (name, role, seconds since it last claimed)."""
-        lease = self._run(
-            text(
-                "SELECT holder, token, since, last_failover_ms, expires_at > now() "
-                "FROM gateway_leases WHERE cloud = :cloud"
-            ),
-            {"cloud": self.cloud},
-        ).first()
-        rows = self._run(
-            text(
-                "SELECT name, role, extract(epoch FROM now() - seen_at) FROM gateways "
-                "WHERE cloud = :cloud ORDER BY name"
-            ),
-            {"cloud": self.cloud},
-        ).all()
-        gateways = [{"name": r[0], "role": r[1], "seen_s_ago": round(float(r[2]), 1)} for r in rows]
-        if lease is None:
-            return LeaseView(None, 0), gateways
-        since = lease[2].isoformat() if lease[2] is not None else None
-        return (
-            LeaseView(
-                holder=lease[0] if lease[4] else None,
-                token=int(lease[1]),
-                since=since,
-                last_failover_at=since if lease[3] is not None else None,
-                last_failover_ms=lease[3],
-            ),
-            gateways,
-        )
-
     def close(self) -> None:
         with self._lock:
             self._drop()
         self._engine.dispose()
+
+
+def lease_view(execute: Any, cloud: str) -> tuple[LeaseView, list[dict[str, Any]]]:
+    """The lease and every gateway seen (name, role, seconds since it last claimed), read with
+    `execute` (a session's: status reads use the agent's pool, never the lease's connection)."""
+    lease = execute(
+        text(
+            "SELECT holder, token, since, last_failover_ms, expires_at > now() "
+            "FROM gateway_leases WHERE cloud = :cloud"
+        ),
+        {"cloud": cloud},
+    ).first()
+    rows = execute(
+        text(
+            "SELECT name, role, extract(epoch FROM now() - seen_at) FROM gateways "
+            "WHERE cloud = :cloud ORDER BY name"
+        ),
+        {"cloud": cloud},
+    ).all()
+    gateways = [{"name": r[0], "role": r[1], "seen_s_ago": round(float(r[2]), 1)} for r in rows]
+    if lease is None:
+        return LeaseView(None, 0), gateways
+    since = lease[2].isoformat() if lease[2] is not None else None
+    view = LeaseView(
+        holder=lease[0] if lease[4] else None,
+        token=int(lease[1]),
+        since=since,
+        last_failover_at=since if lease[3] is not None else None,
+        last_failover_ms=lease[3],
+    )
+    return view, gateways
