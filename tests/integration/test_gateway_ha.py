@@ -6,7 +6,9 @@ sample do two hold the address."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
 
 import pytest
@@ -57,6 +59,7 @@ def test_one_active_standby_refuses_writes_and_kill_9_fails_over(cloud):
     st1, st2 = c.status("gw1"), c.status("gw2")
     assert st1["ha"]["role"] == "active" and st2["ha"]["role"] == "standby"
     assert st1["ha"]["active"] == st2["ha"]["active"] == "gw1"
+    assert st1["reconciler"]["passes"] > 0 and st2["reconciler"]["passes"] == 0  # no writing
     assert {g["name"] for g in st2["ha"]["gateways"]} == {"gw1", "gw2"}
     # a write on the standby: 503 naming the active; on the active it goes through
     peer = {"name": "B", "federation_url": "https://198.18.200.99:8700", "key": "k" * 32}
@@ -78,6 +81,7 @@ def test_one_active_standby_refuses_writes_and_kill_9_fails_over(cloud):
     st2 = c.status("gw2")
     assert st2["ha"]["role"] == "active" and st2["ha"]["active"] == "gw2"
     assert st2["ha"]["token"] == 2 and st2["ha"]["last_failover"]["duration_ms"] > 0
+    wait_for(lambda: c.status("gw2")["reconciler"]["passes"] > 0, 5, 0.1, "gw2's first pass")
     assert "gateway gw2 of A: active (token 2" in c.log("gw2")
     time.sleep(0.5)
     never_two(c)
@@ -87,6 +91,11 @@ def test_one_active_standby_refuses_writes_and_kill_9_fails_over(cloud):
     time.sleep(2.0)
     assert role(c, "gw1") == "standby" and role(c, "gw2") == "active"
     assert c.holders() == {"gw2"}
+    # a graceful stop hands the lease over at once (no waiting for its expiry)
+    os.kill(c.pids["gw2"], signal.SIGTERM)
+    took = c.wait_holder("gw1")
+    print(f"SIGTERM of the active: gw1 holds the address after {took * 1000:.0f} ms")
+    time.sleep(0.3)
     never_two(c)
 
 
