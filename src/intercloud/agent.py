@@ -181,10 +181,10 @@ def run(config_path: str | Path) -> None:
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()
-        # Leave the data plane as it is: a restart must not drop a packet.
-        ctx.reconciler.stop()
         if ctx.ha is not None:
             ctx.ha.stop()  # steps down and hands the lease over at once
+        # Leave the data plane as it is: a restart must not drop a packet.
+        ctx.reconciler.stop()
         ctx.probes.stop()
         ctx.dataplane.close()
         ctx.ipsec.close()
