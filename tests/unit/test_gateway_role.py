@@ -15,6 +15,7 @@ from intercloud.cli import status as cli_status
 from intercloud.domain.leadership import Timing
 from intercloud.drivers.gateway.fake import FakeGateway
 from intercloud.drivers.gateway.linux import arp_announcement
+from intercloud.drivers.ipsec.noop import NoopIpsec
 from intercloud.reconciler.ha import GatewayRole
 from intercloud.store import Store
 from tests.waiting import wait_for
@@ -63,9 +64,28 @@ def store(tmp_path):
     s.dispose()
 
 
+class RecordingIpsec(NoopIpsec):
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def initiate_all(self) -> list[str]:
+        self.calls.append("initiate_all")
+        return ["link-B"]
+
+    def terminate_all(self) -> None:
+        self.calls.append("terminate_all")
+
+
 def _role(store, leases, driver, triggered):
     return GatewayRole(
-        "A", "gw1", TIMING, leases, driver, store, on_active=lambda: triggered.append(1)
+        "A",
+        "gw1",
+        TIMING,
+        leases,
+        driver,
+        store,
+        on_active=lambda: triggered.append(1),
+        ipsec=RecordingIpsec(driver.calls),
     )
 
 
@@ -75,10 +95,13 @@ def test_role_takes_over_steps_down_when_cut_and_hands_over_on_stop(store):
     role.start()
     try:
         wait_for(role.active, 3, 0.01, "gw1 active")
-        assert driver.holding and driver.calls == ["step_down", "take_over"] and triggered
+        assert driver.holding and triggered
+        # standby at start (SAs of an earlier run dropped); address first, then IKE
+        assert driver.calls == ["step_down", "terminate_all", "take_over", "initiate_all"]
         leases.cut = True
         cut_at = time.monotonic()
         wait_for(lambda: not driver.holding, 3, 0.01, "gw1 to step down")
+        assert driver.calls[-2:] == ["step_down", "terminate_all"]
         # the watchdog stepped down by the deadline, before the lease (ttl) could go
         assert time.monotonic() - cut_at < TIMING.ttl_s
         assert not role.active()
@@ -96,7 +119,8 @@ def test_a_failed_take_over_leaves_the_gateway_standby(store):
     try:
         wait_for(lambda: driver.calls.count("take_over") >= 1, 3, 0.01, "a take-over")
         time.sleep(0.1)
-        assert not role.active() and driver.calls[-1] == "step_down"
+        assert not role.active() and "initiate_all" not in driver.calls
+        assert driver.calls[-2:] == ["step_down", "terminate_all"]
     finally:
         role.stop()
 

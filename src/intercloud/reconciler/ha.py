@@ -19,6 +19,8 @@ from typing import Any
 from intercloud.config import Config
 from intercloud.domain.leadership import Change, Clock, Leadership, LeaseStore, Role, Timing
 from intercloud.drivers.gateway.base import GatewayDriver
+from intercloud.drivers.ipsec.base import Ipsec
+from intercloud.drivers.ipsec.noop import NO_IPSEC
 from intercloud.store import Store
 from intercloud.store.db import describe
 from intercloud.store.leases import lease_view
@@ -39,6 +41,7 @@ class GatewayRole:
         store: Store,
         *,
         on_active: Callable[[], None] = lambda: None,
+        ipsec: Ipsec = NO_IPSEC,
         clock: Clock = time.monotonic,
     ) -> None:
         self.cloud = cloud
@@ -46,6 +49,7 @@ class GatewayRole:
         self.driver = driver
         self.store = store
         self.on_active = on_active
+        self.ipsec = ipsec
         self.clock = clock
         self.since = datetime.now(UTC).isoformat()
         self.last_takeover_ms: float | None = None  # this gateway's own take-over actions
@@ -62,7 +66,7 @@ class GatewayRole:
 
     def start(self) -> None:
         with self._lock:
-            self.driver.step_down()  # whatever a previous run left: standby until elected
+            self._stand_down()  # whatever a previous run left: standby until elected
         for target, name in ((self._renew, "ha-renew"), (self._watch, "ha-watchdog")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -113,11 +117,12 @@ class GatewayRole:
                 # cannot hold the address: not active; the lease expires for another gateway
                 log.error("gateway %s: take-over failed (%s); standby", self.gateway, describe(exc))
                 self.leadership.abandon()
-                self.driver.step_down()
+                self._stand_down()
                 return
+            self._initiate()
             self.last_takeover_ms = round((self.clock() - started) * 1000, 1)
         else:
-            self.driver.step_down()
+            self._stand_down()
         self.since = datetime.now(UTC).isoformat()
         log.warning(
             "gateway %s of %s: %s (token %d, %s; %.0f ms)",
@@ -130,6 +135,25 @@ class GatewayRole:
         )
         if change.role is Role.ACTIVE:
             self.on_active()
+
+    def _stand_down(self) -> None:
+        """The address and tunnel ports first (that is what stops forwarding), then the SAs:
+        stale ones would keep a later take-over of this gateway from initiating."""
+        self.driver.step_down()
+        try:
+            self.ipsec.terminate_all()
+        except Exception as exc:  # charon away: its SAs cannot carry anything without the address
+            log.warning("gateway %s: terminating SAs failed: %s", self.gateway, describe(exc))
+
+    def _initiate(self) -> None:
+        """IKE with every peer at once: their SAs are with the gateway that was active."""
+        try:
+            names = self.ipsec.initiate_all()
+        except Exception as exc:  # the reconciler's pass tries again
+            log.warning("gateway %s: initiating IKE failed: %s", self.gateway, describe(exc))
+            return
+        if names:
+            log.info("gateway %s: initiated IKE: %s", self.gateway, ", ".join(sorted(names)))
 
     def status(self) -> dict[str, Any]:
         """`ha` of /v1/status: this gateway, its role, the cloud's active one and gateways."""
@@ -168,7 +192,9 @@ class GatewayRole:
             return None
 
 
-def from_config(cfg: Config, store: Store, on_active: Callable[[], None]) -> GatewayRole | None:
+def from_config(
+    cfg: Config, store: Store, ipsec: Ipsec, on_active: Callable[[], None]
+) -> GatewayRole | None:
     """The gateway role of an agent whose [ha] is enabled (None: HA off, the only gateway)."""
     if not cfg.ha.enabled:
         return None
@@ -184,4 +210,5 @@ def from_config(cfg: Config, store: Store, on_active: Callable[[], None]) -> Gat
         LinuxGateway(cfg.dataplane.prefix, cfg.ha.address, cfg.ha.interface),
         store,
         on_active=on_active,
+        ipsec=ipsec,
     )
