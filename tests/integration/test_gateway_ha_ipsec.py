@@ -9,16 +9,28 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import pytest
+
 from intercloud.drivers.ipsec.base import ConnectionSpec
 from tests.integration.namespaces import ip
-from tests.integration.test_ipsec_strongswan import PSK, env, ping, sh  # noqa: F401 - fixture
+from tests.integration.test_ipsec_strongswan import PSK, Env, ping, sh
 from tests.waiting import wait_for
 
 CLOUD = "198.18.210.1"
 PEER = "198.18.210.2"
 
 
-def _switch(env, roles):
+@pytest.fixture
+def charons(tmp_path, namespaces):
+    """Namespaces and charons (tests/integration/test_ipsec_strongswan.py's Env)."""
+    made = Env(tmp_path, namespaces)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+def _switch(env: Env, roles: list[tuple[str, str]]) -> dict[str, str]:
     sw = env.ns("hasw")
     ip("-n", sw, "link", "add", "br0", "type", "bridge")
     ip("-n", sw, "link", "set", "br0", "up")
@@ -42,7 +54,8 @@ def _hold(ns: str, hold: bool) -> None:
         ip("-n", ns, "addr", "del", f"{CLOUD}/32", "dev", "u0")
 
 
-def test_the_new_active_initiates_and_the_old_one_drops_its_sas(env):
+def test_the_new_active_initiates_and_the_old_one_drops_its_sas(charons):
+    env = charons
     ns = _switch(env, [("gw1", "198.18.210.11"), ("gw2", "198.18.210.12"), ("b", PEER)])
     drivers = {role: env.charon(ns[role])[1] for role in ns}
     spec_a = ConnectionSpec("link-B", CLOUD, PEER, "cloud-a", "cloud-b", PSK, initiator=False)
@@ -76,7 +89,8 @@ def test_the_new_active_initiates_and_the_old_one_drops_its_sas(env):
     wait_for(lambda: up("gw2"), 10, 0.02, "B's SA with gw2")
     took = time.monotonic() - started
     print(
-        f"\nfailover of a responder-only gateway: SAs up with the new active {took * 1000:.0f} ms after its initiate"
+        f"\nfailover of a responder-only gateway: SAs up with the new active "
+        f"{took * 1000:.0f} ms after its initiate"
     )
     assert ping(ns["b"], "10.77.0.1", count=3) == (3, 3)
     gw1 = drivers["gw1"].connections()
