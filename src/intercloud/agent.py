@@ -57,7 +57,9 @@ def build(cfg: config_mod.Config) -> AppContext:
         cfg, store, cloud, dataplane, federation, ipsec, metrics=metrics, probes=probes
     )
     probes.on_change = reconciler.trigger  # a tunnel went silent or answers again
-    role = ha.from_config(cfg, store, ipsec, on_active=reconciler.trigger)  # None: HA off
+    role = ha.from_config(  # None: HA off
+        cfg, store, ipsec, on_active=reconciler.trigger, passes=lambda: reconciler.stats.passes
+    )
     if role is not None:
         reconciler.may_write = role.active  # a standby gateway makes no writing pass
     return AppContext(

@@ -112,6 +112,29 @@ def test_role_takes_over_steps_down_when_cut_and_hands_over_on_stop(store):
     assert not driver.holding and leases.released == [("gw1", 1)] and leases.holder is None
 
 
+def test_a_new_active_initiates_again_after_its_first_pass(store):
+    leases, driver, passes = RealTimeLeases(), FakeGateway(), [0]
+    role = GatewayRole(
+        "A",
+        "gw1",
+        TIMING,
+        leases,
+        driver,
+        store,
+        ipsec=RecordingIpsec(driver.calls),
+        passes=lambda: passes[0],
+    )
+    role.start()
+    try:
+        wait_for(role.active, 3, 0.01, "gw1 active")
+        time.sleep(0.2)
+        assert driver.calls.count("initiate_all") == 1  # at take-over; the pass is to come
+        passes[0] += 1  # the first pass loaded the connections
+        wait_for(lambda: driver.calls.count("initiate_all") == 2, 3, 0.01, "a second initiate")
+    finally:
+        role.stop()
+
+
 def test_a_failed_take_over_leaves_the_gateway_standby(store):
     leases, driver = RealTimeLeases(), FailingGateway()
     role = _role(store, leases, driver, [])

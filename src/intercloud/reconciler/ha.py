@@ -28,6 +28,7 @@ from intercloud.store.leases import lease_view
 log = logging.getLogger("intercloud.ha")
 
 WATCH_EVERY = 0.02  # seconds between deadline checks (a fraction of any step-down time)
+AFTER_PASS_WAIT = 30.0  # how long a new active waits for its first pass to initiate IKE
 
 
 class GatewayRole:
@@ -42,6 +43,7 @@ class GatewayRole:
         *,
         on_active: Callable[[], None] = lambda: None,
         ipsec: Ipsec = NO_IPSEC,
+        passes: Callable[[], int] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.cloud = cloud
@@ -50,6 +52,7 @@ class GatewayRole:
         self.store = store
         self.on_active = on_active
         self.ipsec = ipsec
+        self.passes = passes  # the reconciler's count of writing passes
         self.clock = clock
         self.since = datetime.now(UTC).isoformat()
         self.last_takeover_ms: float | None = None  # this gateway's own take-over actions
@@ -134,7 +137,24 @@ class GatewayRole:
             (self.clock() - started) * 1000,
         )
         if change.role is Role.ACTIVE:
+            before = self.passes() if self.passes is not None else 0
             self.on_active()
+            if self.passes is not None:
+                threading.Thread(
+                    target=self._initiate_after_pass, args=(before,), name="ha-ike", daemon=True
+                ).start()
+
+    def _initiate_after_pass(self, before: int) -> None:
+        """A standby that was never active has no connection loaded (it makes no pass): the
+        first pass loads them, and a responder's are not initiated by it. Initiate them."""
+        assert self.passes is not None
+        deadline = self.clock() + AFTER_PASS_WAIT
+        while self.passes() <= before and self.clock() < deadline:
+            if self._stop.wait(0.05):
+                return
+        with self._lock:
+            if self.leadership.active:
+                self._initiate()
 
     def _stand_down(self) -> None:
         """The address and tunnel ports first (that is what stops forwarding), then the SAs:
@@ -193,7 +213,11 @@ class GatewayRole:
 
 
 def from_config(
-    cfg: Config, store: Store, ipsec: Ipsec, on_active: Callable[[], None]
+    cfg: Config,
+    store: Store,
+    ipsec: Ipsec,
+    on_active: Callable[[], None],
+    passes: Callable[[], int],
 ) -> GatewayRole | None:
     """The gateway role of an agent whose [ha] is enabled (None: HA off, the only gateway)."""
     if not cfg.ha.enabled:
@@ -211,4 +235,5 @@ def from_config(
         store,
         on_active=on_active,
         ipsec=ipsec,
+        passes=passes,
     )
