@@ -57,9 +57,10 @@ class LinuxGateway(GatewayDriver):
     def take_over(self) -> None:
         with self._lock:
             self._check_arp()
-            if self._fd is None:
-                self._fd = self._open_tun()
             with IPRoute() as ipr:
+                self._check_not_elsewhere(ipr)
+                if self._fd is None:
+                    self._fd = self._open_tun()
                 index = self._index(ipr, self.device)
                 ipr.link("set", index=index, state="up")
                 with contextlib.suppress(NetlinkError):  # EEXIST: held already
@@ -95,17 +96,30 @@ class LinuxGateway(GatewayDriver):
         return fd
 
     def _check_arp(self) -> None:
-        path = f"/proc/sys/net/ipv4/conf/{self.interface}/arp_ignore"
-        try:
-            with open(path) as f:
-                value = f.read().strip()
-        except OSError as exc:
-            raise DriverError(f"gateway: no underlay interface {self.interface}") from exc
-        if value != "0":
+        values = []
+        for conf in ("all", self.interface):  # the kernel applies the larger of the two
+            try:
+                with open(f"/proc/sys/net/ipv4/conf/{conf}/arp_ignore") as f:
+                    values.append(int(f.read().strip()))
+            except (OSError, ValueError) as exc:
+                raise DriverError(f"gateway: no underlay interface {self.interface}") from exc
+        value = max(values)
+        if value != 0:
             raise DriverError(
                 f"gateway: {self.interface} has arp_ignore {value}: it would not answer ARP for "
                 f"the cloud's address (sysctl net.ipv4.conf.{self.interface}.arp_ignore=0)"
             )
+
+    def _check_not_elsewhere(self, ipr: Any) -> None:
+        """The address configured by hand (on any other interface) would stay when this
+        gateway steps down or dies: refused, so that the fence holds."""
+        index = ipr.link_lookup(ifname=self.device)
+        for a in ipr.get_addr(family=socket.AF_INET, address=str(self.address)):
+            if not index or a["index"] != index[0]:
+                raise DriverError(
+                    f"gateway: the cloud's address {self.address} is configured on this host "
+                    "outside the agent; remove it (the active gateway holds it itself)"
+                )
 
     def _index(self, ipr: Any, name: str) -> int:
         found = ipr.link_lookup(ifname=name)
