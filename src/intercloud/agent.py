@@ -7,7 +7,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -129,6 +131,26 @@ def _metrics_listener(cfg: config_mod.Config, ctx: AppContext) -> Any:
     return server
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling `first` when told to stop (SIGTERM, SIGINT): a gateway (HA)
+    steps down and hands its lease over at once, not after the server's shutdown (up to
+    SHUTDOWN_GRACE), and not never: uvicorn raises the signal again once stopped, which ends
+    the process before run()'s cleanup."""
+
+    def __init__(self, first: Callable[[], None], config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._first = first
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            # a thread of its own: this handler runs on the event loop's thread, where
+            # pyroute2's netlink sockets cannot open (the loop is uvloop's)
+            first = threading.Thread(target=self._first, name="before-exit")
+            first.start()
+            first.join(timeout=10)
+        super().handle_exit(sig, frame)
+
+
 def run(config_path: str | Path) -> None:
     cfg = config_mod.load(config_path)
     logging.basicConfig(level=cfg.agent.log_level.upper(), format=LOG_FORMAT, force=True)
@@ -148,7 +170,8 @@ def run(config_path: str | Path) -> None:
     ssl_options: dict[str, Any] = {}
     if server_tls is not None:  # uvicorn serves this very context: SIGHUP reloads it in place
         ssl_options["ssl_context_factory"] = lambda *_: server_tls.context
-    server = uvicorn.Server(
+    server = _Server(
+        ctx.ha.stop if ctx.ha is not None else lambda: None,
         uvicorn.Config(
             app,
             host=cfg.agent.listen,
@@ -161,7 +184,7 @@ def run(config_path: str | Path) -> None:
             # measured > 10 s; stop waiting for open connections after this.
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
             **ssl_options,
-        )
+        ),
     )
     log.info(
         "agent %s: listening on %s://%s:%d, database %s, dataplane %s",

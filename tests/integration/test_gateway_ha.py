@@ -95,6 +95,8 @@ def test_one_active_standby_refuses_writes_and_kill_9_fails_over(cloud):
     os.kill(c.pids["gw2"], signal.SIGTERM)
     took = c.wait_holder("gw1")
     print(f"SIGTERM of the active: gw1 holds the address after {took * 1000:.0f} ms")
+    assert "gateway gw2 of A: standby (token 2, shutting down" in c.log("gw2")  # released
+    assert all("Traceback" not in c.log(gw) for gw in ha_cloud.GATEWAYS)
     time.sleep(0.3)
     never_two(c)
 
@@ -121,3 +123,4 @@ def test_database_cut_steps_down_before_the_other_takes_over(cloud):
     assert role(c, "gw1") == "standby" and role(c, "gw2") == "active"
     assert c.holders() == {"gw2"}
     never_two(c)
+    assert all("Traceback" not in c.log(gw) for gw in ha_cloud.GATEWAYS)

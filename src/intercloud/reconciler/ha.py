@@ -159,7 +159,10 @@ class GatewayRole:
     def _stand_down(self) -> None:
         """The address and tunnel ports first (that is what stops forwarding), then the SAs:
         stale ones would keep a later take-over of this gateway from initiating."""
-        self.driver.step_down()
+        try:
+            self.driver.step_down()
+        except Exception as exc:  # the address goes first (a file closed); say what failed after
+            log.error("gateway %s: step-down: %s", self.gateway, describe(exc))
         try:
             self.ipsec.terminate_all()
         except Exception as exc:  # charon away: its SAs cannot carry anything without the address
