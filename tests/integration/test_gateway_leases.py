@@ -14,7 +14,9 @@ from intercloud.domain.leadership import Timing
 from intercloud.store import Store
 from intercloud.store.leases import PostgresLeases
 
-TIMING = Timing(ttl_s=1.0, renew_s=0.2, step_down_s=0.6)
+# Long enough that a loaded machine's latencies (a claim, a sleep overrunning) stay well inside
+# every window these tests check: orphan_s 3.0, ttl 4.0.
+TIMING = Timing(ttl_s=4.0, renew_s=0.2, step_down_s=2.0)
 
 
 @pytest.fixture
@@ -52,28 +54,30 @@ def test_claim_renew_expire_and_take_over(leases):
     assert a.claim("gw-a", 1, TIMING) is None  # the old term does not come back
     view, gateways = b.view()
     assert view.holder == "gw-b" and view.token == 2
-    assert view.last_failover_ms is not None and view.last_failover_ms >= 1000
+    assert view.last_failover_ms is not None and view.last_failover_ms >= TIMING.ttl_s * 1000
     assert [(g["name"], g["role"]) for g in gateways] == [("gw-a", "standby"), ("gw-b", "active")]
 
 
 def test_a_gone_session_is_taken_over_after_orphan_s_not_at_once(leases, postgres_url):
     a, b = leases("gw-a"), leases("gw-b")
+    sent = time.monotonic()  # the database stamps renewed_at after this ...
     assert a.claim("gw-a", None, TIMING) == 1
-    renewed = time.monotonic()
+    renewed = time.monotonic()  # ... and before this
     _terminate(postgres_url, "gw-a")
     time.sleep(0.1)  # the backend exits
     assert b.claim("gw-b", None, TIMING) is None  # A could still be forwarding
     time.sleep(max(0.0, renewed + TIMING.orphan_s + 0.05 - time.monotonic()))
     assert b.claim("gw-b", None, TIMING) == 2
-    assert time.monotonic() - renewed < TIMING.ttl_s  # before the lease's expiry
+    assert time.monotonic() - sent < TIMING.ttl_s  # before the lease's expiry
 
 
 def test_a_live_session_is_not_taken_over_before_expiry(leases):
     a, b = leases("gw-a"), leases("gw-b")
     assert a.claim("gw-a", None, TIMING) == 1
+    renewed = time.monotonic()
     time.sleep(TIMING.orphan_s + 0.05)
     assert b.claim("gw-b", None, TIMING) is None  # A's session lives: only expiry counts
-    time.sleep(TIMING.ttl_s - TIMING.orphan_s)
+    time.sleep(max(0.0, renewed + TIMING.ttl_s + 0.05 - time.monotonic()))
     assert b.claim("gw-b", None, TIMING) == 2
 
 
