@@ -7,7 +7,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -25,7 +27,7 @@ from intercloud.drivers.underlay import LinuxHost
 from intercloud.errors import IntercloudError
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
-from intercloud.reconciler import Reconciler
+from intercloud.reconciler import Reconciler, ha
 from intercloud.service import gauges
 from intercloud.service.diagnosis import Diagnoser
 from intercloud.store import Store, models
@@ -57,6 +59,11 @@ def build(cfg: config_mod.Config) -> AppContext:
         cfg, store, cloud, dataplane, federation, ipsec, metrics=metrics, probes=probes
     )
     probes.on_change = reconciler.trigger  # a tunnel went silent or answers again
+    role = ha.from_config(  # None: HA off
+        cfg, store, ipsec, on_active=reconciler.trigger, passes=lambda: reconciler.stats.passes
+    )
+    if role is not None:
+        reconciler.may_write = role.active  # a standby gateway makes no writing pass
     return AppContext(
         cfg=cfg,
         store=store,
@@ -75,6 +82,7 @@ def build(cfg: config_mod.Config) -> AppContext:
             LinuxHost(reads_ports=cfg.dataplane.driver == "linux"),
             prober=probes,
         ),
+        ha=role,
     )
 
 
@@ -123,6 +131,26 @@ def _metrics_listener(cfg: config_mod.Config, ctx: AppContext) -> Any:
     return server
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling `first` when told to stop (SIGTERM, SIGINT): a gateway (HA)
+    steps down and hands its lease over at once, not after the server's shutdown (up to
+    SHUTDOWN_GRACE), and not never: uvicorn raises the signal again once stopped, which ends
+    the process before run()'s cleanup."""
+
+    def __init__(self, first: Callable[[], None], config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._first = first
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            # a thread of its own: this handler runs on the event loop's thread, where
+            # pyroute2's netlink sockets cannot open (the loop is uvloop's)
+            first = threading.Thread(target=self._first, name="before-exit")
+            first.start()
+            first.join(timeout=10)
+        super().handle_exit(sig, frame)
+
+
 def run(config_path: str | Path) -> None:
     cfg = config_mod.load(config_path)
     logging.basicConfig(level=cfg.agent.log_level.upper(), format=LOG_FORMAT, force=True)
@@ -142,7 +170,8 @@ def run(config_path: str | Path) -> None:
     ssl_options: dict[str, Any] = {}
     if server_tls is not None:  # uvicorn serves this very context: SIGHUP reloads it in place
         ssl_options["ssl_context_factory"] = lambda *_: server_tls.context
-    server = uvicorn.Server(
+    server = _Server(
+        ctx.ha.stop if ctx.ha is not None else lambda: None,
         uvicorn.Config(
             app,
             host=cfg.agent.listen,
@@ -155,7 +184,7 @@ def run(config_path: str | Path) -> None:
             # measured > 10 s; stop waiting for open connections after this.
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
             **ssl_options,
-        )
+        ),
     )
     log.info(
         "agent %s: listening on %s://%s:%d, database %s, dataplane %s",
@@ -168,6 +197,8 @@ def run(config_path: str | Path) -> None:
     )
     metrics_server = _metrics_listener(cfg, ctx)
     ctx.probes.start()
+    if ctx.ha is not None:
+        ctx.ha.start()  # standby until it holds the lease
     ctx.reconciler.start()
     try:
         server.run()
@@ -175,6 +206,8 @@ def run(config_path: str | Path) -> None:
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()
+        if ctx.ha is not None:
+            ctx.ha.stop()  # steps down and hands the lease over at once
         # Leave the data plane as it is: a restart must not drop a packet.
         ctx.reconciler.stop()
         ctx.probes.stop()

@@ -36,6 +36,12 @@ driver = "standalone"          # standalone | openstack
 [proxy]                        # tenants' OpenStack calls into peers (docs/openstack.md)
 rate = 10.0                    # per project: calls per second, `burst` at once
 
+# [ha]                         # several gateways per cloud, one active (docs/ha.md)
+# enabled = true
+# gateway = "gw1"              # this gateway's name
+# address = "198.18.0.1/24"    # the cloud's underlay address, held by the active gateway
+# interface = "eth1"           # the underlay interface that address is reached through
+
 [[projects]]                   # standalone mode: the local projects and their tokens
 name = "p1"
 token = "..."
@@ -56,7 +62,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from intercloud.domain import naming, validation
+from intercloud.domain import ha_settings, naming, validation
+from intercloud.domain.ha_settings import HaSection
 from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
 from intercloud.drivers import ipsec as ipsec_drivers
@@ -162,6 +169,7 @@ class Config:
     ipsec: IpsecSection = field(default_factory=IpsecSection)
     cloud: CloudSection = field(default_factory=CloudSection)
     proxy: ProxySection = field(default_factory=ProxySection)
+    ha: HaSection = field(default_factory=HaSection)
     projects: list[ProjectDef] = field(default_factory=list)
     networks: list[NetworkDef] = field(default_factory=list)
 
@@ -224,7 +232,7 @@ def _items(cls: type, section: str, data: Any) -> list[Any]:
 def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ) if env is None else env
     for key in data:
-        if key not in ("agent", "dataplane", "ipsec", "cloud", "proxy", "projects", "networks"):
+        if key not in {f.name for f in fields(Config)}:
             raise Invalid(f"config: unknown section [{key}]", field=key)
     cfg = Config(
         agent=_section(AgentSection, "agent", data.get("agent", {}), env),
@@ -232,6 +240,7 @@ def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
         ipsec=_section(IpsecSection, "ipsec", data.get("ipsec", {}), env),
         cloud=_section(CloudSection, "cloud", data.get("cloud", {}), env),
         proxy=_section(ProxySection, "proxy", data.get("proxy", {}), env),
+        ha=_section(HaSection, "ha", data.get("ha", {}), env),
         projects=_items(ProjectDef, "projects", data.get("projects", [])),
         networks=_items(NetworkDef, "networks", data.get("networks", [])),
     )
@@ -259,6 +268,7 @@ def validate(cfg: Config) -> None:
                     field=f"cloud.{key}",
                 )
     _validate_proxy(cfg.proxy)
+    ha_settings.validate(cfg.ha, cfg.agent.database)
     validation.vni(cfg.dataplane.vni_min, "dataplane.vni_min")
     validation.vni(cfg.dataplane.vni_max, "dataplane.vni_max")
     if cfg.dataplane.vni_min > cfg.dataplane.vni_max:

@@ -263,6 +263,7 @@ def status(request: Request) -> dict[str, Any]:
         ),
         "links": links,
         "replicas": reps,
+        "ha": c.ha.status() if c.ha is not None else None,  # gateway HA (docs/ha.md)
         "counts": {
             "peers": peers,
             "links": len(links),

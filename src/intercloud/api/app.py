@@ -23,6 +23,7 @@ from intercloud.api.context import AppContext
 from intercloud.api.limits import BodyLimit
 from intercloud.api.reads import ReadCache
 from intercloud.api.request_metrics import RequestMetrics
+from intercloud.api.standby import StandbyRefusesWrites
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -45,6 +46,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(diagnosis.router)
     app.include_router(scrape.router)
     app.add_middleware(AnswerSigning, agent_name=ctx.cfg.agent.name)
+    app.add_middleware(StandbyRefusesWrites, ha=ctx.ha)  # a standby gateway serves reads only
     app.add_middleware(BodyLimit)  # before anything reads a body
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)  # outermost: every answer timed
     openapi.install(app)

@@ -53,6 +53,24 @@ class RunningReconciler(ReconcilerHandle, Protocol):
     def stop(self) -> None: ...
 
 
+class HaHandle(Protocol):
+    """Gateway HA (reconciler/ha.py): this gateway's role and the cloud's active gateway."""
+
+    @property
+    def gateway(self) -> str: ...
+
+    def active(self) -> bool: ...
+
+    def holder(self) -> str | None:
+        """The active gateway's name as the database says (None: none or unknown)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Caller(Protocol):
     """Who called the admin or user API (the cloud driver's Principal)."""
 
@@ -160,6 +178,7 @@ class AppContext:
     federation: Federation | None = None
     probes: ProbeHandle = field(default_factory=NoProbes)  # the tunnel prober
     diagnoser: Diagnoser | None = None  # `intercloud diagnose` (None: not wired, a 503)
+    ha: HaHandle | None = None  # gateway HA ([ha] enabled); None: the only gateway
 
     @property
     def encrypts(self) -> bool:

@@ -67,3 +67,27 @@ def _print_status(st: dict[str, Any], replicas: list[dict[str, Any]]) -> None:
         empty=off or "no tunnel ports",
     )
     output.print_table(replicas, tables.REPLICA_COLUMNS, title="Replicas", empty="no replicas")
+    if st.get("ha"):
+        _print_ha(st["ha"])
+
+
+def _print_ha(ha: dict[str, Any]) -> None:
+    """Gateway HA: this gateway's role, the cloud's active gateway, the last failover."""
+    last = ha.get("last_failover") or {}
+    output.print_object(
+        {
+            "gateway": ha.get("gateway"),
+            "role": ha.get("role"),
+            "since": ha.get("since"),
+            "active": ha.get("active") or "-",
+            "last failover": f"{last.get('at')} ({last.get('duration_ms')} ms)" if last else "-",
+            "database": ha.get("database"),
+        },
+        title="High availability",
+    )
+    output.print_table(
+        ha.get("gateways") or [],
+        [("GATEWAY", "name"), ("ROLE", "role"), ("SEEN (s ago)", "seen_s_ago")],
+        title="Gateways",
+        empty="no gateway seen",
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -90,6 +91,8 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # gateway HA (reconciler/ha.py): a standby gateway makes no writing pass
+        self.may_write: Callable[[], bool] = lambda: True
 
     @property
     def ipsec_backend(self) -> str | None:
@@ -131,6 +134,8 @@ class Reconciler:
 
     def reconcile_once(self) -> PassResult:
         with self._lock:
+            if not self.may_write():
+                return PassResult()  # a standby: the active's passes do the work
             started, timer = self.clock(), time.perf_counter()
             result = PassResult()
             failed = 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event, inspect, make_url
+from sqlalchemy import create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
@@ -29,6 +29,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # it (WAL lets them read meanwhile). Past WRITER_WAIT a writer goes on and SQLite decides, as
 # before (its busy_timeout is the same 5 s).
 WRITER_WAIT = 5.0
+MIGRATION_LOCK = 0x1C_0001  # the advisory lock key schema migrations take on PostgreSQL
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # DB-API callback
@@ -169,6 +170,9 @@ class Store:
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # gateways of one cloud start together on one database: one migrates at a time
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
 

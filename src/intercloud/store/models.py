@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -238,3 +239,28 @@ class Nonce(Base):
     peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GatewayLease(Base):
+    """Gateway HA (store/leases.py): one row per cloud, who is active. Times are the
+    database's clock; `holder_pid` is the holder's database session (pg_backend_pid)."""
+
+    __tablename__ = "gateway_leases"
+    cloud: Mapped[str] = mapped_column(String(63), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    token: Mapped[int] = mapped_column(BigInteger, default=0)
+    holder_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    renewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_failover_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class GatewaySeen(Base):
+    """Every gateway of a cloud and its role as it last said (for status)."""
+
+    __tablename__ = "gateways"
+    cloud: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    role: Mapped[str] = mapped_column(String(8))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

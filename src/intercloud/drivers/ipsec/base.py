@@ -96,6 +96,15 @@ class Ipsec(ABC):
     def connections(self) -> dict[str, ConnectionStatus]:
         """Status of every connection this agent loaded (by name)."""
 
+    def initiate_all(self) -> list[str]:
+        """Initiate every loaded connection without an SA now, whichever side usually
+        initiates (a gateway taking over: the peers hold SAs with the old one). Does not wait
+        for the exchange. The names initiated; no connection, no work."""
+        return []
+
+    def terminate_all(self) -> None:  # noqa: B027 - optional hook
+        """Drop every SA at once, keeping the connections loaded (a gateway stepping down)."""
+
     def ensure_steering(self) -> bool:
         """Route the tunnel traffic into this driver's lanes (lanes.py); True if anything was
         changed. One charon: nothing to do."""

@@ -155,6 +155,19 @@ class StrongswanIpsec(Ipsec):
         with contextlib.suppress(DriverError):  # "no matching SAs": already gone
             self._call(f"terminate {name}", lambda s: list(s.terminate(request)))
 
+    def initiate_all(self) -> list[str]:
+        with self._lock:
+            names = [name for name in self._conns() if self._needs_initiate(name)]
+            for name in names:
+                self._call(f"initiate {name}", _initiating(name))
+        return names
+
+    def terminate_all(self) -> None:
+        with self._lock:
+            for name in {n for n, _ in self._sas()}:
+                with contextlib.suppress(DriverError):  # gone meanwhile
+                    self._call(f"terminate {name}", _terminating(name))
+
     def remove_connection(self, name: str) -> bool:
         with self._lock:
             conns, keys = self._conns(), self._shared_ids()
@@ -197,6 +210,18 @@ class StrongswanIpsec(Ipsec):
             self._events = None
         with self._lock:
             self._drop_session()
+
+
+def _initiating(name: str) -> Callable[[Session], list]:
+    """A VICI initiate of `name` that does not wait for the exchange."""
+    request = {"child": name, "ike": name, "timeout": "-1", "init-limits": "no"}
+    return lambda s: list(s.initiate(request))
+
+
+def _terminating(name: str) -> Callable[[Session], list]:
+    """A VICI terminate of every SA of `name`, at once (no DELETE exchange waited for)."""
+    request = {"ike": name, "force": "yes", "timeout": "-1"}
+    return lambda s: list(s.terminate(request))
 
 
 def _child(c: dict) -> ChildStatus:

@@ -1,0 +1,7 @@
+"""Gateway role drivers (gateway HA, docs/ha.md): what taking over and stepping down do on the
+host. `linux` (the cloud's address on a device the agent's process owns, gratuitous ARP, tunnel
+ports up/down) and `fake` (in memory, for tests)."""
+
+from intercloud.drivers.gateway.base import GatewayDriver
+
+__all__ = ["GatewayDriver"]

@@ -1,0 +1,164 @@
+"""The gateway role on Linux.
+
+The cloud's address lives on a TUN device that only this process holds open (`<prefix>ha`, no
+`persist`): the kernel deletes the device, and the address with it, the moment the agent's
+process ends however it ends (kill -9, a crash, the OOM killer). A dead agent therefore never
+leaves the address behind on a host that still forwards. The address is a /32 there (no route
+to the underlay's subnet through the TUN); the host answers ARP for it on the underlay
+interface as for any local address (arp_ignore 0, checked at take-over). Tunnel ports use the
+address as their source: without it they cannot send, and nothing reaches them."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from intercloud.drivers.gateway.base import GatewayDriver
+from intercloud.errors import DriverError
+
+log = logging.getLogger("intercloud.gateway")
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+ETH_P_ARP = 0x0806
+# a neighbour ignores a second gratuitous ARP within its locktime (1 s by default): repeat
+# once right away (a lost frame) and once after that
+GARP_AT = (0.0, 0.2, 1.2)
+
+
+def arp_announcement(mac: bytes, ip: bytes) -> bytes:
+    """A gratuitous ARP request: who-has `ip` tell `ip`, from `mac`, to everyone."""
+    ether = b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + ip + b"\x00" * 6 + ip
+    return ether + arp
+
+
+class LinuxGateway(GatewayDriver):
+    def __init__(self, prefix: str, address: str, interface: str) -> None:
+        self.device = f"{prefix}ha"
+        self.ports_prefix = f"{prefix}v"  # naming.vxlan: our tunnel ports
+        self.address = ipaddress.IPv4Interface(address).ip
+        self.interface = interface
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def take_over(self) -> None:
+        with self._lock:
+            self._check_arp()
+            with IPRoute() as ipr:
+                self._check_not_elsewhere(ipr)
+                if self._fd is None:
+                    self._fd = self._open_tun()
+                index = self._index(ipr, self.device)
+                ipr.link("set", index=index, state="up")
+                with contextlib.suppress(NetlinkError):  # EEXIST: held already
+                    ipr.addr("add", index=index, address=str(self.address), prefixlen=32)
+                self._ports(ipr, "up")
+                mac = self._mac(ipr)
+        threading.Thread(target=self._announce, args=(mac,), name="garp", daemon=True).start()
+
+    def step_down(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)  # the device and its address go with the last open file
+            with IPRoute() as ipr:
+                self._ports(ipr, "down")
+
+    def holds_address(self) -> bool:
+        with IPRoute() as ipr:
+            return any(a.get("address") == str(self.address) for a in self._addresses(ipr))
+
+    def close(self) -> None:
+        self.step_down()
+
+    def _open_tun(self) -> int:
+        fd = os.open("/dev/net/tun", os.O_RDWR)  # not inherited by children (PEP 446)
+        try:
+            fcntl.ioctl(
+                fd, TUNSETIFF, struct.pack("16sH", self.device.encode(), IFF_TUN | IFF_NO_PI)
+            )
+        except OSError as exc:
+            os.close(fd)
+            raise DriverError(f"gateway: cannot make {self.device}: {exc.strerror}") from exc
+        return fd
+
+    def _check_arp(self) -> None:
+        values = []
+        for conf in ("all", self.interface):  # the kernel applies the larger of the two
+            try:
+                with open(f"/proc/sys/net/ipv4/conf/{conf}/arp_ignore") as f:
+                    values.append(int(f.read().strip()))
+            except (OSError, ValueError) as exc:
+                raise DriverError(f"gateway: no underlay interface {self.interface}") from exc
+        value = max(values)
+        if value != 0:
+            raise DriverError(
+                f"gateway: {self.interface} has arp_ignore {value}: it would not answer ARP for "
+                f"the cloud's address (sysctl net.ipv4.conf.{self.interface}.arp_ignore=0)"
+            )
+
+    def _check_not_elsewhere(self, ipr: Any) -> None:
+        """The address configured by hand (on any other interface) would stay when this
+        gateway steps down or dies: refused, so that the fence holds."""
+        index = ipr.link_lookup(ifname=self.device)
+        for a in ipr.get_addr(family=socket.AF_INET, address=str(self.address)):
+            if not index or a["index"] != index[0]:
+                raise DriverError(
+                    f"gateway: the cloud's address {self.address} is configured on this host "
+                    "outside the agent; remove it (the active gateway holds it itself)"
+                )
+
+    def _index(self, ipr: Any, name: str) -> int:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            raise DriverError(f"gateway: no interface {name}")
+        return int(found[0])
+
+    def _mac(self, ipr: Any) -> bytes:
+        link = ipr.get_links(self._index(ipr, self.interface))[0]
+        return bytes.fromhex(link.get_attr("IFLA_ADDRESS").replace(":", ""))
+
+    def _ports(self, ipr: Any, state: str) -> None:
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME") or ""
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+            if kind == "vxlan" and name.startswith(self.ports_prefix):
+                with contextlib.suppress(NetlinkError):  # gone meanwhile
+                    ipr.link("set", index=link["index"], state=state)
+
+    def _addresses(self, ipr: Any) -> list[dict[str, str]]:
+        return [
+            {"address": a.get_attr("IFA_ADDRESS"), "label": a.get_attr("IFA_LABEL")}
+            for a in ipr.get_addr(family=socket.AF_INET)
+        ]
+
+    def _announce(self, mac: bytes) -> None:
+        frame = arp_announcement(mac, self.address.packed)
+        started = time.monotonic()
+        for at in GARP_AT:
+            delay = started + at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if self._fd is None:
+                return  # stepped down meanwhile
+            try:
+                with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+                    s.bind((self.interface, 0))
+                    s.send(frame)
+            except OSError as exc:
+                log.warning("gateway: gratuitous ARP on %s failed: %s", self.interface, exc)
+                return

@@ -1,0 +1,178 @@
+"""The gateway lease on PostgreSQL (domain/leadership.py says the rules). One row per cloud
+in `gateway_leases`; every claim is one atomic UPDATE judged by the database's clock, on a
+connection of its own (never the agent's pool: a pool busy with slow requests must not delay
+a renewal), with a short TCP timeout so a cut link fails the call instead of hanging it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from intercloud.domain.leadership import LeaseView, Timing
+from intercloud.errors import Invalid
+
+log = logging.getLogger("intercloud.leases")
+
+# Renewal by the holder (same gateway, same token) keeps token and `since`; anything else is
+# a takeover: a new token, and the failover's duration is the time since the old holder's
+# last renewal. A takeover needs the lease expired, released, or its holder's session gone
+# for `orphan` seconds after its last renewal (see Timing.orphan_s for why not at once).
+_CLAIM = text(
+    """
+    UPDATE gateway_leases SET
+      token = CASE WHEN holder = :me AND token = :token THEN token ELSE token + 1 END,
+      since = CASE WHEN holder = :me AND token = :token THEN since ELSE now() END,
+      last_failover_ms = CASE
+        WHEN holder = :me AND token = :token THEN last_failover_ms
+        WHEN renewed_at IS NULL THEN NULL
+        ELSE round(extract(epoch FROM now() - renewed_at) * 1000)::integer END,
+      holder = :me,
+      holder_pid = pg_backend_pid(),
+      renewed_at = now(),
+      expires_at = now() + make_interval(secs => :ttl)
+    WHERE cloud = :cloud AND (
+      (holder = :me AND token = :token)
+      OR holder IS NULL
+      OR expires_at <= now()
+      OR (now() >= renewed_at + make_interval(secs => :orphan)
+          AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                          WHERE a.pid = gateway_leases.holder_pid)))
+    RETURNING token
+    """
+)
+_RELEASE = text(
+    """
+    UPDATE gateway_leases SET holder = NULL, holder_pid = NULL, expires_at = now(),
+      renewed_at = now()
+    WHERE cloud = :cloud AND holder = :me AND token = :token
+    """
+)
+_SEEN = text(
+    """
+    INSERT INTO gateways (cloud, name, role, seen_at) VALUES (:cloud, :me, :role, now())
+    ON CONFLICT (cloud, name) DO UPDATE SET role = excluded.role, seen_at = excluded.seen_at
+    """
+)
+_ROW = text("INSERT INTO gateway_leases (cloud, token) VALUES (:cloud, 0) ON CONFLICT DO NOTHING")
+
+
+class PostgresLeases:
+    """LeaseStore of domain/leadership.py for cloud `cloud`."""
+
+    def __init__(self, url: str, cloud: str, gateway: str, timing: Timing) -> None:
+        if not url.startswith("postgresql"):  # config.py says so to the operator first
+            raise Invalid("gateway leases need PostgreSQL", field="agent.database")
+        self.cloud = cloud
+        self.gateway = gateway
+        self.timing = timing
+        timeout_s = max(2, math.ceil(timing.ttl_s))
+        self._engine = create_engine(
+            url,
+            poolclass=NullPool,
+            hide_parameters=True,
+            connect_args={
+                "connect_timeout": timeout_s,
+                # unacknowledged data for this long closes the connection: a cut link fails
+                # the call in about the lease's time, not after TCP's minutes of retries
+                "tcp_user_timeout": int(timing.ttl_s * 1000),
+                "keepalives": 1,
+                "keepalives_idle": timeout_s,
+                "keepalives_interval": 1,
+                "keepalives_count": 2,
+                "application_name": f"intercloud-ha-{gateway}"[:63],
+            },
+        )
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            conn = self._engine.connect()
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(_ROW, {"cloud": self.cloud})
+            self._conn = conn
+        return self._conn
+
+    def _run(self, statement: Any, params: dict[str, Any]) -> Any:
+        with self._lock:
+            try:
+                return self._connection().execute(statement, params)
+            except Exception:
+                self._drop()
+                raise
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception as exc:  # a dead connection may fail to close: it is gone anyway
+                log.debug("lease connection close: %s", type(exc).__name__)
+
+    def view(self) -> tuple[LeaseView, list[dict[str, Any]]]:
+        with self._lock:
+            try:
+                return lease_view(self._connection().execute, self.cloud)
+            except Exception:
+                self._drop()
+                raise
+
+    def claim(self, gateway: str, token: int | None, timing: Timing) -> int | None:
+        params = {
+            "cloud": self.cloud,
+            "me": gateway,
+            "token": -1 if token is None else token,
+            "ttl": timing.ttl_s,
+            "orphan": timing.orphan_s,
+        }
+        row = self._run(_CLAIM, params).first()
+        held = None if row is None else int(row[0])
+        role = "active" if held is not None else "standby"
+        self._run(_SEEN, {"cloud": self.cloud, "me": gateway, "role": role})
+        return held
+
+    def release(self, gateway: str, token: int) -> None:
+        self._run(_RELEASE, {"cloud": self.cloud, "me": gateway, "token": token})
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+        self._engine.dispose()
+
+
+def lease_view(execute: Any, cloud: str) -> tuple[LeaseView, list[dict[str, Any]]]:
+    """The lease and every gateway seen (name, role, seconds since it last claimed), read with
+    `execute` (a session's: status reads use the agent's pool, never the lease's connection)."""
+    lease = execute(
+        text(
+            "SELECT holder, token, since, last_failover_ms, expires_at > now() "
+            "FROM gateway_leases WHERE cloud = :cloud"
+        ),
+        {"cloud": cloud},
+    ).first()
+    rows = execute(
+        text(
+            "SELECT name, role, extract(epoch FROM now() - seen_at) FROM gateways "
+            "WHERE cloud = :cloud ORDER BY name"
+        ),
+        {"cloud": cloud},
+    ).all()
+    gateways = [{"name": r[0], "role": r[1], "seen_s_ago": round(float(r[2]), 1)} for r in rows]
+    if lease is None:
+        return LeaseView(None, 0), gateways
+    since = lease[2].isoformat() if lease[2] is not None else None
+    view = LeaseView(
+        holder=lease[0] if lease[4] else None,
+        token=int(lease[1]),
+        since=since,
+        last_failover_at=since if lease[3] is not None else None,
+        last_failover_ms=lease[3],
+    )
+    return view, gateways

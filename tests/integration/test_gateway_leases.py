@@ -1,0 +1,92 @@
+"""The gateway lease's SQL (store/leases.py) on a real PostgreSQL: renewal, takeover only
+after expiry, a gone session taken over only once its holder must have stepped down, release,
+and the token growing at each takeover."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from intercloud.domain.leadership import Timing
+from intercloud.store import Store
+from intercloud.store.leases import PostgresLeases
+
+# Long enough that a loaded machine's latencies (a claim, a sleep overrunning) stay well inside
+# every window these tests check: orphan_s 3.0, ttl 4.0.
+TIMING = Timing(ttl_s=4.0, renew_s=0.2, step_down_s=2.0)
+
+
+@pytest.fixture
+def leases(postgres_url):
+    Store(postgres_url).migrate()
+    made = []
+
+    def make(gateway: str) -> PostgresLeases:
+        store = PostgresLeases(postgres_url, "A", gateway, TIMING)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def _terminate(url: str, gateway: str) -> None:
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (f"intercloud-ha-{gateway}",),
+        )
+
+
+def test_claim_renew_expire_and_take_over(leases):
+    a, b = leases("gw-a"), leases("gw-b")
+    assert a.claim("gw-a", None, TIMING) == 1
+    assert b.claim("gw-b", None, TIMING) is None
+    assert a.claim("gw-a", 1, TIMING) == 1  # renewal keeps the token
+    assert a.claim("gw-a", None, TIMING) is None  # a claim without the token is a takeover
+    time.sleep(TIMING.ttl_s + 0.1)  # expiry by the database's clock
+    assert b.claim("gw-b", None, TIMING) == 2
+    assert a.claim("gw-a", 1, TIMING) is None  # the old term does not come back
+    view, gateways = b.view()
+    assert view.holder == "gw-b" and view.token == 2
+    assert view.last_failover_ms is not None and view.last_failover_ms >= TIMING.ttl_s * 1000
+    assert [(g["name"], g["role"]) for g in gateways] == [("gw-a", "standby"), ("gw-b", "active")]
+
+
+def test_a_gone_session_is_taken_over_after_orphan_s_not_at_once(leases, postgres_url):
+    a, b = leases("gw-a"), leases("gw-b")
+    sent = time.monotonic()  # the database stamps renewed_at after this ...
+    assert a.claim("gw-a", None, TIMING) == 1
+    renewed = time.monotonic()  # ... and before this
+    _terminate(postgres_url, "gw-a")
+    time.sleep(0.1)  # the backend exits
+    assert b.claim("gw-b", None, TIMING) is None  # A could still be forwarding
+    time.sleep(max(0.0, renewed + TIMING.orphan_s + 0.05 - time.monotonic()))
+    assert b.claim("gw-b", None, TIMING) == 2
+    assert time.monotonic() - sent < TIMING.ttl_s  # before the lease's expiry
+
+
+def test_a_live_session_is_not_taken_over_before_expiry(leases):
+    a, b = leases("gw-a"), leases("gw-b")
+    assert a.claim("gw-a", None, TIMING) == 1
+    renewed = time.monotonic()
+    time.sleep(TIMING.orphan_s + 0.05)
+    assert b.claim("gw-b", None, TIMING) is None  # A's session lives: only expiry counts
+    time.sleep(max(0.0, renewed + TIMING.ttl_s + 0.05 - time.monotonic()))
+    assert b.claim("gw-b", None, TIMING) == 2
+
+
+def test_renewal_survives_a_reconnect_and_release_hands_over(leases, postgres_url):
+    a, b = leases("gw-a"), leases("gw-b")
+    assert a.claim("gw-a", None, TIMING) == 1
+    _terminate(postgres_url, "gw-a")
+    with pytest.raises(OperationalError):  # its session was killed under it
+        a.claim("gw-a", 1, TIMING)
+    assert a.claim("gw-a", 1, TIMING) == 1  # a new connection, the same term
+    a.release("gw-a", 1)
+    assert b.claim("gw-b", None, TIMING) == 2
