@@ -7,8 +7,9 @@ there are lanes; domain/lane_balance.py decides which lane a flow takes).
       map slots                slot i -> lane mark, for the i-th new flow (numgen inc mod 64)
       set down                 marks of lanes that are down
       counter lane0..laneN-1   bytes steered into each lane (the rebalancer's input)
-      chain gap    (raw)       udp dport 4789: ct timeout set "idle_gap"
-      chain steer  (route)     udp dport 4789, no lane yet or a lane down: ct mark = slot's lane
+      chain steer  (route)     udp dport 4789: a new conntrack entry gets the idle_gap timeout
+                               (after conntrack made it, before it is confirmed: mangle)
+                               no lane yet or a lane down: ct mark = slot's lane
                                udp dport 4789: meta mark = ct mark; count per lane
 
 The route hook re-routes a packet whose mark changed, and `ip rule fwmark 0x1d0+k lookup
@@ -37,7 +38,7 @@ log = logging.getLogger("intercloud.ipsec")
 TABLE = "intercloud_lanes"
 STEER_MARK = 0x1D0  # + lane: the mark that picks lane k's routing table
 RULE_PRIO = 110  # + lane: before every charon's own rule (220 + lane)
-VERSION = "balanced-1"  # in the rule's tag: a table of an older layout is replaced
+VERSION = "balanced-2"  # in the rule's tag: a table of an older layout is replaced
 
 
 def wanted_rules(lanes: int) -> set[tuple[int, int, int]]:
@@ -89,12 +90,9 @@ def ruleset(lanes: int, vxlan_port: int, decision: Decision | None = None) -> st
     set down {{
         type mark
 {f"        elements = {{ {down} }}" + chr(10) if down else ""}    }}
-    chain gap {{
-        type filter hook output priority raw; policy accept;
-        udp dport {port} ct timeout set "idle_gap"
-    }}
     chain steer {{
         type route hook output priority mangle; policy accept;
+        udp dport {port} ct timeout set "idle_gap"
         udp dport {port} {unplaced} ct mark set numgen inc mod {n} map @slots \
 comment "{tag(lanes, port)}"
         udp dport {port} ct mark @down ct mark set numgen inc mod {n} map @slots
