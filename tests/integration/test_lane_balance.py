@@ -204,3 +204,26 @@ def test_a_lane_killed_moves_its_share_to_the_other_lanes(balance_lab):
     assert got[2] == 0 and total > 36 * MB, got  # nothing steered into the dead lane
     assert all(0.35 < g / total < 0.65 for g in got[:2]), got  # its share went to both others
     counted.assert_in_order()
+
+
+def test_the_reordering_counters_do_see_a_flow_sprayed_over_two_lanes(balance_lab):
+    """The control for the tests above: what they would see if steering moved a busy flow.
+    One rule put before the agent's sends every packet to lane 0 or 1 in turn."""
+    lab = balance_lab
+    spray = "udp dport 4789 meta mark set numgen inc mod 2 offset 0x1d0 accept"
+    lab.exec("A", ["nft", "insert", "rule", "ip", "intercloud_lanes", "steer", *spray.split()],
+             check=True)  # fmt: skip
+    try:
+        counted = Reordering(lab)
+        transfer(lab, flows=2, size=3 * MB)
+        sender = counted.since("A/a1")
+        assert sum(sender[k] for k in REORDER) > 0, {k: sender[k] for k in REORDER}
+    finally:
+        listing = lab.exec("A", ["nft", "-a", "list", "chain", "ip", "intercloud_lanes", "steer"])
+        handle = next(
+            line.rsplit("handle", 1)[1].strip()
+            for line in listing.stdout.splitlines()
+            if "numgen inc mod 2 offset" in line
+        )
+        lab.exec("A", ["nft", "delete", "rule", "ip", "intercloud_lanes", "steer", "handle",
+                       handle], check=True)  # fmt: skip
