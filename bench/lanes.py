@@ -9,6 +9,9 @@ for 10, 16 and 64 TCP flows (iperf3 -P N):
     vpnaas_2charons   VPNaaS split by hand over 2 charons per router: odd client ports through
                       the second (iperf3 --cport), exactly half the flows each: the ceiling of
                       the lanes idea on this machine
+    ic_enc_hash       the same expansion in a second lab whose gateways steer as before
+                      balancing: lane = jhash(VXLAN source port) mod 2, one rule put before the
+                      agent's, and no conntrack (what balancing bought, in the same run)
 
 Targets (issue 19): ic_enc >= 1.25x vpnaas and >= 0.95x vpnaas_2charons, for every N.
 Besides the throughputs: how the agent's lanes shared the bytes (its nft counters), and the
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 from typing import Any
 
 from bench import dataplane, measure, vpnaas
@@ -34,16 +38,41 @@ def _lane_counters(gateway: str) -> list[int]:
     return LaneSteering(DEFAULT_LANES, 4789, netns=gateway).counters() or [0] * DEFAULT_LANES
 
 
+def _hash_steering(gateway: str) -> None:
+    """The steering before balancing: its one rule, put before the agent's (which are then
+    skipped), and no conntrack in the gateway (it had none: nothing used it)."""
+    rule = "udp dport 4789 meta mark set jhash udp sport mod 2 offset 0x1d0 accept"
+    untracked = """table ip bench_notrack {
+    chain out { type filter hook output priority raw; policy accept; notrack; }
+    chain pre { type filter hook prerouting priority raw; policy accept; notrack; }
+}
+"""
+    for argv, stdin in (
+        (["nft", "insert", "rule", "ip", "intercloud_lanes", "steer", *rule.split()], None),
+        (["nft", "-f", "-"], untracked),
+    ):
+        subprocess.run(
+            ["ip", "netns", "exec", gateway, *argv], input=stdin, text=True, check=True,
+            capture_output=True,
+        )  # fmt: skip
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
 def run(r: Any) -> None:
     """One section of `python -m bench` (r: bench.run.Run)."""
+    lab_h = r.lab("h")
+    hashed = dataplane.fill_lab(lab_h, encrypt=True)
+    hashed.key, hashed.label = "ic_enc_hash", "encrypted expansion, lanes by flow hash"
+    for cloud in ("A", "B"):
+        _hash_steering(lab_h.namespace(cloud))
     cfgs = [
         dataplane.fill_lab(r.lab("l"), encrypt=True),
         vpnaas.build(r.topo, r.workdir, tag="lp"),
         vpnaas.build(r.topo, r.workdir, lanes=2, tag="lc"),
+        hashed,
     ]
     r.charon_pids |= {pid for c in cfgs for pid in c.ep.charon_pids}
     gateway = cfgs[0].ep.wire_ns
@@ -92,6 +121,7 @@ def _figures(r: Any, out: dict[str, Any]) -> None:
         for base, label in (
             ("vpnaas", "VPNaaS equivalent, one charon per router"),
             ("vpnaas_2charons", "VPNaaS split by hand over 2 charons"),
+            ("ic_enc_hash", "the same with lanes by flow hash (before)"),
         ):
             r.figs.add(
                 f"lanes.{n}.vs_{base}",
@@ -100,6 +130,6 @@ def _figures(r: Any, out: dict[str, Any]) -> None:
                 med["ic_enc"],
                 "Gb/s",
                 baseline=(f"lanes.{n}.{base}", base, med[base]),
-                target=TARGETS[base],
+                target=TARGETS.get(base, ""),
                 note=f"lane shares per run {split}; {load}",
             )
