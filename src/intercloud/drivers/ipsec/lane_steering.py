@@ -264,7 +264,7 @@ class LaneBalancer:
             try:
                 self.tick()
                 self._error = ""
-            except (IntercloudError, ValueError, OSError) as exc:
+            except (IntercloudError, ValueError, OSError, KeyError, TypeError) as exc:
                 message = str(getattr(exc, "message", exc))
                 if message != self._error:
                     log.error("IPsec lanes: rebalancing failed: %s", message)
