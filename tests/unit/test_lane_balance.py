@@ -140,3 +140,26 @@ def test_the_rebalancer_applies_only_decisions_that_change_something():
     d = balancer.tick()
     assert d is not None and d.down == frozenset({1}) and steering.applied[-1] == d
     assert balancer.tick() is None  # no table: nothing to do
+
+
+class ScriptedSteering(LaneSteering):
+    """Runs nothing: an empty host (no table, no rules); records the nft scripts."""
+
+    def __init__(self, lanes: int) -> None:
+        super().__init__(lanes, 4789)
+        self.scripts: list[str] = []
+
+    def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> str:
+        if argv[:2] == ["nft", "-f"]:
+            self.scripts.append(stdin or "")
+        return "[]" if argv[0] == "ip" else ""
+
+
+def test_a_table_remade_for_fewer_lanes_names_only_those():
+    steering = ScriptedSteering(3)
+    assert steering.apply(Decision(spread([8, 0, 8]), frozenset({1})))  # no table: kept
+    steering.lanes = 2  # a lane less configured
+    assert steering.ensure() is True
+    script = steering.scripts[-1]
+    assert "0x1d2" not in script and "elements = { 0 : 0x1d0, 1 : 0x1d1," in script
+    assert steering.decision == lane_balance.even(2)

@@ -191,8 +191,8 @@ class LaneSteering:
             self._run(["nft", "delete", "table", "ip", TABLE])
             changed = True
         elif self.lanes > 1 and have_tag != tag(self.lanes, self.vxlan_port):
-            if len(self.decision.slots) and max(self.decision.slots) >= self.lanes:
-                self.decision = lane_balance.even(self.lanes)
+            if any(k >= self.lanes for k in (*self.decision.slots, *self.decision.down)):
+                self.decision = lane_balance.even(self.lanes)  # fewer lanes than it knew
             script = f"add table ip {TABLE}\ndelete table ip {TABLE}\n"
             script += ruleset(self.lanes, self.vxlan_port, self.decision)
             self._run(["nft", "-f", "-"], script)
