@@ -111,7 +111,7 @@ def iperf3(ep: Endpoint, *args: str, seconds: int) -> dict[str, Any]:
         argv = ["iperf3", "-c", ep.server_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
         if ep.cport:
             ep.cport_runs += 1
-            argv += ["--cport", str(ep.cport + 10 * (ep.cport_runs % 100))]
+            argv += ["--cport", str(ep.cport + 100 * (ep.cport_runs % 100))]  # -P <= 64
         r = nsmod.exec_run(ep.client_ns, [*argv, *args], timeout=seconds + 60)
         try:
             data = json.loads(r.stdout)

@@ -17,7 +17,7 @@ from typing import Any
 from intercloud.drivers.ipsec import strongswan
 from intercloud.lab.topology import Lab, lane_dir
 
-CPORT = 40000  # iperf3 --cport base: data connections use CPORT + k*10 .. + 9
+CPORT = 40000  # iperf3 --cport base: data connections use CPORT + k*100 .. + N-1
 
 MARK = 2
 

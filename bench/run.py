@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import control, dataplane, multicore, probes, scale, vpnaas
+from bench import lanes as lanes_bench
 from bench import ns as nsmod
 from bench import proxy as proxy_bench
 from bench.measure import UDP_SIZES, Mode
@@ -286,6 +287,9 @@ class Run:
             target="value < 20",
         )
 
+    def lanes(self) -> None:  # balanced lanes vs VPNaaS at 10, 16 and 64 flows (bench/lanes.py)
+        lanes_bench.run(self)
+
     # --- probes through the tunnels ----------------------------------------------------------
 
     def probes(self) -> None:
@@ -342,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="dataplane,control,scale,probes",
         help="comma-separated sections (default: dataplane,control,scale,probes; also: proxy, "
-        "the tenant API proxy on its own OpenStack lab, ~4 min)",
+        "the tenant API proxy on its own OpenStack lab, ~4 min; lanes, balanced lanes vs VPNaaS "
+        "at 10/16/64 flows, ~5 min)",
     )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -357,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("control needs the dataplane section (it reuses its labs)")
     interrupted: BaseException | None = None
     try:
-        for name in ("dataplane", "control", "scale", "probes", "proxy"):
+        for name in ("dataplane", "control", "scale", "probes", "proxy", "lanes"):
             if name in sections:
                 run.section(name, getattr(run, name))
     except (KeyboardInterrupt, SystemExit) as exc:  # SIGINT/SIGTERM: clean up, report so far

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from intercloud import config
+from intercloud.domain import lane_balance
 from intercloud.drivers import ipsec as ipsec_drivers
-from intercloud.drivers.ipsec import lanes
+from intercloud.drivers.ipsec import lane_steering, lanes
 from intercloud.drivers.ipsec.base import ConnectionSpec
 from intercloud.drivers.ipsec.fake import FakeIpsec
 from intercloud.drivers.ipsec.strongswan import conn_dict
@@ -47,15 +48,44 @@ def test_a_further_lane_connects_to_the_peers_lane_port_and_does_not_trap():
     )
 
 
-def test_steering_marks_vxlan_by_source_port_and_routes_each_lane_to_its_table():
+def test_steering_places_each_flow_on_a_lane_and_routes_each_lane_to_its_table():
     text = lanes.ruleset(3, 4789)
     assert "type route hook output" in text  # a changed mark re-routes the packet
-    assert "udp dport 4789 meta mark set jhash udp sport mod 3 offset 0x1d0" in text
+    # a flow without a lane (or on a lane that is down) takes the next slot's lane, pinned in
+    # its conntrack entry; every packet then carries its flow's lane as its mark
+    assert (
+        "udp dport 4789 ct mark and 0xfffffff0 != 0x1d0 ct mark set numgen inc mod 64 map @slots"
+        in text
+    )
+    assert "udp dport 4789 ct mark @down ct mark set numgen inc mod 64 map @slots" in text
+    assert "udp dport 4789 meta mark set ct mark" in text
+    assert 'udp dport 4789 ct timeout set "idle_gap"' in text and "unreplied : 2" in text
+    assert "elements = { 0 : 0x1d0, 1 : 0x1d1, 2 : 0x1d2, 3 : 0x1d0," in text
+    assert text.count("counter name lane") == 3
     assert text.count("{") == text.count("}")
     assert lanes.wanted_rules(1) == set()
     assert lanes.wanted_rules(3) == {(111, 0x1D1, 221), (112, 0x1D2, 222)}
     with pytest.raises(DriverError, match="not in 1..8"):
         lanes.LaneSteering(9, 4789)
+
+
+def test_only_checked_numbers_reach_nft():
+    good = lane_balance.even(2)
+    with pytest.raises(DriverError, match="VXLAN port"):
+        lanes.ruleset(2, 70000)
+    with pytest.raises(DriverError, match="VXLAN port"):
+        lanes.ruleset(2, "4789; flush ruleset")  # type: ignore[arg-type]
+    with pytest.raises(DriverError, match="out of range"):
+        lanes.ruleset(2, 4789, lane_balance.Decision((0, 2) * 32))
+    with pytest.raises(DriverError, match="out of range"):
+        lanes.ruleset(2, 4789, lane_balance.Decision(good.slots[:10]))
+    with pytest.raises(DriverError, match="is down"):
+        lanes.ruleset(2, 4789, lane_balance.Decision(good.slots, frozenset({1})))
+    with pytest.raises(DriverError, match="is down"):
+        lanes.ruleset(2, 4789, lane_balance.Decision((0,) * 64, frozenset({0})))
+    script = lane_steering.placement_script(lane_balance.Decision((0,) * 64, frozenset({1})))
+    assert "flush map ip intercloud_lanes slots" in script
+    assert "add element ip intercloud_lanes down { 0x1d1 }" in script
 
 
 class Steering(lanes.LaneSteering):
@@ -68,6 +98,9 @@ class Steering(lanes.LaneSteering):
     def ensure(self) -> bool:
         self.ensured.append(self.lanes)
         return True
+
+    def counters(self) -> list[int] | None:
+        return None  # no table: the rebalancer's ticks do nothing
 
 
 class Broken(FakeIpsec):
@@ -90,6 +123,9 @@ def test_laned_ipsec_gives_each_lane_its_connection_and_reports_them():
     view = status_view("kernel-libipsec", st)
     assert [(v["lane"], v["up"]) for v in view["lanes"]] == [(1, True), (2, True)]
     assert laned.ensure_steering() is True and laned.steering.ensured == [3]
+    assert laned.balancer._thread is not None  # rebalancing from now on
+    laned.close()
+    assert laned.balancer._thread is None
     assert laned.remove_connection("link-B") is True
     assert all("link-B" not in f.specs for f in fakes)
     assert laned.remove_connection("link-B") is False

@@ -14,11 +14,13 @@ How, on an agent with N lanes (lane 0 is the agent's usual charon):
   link's crypto and PSK; lane k connects to the peer's lane k port. Lane 0 traps (nothing to
   the peer leaves in clear); lane k > 0 has a route in its table only while its CHILD_SA is
   installed.
-* steering (`LaneSteering`): an nftables route chain on output gives each VXLAN packet a lane
-  mark from its UDP source port, which the kernel derives from the inner flow (one flow stays
-  on one lane, in order), and `ip rule fwmark 0x1d0+k lookup 220+k` (priority 110 + k) sends
-  it into lane k's TUN device. When lane k has no SA its table has no route, the lookup falls
-  through to lane 0's rule: the packet is still encrypted, by lane 0.
+* steering (lane_steering.py): each outer VXLAN flow is placed on a lane when it starts and
+  pinned there (conntrack mark), so it stays in order; new flows take the lanes in turn, the
+  lighter ones first when the lanes' byte counters say they are uneven (domain/lane_balance.py,
+  rebalanced every second by `LaneBalancer`); `ip rule fwmark 0x1d0+k lookup 220+k` (priority
+  110 + k) sends a flow into lane k's TUN device. When lane k has no SA its table has no route,
+  the lookup falls through to lane 0's rule (still encrypted), and the rebalancer re-places
+  lane k's flows on the lanes that are up.
 * a peer with fewer lanes never answers our lane k's IKE: that lane stays down, the status
   says so and its flows go through lane 0.
 
@@ -28,22 +30,38 @@ with kernel ESP the kernel already encrypts on the sending CPU, so further lanes
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
 from collections.abc import Sequence
 from dataclasses import replace
 
 from intercloud.drivers.ipsec import lane_layout
 from intercloud.drivers.ipsec.base import ConnectionSpec, ConnectionStatus, Ipsec
-from intercloud.drivers.nsexec import in_netns
+from intercloud.drivers.ipsec.lane_steering import (
+    RULE_PRIO,
+    STEER_MARK,
+    TABLE,
+    LaneBalancer,
+    LaneSteering,
+    ruleset,
+    wanted_rules,
+)
 from intercloud.errors import DriverError, IntercloudError
+
+__all__ = [
+    "RULE_PRIO",
+    "STEER_MARK",
+    "TABLE",
+    "LaneBalancer",
+    "LaneSteering",
+    "LanedIpsec",
+    "lane_spec",
+    "lanes_in_use",
+    "ruleset",
+    "wanted_rules",
+]
 
 log = logging.getLogger("intercloud.ipsec")
 
-TABLE = "intercloud_lanes"
-STEER_MARK = 0x1D0  # + lane: the mark that picks lane k's routing table
-RULE_PRIO = 110  # + lane: before every charon's own rule (220 + lane)
 LIBIPSEC = "kernel-libipsec"
 
 
@@ -51,93 +69,6 @@ def lanes_in_use(configured: int, backend: str | None) -> int:
     """How many of the configured lanes carry traffic: further lanes only with kernel-libipsec
     (kernel ESP already encrypts on the sending CPU); 1 while the backend is not known."""
     return configured if backend == LIBIPSEC else 1
-
-
-def wanted_rules(lanes: int) -> set[tuple[int, int, int]]:
-    """(priority, fwmark, table) of the policy rules for `lanes` lanes (none for lane 0)."""
-    return {(RULE_PRIO + k, STEER_MARK + k, lane_layout.lane_table(k)) for k in range(1, lanes)}
-
-
-def ruleset(lanes: int, vxlan_port: int) -> str:
-    """The nftables table that marks VXLAN packets with their lane (pure)."""
-    return f"""table ip {TABLE} {{
-    chain steer {{
-        type route hook output priority mangle; policy accept;
-        udp dport {vxlan_port} meta mark set jhash udp sport mod {lanes} offset {STEER_MARK:#x} \
-comment "{_tag(lanes, vxlan_port)}"
-    }}
-}}
-"""
-
-
-def _tag(lanes: int, vxlan_port: int) -> str:
-    return f"intercloud lanes={lanes} port={vxlan_port}"
-
-
-class LaneSteering:
-    """The nftables table and policy rules that send VXLAN packets into the lanes."""
-
-    def __init__(self, lanes: int, vxlan_port: int, netns: str | None = None) -> None:
-        if not 1 <= lanes <= lane_layout.MAX_LANES:
-            raise DriverError(f"ipsec lanes: {lanes} not in 1..{lane_layout.MAX_LANES}")
-        self.lanes, self.vxlan_port, self.netns = lanes, vxlan_port, netns
-
-    def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> str:
-        try:
-            r = subprocess.run(
-                in_netns(argv, self.netns), input=stdin, capture_output=True, text=True
-            )
-        except FileNotFoundError as exc:
-            raise DriverError(f"ipsec lanes: {argv[0]} not found") from exc
-        if check and r.returncode != 0:
-            detail = (r.stderr.strip().splitlines() or ["failed"])[-1]
-            raise DriverError(f"ipsec lanes: {' '.join(argv[:3])}: {detail}")
-        return r.stdout if r.returncode == 0 else ""
-
-    def rules(self) -> set[tuple[int, int, int]]:
-        """Our policy rules as they are: priorities 110..117 pointing at a table."""
-        out = set()
-        for r in json.loads(self._run(["ip", "-j", "rule", "show"]) or "[]"):
-            prio = r.get("priority", -1)
-            if RULE_PRIO < prio < RULE_PRIO + lane_layout.MAX_LANES:
-                mark = int(str(r.get("fwmark", "0")), 0)
-                out.add((prio, mark, int(r["table"]) if str(r.get("table")).isdigit() else -1))
-        return out
-
-    def tag(self) -> str | None:
-        """The comment of our steering rule, None without our table."""
-        text = self._run(["nft", "-j", "list", "table", "ip", TABLE], check=False)
-        if not text:
-            return None
-        for item in json.loads(text).get("nftables", []):
-            rule = item.get("rule")
-            if rule is not None:
-                return str(rule.get("comment", ""))
-        return ""
-
-    def ensure(self) -> bool:
-        """Make the table and rules match `lanes` (with one lane: none of them). True if
-        anything was changed."""
-        changed = False
-        tag = self.tag()
-        if self.lanes == 1 and tag is not None:
-            self._run(["nft", "delete", "table", "ip", TABLE])
-            changed = True
-        elif self.lanes > 1 and tag != _tag(self.lanes, self.vxlan_port):
-            script = f"add table ip {TABLE}\ndelete table ip {TABLE}\n"
-            self._run(["nft", "-f", "-"], script + ruleset(self.lanes, self.vxlan_port))
-            changed = True
-        have, want = self.rules(), wanted_rules(self.lanes)
-        for prio, _, _ in sorted(have - want):
-            self._run(["ip", "rule", "del", "priority", str(prio)])
-            changed = True
-        for prio, mark, table in sorted(want - have):
-            self._run(
-                ["ip", "rule", "add", "priority", str(prio), "fwmark", hex(mark), "lookup",
-                 str(table)]
-            )  # fmt: skip
-            changed = True
-        return changed
 
 
 def lane_spec(spec: ConnectionSpec, lane: int) -> ConnectionSpec:
@@ -155,6 +86,7 @@ class LanedIpsec(Ipsec):
             raise DriverError("ipsec lanes: no charon")
         self.lanes = list(lanes)
         self.steering = steering
+        self.balancer = LaneBalancer(steering)
         self._errors: dict[tuple[int, str], str] = {}  # (lane, conn) -> last driver error
 
     def backend(self) -> str:
@@ -211,8 +143,12 @@ class LanedIpsec(Ipsec):
 
     def ensure_steering(self) -> bool:
         self.steering.lanes = lanes_in_use(len(self.lanes), self.backend())
-        return self.steering.ensure()
+        changed = self.steering.ensure()
+        if self.steering.lanes > 1:
+            self.balancer.start()  # places new flows from now on by the lanes' load
+        return changed
 
     def close(self) -> None:
+        self.balancer.stop()
         for lane in self.lanes:
             lane.close()
