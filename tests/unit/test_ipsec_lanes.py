@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from intercloud import config
+from intercloud.config import checks as config_checks
 from intercloud.domain import lane_balance
 from intercloud.drivers import ipsec as ipsec_drivers
 from intercloud.drivers.ipsec import lane_steering, lanes
@@ -29,7 +30,7 @@ def test_each_lane_charon_has_its_own_ports_mark_and_table():
     for text in texts:  # every lane's policy rule skips every lane's own packets
         assert "fwmark = !0x1c0/0xfff0" in text
     assert [charon.lane_port(k) for k in (0, 1, 2)] == [4500, 4511, 4521]
-    assert config.MAX_LANES == charon.MAX_LANES
+    assert config_checks.MAX_LANES == charon.MAX_LANES
     with pytest.raises(DriverError, match="lane 8 out of range"):
         charon.conf_text("unix:///w/c.vici", "/w/c.log", lane=charon.MAX_LANES)
 
