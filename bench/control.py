@@ -265,6 +265,8 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
     floor by the Python client, which keeps per-client state."""
     admin, p1 = lab.token("A"), lab.token("A", "p1")
     ns, base = lab.cloud("A").ns, BASE
+    load = os.getloadavg()[0]  # the machine is shared: each run says how busy it was
+    passes = _passes(lab)
     floor = wrk_gets(ns, base, [("/v1/federation/health", "")], clients, seconds, warmup)
     if floor["non_2xx"] != floor["requests"] or floor["socket_errors"]:
         raise RuntimeError(f"API floor: not every answer was a 401: {floor}")
@@ -290,7 +292,9 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
     out, err = proc.communicate(json.dumps(cfg), timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"API benchmark failed: {err.strip()[-500:]}")
-    result = {"floor": floor, "reads": reads}
+    result: dict[str, Any] = {"floor": floor, "reads": reads}
+    result["passes"] = _passes(lab) - passes  # the reconciler's passes during the measurement
+    result["load_average"] = [round(load, 2), round(os.getloadavg()[0], 2)]  # start, end
     for kind, data in json.loads(out).items():
         lat = [x * 1000 for v in data["latencies"].values() for x in v]
         result[kind] = {
@@ -308,3 +312,7 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
             },
         }
     return result
+
+
+def _passes(lab: Lab) -> int:
+    return int(lab.api("A", "GET", "/v1/status")["reconciler"]["passes"])

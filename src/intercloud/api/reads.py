@@ -83,6 +83,10 @@ class ReadCache:
                         del self._building[key]
         return Response(body, media_type="application/json")
 
+    def cached(self, key: Hashable) -> bytes | None:
+        """The view's JSON if it is kept and nothing was written since (else None)."""
+        return self._fresh(key)
+
     def _fresh(self, key: Hashable) -> bytes | None:
         generation = self.store.generation
         with self._lock:
