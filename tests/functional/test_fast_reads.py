@@ -103,3 +103,28 @@ def test_answers_given_first_hand_are_counted_by_route(pair):
         if s.name.endswith("_count")
     }
     assert counts[("/v1/links", "GET", "200")] == 3
+
+
+def test_a_converged_pass_outdates_the_links_views_only(pair):
+    """Every pass writes each link's check time (and IPsec counters): the links' views show
+    it at once, while the expansions' stay kept and answered first hand."""
+    a, b = pair
+    a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]})
+    for _ in range(4):
+        a.reconcile()
+        b.reconcile()
+    for _ in range(2):
+        expansions = a.user("p1", "GET", "/v1/expansions").json()
+        links = a.admin("GET", "/v1/links").json()
+    assert expansions[0]["status"] == "active"
+    before = served(a)
+    assert a.reconcile() == 0  # converged: it only checks the links again
+    assert a.user("p1", "GET", "/v1/expansions").json() == expansions
+    assert served(a) == before + 1  # still current: answered first hand
+    checked = a.admin("GET", "/v1/links").json()[0]["status"]["checked_at"]
+    assert checked > links[0]["status"]["checked_at"]  # the pass's check, seen at once
+    assert served(a) == before + 1  # built again, not served as kept
+    shown = a.admin("GET", "/v1/topology").json()
+    a.reconcile()
+    again = a.admin("GET", "/v1/topology").json()  # the topology shows the checks too
+    assert again["links"][0]["checked_at"] > shown["links"][0]["checked_at"]
