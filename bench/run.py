@@ -233,9 +233,8 @@ class Run:
         for i in range(self.api_runs):
             runs.append(self.api_figures(lab, f"api.run{i + 1}", f", run {i + 1}"))
         self.details["api_runs"] = runs
-        worst = max(r["reads"]["p99_ms"] for r in runs)
-        self.log(f"API reads p99 over {len(runs)} runs: {[r['reads']['p99_ms'] for r in runs]}")
-        self.log(f"worst {worst} ms")
+        p99s = [r["reads"]["p99_ms"] for r in runs]
+        self.log(f"API reads p99 over {len(runs)} runs in a row: {p99s}, worst {max(p99s)} ms")
         self.down(lab)
 
     # --- scale ------------------------------------------------------------------------------
