@@ -10,8 +10,10 @@
   until both report `up`. Alternates which side posts second (A initiates IKE, being the lower
   name). Baseline: charon alone establishing the same IKE + CHILD_SA (the VPNaaS routers).
 * API latency, 50 concurrent clients inside A's gateway namespace, each with its own
-  keep-alive connection: reads (expansions as a project, links as admin, alternately) and
-  their floor (an unauthenticated GET: a 401 before any database work) by wrk; writes (POST +
+  keep-alive connection: reads (expansions as a project, links as admin, alternately), the
+  same reads through the whole framework (with a query string, which the fast path of
+  api/fast_reads.py leaves to FastAPI: what every read cost before it) and their floor (an
+  unauthenticated GET: a 401 before any database work) by wrk; writes (POST +
   DELETE of a peer with the client's own names) and their floor by 50 asyncio/httpx clients,
   whose connections are opened before the clock starts (50 simultaneous connects took up to
   ~1.3 s here; that is the client's set-up, not the latency of a call).
@@ -265,14 +267,27 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
     floor by the Python client, which keeps per-client state."""
     admin, p1 = lab.token("A"), lab.token("A", "p1")
     ns, base = lab.cloud("A").ns, BASE
+    load = os.getloadavg()[0]  # the machine is shared: each run says how busy it was
+    passes = _passes(lab)
     floor = wrk_gets(ns, base, [("/v1/federation/health", "")], clients, seconds, warmup)
     if floor["non_2xx"] != floor["requests"] or floor["socket_errors"]:
         raise RuntimeError(f"API floor: not every answer was a 401: {floor}")
     reads = wrk_gets(
         ns, base, [("/v1/expansions", p1), ("/v1/links", admin)], clients, seconds, warmup
     )
-    if reads["non_2xx"] or reads["socket_errors"]:
-        raise RuntimeError(f"API reads: errors {reads}")
+    # the same reads through the whole framework (a query string: api/fast_reads.py leaves
+    # those to it), as every read was answered before the fast path
+    framework = wrk_gets(
+        ns,
+        base,
+        [("/v1/expansions?via=framework", p1), ("/v1/links?via=framework", admin)],
+        clients,
+        seconds,
+        warmup,
+    )
+    for kind, got in (("reads", reads), ("reads through the framework", framework)):
+        if got["non_2xx"] or got["socket_errors"]:
+            raise RuntimeError(f"API {kind}: errors {got}")
     peer = {
         "name": "zz{i}",
         "federation_url": "https://192.0.2.1:8700",
@@ -290,7 +305,9 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
     out, err = proc.communicate(json.dumps(cfg), timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"API benchmark failed: {err.strip()[-500:]}")
-    result = {"floor": floor, "reads": reads}
+    result: dict[str, Any] = {"floor": floor, "reads": reads, "reads_framework": framework}
+    result["passes"] = _passes(lab) - passes  # the reconciler's passes during the measurement
+    result["load_average"] = [round(load, 2), round(os.getloadavg()[0], 2)]  # start, end
     for kind, data in json.loads(out).items():
         lat = [x * 1000 for v in data["latencies"].values() for x in v]
         result[kind] = {
@@ -308,3 +325,7 @@ def api_latency(lab: Lab, clients: int, seconds: float, warmup: float) -> dict[s
             },
         }
     return result
+
+
+def _passes(lab: Lab) -> int:
+    return int(lab.api("A", "GET", "/v1/status")["reconciler"]["passes"])

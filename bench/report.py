@@ -212,8 +212,16 @@ def print_tables(result: dict[str, Any], console: Console | None = None) -> None
             _verdict(f.verdict),
         )
     console.print(c)
+    _api_notes(figs, console)
     for err in result.get("errors", []):
         console.print(f"[red]error:[/] {err}")
+
+
+def _api_notes(figs: list[Figure], console: Console) -> None:
+    """How busy the machine was during each API measurement (a shared machine's noise)."""
+    for f in figs:
+        if f.section == "api" and f.note:
+            console.print(f"{f.name}: {f.note}")
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

@@ -19,6 +19,7 @@ from intercloud import config as config_mod
 from intercloud import tls
 from intercloud.api import create_app
 from intercloud.api.context import AppContext
+from intercloud.api.http_protocol import OneWriteHttpProtocol
 from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
 from intercloud.drivers import ipsec as ipsec_drivers
@@ -179,6 +180,8 @@ def run(config_path: str | Path) -> None:
             log_config=None,
             access_log=False,
             log_level=cfg.agent.log_level,
+            # an answer's head and body in one write: 1.3-1.4x the reads per second (bench)
+            http=OneWriteHttpProtocol,
             # Peers keep a pooled connection to us (federation/transport.py): on SIGTERM an
             # idle one would hold the shutdown (TLS close waits for the peer's close_notify),
             # measured > 10 s; stop waiting for open connections after this.

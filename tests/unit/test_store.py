@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, update
@@ -237,3 +238,31 @@ def test_a_writer_waiting_for_a_connection_does_not_hold_the_turn(tmp_path):
     writer.join(timeout=10)
     assert done.is_set()
     store.dispose()
+
+
+def test_a_session_that_writes_one_table_bumps_that_tables_generation_only(store):
+    """The reconciler writes the links' checks on every pass with shown="links": the views
+    that name the table see it, the others stay current; a session that writes more than it
+    said (another table, or a statement) is seen by every view."""
+    with store.session() as s:
+        s.add(_peer("t1", "192.0.2.1"))
+        s.flush()
+        s.add(m.Link(peer_id=s.scalar(select(m.Peer.id)), local_endpoint="x", remote_endpoint="y"))
+    base, links = store.generations(), store.generations(("links",))
+    with store.session(shown="links") as s:
+        s.scalar(select(m.Link)).checked_at = datetime.now(UTC)
+    assert store.generations() == base
+    assert store.generations(("links",)) != links
+    assert store.generations(("links",))[0] == base[0]
+    with store.session(shown="links") as s:  # says links, writes a peer too
+        s.scalar(select(m.Link)).reason = "r"
+        s.scalar(select(m.Peer)).federation_url = "http://y"
+    assert store.generations() != base
+    base = store.generations()
+    with store.session(shown="links") as s:  # a statement: not told apart by table
+        s.execute(update(m.Link).values(reason="s"))
+    assert store.generations() != base
+    links = store.generations(("links",))
+    with store.session(shown="links") as s:  # reads only: nothing bumped
+        s.scalars(select(m.Link)).all()
+    assert store.generations(("links",)) == links

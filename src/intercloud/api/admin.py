@@ -23,22 +23,29 @@ from intercloud.api.schemas import (
 from intercloud.domain.ipsec_backend import lanes_in_use
 from intercloud.service import admin as svc
 from intercloud.service import policies, replicas, views
+from intercloud.store import models as m
+
+# the views that show the links' checks, which the reconciler writes on every pass
+LINKS = (m.Link.__tablename__,)
 
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(auth.admin_async)])
 
 
 async def _cached(
-    request: Request, key: tuple[str, ...], view: Callable[[Session], Any]
+    request: Request,
+    key: tuple[str, ...],
+    view: Callable[[Session], Any],
+    tables: tuple[str, ...] = (),
 ) -> Response:
     """An admin view from the database, kept until the next write (api/reads.py); the
-    handlers that use it run on the event loop."""
+    handlers that use it run on the event loop. `tables`: see ReadCache.respond."""
     store = auth.ctx(request).store
 
     def build() -> Any:
         with store.session() as s:
             return view(s)
 
-    return await auth.reads(request).respond(("admin", *key), build)
+    return await auth.reads(request).respond(("admin", *key), build, tables=tables)
 
 
 def _changed(request: Request) -> None:
@@ -107,12 +114,14 @@ def create_link(body: LinkCreate, request: Request) -> dict[str, Any]:
 
 @router.get("/links", response_model=list[dict[str, Any]])
 async def list_links(request: Request) -> Response:
-    return await _cached(request, ("links",), svc.list_links)
+    return await _cached(request, ("links",), svc.list_links, LINKS)
 
 
 @router.get("/links/{peer}", response_model=dict[str, Any])
 async def get_link(peer: str, request: Request) -> Response:
-    return await _cached(request, ("link", peer), lambda s: views.link(svc.get_link(s, peer)))
+    return await _cached(
+        request, ("link", peer), lambda s: views.link(svc.get_link(s, peer)), LINKS
+    )
 
 
 @router.patch("/links/{peer}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from intercloud import __version__
 from intercloud.api import (
@@ -20,20 +21,33 @@ from intercloud.api import (
 )
 from intercloud.api.answer_signing import AnswerSigning
 from intercloud.api.context import AppContext
+from intercloud.api.fast_reads import FastReads
 from intercloud.api.limits import BodyLimit
 from intercloud.api.reads import ReadCache
 from intercloud.api.request_metrics import RequestMetrics
 from intercloud.api.standby import StandbyRefusesWrites
 
 
-def create_app(ctx: AppContext) -> FastAPI:
-    app = FastAPI(
+class App(FastAPI):
+    """FastAPI, with the busiest reads answered from the read cache before it (fast_reads)."""
+
+    fast_reads: FastReads | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_reads is not None and await self.fast_reads.answer(scope, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(ctx: AppContext) -> App:
+    app = App(
         title="intercloud",
         version=__version__,
         description="Stretch virtual networks at layer 2 between federated clouds.",
     )
     app.state.ctx = ctx
     app.state.reads = ReadCache(ctx.store)
+    app.fast_reads = FastReads(ctx, app.state.reads)
     errors.install(app)
     app.include_router(admin.router)
     app.include_router(moves.router)

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from intercloud.api import auth
 from intercloud.service import topology
+from intercloud.store import models as m
 
 router = APIRouter(tags=["admin"])
 
@@ -47,7 +48,9 @@ async def get_topology(request: Request) -> Response:
     def extend(view: dict[str, Any]) -> dict[str, Any]:  # the probes' round trips are live
         return topology.with_rtt(view, c.probes.peers())
 
-    return await auth.reads(request).respond(("admin", "topology"), build, extend)
+    return await auth.reads(request).respond(
+        ("admin", "topology"), build, extend, tables=(m.Link.__tablename__,)
+    )
 
 
 @router.get("/ui/topology", include_in_schema=False)

@@ -149,7 +149,7 @@ def converge(
         if owned and ipsec.remove_connection(name):
             changes += 1
             log.info("IPsec connection %s removed", name)
-    with store.session() as s:
+    with store.session(shown=m.Link.__tablename__) as s:  # links' rows only (api/reads.py)
         for lk in s.scalars(select(m.Link).where(m.Link.encrypted.is_(True))):
             st = status.get(name_for(lk.peer.name)) if lk.peer.name in wanted else None
             view = status_view(backend, st)

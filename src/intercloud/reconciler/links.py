@@ -123,7 +123,8 @@ def write_states(
     may read (the link's own reason, for the administrator, may say more)."""
     down: dict[str, str] = {}
     now = datetime.now(UTC)
-    with parts.store.session() as s:
+    # links' rows only: the views that do not show the links stay kept (api/reads.py)
+    with parts.store.session(shown=m.Link.__tablename__) as s:
         for lk in s.scalars(select(m.Link)):
             if not lk.enabled:
                 state, reason = "disabled", DISABLED

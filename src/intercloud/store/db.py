@@ -119,6 +119,12 @@ def _first_line(exc: IntegrityError) -> str:
     return primary or str(exc.orig).splitlines()[0]
 
 
+def _only_table(session: Session, table: str) -> bool:
+    """The session's pending changes are all rows of `table`."""
+    changed = [*session.new, *session.dirty, *session.deleted]
+    return all(getattr(type(obj), "__tablename__", None) == table for obj in changed)
+
+
 def _rolled_back(session: Session, _previous: object) -> None:
     session.info.pop("wrote", None)
 
@@ -133,6 +139,10 @@ class Store:
         # commit, so a reader never caches data older than the generation it read first.
         self._counter = itertools.count(1)
         self.generation = 0
+        # Per table, for the sessions that say which one they write (`session(shown=table)`):
+        # the reconciler writes each link's check time and IPsec counters on every pass, which
+        # only the links' views show; the others stay kept (they were rebuilt after every pass).
+        self._tables: dict[str, int] = {}
         self._writer = threading.RLock()
         self._takes_turns = url.startswith("sqlite")
         event.listen(self._sessions, "before_flush", self._writing)
@@ -142,10 +152,18 @@ class Store:
         event.listen(self._sessions, "after_rollback", self._end_turn)
         event.listen(self._sessions, "after_soft_rollback", _rolled_back)
 
+    def generations(self, tables: tuple[str, ...] = ()) -> tuple[int, ...]:
+        """What a view that reads `tables` besides the rest is current for: the generation,
+        and that of each of those tables. Equal to a view's: nothing it shows was written."""
+        return (self.generation, *(self._tables.get(t, 0) for t in tables))
+
     def _writing(self, session: Session, *_args: object) -> None:
         """A session is about to write (a flush, or an INSERT/UPDATE/DELETE statement): its
         commit will bump the generation, and on SQLite it takes the writers' turn first."""
         session.info["wrote"] = True
+        table = session.info.get("shown")
+        if isinstance(table, str) and not _only_table(session, table):
+            session.info["shown"] = True  # it writes more than it said: every view sees it
         if self._takes_turns and "writer" not in session.info:
             # A connection first: a session whose first statement writes would otherwise take
             # the turn and then wait for the pool, whose connections all belong to writers
@@ -155,6 +173,8 @@ class Store:
 
     def _writing_by_statement(self, state: ORMExecuteState) -> None:
         if state.is_insert or state.is_update or state.is_delete:
+            if isinstance(state.session.info.get("shown"), str):
+                state.session.info["shown"] = True  # a statement: not told apart by table
             self._writing(state.session)
 
     def _end_turn(self, session: Session) -> None:
@@ -162,7 +182,12 @@ class Store:
             self._writer.release()
 
     def _committed(self, session: Session) -> None:
-        if session.info.pop("wrote", False) and session.info.get("shown", True):
+        if not session.info.pop("wrote", False):
+            return
+        shown = session.info.get("shown", True)
+        if isinstance(shown, str):
+            self._tables[shown] = next(self._counter)
+        elif shown:
             self.generation = next(self._counter)
 
     def migrate(self, revision: str = "head") -> None:
@@ -180,10 +205,12 @@ class Store:
         return set(inspect(self.engine).get_table_names())
 
     @contextmanager
-    def session(self, *, shown: bool = True) -> Iterator[Session]:
+    def session(self, *, shown: bool | str = True) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on error. A unique-constraint
         violation becomes a Conflict. `shown=False`: what it writes is in no API view (the
-        federation nonces), so its commit leaves the generation, and the read cache, alone."""
+        federation nonces), so its commit leaves the generation, and the read cache, alone.
+        `shown=<table>`: it writes rows of that table only, which only the views that name
+        it show (`generations`); if it writes anything else, every view sees it."""
         session = self._sessions()
         session.info["shown"] = shown
         try:
