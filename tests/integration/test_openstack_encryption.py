@@ -4,31 +4,22 @@ IPsec, so the WAN sees only IKE and ESP."""
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import subprocess
 import time
 
 import pytest
 
-from intercloud.lab.openstack.lab import OpenStackLab
 from tests.integration import traffic
+from tests.integration.openstack_fixtures import expand_active, openstack_lab
 from tests.integration.test_encryption import MARKER, psk_of
 from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def oslab():
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root (network namespaces); run them as root")
-    lab = OpenStackLab("o" + secrets.token_hex(3))
-    try:
-        lab.up(2)
-        lab.peer("A", "B")
+    with openstack_lab(2) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +27,7 @@ def ab(oslab):
     """net1 of p1 expanded A -> B (encrypted link), a VM on each side; their IPs."""
     lab = oslab
     lab.add_vm("A", "a1", network="net1")
-    exp = lab.api("A", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}, token="p1")
-    wait_for(
-        lambda: (
-            lab.api("A", "GET", f"/v1/expansions/{exp['id']}", token="p1")["status"] == "active"
-        ),
-        60,
-        what="the expansion to become active",
-    )
+    exp = expand_active(lab, "net1", ["B"])
     b1 = lab.add_vm("B", "b1", replica_of="A/net1")
     a1 = lab.state().vms["A/a1"]
     ips = a1.ip.split("/")[0], b1.ip.split("/")[0]
