@@ -5,14 +5,13 @@ IPsec, so the WAN sees only IKE and ESP."""
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 
 import pytest
 
 from tests.integration import traffic
 from tests.integration.openstack_fixtures import expand_active, openstack_lab
-from tests.integration.test_encryption import MARKER, psk_of
+from tests.integration.test_encryption import psk_of
+from tests.integration.traffic import MARKER
 from tests.waiting import wait_for
 
 
@@ -73,45 +72,16 @@ def test_df_pings_and_100_mb_of_tcp_cross_intact(oslab, ab):
 def test_wan_sees_only_ike_and_esp(oslab, ab):
     lab = oslab
     _, (_, b_ip) = ab
-    pcap = f"{lab.state_dir}/wan-openstack.pcap"
-    cap = subprocess.Popen(
-        ["ip", "netns", "exec", lab.namespace("wan"), "tcpdump", "-i", "any", "-s", "0", "-U"]
-        + ["-w", pcap],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert cap.stderr is not None
-    while "listening on" not in cap.stderr.readline():
-        pass
-    try:
+    with traffic.WanCapture(lab, f"{lab.state_dir}/wan-openstack.pcap") as wan:
         assert ping(lab, "A/a1", b_ip, 5)
-        sink = traffic.start(lab, "B/b1", traffic.UDP_SINK, "9999", "3")
-        sender = (
-            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            f"[s.sendto({MARKER!r} * 20, ({b_ip!r}, 9999)) for _ in range(20)]"
-        )
-        traffic.run(lab, "A/a1", sender)
-        assert "540" in sink.communicate(timeout=30)[0]  # the marker datagrams did arrive
-    finally:
-        time.sleep(0.5)  # packets still on their way
-        cap.terminate()
-        cap.communicate(timeout=10)
-    with open(pcap, "rb") as f:
-        raw = f.read()
-    assert MARKER not in raw, "cleartext payload crossed the WAN"
-
-    def lines(bpf: str) -> list[str]:
-        out = subprocess.run(
-            ["tcpdump", "-r", pcap, "-nn", *bpf.split()], capture_output=True, text=True
-        ).stdout
-        return out.splitlines()
-
-    assert len(lines("udp port 4500")) > 20  # ESP in UDP (libipsec)
+        traffic.send_marker(lab, "A/a1", "B/b1", b_ip)
+    assert MARKER not in wan.raw(), "cleartext payload crossed the WAN"
+    assert len(wan.lines("udp port 4500")) > 20  # ESP in UDP (libipsec)
     # besides IKE/ESP: only ARP and IPv6 neighbour discovery of the veths; no VXLAN, and the
     # agents' federation calls (TLS on 8700) are allowed on the WAN
-    others = lines("not (udp port 500 or udp port 4500 or arp or icmp6 or tcp port 8700)")
+    others = wan.lines("not (udp port 500 or udp port 4500 or arp or icmp6 or tcp port 8700)")
     assert others == [], others
-    assert lines("udp port 4789") == []
+    assert wan.lines("udp port 4789") == []
 
 
 def test_wrong_psk_says_authentication_failed_and_the_right_one_restores(oslab, ab):
