@@ -206,7 +206,7 @@ def summary(got: list[float]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.migration", description=__doc__)
     p.add_argument("--moves", type=int, default=10)
-    p.add_argument("--openstack", action="store_true", help="OpenStack mode too (~3 min more)")
+    p.add_argument("--openstack", action="store_true", help="OpenStack mode too (~6 min more)")
     args = p.parse_args(argv)
     out = {"standalone": standalone_moves(args.moves)}
     if args.openstack:

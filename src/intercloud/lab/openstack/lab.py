@@ -282,6 +282,9 @@ class OpenStackLab(Lab):
         got = self._receive(b, {"network": net_id, "mac": vm.mac, "ip": ip}, timeout)
         port = {"id": got["port_id"], "mac": got["mac"], "ip": got["ip"], "mtu": vm.mtu}
         self.add_vm(b, name, port=port, up=False, timeout=timeout, **where)
+        # as Nova waits for the port to be plugged before the switch-over: the destination's
+        # agent has joined br-cloud to the network's VLAN on br-int (a pass after the plug)
+        self._wait_pass_after(b, time.time(), timeout)
         began = time.time()
         namespaces.ip("link", "set", "eth0", "down", ns=vm.ns)
         new_ns = self.vm_ns(b, name)
