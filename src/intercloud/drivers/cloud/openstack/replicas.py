@@ -9,8 +9,7 @@ from functools import partial
 from typing import Any
 
 from intercloud.drivers.cloud.base import Network, ReplicaSpec, ReplicaSync
-from intercloud.drivers.cloud.openstack import held
-from intercloud.drivers.cloud.openstack.held import HeldAddresses
+from intercloud.drivers.cloud.openstack.held import HeldAddresses, held_ips, without
 from intercloud.drivers.cloud.openstack.networks import Networks
 from intercloud.drivers.cloud.openstack.sdk import Sdk
 from intercloud.drivers.cloud.openstack.tags import REMOTE_OWNER, TAG, UID_TAG, pools_of, uid_from
@@ -171,7 +170,7 @@ class Replicas:
             changes += 1
         elif pools:
             # our slice, less the addresses held for a VM moving away (held.py)
-            sliced = held.without(spec.pools, held.held_ips(subnet))
+            sliced = without(spec.pools, held_ips(subnet))
             if list(pools_of(subnet.allocation_pools)) != sliced:
                 ranges = [{"start": a, "end": b} for a, b in sliced]
                 self.sdk.call(
