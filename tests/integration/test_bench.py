@@ -70,7 +70,7 @@ def result(tmp_path_factory):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=1800,  # two OpenStack labs and the moves: ~8 min of it
+        timeout=1800,  # with two OpenStack labs and the moves: ~8 min in all
     )
     assert out.exists(), f"no JSON written (exit {proc.returncode}): {proc.stderr[-3000:]}"
     data = json.loads(out.read_text())
