@@ -16,6 +16,7 @@ import argparse
 import json
 import re
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,9 @@ arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip + b"\x00" * 6 + ip
 for _ in range(3):
     s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)
 """
+PING_INTERVAL = 0.05
+IDLE = 5.0  # seconds of ping before the first move: the no-move baseline
+SETTLE = 2.0  # seconds between an OpenStack move's end and the next
 REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)")
 
 
@@ -70,17 +74,60 @@ def gaps(ping_output: str, moves: list[float]) -> list[float]:
     return out
 
 
-def run_moves(lab: Lab, pinger: str, n: int, settle: float = 2.0) -> tuple[list[float], str]:
-    """`n` moves of the mover (it starts in A), under a 20/s ping from `pinger`; the gap of
-    each move and the raw ping output."""
-    ping = subprocess.Popen(
-        nsexec.exec_argv(lab.namespace(pinger), ["ping", "-D", "-i", "0.05", "-W", "1", IP]),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+class Pings:
+    """A timestamped ping (`ping -D`, 20/s) from VM `source` to `ip`, running while VMs move:
+
+        with Pings(lab, "A/s1", ip) as pings:
+            starts.append(time.time()); move(...)
+        pings.gaps(starts), pings.answered_after(starts[0])
+
+    Its output goes to a file, never a pipe read at the end: 20 lines a second fill a pipe's
+    64 KiB in about 40 s, and ping then blocks on its next write and sends nothing more (a
+    journey of several moves looked like a VM that stopped answering)."""
+
+    def __init__(self, lab: Lab, source: str, ip: str) -> None:
+        self.argv = nsexec.exec_argv(
+            lab.namespace(source), ["ping", "-D", "-i", str(PING_INTERVAL), "-W", "1", ip]
+        )
+        self.out = ""
+
+    def __enter__(self) -> Pings:
+        self._file = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(self.argv, stdout=self._file, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGINT)  # ping flushes its output and exits
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with self._file:
+            self._file.seek(0)
+            self.out = self._file.read()
+
+    def replies(self) -> list[float]:
+        return [float(m.group(1)) for line in self.out.splitlines() if (m := REPLY.match(line))]
+
+    def gaps(self, starts: list[float]) -> list[float]:
+        return gaps(self.out, starts)
+
+    def idle_gap(self, until: float) -> float:
+        """The longest interval between two replies before `until` (no move yet)."""
+        window = [t for t in self.replies() if t < until]
+        return max((b - a for a, b in zip(window, window[1:], strict=False)), default=0.0)
+
+    def answered_after(self, start: float, delay: float = 1.0) -> int:
+        return sum(1 for t in self.replies() if t > start + delay)
+
+
+def run_moves(lab: Lab, pinger: str, n: int, settle: float = 2.0) -> tuple[list[float], float]:
+    """`n` moves of the mover (it starts in A), under a 20/s ping from `pinger`: the gap of
+    each move, and the longest gap of the same ping over IDLE seconds before the first."""
     starts = []
-    try:
-        time.sleep(settle)
+    with Pings(lab, pinger, IP) as pings:
+        time.sleep(IDLE)
         here = "A"
         for _ in range(n):
             there = "B" if here == "A" else "A"
@@ -88,68 +135,12 @@ def run_moves(lab: Lab, pinger: str, n: int, settle: float = 2.0) -> tuple[list[
             move(lab, here, there)
             here = there
             time.sleep(settle)
-    finally:
-        ping.terminate()
-        out = ping.communicate(timeout=10)[0]
-    return gaps(out, starts), out
+    return pings.gaps(starts), pings.idle_gap(starts[0])
 
 
-def openstack_moves(n: int) -> list[float]:
-    """The same in OpenStack mode: Neutron ports moved by lab.move_vm (the destination's agent
-    swaps its placeholder for the port, the VM switches over and announces itself)."""
-    name = "bq" + secrets.token_hex(2)
-    lab = OpenStackLab(name, state_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
-    try:
-        lab.up(2, lanes=1)
-        lab.peer("A", "B")
-        s1 = lab.add_vm("A", "s1", network="net1")
-        mv = lab.add_vm("A", "mv", network="net1")
-        expand(lab, "A", "p1", "net1", ["B"])
-        ip = mv.ip.split("/")[0]
-        wait_for(
-            lambda: lab.exec("A/s1", ["ping", "-c", "1", "-W", "1", ip]).returncode == 0,
-            60,
-            "s1 -> mv",
-        )
-        del s1
-        ping = subprocess.Popen(
-            nsexec.exec_argv(lab.namespace("A/s1"), ["ping", "-D", "-i", "0.05", "-W", "1", ip]),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        starts = []
-        try:
-            time.sleep(2)
-            here = "A"
-            for _ in range(n):
-                there = "B" if here == "A" else "A"
-                starts.append(lab.move_vm(here, there, "mv"))
-                here = there
-                time.sleep(4)  # the agents settle the placeholders before the next move
-        finally:
-            ping.terminate()
-            out = ping.communicate(timeout=10)[0]
-        return gaps(out, starts)
-    finally:
-        lab.down()
-
-
-def summary(got: list[float]) -> dict:
-    return {
-        "moves": len(got),
-        "gaps_s": [round(g, 3) for g in got],
-        "median_s": round(statistics.median(got), 3),
-        "max_s": round(max(got), 3),
-        "ping_interval_s": 0.05,
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.migration", description=__doc__)
-    p.add_argument("--moves", type=int, default=10)
-    p.add_argument("--openstack", action="store_true", help="OpenStack mode too (~3 min more)")
-    args = p.parse_args(argv)
-    name = "bm" + secrets.token_hex(2)
+def standalone_moves(n: int, prefix: str | None = None) -> dict:
+    """The standalone figure: a lab of two clouds, `n` moves A <-> B."""
+    name = prefix or "bm" + secrets.token_hex(2)
     lab = Lab(name, state_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
     try:
         lab.up(2, encrypt=True, lanes=1)
@@ -162,16 +153,69 @@ def main(argv: list[str] | None = None) -> int:
             60,
             "a1 -> mover",
         )
-        got, _ = run_moves(lab, "A/a1", args.moves)
+        got, idle = run_moves(lab, "A/a1", n)
     finally:
         lab.down()
-    out = {"standalone": summary(got)}
+    return {**summary(got), "idle_gap_s": round(idle, 3)}
+
+
+def openstack_moves(n: int, prefix: str | None = None) -> dict:
+    """The same in OpenStack mode: Neutron ports moved by lab.move_vm (the destination's agent
+    swaps its placeholder for the port, the VM switches over and announces itself, the old
+    port goes once the origin saw the move). Each move waits for the last one's ports to settle
+    (lab.move_vm returns once the origin saw the old port go), then `SETTLE` seconds."""
+    name = prefix or "bq" + secrets.token_hex(2)
+    lab = OpenStackLab(name, state_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
+    try:
+        lab.up(2, lanes=1)
+        lab.peer("A", "B")
+        lab.add_vm("A", "s1", network="net1")
+        mv = lab.add_vm("A", "mv", network="net1")
+        expand(lab, "A", "p1", "net1", ["B"])
+        ip = mv.ip.split("/")[0]
+        wait_for(
+            lambda: lab.exec("A/s1", ["ping", "-c", "1", "-W", "1", ip]).returncode == 0,
+            60,
+            "s1 -> mv",
+        )
+        starts = []
+        with Pings(lab, "A/s1", ip) as pings:
+            time.sleep(IDLE)
+            here = "A"
+            for _ in range(n):
+                there = "B" if here == "A" else "A"
+                starts.append(lab.move_vm(here, there, "mv"))
+                here = there
+                time.sleep(SETTLE)
+        got, idle = pings.gaps(starts), pings.idle_gap(starts[0])
+    finally:
+        lab.down()
+    return {**summary(got), "idle_gap_s": round(idle, 3)}
+
+
+def summary(got: list[float]) -> dict:
+    return {
+        "moves": len(got),
+        "gaps_s": [round(g, 3) for g in got],
+        "median_s": round(statistics.median(got), 3),
+        "max_s": round(max(got), 3),
+        "ping_interval_s": PING_INTERVAL,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.migration", description=__doc__)
+    p.add_argument("--moves", type=int, default=10)
+    p.add_argument("--openstack", action="store_true", help="OpenStack mode too (~6 min more)")
+    args = p.parse_args(argv)
+    out = {"standalone": standalone_moves(args.moves)}
     if args.openstack:
-        out["openstack"] = summary(openstack_moves(args.moves))
+        out["openstack"] = openstack_moves(args.moves)
     for mode, fig in out.items():
         print(
             f"{mode} move A<->B (encrypted), {fig['moves']} moves, 20/s ping: longest gap "
-            f"median {fig['median_s']} s, max {fig['max_s']} s (the ping interval: 0.05 s)"
+            f"median {fig['median_s']} s, max {fig['max_s']} s (no move: {fig['idle_gap_s']} s; "
+            f"the ping interval: {PING_INTERVAL} s)"
         )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "migration.json").write_text(json.dumps(out, indent=2) + "\n")

@@ -57,8 +57,9 @@ def openstack(prefix: str, workdir: Path, lanes: int) -> tuple[Lab, Endpoint]:
     return lab, ep
 
 
-def run(mode: Mode, lanes: int) -> dict:
-    prefix = "bo" + secrets.token_hex(2)
+def run(mode: Mode, lanes: int, prefix: str | None = None) -> dict:
+    """Both labs (named `prefix` + s / o), the TCP reps in turns, RTT; the labs go after."""
+    prefix = prefix or "bo" + secrets.token_hex(2)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
     labs: list[Lab] = []
     out: dict = {"lanes": lanes, "tcp_seconds": mode.tcp_seconds, "reps": mode.tcp_reps}

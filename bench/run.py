@@ -19,16 +19,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import control, dataplane, multicore, probes, scale, vpnaas
+from bench import control, dataplane, migration, multicore, probes, scale, vpnaas
 from bench import lanes as lanes_bench
 from bench import ns as nsmod
+from bench import openstack as openstack_bench
 from bench import proxy as proxy_bench
 from bench.measure import UDP_SIZES, Mode
 from bench.report import Figures, figures_as_dicts, machine, print_tables, write_json
 from intercloud.lab import namespaces, processes
 from intercloud.lab.nsexec import LabError
 from intercloud.lab.openstack.lab import OpenStackLab
-from intercloud.lab.topology import Lab
+from intercloud.lab.topology import DEFAULT_LANES, Lab
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # TCP/UDP/RTT baselines: what each configuration is compared with, and the targets.
@@ -325,6 +326,65 @@ class Run:
     def lanes(self) -> None:  # balanced lanes vs VPNaaS at 10, 16 and 64 flows (bench/lanes.py)
         lanes_bench.run(self)
 
+    # --- OpenStack mode encrypted beside standalone encrypted (two labs of their own) --------
+
+    def openstack(self) -> None:
+        out = openstack_bench.run(self.mode, lanes=DEFAULT_LANES, prefix=self.prefix + "x")
+        self.details["openstack"] = out
+        s, o = out["ic_enc_standalone"], out["ic_enc_openstack"]
+        base = "standalone, encrypted (same run, same charons)"
+        self.figs.add(
+            "openstack.tcp",
+            "openstack",
+            "OpenStack expansion encrypted, TCP -P 10 (br-int, br-cloud, kernel VXLAN)",
+            o["tcp_gbps"],
+            "Gb/s",
+            baseline=("openstack.standalone.tcp", base, s["tcp_gbps"]),
+            note=f"reps {o['tcp_runs_gbps']} vs {s['tcp_runs_gbps']}",
+        )
+        self.figs.add(
+            "openstack.rtt",
+            "openstack",
+            "OpenStack expansion encrypted, RTT",
+            o["rtt_ms"],
+            "ms",
+            baseline=("openstack.standalone.rtt", base, s["rtt_ms"]),
+            better="lower",
+        )
+
+    # --- live migration: the longest ping gap of a VM that stays, per move -------------------
+
+    def migration(self) -> None:
+        n = 4 if self.mode.short else 10
+        alone = migration.standalone_moves(n, prefix=self.prefix + "g")
+        self.log(f"standalone moves: {alone['gaps_s']}")
+        ostack = migration.openstack_moves(n, prefix=self.prefix + "h")
+        self.log(f"OpenStack moves: {ostack['gaps_s']}")
+        self.details["migration"] = {"standalone": alone, "openstack": ostack}
+        idle = "no move: longest gap of the same ping before the first move"
+        same = "the same moves in standalone mode (a VM is a namespace, no Neutron)"
+        for stat in ("median", "max"):
+            self.figs.add(
+                f"migration.standalone.{stat}",
+                "migration",
+                f"move A<->B, standalone, longest ping gap, {stat} of {n}",
+                alone[f"{stat}_s"],
+                "s",
+                baseline=("migration.standalone.idle", idle, max(alone["idle_gap_s"], 0.001)),
+                better="lower",
+                target="value < 1",
+            )
+            self.figs.add(
+                f"migration.openstack.{stat}",
+                "migration",
+                f"move A<->B, OpenStack (Neutron ports), longest ping gap, {stat} of {n}",
+                ostack[f"{stat}_s"],
+                "s",
+                baseline=(f"migration.standalone.{stat}", same, alone[f"{stat}_s"]),
+                better="lower",
+                target="value < 1",
+            )
+
     # --- probes through the tunnels ----------------------------------------------------------
 
     def probes(self) -> None:
@@ -379,11 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
         "--only",
-        default="dataplane,control,scale,probes",
-        help="comma-separated sections (default: dataplane,control,scale,probes; also: proxy, "
-        "the tenant API proxy on its own OpenStack lab, ~4 min; lanes, balanced lanes vs VPNaaS "
-        "at 10/16/64 flows, ~5 min; api, the API's latency --api-runs times in a row on its own "
-        "lab)",
+        default="dataplane,control,scale,probes,openstack,migration",
+        help="comma-separated sections (default: dataplane,control,scale,probes,openstack,"
+        "migration; also: proxy, the tenant API proxy on its own OpenStack lab, ~4 min; lanes, "
+        "balanced lanes vs VPNaaS at 10/16/64 flows, ~5 min; api, the API's latency --api-runs "
+        "times in a row on its own lab)",
     )
     parser.add_argument(
         "--api-runs", type=int, default=5, help="consecutive runs of the api section (default 5)"
@@ -401,7 +461,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("control needs the dataplane section (it reuses its labs)")
     interrupted: BaseException | None = None
     try:
-        for name in ("dataplane", "control", "scale", "probes", "proxy", "lanes", "api"):
+        for name in (
+            "dataplane",
+            "control",
+            "scale",
+            "probes",
+            "openstack",
+            "migration",
+            "proxy",
+            "lanes",
+            "api",
+        ):
             if name in sections:
                 run.section(name, getattr(run, name))
     except (KeyboardInterrupt, SystemExit) as exc:  # SIGINT/SIGTERM: clean up, report so far

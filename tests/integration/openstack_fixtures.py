@@ -10,6 +10,11 @@ even when the test fails.
 
     with openstack_cloud(tmp_path / "os") as (svc, api):
         ...
+
+    @pytest.fixture(scope="module")
+    def oslab():
+        with openstack_lab(3, peers=("AB", "AC")) as lab:   # the whole OpenStack lab
+            yield lab
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from pathlib import Path
 import pytest
 
 from intercloud.lab.openstack.api import OpenStackApi
+from intercloud.lab.openstack.lab import OpenStackLab
 from intercloud.lab.openstack.services import OpenStackServices
 from tests.integration.namespaces import Namespaces
+from tests.waiting import wait_for
 
 Cloud = tuple[OpenStackServices, OpenStackApi]
 
@@ -70,3 +77,36 @@ def openstack_factory(tmp_path: Path) -> Iterator[Callable[..., Cloud]]:
             )
 
         yield make
+
+
+@contextlib.contextmanager
+def openstack_lab(
+    clouds: int = 2, *, peers: tuple[str, ...] = ("AB",), prefix: str = "o"
+) -> Iterator[OpenStackLab]:
+    """The OpenStack lab (lab/openstack) of `clouds` clouds, each pair in `peers` peered
+    ("AB": A and B); down on exit, also when the test fails."""
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (network namespaces); run them as root")
+    lab = OpenStackLab(prefix + secrets.token_hex(3))
+    try:
+        lab.up(clouds)
+        for a, b in peers:
+            lab.peer(a, b)
+        yield lab
+    finally:
+        lab.down()
+
+
+def expand_active(
+    lab: OpenStackLab, network: str, peers: list[str], *, project: str = "p1", timeout: float = 90
+) -> dict:
+    """`network` of `project` in A expanded to `peers`, once its status is active."""
+    exp = lab.api("A", "POST", "/v1/expansions", {"network": network, "peers": peers}, project)
+    wait_for(
+        lambda: (
+            lab.api("A", "GET", f"/v1/expansions/{exp['id']}", token=project)["status"] == "active"
+        ),
+        timeout,
+        what=f"the expansion of {network} to {', '.join(peers)}",
+    )
+    return exp

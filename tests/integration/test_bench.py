@@ -38,6 +38,12 @@ EXPECTED = (
         "scale.delete_all",
         "scale.rss_peak",
         "probes.cost",
+        "openstack.tcp",
+        "openstack.rtt",
+        "migration.standalone.median",
+        "migration.standalone.max",
+        "migration.openstack.median",
+        "migration.openstack.max",
     ]
 )
 WITH_TARGET = {
@@ -49,6 +55,8 @@ WITH_TARGET = {
     "scale.reconcile_from_nothing",
     "scale.rss_peak",
     "probes.cost",
+    "migration.standalone.median",
+    "migration.openstack.max",
 }
 
 
@@ -62,7 +70,7 @@ def result(tmp_path_factory):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,  # with two OpenStack labs and the moves: ~8 min in all
     )
     assert out.exists(), f"no JSON written (exit {proc.returncode}): {proc.stderr[-3000:]}"
     data = json.loads(out.read_text())
@@ -112,3 +120,11 @@ def test_dataplane_details(result):
     lanes = dp["ic_enc"]["lane_bytes_since_start"]
     assert len(lanes) == (2 if (os.cpu_count() or 1) >= 2 else 1), lanes
     assert all(v > 0 for v in lanes.values()), lanes
+
+
+def test_migration_details(result):
+    moves = result["details"]["migration"]
+    for mode in ("standalone", "openstack"):
+        fig = moves[mode]
+        assert fig["moves"] == len(fig["gaps_s"]) == 4, fig  # --short: 4 moves A<->B each
+        assert all(g > 0 for g in fig["gaps_s"]), fig

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration import traffic
 from tests.integration.test_expansion import expand, ping, shrink
+from tests.integration.traffic import MARKER
 from tests.waiting import wait_for
-
-MARKER = b"INTERCLOUD-CLEARTEXT-MARKER"
 
 
 @pytest.fixture
@@ -40,57 +37,17 @@ def psk_of(lab, a: str, b: str) -> str:
 
 def test_wan_sees_only_ike_and_esp(lab3, ab):
     _, a1, b1 = ab
-    pcap = f"{lab3.state_dir}/wan.pcap"
-    cap = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            lab3.namespace("wan"),
-            "tcpdump",
-            "-i",
-            "any",
-            "-s",
-            "0",
-            "-U",
-            "-w",
-            pcap,
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert cap.stderr is not None
-    while "listening on" not in cap.stderr.readline():
-        pass
-    try:
+    with traffic.WanCapture(lab3, f"{lab3.state_dir}/wan.pcap") as wan:
         assert ping(lab3, a1, "10.10.0.2", count=5)
-        sink = traffic.start(lab3, b1, traffic.UDP_SINK, "9999", "3")
-        sender = (
-            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            f"[s.sendto({MARKER!r} * 20, ('10.10.0.2', 9999)) for _ in range(20)]"
-        )
-        traffic.run(lab3, a1, sender)
-        assert "540" in sink.communicate(timeout=30)[0]  # the marker datagrams did arrive
-    finally:
-        time.sleep(0.5)  # packets still on their way; nothing tells when the last is in
-        cap.terminate()
-        cap.communicate(timeout=10)  # reaps it and closes its stderr pipe
-    with open(pcap, "rb") as f:
-        raw = f.read()
-    assert MARKER not in raw, "cleartext payload crossed the WAN"
-
-    def lines(bpf: str) -> list[str]:
-        out = subprocess.run(
-            ["tcpdump", "-r", pcap, "-nn", *bpf.split()], capture_output=True, text=True
-        ).stdout
-        return out.splitlines()
+        traffic.send_marker(lab3, a1, b1, "10.10.0.2")
+    assert MARKER not in wan.raw(), "cleartext payload crossed the WAN"
 
     def count(bpf: str) -> int:
-        return len(lines(bpf))
+        return len(wan.lines(bpf))
 
     assert count("udp port 4500") > 20  # ESP in UDP (libipsec always encapsulates)
     # besides IKE/ESP: only ARP and IPv6 link-local neighbour/router discovery of the veths
-    others = lines("not (udp port 500 or udp port 4500 or arp or icmp6)")
+    others = wan.lines("not (udp port 500 or udp port 4500 or arp or icmp6)")
     assert others == [], others
     assert count("udp port 4789") == 0
 

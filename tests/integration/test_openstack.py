@@ -7,28 +7,20 @@ clouds."""
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 
 import pytest
 
 from intercloud.domain import pools
 from intercloud.errors import NotFound
-from intercloud.lab.openstack.lab import OpenStackLab
+from tests.integration.openstack_fixtures import openstack_lab
 from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def oslab():
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root (network namespaces); run them as root")
-    lab = OpenStackLab("o" + secrets.token_hex(3))
-    try:
-        lab.up(2)
-        lab.peer("A", "B")
+    with openstack_lab(2) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def _ports(api, tok: str, network_id: str) -> list:

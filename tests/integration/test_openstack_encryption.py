@@ -4,31 +4,21 @@ IPsec, so the WAN sees only IKE and ESP."""
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import subprocess
-import time
 
 import pytest
 
-from intercloud.lab.openstack.lab import OpenStackLab
 from tests.integration import traffic
-from tests.integration.test_encryption import MARKER, psk_of
+from tests.integration.openstack_fixtures import expand_active, openstack_lab
+from tests.integration.test_encryption import psk_of
+from tests.integration.traffic import MARKER
 from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def oslab():
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root (network namespaces); run them as root")
-    lab = OpenStackLab("o" + secrets.token_hex(3))
-    try:
-        lab.up(2)
-        lab.peer("A", "B")
+    with openstack_lab(2) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +26,7 @@ def ab(oslab):
     """net1 of p1 expanded A -> B (encrypted link), a VM on each side; their IPs."""
     lab = oslab
     lab.add_vm("A", "a1", network="net1")
-    exp = lab.api("A", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}, token="p1")
-    wait_for(
-        lambda: (
-            lab.api("A", "GET", f"/v1/expansions/{exp['id']}", token="p1")["status"] == "active"
-        ),
-        60,
-        what="the expansion to become active",
-    )
+    exp = expand_active(lab, "net1", ["B"])
     b1 = lab.add_vm("B", "b1", replica_of="A/net1")
     a1 = lab.state().vms["A/a1"]
     ips = a1.ip.split("/")[0], b1.ip.split("/")[0]
@@ -89,45 +72,16 @@ def test_df_pings_and_100_mb_of_tcp_cross_intact(oslab, ab):
 def test_wan_sees_only_ike_and_esp(oslab, ab):
     lab = oslab
     _, (_, b_ip) = ab
-    pcap = f"{lab.state_dir}/wan-openstack.pcap"
-    cap = subprocess.Popen(
-        ["ip", "netns", "exec", lab.namespace("wan"), "tcpdump", "-i", "any", "-s", "0", "-U"]
-        + ["-w", pcap],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert cap.stderr is not None
-    while "listening on" not in cap.stderr.readline():
-        pass
-    try:
+    with traffic.WanCapture(lab, f"{lab.state_dir}/wan-openstack.pcap") as wan:
         assert ping(lab, "A/a1", b_ip, 5)
-        sink = traffic.start(lab, "B/b1", traffic.UDP_SINK, "9999", "3")
-        sender = (
-            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            f"[s.sendto({MARKER!r} * 20, ({b_ip!r}, 9999)) for _ in range(20)]"
-        )
-        traffic.run(lab, "A/a1", sender)
-        assert "540" in sink.communicate(timeout=30)[0]  # the marker datagrams did arrive
-    finally:
-        time.sleep(0.5)  # packets still on their way
-        cap.terminate()
-        cap.communicate(timeout=10)
-    with open(pcap, "rb") as f:
-        raw = f.read()
-    assert MARKER not in raw, "cleartext payload crossed the WAN"
-
-    def lines(bpf: str) -> list[str]:
-        out = subprocess.run(
-            ["tcpdump", "-r", pcap, "-nn", *bpf.split()], capture_output=True, text=True
-        ).stdout
-        return out.splitlines()
-
-    assert len(lines("udp port 4500")) > 20  # ESP in UDP (libipsec)
+        traffic.send_marker(lab, "A/a1", "B/b1", b_ip)
+    assert MARKER not in wan.raw(), "cleartext payload crossed the WAN"
+    assert len(wan.lines("udp port 4500")) > 20  # ESP in UDP (libipsec)
     # besides IKE/ESP: only ARP and IPv6 neighbour discovery of the veths; no VXLAN, and the
     # agents' federation calls (TLS on 8700) are allowed on the WAN
-    others = lines("not (udp port 500 or udp port 4500 or arp or icmp6 or tcp port 8700)")
+    others = wan.lines("not (udp port 500 or udp port 4500 or arp or icmp6 or tcp port 8700)")
     assert others == [], others
-    assert lines("udp port 4789") == []
+    assert wan.lines("udp port 4789") == []
 
 
 def test_wrong_psk_says_authentication_failed_and_the_right_one_restores(oslab, ab):

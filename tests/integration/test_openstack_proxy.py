@@ -6,33 +6,19 @@ A's credentials, works in B's replica of its network with the unmodified `openst
 from __future__ import annotations
 
 import json
-import os
-import secrets
 
 import pytest
 
 from intercloud.lab.openstack import tenant
-from intercloud.lab.openstack.lab import OpenStackLab
 from intercloud.lab.openstack.plug import plug_port
+from tests.integration.openstack_fixtures import expand_active, openstack_lab
 from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def oslab(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root (network namespaces); run them as root")
-    lab = OpenStackLab("x" + secrets.token_hex(3))
-    try:
-        lab.up(2)
-        lab.peer("A", "B")
-        exp = lab.api("A", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}, "p1")
-        wait_for(
-            lambda: (
-                lab.api("A", "GET", f"/v1/expansions/{exp['id']}", token="p1")["status"] == "active"
-            ),
-            90,
-            what="net1's expansion into B to become active",
-        )
+    with openstack_lab(2, prefix="x") as lab:
+        expand_active(lab, "net1", ["B"])
         lab.add_vm("A", "a1", network="net1")
         tenant.install_plugin()  # this checkout's `openstack intercloud` commands
         clouds = tenant.clouds_yaml(lab, "A", "p1", peers=("B",))
@@ -40,8 +26,6 @@ def oslab(tmp_path_factory):
         clouds["clouds"] |= tenant.clouds_yaml(lab, "A", "admin", name="A-admin")["clouds"]
         path = tenant.write_clouds_yaml(tmp_path_factory.mktemp("tenant") / "clouds.yaml", clouds)
         yield lab, path
-    finally:
-        lab.down()
 
 
 def osc(lab, path, cloud: str, *args: str):

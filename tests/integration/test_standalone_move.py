@@ -5,11 +5,9 @@ longest gap of each move is printed (the figure and its target are in bench.migr
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 from bench import migration
-from intercloud.lab import nsexec
 from tests.integration.test_expansion import expand, shrink
 from tests.waiting import wait_for
 
@@ -25,14 +23,8 @@ def test_moves_a_b_a_then_a_b_c_under_ping(lab3):
             60,
             what="a1 -> the mover",
         )
-        ping = subprocess.Popen(
-            nsexec.exec_argv(lab.namespace("A/a1"), ["ping", "-D", "-i", "0.05", "-W", "1"])
-            + [migration.IP],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
         starts: list[float] = []
-        try:
+        with migration.Pings(lab, "A/a1", migration.IP) as pings:
             time.sleep(1)
             for src, dst in (("A", "B"), ("B", "A"), ("A", "B"), ("B", "C")):
                 starts.append(time.time())
@@ -49,19 +41,15 @@ def test_moves_a_b_a_then_a_b_c_under_ping(lab3):
                     what=f"the mover in {dst} -> a1",
                 )
                 time.sleep(1.5)
-        finally:
-            ping.terminate()
-            out = ping.communicate(timeout=10)[0]
-        got = migration.gaps(out, starts)
+        got = pings.gaps(starts)
         print(
             "standalone moves A->B->A->B->C, longest gap per move (s): "
             + ", ".join(f"{g:.3f}" for g in got)
         )
         assert len(got) == 4
         # after every move the mover answered the VM that stayed again (replies after it)
-        replies = [float(m.group(1)) for ln in out.splitlines() if (m := migration.REPLY.match(ln))]
         for start in starts:
-            assert sum(1 for t in replies if t > start + 1.0) >= 5, (start, out[-500:])
+            assert pings.answered_after(start) >= 5, (start, pings.out[-500:])
     finally:
         for cloud in "ABC":
             if f"{cloud}/mv" in lab.state().vms:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from tests.waiting import wait_for
 
@@ -131,3 +132,56 @@ def mbits(proc: subprocess.Popen[str]) -> float:
     data = json.loads(out)
     assert "error" not in data, data.get("error")
     return data["end"]["sum_received"]["bits_per_second"] / 1e6
+
+
+# --- what the WAN router sees --------------------------------------------------------------
+
+MARKER = b"INTERCLOUD-CLEARTEXT-MARKER"  # a payload that must never cross the WAN in clear
+
+
+class WanCapture:
+    """tcpdump on the lab's WAN router into `pcap` while the block runs:
+
+    with WanCapture(lab, path) as wan:
+        send_marker(lab, "A/a1", "B/b1", b_ip)
+    assert MARKER not in wan.raw() and wan.lines("udp port 4789") == []
+    """
+
+    def __init__(self, lab, pcap: str) -> None:
+        self.argv = ["ip", "netns", "exec", lab.namespace("wan")]
+        self.argv += ["tcpdump", "-i", "any", "-s", "0", "-U", "-w", pcap]
+        self.pcap = pcap
+
+    def __enter__(self) -> WanCapture:
+        self.proc = subprocess.Popen(self.argv, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        while "listening on" not in self.proc.stderr.readline():
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)  # packets still on their way; nothing tells when the last is in
+        self.proc.terminate()
+        self.proc.communicate(timeout=10)  # reaps it and closes its stderr pipe
+
+    def raw(self) -> bytes:
+        with open(self.pcap, "rb") as f:
+            return f.read()
+
+    def lines(self, bpf: str) -> list[str]:
+        """The captured packets that match `bpf`, one line each."""
+        out = subprocess.run(
+            ["tcpdump", "-r", self.pcap, "-nn", *bpf.split()], capture_output=True, text=True
+        ).stdout
+        return out.splitlines()
+
+
+def send_marker(lab, source, sink, ip: str) -> None:
+    """20 UDP datagrams of MARKER x 20 from VM `source` to VM `sink` (at `ip`), all received."""
+    got = start(lab, sink, UDP_SINK, "9999", "3")
+    sender = (
+        "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"[s.sendto({MARKER!r} * 20, ({ip!r}, 9999)) for _ in range(20)]"
+    )
+    run(lab, source, sender)
+    assert "540" in got.communicate(timeout=30)[0]  # the marker datagrams did arrive

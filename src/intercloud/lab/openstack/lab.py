@@ -179,6 +179,25 @@ class OpenStackLab(Lab):
         net_id, project = self._vm_network(c, network, replica_of, timeout)
         if port is None:
             port = self.services(letter).create_port(net_id, project, name=name)
+        where = replica_of if isinstance(replica_of, str) else None
+        return self.plug(letter, name, port, net_id, up=up, network=network, replica_of=where)
+
+    def plug(
+        self,
+        cloud: str,
+        name: str,
+        port: dict[str, Any],
+        net_id: str,
+        *,
+        up: bool = True,
+        network: str | None = None,
+        replica_of: str | None = None,
+    ) -> VmRecord:
+        """VM `name` on Neutron `port` (id, mac, ip, mtu) of network `net_id`, plugged into
+        br-int as the OVS agent would (the network's local VLAN of this cloud); `up=False`: its
+        eth0 stays down. Recorded with `network` / `replica_of` (how the lab names where)."""
+        c = self.cloud(cloud)
+        letter = c.name
         with self._edit() as st:
             vlans = st.clouds[letter].vlans
             # different clouds use different local VLANs: the tunnels must translate
@@ -207,7 +226,7 @@ class OpenStackLab(Lab):
             veth=veth,
             bridge=f"br-int vlan {tag}",
             network=network,
-            replica_of=replica_of if isinstance(replica_of, str) else None,
+            replica_of=replica_of,
         )
         with self._edit() as st:
             st.vms[f"{letter}/{name}"] = vm
@@ -246,8 +265,9 @@ class OpenStackLab(Lab):
         """Live-migrate VM `name` from cloud `src` to `dst` as an orchestrator would: `dst`'s
         agent receives its port (POST /v1/moves: the placeholder gives way to a port with the
         same MAC and IP), the VM is plugged there with eth0 down; the switch-over: eth0 down
-        at the source, up at the destination with a gratuitous ARP; then the source's port and
-        namespace go. Returns when the switch-over began (time.time())."""
+        at the source, up at the destination with a gratuitous ARP; once the origin lists the
+        move (and a member source has heard of it), the source's port and namespace go.
+        Returns when the switch-over began (time.time())."""
         a, b = self.cloud(src).name, self.cloud(dst).name
         asked = time.time()
         vm = self.state().vms[f"{a}/{name}"]
@@ -262,6 +282,9 @@ class OpenStackLab(Lab):
         got = self._receive(b, {"network": net_id, "mac": vm.mac, "ip": ip}, timeout)
         port = {"id": got["port_id"], "mac": got["mac"], "ip": got["ip"], "mtu": vm.mtu}
         self.add_vm(b, name, port=port, up=False, timeout=timeout, **where)
+        # as Nova waits for the port to be plugged before the switch-over: the destination's
+        # agent has joined br-cloud to the network's VLAN on br-int (a pass after the plug)
+        self._wait_pass_after(b, time.time(), timeout)
         began = time.time()
         namespaces.ip("link", "set", "eth0", "down", ns=vm.ns)
         new_ns = self.vm_ns(b, name)
@@ -269,6 +292,11 @@ class OpenStackLab(Lab):
         self._wait_link_up(b, self.state().vms[f"{b}/{name}"].veth)
         nsexec.run_program(new_ns, "intercloud.lab.programs.garp", "eth0", str(vm.mac), ip)
         self._wait_move_seen(origin, net, str(vm.mac), b, asked, timeout)
+        if a != origin:
+            # the source learns of the move from the origin, then takes the address out of its
+            # pool at its next pass (drivers/cloud/openstack/held.py): only then may it go
+            told = self._wait_pass_after(origin, time.time() + CloudSection.cache_seconds, timeout)
+            self._wait_pass_after(a, told, timeout)
         self.remove_vm(a, name)
         self._wait_removal_seen(a, origin, time.time(), timeout)
         return began

@@ -6,10 +6,8 @@ Removing the VM (`lab vm rm`) deletes the port too, unless its owner deleted it 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from intercloud.lab import namespaces, ovs_instance
 from intercloud.lab.nsexec import LabError
 from intercloud.lab.openstack.api import OpenStackApiError
 from intercloud.lab.state import VmRecord
@@ -31,32 +29,5 @@ def plug_port(lab: OpenStackLab, cloud: str, name: str, port_id: str) -> VmRecor
     ips = [f["ip_address"] for f in port.get("fixed_ips") or [] if ":" not in f["ip_address"]]
     if not ips:
         raise LabError(f"port {port_id} has no IPv4 address")
-    net_id = port["network_id"]
-    with lab._edit() as st:
-        vlans = st.clouds[letter].vlans
-        tag = vlans.setdefault(net_id, 10 * c.index + len(vlans) + 1)
-    assert c.ovs_dir is not None
-    inst = ovs_instance.OvsInstance(c.ns, Path(c.ovs_dir))
-    vm_ns, veth = lab.vm_ns(letter, name), f"v{letter.lower()}{name}"
-    mac = port["mac_address"]
-    try:
-        ovs_instance.add_vm(inst, vm_ns, veth, tag, net_id, f"{ips[0]}/24", mac=mac, mtu=mtu)
-    except BaseException:
-        namespaces.delete_namespace(vm_ns)
-        raise
-    vm = VmRecord(
-        cloud=letter,
-        name=name,
-        ns=vm_ns,
-        ip=f"{ips[0]}/24",
-        mac=mac,
-        mtu=mtu,
-        port_id=port_id,
-        network_id=net_id,
-        veth=veth,
-        bridge=f"br-int vlan {tag}",
-        network=f"port {port_id}",
-    )
-    with lab._edit() as st:
-        st.vms[f"{letter}/{name}"] = vm
-    return vm
+    got = {"id": port_id, "mac": port["mac_address"], "ip": ips[0], "mtu": mtu}
+    return lab.plug(letter, name, got, port["network_id"], network=f"port {port_id}")

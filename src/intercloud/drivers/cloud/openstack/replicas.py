@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from intercloud.drivers.cloud.base import Network, ReplicaSpec, ReplicaSync
+from intercloud.drivers.cloud.openstack.held import HeldAddresses, held_ips, without
 from intercloud.drivers.cloud.openstack.networks import Networks
 from intercloud.drivers.cloud.openstack.sdk import Sdk
 from intercloud.drivers.cloud.openstack.tags import REMOTE_OWNER, TAG, UID_TAG, pools_of, uid_from
@@ -25,6 +26,7 @@ class Replicas:
         self.lock = threading.Lock()
         # networks with a placeholder held back by a live port here (synced every pass)
         self.pending: set[str] = set()
+        self.held = HeldAddresses(sdk)
         self._quota_set: dict[str, int] = {}
         # uid -> (spec, network id) of replicas made exactly as specified: a pass then only
         # lists the tagged networks instead of checking each replica's subnet and ports
@@ -166,29 +168,34 @@ class Replicas:
             )
             self.sdk.call("tagging the subnet", lambda: conn.network.set_tags(subnet, tags))
             changes += 1
-        elif pools and pools_of(subnet.allocation_pools) != tuple(sorted(spec.pools)):
-            self.sdk.call(
-                "setting the subnet's allocation pools",
-                lambda: conn.network.update_subnet(subnet, allocation_pools=pools),
-            )
-            changes += 1
+        elif pools:
+            # our slice, less the addresses held for a VM moving away (held.py)
+            sliced = without(spec.pools, held_ips(subnet))
+            if list(pools_of(subnet.allocation_pools)) != sliced:
+                ranges = [{"start": a, "end": b} for a, b in sliced]
+                self.sdk.call(
+                    "setting the subnet's allocation pools",
+                    lambda: conn.network.update_subnet(subnet, allocation_pools=ranges),
+                )
+                changes += 1
         changes += self._sync_placeholders(
-            net.id, subnet.id, project.id, set(spec.remote_ports), spec.uid
+            net.id, subnet, project.id, set(spec.remote_ports), spec.uid
         )
         return net.id, changes
 
     def _sync_placeholders(
-        self, net_id: str, subnet_id: str, project_id: str, want: set[tuple[str, str]], what: str
+        self, net_id: str, subnet: Any, project_id: str, want: set[tuple[str, str]], what: str
     ) -> int:
         """Placeholder ports of `net_id` made exactly `want` ((mac, ip) of other clouds' VMs),
-        except those whose MAC or IP a live port of this cloud holds (a VM that moved here and
-        whose old port elsewhere is not deleted yet): `net_id` is then pending, and its
-        placeholders are synced again at every pass until it is not."""
+        except those whose MAC or IP a live port of this cloud holds (a VM that moved here, or
+        away, and whose old port is not deleted yet): `net_id` is then pending, and its
+        placeholders are synced again at every pass until it is not. The address of one held
+        back stays out of `subnet`'s pool until its placeholder is made (held.py)."""
         with self.lock:
-            return self._sync_locked(net_id, subnet_id, project_id, want, what)
+            return self._sync_locked(net_id, subnet, project_id, want, what)
 
     def _sync_locked(
-        self, net_id: str, subnet_id: str, project_id: str, want: set[tuple[str, str]], what: str
+        self, net_id: str, subnet: Any, project_id: str, want: set[tuple[str, str]], what: str
     ) -> int:
         conn = self.sdk.conn()
         have = {}
@@ -207,7 +214,8 @@ class Replicas:
             self.pending.add(net_id)
         else:
             self.pending.discard(net_id)
-        changes = 0
+        # out of the pool before the live port may go; back once the placeholder is made
+        changes = self.held.reserve(subnet, {ip for _, ip in held})
         for key, port in have.items():
             if key not in want:
                 self.sdk.call(
@@ -222,20 +230,22 @@ class Replicas:
                     network_id=net_id,
                     project_id=project_id,
                     mac_address=mac,
-                    fixed_ips=[{"subnet_id": subnet_id, "ip_address": ip}],
+                    fixed_ips=[{"subnet_id": subnet.id, "ip_address": ip}],
                     device_owner=REMOTE_OWNER,
                     name=f"remote {ip}",
                     description=f"intercloud {what}: a VM of another cloud",
                 ),
             )
             changes += 1
-        return changes
+        return changes + self.held.release(subnet, {ip for _, ip in held})
 
     def sync_placeholders(self, network: Network, ports: list[tuple[str, str]]) -> int:
         subnet = self.networks.subnet(network)
         changes = self._sync_placeholders(
-            network.interface, subnet.id, subnet.project_id, set(ports), network.name
+            network.interface, subnet, subnet.project_id, set(ports), network.name
         )
+        if changes:
+            self.networks.forget_addressing(network.interface)  # its pool may have changed
         if changes:
             log.info("network %s: placeholders for %d remote port(s)", network.name, len(ports))
         return changes
