@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.dataplane import expand, wait_for
 from intercloud.lab import nsexec
@@ -201,6 +202,40 @@ def summary(got: list[float]) -> dict:
         "max_s": round(max(got), 3),
         "ping_interval_s": PING_INTERVAL,
     }
+
+
+def section(bench: Any) -> None:
+    """`python -m bench`'s migration section (bench/run.py `Run`): 10 moves (4 with --short)
+    in each mode, the longest ping gap's median and max."""
+    n = 4 if bench.mode.short else 10
+    alone = standalone_moves(n, prefix=bench.prefix + "g")
+    bench.log(f"standalone moves: {alone['gaps_s']}")
+    ostack = openstack_moves(n, prefix=bench.prefix + "h")
+    bench.log(f"OpenStack moves: {ostack['gaps_s']}")
+    bench.details["migration"] = {"standalone": alone, "openstack": ostack}
+    idle = "no move: longest gap of the same ping before the first move"
+    same = "the same moves in standalone mode (a VM is a namespace, no Neutron)"
+    for stat in ("median", "max"):
+        bench.figs.add(
+            f"migration.standalone.{stat}",
+            "migration",
+            f"move A<->B, standalone, longest ping gap, {stat} of {n}",
+            alone[f"{stat}_s"],
+            "s",
+            baseline=("migration.standalone.idle", idle, max(alone["idle_gap_s"], 0.001)),
+            better="lower",
+            target="value < 1",
+        )
+        bench.figs.add(
+            f"migration.openstack.{stat}",
+            "migration",
+            f"move A<->B, OpenStack (Neutron ports), longest ping gap, {stat} of {n}",
+            ostack[f"{stat}_s"],
+            "s",
+            baseline=(f"migration.standalone.{stat}", same, alone[f"{stat}_s"]),
+            better="lower",
+            target="value < 1",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

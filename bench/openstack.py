@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench import measure
 from bench.dataplane import charon_pids, expand, wait_for
@@ -93,6 +94,33 @@ def run(mode: Mode, lanes: int, prefix: str | None = None) -> dict:
         for lab in labs:
             lab.down()
     return out
+
+
+def section(bench: Any) -> None:
+    """`python -m bench`'s openstack section (bench/run.py `Run`): the OpenStack expansion,
+    encrypted, beside the standalone one, with the figures it adds."""
+    out = run(bench.mode, lanes=DEFAULT_LANES, prefix=bench.prefix + "x")
+    bench.details["openstack"] = out
+    s, o = out["ic_enc_standalone"], out["ic_enc_openstack"]
+    base = "standalone, encrypted (same run, same charons)"
+    bench.figs.add(
+        "openstack.tcp",
+        "openstack",
+        "OpenStack expansion encrypted, TCP -P 10 (br-int, br-cloud, kernel VXLAN)",
+        o["tcp_gbps"],
+        "Gb/s",
+        baseline=("openstack.standalone.tcp", base, s["tcp_gbps"]),
+        note=f"reps {o['tcp_runs_gbps']} vs {s['tcp_runs_gbps']}",
+    )
+    bench.figs.add(
+        "openstack.rtt",
+        "openstack",
+        "OpenStack expansion encrypted, RTT",
+        o["rtt_ms"],
+        "ms",
+        baseline=("openstack.standalone.rtt", base, s["rtt_ms"]),
+        better="lower",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

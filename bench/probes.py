@@ -67,3 +67,28 @@ def measure(topo: nsmod.Topology, n: int, seconds: float) -> dict[str, Any]:
     for what in (idle, probing, idle["follower"], probing["follower"]):
         what["core_pct"] = 100 * what["cpu_s"] / what["wall_s"]
     return {"tunnels": n, "seconds": seconds, "idle": idle, "probing": probing}
+
+
+def section(bench: Any) -> None:
+    """`python -m bench`'s probes section (bench/run.py `Run`) and the figures it adds."""
+    n, seconds = bench.scale_n, (10.0 if bench.mode.short else 30.0)
+    out = measure(bench.topo, n, seconds)
+    bench.details["probes"] = out
+    probing, idle = out["probing"], out["idle"]
+    lead, follow = probing["core_pct"], probing["follower"]["core_pct"]
+    # an agent leads some ports and follows the others: the dearer role, as if all were so
+    bench.figs.add(
+        "probes.cost",
+        "probes",
+        f"tunnel probes at {n} tunnel ports, % of one core (the dearer of lead/follow)",
+        max(lead, follow),
+        "%",
+        baseline=("probes.idle", "same process, prober not started", idle["core_pct"]),
+        better="lower",
+        target="value < 1",
+        note=f"lead {lead:.2f} %, follow {follow:.2f} % (period "
+        f"{probing.get('period_s')} s, {probing.get('frames_per_s', 0):.0f} requests/s, "
+        f"{probing['follower'].get('frames_per_s', 0):.0f} answers/s); "
+        f"{probing['answering']}/{n} led ports answering, "
+        f"{probing['follower']['answering']}/{n} followed, {probing['silent']} silent",
+    )

@@ -106,6 +106,37 @@ def measure(lab: OpenStackLab, calls: int = CALLS) -> dict[str, Any]:
     return out
 
 
+def section(bench: Any) -> None:
+    """`python -m bench`'s proxy section (bench/run.py `Run`) and the figures it adds."""
+    lab = OpenStackLab(bench.prefix + "p")
+    bench.labs.append(lab)
+    lab.up(2)
+    lab.peer("A", "B")
+    out = measure(lab, 40 if bench.mode.short else CALLS)
+    bench.details["proxy"] = out
+    direct = "direct to B's Neutron (a member of A.p1)"
+    for p in ("p50", "p99"):
+        bench.figs.add(
+            f"proxy.{p}",
+            "proxy",
+            f"Neutron GET /v2.0/ports through the proxy, {p}",
+            out["proxied"][f"{p}_ms"],
+            "ms",
+            baseline=(f"proxy.direct.{p}", direct, out["direct"][f"{p}_ms"]),
+            better="lower",
+        )
+    bench.figs.add(
+        "proxy.overhead_p50",
+        "proxy",
+        "the proxy's overhead, p50 (proxied - direct)",
+        out["overhead_p50_ms"],
+        "ms",
+        baseline=("proxy.direct.p50", direct, out["direct"]["p50_ms"]),
+        better="lower",
+        target="value < 20",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.proxy")
     ap.add_argument("--lab", help="an OpenStack lab that is up (A and B peered)")

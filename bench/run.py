@@ -28,8 +28,7 @@ from bench.measure import UDP_SIZES, Mode
 from bench.report import Figures, figures_as_dicts, machine, print_tables, write_json
 from intercloud.lab import namespaces, processes
 from intercloud.lab.nsexec import LabError
-from intercloud.lab.openstack.lab import OpenStackLab
-from intercloud.lab.topology import DEFAULT_LANES, Lab
+from intercloud.lab.topology import Lab
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # TCP/UDP/RTT baselines: what each configuration is compared with, and the targets.
@@ -292,123 +291,28 @@ class Run:
             target="value < 200",
         )
 
-    # --- the tenant API proxy (an OpenStack lab; only with --only ...,proxy) ------------------
+    # --- the tenant API proxy, an OpenStack lab of its own (bench/proxy.py) ------------------
 
     def proxy(self) -> None:
-        lab = OpenStackLab(self.prefix + "p")
-        self.labs.append(lab)
-        lab.up(2)
-        lab.peer("A", "B")
-        out = proxy_bench.measure(lab, 40 if self.mode.short else proxy_bench.CALLS)
-        self.details["proxy"] = out
-        direct = "direct to B's Neutron (a member of A.p1)"
-        for p in ("p50", "p99"):
-            self.figs.add(
-                f"proxy.{p}",
-                "proxy",
-                f"Neutron GET /v2.0/ports through the proxy, {p}",
-                out["proxied"][f"{p}_ms"],
-                "ms",
-                baseline=(f"proxy.direct.{p}", direct, out["direct"][f"{p}_ms"]),
-                better="lower",
-            )
-        self.figs.add(
-            "proxy.overhead_p50",
-            "proxy",
-            "the proxy's overhead, p50 (proxied - direct)",
-            out["overhead_p50_ms"],
-            "ms",
-            baseline=("proxy.direct.p50", direct, out["direct"]["p50_ms"]),
-            better="lower",
-            target="value < 20",
-        )
+        proxy_bench.section(self)
 
     def lanes(self) -> None:  # balanced lanes vs VPNaaS at 10, 16 and 64 flows (bench/lanes.py)
         lanes_bench.run(self)
 
-    # --- OpenStack mode encrypted beside standalone encrypted (two labs of their own) --------
+    # --- OpenStack mode encrypted beside standalone encrypted (bench/openstack.py) ---------
 
     def openstack(self) -> None:
-        out = openstack_bench.run(self.mode, lanes=DEFAULT_LANES, prefix=self.prefix + "x")
-        self.details["openstack"] = out
-        s, o = out["ic_enc_standalone"], out["ic_enc_openstack"]
-        base = "standalone, encrypted (same run, same charons)"
-        self.figs.add(
-            "openstack.tcp",
-            "openstack",
-            "OpenStack expansion encrypted, TCP -P 10 (br-int, br-cloud, kernel VXLAN)",
-            o["tcp_gbps"],
-            "Gb/s",
-            baseline=("openstack.standalone.tcp", base, s["tcp_gbps"]),
-            note=f"reps {o['tcp_runs_gbps']} vs {s['tcp_runs_gbps']}",
-        )
-        self.figs.add(
-            "openstack.rtt",
-            "openstack",
-            "OpenStack expansion encrypted, RTT",
-            o["rtt_ms"],
-            "ms",
-            baseline=("openstack.standalone.rtt", base, s["rtt_ms"]),
-            better="lower",
-        )
+        openstack_bench.section(self)
 
-    # --- live migration: the longest ping gap of a VM that stays, per move -------------------
+    # --- live migration: the longest ping gap of a VM that stays (bench/migration.py) --------
 
     def migration(self) -> None:
-        n = 4 if self.mode.short else 10
-        alone = migration.standalone_moves(n, prefix=self.prefix + "g")
-        self.log(f"standalone moves: {alone['gaps_s']}")
-        ostack = migration.openstack_moves(n, prefix=self.prefix + "h")
-        self.log(f"OpenStack moves: {ostack['gaps_s']}")
-        self.details["migration"] = {"standalone": alone, "openstack": ostack}
-        idle = "no move: longest gap of the same ping before the first move"
-        same = "the same moves in standalone mode (a VM is a namespace, no Neutron)"
-        for stat in ("median", "max"):
-            self.figs.add(
-                f"migration.standalone.{stat}",
-                "migration",
-                f"move A<->B, standalone, longest ping gap, {stat} of {n}",
-                alone[f"{stat}_s"],
-                "s",
-                baseline=("migration.standalone.idle", idle, max(alone["idle_gap_s"], 0.001)),
-                better="lower",
-                target="value < 1",
-            )
-            self.figs.add(
-                f"migration.openstack.{stat}",
-                "migration",
-                f"move A<->B, OpenStack (Neutron ports), longest ping gap, {stat} of {n}",
-                ostack[f"{stat}_s"],
-                "s",
-                baseline=(f"migration.standalone.{stat}", same, alone[f"{stat}_s"]),
-                better="lower",
-                target="value < 1",
-            )
+        migration.section(self)
 
-    # --- probes through the tunnels ----------------------------------------------------------
+    # --- probes through the tunnels (bench/probes.py) ----------------------------------------
 
     def probes(self) -> None:
-        n, seconds = self.scale_n, (10.0 if self.mode.short else 30.0)
-        out = probes.measure(self.topo, n, seconds)
-        self.details["probes"] = out
-        probing, idle = out["probing"], out["idle"]
-        lead, follow = probing["core_pct"], probing["follower"]["core_pct"]
-        # an agent leads some ports and follows the others: the dearer role, as if all were so
-        self.figs.add(
-            "probes.cost",
-            "probes",
-            f"tunnel probes at {n} tunnel ports, % of one core (the dearer of lead/follow)",
-            max(lead, follow),
-            "%",
-            baseline=("probes.idle", "same process, prober not started", idle["core_pct"]),
-            better="lower",
-            target="value < 1",
-            note=f"lead {lead:.2f} %, follow {follow:.2f} % (period "
-            f"{probing.get('period_s')} s, {probing.get('frames_per_s', 0):.0f} requests/s, "
-            f"{probing['follower'].get('frames_per_s', 0):.0f} answers/s); "
-            f"{probing['answering']}/{n} led ports answering, "
-            f"{probing['follower']['answering']}/{n} followed, {probing['silent']} silent",
-        )
+        probes.section(self)
 
     # --- cleanup ----------------------------------------------------------------------------
 
