@@ -4,21 +4,7 @@ application's."""
 
 from __future__ import annotations
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from tests.functional.federation_harness import Router, make_agent, peer
-
-
-@pytest.fixture
-def pair(tmp_path):
-    router = Router()
-    a = make_agent(tmp_path, router, "A", 1)
-    b = make_agent(tmp_path, router, "B", 2)
-    peer(a, b)
-    yield a, b
-    for agent in (a, b):
-        agent.ctx.store.dispose()
 
 
 def served(agent) -> int:
