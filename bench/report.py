@@ -37,7 +37,12 @@ def _check(target: str, value: float, ratio: float) -> str:
         return ""
     what, op, limit = target.split()
     x = ratio if what == "ratio" else value
-    ok = {"<": x < float(limit), "<=": x <= float(limit), ">=": x >= float(limit)}[op]
+    ok = {
+        "<": x < float(limit),
+        "<=": x <= float(limit),
+        ">=": x >= float(limit),
+        "==": x == float(limit),
+    }[op]
     return "pass" if ok else "fail"
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import control, dataplane, migration, multicore, probes, scale, vpnaas
+from bench import ha as ha_bench
 from bench import lanes as lanes_bench
 from bench import ns as nsmod
 from bench import openstack as openstack_bench
@@ -309,6 +310,11 @@ class Run:
     def migration(self) -> None:
         migration.section(self)
 
+    # --- gateway failover under traffic, two gateways per cloud (bench/ha.py) ------------------
+
+    def ha(self) -> None:
+        ha_bench.section(self)
+
     # --- probes through the tunnels (bench/probes.py) ----------------------------------------
 
     def probes(self) -> None:
@@ -343,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
         "--only",
-        default="dataplane,control,scale,probes,openstack,migration",
+        default="dataplane,control,scale,probes,openstack,migration,ha",
         help="comma-separated sections (default: dataplane,control,scale,probes,openstack,"
-        "migration; also: proxy, the tenant API proxy on its own OpenStack lab, ~4 min; lanes, "
+        "migration,ha; also: proxy, the tenant API proxy on its own OpenStack lab, ~4 min; lanes, "
         "balanced lanes vs VPNaaS at 10/16/64 flows, ~5 min; api, the API's latency --api-runs "
         "times in a row on its own lab)",
     )
@@ -372,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             "probes",
             "openstack",
             "migration",
+            "ha",
             "proxy",
             "lanes",
             "api",

@@ -65,6 +65,7 @@ def build(cfg: config_mod.Config) -> AppContext:
     )
     if role is not None:
         reconciler.may_write = role.active  # a standby gateway makes no writing pass
+    ipsec.on_sa_up(reconciler.trigger)  # a link's ports come up as soon as its SA does
     return AppContext(
         cfg=cfg,
         store=store,

@@ -44,6 +44,8 @@ EXPECTED = (
         "migration.standalone.max",
         "migration.openstack.median",
         "migration.openstack.max",
+        *(f"ha.{how}.{stat}" for how in ("kill", "cut") for stat in ("median", "p95", "max")),
+        "ha.delivered_once",
     ]
 )
 WITH_TARGET = {
@@ -57,6 +59,9 @@ WITH_TARGET = {
     "probes.cost",
     "migration.standalone.median",
     "migration.openstack.max",
+    "ha.kill.median",
+    "ha.cut.median",
+    "ha.delivered_once",
 }
 
 
@@ -128,3 +133,13 @@ def test_migration_details(result):
         fig = moves[mode]
         assert fig["moves"] == len(fig["gaps_s"]) == 4, fig  # --short: 4 moves A<->B each
         assert all(g > 0 for g in fig["gaps_s"]), fig
+
+
+def test_ha_details(result):
+    """3 failovers each (--short); whatever the gaps, never a broadcast twice and never two
+    gateways holding the address or forwarding at one sample."""
+    ha = result["details"]["ha"]
+    for how in ("kill", "cut"):
+        assert ha[how]["failovers"] == len(ha[how]["gaps_s"]) == 3, ha
+        assert all(g > 0 for g in ha[how]["gaps_s"]), ha
+    assert ha["broadcasts"] > 0 and ha["duplicates"] == 0 and ha["overlaps"] == 0, ha

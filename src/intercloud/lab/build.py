@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -13,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from intercloud.config import Config, DataplaneSection, NetworkDef, ProjectDef
-from intercloud.lab import agentconf, namespaces, pki, processes, underlay
+from intercloud.domain.ha_settings import HaSection
+from intercloud.lab import agentconf, ha_build, namespaces, pki, postgres, processes, underlay
 from intercloud.lab.agentconf import AGENT_PORT
-from intercloud.lab.agents import LabAgents
 from intercloud.lab.charon import MAX_LANES, Charon
+from intercloud.lab.gateways import LabGateways
 from intercloud.lab.nsexec import LabError
 from intercloud.lab.records import NETWORKS, PROJECTS
-from intercloud.lab.state import CloudRecord, LabState, NetworkRecord
+from intercloud.lab.state import CloudRecord, GatewayRecord, LabState, NetworkRecord
 
 # A network of a cloud: (name, project, cidr, interface)
 Network = tuple[str, str, str, str]
@@ -63,7 +65,7 @@ def cloud_record(
     }
 
 
-class LabBuild(LabAgents):
+class LabBuild(LabGateways):
     def up(
         self,
         clouds: int = 3,
@@ -73,12 +75,16 @@ class LabBuild(LabAgents):
         nat: Sequence[str] = (),
         timeout: float = 30.0,
         lanes: int = 1,
+        ha: bool = False,
     ) -> LabState:
         """Build the lab; all or nothing (on any failure everything made is torn down).
         `encrypt`: one charon per gateway and IPsec on every link; `lanes`: charons per
         gateway sharing the encryption (drivers/ipsec/lanes.py); `nat`: the clouds (letters)
-        that sit behind a NAT router."""
+        that sit behind a NAT router; `ha`: two gateways per cloud and a PostgreSQL they
+        share (ha_build.py)."""
         self._check_up(clouds, lanes)
+        if ha and nat:
+            raise LabError("a lab with two gateways per cloud (ha) has no NAT'd clouds")
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             st = LabState(
@@ -88,6 +94,7 @@ class LabBuild(LabAgents):
                 agent_command=list(self.agent_command),
                 encrypt=encrypt,
                 lanes=lanes if encrypt else 1,
+                ha=ha,
             )
             self._save(st)
             namespaces.add_namespace(self.wan_ns)
@@ -95,8 +102,10 @@ class LabBuild(LabAgents):
             behind_nat = {n.upper() for n in nat}
             for i in range(1, clouds + 1):
                 letter = chr(ord("A") + i - 1)
-                st.clouds[letter] = self._build_cloud(
-                    letter, i, nat=letter in behind_nat, encrypt=encrypt
+                st.clouds[letter] = (
+                    self._build_ha_cloud(letter, i, encrypt=encrypt)
+                    if ha
+                    else self._build_cloud(letter, i, nat=letter in behind_nat, encrypt=encrypt)
                 )
                 self._save(st)
             self._start(st, start_agents, timeout)
@@ -133,11 +142,31 @@ class LabBuild(LabAgents):
         return self.state().lanes if self.exists() else 1
 
     def _start_charons(self, c: CloudRecord) -> None:
-        """The gateway's charon and those of its further lanes (each in its own directory)."""
-        assert c.charon_dir is not None
-        base = Path(c.charon_dir)
-        for k in range(self._lanes()):
-            Charon(c.ns, lane_dir(base, k), lane=k).start()
+        """The gateway's charon and those of its further lanes (each in its own directory);
+        with several gateways, each one's."""
+        places = [(g.ns, g.charon_dir) for g in c.gateways.values()] or [(c.ns, c.charon_dir)]
+        for ns, charon_dir in places:
+            assert charon_dir is not None
+            for k in range(self._lanes()):
+                Charon(ns, lane_dir(Path(charon_dir), k), lane=k).start()
+
+    def _build_ha_cloud(self, letter: str, index: int, *, encrypt: bool) -> CloudRecord:
+        """The site (switch, tenant segments, PostgreSQL) and two gateways, an agent each."""
+        site = self.gw_ns(letter)
+        addrs = ha_build.build_site(self.wan_ns, letter, index, site)
+        addrs["nat_ns"] = None
+        nets = [net for net, _, _ in NETWORKS]
+        for net in nets:
+            namespaces.add_bridge(site, f"tn-{net}")
+        gateways = {g: ha_build.build_gateway(site, index, g, nets) for g in ha_build.GATEWAYS}
+        # its own directory, outside the lab's private state dir (the postgres user's)
+        pg_dir = Path(tempfile.mkdtemp(prefix=f"intercloud-{self.name}-{letter.lower()}-pg-"))
+        self._pg_dirs.append(pg_dir)
+        site_ip = ha_build.site_ip(index)
+        postgres.start(site, pg_dir, site_ip, f"{ha_build.subnet(index)}.0/24")
+        c = self._cloud_record(letter, index, site, addrs, encrypt, gateways=gateways)
+        c.database = str(pg_dir)
+        return c
 
     def _build_cloud(self, letter: str, index: int, *, nat: bool, encrypt: bool) -> CloudRecord:
         gw = self.gw_ns(letter)
@@ -156,8 +185,10 @@ class LabBuild(LabAgents):
         addrs: dict[str, Any],
         encrypt: bool,
         networks: Sequence[Network] | None = None,
+        gateways: dict[str, str] | None = None,
     ) -> CloudRecord:
-        """Write the agent's config; the cloud's record."""
+        """Write the agent's config (with `gateways`, name -> namespace: each gateway's);
+        the cloud's record."""
         cloud_dir = self.state_dir / letter
         cloud_dir.mkdir(parents=True, exist_ok=True)
         charon_dir = cloud_dir / "charon"
@@ -169,18 +200,46 @@ class LabBuild(LabAgents):
         )
         nets = networks or [(n, p, cidr, f"tn-{n}") for n, p, cidr in NETWORKS]
         c.networks = {n: NetworkRecord(project=p, cidr=cidr, bridge=i) for n, p, cidr, i in nets}
-        vici = str(charon_dir / "charon.vici") if encrypt else None
-        lanes = [str(lane_dir(charon_dir, k) / "charon.vici") for k in range(1, self._lanes())]
-        tls = tls_settings(cloud_dir, letter, [addrs["ip"], addrs["local_ip"]])
+        names = [addrs["ip"], addrs["local_ip"]]
+        if gateways:
+            names += [ha_build.gateway_ip(index, g) for g in gateways]
+        tls = tls_settings(cloud_dir, letter, names)
         cfg = Config(
             agent=agentconf.agent_section(letter, cloud_dir, tls, c.admin_token),
             dataplane=DataplaneSection(driver="linux", prefix="ic"),
-            ipsec=agentconf.ipsec_section(vici, lanes),
+            ipsec=self._ipsec(charon_dir, encrypt),
             projects=[ProjectDef(name, token) for name, token in c.projects.items()],
             networks=[NetworkDef(n, p, cidr, i) for n, p, cidr, i in nets],
         )
-        agentconf.write(Path(c.config), cfg)
+        if not gateways:
+            agentconf.write(Path(c.config), cfg)
+            return c
+        cfg.agent.database = postgres.url(ha_build.site_ip(index))
+        for g, ns in gateways.items():
+            gw_dir = cloud_dir / g
+            gw_dir.mkdir(exist_ok=True)
+            gw_charon = gw_dir / "charon"
+            cfg.ipsec = self._ipsec(gw_charon, encrypt)
+            cfg.ha = HaSection(
+                enabled=True, gateway=g, address=f"{addrs['ip']}/24", interface="eth0"
+            )
+            agentconf.write(gw_dir / "agent.toml", cfg)
+            c.gateways[g] = GatewayRecord(
+                name=g,
+                ns=ns,
+                ip=ha_build.gateway_ip(index, g),
+                config=str(gw_dir / "agent.toml"),
+                log=str(gw_dir / "agent.log"),
+                charon_dir=str(gw_charon) if encrypt else None,
+            )
+        c.config, c.log, c.charon_dir = c.gateways["gw1"].config, c.gateways["gw1"].log, None
         return c
+
+    def _ipsec(self, charon_dir: Path, encrypt: bool) -> Any:
+        """The [ipsec] of an agent whose charons live in `charon_dir` (and its lanes' dirs)."""
+        vici = str(charon_dir / "charon.vici") if encrypt else None
+        lanes = [str(lane_dir(charon_dir, k) / "charon.vici") for k in range(1, self._lanes())]
+        return agentconf.ipsec_section(vici, lanes)
 
     def add_standalone(
         self, host: str, *, vm: str = "user", network: str = "net1", timeout: float = 30.0
@@ -226,7 +285,8 @@ class LabBuild(LabAgents):
             clouds = list(self.state().clouds.values())
         except (LabError, ValueError):
             clouds = []
-        processes.kill_pids([c.pid for c in clouds if c.pid and self._agent_alive(c)])
+        databases = [Path(c.database) for c in clouds if c.database] + self._pg_dirs
+        processes.kill_pids([pid for c in clouds for pid in self._agent_pids(c)])
         deleted, failed = [], []
         for ns in namespaces.list_namespaces(self.name + "-"):
             try:
@@ -235,6 +295,9 @@ class LabBuild(LabAgents):
             except LabError as exc:
                 failed.append(str(exc))
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        for pg_dir in databases:  # after the namespaces: their servers are gone with them
+            if pg_dir.name.startswith(f"intercloud-{self.name}-"):
+                shutil.rmtree(pg_dir, ignore_errors=True)
         if failed:
             raise LabError("; ".join(failed))
         return deleted

@@ -34,6 +34,7 @@ class LabCalls(LabRecords):
             method,
             path,
             body=body,
+            host=c.api_host,
             token=self.token(cloud, token),
             timeout=timeout,
             cafile=c.ca,

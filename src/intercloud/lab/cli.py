@@ -8,53 +8,20 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 from typing import Any
 
 import click
 
-from intercloud.errors import IntercloudError
 from intercloud.lab.charon import MAX_LANES
+from intercloud.lab.cli_common import LabGroup, name_option, open_lab
+from intercloud.lab.gateway_cli import gateway, print_gateways
 from intercloud.lab.openstack import tenant
 from intercloud.lab.openstack.lab import OpenStackLab
 from intercloud.lab.openstack.plug import plug_port
 from intercloud.lab.topology import DEFAULT_LANES, PROJECTS, Lab
 
 
-def _open(lab_name: str) -> Lab:
-    """The lab by its name, as the kind it was brought up as (plain or OpenStack)."""
-    plain = Lab(lab_name)
-    try:
-        openstack = plain.exists() and plain.state().openstack
-    except ValueError:
-        openstack = False
-    return OpenStackLab(lab_name) if openstack else plain
-
-
-class _LabGroup(click.Group):
-    """Turns lab errors into one line on stderr and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except IntercloudError as exc:
-            raise click.ClickException(exc.message) from exc
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-def _name_option(f: Any) -> Any:
-    return click.option(
-        "--name",
-        "lab_name",
-        default="icl",
-        show_default=True,
-        envvar="INTERCLOUD_LAB",
-        help="Lab name (1-8 lowercase letters/digits; env INTERCLOUD_LAB).",
-    )(f)
-
-
-@click.group(cls=_LabGroup)
+@click.group(cls=LabGroup)
 def lab() -> None:
     """A federation of N clouds in network namespaces on this host (needs root)."""
 
@@ -67,7 +34,7 @@ def lab() -> None:
     type=click.IntRange(1, 26),
     help="Number of clouds (A, B, C, ...).",
 )
-@_name_option
+@name_option
 @click.option(
     "--peer/--no-peer",
     default=False,
@@ -105,6 +72,12 @@ def lab() -> None:
     help="Charons per gateway sharing the encryption (default: 2 on a host with 2 or more "
     "cores, else 1; see drivers/ipsec/lanes.py).",
 )
+@click.option(
+    "--ha",
+    is_flag=True,
+    help="Two gateways per cloud sharing the cloud's address, a tenant segment and a PostgreSQL "
+    "(one active; see `lab gateway`).",
+)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait per agent.")
 def up(
     clouds: int,
@@ -115,9 +88,12 @@ def up(
     openstack: bool,
     nat: tuple[str, ...],
     lanes: int | None,
+    ha: bool,
     timeout: float,
 ) -> None:
     """Create the namespaces, underlay, tenant bridges, charons and agents."""
+    if ha and (openstack or nat):
+        raise click.UsageError("--ha builds plain clouds without NAT (drop --openstack, --nat)")
     if peer and not agents:
         raise click.UsageError("--peer needs the agents (drop --no-agents)")
     if openstack and nat:
@@ -135,7 +111,15 @@ def up(
         lb.up(clouds, start_agents=agents, encrypt=encrypt, lanes=lanes, timeout=max(timeout, 60.0))
     else:
         lb = Lab(lab_name)
-        lb.up(clouds, start_agents=agents, encrypt=encrypt, nat=nat, timeout=timeout, lanes=lanes)
+        lb.up(
+            clouds,
+            start_agents=agents,
+            encrypt=encrypt,
+            nat=nat,
+            timeout=timeout,
+            lanes=lanes,
+            ha=ha,
+        )
     if peer:
         try:
             for a, b in itertools.combinations(lb.clouds, 2):
@@ -151,19 +135,19 @@ def up(
 
 
 @lab.command()
-@_name_option
+@name_option
 def down(lab_name: str) -> None:
     """Stop the agents, delete every <name>-* namespace and the state dir."""
-    deleted = _open(lab_name).down()
+    deleted = open_lab(lab_name).down()
     click.echo(f"lab {lab_name} down ({len(deleted)} namespaces deleted)")
 
 
 @lab.command()
-@_name_option
+@name_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(lab_name: str, as_json: bool) -> None:
     """Clouds, agents (alive, healthy), namespaces and VMs."""
-    st = _open(lab_name).status()
+    st = open_lab(lab_name).status()
     if as_json:
         click.echo(json.dumps(st, indent=2))
     else:
@@ -182,8 +166,9 @@ def _print_status(st: dict[str, Any]) -> None:
         ns = c["namespace"] + ("" if c["present"] else " (MISSING)")
         click.echo(
             f"  cloud {c['name']}  {ns:<16} {c['ip']:<12} agent {agent}"
-            + (f" (pid {c['pid']})" if c["alive"] else "")
+            + (f" (pid {c['pid']})" if c["alive"] and c["pid"] else "")
         )
+        print_gateways(c.get("gateways", []))
     for vm in st["vms"]:
         where = f"network {vm['network']}" if vm["network"] else f"replica of {vm['replica_of']}"
         gone = "" if vm["present"] else " (MISSING)"
@@ -193,11 +178,11 @@ def _print_status(st: dict[str, Any]) -> None:
 
 
 @lab.command()
-@_name_option
+@name_option
 @click.argument("cloud")
 def ca(lab_name: str, cloud: str) -> None:
     """The path of CLOUD's CA certificate (what its peers pin: `peer create --ca-file`)."""
-    c = _open(lab_name).cloud(cloud)
+    c = open_lab(lab_name).cloud(cloud)
     if not c.ca:
         raise click.ClickException(f"cloud {c.name} has no CA (its agent serves plain HTTP)")
     click.echo(c.ca)
@@ -206,7 +191,7 @@ def ca(lab_name: str, cloud: str) -> None:
 @lab.command(
     "exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
-@_name_option
+@name_option
 @click.option(
     "--token",
     default="admin",
@@ -224,14 +209,14 @@ def exec_(ctx: click.Context, lab_name: str, token: str, target: str, cmd: tuple
     argv = list(cmd[1:] if cmd[:1] == ("--",) else cmd)
     if not argv:
         raise click.UsageError("missing command after --")
-    proc = _open(lab_name).exec(target, argv, token=token, capture=False)
+    proc = open_lab(lab_name).exec(target, argv, token=token, capture=False)
     ctx.exit(proc.returncode)
 
 
 @lab.command(
     "openstack", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
-@_name_option
+@name_option
 @click.option("--project", default="p1", show_default=True, help="p1, p2 or admin.")
 @click.argument("cloud")
 @click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
@@ -242,7 +227,7 @@ def openstack_(
     """The unmodified `openstack` CLI as a user of PROJECT in CLOUD (OpenStack lab), e.g.
     `lab openstack A -- --os-cloud A-in-B port list`: clouds CLOUD (home) and CLOUD-in-PEER
     (B's network and compute through the home agent's proxy), the intercloud plugin."""
-    lb = _open(lab_name)
+    lb = open_lab(lab_name)
     if not isinstance(lb, OpenStackLab):
         raise click.UsageError("needs an OpenStack lab (lab up --openstack)")
     c = lb.cloud(cloud)
@@ -261,7 +246,7 @@ def vm() -> None:
 
 
 @vm.command("add")
-@_name_option
+@name_option
 @click.argument("cloud")
 @click.argument("vm_name", metavar="NAME")
 @click.option(
@@ -291,7 +276,7 @@ def vm_add(
         return
     if (network is None) == (replica_of is None):
         raise click.UsageError("give exactly one of --network or --replica-of")
-    lb = _open(lab_name)
+    lb = open_lab(lab_name)
     if isinstance(lb, OpenStackLab):
         if ip_cidr or mac:
             raise click.UsageError("in an OpenStack lab Neutron chooses --ip and --mac")
@@ -306,7 +291,7 @@ def vm_add(
 def _vm_on_port(lab_name: str, cloud: str, vm_name: str, port_id: str, other: object) -> None:
     if other:
         raise click.UsageError("--port takes the port's network, address and MAC: give no other")
-    lb = _open(lab_name)
+    lb = open_lab(lab_name)
     if not isinstance(lb, OpenStackLab):
         raise click.UsageError("--port needs an OpenStack lab (lab up --openstack)")
     v = plug_port(lb, cloud, vm_name, port_id)
@@ -314,23 +299,23 @@ def _vm_on_port(lab_name: str, cloud: str, vm_name: str, port_id: str, other: ob
 
 
 @vm.command("rm")
-@_name_option
+@name_option
 @click.argument("cloud")
 @click.argument("vm_name", metavar="NAME")
 def vm_rm(lab_name: str, cloud: str, vm_name: str) -> None:
     """Remove VM NAME from CLOUD."""
-    _open(lab_name).remove_vm(cloud, vm_name)
+    open_lab(lab_name).remove_vm(cloud, vm_name)
     click.echo(f"vm {cloud.upper()}/{vm_name} removed")
 
 
 @lab.command()
 @click.argument("action", type=click.Choice(["start", "stop", "restart", "log"]))
 @click.argument("cloud")
-@_name_option
+@name_option
 @click.option("--lines", default=50, show_default=True, help="log: lines to show (0 = all).")
 def agent(action: str, cloud: str, lab_name: str, lines: int) -> None:
     """Start, stop or restart a cloud's agent, or show its log."""
-    lb = _open(lab_name)
+    lb = open_lab(lab_name)
     if action == "log":
         text = lb.agent_log(cloud, lines=lines or None)
         click.echo(text, nl=not text.endswith("\n"))
@@ -343,7 +328,7 @@ def agent(action: str, cloud: str, lab_name: str, lines: int) -> None:
 
 
 @lab.command()
-@_name_option
+@name_option
 @click.argument("a")
 @click.argument("b")
 @click.option(
@@ -355,18 +340,18 @@ def agent(action: str, cloud: str, lab_name: str, lines: int) -> None:
 def peer(lab_name: str, a: str, b: str, projects: str) -> None:
     """Peer clouds A and B both ways: peer, link and agreement, shared key."""
     names = [p.strip() for p in projects.split(",") if p.strip()]
-    _open(lab_name).peer(a, b, names)
+    open_lab(lab_name).peer(a, b, names)
     click.echo(f"peered {a.upper()} <-> {b.upper()} for {', '.join(names)}")
 
 
 @lab.command()
-@_name_option
+@name_option
 @click.argument("host")
 @click.option("--network", default="net1", show_default=True, help="HOST's network the VM is on.")
 def standalone(lab_name: str, host: str, network: str) -> None:
     """A user-run agent in a VM of cloud HOST (on its NETWORK, with a public address): one
     more cloud, whose network `home` (project p1) is that tenant network."""
-    lb = _open(lab_name)
+    lb = open_lab(lab_name)
     if isinstance(lb, OpenStackLab):
         raise click.UsageError(
             "standalone agents are for the plain lab (lab up without --openstack)"
@@ -374,6 +359,8 @@ def standalone(lab_name: str, host: str, network: str) -> None:
     letter = lb.add_standalone(host, network=network)
     click.echo(f"standalone agent {letter} running in a VM of {host.upper()} on {network}")
 
+
+lab.add_command(gateway)
 
 if __name__ == "__main__":
     lab(prog_name="intercloud lab")

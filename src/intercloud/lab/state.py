@@ -28,6 +28,21 @@ class NetworkRecord:
 
 
 @dataclass
+class GatewayRecord:
+    """One gateway of a cloud with several (lab up --ha): its namespace, own address, agent
+    and charon; the cloud's address moves between them (lab/ha.py)."""
+
+    name: str  # gw1, gw2
+    ns: str
+    ip: str  # its own underlay address (the cloud's is held by the active one)
+    config: str
+    log: str
+    charon_dir: str | None = None
+    pid: int | None = None
+    failed: str | None = None  # how `lab gateway fail` failed it (kill, cut, db), until restored
+
+
+@dataclass
 class CloudRecord:
     """One cloud: its gateway namespace, addresses, agent and credentials (secrets: lab.json is
     private)."""
@@ -55,11 +70,24 @@ class CloudRecord:
     openstack: dict[str, Any] | None = None  # its services' record and users (OpenStack lab)
     ovs_dir: str | None = None
     vlans: dict[str, int] = field(default_factory=dict)  # Neutron network id -> local VLAN
+    # lab up --ha: its gateways (`ns` is then the site: the switch, tenant segment, database)
+    gateways: dict[str, GatewayRecord] = field(default_factory=dict)
+    database: str | None = None  # lab up --ha: the cloud's PostgreSQL's data directory
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CloudRecord:
         nets = {n: NetworkRecord(**v) for n, v in data.get("networks", {}).items()}
-        return cls(**{**_known(cls, data), "networks": nets})
+        gws = {
+            g: GatewayRecord(**_known(GatewayRecord, v))
+            for g, v in data.get("gateways", {}).items()
+        }
+        return cls(**{**_known(cls, data), "networks": nets, "gateways": gws})
+
+    @property
+    def api_host(self) -> str:
+        """Where the lab reaches the cloud's agent from `ns`: its own loopback, or with several
+        gateways the cloud's address (whichever gateway is active holds it)."""
+        return self.ip if self.gateways else "127.0.0.1"
 
 
 @dataclass
@@ -102,6 +130,7 @@ class LabState:
     encrypt: bool = True
     lanes: int = 1
     openstack: bool = False
+    ha: bool = False
     clouds: dict[str, CloudRecord] = field(default_factory=dict)
     vms: dict[str, VmRecord] = field(default_factory=dict)
     peerings: list[Peering] = field(default_factory=list)

@@ -37,9 +37,16 @@ class Lab(LabBuild, LabVms):
     """A federation of clouds in network namespaces; its record is <state_dir>/lab.json."""
 
     def namespace(self, target: str) -> str:
-        """`A` (the cloud's gateway), `A/vm1` (a VM) or `wan` (the underlay router)."""
+        """`A` (the cloud's gateway; with several, the site), `A:gw1` (one of its gateways),
+        `A/vm1` (a VM) or `wan` (the underlay router)."""
         if target == "wan":
             return self.wan_ns
+        if ":" in target:
+            cloud, _, gateway = target.partition(":")
+            gateways = self.cloud(cloud).gateways
+            if gateway not in gateways:
+                raise LabError(f"cloud {cloud.upper()} has no gateway {gateway!r}")
+            return gateways[gateway].ns
         cloud, _, vm = target.partition("/")
         c = self.cloud(cloud)
         if not vm:
@@ -54,13 +61,14 @@ class Lab(LabBuild, LabVms):
         env = dict(os.environ)
         if target == "wan" or "/" in target:
             return env
-        c = self.cloud(target)
-        env["INTERCLOUD_URL"] = f"{'https' if c.ca else 'http'}://127.0.0.1:{AGENT_PORT}"
+        c = self.cloud(target.partition(":")[0])
+        host = "127.0.0.1" if ":" in target else c.api_host  # one gateway's own agent
+        env["INTERCLOUD_URL"] = f"{'https' if c.ca else 'http'}://{host}:{AGENT_PORT}"
         env.pop("INTERCLOUD_CACERT", None)
         if c.ca:
             env["INTERCLOUD_CACERT"] = c.ca
         env.pop("INTERCLOUD_TOKEN", None)
-        tok = self.token(target, token)
+        tok = self.token(c.name, token)
         if tok:
             env["INTERCLOUD_TOKEN"] = tok
         return env
@@ -115,6 +123,7 @@ class Lab(LabBuild, LabVms):
                     "pid": c.pid,
                     "alive": alive,
                     "healthy": alive and self.health(letter),
+                    "gateways": self.gateways(letter) if c.gateways else [],
                 }
             )
         for key, vm in st.vms.items():

@@ -55,7 +55,9 @@ class LabVms(LabCalls):
             if not namespaces.link_exists(gw, bridge):
                 raise LabError(f"cloud {letter} has no network {network!r} (no bridge {bridge})")
         else:
-            bridge = self.replica_bridge(letter, replica_of, timeout=timeout)  # type: ignore[arg-type]
+            if c.gateways:  # a replica lives on the gateway that built it (docs/ha.md)
+                gw = self._replica_gateway(letter)
+            bridge = self.replica_bridge(letter, replica_of, timeout=timeout, ns=gw)  # type: ignore[arg-type]
         ns, veth = self.vm_ns(letter, name), f"v{letter.lower()}{name}"
         try:
             namespaces.add_namespace(ns)
@@ -82,8 +84,20 @@ class LabVms(LabCalls):
             st.vms[key] = vm
         return vm
 
+    def _replica_gateway(self, cloud: str) -> str:
+        c = self.cloud(cloud)
+        for g in c.gateways.values():
+            out = namespaces.ip("-4", "-o", "addr", "show", ns=g.ns, check=False).stdout
+            if f" {c.ip}/" in out:
+                return g.ns
+        raise LabError(f"cloud {c.name} has no active gateway to host a VM on a replica")
+
     def replica_bridge(
-        self, cloud: str, replica_of: str | Sequence[str], timeout: float = 30.0
+        self,
+        cloud: str,
+        replica_of: str | Sequence[str],
+        timeout: float = 30.0,
+        ns: str | None = None,
     ) -> str:
         """Wait until `cloud` hosts a replica of peer/network whose bridge exists; its name."""
         parts = replica_of.split("/") if isinstance(replica_of, str) else list(replica_of)
@@ -92,7 +106,7 @@ class LabVms(LabCalls):
                 f"replica_of must be PEER/NETWORK or PEER/PROJECT/NETWORK (got {replica_of!r})"
             )
         peer, network, project = parts[0].upper(), parts[-1], parts[1] if len(parts) == 3 else None
-        gw = self.cloud(cloud).ns
+        gw = ns or self.cloud(cloud).ns
         deadline = time.monotonic() + timeout
         seen: Any = None
         while True:

@@ -38,6 +38,18 @@ ETH_P_ARP = 0x0806
 GARP_AT = (0.0, 0.2, 1.2)
 
 
+def _route_key(route: Any) -> dict[str, Any]:
+    """What identifies a route for RTM_DELROUTE."""
+    key = {
+        "table": route.get_attr("RTA_TABLE"),
+        "dst_len": route["dst_len"],
+        "oif": route.get_attr("RTA_OIF"),
+    }
+    if route.get_attr("RTA_DST"):
+        key["dst"] = route.get_attr("RTA_DST")
+    return key
+
+
 def arp_announcement(mac: bytes, ip: bytes) -> bytes:
     """A gratuitous ARP request: who-has `ip` tell `ip`, from `mac`, to everyone."""
     ether = b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
@@ -59,13 +71,16 @@ class LinuxGateway(GatewayDriver):
             self._check_arp()
             with IPRoute() as ipr:
                 self._check_not_elsewhere(ipr)
+                self._drop_stale_routes(ipr)
                 if self._fd is None:
                     self._fd = self._open_tun()
                 index = self._index(ipr, self.device)
                 ipr.link("set", index=index, state="up")
                 with contextlib.suppress(NetlinkError):  # EEXIST: held already
                     ipr.addr("add", index=index, address=str(self.address), prefixlen=32)
-                self._ports(ipr, "up")
+                # tunnel ports stay down: the reconciler's pass brings up those whose link
+                # may carry traffic (an encrypted one only once its SA is up: before that a
+                # port would send VXLAN in the clear)
                 mac = self._mac(ipr)
         threading.Thread(target=self._announce, args=(mac,), name="garp", daemon=True).start()
 
@@ -120,6 +135,19 @@ class LinuxGateway(GatewayDriver):
                     f"gateway: the cloud's address {self.address} is configured on this host "
                     "outside the agent; remove it (the active gateway holds it itself)"
                 )
+
+    def _drop_stale_routes(self, ipr: Any) -> None:
+        """Routes from the cloud's address left by an earlier term as active (charon's tunnel
+        routes, re-added after the address went): before this take-over they can only be
+        stale, and one to a peer would swallow the IKE packets that bring its SAs back."""
+        for route in ipr.get_routes(family=socket.AF_INET, table=0):  # 0: every table
+            if route.get_attr("RTA_PREFSRC") != str(self.address):
+                continue
+            if route.get_attr("RTA_TABLE") == 255:  # local: the address's own, kernel-made
+                continue
+            with contextlib.suppress(NetlinkError):  # gone meanwhile
+                ipr.route("del", **_route_key(route))
+                log.info("gateway: stale route to %s dropped", route.get_attr("RTA_DST"))
 
     def _index(self, ipr: Any, name: str) -> int:
         found = ipr.link_lookup(ifname=name)

@@ -4,6 +4,7 @@ between the two endpoints. Every verb is idempotent."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -104,6 +105,11 @@ class Ipsec(ABC):
 
     def terminate_all(self) -> None:  # noqa: B027 - optional hook
         """Drop every SA at once, keeping the connections loaded (a gateway stepping down)."""
+
+    def on_sa_up(self, callback: Callable[[], None]) -> None:  # noqa: B027 - optional hook
+        """Call `callback` (from another thread) when an SA comes up: the reconciler then
+        makes a pass at once and the link's tunnel ports come up without waiting for the
+        next. Drivers without events never call it (their passes find the SA up)."""
 
     def ensure_steering(self) -> bool:
         """Route the tunnel traffic into this driver's lanes (lanes.py); True if anything was

@@ -31,7 +31,7 @@ with kernel ESP the kernel already encrypts on the sending CPU, so further lanes
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from intercloud.drivers.ipsec import lane_layout
@@ -121,6 +121,10 @@ class LanedIpsec(Ipsec):
             existed |= self._try(k, name, "removal", lambda lane=lane: lane.remove_connection(name))
             self._errors.pop((k, name), None)
         return existed
+
+    def on_sa_up(self, callback: Callable[[], None]) -> None:
+        for lane in self.lanes:  # a further lane's SA completes the link as well
+            lane.on_sa_up(callback)
 
     def connections(self) -> dict[str, ConnectionStatus]:
         out = self.lanes[0].connections()

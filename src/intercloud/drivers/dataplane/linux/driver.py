@@ -77,7 +77,11 @@ class LinuxDataplane(Dataplane):
         )
         state.observed_clamps(clamp)
         state.no_forward = self.observe_no_forward()
-        return Observed(state, kinds)
+        # a tunnel port of ours that is down was set down behind the plan's back (a gateway
+        # that stood down, then took over again): ensure_vxlan brings it up
+        up = {link.name: link.up for link in links}
+        down = frozenset(name for name in state.vxlans if not up.get(name, True))
+        return Observed(state, kinds, drift=down)
 
     def interface_kind(self, name: str) -> str | None:
         return observation.kind(self._lookup(name))

@@ -33,6 +33,7 @@ class StrongswanIpsec(Ipsec):
         self._errors: dict[str, str] = {}  # name -> last error, written by the event thread
         self._errors_lock = threading.Lock()
         self._events: Events | None = None
+        self._sa_up: Callable[[], None] | None = None
         if events:
             self._events = Events(self._factory, self._on_event)
             self._events.start()
@@ -92,6 +93,11 @@ class StrongswanIpsec(Ipsec):
             with self._errors_lock:
                 for name in msg:
                     self._errors.pop(text(name), None)
+            if label == "child-updown" and self._sa_up is not None:
+                self._sa_up()
+
+    def on_sa_up(self, callback: Callable[[], None]) -> None:
+        self._sa_up = callback
 
     # --- the contract ----------------------------------------------------------------------
 

@@ -1,0 +1,149 @@
+"""A cloud's gateways in a lab with several per cloud (lab up --ha): which holds the cloud's
+address, and failing one the three ways issue 17 names, then restoring it:
+
+    kill  SIGKILL of every process of the gateway host (its agent and its charons)
+    cut   every link of the gateway host down (the host vanishes from the site)
+    db    only its database link cut (nftables in its namespace drops the PostgreSQL traffic)
+
+A restored gateway comes back as a standby (the other holds the lease)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from intercloud.lab import ha_build, namespaces, nshttp, processes
+from intercloud.lab.agents import LabAgents
+from intercloud.lab.charon import Charon
+from intercloud.lab.nsexec import LabError, run
+from intercloud.lab.state import CloudRecord, GatewayRecord
+
+HOW = ("kill", "cut", "db")
+_CUT_TABLE = "intercloud_lab_dbcut"
+
+
+def _lane_dir(charon_dir: Path, lane: int) -> Path:  # build.lane_dir (build imports us)
+    return charon_dir if lane == 0 else charon_dir / f"lane{lane}"
+
+
+class LabGateways(LabAgents):
+    def _ha_cloud(self, cloud: str) -> CloudRecord:
+        c = self.cloud(cloud)
+        if not c.gateways:
+            raise LabError(f"cloud {c.name} has one gateway (lab up --ha gives two per cloud)")
+        return c
+
+    def holds_address(self, g: GatewayRecord, address: str) -> bool:
+        out = namespaces.ip("-4", "-o", "addr", "show", ns=g.ns, check=False).stdout
+        return f" {address}/" in out
+
+    def active_gateway(self, cloud: str) -> str | None:
+        """The gateway whose host holds the cloud's address now (None: none does)."""
+        c = self._ha_cloud(cloud)
+        held = [g.name for g in c.gateways.values() if self.holds_address(g, c.ip)]
+        return held[0] if len(held) == 1 else None
+
+    def gateways(self, cloud: str) -> list[dict[str, Any]]:
+        """Each gateway: its namespace, address, agent, what its agent says its role is and
+        whether its host holds the cloud's address."""
+        c = self._ha_cloud(cloud)
+        out = []
+        for g in c.gateways.values():
+            alive = self._alive(g.pid, g.config)
+            role = None
+            if alive:
+                status, body, _ = nshttp.http(
+                    g.ns, "GET", "/v1/status", token=c.admin_token, timeout=3.0, cafile=c.ca
+                )
+                if status == 200 and isinstance(body, dict) and isinstance(body.get("ha"), dict):
+                    role = body["ha"].get("role")
+            out.append(
+                {
+                    "cloud": c.name,
+                    "gateway": g.name,
+                    "namespace": g.ns,
+                    "ip": g.ip,
+                    "pid": g.pid if alive else None,
+                    "agent": "running" if alive else "stopped",
+                    "role": role,
+                    "holds_address": self.holds_address(g, c.ip),
+                    "failed": g.failed,
+                }
+            )
+        return out
+
+    def fail_gateway(self, cloud: str, how: str = "kill") -> str:
+        """Fail the active gateway of `cloud` `how`; its name."""
+        if how not in HOW:
+            raise LabError(f"--how must be one of {', '.join(HOW)} (got {how!r})")
+        c = self._ha_cloud(cloud)
+        active = self.active_gateway(c.name)
+        if active is None:
+            raise LabError(f"cloud {c.name} has no active gateway to fail")
+        g = c.gateways[active]
+        if how == "kill":
+            pids = namespaces.namespace_pids(g.ns)  # its agent and charons: nothing else runs there
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if g.pid:
+                processes.reap(g.pid)
+        elif how == "cut":
+            for link in ha_build.gateway_links(g.ns):
+                namespaces.ip("link", "set", link, "down", ns=g.ns)
+        else:
+            db = ha_build.site_ip(c.index)
+            rules = (
+                f"table inet {_CUT_TABLE} {{\n"
+                f" chain o {{ type filter hook output priority 0; ip daddr {db} drop; }}\n"
+                f" chain i {{ type filter hook input priority 0; ip saddr {db} drop; }}\n"
+                "}\n"
+            )
+            run(["ip", "netns", "exec", g.ns, "nft", "-f", "-"], input=rules)
+        with self._edit() as st:
+            st.clouds[c.name].gateways[active].failed = how
+        return active
+
+    def restore_gateway(self, cloud: str, gateway: str, timeout: float = 30.0) -> str:
+        """Undo `fail_gateway` on `gateway`: links up, database reachable, or its charons and
+        agent started again; what was done."""
+        c = self._ha_cloud(cloud)
+        if gateway not in c.gateways:
+            raise LabError(f"cloud {c.name} has no gateway {gateway!r} ({', '.join(c.gateways)})")
+        g = c.gateways[gateway]
+        done = "nothing to restore"
+        if g.failed == "cut":
+            for link in ha_build.gateway_links(g.ns):
+                namespaces.ip("link", "set", link, "up", ns=g.ns)
+            # the route went with the link, as a host's would; its network config restores it
+            namespaces.ip("route", "replace", "default", "via", ha_build.wan_ip(c.index), ns=g.ns)
+            done = "links up"
+        elif g.failed == "db":
+            run(["ip", "netns", "exec", g.ns, "nft", "delete", "table", "inet", _CUT_TABLE])
+            done = "database link restored"
+        if not self._alive(g.pid, g.config):
+            if g.charon_dir is not None:
+                for k in range(self.state().lanes):
+                    Charon(g.ns, _lane_dir(Path(g.charon_dir), k), lane=k).start()
+            self._spawn_gateway(c.name, gateway)
+            self._wait_gateway(c, gateway, timeout)
+            done = "charons and agent started" if g.charon_dir else "agent started"
+        with self._edit() as st:
+            st.clouds[c.name].gateways[gateway].failed = None
+        return done
+
+    def _wait_gateway(self, c: CloudRecord, gateway: str, timeout: float) -> None:
+        g = self.cloud(c.name).gateways[gateway]
+        deadline = time.monotonic() + timeout
+        while True:
+            status, _, err = nshttp.http(
+                g.ns, "GET", "/v1/federation/health", timeout=2.0, wait=1.0, cafile=c.ca
+            )
+            if status:
+                return
+            if not self._alive(g.pid, g.config) or time.monotonic() > deadline:
+                raise LabError(f"agent {c.name}/{gateway} did not come back ({err}); log {g.log}")
