@@ -24,6 +24,8 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from intercloud.domain.remote_macs import RemoteMacs, checked
+from intercloud.drivers.gateway import tenant
 from intercloud.drivers.gateway.base import GatewayDriver
 from intercloud.errors import DriverError
 
@@ -83,6 +85,48 @@ class LinuxGateway(GatewayDriver):
 
     def close(self) -> None:
         self.step_down()
+
+    def remote_macs(self) -> RemoteMacs:
+        with IPRoute() as ipr:
+            links = tenant.links_of(ipr.get_links())
+            return tenant.learned_remote(
+                links, ipr.get_neighbours(family=socket.AF_BRIDGE), self.ports_prefix
+            )
+
+    def announce(self, macs: RemoteMacs) -> list[str]:
+        macs = checked(macs, "the caller")  # bytes.fromhex below: only MACs
+        with IPRoute() as ipr:
+            ports = tenant.tenant_ports(tenant.links_of(ipr.get_links()), self.ports_prefix, macs)
+        frames = {
+            port: [tenant.rarp_announcement(bytes.fromhex(m.replace(":", ""))) for m in macs[b]]
+            for b, names in ports.items()
+            for port in names
+        }
+        log.info(
+            "gateway: announcing %d remote MACs on %d tenant ports (%s)",
+            sum(len(macs[b]) for b, names in ports.items() if names),
+            len(frames),
+            ", ".join(sorted(frames)) or "none",
+        )
+        self._send_rounds(frames)
+        return sorted(b for b, names in ports.items() if names)
+
+    def _send_rounds(self, frames: dict[str, list[bytes]]) -> None:
+        failed: set[str] = set()
+        started = time.monotonic()
+        for at in GARP_AT:
+            delay = started + at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if self._fd is None:
+                return  # stepped down meanwhile
+            for port, batch in frames.items():
+                try:
+                    tenant.send_frames(port, batch)
+                except OSError as exc:  # the port gone meanwhile: said once
+                    if port not in failed:
+                        failed.add(port)
+                        log.warning("gateway: announcing on %s failed: %s", port, exc)
 
     def _open_tun(self) -> int:
         fd = os.open("/dev/net/tun", os.O_RDWR)  # not inherited by children (PEP 446)
