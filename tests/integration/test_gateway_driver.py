@@ -137,11 +137,35 @@ CAPTURE = textwrap.dedent(
 )
 
 
+# one frame from a MAC out of a device (argv: device, MAC)
+SEND = textwrap.dedent(
+    """
+    import socket, sys
+    mac = bytes.fromhex(sys.argv[2].replace(":", ""))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((sys.argv[1], 0))
+        s.send(b"\\xff" * 6 + mac + b"\\x88\\xb5" + b"\\x00" * 46)
+    """
+)
+
+
+def _fdb(ns: str) -> str:
+    return subprocess.run(
+        ["bridge", "-n", ns, "fdb", "show", "br", "icb1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def _tenant_segment(namespaces):
     """gw: the bridge icb1 with the tunnel port icv42 (VNI 42 to nb) and the tenant port t0;
     ten: a VM on the tenant segment (t0, LOCAL); nb: the peer, its VXLAN device with REMOTE."""
     gw, nb = _pair(namespaces)
     ten = namespaces("hatn")
+    for ns in (gw, nb, ten):  # no IPv6 chatter (router solicitations, MLD) teaching bridges
+        ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
     ip("-n", gw, "link", "add", "icb1", "type", "bridge")
     ip("-n", gw, "link", "set", "icv42", "master", "icb1")
     namespaces.veth(gw, "t0", ten, "t0")
@@ -188,10 +212,12 @@ def test_remote_macs_are_learned_on_the_tunnel_port_and_announced_on_the_tenant_
         assert _ask(proc, "take") is True
         # a frame of the remote VM through the tunnel (and the local VM's answer)
         ip("netns", "exec", nb, "ping", "-c1", "-W2", "10.9.0.1")
-        fdb = subprocess.run(["bridge", "-n", gw, "fdb", "show", "br", "icb1"],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-        assert f"{LOCAL} dev t0" in fdb  # learned too, but on the tenant side
+        assert f"{LOCAL} dev t0" in _fdb(gw)  # learned too, but on the tenant side
         assert _ask(proc, "macs") == {"icb1": [REMOTE]}
+        # as a standby's bridge learns it from the active's floods: REMOTE behind t0
+        ip("netns", "exec", ten, sys.executable, "-c", SEND, "t0", REMOTE)
+        assert f"{REMOTE} dev t0" in _fdb(gw)
+        assert _ask(proc, "macs") == {}
 
         # the peer's VXLAN device drops frames from its own MAC: watch its underlay instead
         captures = [_capture(ten, "t0"), _capture(nb, "u0")]
@@ -204,6 +230,7 @@ def test_remote_macs_are_learned_on_the_tunnel_port_and_announced_on_the_tenant_
         tenant, tunnel = seen
         assert tenant == [[REMOTE, "0003"]] * 3  # at 0, 0.2 and 1.2 s
         assert tunnel == []  # never into the tunnel: the peer's own VM is not behind us
+        assert f"{REMOTE} dev t0" not in _fdb(gw)  # forgotten: frames to it flood the tunnel
     finally:
         for p in (proc, *captures):
             p.kill()

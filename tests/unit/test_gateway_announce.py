@@ -17,6 +17,7 @@ from intercloud.drivers.gateway.tenant import (
     Link,
     learned_remote,
     rarp_announcement,
+    stale_on_tenant_side,
     tenant_ports,
 )
 from intercloud.reconciler.ha import GatewayRole
@@ -237,3 +238,15 @@ def test_learned_remote_takes_what_the_bridge_learned_on_tunnel_ports_only():
 def test_tenant_ports_leave_out_the_tunnel_ports():
     ports = tenant_ports(LINKS, "icv", ["icb1", "icb2", "icb7"])
     assert ports == {"icb1": ["tap0"], "icb2": ["tap1", "vx9"]}
+
+
+def test_remote_macs_learned_on_a_tenant_port_are_found_for_deletion():
+    fdb = [
+        Entry(3, REMOTE, STALE, 1),  # learned from the old active's flood: to delete
+        Entry(2, OTHER, REACHABLE, 1),  # on the tunnel port already: right
+        Entry(3, "02:00:00:00:00:11", REACHABLE, 1),  # a local VM: not announced, kept
+        Entry(3, OTHER, NOARP, 1),  # static: someone's choice
+        Entry(5, REMOTE, REACHABLE, 4),  # another bridge: not announced there
+    ]
+    macs = {"icb1": [REMOTE, OTHER]}
+    assert stale_on_tenant_side(LINKS, fdb, "icv", macs) == [(3, REMOTE)]

@@ -35,6 +35,7 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 ETH_P_ARP = 0x0806
+NTF_MASTER = 0x04  # an entry of the bridge's FDB (not the port device's own)
 # a neighbour ignores a second gratuitous ARP within its locktime (1 s by default): repeat
 # once right away (a lost frame) and once after that
 GARP_AT = (0.0, 0.2, 1.2)
@@ -96,7 +97,12 @@ class LinuxGateway(GatewayDriver):
     def announce(self, macs: RemoteMacs) -> list[str]:
         macs = checked(macs, "the caller")  # bytes.fromhex below: only MACs
         with IPRoute() as ipr:
-            ports = tenant.tenant_ports(tenant.links_of(ipr.get_links()), self.ports_prefix, macs)
+            links = tenant.links_of(ipr.get_links())
+            ports = tenant.tenant_ports(links, self.ports_prefix, macs)
+            fdb = ipr.get_neighbours(family=socket.AF_BRIDGE)
+            for index, mac in tenant.stale_on_tenant_side(links, fdb, self.ports_prefix, macs):
+                with contextlib.suppress(NetlinkError):  # aged out meanwhile
+                    ipr.fdb("del", ifindex=index, lladdr=mac, flags=NTF_MASTER)
         frames = {
             port: [tenant.rarp_announcement(bytes.fromhex(m.replace(":", ""))) for m in macs[b]]
             for b, names in ports.items()

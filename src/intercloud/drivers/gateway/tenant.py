@@ -79,6 +79,28 @@ def learned_remote(links: dict[int, Link], fdb: Iterable[Any], prefix: str) -> R
     return {bridge: sorted(macs) for bridge, macs in sorted(found.items()) if macs}
 
 
+def stale_on_tenant_side(
+    links: dict[int, Link], fdb: Iterable[Any], prefix: str, macs: RemoteMacs
+) -> list[tuple[int, str]]:
+    """(port index, MAC) of the FDB entries that put a remote MAC of `macs` behind a tenant
+    port of its bridge. A standby's bridge learns them there from the active's floods on the
+    tenant segment; once active it would drop a local VM's frame to that MAC (sent back where
+    it came from) until the remote VM's own traffic teaches it otherwise. Deleted at
+    take-over, the bridge floods such frames into its tunnel ports and learns them there."""
+    tunnels = tunnel_ports(links, prefix)
+    out = []
+    for entry in fdb:
+        master = entry.get_attr("NDA_MASTER")
+        if master not in links or entry["ifindex"] in tunnels:
+            continue
+        if entry["state"] & (NUD_PERMANENT | NUD_NOARP):
+            continue
+        mac = str(entry.get_attr("NDA_LLADDR") or "").lower()
+        if mac in macs.get(links[master].name, ()):
+            out.append((int(entry["ifindex"]), mac))
+    return out
+
+
 def tenant_ports(
     links: dict[int, Link], prefix: str, bridges: Iterable[str]
 ) -> dict[str, list[str]]:
