@@ -79,19 +79,17 @@ class GatewayRole:
     def start(self) -> None:
         with self._lock:
             self._stand_down()  # whatever a previous run left: standby until elected
-        for target, name in (
-            (self._renew, "ha-renew"),
-            (self._watch, "ha-watchdog"),
-            (self.macs.keep_saving, "ha-macs"),
-        ):
+        for target, name in ((self._renew, "ha-renew"), (self._watch, "ha-watchdog")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.macs.start()  # not joined at stop: a slow write must not delay the hand-over
         log.info("gateway %s of %s: standby (starting)", self.gateway, self.cloud)
 
     def stop(self) -> None:
         """Step down and hand the lease over at once (the standby need not wait for expiry)."""
         self._stop.set()
+        self.macs.wake()
         for thread in self._threads:
             thread.join(timeout=5)
         with self._lock:

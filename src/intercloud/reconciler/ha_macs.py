@@ -71,14 +71,22 @@ class RemoteMacSharing:
     def renewed(self) -> None:
         self._renewals += 1
         if self._renewals % SAVE_EVERY == 0:
-            self._due.set()
+            self.wake()
 
-    def keep_saving(self) -> None:
-        """The `ha-macs` thread."""
-        while not self.stop.is_set():
-            if self._due.wait(0.2):
-                self._due.clear()
-                self.save()
+    def start(self) -> None:
+        threading.Thread(target=self._keep_saving, name="ha-macs", daemon=True).start()
+
+    def wake(self) -> None:
+        """Wake the `ha-macs` thread (to end it: after setting `stop`)."""
+        self._due.set()
+
+    def _keep_saving(self) -> None:
+        while True:
+            self._due.wait()
+            self._due.clear()
+            if self.stop.is_set():
+                return
+            self.save()
 
     def save(self) -> None:
         """Write what the bridges learned, if it changed since the last write of this term."""

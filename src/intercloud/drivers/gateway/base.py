@@ -1,5 +1,7 @@
-"""The gateway role contract. Both verbs are idempotent and quick (they run while the
-leadership's deadline counts): what is slow (IKE) is left to the reconciler's next pass."""
+"""The gateway role contract. `take_over` and `step_down` are idempotent and quick (they run
+while the leadership's deadline counts): what is slow (IKE) is left to the reconciler's next
+pass. `remote_macs` and `announce` carry the tenant side across a take-over (docs/ha.md) and
+run in threads of their own."""
 
 from __future__ import annotations
 
