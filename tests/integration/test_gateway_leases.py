@@ -90,3 +90,37 @@ def test_renewal_survives_a_reconnect_and_release_hands_over(leases, postgres_ur
     assert a.claim("gw-a", 1, TIMING) == 1  # a new connection, the same term
     a.release("gw-a", 1)
     assert b.claim("gw-b", None, TIMING) == 2
+
+
+REMOTE, OTHER = "02:00:00:00:00:42", "02:00:00:00:00:ab"
+
+
+def test_remote_macs_are_recorded_only_by_the_holder_with_its_token(leases):
+    a, b = leases("gw-a"), leases("gw-b")
+    assert a.macs() == {}  # nothing recorded yet
+    assert a.claim("gw-a", None, TIMING) == 1
+    assert a.save_macs("gw-a", 1, {"icb1": [REMOTE]})
+    assert b.macs() == {"icb1": [REMOTE]}
+    assert not b.save_macs("gw-b", 1, {"icb1": [OTHER]})  # not the holder
+    assert not a.save_macs("gw-a", 0, {"icb1": [OTHER]})  # not its token
+    a.release("gw-a", 1)
+    assert not a.save_macs("gw-a", 1, {"icb1": [OTHER]})  # released
+    assert b.claim("gw-b", None, TIMING) == 2
+    assert b.macs() == {"icb1": [REMOTE]}  # the old active's list, for the new one to announce
+    assert b.save_macs("gw-b", 2, {"icb1": [OTHER], "icb2": []})
+    assert not a.save_macs("gw-a", 1, {"icb1": [REMOTE]})  # the old term cannot overwrite
+    assert a.macs() == {"icb1": [OTHER]}
+
+
+def test_a_bad_row_of_remote_macs_is_dropped_on_read(leases, postgres_url):
+    a = leases("gw-a")
+    assert a.claim("gw-a", None, TIMING) == 1
+    assert a.save_macs("gw-a", 1, {"icb1": [REMOTE]})
+    row = '{"icb1": ["02:00:00:00:00:42", "01:00:5e:00:00:01", "x; reboot"], "a b": ["%s"]}'
+    dsn = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:  # as someone with write access could
+        conn.execute("UPDATE gateway_macs SET macs = %s::json", (row % OTHER,))
+    assert a.macs() == {"icb1": [REMOTE]}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("""UPDATE gateway_macs SET macs = '"icb1"'::json""")
+    assert a.macs() == {}

@@ -4,6 +4,7 @@ frame and `intercloud status`'s HA part."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from intercloud.api.standby import StandbyRefusesWrites
 from intercloud.cli import status as cli_status
 from intercloud.domain.leadership import Timing
+from intercloud.domain.remote_macs import checked
 from intercloud.drivers.gateway.fake import FakeGateway
 from intercloud.drivers.gateway.linux import arp_announcement
 from intercloud.drivers.ipsec.noop import NoopIpsec
@@ -33,6 +35,21 @@ class RealTimeLeases:
         self.expires_at = 0.0
         self.cut = False
         self.released: list[tuple[str, int]] = []
+        self.saved: object = None  # gateway_macs.macs, as a JSON round trip
+        self.saves = 0
+
+    def save_macs(self, gateway: str, token: int, macs: dict[str, list[str]]) -> bool:
+        if self.cut:
+            raise ConnectionError("cut")
+        if not (self.holder == gateway and self.token == token):
+            return False  # fenced, as the SQL does
+        self.saved, self.saves = json.loads(json.dumps(macs)), self.saves + 1
+        return True
+
+    def macs(self) -> dict[str, list[str]]:
+        if self.cut:
+            raise ConnectionError("cut")
+        return checked(self.saved, "the fake")
 
     def claim(self, gateway: str, token: int | None, timing: Timing) -> int | None:
         if self.cut:

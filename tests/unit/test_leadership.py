@@ -65,6 +65,14 @@ class FakeLeases:
         if self.holder == gateway and self.token == token:
             self.holder, self.expires_at = None, self.clock.now
 
+    def save_macs(self, gateway: str, token: int, macs: dict[str, list[str]]) -> bool:
+        if gateway in self.cut:
+            raise Cut("connection timed out")
+        return self.holder == gateway and self.token == token
+
+    def macs(self) -> dict[str, list[str]]:
+        return {}
+
 
 @pytest.fixture
 def world():

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from intercloud.domain.remote_macs import RemoteMacs
 from intercloud.errors import Invalid
 
 log = logging.getLogger("intercloud.leadership")
@@ -88,6 +89,16 @@ class LeaseStore(Protocol):
 
     def release(self, gateway: str, token: int) -> None:
         """Give the lease up at once (only if `gateway` still holds it with `token`)."""
+        ...
+
+    def save_macs(self, gateway: str, token: int, macs: RemoteMacs) -> bool:
+        """Record the remote MACs the active learned (domain/remote_macs.py), only while
+        `gateway` holds the lease with `token`; whether it was written. Raises on failure."""
+        ...
+
+    def macs(self) -> RemoteMacs:
+        """The last list an active recorded, checked (invalid entries dropped). Raises on
+        failure."""
         ...
 
 

@@ -4,7 +4,9 @@ the host acting on its role through the gateway driver.
 - `ha-renew` claims the lease every renew_s (it may block on the database: a cut link holds
   it until the lease connection's TCP timeout);
 - `ha-watchdog` checks the step-down deadline every few tens of milliseconds and never touches
-  the database, so a blocked claim cannot keep a cut-off active forwarding.
+  the database, so a blocked claim cannot keep a cut-off active forwarding;
+- `ha-macs` records the remote MACs the active learned, `ha-announce` announces them after a
+  take-over (reconciler/ha_macs.py).
 Role changes happen under one lock, each logged as one line."""
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from intercloud.domain.leadership import Change, Clock, Leadership, LeaseStore, 
 from intercloud.drivers.gateway.base import GatewayDriver
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.drivers.ipsec.noop import NO_IPSEC
+from intercloud.reconciler.ha_macs import RemoteMacSharing, await_pass
 from intercloud.store import Store
 from intercloud.store.db import describe
 from intercloud.store.leases import lease_view
@@ -28,7 +31,6 @@ from intercloud.store.leases import lease_view
 log = logging.getLogger("intercloud.ha")
 
 WATCH_EVERY = 0.02  # seconds between deadline checks (a fraction of any step-down time)
-AFTER_PASS_WAIT = 30.0  # how long a new active waits for its first pass to initiate IKE
 
 
 class GatewayRole:
@@ -59,6 +61,9 @@ class GatewayRole:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.macs = RemoteMacSharing(
+            gateway, leases, driver, self._held, self._stop, clock, passes=passes
+        )
 
     @property
     def gateway(self) -> str:
@@ -67,6 +72,10 @@ class GatewayRole:
     def active(self) -> bool:
         return self.leadership.active
 
+    def _held(self) -> int | None:
+        """The lease token while active (read without the lock: the store fences by it)."""
+        return self.leadership.token if self.leadership.active else None
+
     def start(self) -> None:
         with self._lock:
             self._stand_down()  # whatever a previous run left: standby until elected
@@ -74,11 +83,13 @@ class GatewayRole:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.macs.start()  # not joined at stop: a slow write must not delay the hand-over
         log.info("gateway %s of %s: standby (starting)", self.gateway, self.cloud)
 
     def stop(self) -> None:
         """Step down and hand the lease over at once (the standby need not wait for expiry)."""
         self._stop.set()
+        self.macs.wake()
         for thread in self._threads:
             thread.join(timeout=5)
         with self._lock:
@@ -102,6 +113,8 @@ class GatewayRole:
                 change = self.leadership.claimed(sent, answer)
                 if change is not None:
                     self._act(change)
+                elif self.leadership.active:
+                    self.macs.renewed()
             self._stop.wait(max(0.0, sent + timing.renew_s - self.clock()))
 
     def _watch(self) -> None:
@@ -122,6 +135,8 @@ class GatewayRole:
                 self.leadership.abandon()
                 self._stand_down()
                 return
+            before = self.passes() if self.passes is not None else 0
+            self.macs.took_over(before)
             self._initiate()
             self.last_takeover_ms = round((self.clock() - started) * 1000, 1)
         else:
@@ -148,10 +163,8 @@ class GatewayRole:
         """A standby that was never active has no connection loaded (it makes no pass): the
         first pass loads them, and a responder's are not initiated by it. Initiate them."""
         assert self.passes is not None
-        deadline = self.clock() + AFTER_PASS_WAIT
-        while self.passes() <= before and self.clock() < deadline:
-            if self._stop.wait(0.05):
-                return
+        if not await_pass(self.passes, before, self._stop, self.clock):
+            return
         with self._lock:
             if self.leadership.active:
                 self._initiate()

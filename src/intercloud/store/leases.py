@@ -5,16 +5,19 @@ a renewal), with a short TCP timeout so a cut link fails the call instead of han
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from intercloud.domain.leadership import LeaseView, Timing
+from intercloud.domain.remote_macs import RemoteMacs, checked
 from intercloud.errors import Invalid
 
 log = logging.getLogger("intercloud.leases")
@@ -60,6 +63,62 @@ _SEEN = text(
     """
 )
 _ROW = text("INSERT INTO gateway_leases (cloud, token) VALUES (:cloud, 0) ON CONFLICT DO NOTHING")
+# Fenced by the lease: written only while `me` holds it with `token` (FOR SHARE: a takeover
+# committing meanwhile is waited for and then seen), never over a later term's list.
+_SAVE_MACS = text(
+    """
+    INSERT INTO gateway_macs (cloud, token, macs, saved_at)
+    SELECT cloud, token, CAST(:macs AS json), now() FROM gateway_leases
+    WHERE cloud = :cloud AND holder = :me AND token = :token AND expires_at > now()
+    FOR SHARE
+    ON CONFLICT (cloud) DO UPDATE SET
+      token = excluded.token, macs = excluded.macs, saved_at = excluded.saved_at
+    WHERE gateway_macs.token <= excluded.token
+    RETURNING token
+    """
+)
+_MACS = text("SELECT macs FROM gateway_macs WHERE cloud = :cloud")
+
+
+class _Connection:
+    """One connection of its own (AUTOCOMMIT), opened on use with `setup` run first, dropped
+    after any failure (the next call opens a new one)."""
+
+    def __init__(self, engine: Engine, setup: list[tuple[Any, dict[str, Any]]]) -> None:
+        self._engine = engine
+        self._setup = setup
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def call(self, use: Callable[[Connection], Any]) -> Any:
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed or self._conn.invalidated:
+                    conn = self._engine.connect()
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                    self._conn = conn
+                    for statement, params in self._setup:
+                        conn.execute(statement, params)
+                return use(self._conn)
+            except Exception:
+                self._drop()
+                raise
+
+    def run(self, statement: Any, params: dict[str, Any]) -> Any:
+        return self.call(lambda conn: conn.execute(statement, params))
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception as exc:  # a dead connection may fail to close: it is gone anyway
+                log.debug("lease connection close: %s", type(exc).__name__)
 
 
 class PostgresLeases:
@@ -88,41 +147,16 @@ class PostgresLeases:
                 "application_name": f"intercloud-ha-{gateway}"[:63],
             },
         )
-        self._conn: Connection | None = None
-        self._lock = threading.Lock()
-
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed or self._conn.invalidated:
-            conn = self._engine.connect()
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.execute(_ROW, {"cloud": self.cloud})
-            self._conn = conn
-        return self._conn
-
-    def _run(self, statement: Any, params: dict[str, Any]) -> Any:
-        with self._lock:
-            try:
-                return self._connection().execute(statement, params)
-            except Exception:
-                self._drop()
-                raise
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.invalidate()
-                conn.close()
-            except Exception as exc:  # a dead connection may fail to close: it is gone anyway
-                log.debug("lease connection close: %s", type(exc).__name__)
+        self._lease = _Connection(self._engine, [(_ROW, {"cloud": cloud})])
+        # the MACs on a connection of their own: a large list never delays a renewal
+        timeout = text(f"SET statement_timeout = {timeout_s * 1000}")
+        self._macs = _Connection(self._engine, [(timeout, {})])
 
     def view(self) -> tuple[LeaseView, list[dict[str, Any]]]:
-        with self._lock:
-            try:
-                return lease_view(self._connection().execute, self.cloud)
-            except Exception:
-                self._drop()
-                raise
+        answer: tuple[LeaseView, list[dict[str, Any]]] = self._lease.call(
+            lambda conn: lease_view(conn.execute, self.cloud)
+        )
+        return answer
 
     def claim(self, gateway: str, token: int | None, timing: Timing) -> int | None:
         params = {
@@ -132,18 +166,26 @@ class PostgresLeases:
             "ttl": timing.ttl_s,
             "orphan": timing.orphan_s,
         }
-        row = self._run(_CLAIM, params).first()
+        row = self._lease.run(_CLAIM, params).first()
         held = None if row is None else int(row[0])
         role = "active" if held is not None else "standby"
-        self._run(_SEEN, {"cloud": self.cloud, "me": gateway, "role": role})
+        self._lease.run(_SEEN, {"cloud": self.cloud, "me": gateway, "role": role})
         return held
 
     def release(self, gateway: str, token: int) -> None:
-        self._run(_RELEASE, {"cloud": self.cloud, "me": gateway, "token": token})
+        self._lease.run(_RELEASE, {"cloud": self.cloud, "me": gateway, "token": token})
+
+    def save_macs(self, gateway: str, token: int, macs: RemoteMacs) -> bool:
+        params = {"cloud": self.cloud, "me": gateway, "token": token, "macs": json.dumps(macs)}
+        return self._macs.run(_SAVE_MACS, params).first() is not None
+
+    def macs(self) -> RemoteMacs:
+        row = self._macs.run(_MACS, {"cloud": self.cloud}).first()
+        return checked(None if row is None else row[0], f"the database of {self.cloud}")
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        self._lease.close()
+        self._macs.close()
         self._engine.dispose()
 
 

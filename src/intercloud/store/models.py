@@ -264,3 +264,15 @@ class GatewaySeen(Base):
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     role: Mapped[str] = mapped_column(String(8))
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class GatewayMacs(Base):
+    """Gateway HA (store/leases.py): the remote MACs the active learned on its tunnel ports,
+    by bridge name (`{"icb1": ["02:..", ...]}`), written by the holder of lease `token` only;
+    a gateway that takes over announces them on its tenant side."""
+
+    __tablename__ = "gateway_macs"
+    cloud: Mapped[str] = mapped_column(String(63), primary_key=True)
+    token: Mapped[int] = mapped_column(BigInteger)
+    macs: Mapped[dict] = mapped_column(JSON)
+    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -24,6 +24,8 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from intercloud.domain.remote_macs import RemoteMacs, checked
+from intercloud.drivers.gateway import tenant
 from intercloud.drivers.gateway.base import GatewayDriver
 from intercloud.errors import DriverError
 
@@ -33,6 +35,7 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 ETH_P_ARP = 0x0806
+NTF_MASTER = 0x04  # an entry of the bridge's FDB (not the port device's own)
 # a neighbour ignores a second gratuitous ARP within its locktime (1 s by default): repeat
 # once right away (a lost frame) and once after that
 GARP_AT = (0.0, 0.2, 1.2)
@@ -98,6 +101,53 @@ class LinuxGateway(GatewayDriver):
 
     def close(self) -> None:
         self.step_down()
+
+    def remote_macs(self) -> RemoteMacs:
+        with IPRoute() as ipr:
+            links = tenant.links_of(ipr.get_links())
+            return tenant.learned_remote(
+                links, ipr.get_neighbours(family=socket.AF_BRIDGE), self.ports_prefix
+            )
+
+    def announce(self, macs: RemoteMacs) -> list[str]:
+        macs = checked(macs, "the caller")  # bytes.fromhex below: only MACs
+        with IPRoute() as ipr:
+            links = tenant.links_of(ipr.get_links())
+            ports = tenant.tenant_ports(links, self.ports_prefix, macs)
+            fdb = ipr.get_neighbours(family=socket.AF_BRIDGE)
+            for index, mac in tenant.stale_on_tenant_side(links, fdb, self.ports_prefix, macs):
+                with contextlib.suppress(NetlinkError):  # aged out meanwhile
+                    ipr.fdb("del", ifindex=index, lladdr=mac, flags=NTF_MASTER)
+        frames = {
+            port: [tenant.rarp_announcement(bytes.fromhex(m.replace(":", ""))) for m in macs[b]]
+            for b, names in ports.items()
+            for port in names
+        }
+        log.info(
+            "gateway: announcing %d remote MACs on %d tenant ports (%s)",
+            sum(len(macs[b]) for b, names in ports.items() if names),
+            len(frames),
+            ", ".join(sorted(frames)) or "none",
+        )
+        self._send_rounds(frames)
+        return sorted(b for b, names in ports.items() if names)
+
+    def _send_rounds(self, frames: dict[str, list[bytes]]) -> None:
+        failed: set[str] = set()
+        started = time.monotonic()
+        for at in GARP_AT:
+            delay = started + at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if self._fd is None:
+                return  # stepped down meanwhile
+            for port, batch in frames.items():
+                try:
+                    tenant.send_frames(port, batch)
+                except OSError as exc:  # the port gone meanwhile: said once
+                    if port not in failed:
+                        failed.add(port)
+                        log.warning("gateway: announcing on %s failed: %s", port, exc)
 
     def _open_tun(self) -> int:
         fd = os.open("/dev/net/tun", os.O_RDWR)  # not inherited by children (PEP 446)
