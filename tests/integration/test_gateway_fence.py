@@ -10,8 +10,11 @@ import psycopg
 import pytest
 from sqlalchemy import delete, event, select, update
 
+from intercloud import config as config_mod
+from intercloud.agent import build
 from intercloud.domain.leadership import Timing
 from intercloud.errors import Fenced
+from intercloud.reconciler.ha import GatewayRole
 from intercloud.store import Store
 from intercloud.store import models as m
 from intercloud.store.fence import Fence
@@ -174,3 +177,31 @@ def test_an_unfenced_session_writes_bookkeeping_on_a_standby(cloud):
     with standby.session(shown=False, fenced=False) as s:
         s.add(m.Nonce(peer_id=peer_id, nonce="n2"))
     assert _sql(url, "SELECT nonce FROM federation_nonces") == [("n2",)]
+
+
+def test_an_ha_agent_fences_its_store_by_its_role(postgres_url):
+    """agent.build with [ha]: the store's writes follow the gateway's real lease."""
+    data = {
+        "agent": {
+            "name": "A",
+            "database": postgres_url,
+            "admin_token": "x" * 16,
+            "plain_http": True,
+        },
+        "dataplane": {"driver": "fake"},
+        "ipsec": {"driver": "fake"},
+        "ha": {"enabled": True, "gateway": "gw1", "address": "198.18.0.1/24", "interface": "eth1"},
+    }
+    ctx = build(config_mod.parse(data, env={}))
+    assert ctx.ha is not None
+    role: GatewayRole = ctx.ha  # type: ignore[assignment]
+    try:
+        with pytest.raises(Fenced, match="gw1 is not the active gateway of A"):
+            _allocate(ctx.store, 100)  # standby until it holds the lease
+        role.leadership.tick()  # its first claim, on the real lease SQL: active, token 1
+        assert role.active() and role.leadership.token == 1
+        _allocate(ctx.store, 100)
+        assert _vnis(ctx.store) == [100]
+    finally:
+        role.leadership.store.close()  # type: ignore[attr-defined]
+        ctx.store.dispose()
