@@ -5,6 +5,8 @@ names this gateway with its token, and a takeover waits for a write in flight to
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -115,16 +117,14 @@ def test_a_standby_writes_nothing_even_with_the_row_naming_it(cloud):
     assert _sql(url, "SELECT count(*) FROM vni_allocations") == [(0,)]
 
 
-def test_a_takeover_waits_for_a_write_in_flight_to_commit(cloud):
-    url, leases, store = cloud
-    assert leases("gw-a").claim("gw-a", None, TIMING) == 1
-    fenced = store(1)
-    wait_for(lambda: _expired(url), 10, 0.05, "the lease to expire")
+@contextmanager
+def _write_in_flight(store: Store) -> Iterator[None]:
+    """A write of `store` held between the fence's check and its COMMIT (the lease row
+    locked) for the block's duration; committed after it."""
     locked, go = threading.Event(), threading.Event()
-    outcome: dict[str, object] = {}
 
     def write() -> None:
-        with fenced.session() as s:
+        with store.session() as s:
             # the commit's own flush runs after the fence's check: the lease row is locked
             event.listen(s, "after_flush", lambda *_: (locked.set(), go.wait(30)))
             s.add(m.VniAllocation(vni=100, owner="in flight"))
@@ -132,36 +132,71 @@ def test_a_takeover_waits_for_a_write_in_flight_to_commit(cloud):
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        _in_flight(url, leases, locked, go, outcome)
+        assert locked.wait(30)
+        yield
     finally:
         go.set()  # never leave the writer waiting
         writer.join(30)
+
+
+def _claim_in_thread(leases, gateway: str, token: int | None) -> tuple[threading.Thread, dict]:
+    outcome: dict[str, int | None] = {}
+
+    def claim() -> None:
+        outcome["token"] = leases(gateway).claim(gateway, token, TIMING)
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    return thread, outcome
+
+
+def _waits_on_a_lock(url: str, gateway: str) -> bool:
+    return _sql(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+        "AND wait_event_type = 'Lock'",
+        f"intercloud-ha-{gateway}",
+    ) == [(1,)]
+
+
+def test_a_takeover_waits_for_a_write_in_flight_to_commit(cloud):
+    url, leases, store = cloud
+    assert leases("gw-a").claim("gw-a", None, TIMING) == 1
+    fenced = store(1)
+    wait_for(lambda: _expired(url), 10, 0.05, "the lease to expire")
+    with _write_in_flight(fenced):
+        claimer, outcome = _claim_in_thread(leases, "gw-b", None)
+        # the takeover's UPDATE waits on the lock the write holds ...
+        wait_for(lambda: _waits_on_a_lock(url, "gw-b"), 30, 0.05, "the takeover to wait")
+        assert claimer.is_alive()
+        assert _sql(url, "SELECT holder, token FROM gateway_leases") == [("gw-a", 1)]
+        assert _sql(url, "SELECT count(*) FROM vni_allocations") == [(0,)]
+    # ... until it commits; then the takeover goes through
+    claimer.join(30)
+    assert outcome["token"] == 2
     assert _sql(url, "SELECT owner FROM vni_allocations") == [("in flight",)]
     assert _sql(url, "SELECT holder, token FROM gateway_leases") == [("gw-b", 2)]
     with pytest.raises(Fenced):
         _allocate(fenced, 101)
 
 
-def _in_flight(url, leases, locked, go, outcome) -> None:
-    def take_over() -> None:
-        outcome["token"] = leases("gw-b").claim("gw-b", None, TIMING)
-
-    assert locked.wait(30)
-    claimer = threading.Thread(target=take_over)
-    claimer.start()
-    # the takeover's UPDATE waits on the row lock the write holds ...
-    waiting = (
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'intercloud-ha-gw-b' "
-        "AND wait_event_type = 'Lock'"
-    )
-    wait_for(lambda: _sql(url, waiting) == [(1,)], 30, 0.05, "the takeover to wait on the lock")
-    assert claimer.is_alive()
-    assert _sql(url, "SELECT holder, token FROM gateway_leases") == [("gw-a", 1)]
-    assert _sql(url, "SELECT count(*) FROM vni_allocations") == [(0,)]
-    # ... until it commits; then the takeover goes through
-    go.set()
-    claimer.join(30)
-    assert outcome["token"] == 2
+def test_the_actives_renewal_does_not_wait_for_a_write_in_flight(cloud):
+    """A renewal keeps the token: no key update, no conflict with the fence's lock."""
+    url, leases, store = cloud
+    assert leases("gw-a").claim("gw-a", None, TIMING) == 1
+    with _write_in_flight(store(1)):
+        renewer, outcome = _claim_in_thread(leases, "gw-a", 1)
+        wait_for(
+            lambda: not renewer.is_alive() or _waits_on_a_lock(url, "gw-a"),
+            30,
+            0.01,
+            "the renewal to end or wait",
+        )
+        assert not _waits_on_a_lock(url, "gw-a")  # it ended without waiting for the write
+        renewer.join(30)
+        assert outcome["token"] == 1
+        assert _sql(url, "SELECT count(*) FROM vni_allocations") == [(0,)]  # still in flight
+    assert _sql(url, "SELECT owner FROM vni_allocations") == [("in flight",)]
 
 
 def test_an_unfenced_session_writes_bookkeeping_on_a_standby(cloud):

@@ -2,17 +2,23 @@
 
 A writing pass or an API write that began while this gateway was active may reach its commit
 after it stepped down and another gateway took over. So the commit of every transaction that
-writes first reads the cloud's lease row in the same transaction with `FOR SHARE`: the row
-must still name this gateway with the token it holds, and the shared lock keeps it so until
-the commit (a takeover, release or renewal is an UPDATE of that row, which waits for it).
-Every committed write therefore happened while the lease was this gateway's.
+writes first reads the cloud's lease row in the same transaction, `FOR KEY SHARE`: the row
+must still name this gateway with the token it holds. The lock keeps the token so until the
+commit: a takeover writes a new token, a column of a unique index (migration 0009), which
+PostgreSQL does under FOR UPDATE, so it waits for every write in flight to commit. Every
+committed write therefore happened while the lease was this gateway's.
+
+Not FOR SHARE: that conflicts with every UPDATE of the row, the active's own renewal too, and
+PostgreSQL lets new share lockers pass a waiting updater: 15 concurrent writers held a renewal
+for up to 5 s (seconds past the step-down time). A renewal keeps the token (FOR NO KEY UPDATE)
+and does not wait for the fence.
 
 The check runs just before the commit (Store's `before_commit`), not at the first flush: the
 lock is then held for the last flush and the COMMIT only, not for the whole transaction (a
-pass may flush early and then call a peer), so the lease's renewal never waits long behind a
-write. A transaction's writes are invisible to others until its commit, so when it flushed
-them does not matter. Reads are never fenced (a standby serves them); neither is the lease's
-own connection (store/leases.py), which is not the Store's."""
+pass may flush early and then call a peer). A transaction's writes are invisible to others
+until its commit, so when it flushed them does not matter. A standby's write is refused
+without taking the lock. Reads are never fenced (a standby serves them); neither is the
+lease's own connection (store/leases.py), which is not the Store's."""
 
 from __future__ import annotations
 
@@ -34,18 +40,17 @@ class Fence:
         self.cloud = cloud
         self.gateway = gateway
         self.token = token
-        self._lease = (
-            select(m.GatewayLease.holder, m.GatewayLease.token)
-            .where(m.GatewayLease.cloud == cloud)
-            .with_for_update(read=True)  # FOR SHARE on PostgreSQL
+        self._row = select(m.GatewayLease.holder, m.GatewayLease.token).where(
+            m.GatewayLease.cloud == cloud
         )
+        self._locked = self._row.with_for_update(read=True, key_share=True)  # FOR KEY SHARE
 
     def check(self, session: Session) -> None:
         """Raise Fenced unless the lease row names us with our token; on success the row
-        stays share-locked by `session`'s transaction until it ends."""
+        stays key-share-locked by `session`'s transaction until it ends."""
         mine = self.token()
         with session.no_autoflush:  # the commit flushes after the check, under the lock
-            row = session.execute(self._lease).first()
+            row = session.execute(self._row if mine is None else self._locked).first()
         holder, held = (row[0], int(row[1])) if row is not None else (None, None)
         why = refusal(self.cloud, self.gateway, mine, holder, held)
         if why is not None:
