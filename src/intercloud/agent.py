@@ -32,6 +32,7 @@ from intercloud.reconciler import Reconciler, ha
 from intercloud.service import gauges
 from intercloud.service.diagnosis import Diagnoser
 from intercloud.store import Store, models
+from intercloud.store.fence import Fence
 
 SHUTDOWN_GRACE = 2  # seconds open connections may take to end once the agent is told to stop
 log = logging.getLogger("intercloud.agent")
@@ -65,6 +66,7 @@ def build(cfg: config_mod.Config) -> AppContext:
     )
     if role is not None:
         reconciler.may_write = role.active  # a standby gateway makes no writing pass
+        store.fence = Fence(cfg.agent.name, role.gateway, held_token(role))
     ipsec.on_sa_up(reconciler.trigger)  # a link's ports come up as soon as its SA does
     return AppContext(
         cfg=cfg,
@@ -86,6 +88,11 @@ def build(cfg: config_mod.Config) -> AppContext:
         ),
         ha=role,
     )
+
+
+def held_token(role: ha.GatewayRole) -> Callable[[], int | None]:
+    """The lease token `role` holds now; None while standby (its writes are refused)."""
+    return lambda: role.leadership.token if role.active() else None
 
 
 def pinned_ca(store: Store, peer: str) -> str | None:

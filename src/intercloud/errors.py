@@ -11,6 +11,7 @@ to one line.
     ├── RateLimited    too many calls of one project in a short time (HTTP 429)
     ├── PeerError      a peer agent refused or could not be reached
     ├── CloudError     the cloud's own services (Keystone, Neutron) failed or were unreachable
+    ├── Fenced         a gateway that is no longer active tried to write (HTTP 503, HA)
     └── DriverError    the host (kernel, daemon) refused an operation
 
 `status_code` is what our API answers for an error of that class. An error made from an HTTP
@@ -91,6 +92,18 @@ class PeerError(IntercloudError):
 class CloudError(IntercloudError):
     status_code = 503
     code = "cloud_unavailable"
+
+
+class Fenced(IntercloudError):
+    """Gateway HA: a write of a gateway whose lease (token) is no longer the cloud's active
+    one; nothing of it was committed. `active` is the gateway holding the lease (None: none)."""
+
+    status_code = 503
+    code = "standby"
+
+    def __init__(self, message: str, *, active: str | None = None) -> None:
+        super().__init__(message)
+        self.active = active
 
 
 class DriverError(IntercloudError):

@@ -127,7 +127,9 @@ def _check_peer(request: Request, name: str, ts: str, nonce: str, sig: str, body
     if why:
         raise _refuse(name, why)
     try:
-        with c.store.session(shown=False) as s:
+        # any gateway records the nonces it saw, standby too (store/fence.py): a replay
+        # protection, not the cloud's state
+        with c.store.session(shown=False, fenced=False) as s:
             s.add(m.Nonce(peer_id=peer_id, nonce=nonce))
             horizon = datetime.now(UTC) - timedelta(seconds=2 * signing.MAX_SKEW_SECONDS)
             s.execute(delete(m.Nonce).where(m.Nonce.seen_at < horizon))

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from intercloud.errors import IntercloudError
+from intercloud.errors import Fenced, IntercloudError
 from intercloud.store.db import describe, describe_driver_error
 
 log = logging.getLogger("intercloud.api")
@@ -26,6 +26,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(IntercloudError)
     async def _known(_req: Request, exc: IntercloudError) -> JSONResponse:
         return JSONResponse(body(exc.code, exc.message, exc.field), status_code=exc.status_code)
+
+    @app.exception_handler(Fenced)
+    async def _fenced(_req: Request, exc: Fenced) -> JSONResponse:
+        # the gateway lost its lease during the request: as a standby answers (api/standby.py)
+        return JSONResponse(
+            {**body(exc.code, exc.message, exc.field), "active": exc.active},
+            status_code=exc.status_code,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

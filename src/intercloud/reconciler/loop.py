@@ -20,6 +20,7 @@ from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.drivers.ipsec.noop import NO_IPSEC
 from intercloud.drivers.probe.base import NO_PROBES
+from intercloud.errors import Fenced
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
 from intercloud.reconciler import cycle
@@ -155,7 +156,9 @@ class Reconciler:
                 self.stats.last_error = result.summary()
             except Exception as exc:  # the loop must survive anything; say what happened
                 what = describe(exc)  # a database error's text can quote a key or PSK
-                if isinstance(exc, SQLAlchemyError):
+                if isinstance(exc, Fenced):  # we lost the lease: the next pass checks the role
+                    log.warning("reconciler pass stopped: %s", exc.message)
+                elif isinstance(exc, SQLAlchemyError):
                     log.error("reconciler pass failed: %s", what)
                 else:
                     log.exception("reconciler pass failed")

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from intercloud.errors import Conflict, DriverError, Invalid
+from intercloud.store.fence import Fence, writes
 
 log = logging.getLogger("intercloud.store")
 
@@ -145,6 +146,9 @@ class Store:
         self._tables: dict[str, int] = {}
         self._writer = threading.RLock()
         self._takes_turns = url.startswith("sqlite")
+        # Gateway HA (store/fence.py): set, every writing commit checks this gateway's lease
+        self.fence: Fence | None = None
+        event.listen(self._sessions, "before_commit", self._fenced)
         event.listen(self._sessions, "before_flush", self._writing)
         event.listen(self._sessions, "do_orm_execute", self._writing_by_statement)
         event.listen(self._sessions, "after_commit", self._committed)
@@ -177,6 +181,13 @@ class Store:
                 state.session.info["shown"] = True  # a statement: not told apart by table
             self._writing(state.session)
 
+    def _fenced(self, session: Session) -> None:
+        fence = self.fence
+        if fence is None or not session.info.get("fenced", True):
+            return
+        if writes(session, bool(session.info.get("wrote"))):
+            fence.check(session)
+
     def _end_turn(self, session: Session) -> None:
         if session.info.pop("writer", False):
             self._writer.release()
@@ -205,14 +216,17 @@ class Store:
         return set(inspect(self.engine).get_table_names())
 
     @contextmanager
-    def session(self, *, shown: bool | str = True) -> Iterator[Session]:
+    def session(self, *, shown: bool | str = True, fenced: bool = True) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on error. A unique-constraint
         violation becomes a Conflict. `shown=False`: what it writes is in no API view (the
         federation nonces), so its commit leaves the generation, and the read cache, alone.
         `shown=<table>`: it writes rows of that table only, which only the views that name
-        it show (`generations`); if it writes anything else, every view sees it."""
+        it show (`generations`); if it writes anything else, every view sees it.
+        `fenced=False`: what it writes is bookkeeping any gateway of the cloud may do, active
+        or standby (a federation call's nonce), so the lease is not checked (store/fence.py)."""
         session = self._sessions()
         session.info["shown"] = shown
+        session.info["fenced"] = fenced
         try:
             yield session
             session.commit()

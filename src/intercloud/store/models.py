@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -246,6 +247,8 @@ class GatewayLease(Base):
     database's clock; `holder_pid` is the holder's database session (pg_backend_pid)."""
 
     __tablename__ = "gateway_leases"
+    # a new token is then a key update, which waits for the write fence's lock (store/fence.py)
+    __table_args__ = (Index("gateway_leases_cloud_token", "cloud", "token", unique=True),)
     cloud: Mapped[str] = mapped_column(String(63), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(63), nullable=True)
     token: Mapped[int] = mapped_column(BigInteger, default=0)
