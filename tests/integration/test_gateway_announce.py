@@ -31,7 +31,7 @@ PEER = f"{SUBNET}.20"
 URL = f"postgresql+psycopg://postgres@{DB_ADDRESS}:5432/ic"
 ROLE = textwrap.dedent(
     """
-    import logging, signal, sys
+    import logging, signal, subprocess, sys
     from intercloud.domain.leadership import Timing
     from intercloud.drivers.gateway.linux import LinuxGateway
     from intercloud.reconciler.ha import GatewayRole
@@ -42,8 +42,10 @@ ROLE = textwrap.dedent(
     store = Store(url)
     store.migrate()
     timing = Timing()
+    # the agent's reconciler brings the tunnel port up once active; here, by hand
+    up = lambda: subprocess.run(["ip", "link", "set", "icv42", "up"], check=True)
     role = GatewayRole("A", gateway, timing, PostgresLeases(url, "A", gateway, timing),
-                       LinuxGateway("ic", "198.18.200.1/24", "u0"), store)
+                       LinuxGateway("ic", "198.18.200.1/24", "u0"), store, on_active=up)
     role.start()
     signal.pause()  # until killed
     """
@@ -108,7 +110,7 @@ def _segment(c: ha_cloud.HaCloud) -> None:
         ip("-n", ns, "link", "add", "icb1", "type", "bridge")
         ip("-n", ns, "link", "add", "icv42", "type", "vxlan", "id", "42", "local", CLOUD_ADDRESS,
            "remote", PEER, "dstport", "4789")  # fmt: skip
-        ip("-n", ns, "link", "set", "icv42", "master", "icb1")  # down: the role brings it up
+        ip("-n", ns, "link", "set", "icv42", "master", "icb1")  # down: up once active
         c.namespaces.veth(ns, "t0", tsw, f"g{i}")
         ip("-n", ns, "link", "set", "t0", "master", "icb1", "up")
         ip("-n", ns, "link", "set", "icb1", "up")
