@@ -14,7 +14,7 @@ APT_PACKAGES += faketime
 # timing is asserted). `make test-bench` runs only that.
 PYTEST_ARGS ?=
 
-.PHONY: install install-system install-python install-openstack demo demo-openstack check test test-bench \
+.PHONY: install install-system install-python install-openstack demo demo-ha demo-openstack check test test-bench \
 	test-unit test-functional test-integration lint format clean-lab
 
 install: install-system install-python
@@ -42,6 +42,9 @@ install-openstack: install-python
 
 demo: install install-openstack
 	bash scripts/demo.sh
+
+demo-ha: install
+	bash scripts/demo-ha.sh
 
 demo-openstack: install install-openstack
 	bash scripts/demo-openstack.sh

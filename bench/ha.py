@@ -146,10 +146,11 @@ class GatewayWatch:
         return [s for s in self.samples if len(s[1]) > 1 or len(s[2]) > 1]
 
 
-def build(name: str, lanes: int | None = None) -> Lab:
+def build(name: str, lanes: int | None = None, state_dir: Path | None = None) -> Lab:
     """Two clouds with two gateways each, peered (encrypted), A's net1 expanded to B, VMs a1
-    (A's segment) and b1 (B's replica) reaching each other."""
-    lab = Lab(name, state_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
+    (A's segment) and b1, b2 (B's replica), a1 reaching b1. `state_dir`: where `intercloud
+    lab --name NAME` finds it (default: a temporary one)."""
+    lab = Lab(name, state_dir=state_dir or Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
     try:
         kwargs: dict[str, Any] = {} if lanes is None else {"lanes": lanes}
         lab.up(2, encrypt=True, ha=True, **kwargs)

@@ -6,6 +6,8 @@ gap is printed (the figures and their targets are in bench/ha.py, not asserted h
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -15,13 +17,15 @@ from bench import ha
 from bench.migration import Pings
 from intercloud.errors import IntercloudError
 from intercloud.lab.nsexec import LabError
+from intercloud.lab.records import LAB_ROOT
 from intercloud.lab.topology import Lab
 from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def lab():
-    made = ha.build("ht" + secrets.token_hex(2))
+    name = "ht" + secrets.token_hex(2)
+    made = ha.build(name, state_dir=LAB_ROOT / name)  # where `intercloud lab` finds it
     try:
         yield made
     finally:
@@ -196,3 +200,37 @@ def _gone(lab: Lab, uid: str) -> bool:
     except IntercloudError as exc:
         return getattr(exc, "status", None) == 404
     return False
+
+
+def lab_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "intercloud", "lab", *args, "--name", lab.name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_lab_gateway_commands(ready):
+    """The operator's commands: list (who is active), fail with a bad --how (refused, nothing
+    changes), fail a cloud's active one (named), restore it (standby)."""
+    lab = ready
+    listed = lab_cli(lab, "gateway", "list", "A")
+    assert listed.returncode == 0, listed.stderr
+    active = lab.active_gateway("A")
+    assert f"gateway A:{active}" in listed.stdout and "holds the cloud's address" in listed.stdout
+    bad = lab_cli(lab, "gateway", "fail", "A", "--how", "unplug")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "unplug" in bad.stderr and len(bad.stderr.strip().splitlines()) <= 3
+    assert lab.active_gateway("A") == active  # nothing failed
+    failed = lab_cli(lab, "gateway", "fail", "A", "--how", "kill")
+    assert failed.returncode == 0 and f"gateway A:{active} failed (kill)" in failed.stdout
+    wait_for(lambda: lab.active_gateway("A") not in (None, active), 15, 0.05, "takeover")
+    restored = lab_cli(lab, "gateway", "restore", "A")
+    assert restored.returncode == 0 and f"gateway A:{active}: charons and agent started" in (
+        restored.stdout
+    )
+    roles = {g["gateway"]: g["role"] for g in lab.gateways("A")}
+    assert roles[active] == "standby"
+    single = lab_cli(lab, "gateway", "list", "nosuch")
+    assert single.returncode != 0 and "no cloud" in single.stderr

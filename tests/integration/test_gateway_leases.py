@@ -65,9 +65,15 @@ def test_a_gone_session_is_taken_over_after_orphan_s_not_at_once(leases, postgre
     renewed = time.monotonic()  # ... and before this
     _terminate(postgres_url, "gw-a")
     time.sleep(0.1)  # the backend exits
+    asked = time.monotonic()
     assert b.claim("gw-b", None, TIMING) is None  # A could still be forwarding
+    # ... and B is told when it could win: orphan_s after A's renewal, not the TTL
+    assert b.chance_in is not None
+    assert sent + TIMING.orphan_s - 0.05 <= time.monotonic() + b.chance_in
+    assert asked + b.chance_in <= renewed + TIMING.orphan_s + 0.05
     time.sleep(max(0.0, renewed + TIMING.orphan_s + 0.05 - time.monotonic()))
     assert b.claim("gw-b", None, TIMING) == 2
+    assert b.chance_in is None  # it won
     assert time.monotonic() - sent < TIMING.ttl_s  # before the lease's expiry
 
 
@@ -77,6 +83,7 @@ def test_a_live_session_is_not_taken_over_before_expiry(leases):
     renewed = time.monotonic()
     time.sleep(TIMING.orphan_s + 0.05)
     assert b.claim("gw-b", None, TIMING) is None  # A's session lives: only expiry counts
+    assert b.chance_in is not None and 0.0 < b.chance_in <= TIMING.ttl_s - TIMING.orphan_s
     time.sleep(max(0.0, renewed + TIMING.ttl_s + 0.05 - time.monotonic()))
     assert b.claim("gw-b", None, TIMING) == 2
 

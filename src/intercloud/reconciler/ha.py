@@ -31,6 +31,9 @@ from intercloud.store.leases import lease_view
 log = logging.getLogger("intercloud.ha")
 
 WATCH_EVERY = 0.02  # seconds between deadline checks (a fraction of any step-down time)
+# a standby told when its claim could win claims just after (never sooner than this apart)
+CHANCE_MARGIN = 0.005
+CHANCE_MIN_WAIT = 0.02
 
 
 class GatewayRole:
@@ -115,7 +118,11 @@ class GatewayRole:
                     self._act(change)
                 elif self.leadership.active:
                     self.macs.renewed()
-            self._stop.wait(max(0.0, sent + timing.renew_s - self.clock()))
+                wait = sent + timing.renew_s - self.clock()
+                chance = getattr(self.leadership.store, "chance_in", None)  # PostgresLeases'
+                if not self.leadership.active and isinstance(chance, float):
+                    wait = min(wait, max(CHANCE_MIN_WAIT, chance + CHANCE_MARGIN))
+            self._stop.wait(max(0.0, wait))
 
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_EVERY):

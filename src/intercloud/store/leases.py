@@ -78,6 +78,18 @@ _SAVE_MACS = text(
     """
 )
 _MACS = text("SELECT macs FROM gateway_macs WHERE cloud = :cloud")
+# After a refused claim: seconds until a claim could succeed (the rules of _CLAIM), so that a
+# standby claims then rather than at its next tick (a kill -9 takeover ~0.1 s sooner on average)
+_CHANCE = text(
+    """
+    SELECT GREATEST(0, extract(epoch FROM CASE
+      WHEN holder IS NULL THEN now()
+      WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = gateway_leases.holder_pid)
+        THEN LEAST(expires_at, renewed_at + make_interval(secs => :orphan))
+      ELSE expires_at END - now()))
+    FROM gateway_leases WHERE cloud = :cloud
+    """
+)
 
 
 class _Connection:
@@ -148,6 +160,7 @@ class PostgresLeases:
             },
         )
         self._lease = _Connection(self._engine, [(_ROW, {"cloud": cloud})])
+        self.chance_in: float | None = None  # after a refused claim: seconds until one may win
         # the MACs on a connection of their own: a large list never delays a renewal
         timeout = text(f"SET statement_timeout = {timeout_s * 1000}")
         self._macs = _Connection(self._engine, [(timeout, {})])
@@ -168,6 +181,10 @@ class PostgresLeases:
         }
         row = self._lease.run(_CLAIM, params).first()
         held = None if row is None else int(row[0])
+        self.chance_in = None
+        if held is None:
+            chance = self._lease.run(_CHANCE, params).first()
+            self.chance_in = None if chance is None or chance[0] is None else float(chance[0])
         role = "active" if held is not None else "standby"
         self._lease.run(_SEEN, {"cloud": self.cloud, "me": gateway, "role": role})
         return held
