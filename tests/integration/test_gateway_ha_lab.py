@@ -19,6 +19,7 @@ from intercloud.errors import IntercloudError
 from intercloud.lab.nsexec import LabError
 from intercloud.lab.records import LAB_ROOT
 from intercloud.lab.topology import Lab
+from tests.integration.traffic import WanCapture
 from tests.waiting import wait_for
 
 
@@ -94,11 +95,14 @@ def expansion_states(lab: Lab) -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("how", ["kill", "cut"])
-def test_failover_under_ping_keeps_the_expansion_and_leaves_b_alone(ready, how):
+def test_failover_under_ping_keeps_the_expansion_and_leaves_b_alone(ready, how, tmp_path):
     lab = ready
     before_b = b_config(lab)
     before = lab.active_gateway("A")
-    with Pings(lab, "A/a1", "10.10.0.2") as pings:
+    with (
+        WanCapture(lab, str(tmp_path / "wan.pcap")) as wan,
+        Pings(lab, "A/a1", "10.10.0.2") as pings,
+    ):
         time.sleep(2)
         start = time.time()
         failed = lab.fail_gateway("A", how)
@@ -111,6 +115,8 @@ def test_failover_under_ping_keeps_the_expansion_and_leaves_b_alone(ready, how):
     assert pings.answered_after(start, delay=gap + 1.0) > 10  # the ping goes on afterwards
     assert expansion_states(lab) == ("active", ["active"])
     assert b_config(lab) == before_b  # B's configuration and its gateway untouched
+    assert wan.lines("udp port 4789") == []  # never VXLAN in the clear, during the take-over too
+    assert wan.lines("esp or udp port 4500")  # (the capture saw the encrypted traffic)
 
 
 def test_database_cut_never_two_forwarding_and_broadcasts_arrive_once(ready):

@@ -41,18 +41,6 @@ NTF_MASTER = 0x04  # an entry of the bridge's FDB (not the port device's own)
 GARP_AT = (0.0, 0.2, 1.2)
 
 
-def _route_key(route: Any) -> dict[str, Any]:
-    """What identifies a route for RTM_DELROUTE."""
-    key = {
-        "table": route.get_attr("RTA_TABLE"),
-        "dst_len": route["dst_len"],
-        "oif": route.get_attr("RTA_OIF"),
-    }
-    if route.get_attr("RTA_DST"):
-        key["dst"] = route.get_attr("RTA_DST")
-    return key
-
-
 def arp_announcement(mac: bytes, ip: bytes) -> bytes:
     """A gratuitous ARP request: who-has `ip` tell `ip`, from `mac`, to everyone."""
     ether = b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
@@ -74,7 +62,6 @@ class LinuxGateway(GatewayDriver):
             self._check_arp()
             with IPRoute() as ipr:
                 self._check_not_elsewhere(ipr)
-                self._drop_stale_routes(ipr)
                 if self._fd is None:
                     self._fd = self._open_tun()
                 index = self._index(ipr, self.device)
@@ -186,19 +173,6 @@ class LinuxGateway(GatewayDriver):
                     "outside the agent; remove it (the active gateway holds it itself)"
                 )
 
-    def _drop_stale_routes(self, ipr: Any) -> None:
-        """Routes from the cloud's address left by an earlier term as active (charon's tunnel
-        routes, re-added after the address went): before this take-over they can only be
-        stale, and one to a peer would swallow the IKE packets that bring its SAs back."""
-        for route in ipr.get_routes(family=socket.AF_INET, table=0):  # 0: every table
-            if route.get_attr("RTA_PREFSRC") != str(self.address):
-                continue
-            if route.get_attr("RTA_TABLE") == 255:  # local: the address's own, kernel-made
-                continue
-            with contextlib.suppress(NetlinkError):  # gone meanwhile
-                ipr.route("del", **_route_key(route))
-                log.info("gateway: stale route to %s dropped", route.get_attr("RTA_DST"))
-
     def _index(self, ipr: Any, name: str) -> int:
         found = ipr.link_lookup(ifname=name)
         if not found:
@@ -225,18 +199,5 @@ class LinuxGateway(GatewayDriver):
         ]
 
     def _announce(self, mac: bytes) -> None:
-        frame = arp_announcement(mac, self.address.packed)
-        started = time.monotonic()
-        for at in GARP_AT:
-            delay = started + at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if self._fd is None:
-                return  # stepped down meanwhile
-            try:
-                with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
-                    s.bind((self.interface, 0))
-                    s.send(frame)
-            except OSError as exc:
-                log.warning("gateway: gratuitous ARP on %s failed: %s", self.interface, exc)
-                return
+        """The gratuitous ARP for the cloud's address, on the same schedule as the MACs'."""
+        self._send_rounds({self.interface: [arp_announcement(mac, self.address.packed)]})
