@@ -351,3 +351,13 @@ def test_plan_sets_the_relay_filter_only_when_it_differs():
     assert [s.verb for s in steps] == ["ensure_no_forward"]
     assert steps[0].obj == frozenset(want.no_forward)
     assert plan(want, Observed(HostState(no_forward=set(want.no_forward)))) == []
+
+
+def test_a_tunnel_port_set_down_is_ensured_in_place_not_made_again():
+    """A gateway that stood down left its tunnel ports down: once active, the plan ensures
+    them (which brings them up) and removes nothing; a broken one (drift) is made again."""
+    want = desired()
+    seen = Observed(desired(), down=frozenset({"icv200"}))
+    assert plan(want, seen) == [Step("ensure_vxlan", VX2)]
+    broken = Observed(desired(), drift=frozenset({"icv200"}))
+    assert [s.verb for s in plan(want, broken)] == ["remove_link", "ensure_vxlan"]

@@ -126,8 +126,11 @@ class Observed:
     """One look at the host (a driver's observe()): its `state`; the kind ('bridge', 'veth',
     'vxlan', 'other'; None: absent) of each operator interface it was asked about; and the
     names of objects that exist as `state` says but are broken (an OVS tunnel port deleted
-    behind our back, a flow table not as written): the plan ensures them again."""
+    behind our back, a flow table not as written): the plan makes them again; and `down`, the
+    tunnel ports that are right but set down behind the plan's back (a gateway that stood
+    down): the plan ensures them, which brings them up, without making them again."""
 
     state: HostState
     kinds: Mapping[str, str | None] = field(default_factory=dict)
     drift: frozenset[str] = frozenset()
+    down: frozenset[str] = frozenset()

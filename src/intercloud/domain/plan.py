@@ -98,7 +98,8 @@ def _creations(desired: HostState, observed: Observed) -> list[Step]:
         if name not in seen.bridges:
             steps.append(Step("ensure_bridge", br))
     for name, vx in sorted(desired.vxlans.items()):
-        if name in drift or _device(seen.vxlans.get(name)) != _device(vx):
+        stale = name in drift or name in observed.down
+        if stale or _device(seen.vxlans.get(name)) != _device(vx):
             steps.append(Step("ensure_vxlan", vx))
     for name, p in sorted(desired.patches.items()):
         if seen.patches.get(name) != p:

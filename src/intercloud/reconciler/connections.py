@@ -4,6 +4,7 @@ whether each link's encryption lets traffic pass (Readiness)."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,11 @@ def status_view(backend: str | None, st: ConnectionStatus | None) -> dict[str, A
 
 
 REKEY_GRACE = 15.0  # seconds an ESTABLISHED IKE SA may show no INSTALLED CHILD_SA (a rekey)
+# After this pass loaded or initiated a connection, how long it waits for an IKE exchange under
+# way (tens of ms when the peer answers): the pass then finds the link ready, and its tunnel
+# ports are made now rather than by the next pass (a gateway that just took over: one pass)
+SETTLE_WAIT = 0.3
+SETTLE_POLL = 0.02
 
 
 def phase(parts: Parts, memory: Memory, result: PassResult) -> dict[str, Readiness] | None:
@@ -144,6 +150,8 @@ def converge(
     backend = ipsec.backend()
     changes = _ensure(ipsec, wanted)
     status = ipsec.connections()
+    if changes:
+        status = _settled(ipsec, status, set(map(name_for, wanted)))
     for name in sorted(status):
         owned = name.startswith(PREFIX) and name[len(PREFIX) :] not in wanted
         if owned and ipsec.remove_connection(name):
@@ -158,6 +166,19 @@ def converge(
             if lk.peer.name in wanted:
                 ready[lk.peer.name] = _readiness(lk.peer.name, st, up_since, clock())
     return changes, ready, backend
+
+
+def _settled(
+    ipsec: Ipsec, status: dict[str, ConnectionStatus], names: set[str]
+) -> dict[str, ConnectionStatus]:
+    """`status` once no connection of `names` is CONNECTING (or SETTLE_WAIT has passed)."""
+    deadline = time.monotonic() + SETTLE_WAIT
+    while any(status[n].ike_state == "CONNECTING" for n in names if n in status):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(SETTLE_POLL)
+        status = ipsec.connections()
+    return status
 
 
 def _ensure(ipsec: Ipsec, wanted: dict[str, ConnectionSpec]) -> int:

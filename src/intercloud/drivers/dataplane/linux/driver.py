@@ -81,7 +81,7 @@ class LinuxDataplane(Dataplane):
         # that stood down, then took over again): ensure_vxlan brings it up
         up = {link.name: link.up for link in links}
         down = frozenset(name for name in state.vxlans if not up.get(name, True))
-        return Observed(state, kinds, drift=down)
+        return Observed(state, kinds, down=down)
 
     def interface_kind(self, name: str) -> str | None:
         return observation.kind(self._lookup(name))
