@@ -63,14 +63,17 @@ def move(lab: Lab, src: str, dst: str) -> None:
     place(lab, dst)
 
 
-def gaps(ping_output: str, moves: list[float]) -> list[float]:
+def gaps(ping_output: str, moves: list[float], stopped: float | None = None) -> list[float]:
     """Per move (its start time), the longest interval between two replies from 1 s before it
-    to the next move (or the end)."""
+    to the next move (or the end). With `stopped` (when the ping ended), a silence that lasts
+    to the window's end counts too: a ping that never answers again is not a short gap."""
     replies = [float(m.group(1)) for line in ping_output.splitlines() if (m := REPLY.match(line))]
     out = []
     for i, start in enumerate(moves):
-        end = moves[i + 1] if i + 1 < len(moves) else float("inf")
+        end = moves[i + 1] if i + 1 < len(moves) else (stopped or float("inf"))
         window = [t for t in replies if start - 1.0 <= t < end]
+        if stopped is not None:
+            window.append(end)
         out.append(max((b - a for a, b in zip(window, window[1:], strict=False)), default=0.0))
     return out
 
@@ -91,6 +94,7 @@ class Pings:
             lab.namespace(source), ["ping", "-D", "-i", str(PING_INTERVAL), "-W", "1", ip]
         )
         self.out = ""
+        self.stopped: float | None = None  # when the ping was stopped
 
     def __enter__(self) -> Pings:
         self._file = tempfile.TemporaryFile("w+")
@@ -98,6 +102,7 @@ class Pings:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopped = time.time()
         self.proc.send_signal(signal.SIGINT)  # ping flushes its output and exits
         try:
             self.proc.wait(timeout=10)
@@ -112,7 +117,7 @@ class Pings:
         return [float(m.group(1)) for line in self.out.splitlines() if (m := REPLY.match(line))]
 
     def gaps(self, starts: list[float]) -> list[float]:
-        return gaps(self.out, starts)
+        return gaps(self.out, starts, self.stopped)
 
     def idle_gap(self, until: float) -> float:
         """The longest interval between two replies before `until` (no move yet)."""
