@@ -4,7 +4,7 @@ A writing pass or an API write that began while this gateway was active may reac
 after it stepped down and another gateway took over. So the commit of every transaction that
 writes first reads the cloud's lease row in the same transaction, `FOR KEY SHARE`: the row
 must still name this gateway with the token it holds. The lock keeps the token so until the
-commit: a takeover writes a new token, a column of a unique index (migration 0009), which
+commit: a takeover writes a new token, a column of a unique index (migration 0010), which
 PostgreSQL does under FOR UPDATE, so it waits for every write in flight to commit. Every
 committed write therefore happened while the lease was this gateway's.
 
