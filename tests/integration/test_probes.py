@@ -71,8 +71,13 @@ def test_probes_measure_both_expansions_and_a_black_holed_vni_turns_error_then_r
         (to_b,) = [p for p in probes["peers"] if p["peer"] == "B"]
         assert to_b["tunnels"] == 2 and to_b["answering"] == 2 and to_b["silent"] == 0, to_b
         assert to_b["rtt_ms"] > 0, to_b
-        replicas = lab3.api("B", "GET", "/v1/replicas")
-        assert all(r["tunnel"] and r["tunnel"]["answered"] >= 1 for r in replicas), replicas
+        # B's side: its own prober, reported by its own pass (it may come a moment later)
+        replicas = wait_for(
+            lambda: b_replicas_answered(lab3),
+            timeout=15,
+            what="B's probes through both replicas' tunnels answered",
+        )
+        assert len(replicas) == 2, replicas
         text = scrape(lab3, "A")
         assert metric(text, "intercloud_tunnel_probes_total", peer="B", result="answered") > 0
         assert metric(text, "intercloud_tunnel_probe_rtt_seconds_count", peer="B") > 0
@@ -131,3 +136,10 @@ def test_probes_measure_both_expansions_and_a_black_holed_vni_turns_error_then_r
         nft(lab3, "A", f"delete table inet {table}\n", check=False)
         shrink(lab3, "A", "p1", one["id"])
         shrink(lab3, "A", "p2", other["id"])
+
+
+def b_replicas_answered(lab) -> list | None:
+    """B's replicas once each one's tunnel has an answered probe (None before)."""
+    replicas = lab.api("B", "GET", "/v1/replicas")
+    answered = all(r["tunnel"] and r["tunnel"]["answered"] >= 1 for r in replicas)
+    return replicas if answered else None
