@@ -81,9 +81,9 @@ class LabAgents(LabRecords):
         deadline = time.monotonic() + timeout
         for g in c.gateways.values():
             label = f"{c.name}/{g.name}"
-            _wait_answer(label, g.ns, "127.0.0.1", [g.pid], g.log, c.ca, deadline)
+            wait_answer(label, g.ns, "127.0.0.1", [g.pid], g.log, c.ca, deadline)
         pids = [g.pid for g in c.gateways.values()] or [c.pid]
-        _wait_answer(c.name, c.ns, c.api_host, pids, c.log, c.ca, deadline)
+        wait_answer(c.name, c.ns, c.api_host, pids, c.log, c.ca, deadline)
 
     def agent_log(self, cloud: str, lines: int | None = None) -> str:
         try:
@@ -138,7 +138,7 @@ def _tail(log: str, lines: int = 5) -> str:
     return " | ".join(line.strip() for line in last if line.strip()) or "(empty)"
 
 
-def _wait_answer(
+def wait_answer(
     label: str,
     ns: str,
     host: str,

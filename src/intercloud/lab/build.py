@@ -17,7 +17,7 @@ from intercloud.config import Config, DataplaneSection, NetworkDef, ProjectDef
 from intercloud.domain.ha_settings import HaSection
 from intercloud.lab import agentconf, ha_build, namespaces, pki, postgres, processes, underlay
 from intercloud.lab.agentconf import AGENT_PORT
-from intercloud.lab.charon import MAX_LANES, Charon
+from intercloud.lab.charon import MAX_LANES, lane_dir, start_lanes
 from intercloud.lab.gateways import LabGateways
 from intercloud.lab.nsexec import LabError
 from intercloud.lab.records import NETWORKS, PROJECTS
@@ -36,11 +36,6 @@ def tls_settings(cloud_dir: Path, letter: str, ips: Sequence[str]) -> dict[str, 
     <cloud dir>/tls; the [agent] keys that serve them."""
     made = pki.write_cloud(cloud_dir / "tls", letter, [*ips, "127.0.0.1"])
     return {"tls_cert": str(made.cert), "tls_key": str(made.key)}
-
-
-def lane_dir(charon_dir: Path, lane: int) -> Path:
-    """Lane 0's charon lives in the cloud's charon dir, lane k's in <charon dir>/lane<k>."""
-    return charon_dir if lane == 0 else charon_dir / f"lane{lane}"
 
 
 def require_root() -> None:
@@ -147,8 +142,7 @@ class LabBuild(LabGateways):
         places = [(g.ns, g.charon_dir) for g in c.gateways.values()] or [(c.ns, c.charon_dir)]
         for ns, charon_dir in places:
             assert charon_dir is not None
-            for k in range(self._lanes()):
-                Charon(ns, lane_dir(Path(charon_dir), k), lane=k).start()
+            start_lanes(ns, Path(charon_dir), self._lanes())
 
     def _build_ha_cloud(self, letter: str, index: int, *, encrypt: bool) -> CloudRecord:
         """The site (switch, tenant segments, PostgreSQL) and two gateways, an agent each."""

@@ -41,12 +41,24 @@ __all__ = [
     "MAX_LANES",
     "Charon",
     "conf_text",
+    "lane_dir",
     "lane_port",
     "lane_ports",
     "lane_table",
 ]
 
 CHARON = "/usr/lib/ipsec/charon"
+
+
+def lane_dir(charon_dir: Path, lane: int) -> Path:
+    """Lane 0's charon lives in the gateway's charon dir, lane k's in <charon dir>/lane<k>."""
+    return charon_dir if lane == 0 else charon_dir / f"lane{lane}"
+
+
+def start_lanes(netns: str, charon_dir: Path, lanes: int) -> None:
+    """The gateway's charon and those of its further lanes, each in its own directory."""
+    for k in range(lanes):
+        Charon(netns, lane_dir(charon_dir, k), lane=k).start()
 
 
 class Charon:

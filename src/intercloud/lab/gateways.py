@@ -17,17 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from intercloud.lab import ha_build, namespaces, nshttp, processes
-from intercloud.lab.agents import LabAgents
-from intercloud.lab.charon import Charon
+from intercloud.lab.agents import LabAgents, wait_answer
+from intercloud.lab.charon import start_lanes
 from intercloud.lab.nsexec import LabError, run
 from intercloud.lab.state import CloudRecord, GatewayRecord
 
 HOW = ("kill", "cut", "db")
 _CUT_TABLE = "intercloud_lab_dbcut"
-
-
-def _lane_dir(charon_dir: Path, lane: int) -> Path:  # build.lane_dir (build imports us)
-    return charon_dir if lane == 0 else charon_dir / f"lane{lane}"
 
 
 class LabGateways(LabAgents):
@@ -127,23 +123,12 @@ class LabGateways(LabAgents):
             done = "database link restored"
         if not self._alive(g.pid, g.config):
             if g.charon_dir is not None:
-                for k in range(self.state().lanes):
-                    Charon(g.ns, _lane_dir(Path(g.charon_dir), k), lane=k).start()
+                start_lanes(g.ns, Path(g.charon_dir), self.state().lanes)
             self._spawn_gateway(c.name, gateway)
-            self._wait_gateway(c, gateway, timeout)
+            g = self.cloud(c.name).gateways[gateway]  # with its new pid
+            deadline = time.monotonic() + timeout
+            wait_answer(f"{c.name}/{gateway}", g.ns, "127.0.0.1", [g.pid], g.log, c.ca, deadline)
             done = "charons and agent started" if g.charon_dir else "agent started"
         with self._edit() as st:
             st.clouds[c.name].gateways[gateway].failed = None
         return done
-
-    def _wait_gateway(self, c: CloudRecord, gateway: str, timeout: float) -> None:
-        g = self.cloud(c.name).gateways[gateway]
-        deadline = time.monotonic() + timeout
-        while True:
-            status, _, err = nshttp.http(
-                g.ns, "GET", "/v1/federation/health", timeout=2.0, wait=1.0, cafile=c.ca
-            )
-            if status:
-                return
-            if not self._alive(g.pid, g.config) or time.monotonic() > deadline:
-                raise LabError(f"agent {c.name}/{gateway} did not come back ({err}); log {g.log}")
