@@ -62,7 +62,7 @@ def build(cfg: config_mod.Config) -> AppContext:
     )
     probes.on_change = reconciler.trigger  # a tunnel went silent or answers again
     role = ha.from_config(  # None: HA off
-        cfg, store, ipsec, on_active=reconciler.trigger, passes=lambda: reconciler.stats.passes
+        cfg, store, ipsec, on_active=reconciler.took_over, passes=lambda: reconciler.stats.passes
     )
     if role is not None:
         reconciler.may_write = role.active  # a standby gateway makes no writing pass

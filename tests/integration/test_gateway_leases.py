@@ -131,3 +131,17 @@ def test_a_bad_row_of_remote_macs_is_dropped_on_read(leases, postgres_url):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("""UPDATE gateway_macs SET macs = '"icb1"'::json""")
     assert a.macs() == {}
+
+
+def test_reading_remote_macs_survives_a_connection_that_died_meanwhile(leases, postgres_url):
+    """A cut link restored leaves the connection dead until used: a take-over's read of the
+    list must not fail on it (the new active would announce nothing)."""
+    a = leases("gw-a")
+    assert a.claim("gw-a", None, TIMING) == 1
+    assert a.save_macs("gw-a", 1, {"icb1": [REMOTE]})
+    assert a.macs() == {"icb1": [REMOTE]}  # both connections open now
+    _terminate(postgres_url, "gw-a")
+    assert a.macs() == {"icb1": [REMOTE]}  # once more on a new connection
+    _terminate(postgres_url, "gw-a")
+    with pytest.raises(Exception):  # noqa: B017 - a write is not repeated: the caller decides
+        a.save_macs("gw-a", 1, {"icb1": [OTHER]})

@@ -116,7 +116,13 @@ def test_role_takes_over_steps_down_when_cut_and_hands_over_on_stop(store):
         wait_for(lambda: role.active() and triggered, 3, 0.01, "gw1 active, its pass asked")
         assert driver.holding
         # standby at start (SAs of an earlier run dropped); address first, then IKE
-        assert driver.calls == ["step_down", "terminate_all", "take_over", "initiate_all"]
+        assert driver.calls == [
+            "step_down",
+            "terminate_all",
+            "take_over",
+            "terminate_all",
+            "initiate_all",
+        ]
         leases.cut = True
         cut_at = time.monotonic()
         wait_for(lambda: not driver.holding, 3, 0.01, "gw1 to step down")

@@ -105,7 +105,7 @@ class Steering(lanes.LaneSteering):
 
 
 class Broken(FakeIpsec):
-    def ensure_connection(self, spec: ConnectionSpec) -> bool:
+    def ensure_connection(self, spec: ConnectionSpec, *, initiate: bool = True) -> bool:
         raise DriverError("strongSwan VICI socket /w/lane1.vici: No such file or directory")
 
     def connections(self):

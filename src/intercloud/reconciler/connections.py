@@ -110,12 +110,15 @@ SETTLE_WAIT = 0.3
 SETTLE_POLL = 0.02
 
 
-def phase(parts: Parts, memory: Memory, result: PassResult) -> dict[str, Readiness] | None:
+def phase(
+    parts: Parts, memory: Memory, result: PassResult, *, settle: bool = False
+) -> dict[str, Readiness] | None:
     """Converge IPsec; None when its state cannot be read: without it we cannot tell which
-    links may carry traffic, so the data plane is left exactly as it is for this pass."""
+    links may carry traffic, so the data plane is left exactly as it is for this pass.
+    `settle`: wait for the exchanges a take-over began, even if this pass changes nothing."""
     try:
         changes, ready, memory.ipsec_backend = converge(
-            parts.store, parts.ipsec, parts.me, memory.ipsec_up_at, parts.clock
+            parts.store, parts.ipsec, parts.me, memory.ipsec_up_at, parts.clock, settle=settle
         )
     except IntercloudError as exc:
         result.failed(f"IPsec: {exc.message}")
@@ -130,33 +133,23 @@ def converge(
     local_name: str,
     up_since: dict[str, float],
     clock: Clock,
+    *,
+    settle: bool = False,
 ) -> tuple[int, dict[str, Readiness], str | None]:
     """Ensure/remove IPsec connections, write each link's IPsec status. `up_since` (peer ->
     when its connection was last seen up) is kept between calls.
     Returns (changes, readiness by peer, backend); raises IntercloudError if IPsec cannot be
-    read, in which case the caller leaves the data plane alone for this pass."""
-    ready: dict[str, Readiness] = {}
-    with store.session() as s:
-        wanted = {}
-        for lk in s.scalars(select(m.Link)):
-            if not lk.encrypted:
-                ready[lk.peer.name] = Readiness(True)
-            elif ipsec.refusal:
-                ready[lk.peer.name] = Readiness(False, ipsec.refusal)
-            elif lk.enabled:
-                wanted[lk.peer.name] = spec_for(local_name, lk)
+    read, in which case the caller leaves the data plane alone for this pass. `settle`: wait
+    for exchanges under way even if this pass changed nothing (a take-over initiated them)."""
+    ready, wanted = _wanted(store, ipsec, local_name)
     if ipsec.refusal:
         return 0, ready, None
     backend = ipsec.backend()
     changes = _ensure(ipsec, wanted)
     status = ipsec.connections()
-    if changes:
+    if changes or settle:
         status = _settled(ipsec, status, set(map(name_for, wanted)))
-    for name in sorted(status):
-        owned = name.startswith(PREFIX) and name[len(PREFIX) :] not in wanted
-        if owned and ipsec.remove_connection(name):
-            changes += 1
-            log.info("IPsec connection %s removed", name)
+    changes += _remove_unwanted(ipsec, status, wanted)
     with store.session(shown=m.Link.__tablename__) as s:  # links' rows only (api/reads.py)
         for lk in s.scalars(select(m.Link).where(m.Link.encrypted.is_(True))):
             st = status.get(name_for(lk.peer.name)) if lk.peer.name in wanted else None
@@ -166,6 +159,46 @@ def converge(
             if lk.peer.name in wanted:
                 ready[lk.peer.name] = _readiness(lk.peer.name, st, up_since, clock())
     return changes, ready, backend
+
+
+def prepare(store: Store, ipsec: Ipsec, local_name: str) -> int:
+    """A standby gateway's share: the connections loaded (never initiated, nothing written),
+    so that a take-over initiates IKE with every peer at once instead of after its first
+    pass has loaded them. Returns the number of changes."""
+    _, wanted = _wanted(store, ipsec, local_name)
+    if ipsec.refusal:
+        return 0
+    changes = _ensure(ipsec, wanted, initiate=False)
+    return changes + _remove_unwanted(ipsec, ipsec.connections(), wanted)
+
+
+def _wanted(
+    store: Store, ipsec: Ipsec, local_name: str
+) -> tuple[dict[str, Readiness], dict[str, ConnectionSpec]]:
+    """Readiness of the links that need no connection, and the connection of each other."""
+    ready: dict[str, Readiness] = {}
+    wanted: dict[str, ConnectionSpec] = {}
+    with store.session() as s:
+        for lk in s.scalars(select(m.Link)):
+            if not lk.encrypted:
+                ready[lk.peer.name] = Readiness(True)
+            elif ipsec.refusal:
+                ready[lk.peer.name] = Readiness(False, ipsec.refusal)
+            elif lk.enabled:
+                wanted[lk.peer.name] = spec_for(local_name, lk)
+    return ready, wanted
+
+
+def _remove_unwanted(
+    ipsec: Ipsec, status: dict[str, ConnectionStatus], wanted: dict[str, ConnectionSpec]
+) -> int:
+    changes = 0
+    for name in sorted(status):
+        owned = name.startswith(PREFIX) and name[len(PREFIX) :] not in wanted
+        if owned and ipsec.remove_connection(name):
+            changes += 1
+            log.info("IPsec connection %s removed", name)
+    return changes
 
 
 def _settled(
@@ -181,7 +214,7 @@ def _settled(
     return status
 
 
-def _ensure(ipsec: Ipsec, wanted: dict[str, ConnectionSpec]) -> int:
+def _ensure(ipsec: Ipsec, wanted: dict[str, ConnectionSpec], *, initiate: bool = True) -> int:
     changes = 0
     try:
         if ipsec.ensure_steering():
@@ -191,7 +224,7 @@ def _ensure(ipsec: Ipsec, wanted: dict[str, ConnectionSpec]) -> int:
         log.error("IPsec lanes: steering failed: %s", exc.message)
     for peer, spec in wanted.items():
         try:
-            if ipsec.ensure_connection(spec):
+            if ipsec.ensure_connection(spec, initiate=initiate):
                 changes += 1
                 log.info("link %s: IPsec connection %s loaded", peer, spec.name)
         except IntercloudError as exc:

@@ -21,8 +21,11 @@ from intercloud.reconciler.parts import Parts, PassResult
 
 
 def run(parts: Parts, memory: Memory, result: PassResult) -> None:
-    ready = connections.phase(parts, memory, result)  # converge IPsec (None: cannot tell)
-    link_states = links.phase(parts, memory, result, ready)  # check links
+    # The first pass after a take-over (HA) puts traffic first: it waits for the IKE it began
+    # and takes the link states its predecessor recorded; the next pass asks the peers.
+    taking_over, memory.taking_over = memory.taking_over, False
+    ready = connections.phase(parts, memory, result, settle=taking_over)  # None: cannot tell
+    link_states = links.phase(parts, memory, result, ready, recorded=taking_over)
     down = link_states.down
     flushes.on_link_change(parts, memory, link_states.changed)
     refresh = memory.refresh_due(parts.clock())

@@ -144,6 +144,7 @@ class GatewayRole:
                 return
             before = self.passes() if self.passes is not None else 0
             self.macs.took_over(before)
+            self._drop_stale_sas()
             self._initiate()
             self.last_takeover_ms = round((self.clock() - started) * 1000, 1)
         else:
@@ -187,6 +188,15 @@ class GatewayRole:
             self.ipsec.terminate_all()
         except Exception as exc:  # charon away: its SAs cannot carry anything without the address
             log.warning("gateway %s: terminating SAs failed: %s", self.gateway, describe(exc))
+
+    def _drop_stale_sas(self) -> None:
+        """SAs this charon began while standby are stale: a pass begun while active and stuck
+        on a cut link can initiate after the step-down, without the address to send from.
+        charon would send again only at its next retransmit (4 s): drop them, initiate anew."""
+        try:
+            self.ipsec.terminate_all()
+        except Exception as exc:  # the initiation below, or the pass, tries anyway
+            log.warning("gateway %s: dropping stale SAs failed: %s", self.gateway, describe(exc))
 
     def _initiate(self) -> None:
         """IKE with every peer at once: their SAs are with the gateway that was active."""

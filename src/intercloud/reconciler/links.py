@@ -46,12 +46,24 @@ class LinkStates:
 
 
 def phase(
-    parts: Parts, memory: Memory, result: PassResult, ready: dict[str, Readiness] | None
+    parts: Parts,
+    memory: Memory,
+    result: PassResult,
+    ready: dict[str, Readiness] | None,
+    *,
+    recorded: bool = False,
 ) -> LinkStates:
+    """`recorded`: take each link's health as the last check recorded it instead of asking
+    its peer (a gateway that just took over: the tunnels come first, a round trip to every
+    peer after); the pass is then not settled, so the next one, soon, asks."""
     # A peer behind an encrypted link that is not up cannot answer (its traffic is dropped
     # until the SA is up): do not wait for the health check's timeout to learn that.
     unready = {p for p, r in (ready or {}).items() if not r.ready}
-    health = check(parts, memory, result, skip=unready)
+    if recorded:
+        health = recorded_health(parts)
+        result.settled = False
+    else:
+        health = check(parts, memory, result, skip=unready)
     down = write_states(parts, health, ready or {})
     broken = {peer for peer, why in down.items() if why != DISABLED}
     changed = broken ^ set(memory.down_since)  # its keys: the last pass's broken links
@@ -106,6 +118,16 @@ def check(parts: Parts, memory: Memory, result: PassResult, skip: set[str]) -> d
         if answer.tunnel_endpoint:
             _learn_endpoint(parts, link_id, peer.name, answer.tunnel_endpoint)
     return health
+
+
+def recorded_health(parts: Parts) -> dict[int, Health]:
+    """Each enabled link's health as its last check recorded it (the state the active
+    gateway before us wrote), by link id."""
+    with parts.store.session() as s:
+        return {
+            lk.id: ANSWERS if lk.state == "up" else Health(False, lk.reason or "not checked yet")
+            for lk in s.scalars(select(m.Link).where(m.Link.enabled.is_(True)))
+        }
 
 
 def _learn_endpoint(parts: Parts, link_id: int, peer: str, endpoint: str) -> None:

@@ -23,7 +23,7 @@ from intercloud.drivers.probe.base import NO_PROBES
 from intercloud.errors import Fenced
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
-from intercloud.reconciler import cycle
+from intercloud.reconciler import connections, cycle
 from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import LAST_ERROR_MAX, Clock, Parts, PassResult, TunnelProbes
 from intercloud.store import Store
@@ -114,6 +114,12 @@ class Reconciler:
     def trigger(self) -> None:
         self._wake.set()
 
+    def took_over(self) -> None:
+        """This gateway became active (HA): a pass now, which waits for the IKE exchanges
+        the take-over initiated, so that it raises the tunnel ports itself."""
+        self.memory.taking_over = True
+        self._wake.set()
+
     def start(self) -> None:
         # a change the next pass must see (a VM's port tagged on br-int): pass now, not later
         self.dataplane.on_change(self.trigger)
@@ -135,8 +141,9 @@ class Reconciler:
 
     def reconcile_once(self) -> PassResult:
         with self._lock:
-            if not self.may_write():
-                return PassResult()  # a standby: the active's passes do the work
+            if not self.may_write():  # a standby: the active's passes do the work
+                self._prepare()
+                return PassResult()
             started, timer = self.clock(), time.perf_counter()
             result = PassResult()
             failed = 0
@@ -169,6 +176,17 @@ class Reconciler:
             errors = len(set(result.errors)) + failed
             self.metrics.passed(time.perf_counter() - timer, result.changes, errors)
             return result
+
+    def _prepare(self) -> None:
+        """A standby loads the IPsec connections (no SA, nothing written): taking over then
+        starts IKE with every peer at once. Failing here costs only that head start."""
+        try:
+            changes = connections.prepare(self.store, self.ipsec, self.cfg.agent.name)
+        except Exception as exc:  # the active's work is not ours: one line, next time again
+            log.warning("standby: preparing IPsec connections failed: %s", describe(exc))
+            return
+        if changes:
+            log.info("standby: %d IPsec connection change(s) prepared", changes)
 
     def _count(self, result: PassResult, started: float) -> None:
         self.stats.passes += 1

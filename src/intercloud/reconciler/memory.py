@@ -21,6 +21,8 @@ class Memory:
     # IPsec (connections.py): peer -> when its connection was last seen up (rekey grace)
     ipsec_up_at: dict[str, float] = field(default_factory=dict)
     ipsec_backend: str | None = None  # as the IPsec driver last said
+    # this gateway took over (HA) and has not passed since (cycle.py: traffic first)
+    taking_over: bool = False
     # peers (targets.py, members.py): when agreed state was last re-checked with them
     refreshed_at: float = -PEER_REFRESH
     confirmed_at: dict[int, float] = field(default_factory=dict)  # target id -> confirmed

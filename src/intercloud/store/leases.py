@@ -104,17 +104,32 @@ class _Connection:
 
     def call(self, use: Callable[[Connection], Any]) -> Any:
         with self._lock:
+            return self._call(use)
+
+    def read(self, statement: Any, params: dict[str, Any]) -> Any:
+        """`run` for a read: if a connection opened before failed, once more on a new one
+        (a link cut and restored leaves a connection that fails only when used again)."""
+        with self._lock:
+            opened = self._conn is not None
             try:
-                if self._conn is None or self._conn.closed or self._conn.invalidated:
-                    conn = self._engine.connect()
-                    conn.execution_options(isolation_level="AUTOCOMMIT")
-                    self._conn = conn
-                    for statement, params in self._setup:
-                        conn.execute(statement, params)
-                return use(self._conn)
+                return self._call(lambda conn: conn.execute(statement, params))
             except Exception:
-                self._drop()
-                raise
+                if not opened:
+                    raise
+            return self._call(lambda conn: conn.execute(statement, params))
+
+    def _call(self, use: Callable[[Connection], Any]) -> Any:
+        try:
+            if self._conn is None or self._conn.closed or self._conn.invalidated:
+                conn = self._engine.connect()
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                self._conn = conn
+                for statement, params in self._setup:
+                    conn.execute(statement, params)
+            return use(self._conn)
+        except Exception:
+            self._drop()
+            raise
 
     def run(self, statement: Any, params: dict[str, Any]) -> Any:
         return self.call(lambda conn: conn.execute(statement, params))
@@ -197,7 +212,7 @@ class PostgresLeases:
         return self._macs.run(_SAVE_MACS, params).first() is not None
 
     def macs(self) -> RemoteMacs:
-        row = self._macs.run(_MACS, {"cloud": self.cloud}).first()
+        row = self._macs.read(_MACS, {"cloud": self.cloud}).first()
         return checked(None if row is None else row[0], f"the database of {self.cloud}")
 
     def close(self) -> None:

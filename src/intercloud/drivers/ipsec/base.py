@@ -85,9 +85,10 @@ class Ipsec(ABC):
         """'kernel' (XFRM ESP) or 'kernel-libipsec' (userspace ESP over a TUN device)."""
 
     @abstractmethod
-    def ensure_connection(self, spec: ConnectionSpec) -> bool:
-        """Load (or replace, if it differs) the connection and its PSK, and initiate it if no
-        IKE SA is up. Returns True if anything was changed."""
+    def ensure_connection(self, spec: ConnectionSpec, *, initiate: bool = True) -> bool:
+        """Load (or replace, if it differs) the connection and its PSK, and (`initiate`)
+        initiate it if no IKE SA is up. Returns True if anything was changed. A standby
+        gateway loads without initiating: it holds no address to initiate from."""
 
     @abstractmethod
     def remove_connection(self, name: str) -> bool:

@@ -27,8 +27,8 @@ class FakeIpsec(Ipsec):
     def backend(self) -> str:
         return self._backend
 
-    def ensure_connection(self, spec: ConnectionSpec) -> bool:
-        self.calls.append(("ensure_connection", spec.name))
+    def ensure_connection(self, spec: ConnectionSpec, *, initiate: bool = True) -> bool:
+        self.calls.append(("ensure_connection" if initiate else "load_connection", spec.name))
         validate(spec)
         changed = self.specs.get(spec.name) != spec
         if changed or spec.name not in self._ids:

@@ -107,12 +107,14 @@ class LanedIpsec(Ipsec):
         self._errors.pop((lane, name), None)
         return result
 
-    def ensure_connection(self, spec: ConnectionSpec) -> bool:
-        changed = self.lanes[0].ensure_connection(spec)
+    def ensure_connection(self, spec: ConnectionSpec, *, initiate: bool = True) -> bool:
+        changed = self.lanes[0].ensure_connection(spec, initiate=initiate)
         for k, lane in self._extra():
             ensure = lane.ensure_connection
             s = lane_spec(spec, k)
-            changed |= self._try(k, spec.name, "connection", lambda f=ensure, s=s: f(s))
+            changed |= self._try(
+                k, spec.name, "connection", lambda f=ensure, s=s: f(s, initiate=initiate)
+            )
         return changed
 
     def remove_connection(self, name: str) -> bool:

@@ -16,7 +16,7 @@ class NoopIpsec(Ipsec):
     def backend(self) -> str:
         return "none"
 
-    def ensure_connection(self, spec: ConnectionSpec) -> bool:
+    def ensure_connection(self, spec: ConnectionSpec, *, initiate: bool = True) -> bool:
         raise DriverError(f"{spec.name}: {NO_DRIVER} (ipsec.driver = none)")
 
     def remove_connection(self, name: str) -> bool:

@@ -108,7 +108,7 @@ class StrongswanIpsec(Ipsec):
             self._backend = "kernel-libipsec" if "kernel-libipsec" in names else "kernel"
         return self._backend
 
-    def ensure_connection(self, spec: ConnectionSpec) -> bool:
+    def ensure_connection(self, spec: ConnectionSpec, *, initiate: bool = True) -> bool:
         validate(spec)
         name = spec.name
         message = conn_dict(spec, self.backend())
@@ -139,7 +139,7 @@ class StrongswanIpsec(Ipsec):
                 if known_psk is not None and known_psk != psk and not conn_changed:
                     self._terminate(name)  # a new key takes effect now, not at the next rekey
                 self._psks[name] = psk
-            initiated = spec.initiator and self._needs_initiate(name)
+            initiated = initiate and spec.initiator and self._needs_initiate(name)
             if initiated:
                 request = {"child": name, "ike": name, "timeout": "-1", "init-limits": "no"}
                 self._call(f"initiate {name}", lambda s: list(s.initiate(request)))
