@@ -124,6 +124,20 @@ class Pings:
         window = [t for t in self.replies() if t < until]
         return max((b - a for a, b in zip(window, window[1:], strict=False)), default=0.0)
 
+    def lost_after(self, start: float) -> tuple[int, int]:
+        """(lost, sent) among the echo requests from the first reply after `start` to the
+        last reply, by ping's sequence numbers (a loaded machine sends slower than 20/s, so
+        counting replies against the time elapsed would count as lost what was never sent)."""
+        seqs = [
+            int(m.group(2))
+            for line in self.out.splitlines()
+            if (m := REPLY.match(line)) and float(m.group(1)) >= start
+        ]
+        if not seqs:
+            return 0, 0
+        sent = (max(seqs) - min(seqs)) % 65536 + 1
+        return sent - len(set(seqs)), sent
+
     def answered_after(self, start: float, delay: float = 1.0) -> int:
         return sum(1 for t in self.replies() if t > start + delay)
 
