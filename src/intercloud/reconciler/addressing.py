@@ -18,6 +18,7 @@ from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.store import Store
 from intercloud.store import models as m
+from intercloud.store.loads import EXPANSIONS_WITH_TARGETS
 
 if TYPE_CHECKING:  # targets.py calls this module
     from intercloud.reconciler.targets import TargetWork
@@ -161,7 +162,7 @@ def origin_placeholders(store: Store, cloud: Cloud, applied: dict[str, tuple]) -
                 if e.deleting
                 else tuple(sorted({(p[0], p[1]) for t in e.targets for p in t.peer_ports or []})),
             )
-            for e in s.scalars(select(m.Expansion))
+            for e in s.scalars(EXPANSIONS_WITH_TARGETS)
         }
     for uid in set(applied) - set(want):  # gone: its placeholders go too
         want[uid] = (*applied[uid][:2], ())

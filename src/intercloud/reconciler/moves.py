@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import select
-
 from intercloud.domain import owners
 from intercloud.errors import IntercloudError
 from intercloud.reconciler import dataplane
@@ -19,6 +17,7 @@ from intercloud.reconciler.dataplane import Built
 from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.store import models as m
+from intercloud.store.loads import EXPANSIONS_WITH_TARGETS
 
 log = logging.getLogger("intercloud.moves")
 KEPT = 10  # recent moves kept per expansion
@@ -35,7 +34,7 @@ def _where(parts: Parts) -> dict[int, tuple[str, dict[str, tuple[str, frozenset[
                 e.network,
                 [(t.peer.name, [(p[0], p[1]) for p in t.peer_ports or []]) for t in e.targets],
             )
-            for e in s.scalars(select(m.Expansion))
+            for e in s.scalars(EXPANSIONS_WITH_TARGETS)
             if not e.deleting
         ]
     out = {}

@@ -18,6 +18,7 @@ from intercloud.reconciler.parts import Parts
 from intercloud.reconciler.relays import Routed
 from intercloud.service import budget, views
 from intercloud.store import models as m
+from intercloud.store.loads import EXPANSIONS_WITH_TARGETS
 
 UNKNOWN = Readiness(False, "unknown")
 
@@ -64,7 +65,7 @@ def _links(parts: Parts, s: Session, ready: dict[str, Readiness]) -> dict[str, L
 def _expansions(parts: Parts, s: Session, routed: Routed) -> list[NetworkWant]:
     """The networks we expanded (origin side)."""
     networks = []
-    for exp in s.scalars(select(m.Expansion).where(m.Expansion.deleting.is_(False))):
+    for exp in s.scalars(EXPANSIONS_WITH_TARGETS.where(m.Expansion.deleting.is_(False))):
         net = parts.cloud.network(exp.project, exp.network)
         # a target another member relays us to: our own tunnel port to it stays down
         ports = tuple(

@@ -18,6 +18,8 @@ class StandaloneCloud(Cloud):
         self._admin_token = cfg.agent.admin_token
         self._tokens = {p.token: p.name for p in cfg.projects}
         self._networks = [Network(n.name, n.project, n.cidr, n.interface) for n in cfg.networks]
+        # (project, name) -> network: a pass looks each expansion's network up
+        self._by_name = {(n.project, n.name): n for n in self._networks}
 
     def authenticate(self, token: str) -> Principal | None:
         if hmac.compare_digest(token.encode(), self._admin_token.encode()):
@@ -29,6 +31,9 @@ class StandaloneCloud(Cloud):
 
     def networks(self, project: str) -> list[Network]:
         return [n for n in self._networks if n.project == project]
+
+    def network(self, project: str, name: str) -> Network | None:
+        return self._by_name.get((project, name))
 
     def all_networks(self) -> list[Network]:
         return list(self._networks)
