@@ -112,7 +112,7 @@ def test_per_project_limit_applies_on_both_sides(pair):
     # a second network of p1 in A: add one by hand to the cloud driver's list
     from intercloud.drivers.cloud.base import Network
 
-    a.ctx.cloud._networks.append(Network("net3", "p1", "10.30.0.0/24", "tn-net1"))
+    a.ctx.cloud.add_network(Network("net3", "p1", "10.30.0.0/24", "tn-net1"))
     second = a.user("p1", "POST", "/v1/expansions", {"network": "net3", "peers": ["B"]})
     assert second.status_code == 201
     converge(a, b)
@@ -122,7 +122,7 @@ def test_per_project_limit_applies_on_both_sides(pair):
     assert len(b.admin("GET", "/v1/replicas").json()) == 1
     # and A's own limit refuses at once
     assert a.admin("PATCH", "/v1/agreements/B", {"max_expansions_per_project": 2}).is_success
-    a.ctx.cloud._networks.append(Network("net4", "p1", "10.40.0.0/24", "tn-net1"))
+    a.ctx.cloud.add_network(Network("net4", "p1", "10.40.0.0/24", "tn-net1"))
     third = a.user("p1", "POST", "/v1/expansions", {"network": "net4", "peers": ["B"]})
     assert third.status_code == 409
     assert third.json()["error"]["field"] == "peers"

@@ -35,5 +35,10 @@ class StandaloneCloud(Cloud):
     def network(self, project: str, name: str) -> Network | None:
         return self._by_name.get((project, name))
 
+    def add_network(self, net: Network) -> None:
+        """A network that joins at run time (the config's are read at start)."""
+        self._networks.append(net)
+        self._by_name[(net.project, net.name)] = net
+
     def all_networks(self) -> list[Network]:
         return list(self._networks)
