@@ -39,6 +39,10 @@ class AddressingCloud(StandaloneCloud):
             for n in super().networks(project)
         ]
 
+    def network(self, project, name):
+        # through networks() above (the standalone cloud's own lookup skips it: a dict)
+        return next((n for n in self.networks(project) if n.name == name), None)
+
     def addressing(self, network):
         return Addressing(self.pools[network.name], tuple(sorted(self.ports[network.name])))
 
