@@ -63,11 +63,20 @@ def move(lab: Lab, src: str, dst: str) -> None:
     place(lab, dst)
 
 
+def parsed(ping_output: str) -> list[tuple[float, int]]:
+    """(time, icmp_seq) of each reply in `ping -D` output."""
+    return [
+        (float(m.group(1)), int(m.group(2)))
+        for line in ping_output.splitlines()
+        if (m := REPLY.match(line))
+    ]
+
+
 def gaps(ping_output: str, moves: list[float], stopped: float | None = None) -> list[float]:
     """Per move (its start time), the longest interval between two replies from 1 s before it
     to the next move (or the end). With `stopped` (when the ping ended), a silence that lasts
     to the window's end counts too: a ping that never answers again is not a short gap."""
-    replies = [float(m.group(1)) for line in ping_output.splitlines() if (m := REPLY.match(line))]
+    replies = [t for t, _ in parsed(ping_output)]
     out = []
     for i, start in enumerate(moves):
         end = moves[i + 1] if i + 1 < len(moves) else (stopped or float("inf"))
@@ -114,7 +123,7 @@ class Pings:
             self.out = self._file.read()
 
     def replies(self) -> list[float]:
-        return [float(m.group(1)) for line in self.out.splitlines() if (m := REPLY.match(line))]
+        return [t for t, _ in parsed(self.out)]
 
     def gaps(self, starts: list[float]) -> list[float]:
         return gaps(self.out, starts, self.stopped)
@@ -128,11 +137,7 @@ class Pings:
         """(lost, sent) among the echo requests from the first reply after `start` to the
         last reply, by ping's sequence numbers (a loaded machine sends slower than 20/s, so
         counting replies against the time elapsed would count as lost what was never sent)."""
-        seqs = [
-            int(m.group(2))
-            for line in self.out.splitlines()
-            if (m := REPLY.match(line)) and float(m.group(1)) >= start
-        ]
+        seqs = [seq for t, seq in parsed(self.out) if t >= start]
         if not seqs:
             return 0, 0
         sent = (max(seqs) - min(seqs)) % 65536 + 1

@@ -8,6 +8,7 @@ import pytest
 from intercloud.domain import pools
 from intercloud.drivers.cloud.base import (
     Addressing,
+    Cloud,
     Network,
     ReplicaSpec,
     ReplicaSync,
@@ -40,8 +41,8 @@ class AddressingCloud(StandaloneCloud):
         ]
 
     def network(self, project, name):
-        # through networks() above (the standalone cloud's own lookup skips it: a dict)
-        return next((n for n in self.networks(project) if n.name == name), None)
+        # the base lookup goes through networks() above (the standalone cloud's is a dict)
+        return Cloud.network(self, project, name)
 
     def addressing(self, network):
         return Addressing(self.pools[network.name], tuple(sorted(self.ports[network.name])))

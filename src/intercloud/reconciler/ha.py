@@ -184,19 +184,20 @@ class GatewayRole:
             self.driver.step_down()
         except Exception as exc:  # the address goes first (a file closed); say what failed after
             log.error("gateway %s: step-down: %s", self.gateway, describe(exc))
-        try:
-            self.ipsec.terminate_all()
-        except Exception as exc:  # charon away: its SAs cannot carry anything without the address
-            log.warning("gateway %s: terminating SAs failed: %s", self.gateway, describe(exc))
+        # charon away: its SAs cannot carry anything without the address
+        self._terminate_sas("terminating SAs")
 
     def _drop_stale_sas(self) -> None:
         """SAs this charon began while standby are stale: a pass begun while active and stuck
         on a cut link can initiate after the step-down, without the address to send from.
         charon would send again only at its next retransmit (4 s): drop them, initiate anew."""
+        self._terminate_sas("dropping stale SAs")  # the initiation, or the pass, tries anyway
+
+    def _terminate_sas(self, what: str) -> None:
         try:
             self.ipsec.terminate_all()
-        except Exception as exc:  # the initiation below, or the pass, tries anyway
-            log.warning("gateway %s: dropping stale SAs failed: %s", self.gateway, describe(exc))
+        except Exception as exc:  # one line: the caller goes on either way
+            log.warning("gateway %s: %s failed: %s", self.gateway, what, describe(exc))
 
     def _initiate(self) -> None:
         """IKE with every peer at once: their SAs are with the gateway that was active."""

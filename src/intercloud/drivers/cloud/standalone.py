@@ -17,9 +17,12 @@ class StandaloneCloud(Cloud):
     def __init__(self, cfg: Settings) -> None:
         self._admin_token = cfg.agent.admin_token
         self._tokens = {p.token: p.name for p in cfg.projects}
-        self._networks = [Network(n.name, n.project, n.cidr, n.interface) for n in cfg.networks]
-        # (project, name) -> network: a pass looks each expansion's network up
-        self._by_name = {(n.project, n.name): n for n in self._networks}
+        # (project, name) -> network, in the config's order: a pass looks each expansion's
+        # network up, so a lookup is one dict access, not a scan
+        self._networks = {
+            (n.project, n.name): Network(n.name, n.project, n.cidr, n.interface)
+            for n in cfg.networks
+        }
 
     def authenticate(self, token: str) -> Principal | None:
         if hmac.compare_digest(token.encode(), self._admin_token.encode()):
@@ -30,15 +33,14 @@ class StandaloneCloud(Cloud):
         return None
 
     def networks(self, project: str) -> list[Network]:
-        return [n for n in self._networks if n.project == project]
+        return [n for n in self._networks.values() if n.project == project]
 
     def network(self, project: str, name: str) -> Network | None:
-        return self._by_name.get((project, name))
+        return self._networks.get((project, name))
 
     def add_network(self, net: Network) -> None:
         """A network that joins at run time (the config's are read at start)."""
-        self._networks.append(net)
-        self._by_name[(net.project, net.name)] = net
+        self._networks[(net.project, net.name)] = net
 
     def all_networks(self) -> list[Network]:
-        return list(self._networks)
+        return list(self._networks.values())
