@@ -33,6 +33,7 @@ from intercloud.service import gauges
 from intercloud.service.diagnosis import Diagnoser
 from intercloud.store import Store, models
 from intercloud.store.fence import Fence
+from intercloud.store.leases import session_name
 
 SHUTDOWN_GRACE = 2  # seconds open connections may take to end once the agent is told to stop
 log = logging.getLogger("intercloud.agent")
@@ -41,7 +42,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def build(cfg: config_mod.Config) -> AppContext:
-    store = Store(cfg.agent.database)
+    # gateway HA: a takeover ends this gateway's uncommitted writes by their sessions' name
+    named = session_name(cfg.agent.name, cfg.ha.gateway) if cfg.ha.enabled else None
+    store = Store(cfg.agent.database, named)
     store.migrate()
     cloud = cloud_drivers.load(cfg)
     dataplane = dataplane_drivers.load(cfg)

@@ -20,7 +20,7 @@ from intercloud.reconciler.ha import GatewayRole
 from intercloud.store import Store
 from intercloud.store import models as m
 from intercloud.store.fence import Fence
-from intercloud.store.leases import PostgresLeases
+from intercloud.store.leases import PostgresLeases, session_name
 from tests.waiting import wait_for
 
 # A short lease: the tests let it expire (by the database's clock) to take it over at once.
@@ -34,8 +34,8 @@ def cloud(postgres_url):
     made: list[PostgresLeases] = []
     stores: list[Store] = []
 
-    def leases(gateway: str) -> PostgresLeases:
-        made.append(PostgresLeases(postgres_url, "A", gateway, TIMING))
+    def leases(gateway: str, lock_wait: float | None = None) -> PostgresLeases:
+        made.append(PostgresLeases(postgres_url, "A", gateway, TIMING, lock_wait=lock_wait))
         return made[-1]
 
     def store(token: int | None | str = "no fence", gateway: str = "gw-a") -> Store:
@@ -139,11 +139,13 @@ def _write_in_flight(store: Store) -> Iterator[None]:
         writer.join(30)
 
 
-def _claim_in_thread(leases, gateway: str, token: int | None) -> tuple[threading.Thread, dict]:
+def _claim_in_thread(
+    leases, gateway: str, token: int | None, lock_wait: float | None = None
+) -> tuple[threading.Thread, dict]:
     outcome: dict[str, int | None] = {}
 
     def claim() -> None:
-        outcome["token"] = leases(gateway).claim(gateway, token, TIMING)
+        outcome["token"] = leases(gateway, lock_wait).claim(gateway, token, TIMING)
 
     thread = threading.Thread(target=claim)
     thread.start()
@@ -160,12 +162,13 @@ def _waits_on_a_lock(url: str, gateway: str) -> bool:
 
 
 def test_a_takeover_waits_for_a_write_in_flight_to_commit(cloud):
+    """Within the claim's lock wait (here long): the write commits, then the takeover."""
     url, leases, store = cloud
     assert leases("gw-a").claim("gw-a", None, TIMING) == 1
     fenced = store(1)
     wait_for(lambda: _expired(url), 10, 0.05, "the lease to expire")
     with _write_in_flight(fenced):
-        claimer, outcome = _claim_in_thread(leases, "gw-b", None)
+        claimer, outcome = _claim_in_thread(leases, "gw-b", None, lock_wait=30)
         # the takeover's UPDATE waits on the lock the write holds ...
         wait_for(lambda: _waits_on_a_lock(url, "gw-b"), 30, 0.05, "the takeover to wait")
         assert claimer.is_alive()
@@ -178,6 +181,67 @@ def test_a_takeover_waits_for_a_write_in_flight_to_commit(cloud):
     assert _sql(url, "SELECT holder, token FROM gateway_leases") == [("gw-b", 2)]
     with pytest.raises(Fenced):
         _allocate(fenced, 101)
+
+
+def _session(url: str, gateway: str, *statements: str) -> psycopg.Connection:
+    """A session of `gateway`'s Store (its application_name) left in a transaction after
+    `statements`: a gateway cut off before its COMMIT, as the server sees it."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    conn = psycopg.connect(dsn, application_name=session_name("A", gateway))
+    for statement in statements:
+        conn.execute(statement)  # type: ignore[arg-type]
+    return conn
+
+
+def _ended(conn: psycopg.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
+def test_a_takeover_ends_a_write_of_the_old_term_that_never_commits(cloud):
+    """gw-a cut off between its fence check and its COMMIT: its session holds the lease row
+    (FOR KEY SHARE) for as long as TCP keepalive takes. The takeover waits the claim's lock
+    wait, ends that session (nothing of it committed) and takes the lease."""
+    url, leases, _store = cloud
+    assert leases("gw-a").claim("gw-a", None, TIMING) == 1
+    orphan = _session(
+        url,
+        "gw-a",
+        "INSERT INTO vni_allocations (vni, owner) VALUES (100, 'cut off')",
+        "SELECT token FROM gateway_leases WHERE cloud = 'A' FOR KEY SHARE",
+    )
+    try:
+        assert _take_over(url, leases) == 2
+        assert _ended(orphan)
+        assert _sql(url, "SELECT count(*) FROM vni_allocations") == [(0,)]
+        assert _sql(url, "SELECT holder, token FROM gateway_leases") == [("gw-b", 2)]
+    finally:
+        orphan.close()
+
+
+def test_a_takeover_ends_the_old_terms_row_locks_but_not_its_reads(cloud):
+    """A write of gw-a that flushed and never reached its commit (no lease lock) would hold
+    its rows from the new active's passes: ended at the takeover. gw-a's reads (a standby
+    serves them) and the new active's own sessions go on."""
+    url, leases, store = cloud
+    assert leases("gw-a").claim("gw-a", None, TIMING) == 1
+    _allocate(store(), 7)
+    writer = _session(url, "gw-a", "UPDATE vni_allocations SET owner = 'cut off' WHERE vni = 7")
+    reader = _session(url, "gw-a", "SELECT count(*) FROM vni_allocations")
+    own = _session(url, "gw-b", "INSERT INTO vni_allocations (vni, owner) VALUES (8, 'new')")
+    try:
+        assert _take_over(url, leases) == 2
+        assert _ended(writer)
+        assert not _ended(reader) and not _ended(own)
+        assert _sql(url, "SELECT owner FROM vni_allocations") == [("o7",)]
+        freed = "UPDATE vni_allocations SET owner = 'free' WHERE vni = 7 RETURNING vni"
+        assert _sql(url, freed) == [(7,)]  # the row no longer held
+    finally:
+        for conn in (writer, reader, own):
+            conn.close()
 
 
 def test_the_actives_renewal_does_not_wait_for_a_write_in_flight(cloud):

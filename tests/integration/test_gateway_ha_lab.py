@@ -47,12 +47,12 @@ def ready(lab):
 
 
 def call(lab: Lab, method: str, path: str, body: Any = None, token: str = "p1") -> Any:
-    """An API call the way a client retries one through a failover: no answer, or a standby's
-    503, is tried again."""
+    """An API call the way a client retries one through a failover: no answer (within a
+    client's timeout), or a standby's 503, is tried again."""
 
     def attempt() -> Any:
         try:
-            return {"answer": lab.api("A", method, path, body, token=token)}
+            return {"answer": lab.api("A", method, path, body, token=token, timeout=5)}
         except LabError:
             return None  # nobody holds the address yet
         except IntercloudError as exc:

@@ -80,7 +80,7 @@ def _private_sqlite_file(url: str) -> None:
         )
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, session_name: str | None = None) -> Engine:
     # hide_parameters: a statement's parameters (peer keys, PSKs) appear neither in the
     # engine's log nor in the text of its exceptions, which reach logs and status fields
     if url.startswith("sqlite"):
@@ -92,7 +92,9 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    # session_name: its sessions' application_name (gateway HA: a takeover ends them by it)
+    args = {} if session_name is None else {"application_name": session_name}
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=args)
 
 
 def describe(exc: BaseException) -> str:
@@ -131,9 +133,9 @@ def _rolled_back(session: Session, _previous: object) -> None:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, session_name: str | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, session_name)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Bumped after every commit that wrote something (ORM flush or an INSERT/UPDATE/DELETE
         # statement), by this process: what a read cache keys on (api/reads.py). After the

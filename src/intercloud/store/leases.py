@@ -1,10 +1,18 @@
 """The gateway lease on PostgreSQL (domain/leadership.py says the rules). One row per cloud
 in `gateway_leases`; every claim is one atomic UPDATE judged by the database's clock, on a
 connection of its own (never the agent's pool: a pool busy with slow requests must not delay
-a renewal), with a short TCP timeout so a cut link fails the call instead of hanging it."""
+a renewal), with a short TCP timeout so a cut link fails the call instead of hanging it.
+
+A takeover ends the old term's writes that did not commit. A gateway cut off between its
+write's fence check and its COMMIT (store/fence.py) leaves a session on the server that holds
+the lease row, and the rows it wrote, until TCP keepalive notices (two hours by default): the
+takeover would wait for it that long, and the new active's passes for those rows. So a claim
+waits for the lease row at most `lock_wait` seconds, and a takeover terminates the sessions of
+the cloud's other gateways that hold a write lock (their commit would be refused anyway)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -14,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from intercloud.domain.leadership import LeaseView, Timing
@@ -91,6 +100,33 @@ _CHANCE = text(
     """
 )
 
+# The sessions (of `names`, the other gateways') in a transaction that wrote or holds the lease
+# row: writes of a term that is over, which may wait forever for a COMMIT (see the top).
+_END_OLD_TERM = text(
+    """
+    SELECT a.application_name, pg_terminate_backend(a.pid) FROM pg_stat_activity a
+    WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+      AND a.application_name = ANY(CAST(:names AS text[])) AND a.xact_start IS NOT NULL
+      AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.granted
+                  AND (l.mode = 'RowExclusiveLock' OR l.relation = 'gateway_leases'::regclass))
+    """
+)
+_OTHERS = text("SELECT name FROM gateways WHERE cloud = :cloud AND name <> :me")
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of lock_timeout
+
+
+def session_name(cloud: str, gateway: str) -> str:
+    """The application_name of gateway `gateway`'s database sessions (its Store's; the lease's
+    own connection has another): how a takeover finds them. PostgreSQL keeps 63 bytes."""
+    name = f"intercloud {cloud}/{gateway}"  # names have neither spaces nor slashes
+    if len(name) <= 63:
+        return name
+    return "intercloud " + hashlib.sha256(f"{cloud}/{gateway}".encode()).hexdigest()[:40]
+
+
+def _lock_timed_out(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
 
 class _Connection:
     """One connection of its own (AUTOCOMMIT), opened on use with `setup` run first, dropped
@@ -151,7 +187,9 @@ class _Connection:
 class PostgresLeases:
     """LeaseStore of domain/leadership.py for cloud `cloud`."""
 
-    def __init__(self, url: str, cloud: str, gateway: str, timing: Timing) -> None:
+    def __init__(
+        self, url: str, cloud: str, gateway: str, timing: Timing, lock_wait: float | None = None
+    ) -> None:
         if not url.startswith("postgresql"):  # config.py says so to the operator first
             raise Invalid("gateway leases need PostgreSQL", field="agent.database")
         self.cloud = cloud
@@ -174,7 +212,10 @@ class PostgresLeases:
                 "application_name": f"intercloud-ha-{gateway}"[:63],
             },
         )
-        self._lease = _Connection(self._engine, [(_ROW, {"cloud": cloud})])
+        # a claim waits this long for a write in flight (default: one renewal interval)
+        wait_ms = max(1, round((timing.renew_s if lock_wait is None else lock_wait) * 1000))
+        lock_timeout = text(f"SET lock_timeout = {wait_ms}")
+        self._lease = _Connection(self._engine, [(lock_timeout, {}), (_ROW, {"cloud": cloud})])
         self.chance_in: float | None = None  # after a refused claim: seconds until one may win
         # the MACs on a connection of their own: a large list never delays a renewal
         timeout = text(f"SET statement_timeout = {timeout_s * 1000}")
@@ -194,8 +235,17 @@ class PostgresLeases:
             "ttl": timing.ttl_s,
             "orphan": timing.orphan_s,
         }
-        row = self._lease.run(_CLAIM, params).first()
+        try:
+            row = self._lease.run(_CLAIM, params).first()
+        except DBAPIError as exc:
+            if not _lock_timed_out(exc):
+                raise
+            # claimable, but a write of the old term holds the row past lock_wait
+            self._end_old_term(gateway)
+            row = self._lease.run(_CLAIM, params).first()
         held = None if row is None else int(row[0])
+        if held is not None and held != token:  # a takeover: its row locks end with the term
+            self._end_old_term(gateway)
         self.chance_in = None
         if held is None:
             chance = self._lease.run(_CHANCE, params).first()
@@ -203,6 +253,23 @@ class PostgresLeases:
         role = "active" if held is not None else "standby"
         self._lease.run(_SEEN, {"cloud": self.cloud, "me": gateway, "role": role})
         return held
+
+    def _end_old_term(self, gateway: str) -> None:
+        """Terminate the other gateways' sessions holding write locks (see the top)."""
+        others = [r[0] for r in self._lease.run(_OTHERS, {"cloud": self.cloud, "me": gateway})]
+        if not others:
+            return
+        names = [session_name(self.cloud, other) for other in others]
+        ended = self._lease.run(_END_OLD_TERM, {"names": names}).all()
+        if ended:
+            log.warning(
+                "gateway %s of %s: ended %d database session(s) of the old term (%s): writes "
+                "begun before the takeover, never committed",
+                gateway,
+                self.cloud,
+                len(ended),
+                ", ".join(sorted({str(r[0]) for r in ended})),
+            )
 
     def release(self, gateway: str, token: int) -> None:
         self._lease.run(_RELEASE, {"cloud": self.cloud, "me": gateway, "token": token})
