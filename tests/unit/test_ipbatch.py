@@ -44,3 +44,16 @@ def test_only_plain_names_go_on_a_command_line():
     assert not ipbatch.plain("icbe1", "a b")
     assert not ipbatch.plain('x"y')
     assert not ipbatch.plain("a" * 16)
+
+
+def test_split_up_runs_every_up_after_everything_else():
+    lines = ipbatch.vxlan(Vxlan("icv1", 7, "198.18.1.2", "198.18.2.2", "icb1"), None, False)
+    lines += ipbatch.patch(Patch("icp1", "icq1", "icb1", "tn1"))
+    made, up = ipbatch.split_up(lines)
+    assert made == [
+        "link add name icv1 master icb1 type vxlan id 7 local 198.18.1.2 remote 198.18.2.2"
+        " dstport 4789 learning",
+        "link add name icp1 master icb1 type veth peer name icq1",
+        "link set icq1 master tn1",
+    ]
+    assert up == ["link set icv1 up", "link set icp1 up", "link set icq1 up"]

@@ -35,7 +35,7 @@ from typing import Any
 from intercloud.domain.hoststate import Attachment, Bridge, Observed, Patch, Vxlan
 from intercloud.domain.plan import Step
 from intercloud.drivers.dataplane.base import Dataplane
-from intercloud.drivers.dataplane.linux import bulk, checks, ipbatch, nft, observation
+from intercloud.drivers.dataplane.linux import bulk, checks, ipbatch, ipv6, nft, observation
 from intercloud.drivers.dataplane.linux.links import KnownLinks
 from intercloud.drivers.dataplane.linux.netlink import (
     _HAS_DF,
@@ -130,6 +130,7 @@ class LinuxDataplane(Dataplane):
             # Into its bridge in the same request; up only at the end, once isolated if asked,
             # with the MTU mark in that same last request (a fresh tunnel: 4 requests, not 7).
             self._nl.add("vxlan", vxlan.name, kind="vxlan", master=master.index, **kw)
+            ipv6.disable([vxlan.name], self.netns)  # before it is up (ipv6.py says why)
             link = self._must(vxlan.name)
             if vxlan.isolated:
                 self._set_port(link, isolated=1)
@@ -302,11 +303,15 @@ class LinuxDataplane(Dataplane):
         self, run: list[Step], lines: list[ipbatch.Line]
     ) -> Iterator[tuple[Step, IntercloudError | None]]:
         if len(run) >= BATCH_MIN_STEPS:
-            failed = ipbatch.run(ipbatch.in_phases(lines), self.netns)
+            tunnels = {s.obj.name for s in run if isinstance(s.obj, Vxlan)}
+            made, up = ipbatch.split_up(lines)
+            failed = ipbatch.run(made, self.netns)
+            ipv6.disable(sorted(tunnels), self.netns)  # made, not up yet (ipv6.py says why)
+            failed += ipbatch.run(up, self.netns)
             if failed:
                 log.debug("ip -batch (%d steps) reported: %s", len(run), failed.strip()[:2000])
             self._links.refresh()
-            self._batched = {s.obj.name for s in run if isinstance(s.obj, Vxlan)}
+            self._batched = tunnels
         try:
             yield from super().apply(run)
         finally:

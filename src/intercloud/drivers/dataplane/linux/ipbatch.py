@@ -46,6 +46,13 @@ def in_phases(lines: list[Line]) -> list[str]:
     return [text for _, text in sorted(lines, key=lambda line: line[0])]
 
 
+def split_up(lines: list[Line]) -> tuple[list[str], list[str]]:
+    """(every device made and configured, then set up) in phases: two batches, for what must
+    happen between (IPv6 off on the tunnel ports, ipv6.py)."""
+    ordered = sorted(lines, key=lambda line: line[0])
+    return [t for p, t in ordered if p != UP], [t for p, t in ordered if p == UP]
+
+
 def bridge(br: Bridge, mark: str | None) -> list[Line]:
     # STP off and no forward delay: ports forward as soon as they are enslaved (as driver.py).
     name = checks.ifname(br.name, "bridge")
@@ -97,6 +104,8 @@ def attach(att: Attachment) -> list[Line]:
 def run(lines: list[str], netns: str | None, timeout: float = 300.0) -> str:
     """Run the lines (in_phases) in one `ip -force -batch -`; returns what ip printed on stderr (its
     failures; the caller checks the result, not this text). Missing `ip` -> ''."""
+    if not lines:
+        return ""
     argv = in_netns(["ip", "-force", "-batch", "-"], netns)
     script = "".join(checks.one_line(line) + "\n" for line in lines)  # all, or nothing runs
     try:
