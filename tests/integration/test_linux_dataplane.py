@@ -311,6 +311,40 @@ def test_tunnel_ports_come_up_without_ipv6(host):
     assert VX100.name not in routes and VX200.name not in routes
 
 
+def test_many_tunnels_and_patches_are_deleted_together(host, monkeypatch):
+    """Past BATCH_MIN_STEPS removals, the tunnels and patches go in one request (a device group
+    of their own, then that group deleted); the operator's devices stay."""
+    dp, ns = host
+    n = BATCH_MIN_STEPS
+    want = HostState()
+    for i in range(n):
+        want.add(Bridge(f"icbd{i}"))
+        want.add(Vxlan(f"icv{2000 + i}", 2000 + i, "198.18.0.1", "198.18.0.2", f"icbd{i}"))
+    want.add(Patch("icpd0", "icqd0", "icbd0", "opbr"))
+    sh("ip", "-n", ns, "link", "set", "opv0", "group", "7")  # an operator's group: untouched
+    converge(dp, want)
+    keep = HostState()
+    keep.add(Bridge("icbd0"))
+    batches: list[list[str]] = []
+    real_run = ipbatch.run
+
+    def recording_run(lines: list[str], netns: str | None, timeout: float = 300.0) -> str:
+        batches.append(lines)
+        return real_run(lines, netns, timeout)
+
+    monkeypatch.setattr(ipbatch, "run", recording_run)
+    steps = plan(keep, dp.observe(["opv0"]))
+    with dp.applying():
+        done = list(dp.apply(steps))
+    assert [exc for _, exc in done if exc is not None] == []
+    assert len(batches) == 1 and batches[0][-1].startswith("link del group ")
+    assert len(batches[0]) == n + 2  # every tunnel and the patch put in the group, then deleted
+    assert dp.observe(["opv0"]).state == keep
+    links = sh("ip", "-n", ns, "-o", "link", "show")
+    assert "icv20" not in links and "icqd0" not in links
+    assert "opv0" in links and "opbr" in links
+
+
 def test_a_value_with_ip_syntax_never_reaches_the_batch(host, monkeypatch):
     """Issue 13, finding 1: a tunnel endpoint carrying a newline and `ip` commands, among
     enough fresh devices to go through `ip -batch`: its step fails with its own error, no line

@@ -1,7 +1,10 @@
 """The Linux data plane's batch lines (ipbatch.py): what each fresh device becomes, in phases."""
 
+import pytest
+
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
 from intercloud.drivers.dataplane.linux import ipbatch
+from intercloud.errors import DriverError
 
 
 def test_every_device_is_made_then_configured_then_up():
@@ -57,3 +60,17 @@ def test_split_up_runs_every_up_after_everything_else():
         "link set icq1 master tn1",
     ]
     assert up == ["link set icv1 up", "link set icp1 up", "link set icq1 up"]
+
+
+def test_devices_deleted_together_go_through_one_group():
+    assert ipbatch.delete_together(["icv1", "icp2"], 2**24 + 5) == [
+        f"link set icv1 group {2**24 + 5}",
+        f"link set icp2 group {2**24 + 5}",
+        f"link del group {2**24 + 5}",
+    ]
+
+
+@pytest.mark.parametrize("names,group", [(["icv1 up"], 2**24), (["icv1"], 0), (["icv1"], 2**31)])
+def test_a_bad_name_or_group_never_reaches_a_deletion_line(names, group):
+    with pytest.raises(DriverError):
+        ipbatch.delete_together(names, group)

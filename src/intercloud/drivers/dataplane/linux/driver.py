@@ -288,7 +288,15 @@ class LinuxDataplane(Dataplane):
         run: list[Step] = []
         lines: list[ipbatch.Line] = []
         bridges: set[str] = set()  # bridges the run makes: later steps may enslave to them
+        removals: list[Step] = []  # a run of tunnels and patches to delete
         for step in steps:
+            if self._deletable_together(step):
+                yield from self._run_batch(run, lines)
+                run, lines, bridges = [], [], set()
+                removals.append(step)
+                continue
+            yield from self._delete_together(removals)
+            removals = []
             more = bulk.lines(step, self._lookup, bridges)
             if more is not None:
                 run.append(step)
@@ -297,7 +305,27 @@ class LinuxDataplane(Dataplane):
             yield from self._run_batch(run, lines)
             run, lines, bridges = [], [], set()
             yield from super().apply([step])
+        yield from self._delete_together(removals)
         yield from self._run_batch(run, lines)
+
+    def _deletable_together(self, step: Step) -> bool:
+        """A removal of one of our tunnels or patches that exists (bridges go one by one)."""
+        if step.verb != "remove_link" or not isinstance(step.obj, str):
+            return False
+        link = self._lookup(step.obj)
+        return ipbatch.plain(step.obj) and link is not None and link.kind in ("vxlan", "veth")
+
+    def _delete_together(self, run: list[Step]) -> Iterator[tuple[Step, IntercloudError | None]]:
+        """Many devices deleted in one request (ipbatch.delete_together); then each step the
+        ordinary way, which finds its device gone or deletes it and reports its own error."""
+        group = ipbatch.free_group(self.netns) if len(run) >= BATCH_MIN_STEPS else None
+        if group is not None:
+            names = [str(s.obj) for s in run]
+            failed = ipbatch.run(ipbatch.delete_together(names, group), self.netns)
+            if failed:
+                log.debug("ip -batch (%d deletions) reported: %s", len(run), failed.strip()[:2000])
+            self._links.refresh()
+        yield from super().apply(run)
 
     def _run_batch(
         self, run: list[Step], lines: list[ipbatch.Line]
