@@ -213,8 +213,8 @@ def test_base_default_observes_nothing_and_refuses_to_clamp():
 # -- nftables text and JSON -----------------------------------------------------------------------
 
 
-def test_render_is_one_transaction_with_four_rules_per_port():
-    text = nft.render(P, {"icv2": 1400, "icv100": 1310})
+def test_render_is_one_transaction_with_a_set_and_four_rules_per_mss_value():
+    text = nft.render(P, {"icv2": 1400, "icv100": 1310, "icv101": 1310})
     lines = text.splitlines()
     assert lines[:3] == [
         "add table bridge intercloud_ic",
@@ -222,11 +222,19 @@ def test_render_is_one_transaction_with_four_rules_per_port():
         "table bridge intercloud_ic {",
     ]
     assert "type filter hook forward priority filter; policy accept;" in text
+    assert '\t\telements = { "icv100", "icv101" }' in lines
+    assert '\t\telements = { "icv2" }' in lines
     rules = [ln.strip() for ln in lines if "maxseg" in ln]
-    assert len(rules) == 8 and rules[0].startswith('iifname "icv100" meta protocol ip tcp')
+    assert len(rules) == 8 and rules[0].startswith("iifname @mss_1310 meta protocol ip tcp")
     assert rules[0].endswith("tcp option maxseg size > 1310 tcp option maxseg size set 1310")
-    assert rules[3].startswith('oifname "icv100" meta protocol ip6') and "set 1290" in rules[3]
+    assert rules[3].startswith("oifname @mss_1310 meta protocol ip6") and "set 1290" in rules[3]
     assert nft.render(P, {}).splitlines() == lines[:2]
+
+
+def test_a_large_set_is_written_over_several_lines():
+    ports = {f"icv{i}": 1310 for i in range(2 * nft.ELEMENTS_PER_LINE + 1)}
+    text = nft.render(P, ports)
+    assert text.count('"icv') == len(ports) and text.count(",\n") == 2
 
 
 @pytest.mark.parametrize(
@@ -246,11 +254,11 @@ def test_table_names_need_a_plain_prefix():
 MAXSEG = {"tcp option": {"name": "maxseg", "field": "size"}}
 
 
-def _rule(direction: str, ifname: str, proto: str, mss: int, chain: str = "mss") -> dict:
+def _rule(direction: str, ref: str, proto: str, mss: int, chain: str = "mss") -> dict:
     """A rule as `nft -j list table` (nft 1.0.6) shows what render() wrote."""
     flags = {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["syn", "rst"]]}
     exprs = [
-        {"match": {"op": "==", "left": {"meta": {"key": direction}}, "right": ifname}},
+        {"match": {"op": "==", "left": {"meta": {"key": direction}}, "right": ref}},
         {"match": {"op": "==", "left": {"meta": {"key": "protocol"}}, "right": proto}},
         {"match": {"op": "==", "left": flags, "right": "syn"}},
         {"match": {"op": ">", "left": MAXSEG, "right": mss}},
@@ -260,50 +268,63 @@ def _rule(direction: str, ifname: str, proto: str, mss: int, chain: str = "mss")
     return {"rule": {**body, "expr": exprs}}
 
 
-def _listing(*rules: dict, chain: dict | None = None) -> dict:
+def _set(mss: int, *ifnames: str) -> dict:
+    body = {"family": "bridge", "name": f"mss_{mss}", "table": "intercloud_ic", "type": "ifname"}
+    return {"set": {**body, "handle": 3, "elem": list(ifnames)}}
+
+
+def _listing(*items: dict, chain: dict | None = None) -> dict:
     base = {"family": "bridge", "table": "intercloud_ic", "name": "mss", "handle": 1}
     hook = {"type": "filter", "hook": "forward", "prio": -200, "policy": "accept"}
     return {
         "nftables": [
             {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
             {"table": {"family": "bridge", "name": "intercloud_ic", "handle": 1}},
+            *[i for i in items if "set" in i],
             {"chain": chain if chain is not None else {**base, **hook}},
-            *rules,
+            *[i for i in items if "set" not in i],
         ]
     }
 
 
-def _port(ifname: str, mss: int) -> list[dict]:
-    return [
-        _rule(d, ifname, p, m)
+def _value(mss: int, *ifnames: str) -> list[dict]:
+    """The set of ports clamped to `mss` and its four rules."""
+    rules = [
+        _rule(d, f"@mss_{mss}", p, m)
         for p, m in (("ip", mss), ("ip6", mss - 20))
         for d in ("iifname", "oifname")
     ]
+    return [_set(mss, *ifnames), *rules]
 
 
 def test_parse_reads_back_what_render_writes():
-    assert nft.parse(_listing(*_port("icv100", 1310), *_port("icv2", 1400)), P) == {
+    assert nft.parse(_listing(*_value(1310, "icv100", "icv101"), *_value(1400, "icv2")), P) == {
         "icv100": 1310,
+        "icv101": 1310,
         "icv2": 1400,
     }
     assert nft.parse(_listing(), P) == {}
 
 
 def test_parse_flags_partial_and_foreign_content():
-    partial = _port("icv100", 1310)[:3]
+    partial = _value(1310, "icv100")[:4]
     assert nft.parse(_listing(*partial), P) == {"icv100": 0}
-    wrong_v6 = _port("icv100", 1310)[:2] + _port("icv100", 1300)[2:]
-    assert nft.parse(_listing(*wrong_v6), P) == {"icv100": 0}
-    twice = _port("icv100", 1310) + _port("icv100", 1310)[:1]
-    assert nft.parse(_listing(*twice), P) == {"icv100": 0}
+    wrong_v6 = _value(1310, "icv100")[:3] + _value(1300, "icv100")[3:]
+    assert nft.parse(_listing(*wrong_v6), P)["icv100"] == 0
+    twice = _value(1310, "icv100") + _value(1400, "icv100", "icv2")
+    assert nft.parse(_listing(*twice), P) == {"icv100": 0, "icv2": 1400}
     other = {"rule": {"table": "intercloud_ic", "chain": "mss", "expr": [{"accept": None}]}}
-    assert nft.parse(_listing(*_port("icv1", 1300), other), P) == {"icv1": 1300, "*": 0}
+    assert nft.parse(_listing(*_value(1300, "icv1"), other), P) == {"icv1": 1300, "*": 0}
     weird = {"rule": {"table": "intercloud_ic", "chain": "mss", "expr": [{"match": "x"}] * 5}}
     assert nft.parse(_listing(weird), P) == {"*": 0}
     chain = {"name": "mss", "type": "filter", "hook": "input", "prio": -200, "policy": "accept"}
-    assert nft.parse(_listing(*_port("icv1", 1300), chain=chain), P) == {"icv1": 1300, "*": 0}
+    assert nft.parse(_listing(*_value(1300, "icv1"), chain=chain), P) == {"icv1": 1300, "*": 0}
     a_set = {"set": {"name": "s", "table": "intercloud_ic"}}
     assert nft.parse(_listing(a_set), P) == {"*": 0}
+    flagged = {"set": {**_set(1300, "icv1")["set"], "flags": ["interval"]}}
+    assert nft.parse(_listing(flagged, *_value(1300, "icv1")[1:]), P) == {"*": 0}
+    former = _rule("iifname", "icv1", "ip", 1300)  # one rule per port: rewritten
+    assert nft.parse(_listing(former), P) == {"*": 0}
 
 
 # -- tbf parameters -------------------------------------------------------------------------------
