@@ -26,6 +26,7 @@ from tests.waiting import wait_for
 LANES = 3
 MB = 1_000_000
 REORDER = ("TcpExtTCPSACKReorder", "TcpExtTCPTSReorder", "TcpExtTCPRenoReorder")
+PATH_REORDER = 2  # reordering events the lab's path makes on its own (see assert_in_order)
 
 
 @pytest.fixture(scope="module")
@@ -94,18 +95,25 @@ class Reordering:
         return {k: v - self.start[vm].get(k, 0) for k, v in now.items()}
 
     def assert_in_order(self) -> None:
-        """Nothing arrived reordered: the sender saw no reordering, and when nothing was lost
-        (no retransmission) the receiver queued no segment out of order."""
+        """Nothing was reordered by the lanes. The path itself reorders a segment now and then:
+        a VM's TCP sends from two CPUs (its own thread, and the softirq of an arriving ACK),
+        and each veth hands a packet to the backlog of the CPU that sent it, so two packets
+        may overtake each other with no lane involved (the likely cause of one event seen in
+        one CI run of many).
+        Flows moved while busy make about one event per move (measured: a flow placed again
+        at one packet in 400 gave 43 and 89 events for this test's transfer; one in 50, 433),
+        so: at most `PATH_REORDER` events at the sender, and when it saw none and lost
+        nothing (no retransmission), nothing queued out of order at the receiver."""
         sender, receiver = self.since("A/a1"), self.since("B/b1")
-        assert sum(sender[k] for k in REORDER) == 0, {k: sender[k] for k in REORDER}
-        if sender["TcpRetransSegs"] == 0:
-            assert receiver["TcpExtTCPOFOQueue"] == 0, receiver["TcpExtTCPOFOQueue"]
+        events = sum(sender[k] for k in REORDER)
         print(
-            "sender retrans",
-            sender["TcpRetransSegs"],
-            "receiver ofo",
-            receiver["TcpExtTCPOFOQueue"],
-        )
+            "sender reorder events", events,
+            "retrans", sender["TcpRetransSegs"],
+            "receiver ofo", receiver["TcpExtTCPOFOQueue"],
+        )  # fmt: skip
+        assert events <= PATH_REORDER, {k: sender[k] for k in REORDER}
+        if events == 0 and sender["TcpRetransSegs"] == 0:
+            assert receiver["TcpExtTCPOFOQueue"] == 0, receiver["TcpExtTCPOFOQueue"]
 
 
 def grown(before: list[int], after: list[int]) -> list[int]:
