@@ -151,7 +151,7 @@ def run(lab: Lab, n: int, log) -> dict[str, Any]:
         for ln in nsmod.ip(gw, "-o", "link", "show").stdout.splitlines()
     ]
     ours = [x for x in names if x[:3] in ("icb", "icv", "icp")]
-    nsmod.ip_batch(gw, ipbatch.delete_together(ours, 2**24 + 2))
+    nsmod.ip_batch(gw, ipbatch.delete_together(ours, _free_group(gw)))
     nsmod.exec_run(gw, ["nft", "delete", "table", "bridge", "intercloud_ic"])
     left = _ours(gw)
     t0 = time.monotonic()
@@ -199,6 +199,13 @@ def run(lab: Lab, n: int, log) -> dict[str, Any]:
     return out
 
 
+def _free_group(ns: str) -> int:
+    group = ipbatch.free_group(ns)
+    if group is None:
+        raise RuntimeError(f"no free device group found in {ns}")
+    return group
+
+
 def _tenant_bridges(ns: str, n: int) -> None:
     """The tenants' bridges tn0..tn<n-1>, up, with IPv6 off as a cloud with thousands of
     networks would have them (with it on, each one's coming up walks every other's multicast
@@ -230,8 +237,9 @@ def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
     ipv6.disable([f"icv{i + 1}" for i in range(n)], ns)
     nsmod.ip_batch(ns, [f"link set icv{i + 1} up" for i in range(n)])
     created = time.monotonic() - t0
+    group = _free_group(ns)
     t0 = time.monotonic()  # deleted together, as the agent deletes many (ipbatch.py)
-    nsmod.ip_batch(ns, ipbatch.delete_together([f"icv{i + 1}" for i in range(n)], 2**24 + 1))
+    nsmod.ip_batch(ns, ipbatch.delete_together([f"icv{i + 1}" for i in range(n)], group))
     deleted = time.monotonic() - t0
     namespaces.delete_namespace(ns)
     topo.made.remove(ns)

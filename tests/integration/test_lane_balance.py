@@ -26,7 +26,7 @@ from tests.waiting import wait_for
 LANES = 3
 MB = 1_000_000
 REORDER = ("TcpExtTCPSACKReorder", "TcpExtTCPTSReorder", "TcpExtTCPRenoReorder")
-PATH_REORDER = 2  # reordering events the lab's path makes on its own (see assert_in_order)
+PATH_REORDER = 8  # reordering events the lab's path makes on its own (see assert_in_order)
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +95,15 @@ class Reordering:
         return {k: v - self.start[vm].get(k, 0) for k, v in now.items()}
 
     def assert_in_order(self) -> None:
-        """Nothing was reordered by the lanes. The path itself reorders a segment now and then:
-        a VM's TCP sends from two CPUs (its own thread, and the softirq of an arriving ACK),
-        and each veth hands a packet to the backlog of the CPU that sent it, so two packets
-        may overtake each other with no lane involved (the likely cause of one event seen in
-        one CI run of many).
-        Flows moved while busy make about one event per move (measured: a flow placed again
-        at one packet in 400 gave 43 and 89 events for this test's transfer; one in 50, 433),
+        """Nothing was reordered by the lanes. The counters also move without any lane change:
+        0, 1 or 4 events in the first transfer after the lab came up, in about one run in
+        five, with no lane marked down and no SA replaced meanwhile (checked), and 0 in every
+        later transfer on the same lab. Likely causes: a VM's TCP sends from two CPUs (its
+        thread, and the softirq of an arriving ACK) and a veth hands each packet to the
+        backlog of the CPU that sent it; and a retransmission undone by timestamps after a
+        delay spike of the user-space ESP also counts as one (TcpExtTCPTSReorder).
+        Flows moved while busy make far more (measured with this transfer: a flow placed
+        again at one packet in 400, 43 and 89 events; one in 50, 433; sprayed, 500-1000),
         so: at most `PATH_REORDER` events at the sender, and when it saw none and lost
         nothing (no retransmission), nothing queued out of order at the receiver."""
         sender, receiver = self.since("A/a1"), self.since("B/b1")
@@ -230,7 +232,9 @@ def test_the_reordering_counters_do_see_a_flow_sprayed_over_two_lanes(balance_la
         counted = Reordering(lab)
         transfer(lab, flows=2, size=3 * MB)
         sender = counted.since("A/a1")
-        assert sum(sender[k] for k in REORDER) > 0, {k: sender[k] for k in REORDER}
+        events = sum(sender[k] for k in REORDER)
+        print("sprayed: sender reorder events", events)
+        assert events > PATH_REORDER, {k: sender[k] for k in REORDER}
     finally:
         listing = lab.exec("A", ["nft", "-a", "list", "chain", "ip", "intercloud_lanes", "steer"])
         handle = next(

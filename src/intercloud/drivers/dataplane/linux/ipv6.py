@@ -48,8 +48,9 @@ def disable(names: Iterable[str], netns: str | None) -> None:
                 log.debug("IPv6 stays on for %s: %s", key, exc)
         return
     for start in range(0, len(keys), CHUNK):
-        argv = ["sysctl", "-q", "-e", "-w", *(f"{k}=1" for k in keys[start : start + CHUNK])]
+        chunk = keys[start : start + CHUNK]
+        argv = ["sysctl", "-q", "-e", "-w", *(f"{k}=1" for k in chunk)]
         try:
             subprocess.run(in_netns(argv, netns), capture_output=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            log.debug("IPv6 stays on for %d tunnel ports: %s", len(keys), exc)
+            log.debug("IPv6 stays on for %d tunnel ports: %s", len(chunk), exc)
