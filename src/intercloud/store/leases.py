@@ -7,8 +7,9 @@ A takeover ends the old term's writes that did not commit. A gateway cut off bet
 write's fence check and its COMMIT (store/fence.py) leaves a session on the server that holds
 the lease row, and the rows it wrote, until TCP keepalive notices (two hours by default): the
 takeover would wait for it that long, and the new active's passes for those rows. So a claim
-waits for the lease row at most `lock_wait` seconds, and a takeover terminates the sessions of
-the cloud's other gateways that hold a write lock (their commit would be refused anyway)."""
+waits for the lease row at most `lock_wait` seconds (then ends what holds it), and the first
+renewal after a takeover terminates the sessions of the cloud's other gateways that hold a
+write lock (their commit would be refused anyway)."""
 
 from __future__ import annotations
 
@@ -217,6 +218,7 @@ class PostgresLeases:
         lock_timeout = text(f"SET lock_timeout = {wait_ms}")
         self._lease = _Connection(self._engine, [(lock_timeout, {}), (_ROW, {"cloud": cloud})])
         self.chance_in: float | None = None  # after a refused claim: seconds until one may win
+        self._old_term_open = False  # taken over, the old term's writes not yet ended
         # the MACs on a connection of their own: a large list never delays a renewal
         timeout = text(f"SET statement_timeout = {timeout_s * 1000}")
         self._macs = _Connection(self._engine, [(timeout, {})])
@@ -244,8 +246,12 @@ class PostgresLeases:
             self._end_old_term(gateway)
             row = self._lease.run(_CLAIM, params).first()
         held = None if row is None else int(row[0])
-        if held is not None and held != token:  # a takeover: its row locks end with the term
-            self._end_old_term(gateway)
+        if held is not None and held == token and self._old_term_open:
+            self._end_old_term(gateway)  # the renewal after a takeover: the role has acted
+        # a takeover: the old term's row locks are ended at the next renewal, not now, so
+        # that the new active takes the address and initiates IKE first (a few ms sooner);
+        # only a renewal that keeps the token may end them (no other gateway is active then)
+        self._old_term_open = held is not None and held != token
         self.chance_in = None
         if held is None:
             chance = self._lease.run(_CHANCE, params).first()
