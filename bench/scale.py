@@ -105,8 +105,26 @@ def run(lab: Lab, n: int, log) -> dict[str, Any]:
     out: dict[str, Any] = {"expansions": n, "links": len(PEERS)}
     lab.up(4, encrypt=False)
     gw = lab.cloud("A").ns
+    try:
+        _tenant_bridges(gw, n)
+        return _measure(lab, n, log, out)
+    finally:  # A's devices deleted together, not by its namespace's slow teardown
+        lab.stop_agent("A")
+        ours = [x for x in _names(gw) if x[:3] in ("icb", "icv", "icp") or x.startswith("tn")]
+        if ours:
+            nsmod.ip_batch(gw, ipbatch.delete_together(ours, _free_group(gw)))
+
+
+def _names(ns: str) -> list[str]:
+    return [
+        ln.split(":", 2)[1].strip().split("@")[0]
+        for ln in nsmod.ip(ns, "-o", "link", "show").stdout.splitlines()
+    ]
+
+
+def _measure(lab: Lab, n: int, log, out: dict[str, Any]) -> dict[str, Any]:
+    gw = lab.cloud("A").ns
     tokens = _configure_a(lab, n)
-    _tenant_bridges(gw, n)
     lab.restart_agent("A")
     wait_for(lambda: _status(lab)["reconciler"]["passes"] >= 1, 60, "A's first pass")
     out["rss_idle_mb"] = round(_rss_mb(lab.cloud("A").pid), 1)
@@ -146,11 +164,7 @@ def run(lab: Lab, n: int, log) -> dict[str, Any]:
     # reconcile from nothing: stop, delete every device and the nft table, start
     hwm.append(_hwm_mb(lab.cloud("A").pid))
     lab.stop_agent("A")
-    names = [
-        ln.split(":", 2)[1].strip().split("@")[0]
-        for ln in nsmod.ip(gw, "-o", "link", "show").stdout.splitlines()
-    ]
-    ours = [x for x in names if x[:3] in ("icb", "icv", "icp")]
+    ours = [x for x in _names(gw) if x[:3] in ("icb", "icv", "icp")]
     nsmod.ip_batch(gw, ipbatch.delete_together(ours, _free_group(gw)))
     nsmod.exec_run(gw, ["nft", "delete", "table", "bridge", "intercloud_ic"])
     left = _ours(gw)
@@ -216,6 +230,14 @@ def _tenant_bridges(ns: str, n: int) -> None:
     nsmod.ip_batch(ns, [f"link set {x} up" for x in names])
 
 
+def _drop_tenant_bridges(ns: str, n: int) -> None:
+    """Deleted together before their namespace goes: a namespace's devices are otherwise
+    destroyed one by one in the background, holding rtnl (10,000 bridges: minutes in which
+    no namespace can be made, the next section's `ip netns add` included)."""
+    names = [f"tn{i}" for i in range(n)]
+    nsmod.ip_batch(ns, ipbatch.delete_together(names, _free_group(ns)))
+
+
 def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
     """The same devices as the agent makes on A, the way it makes them: create, then delete.
     Since tunnel ports join the tenant's own bridge (no bridge of ours, no veth patch), that is
@@ -241,6 +263,7 @@ def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
     t0 = time.monotonic()  # deleted together, as the agent deletes many (ipbatch.py)
     nsmod.ip_batch(ns, ipbatch.delete_together([f"icv{i + 1}" for i in range(n)], group))
     deleted = time.monotonic() - t0
+    _drop_tenant_bridges(ns, n)
     namespaces.delete_namespace(ns)
     topo.made.remove(ns)
     return {"create_s": round(created, 3), "delete_s": round(deleted, 3)}
