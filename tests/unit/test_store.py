@@ -7,9 +7,11 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, func, select, update
 
 from intercloud.errors import Conflict
+from intercloud.service import replicas, topology, views
+from intercloud.service.user import list_expansions
 from intercloud.store import Store
 from intercloud.store import models as m
 
@@ -266,3 +268,67 @@ def test_a_session_that_writes_one_table_bumps_that_tables_generation_only(store
     with store.session(shown="links") as s:  # reads only: nothing bumped
         s.scalars(select(m.Link)).all()
     assert store.generations(("links",)) == links
+
+
+def _statements(store: Store, use) -> int:
+    """How many SQL statements `use(session)` sends."""
+    sent: list[str] = []
+
+    def count(_conn, _cursor, statement, *_rest) -> None:
+        sent.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.session() as s:
+            use(s)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    return len(sent)
+
+
+def _networks(store: Store, count: int, peers: list[m.Peer]) -> None:
+    """`count` expansions to every peer, and `count` replicas of peers' networks, each of its
+    own project."""
+    with store.session() as s:
+        start = s.scalar(select(func.count()).select_from(m.Expansion)) or 0
+        for i in range(start, start + count):
+            e = m.Expansion(uid=f"e{i}", project="p1", network=f"n{i}", cidr="10.0.0.0/24")
+            e.targets = [m.Target(peer_id=p.id) for p in peers]
+            project = m.ReplicatedProject(name=f"B-q{i}", peer_id=peers[0].id, origin_name=f"q{i}")
+            s.add_all([e, project])
+            s.flush()
+            s.add(
+                m.Replica(
+                    uid=f"r{i}", peer_id=peers[0].id, project_id=project.id, network=f"n{i}",
+                    cidr="10.0.0.0/24",
+                )
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize("listing", ["project", "replicas", "topology"])
+def test_listing_networks_costs_the_same_queries_for_3_or_30(store, listing):
+    """The views read each expansion's targets, peers and agreements and each replica's peer
+    and project: loaded for all rows at once, not one lazy load per row (a project of 3,333
+    expansions: 3,333 queries per list, rebuilt after every write)."""
+    with store.session() as s:
+        peers = [_peer("B", "198.18.2.2"), _peer("C", "198.18.3.2")]
+        s.add_all(peers)
+        s.flush()
+        s.add(m.Agreement(peer=peers[0], projects=["*"], peer_projects=["*"]))
+        peer_ids = [p.id for p in peers]
+    _networks(store, 3, peers)
+
+    def listed(s) -> int:
+        if listing == "project":
+            return len(list_expansions(s, "p1"))
+        if listing == "replicas":
+            return len([views.replica(r) for r in replicas.list_all(s)])
+        return len(topology.build(s, "A")["expansions"])
+
+    counted: list[int] = []
+    few = _statements(store, lambda s: counted.append(listed(s)))
+    with store.session() as s:
+        peers = list(s.scalars(select(m.Peer).where(m.Peer.id.in_(peer_ids))))
+    _networks(store, 27, peers)
+    assert _statements(store, lambda s: counted.append(listed(s))) == few
+    assert counted[1] == 10 * counted[0] > 0  # the 30 were listed

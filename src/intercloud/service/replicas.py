@@ -17,6 +17,7 @@ from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
 from intercloud.service import allocations, views
 from intercloud.service.admin import allows
 from intercloud.store import models as m
+from intercloud.store.loads import REPLICA_VIEWS
 
 MAX_REPLICAS_PER_PEER = AgentSection.max_replicas_per_peer
 
@@ -200,4 +201,4 @@ def delete(s: Session, peer: m.Peer, uid: str) -> None:
 
 
 def list_all(s: Session) -> list[m.Replica]:
-    return list(s.scalars(select(m.Replica).order_by(m.Replica.id)))
+    return list(s.scalars(REPLICA_VIEWS.order_by(m.Replica.id)))

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from intercloud.domain.probe import PeerProbes
 from intercloud.service import views
 from intercloud.store import models as m
+from intercloud.store.loads import EXPANSION_VIEWS, REPLICA_VIEWS
 
 
 def _ts(value: Any) -> str | None:
@@ -102,8 +103,8 @@ def build(s: Session, here: str) -> dict[str, Any]:
     """The topology: `clouds` (this one first, then every other cloud named by a link or an
     expansion), `links` (this cloud's, by peer), `expansions` (ours, then peers' replicas)."""
     links = [link(lk, here) for lk in s.scalars(select(m.Link).join(m.Peer).order_by(m.Peer.name))]
-    networks = [_origin(e, here) for e in s.scalars(select(m.Expansion).order_by(m.Expansion.id))]
-    networks += [_replica(r, here) for r in s.scalars(select(m.Replica).order_by(m.Replica.id))]
+    networks = [_origin(e, here) for e in s.scalars(EXPANSION_VIEWS.order_by(m.Expansion.id))]
+    networks += [_replica(r, here) for r in s.scalars(REPLICA_VIEWS.order_by(m.Replica.id))]
     peers = {p.name for p in s.scalars(select(m.Peer))}
     others = peers | {c for n in networks for c in n["members"]}
     clouds = [{"name": here, "here": True}]

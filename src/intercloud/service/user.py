@@ -15,6 +15,7 @@ from intercloud.errors import Conflict, Invalid, NotFound
 from intercloud.service import views
 from intercloud.service.admin import allows, rate
 from intercloud.store import models as m
+from intercloud.store.loads import EXPANSION_VIEWS
 
 
 class NetworkInfo(Protocol):
@@ -146,9 +147,7 @@ def get_expansion(s: Session, project: str, uid: str) -> m.Expansion:
 
 
 def list_expansions(s: Session, project: str) -> list[dict[str, Any]]:
-    rows = s.scalars(
-        select(m.Expansion).where(m.Expansion.project == project).order_by(m.Expansion.id)
-    )
+    rows = s.scalars(EXPANSION_VIEWS.where(m.Expansion.project == project).order_by(m.Expansion.id))
     return [views.expansion(e) for e in rows]
 
 

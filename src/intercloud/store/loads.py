@@ -12,3 +12,14 @@ from intercloud.store import models as m
 EXPANSIONS_WITH_TARGETS = select(m.Expansion).options(
     selectinload(m.Expansion.targets).selectinload(m.Target.peer)
 )
+
+# what an expansion's view reads (service/views.py): targets, their peers and agreements; a
+# project's list of 3,333 expansions was 3,333 lazy loads, rebuilt after every write
+EXPANSION_VIEWS = select(m.Expansion).options(
+    selectinload(m.Expansion.targets).selectinload(m.Target.peer).selectinload(m.Peer.agreement)
+)
+
+# what a replica's view reads: its peer and its project
+REPLICA_VIEWS = select(m.Replica).options(
+    selectinload(m.Replica.peer), selectinload(m.Replica.project)
+)
