@@ -152,7 +152,8 @@ def agree(
         replica = peer.put_replica(
             w.expansion_uid, w.project, w.network, w.cidr, w.members, w.addressing
         )
-        _record_replica(store, w)
+        if w.members_sent != w.members or (w.addressing not in (None, w.addressing_sent)):
+            _record_replica(store, w)  # a re-check that changed nothing writes nothing
         if w.vni is not None and replica.vni == w.vni:
             return replica
         with store.session() as s:
@@ -187,6 +188,7 @@ def phase(
     replicas: dict[int, answers.ReplicaView] = {}
     now = parts.clock()
     works = pending_work(parts.store, parts.me)
+    memory.choose_confirms((w.target_id for w in works), now)
     for gone in set(memory.confirmed_at) - {w.target_id for w in works}:
         del memory.confirmed_at[gone]
     for work in works:
@@ -237,7 +239,7 @@ def _keep(
     if (
         work.status == "active"
         and work.vni is not None
-        and not memory.confirm_due(work.target_id, now)
+        and not memory.confirm_due(work.target_id)
         and work.members_sent == work.members
         and (work.addressing is None or work.addressing == work.addressing_sent)
     ):
