@@ -33,6 +33,7 @@ class Memory:
     refreshed_at: float = -PEER_REFRESH
     confirmed_at: dict[int, float] = field(default_factory=dict)  # target id -> confirmed
     confirming: set[int] = field(default_factory=set)  # target ids re-checked this pass
+    agree_from: int = 0  # the target id the next pass's agreements start with (round robin)
     # relays (relays.py): target id -> the member relaying us to it, as of the last pass
     rerouted: dict[int, Blocked] = field(default_factory=dict)
     # expansion id -> (paths, blocked pairs) our data plane last followed
