@@ -10,8 +10,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from intercloud.drivers.dataplane.linux import ipbatch
-from intercloud.errors import DriverError
 from intercloud.lab.nsexec import LabError, run
 from intercloud.lab.processes import kill_pids
 
@@ -44,39 +42,12 @@ def namespace_pids(ns: str) -> list[int]:
     return [int(p) for p in proc.stdout.split() if p.isdigit()]
 
 
-MANY_DEVICES = 64  # from this many, a namespace's devices are deleted together before it
-
-
 def delete_namespace(ns: str) -> None:
     """Kill every process in the namespace, then delete it (its interfaces go with it)."""
     kill_pids(namespace_pids(ns))
-    _delete_devices_together(ns)
     ip("netns", "del", ns, check=False)
     if exists(ns):
         raise LabError(f"could not delete namespace {ns}")
-
-
-def _delete_devices_together(ns: str) -> None:
-    """After `ip netns del` the kernel destroys the namespace's devices one by one in the
-    background, holding rtnl and waiting for RCU readers each time: a scale lab's 10,000
-    took minutes in which no namespace could be made (the next lab's `ip netns add` timed
-    out). Deleted together first, they cost one wait (ipbatch.delete_together). Best effort:
-    a device the kernel cannot delete this way fails the request, and the namespace's
-    teardown deletes them as before."""
-    shown = ip("-o", "link", "show", ns=ns, check=False).stdout
-    names = [ln.split(":", 2)[1].strip().split("@")[0] for ln in shown.splitlines() if ":" in ln]
-    names = [n for n in names if n != "lo"]
-    if len(names) < MANY_DEVICES:
-        return
-    group = ipbatch.free_group(ns)
-    if group is None:
-        return
-    try:
-        lines = ipbatch.delete_together(names, group)
-    except DriverError:  # a name not ours to write: left to the teardown
-        return
-    script = "".join(line + "\n" for line in lines)
-    run(["ip", "-n", ns, "-force", "-batch", "-"], input=script, check=False, timeout=600)
 
 
 def sysctl(ns: str, key: str, value: str) -> None:
