@@ -58,6 +58,19 @@ def reap(pid: int, timeout: float = 5.0) -> None:
             proc.wait(timeout=timeout)
 
 
+def wait_gone(pid: int, timeout: float = 5.0) -> None:
+    """Until `pid` has exited (gone, or a zombie: its files are closed), at most `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.01)
+
+
 def still_running() -> dict[int, list[str]]:
     """The daemons this process started that still run: pid -> argv."""
     return {pid: pid_cmdline(pid) for pid, p in list(_STARTED.items()) if p.poll() is None}
