@@ -50,6 +50,13 @@ class TargetWork:
     addressing_sent: dict | None = None
     addressing: dict | None = None  # what to tell the peer now (set by the reconciler)
 
+    def peer_told(self) -> bool:
+        """The peer was told the members and the addressing as they are now."""
+        return self.members_sent == self.members and self.addressing in (
+            None,
+            self.addressing_sent,
+        )
+
 
 def set_status(store: Store, target_id: int, status: str, reason: str) -> None:
     reason = text.clean(reason)  # may quote a peer: one line that fits the column
@@ -157,7 +164,7 @@ def agree(
         replica = peer.put_replica(
             w.expansion_uid, w.project, w.network, w.cidr, w.members, w.addressing
         )
-        if w.members_sent != w.members or (w.addressing not in (None, w.addressing_sent)):
+        if not w.peer_told():
             _record_replica(store, w)  # a re-check that changed nothing writes nothing
         if w.vni is not None and replica.vni == w.vni:
             return replica
@@ -208,14 +215,10 @@ def phase(
         elif work.deleting:
             _remove(parts, result, work)
         else:
-            before = calls.left
             replica = _keep(parts, memory, result, work, now, calls)
-            if before == 0 and calls.left < 0:  # the first refused: the next pass starts here
-                memory.agree_from = work.target_id
             if replica is not None:
                 replicas[work.target_id] = replica
-    if calls.left >= 0:
-        memory.agree_from = 0
+    memory.agree_from = calls.first_refused or 0  # the next pass starts there (ids are > 0)
     return replicas
 
 
@@ -241,11 +244,18 @@ def _remove(parts: Parts, result: PassResult, work: TargetWork) -> None:
 
 @dataclass
 class _Budget:
-    left: int
+    """Calls to peers a pass may still make, and the first target refused one."""
 
-    def take(self) -> bool:
-        self.left -= 1
-        return self.left >= 0
+    left: int
+    first_refused: int | None = None
+
+    def take(self, target_id: int) -> bool:
+        if self.left > 0:
+            self.left -= 1
+            return True
+        if self.first_refused is None:
+            self.first_refused = target_id
+        return False
 
 
 def _keep(
@@ -269,13 +279,12 @@ def _keep(
         work.status == "active"
         and work.vni is not None
         and not memory.confirm_due(work.target_id)
-        and work.members_sent == work.members
-        and (work.addressing is None or work.addressing == work.addressing_sent)
+        and work.peer_told()
     ):
         # Agreed and built on both sides: the peer is asked again only when due, so a pass
         # costs no call per expansion (1,000 expansions, 1,000 calls).
         return answers.ReplicaView("active", work.vni)
-    if not calls.take():  # left for the next pass, which comes soon (not settled)
+    if not calls.take(work.target_id):  # left for the next pass, which comes soon (not settled)
         result.settled = False
         return None
     replica = agree(parts.store, parts.federation, work, parts.vnis, result.peer_errors)
