@@ -74,8 +74,7 @@ def _ours(ns: str) -> dict[str, int]:
     """The agent's devices in ns, by kind (icv: VXLAN; icb bridges and icp/icq veth ends
     only where a layout still needs them: encrypted or relayed expansions)."""
     counts: dict[str, int] = {}
-    for line in nsmod.ip(ns, "-o", "link", "show").stdout.splitlines():
-        name = line.split(":", 2)[1].strip().split("@")[0]
+    for name in _names(ns):
         if name.startswith("ic") and len(name) > 2:
             counts[name[:3]] = counts.get(name[:3], 0) + 1
     return counts
@@ -112,7 +111,7 @@ def run(lab: Lab, n: int, log) -> dict[str, Any]:
         lab.stop_agent("A")
         ours = [x for x in _names(gw) if x[:3] in ("icb", "icv", "icp") or x.startswith("tn")]
         if ours:
-            nsmod.ip_batch(gw, ipbatch.delete_together(ours, _free_group(gw)))
+            _delete_together(gw, ours)
 
 
 def _names(ns: str) -> list[str]:
@@ -164,8 +163,7 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any]) -> dict[str, Any]:
     # reconcile from nothing: stop, delete every device and the nft table, start
     hwm.append(_hwm_mb(lab.cloud("A").pid))
     lab.stop_agent("A")
-    ours = [x for x in _names(gw) if x[:3] in ("icb", "icv", "icp")]
-    nsmod.ip_batch(gw, ipbatch.delete_together(ours, _free_group(gw)))
+    _delete_together(gw, [x for x in _names(gw) if x[:3] in ("icb", "icv", "icp")])
     nsmod.exec_run(gw, ["nft", "delete", "table", "bridge", "intercloud_ic"])
     left = _ours(gw)
     t0 = time.monotonic()
@@ -220,6 +218,10 @@ def _free_group(ns: str) -> int:
     return group
 
 
+def _delete_together(ns: str, names: list[str]) -> None:
+    nsmod.ip_batch(ns, ipbatch.delete_together(names, _free_group(ns)))
+
+
 def _tenant_bridges(ns: str, n: int) -> None:
     """The tenants' bridges tn0..tn<n-1>, up, with IPv6 off as a cloud with thousands of
     networks would have them (with it on, each one's coming up walks every other's multicast
@@ -228,14 +230,6 @@ def _tenant_bridges(ns: str, n: int) -> None:
     nsmod.ip_batch(ns, [f"link add {x} type bridge" for x in names])
     ipv6.disable(names, ns)
     nsmod.ip_batch(ns, [f"link set {x} up" for x in names])
-
-
-def _drop_tenant_bridges(ns: str, n: int) -> None:
-    """Deleted together before their namespace goes: a namespace's devices are otherwise
-    destroyed one by one in the background, holding rtnl (10,000 bridges: minutes in which
-    no namespace can be made, the next section's `ip netns add` included)."""
-    names = [f"tn{i}" for i in range(n)]
-    nsmod.ip_batch(ns, ipbatch.delete_together(names, _free_group(ns)))
 
 
 def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
@@ -263,7 +257,10 @@ def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
     t0 = time.monotonic()  # deleted together, as the agent deletes many (ipbatch.py)
     nsmod.ip_batch(ns, ipbatch.delete_together([f"icv{i + 1}" for i in range(n)], group))
     deleted = time.monotonic() - t0
-    _drop_tenant_bridges(ns, n)
+    # the tenant bridges deleted together before their namespace goes: a namespace's devices
+    # are otherwise destroyed one by one in the background, holding rtnl (10,000 bridges:
+    # minutes in which no namespace can be made, the next section's `ip netns add` included)
+    _delete_together(ns, [f"tn{i}" for i in range(n)])
     namespaces.delete_namespace(ns)
     topo.made.remove(ns)
     return {"create_s": round(created, 3), "delete_s": round(deleted, 3)}
