@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
 
+from intercloud.drivers.ipsec.cleartext_guard import GUARD_PRIO
+from intercloud.lab.charon import Charon
 from tests.integration import traffic
 from tests.integration.test_expansion import expand, ping, shrink
 from tests.integration.traffic import MARKER
@@ -50,6 +54,46 @@ def test_wan_sees_only_ike_and_esp(lab3, ab):
     others = wan.lines("not (udp port 500 or udp port 4500 or arp or icmp6)")
     assert others == [], others
     assert count("udp port 4789") == 0
+
+
+def test_a_charon_killed_leaks_no_tunnel_traffic(lab3, ab):
+    """A's charon dies alone (SIGKILL): its TUN device and table-220 routes go with it, and the
+    agent cannot read IPsec, so it leaves the data plane as it is (its tunnel port stays up).
+    The cleartext guard drops what would now leave in clear; nothing but IKE/ESP crosses."""
+    _, a1, _ = ab
+    b_address = link(lab3, "A", "B")["remote_endpoint"]
+    rules = json.loads(lab3.exec("A", ["ip", "-j", "rule", "show"]).stdout)
+    assert any(
+        r.get("priority") == GUARD_PRIO and r.get("dst") == b_address and r.get("dport") == 4789
+        for r in rules
+    ), rules
+    charon_dir = Path(lab3.cloud("A").charon_dir)
+    pid = int((charon_dir / "run" / "charon.pid").read_text())
+    sender = (
+        "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"[s.sendto({MARKER!r} * 20, ('10.10.0.2', 9999)) for _ in range(20)]"
+    )
+    try:
+        with traffic.WanCapture(lab3, f"{lab3.state_dir}/wan-charon-killed.pcap") as wan:
+            os.kill(pid, signal.SIGKILL)
+            wait_for(
+                lambda: not lab3.exec("A", ["ip", "route", "show", "table", "220"]).stdout.strip(),
+                timeout=10,
+                what="A's table-220 route to go with its charon",
+            )
+            assert not ping(lab3, a1, "10.10.0.2", count=5)
+            traffic.run(lab3, a1, sender)
+        assert wan.lines("udp port 4789") == []
+        assert MARKER not in wan.raw(), "cleartext payload crossed the WAN"
+        vxlan_up = lab3.exec("A", ["ip", "-j", "-d", "link", "show", "type", "vxlan"]).stdout
+        assert any("UP" in d.get("flags", []) for d in json.loads(vxlan_up))  # the port stayed
+    finally:
+        Charon(lab3.namespace("A"), charon_dir).start()
+    wait_for(
+        lambda: ping(lab3, a1, "10.10.0.2", count=1),
+        timeout=90,
+        what="the expansion to carry traffic again once A's charon is back",
+    )
 
 
 def test_wrong_psk_shows_authentication_failure_and_blocks_traffic(lab3, ab):

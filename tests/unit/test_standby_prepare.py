@@ -52,9 +52,10 @@ def _statuses(store: Store) -> list[object]:
 def test_a_standby_loads_each_encrypted_links_connection_without_initiating_or_writing(store):
     ipsec = FakeIpsec()
     generations = store.generations()
-    assert connections.prepare(store, ipsec, "A") == 1
+    assert connections.prepare(store, ipsec, "A") == 2  # the cleartext guard, the connection
     assert ipsec.calls == [("load_connection", "link-B")]
     assert ipsec.specs["link-B"].remote == "198.18.2.2"
+    assert ipsec.guarded == {"198.18.2.2"}  # a standby's kernel never sends B VXLAN in clear
     assert store.generations() == generations  # nothing written: a standby may not
     assert _statuses(store) == [None, None]
     assert connections.prepare(store, ipsec, "A") == 0  # loaded already: no change
@@ -68,6 +69,7 @@ def test_a_standby_unloads_the_connection_of_a_link_disabled_meanwhile(store):
     assert connections.prepare(store, ipsec, "A") == 1
     assert ipsec.calls[-1] == ("remove_connection", "link-B")
     assert ipsec.specs == {}
+    assert ipsec.guarded == {"198.18.2.2"}  # disabled, still encrypted: still guarded
 
 
 class Connecting(FakeIpsec):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -141,11 +141,12 @@ def converge(
     Returns (changes, readiness by peer, backend); raises IntercloudError if IPsec cannot be
     read, in which case the caller leaves the data plane alone for this pass. `settle`: wait
     for exchanges under way even if this pass changed nothing (a take-over initiated them)."""
-    ready, wanted = _wanted(store, ipsec, local_name)
+    asked = _wanted(store, ipsec, local_name)
+    ready, wanted = asked.ready, asked.connections
     if ipsec.refusal:
         return 0, ready, None
     backend = ipsec.backend()
-    changes = _ensure(ipsec, wanted)
+    changes = _ensure(ipsec, asked)
     status = ipsec.connections()
     if changes or settle:
         status = _settled(ipsec, status, set(map(name_for, wanted)))
@@ -165,28 +166,37 @@ def prepare(store: Store, ipsec: Ipsec, local_name: str) -> int:
     """A standby gateway's share: the connections loaded (never initiated, nothing written),
     so that a take-over initiates IKE with every peer at once instead of after its first
     pass has loaded them. Returns the number of changes."""
-    _, wanted = _wanted(store, ipsec, local_name)
+    wanted = _wanted(store, ipsec, local_name)
     if ipsec.refusal:
         return 0
     changes = _ensure(ipsec, wanted, initiate=False)
-    return changes + _remove_unwanted(ipsec, ipsec.connections(), wanted)
+    return changes + _remove_unwanted(ipsec, ipsec.connections(), wanted.connections)
 
 
-def _wanted(
-    store: Store, ipsec: Ipsec, local_name: str
-) -> tuple[dict[str, Readiness], dict[str, ConnectionSpec]]:
-    """Readiness of the links that need no connection, and the connection of each other."""
-    ready: dict[str, Readiness] = {}
-    wanted: dict[str, ConnectionSpec] = {}
+@dataclass
+class Wanted:
+    """What the links ask of IPsec: readiness of the links that need no connection, the
+    connection of each other, and the tunnel addresses of every encrypted link (enabled or
+    not), whose tunnel traffic must never leave in clear."""
+
+    ready: dict[str, Readiness] = field(default_factory=dict)
+    connections: dict[str, ConnectionSpec] = field(default_factory=dict)
+    guarded: set[str] = field(default_factory=set)
+
+
+def _wanted(store: Store, ipsec: Ipsec, local_name: str) -> Wanted:
+    out = Wanted()
     with store.session() as s:
         for lk in s.scalars(select(m.Link)):
             if not lk.encrypted:
-                ready[lk.peer.name] = Readiness(True)
-            elif ipsec.refusal:
-                ready[lk.peer.name] = Readiness(False, ipsec.refusal)
+                out.ready[lk.peer.name] = Readiness(True)
+                continue
+            out.guarded.add(lk.peer_tunnel_endpoint or lk.remote_endpoint)
+            if ipsec.refusal:
+                out.ready[lk.peer.name] = Readiness(False, ipsec.refusal)
             elif lk.enabled:
-                wanted[lk.peer.name] = spec_for(local_name, lk)
-    return ready, wanted
+                out.connections[lk.peer.name] = spec_for(local_name, lk)
+    return out
 
 
 def _remove_unwanted(
@@ -214,15 +224,22 @@ def _settled(
     return status
 
 
-def _ensure(ipsec: Ipsec, wanted: dict[str, ConnectionSpec], *, initiate: bool = True) -> int:
+def _ensure(ipsec: Ipsec, wanted: Wanted, *, initiate: bool = True) -> int:
+    """The guard first (before any tunnel port of this pass comes up), then the lanes'
+    steering, then each connection."""
     changes = 0
+    try:
+        if ipsec.ensure_guard(wanted.guarded):
+            changes += 1
+    except IntercloudError as exc:  # encryption still works while charon runs
+        log.error("IPsec: cleartext guard failed: %s", exc.message)
     try:
         if ipsec.ensure_steering():
             changes += 1
             log.info("IPsec lanes: steering of tunnel traffic set up")
     except IntercloudError as exc:  # the links still work, on lane 0
         log.error("IPsec lanes: steering failed: %s", exc.message)
-    for peer, spec in wanted.items():
+    for peer, spec in wanted.connections.items():
         try:
             if ipsec.ensure_connection(spec, initiate=initiate):
                 changes += 1

@@ -30,8 +30,10 @@ class Settings(Protocol):
 
 def _strongswan(cfg: Settings) -> Ipsec:
     from intercloud.drivers.ipsec import strongswan
+    from intercloud.drivers.ipsec.cleartext_guard import CleartextGuard
 
-    lane0 = strongswan.StrongswanIpsec(cfg.ipsec.vici_socket)
+    guard = CleartextGuard(cfg.dataplane.vxlan_port)
+    lane0 = strongswan.StrongswanIpsec(cfg.ipsec.vici_socket, guard=guard)
     if not cfg.ipsec.lanes:
         return lane0
     from intercloud.drivers.ipsec.lanes import LanedIpsec, LaneSteering

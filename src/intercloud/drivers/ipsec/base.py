@@ -112,6 +112,12 @@ class Ipsec(ABC):
         makes a pass at once and the link's tunnel ports come up without waiting for the
         next. Drivers without events never call it (their passes find the SA up)."""
 
+    def ensure_guard(self, destinations: set[str]) -> bool:
+        """Drop tunnel traffic to these peers' tunnel addresses whenever it would leave in
+        clear (cleartext_guard.py), and to no others; True if anything was changed. Drivers
+        whose encryption cannot fall through to clear text do nothing."""
+        return False
+
     def ensure_steering(self) -> bool:
         """Route the tunnel traffic into this driver's lanes (lanes.py); True if anything was
         changed. One charon: nothing to do."""

@@ -17,6 +17,7 @@ class FakeIpsec(Ipsec):
         self.calls: list[tuple[str, str]] = []  # (verb, tunnel name) of ensure/remove
         self.failing: set[str] = set()
         self.closed = False
+        self.guarded: set[str] = set()  # what ensure_guard was last given
         self._ids: dict[str, int] = {}
         self._next_id = 1
 
@@ -35,6 +36,10 @@ class FakeIpsec(Ipsec):
             self._ids[spec.name] = self._next_id
             self._next_id += 1
         self.specs[spec.name] = spec
+        return changed
+
+    def ensure_guard(self, destinations: set[str]) -> bool:
+        changed, self.guarded = self.guarded != destinations, set(destinations)
         return changed
 
     def remove_connection(self, name: str) -> bool:

@@ -147,6 +147,9 @@ class LanedIpsec(Ipsec):
                 st.lanes.append(lane_st)
         return out
 
+    def ensure_guard(self, destinations: set[str]) -> bool:
+        return self.lanes[0].ensure_guard(destinations)  # one rule covers every lane
+
     def ensure_steering(self) -> bool:
         self.steering.lanes = lanes_in_use(len(self.lanes), self.backend())
         changed = self.steering.ensure()

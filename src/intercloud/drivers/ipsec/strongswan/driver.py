@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from intercloud.drivers.ipsec.base import ChildStatus, ConnectionSpec, ConnectionStatus, Ipsec
+from intercloud.drivers.ipsec.cleartext_guard import CleartextGuard
 from intercloud.drivers.ipsec.strongswan.conns import conn_dict, conn_view, digest, text, validate
 from intercloud.drivers.ipsec.strongswan.session import Events, Session, classify, unix_session
 from intercloud.errors import DriverError
@@ -22,8 +23,10 @@ class StrongswanIpsec(Ipsec):
         *,
         session_factory: Callable[[], Session] | None = None,
         events: bool = True,
+        guard: CleartextGuard | None = None,
     ) -> None:
         self.socket_path = socket_path
+        self._guard = guard
         self._factory = session_factory or (lambda: unix_session(socket_path))
         self._lock = threading.RLock()
         self._session: Session | None = None
@@ -144,6 +147,13 @@ class StrongswanIpsec(Ipsec):
                 request = {"child": name, "ike": name, "timeout": "-1", "init-limits": "no"}
                 self._call(f"initiate {name}", lambda s: list(s.initiate(request)))
             return bool(conn_changed or psk_changed or initiated)
+
+    def ensure_guard(self, destinations: set[str]) -> bool:
+        if self._guard is None:
+            return False
+        # Kernel ESP keeps its policies in the kernel when charon dies: nothing falls through.
+        libipsec = self.backend() == "kernel-libipsec"
+        return self._guard.ensure(destinations if libipsec else ())
 
     def _needs_initiate(self, name: str) -> bool:
         for sa_name, sa in self._sas():
