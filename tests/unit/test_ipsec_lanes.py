@@ -160,17 +160,20 @@ def test_lanes_setting_builds_one_driver_per_charon(monkeypatch):
     assert config.parse(BASE, env=env).ipsec.lanes == ["/run/c1.vici", "/run/c2.vici"]
     assert config.parse(BASE, env={}).ipsec.lanes == []
 
-    made = []
+    made: list[str] = []
+    guards: list[object] = []
 
     class Recorder(FakeIpsec):
-        def __init__(self, path: str) -> None:
+        def __init__(self, path: str, guard=None) -> None:
             super().__init__()
             made.append(path)
+            guards.append(guard)
 
     monkeypatch.setattr("intercloud.drivers.ipsec.strongswan.StrongswanIpsec", Recorder)
     driver = ipsec_drivers.load(cfg)
     assert isinstance(driver, lanes.LanedIpsec)
     assert made == ["/var/run/charon.vici", "/run/c1.vici", "/run/c2.vici"]
+    assert guards[0].vxlan_port == 4789 and guards[1:] == [None, None]  # lane 0 guards them all
     assert driver.steering.lanes == 3 and driver.steering.vxlan_port == 4789
 
 
