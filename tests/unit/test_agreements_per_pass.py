@@ -14,6 +14,7 @@ from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import PassResult
 from intercloud.store import Store
 from intercloud.store import models as m
+from intercloud.store.rows import ExpansionRows
 
 
 class _Peer:
@@ -55,6 +56,7 @@ def test_a_pass_agrees_at_most_its_budget_and_the_next_pass_goes_on(store):
     calls: list[str] = []
     parts = SimpleNamespace(
         store=store,
+        rows=ExpansionRows(store),
         me="A",
         cloud=_Cloud(),
         federation=SimpleNamespace(peer=lambda _ref: _Peer(calls)),

@@ -18,7 +18,7 @@ from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.store import Store
 from intercloud.store import models as m
-from intercloud.store.loads import EXPANSIONS_WITH_TARGETS
+from intercloud.store.rows import ExpansionRows
 
 if TYPE_CHECKING:  # targets.py calls this module
     from intercloud.reconciler.targets import TargetWork
@@ -149,21 +149,20 @@ def report_ports(
     return ok
 
 
-def origin_placeholders(store: Store, cloud: Cloud, applied: dict[str, tuple]) -> int:
+def origin_placeholders(rows: ExpansionRows, cloud: Cloud, applied: dict[str, tuple]) -> int:
     """The origin: placeholders in each expanded network for the ports its peers reported;
     none once the expansion is deleted. `applied` (expansion uid -> (project, network, ports)
     made) spares the cloud a call when nothing changed."""
-    with store.session() as s:
-        want = {
-            e.uid: (
-                e.project,
-                e.network,
-                ()
-                if e.deleting
-                else tuple(sorted({(p[0], p[1]) for t in e.targets for p in t.peer_ports or []})),
-            )
-            for e in s.scalars(EXPANSIONS_WITH_TARGETS)
-        }
+    want = {
+        e.uid: (
+            e.project,
+            e.network,
+            ()
+            if e.deleting
+            else tuple(sorted({(p[0], p[1]) for t in e.targets for p in t.peer_ports or []})),
+        )
+        for e in rows.all()
+    }
     for uid in set(applied) - set(want):  # gone: its placeholders go too
         want[uid] = (*applied[uid][:2], ())
     changes = 0
@@ -197,7 +196,7 @@ def phase(parts: Parts, memory: Memory, result: PassResult, down: dict[str, str]
     try:
         if not report_ports(parts.store, parts.federation, made, down, result.peer_errors):
             result.settled = False
-        result.changes += origin_placeholders(parts.store, parts.cloud, memory.placeholders)
+        result.changes += origin_placeholders(parts.rows, parts.cloud, memory.placeholders)
     except IntercloudError as exc:  # the data plane does not depend on these
         result.failed(f"placeholders: {exc.message}")
     return made

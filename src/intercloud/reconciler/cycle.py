@@ -23,6 +23,7 @@ from intercloud.reconciler.parts import Parts, PassResult
 def run(parts: Parts, memory: Memory, result: PassResult) -> None:
     # The first pass after a take-over (HA) puts traffic first: it waits for the IKE it began
     # and takes the link states its predecessor recorded; the next pass asks the peers.
+    parts.rows.new_pass()  # nothing read before this pass is reused
     taking_over, memory.taking_over = memory.taking_over, False
     ready = connections.phase(parts, memory, result, settle=taking_over)  # None: cannot tell
     link_states = links.phase(parts, memory, result, ready, recorded=taking_over)

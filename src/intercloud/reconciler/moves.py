@@ -17,7 +17,6 @@ from intercloud.reconciler.dataplane import Built
 from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.store import models as m
-from intercloud.store.loads import EXPANSIONS_WITH_TARGETS
 
 log = logging.getLogger("intercloud.moves")
 KEPT = 10  # recent moves kept per expansion
@@ -25,18 +24,16 @@ KEPT = 10  # recent moves kept per expansion
 
 def _where(parts: Parts) -> dict[int, tuple[str, dict[str, tuple[str, frozenset[str]]]]]:
     """Expansion id -> (uid, mac -> (ip, the clouds that hold a port with it))."""
-    with parts.store.session() as s:
-        rows: list[tuple[int, str, str, str, list[tuple[str, list]]]] = [
-            (
-                e.id,
-                e.uid,
-                e.project,
-                e.network,
-                [(t.peer.name, [(p[0], p[1]) for p in t.peer_ports or []]) for t in e.targets],
-            )
-            for e in s.scalars(EXPANSIONS_WITH_TARGETS)
-            if not e.deleting
-        ]
+    rows: list[tuple[int, str, str, str, list[tuple[str, list]]]] = [
+        (
+            e.id,
+            e.uid,
+            e.project,
+            e.network,
+            [(t.peer, [(p[0], p[1]) for p in t.peer_ports or []]) for t in e.targets],
+        )
+        for e in parts.rows.live()
+    ]
     out = {}
     for exp_id, uid, project, network, members in rows:
         net = parts.cloud.network(project, network)

@@ -17,6 +17,7 @@ from intercloud.drivers.probe.base import NO_PROBES
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
 from intercloud.store import Store
+from intercloud.store.rows import ExpansionRows
 
 Clock = Callable[[], float]  # monotonic seconds (time.monotonic; tests pass their own)
 LAST_ERROR_MAX = 2048
@@ -46,6 +47,11 @@ class Parts:
     clock: Clock
     metrics: Metrics
     probes: TunnelProbes = NO_PROBES
+    # every expansion and target as rows, read once per pass (store/rows.py)
+    rows: ExpansionRows = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", ExpansionRows(self.store))
 
     @property
     def me(self) -> str:

@@ -13,9 +13,6 @@ import logging
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-
 from intercloud.domain import relay
 from intercloud.errors import PeerError
 from intercloud.federation import answers
@@ -24,14 +21,9 @@ from intercloud.reconciler import targets
 from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.store import Store
 from intercloud.store import models as m
+from intercloud.store.rows import ExpansionRows
 
 log = logging.getLogger("intercloud.routes")
-# every pass, for every expansion: its targets and their peers in two queries, not 2 per row
-LIVE_EXPANSIONS = (
-    select(m.Expansion)
-    .where(m.Expansion.deleting.is_(False))
-    .options(selectinload(m.Expansion.targets).selectinload(m.Target.peer))
-)
 
 
 @dataclass(frozen=True)
@@ -47,26 +39,33 @@ def _pairs(rows: list[list[str]] | None) -> set[tuple[str, str]]:
     return {(a, b) for a, b in rows or []}
 
 
-def plan(store: Store, me: str, down: dict[str, str]) -> tuple[dict[int, relay.Routes], list]:
+def plan(
+    store: Store, rows: ExpansionRows, me: str, down: dict[str, str]
+) -> tuple[dict[int, relay.Routes], list]:
     """Routes per live expansion (by id), and the members to tell their relays."""
     out: dict[int, relay.Routes] = {}
     pushes: list[RelayPush] = []
-    with store.session() as s:
-        for exp in s.scalars(LIVE_EXPANSIONS):
-            targets = [t for t in exp.targets if t.vni is not None]
-            edges = {frozenset((me, t.peer.name)) for t in targets if t.peer.name not in down}
-            edges |= relay.direct_pairs({t.peer.name: t.direct or [] for t in targets})
-            routes = relay.plan(me, [t.peer.name for t in targets], edges)
-            out[exp.id] = routes
-            if exp.paths != routes.paths:
-                exp.paths = routes.paths
-            for t in targets:
-                want = routes.forward.get(t.peer.name, frozenset())
-                if want != _pairs(t.relays_sent) and t.peer.name not in down:
-                    p = t.peer
-                    members = tuple(sorted({me} | {x.peer.name for x in exp.targets}))
-                    ref = PeerRef(p.name, p.federation_url, p.key)
-                    pushes.append(RelayPush(t.id, exp.uid, ref, tuple(sorted(want)), members))
+    new_paths: dict[int, list[dict]] = {}
+    for exp in rows.live():
+        targets = [t for t in exp.targets if t.vni is not None]
+        edges = {frozenset((me, t.peer)) for t in targets if t.peer not in down}
+        edges |= relay.direct_pairs({t.peer: t.direct or [] for t in targets})
+        routes = relay.plan(me, [t.peer for t in targets], edges)
+        out[exp.id] = routes
+        if exp.paths != routes.paths:
+            new_paths[exp.id] = routes.paths
+        for t in targets:
+            want = routes.forward.get(t.peer, frozenset())
+            if want != _pairs(t.relays_sent) and t.peer not in down:
+                members = tuple(sorted({me} | {x.peer for x in exp.targets}))
+                ref = PeerRef(t.peer, t.peer_url, t.peer_key)
+                pushes.append(RelayPush(t.id, exp.uid, ref, tuple(sorted(want)), members))
+    if new_paths:
+        with store.session() as s:
+            for exp_id, paths in new_paths.items():
+                e = s.get(m.Expansion, exp_id)
+                if e is not None:
+                    e.paths = paths
     return out, pushes
 
 
@@ -103,36 +102,34 @@ class Blocked(NamedTuple):
 
 
 def blocked(
-    store: Store, me: str, plans: dict[int, relay.Routes], down: dict[str, str]
+    rows: ExpansionRows, me: str, plans: dict[int, relay.Routes], down: dict[str, str]
 ) -> dict[int, Blocked]:
     """Our targets our own tunnel must stay down to (target id -> the first relay on our path
     to them): those we reach through other members while our link to them is down, and, while
     some member has not yet applied the relays we asked of it, any target a relay may still be
     forwarding to (or they would get our frames twice: directly and relayed)."""
     out: dict[int, Blocked] = {}
-    with store.session() as s:
-        for exp in s.scalars(LIVE_EXPANSIONS):
-            routes = plans.get(exp.id)
-            if routes is None:
-                continue
-            via = {
-                str(p["between"][1]): list(p["via"])
-                for p in routes.paths
-                if p["between"][0] == me and p["state"] == "relayed"
-            }
-            # who each member not yet as asked may still be relaying to
-            in_flux: dict[str, str] = {}
-            for t in exp.targets:
-                if _pairs(t.relays_sent) != routes.forward.get(t.peer.name, frozenset()):
-                    for pair in sorted(_pairs(t.relays_sent)):
-                        for name in pair:
-                            in_flux.setdefault(name, t.peer.name)
-            for t in exp.targets:
-                name = t.peer.name
-                if name in down and name in via:
-                    out[t.id] = Blocked(exp.id, name, via[name][0])
-                elif name in in_flux:
-                    out[t.id] = Blocked(exp.id, name, in_flux[name])
+    for exp in rows.live():
+        routes = plans.get(exp.id)
+        if routes is None:
+            continue
+        via = {
+            str(p["between"][1]): list(p["via"])
+            for p in routes.paths
+            if p["between"][0] == me and p["state"] == "relayed"
+        }
+        # who each member not yet as asked may still be relaying to
+        in_flux: dict[str, str] = {}
+        for t in exp.targets:
+            if _pairs(t.relays_sent) != routes.forward.get(t.peer, frozenset()):
+                for pair in sorted(_pairs(t.relays_sent)):
+                    for name in pair:
+                        in_flux.setdefault(name, t.peer)
+        for t in exp.targets:
+            if t.peer in down and t.peer in via:
+                out[t.id] = Blocked(exp.id, t.peer, via[t.peer][0])
+            elif t.peer in in_flux:
+                out[t.id] = Blocked(exp.id, t.peer, in_flux[t.peer])
     return out
 
 
@@ -144,11 +141,11 @@ class Routed(NamedTuple):
 def phase(parts: Parts, result: PassResult, down: dict[str, str]) -> Routed:
     """The origin: choose who relays what (domain/relay.py), tell the members, and say which
     targets we reach through another member while our link to them is down."""
-    plans, pushes = plan(parts.store, parts.me, down)
+    plans, pushes = plan(parts.store, parts.rows, parts.me, down)
     for work in pushes:
         if not push(parts.store, parts.federation, work, result.peer_errors):
             result.settled = False
-    rerouted = blocked(parts.store, parts.me, plans, down)
+    rerouted = blocked(parts.rows, parts.me, plans, down)
     for target_id, b in rerouted.items():
         if b.peer in down:
             why = f"reached through {b.via}: link to {b.peer} is down"

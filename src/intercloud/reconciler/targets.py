@@ -9,9 +9,6 @@ import logging
 from collections.abc import Container
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-
 from intercloud.domain import owners, text
 from intercloud.domain.validation import VNI_MAX, VNI_MIN
 from intercloud.errors import Conflict, IntercloudError, PeerError
@@ -23,6 +20,7 @@ from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.service import allocations
 from intercloud.store import Store
 from intercloud.store import models as m
+from intercloud.store.rows import ExpansionRows
 
 # calls to peers that agree a replica (a new target, or a re-check) in one pass: each takes
 # ~0.1 s, so 10,000 new expansions in one pass held it for 22 minutes, in which no link
@@ -74,44 +72,31 @@ def set_status(store: Store, target_id: int, status: str, reason: str) -> None:
             )
 
 
-def pending_work(store: Store, origin: str) -> list[TargetWork]:
-    with store.session() as s:
-        # Loaded together: one query per relation, not one per target (1,000 expansions:
-        # 4,000 lazy loads, 1.8 s a pass).
-        rows = s.scalars(
-            select(m.Target)
-            .join(m.Expansion)
-            .order_by(m.Target.id)
-            .options(
-                selectinload(m.Target.peer),
-                selectinload(m.Target.expansion)
-                .selectinload(m.Expansion.targets)
-                .selectinload(m.Target.peer),
+def pending_work(rows: ExpansionRows, origin: str) -> list[TargetWork]:
+    """Every target (by id) with what its peer is to hold."""
+    out = []
+    for e in rows.all():
+        members = tuple(sorted({origin} | {t.peer for t in e.targets}))
+        for t in e.targets:
+            out.append(
+                TargetWork(
+                    t.id,
+                    e.uid,
+                    e.project,
+                    e.network,
+                    e.cidr,
+                    e.requested_vni,
+                    t.vni,
+                    e.deleting,
+                    PeerRef(t.peer, t.peer_url, t.peer_key),
+                    t.status,
+                    members,
+                    tuple(t.members_sent) if t.members_sent is not None else None,
+                    tuple((a, b) for a, b in t.pool) if t.pool is not None else None,
+                    t.addressing_sent,
+                )
             )
-        )
-
-        def members(e: m.Expansion) -> tuple[str, ...]:
-            return tuple(sorted({origin} | {t.peer.name for t in e.targets}))
-
-        return [
-            TargetWork(
-                t.id,
-                t.expansion.uid,
-                t.expansion.project,
-                t.expansion.network,
-                t.expansion.cidr,
-                t.expansion.requested_vni,
-                t.vni,
-                t.expansion.deleting,
-                PeerRef(t.peer.name, t.peer.federation_url, t.peer.key),
-                t.status,
-                members(t.expansion),
-                tuple(t.members_sent) if t.members_sent is not None else None,
-                tuple((a, b) for a, b in t.pool) if t.pool is not None else None,
-                t.addressing_sent,
-            )
-            for t in rows
-        ]
+    return sorted(out, key=lambda w: w.target_id)
 
 
 def remove_target(
@@ -199,7 +184,7 @@ def phase(
     pass is what holds here)."""
     replicas: dict[int, answers.ReplicaView] = {}
     now = parts.clock()
-    works = pending_work(parts.store, parts.me)
+    works = pending_work(parts.rows, parts.me)
     memory.choose_confirms((w.target_id for w in works), now)
     calls = _Budget(AGREEMENTS_PER_PASS)
     # round robin: from the first target the last pass had no budget left for, so that

@@ -16,9 +16,8 @@ from intercloud.reconciler.desired import LinkView, NetworkWant, PortWant
 from intercloud.reconciler.members import REPLICAS_WITH_ADJACENCIES
 from intercloud.reconciler.parts import Parts
 from intercloud.reconciler.relays import Routed
-from intercloud.service import budget, views
+from intercloud.service import budget
 from intercloud.store import models as m
-from intercloud.store.loads import EXPANSIONS_WITH_TARGETS
 
 UNKNOWN = Readiness(False, "unknown")
 
@@ -39,7 +38,7 @@ def read(
 ) -> Wants:
     with parts.store.session() as s:
         links = _links(parts, s, ready)
-        networks = _expansions(parts, s, routed) + _replicas(s, down, made)
+        networks = _expansions(parts, routed) + _replicas(s, down, made)
     foreign = sorted(
         {n.interface for n in parts.cloud.all_networks()} | set(made.interfaces.values())
     )
@@ -62,18 +61,18 @@ def _links(parts: Parts, s: Session, ready: dict[str, Readiness]) -> dict[str, L
     return links
 
 
-def _expansions(parts: Parts, s: Session, routed: Routed) -> list[NetworkWant]:
+def _expansions(parts: Parts, routed: Routed) -> list[NetworkWant]:
     """The networks we expanded (origin side)."""
     networks = []
-    for exp in s.scalars(EXPANSIONS_WITH_TARGETS.where(m.Expansion.deleting.is_(False))):
+    for exp in parts.rows.live():
         net = parts.cloud.network(exp.project, exp.network)
         # a target another member relays us to: our own tunnel port to it stays down
         ports = tuple(
             PortWant(
                 owners.target(t.id),
-                t.peer.name,
+                t.peer,
                 t.vni,
-                views.effective_rate(exp, t),
+                exp.rate_to(t),
                 blocked=f"reached through {routed.rerouted[t.id].via}"
                 if t.id in routed.rerouted
                 else "",
