@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,6 +45,7 @@ class Stats:
     changes_since_start: int = 0
     last_error: str | None = None
     last_duration_ms: float = 0.0
+    last_phases_ms: dict[str, float] = field(default_factory=dict)  # where the last pass went
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -194,3 +195,4 @@ class Reconciler:
         self.stats.last_changes = result.changes
         self.stats.changes_since_start += result.changes
         self.stats.last_duration_ms = round((self.clock() - started) * 1000, 1)
+        self.stats.last_phases_ms = result.phases_ms

@@ -3,7 +3,9 @@ and what it reports back (PassResult)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -72,6 +74,18 @@ class PassResult:
     errors: list[str] = field(default_factory=list)
     # what peers did wrong this pass (contained to their own objects; not the data plane's)
     peer_errors: list[str] = field(default_factory=list)
+    # milliseconds each phase took (cycle.py's names), in order: where a slow pass went
+    phases_ms: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Time the block as `phase` (also when it raises: the pass's failure is its last)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = (time.perf_counter() - started) * 1000
+            self.phases_ms[phase] = round(self.phases_ms.get(phase, 0.0) + spent, 1)
 
     def summary(self) -> str | None:
         said = list(dict.fromkeys(self.errors + self.peer_errors))  # each once, in order
