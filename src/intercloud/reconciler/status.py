@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intercloud.domain import naming, owners, text
@@ -20,6 +19,7 @@ from intercloud.reconciler.dataplane import Built
 from intercloud.reconciler.members import REPLICAS_WITH_ADJACENCIES
 from intercloud.reconciler.parts import Parts, PassResult, TunnelProbes
 from intercloud.store import models as m
+from intercloud.store.rows import ExpansionRows, TargetRow
 
 log = logging.getLogger("intercloud.reconciler")
 
@@ -58,8 +58,12 @@ def phase(
     """Write the statuses. Returns, per replica, the members its direct tunnels reach (built
     and usable)."""
     silent = _Silence(parts.probes, parts.cfg.dataplane.prefix)
+    changed = _targets(parts.rows, result, built, replicas, silent)
     with parts.store.session() as s:
-        _targets(s, result, built, replicas, silent)
+        for target_id, (status, reason) in changed.items():
+            t = s.get(m.Target, target_id)
+            if t is not None:
+                t.status, t.reason = status, reason
         return _replicas(s, built, silent)
 
 
@@ -85,39 +89,43 @@ class _Silence:
 
 
 def _targets(
-    s: Session,
+    rows: ExpansionRows,
     result: PassResult,
     built: Built,
     replicas: dict[int, answers.ReplicaView],
     silent: _Silence,
-) -> None:
-    for t in s.scalars(select(m.Target).join(m.Expansion).where(m.Expansion.deleting.is_(False))):
-        if t.id not in replicas:
-            continue  # the peers phase recorded why
-        local = local_state(built, owners.target(t.id))
-        black_hole = silent(t.vni) if local.ok else ""
-        status, reason = (
-            ("error", black_hole) if black_hole else _target_status(t, local, replicas[t.id])
-        )
-        if status != "active":
-            result.settled = False
-        reason = text.clean(reason)
-        if (t.status, t.reason) != (status, reason):
-            shown = f" ({reason})" if reason else ""
-            log.info("expansion %s peer %s: %s%s", t.expansion.uid, t.peer.name, status, shown)
-            t.status, t.reason = status, reason
+) -> dict[int, tuple[str, str]]:
+    """The new (status, reason) of each live target whose status changed."""
+    changed = {}
+    for e in rows.live():
+        for t in e.targets:
+            if t.id not in replicas:
+                continue  # the peers phase recorded why
+            local = local_state(built, owners.target(t.id))
+            black_hole = silent(t.vni) if local.ok else ""
+            status, reason = (
+                ("error", black_hole) if black_hole else _target_status(t, local, replicas[t.id])
+            )
+            if status != "active":
+                result.settled = False
+            reason = text.clean(reason)
+            if (t.status, t.reason) != (status, reason):
+                shown = f" ({reason})" if reason else ""
+                log.info("expansion %s peer %s: %s%s", e.uid, t.peer, status, shown)
+                changed[t.id] = (status, reason)
+    return changed
 
 
 def _target_status(
-    t: m.Target, local: LocalState, peer_side: answers.ReplicaView
+    t: TargetRow, local: LocalState, peer_side: answers.ReplicaView
 ) -> tuple[str, str]:
     if not local.ok:
         return ("error" if local.state is Local.NOT_BUILT else "pending"), local.reason
     if peer_side.status == "active":
         return "active", ""
     if peer_side.status == "error":  # its reason was cleaned (answers.replica)
-        return "error", f"peer {t.peer.name}: {peer_side.reason}"
-    return "pending", f"waiting for peer {t.peer.name} to build its side"
+        return "error", f"peer {t.peer}: {peer_side.reason}"
+    return "pending", f"waiting for peer {t.peer} to build its side"
 
 
 def _replicas(s: Session, built: Built, silent: _Silence) -> dict[int, list[str]]:

@@ -1,11 +1,12 @@
 """Every expansion with its targets as plain rows, for the reconciler's walks over all of them.
 
-Six walks of a pass read every expansion and target (targets, relays twice, placeholders, the
-wanted data plane, moves). As ORM objects each walk cost 2.7–4 s at 10,000 expansions (identity
-map, one object per row and relation); as rows of two Core queries 0.7 s. `ExpansionRows`
-reads them once per pass and again only after something was written (`Store.generation`), so a
-pass that changes nothing reads them once, and each walk still sees every write before it.
-Writes still go through the ORM (`session.get` by id), so the store sees them.
+Seven walks of a pass read every expansion and target (targets, relays twice, placeholders,
+the wanted data plane, moves, statuses). As ORM objects each walk cost 2.7–4 s at 10,000
+expansions (identity map, one object per row and relation); as rows of two Core queries
+0.7 s. `ExpansionRows` reads them once per pass and again only after something was written
+(`Store.generation`), so a pass that changes nothing reads them once, and each walk still
+sees every write before it. Writes still go through the ORM (`session.get` by id), so the
+store sees them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class TargetRow:
     peer_rate_mbit: float | None  # the agreement's default egress limit
     vni: int | None
     status: str
+    reason: str
     direct: list[str] | None
     relays_sent: list[list[str]] | None
     peer_ports: list[list[str]] | None
@@ -71,6 +73,7 @@ _TARGETS = (
         m.Agreement.default_rate_mbit,
         m.Target.vni,
         m.Target.status,
+        m.Target.reason,
         m.Target.direct,
         m.Target.relays_sent,
         m.Target.peer_ports,
@@ -89,8 +92,9 @@ def read(s: Session) -> list[ExpansionRow]:
     by_expansion: dict[int, list[TargetRow]] = {}
     for t in s.execute(_TARGETS):
         row = TargetRow(
-            t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13]
-        )
+            t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12],
+            t[13], t[14],
+        )  # fmt: skip
         by_expansion.setdefault(row.expansion_id, []).append(row)
     return [
         ExpansionRow(
