@@ -15,6 +15,7 @@ from intercloud.errors import DriverError
 from intercloud.reconciler import connections
 from intercloud.store import Store
 from intercloud.store import models as m
+from tests.unit.peer_links import add_peer_link
 from tests.unit.test_ipsec_strongswan import FakeVici
 
 
@@ -69,24 +70,8 @@ def store(tmp_path):
     ]
     with s.session() as session:
         for name, address, encrypted, enabled, inner in links:
-            peer = m.Peer(
-                name=name,
-                federation_url=f"http://{address}:8700",
-                underlay_endpoint=address,
-                key="k" * 32,
-            )
-            session.add(peer)
-            session.flush()
-            session.add(
-                m.Link(
-                    peer_id=peer.id,
-                    local_endpoint="198.18.1.2",
-                    remote_endpoint=address,
-                    encrypted=encrypted,
-                    enabled=enabled,
-                    psk="p" * 32,
-                    peer_tunnel_endpoint=inner,
-                )
+            add_peer_link(
+                session, name, address, encrypted=encrypted, enabled=enabled, tunnel_endpoint=inner
             )
     yield s
     s.dispose()

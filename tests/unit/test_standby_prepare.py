@@ -15,6 +15,7 @@ from intercloud.drivers.ipsec.fake import FakeIpsec
 from intercloud.reconciler import connections, links
 from intercloud.store import Store
 from intercloud.store import models as m
+from tests.unit.peer_links import add_peer_link
 
 
 @pytest.fixture
@@ -23,23 +24,7 @@ def store(tmp_path):
     s.migrate()
     with s.session() as session:
         for name, address in (("B", "198.18.2.2"), ("C", "198.18.3.2")):
-            peer = m.Peer(
-                name=name,
-                federation_url=f"http://{address}:8700",
-                underlay_endpoint=address,
-                key="k" * 32,
-            )
-            session.add(peer)
-            session.flush()
-            session.add(
-                m.Link(
-                    peer_id=peer.id,
-                    local_endpoint="198.18.1.2",
-                    remote_endpoint=address,
-                    encrypted=name == "B",  # C's link needs no connection
-                    psk="p" * 32,
-                )
-            )
+            add_peer_link(session, name, address, encrypted=name == "B")  # C needs no connection
     yield s
     s.dispose()
 
