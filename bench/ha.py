@@ -70,6 +70,7 @@ class Broadcasts:
             lab.namespace(sender), [sys.executable, "-c", SEND, address, port]
         )
         self.seen: Counter[str] = Counter()
+        self.arrivals: list[tuple[float, int]] = []  # (when, number), in order of arrival
 
     def __enter__(self) -> Broadcasts:
         self._receiver = subprocess.Popen(self.receive_argv, stdout=subprocess.PIPE, text=True)
@@ -82,7 +83,10 @@ class Broadcasts:
     def _read(self) -> None:
         assert self._receiver.stdout is not None
         for line in self._receiver.stdout:  # read as it comes: the pipe never fills
-            self.seen[line.strip()] += 1
+            number = line.strip()
+            self.seen[number] += 1
+            if number.isdigit():
+                self.arrivals.append((time.monotonic(), int(number)))
 
     def __exit__(self, *exc: object) -> None:
         self._sender.kill()
@@ -99,6 +103,15 @@ class Broadcasts:
 
     def duplicates(self) -> dict[str, int]:
         return {n: k for n, k in self.seen.items() if k > 1}
+
+    def since(self, moment: float) -> list[int]:
+        """The numbers that arrived after `moment` (time.monotonic())."""
+        return [n for when, n in list(self.arrivals) if when > moment]
+
+    def longest_silence(self) -> float:
+        """The longest time between two arrivals, in seconds."""
+        times = [when for when, _ in list(self.arrivals)]
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
 class GatewayWatch:

@@ -129,16 +129,22 @@ def test_database_cut_never_two_forwarding_and_broadcasts_arrive_once(ready):
         time.sleep(2)
         lab.fail_gateway("A", "db")
         wait_for(lambda: lab.active_gateway("A") not in (None, before), 15, 0.05, "takeover")
-        time.sleep(3)
+        took_over = time.monotonic()
+        # Through the new active: how soon is the failover's figure (bench/ha.py), not asserted.
+        wait_for(lambda: casts.since(took_over), 30, 0.05, "broadcasts through the new active")
+        time.sleep(2)
     holders = [h for _, h, _ in watch.samples]
     print(f"\n{len(watch.samples)} samples; holders over time: {_runs(holders)}")
     assert watch.overlaps() == []
     assert frozenset({before}) in holders and holders[-1] not in (frozenset(), {before})
     assert casts.duplicates() == {}
     got = sorted(int(n) for n in casts.seen)
-    sent = got[-1] + 1
-    print(f"broadcasts: {len(got)} of {sent} received once, none twice")
-    assert got[0] < 10 and len(got) > sent / 2  # before, and after, the failover
+    print(
+        f"broadcasts: {len(got)} of {got[-1] + 1} received once, none twice; "
+        f"longest silence {casts.longest_silence():.2f} s"
+    )
+    assert got[0] < 10  # before the failover too
+    assert len(casts.since(took_over + 1.0)) > 10  # and they go on afterwards
 
 
 def _runs(holders: list[frozenset[str]]) -> list[str]:
