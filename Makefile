@@ -57,7 +57,7 @@ check:
 
 test: install install-openstack
 	$(MAKE) check
-	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=30 $(PYTEST_ARGS) tests
 
 test-bench: install install-openstack
 	$(PYTHON) -m pytest -q -p no:cacheprovider -m bench tests
