@@ -239,8 +239,8 @@ def _tenant_bridges(ns: str, n: int) -> None:
 def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
     """The same devices as the agent makes on A, the way it makes them: create, then delete.
     Since tunnel ports join the tenant's own bridge (no bridge of ours, no veth patch), that is
-    one VXLAN device per expansion, made into its tenant bridge, marked (alias), IPv6 off and
-    set up."""
+    one VXLAN device per expansion, made into its tenant bridge, isolated, marked (alias), IPv6
+    off and set up."""
     ns = topo.add("k")
     _tenant_bridges(ns, n)
     # In phases, as the agent's batch path does (all made, then configured, then up): the
@@ -251,6 +251,8 @@ def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
         f"local 198.18.1.2 remote 198.18.{2 + i % 3}.2 dstport 4789 learning"
         for i in range(n)
     ]
+    # isolated, as the agent makes a tunnel port of a network it relays nothing for
+    make += [f"link set icv{i + 1} type bridge_slave isolated on" for i in range(n)]
     make += [f"link set icv{i + 1} alias intercloud:floor" for i in range(n)]
     t0 = time.monotonic()
     nsmod.ip_batch(ns, make)

@@ -293,6 +293,51 @@ def test_many_fresh_devices_are_made_in_one_batch_and_checked(host, monkeypatch)
     assert "master opbr state UP" in sh("ip", "-n", ns, "link", "show", "icqn7")
 
 
+def test_a_batch_of_tunnels_alone_is_checked_against_a_dump_of_tunnels_only(host, monkeypatch):
+    """Tunnel ports into bridges that exist (a pass that rebuilds them): after the batch the
+    driver asks only for the VXLAN devices again, not every interface, and every step still
+    finds its port made as wanted (rate limit, MTU mark, isolation), with a port that was
+    already there left as it was."""
+    dp, ns = host
+    n = BATCH_MIN_STEPS + 2
+    want = HostState()
+    for i in range(n):
+        want.add(Bridge(f"icbn{i}"))
+    with dp.applying():
+        assert all(exc is None for _, exc in dp.apply(plan(want, dp.observe())))
+    for i in range(n):
+        want.add(
+            Vxlan(
+                f"icv{1000 + i}",
+                1000 + i,
+                "198.18.0.1",
+                f"198.18.0.{2 + i % 3}",
+                f"icbn{i}",
+                mtu=1400 if i % 2 else None,
+                isolated=i % 3 == 0,
+                rate_mbit=50.0 if i == 5 else None,
+            )
+        )
+    dumps: list[str | None] = []
+    real_links = type(dp._nl).links
+
+    def counting_links(nl, kind=None, others=None):
+        dumps.append(kind)
+        return real_links(nl, kind, others)
+
+    monkeypatch.setattr(type(dp._nl), "links", counting_links)
+    steps = plan(want, dp.observe())
+    assert [s.verb for s in steps] == ["ensure_vxlan"] * n
+    dumps.clear()
+    with dp.applying():
+        done = list(dp.apply(steps))
+    assert [exc for _, exc in done] == [None] * n
+    assert dumps == ["vxlan"]  # one dump after the batch, of tunnels only
+    assert plan(want, dp.observe()) == []  # rate, MTU marks and isolation included
+    assert "tbf" in sh("tc", "-n", ns, "qdisc", "show", "dev", "icv1005")
+    assert ",UP," in sh("ip", "-n", ns, "link", "show", "icv1005")
+
+
 def _ipv6_off(ns: str, name: str) -> bool:
     """IPv6 disabled on `name` and no IPv6 address on it."""
     knob = sh("ip", "netns", "exec", ns, "cat", f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6")

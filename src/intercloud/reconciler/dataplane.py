@@ -53,6 +53,7 @@ def converge(parts: Parts, result: PassResult, wants: Wants) -> Built:
     desired = build(
         prefix, parts.cfg.dataplane.vxlan_port, wants.networks, wants.links, observed.kinds
     )
+    errors_before = len(result.errors)
     with dataplane.applying():
         for step, exc in dataplane.apply(planner.plan(desired.state, observed)):
             if exc is None:
@@ -61,11 +62,10 @@ def converge(parts: Parts, result: PassResult, wants: Wants) -> Built:
             else:
                 log.error("dataplane: %s failed: %s", step.describe(), exc.message)
                 result.errors.append(exc.message)
-    remaining = (
-        planner.plan(desired.state, dataplane.observe(foreign))
-        if result.changes or result.errors
-        else []
-    )
+    # Every step done: the plan holds (what changed since is the next pass's). After a
+    # failure, what is still missing is observed: its owners are not reported as built.
+    failed = len(result.errors) > errors_before
+    remaining = planner.plan(desired.state, dataplane.observe(foreign)) if failed else []
     return Built(desired, wants.networks, {_step_name(st) for st in remaining})
 
 

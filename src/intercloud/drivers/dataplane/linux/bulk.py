@@ -14,6 +14,23 @@ from intercloud.errors import DriverError
 Lookup = Callable[[str], Link | None]
 
 
+# The kind of the interfaces each batched step makes (an attachment changes an interface of
+# any kind: a batch with one is followed by a whole dump).
+_MADE = {Bridge: ("bridge",), Vxlan: ("vxlan",), Patch: ("veth",)}
+
+
+def kinds(steps: list[Step]) -> set[str] | None:
+    """The kinds of interface a batch of `steps` made or changed; None: it may have changed
+    interfaces of any kind."""
+    out: set[str] = set()
+    for step in steps:
+        made = _MADE.get(type(step.obj))
+        if made is None:
+            return None
+        out.update(made)
+    return out
+
+
 def lines(step: Step, lookup: Lookup, bridges: set[str]) -> list[ipbatch.Line] | None:
     """The ip lines for a step that makes a device that does not exist (None: not one, or a
     value ipbatch refuses to write: the ordinary step then says why). `bridges`: the bridges

@@ -7,6 +7,7 @@ again. Outside a plan every lookup asks the kernel."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from intercloud.drivers.dataplane.linux.netlink import Link, _Netlink
@@ -31,6 +32,21 @@ class KnownLinks:
         self._known = {link.name: link for link in links}
         self._unsure = set()
         return links
+
+    def refresh_kinds(self, kinds: Iterable[str]) -> None:
+        """After a batch that made or changed only interfaces of `kinds`: those asked again,
+        one dump per kind, the others kept as known. (A bridge's MTU may follow a port that
+        joined it: no later step of the same plan reads it, and the next pass observes.)"""
+        if self._known is None:
+            self.refresh()
+            return
+        wanted = set(kinds)
+        others = {name: link.index for name, link in self._known.items()}
+        fresh = [link for kind in sorted(wanted) for link in self.nl.links(kind, others)]
+        known = {name: link for name, link in self._known.items() if link.kind not in wanted}
+        known.update((link.name, link) for link in fresh)
+        self._known = known
+        self._unsure -= {link.name for link in fresh}  # asked just now
 
     def lookup(self, name: str) -> Link | None:
         """While trusting: the interface as observed (and changed by us since); otherwise, or
