@@ -74,11 +74,15 @@ class Run:
 
     def section(self, name: str, fn) -> None:
         self.log(f"== {name}")
+        t0 = time.monotonic()
         try:
             fn()
         except Exception as exc:  # record, clean up at the end, go on with the next section
             self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
             self.log(f"{name} FAILED: {exc}")
+        finally:  # what each section costs (the test suite runs them all, --short)
+            seconds = self.details.setdefault("section_seconds", {})
+            seconds[name] = round(time.monotonic() - t0, 1)
 
     # --- data plane ------------------------------------------------------------------------
 

@@ -9,17 +9,13 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import uvicorn
 from prometheus_client import start_http_server
 
 from intercloud import config as config_mod
 from intercloud import tls
-from intercloud.api import create_app
 from intercloud.api.context import AppContext
-from intercloud.api.http_protocol import OneWriteHttpProtocol
 from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
 from intercloud.drivers import ipsec as ipsec_drivers
@@ -35,7 +31,6 @@ from intercloud.store import Store, models
 from intercloud.store.fence import Fence
 from intercloud.store.leases import session_name
 
-SHUTDOWN_GRACE = 2  # seconds open connections may take to end once the agent is told to stop
 log = logging.getLogger("intercloud.agent")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -143,78 +138,45 @@ def _metrics_listener(cfg: config_mod.Config, ctx: AppContext) -> Any:
     return server
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, calling `first` when told to stop (SIGTERM, SIGINT): a gateway (HA)
-    steps down and hands its lease over at once, not after the server's shutdown (up to
-    SHUTDOWN_GRACE), and not never: uvicorn raises the signal again once stopped, which ends
-    the process before run()'s cleanup."""
-
-    def __init__(self, first: Callable[[], None], config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._first = first
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self.should_exit:
-            # a thread of its own: this handler runs on the event loop's thread, where
-            # pyroute2's netlink sockets cannot open (the loop is uvloop's)
-            first = threading.Thread(target=self._first, name="before-exit")
-            first.start()
-            first.join(timeout=10)
-        super().handle_exit(sig, frame)
-
-
 def run(config_path: str | Path) -> None:
     cfg = config_mod.load(config_path)
     logging.basicConfig(level=cfg.agent.log_level.upper(), format=LOG_FORMAT, force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     server_tls = _server_tls(cfg)
     ctx = build(cfg)
-    app = create_app(ctx)
-    # What start-up made (modules, FastAPI, SQLAlchemy, pydantic: most of the heap) lives as
-    # long as the agent: kept out of the collector's full passes, which otherwise stopped
-    # every request for ~100 ms every 1-2 s under load (measured with gc.callbacks).
-    gc.collect()
-    gc.freeze()
-    # The event loop answers every request on one thread; while the reconciler thread runs
-    # Python, the loop waits for the GIL after each socket call, up to the switch interval
-    # (5 ms by default). 1 ms: API reads p99 33-68 ms under 50 clients, was 71-74 (bench).
-    sys.setswitchinterval(0.001)
-    ssl_options: dict[str, Any] = {}
-    if server_tls is not None:  # uvicorn serves this very context: SIGHUP reloads it in place
-        ssl_options["ssl_context_factory"] = lambda *_: server_tls.context
-    server = _Server(
-        ctx.ha.stop if ctx.ha is not None else lambda: None,
-        uvicorn.Config(
-            app,
-            host=cfg.agent.listen,
-            port=cfg.agent.port,
-            log_config=None,
-            access_log=False,
-            log_level=cfg.agent.log_level,
-            # an answer's head and body in one write: 1.3-1.4x the reads per second (bench)
-            http=OneWriteHttpProtocol,
-            # Peers keep a pooled connection to us (federation/transport.py): on SIGTERM an
-            # idle one would hold the shutdown (TLS close waits for the peer's close_notify),
-            # measured > 10 s; stop waiting for open connections after this.
-            timeout_graceful_shutdown=SHUTDOWN_GRACE,
-            **ssl_options,
-        ),
-    )
-    log.info(
-        "agent %s: listening on %s://%s:%d, database %s, dataplane %s",
-        cfg.agent.name,
-        "http" if server_tls is None else "https",
-        cfg.agent.listen,
-        cfg.agent.port,
-        ctx.store.engine.url.render_as_string(),
-        cfg.dataplane.driver,
-    )
     metrics_server = _metrics_listener(cfg, ctx)
     ctx.probes.start()
     if ctx.ha is not None:
         ctx.ha.start()  # standby until it holds the lease
+    # The reconciler first, then the API (FastAPI and its models: ~0.7 s to import, more on a
+    # busy host): a host rebuilding its data plane after a reboot waits on the kernel
+    # meanwhile (`ip -batch`), not on imports (bench/scale.py, reconcile from nothing).
     ctx.reconciler.start()
     try:
+        from intercloud.api import server as api_server
+
+        server = api_server.make(ctx, server_tls, first=ctx.ha.stop if ctx.ha else lambda: None)
+        # What start-up made (modules, FastAPI, SQLAlchemy, pydantic: most of the heap) lives
+        # as long as the agent: kept out of the collector's full passes, which otherwise
+        # stopped every request for ~100 ms every 1-2 s under load (measured with
+        # gc.callbacks). (What the first pass holds now is frozen too; it is freed by its
+        # reference counts as before, only a cycle among it would stay.)
+        gc.collect()
+        gc.freeze()
+        # The event loop answers every request on one thread; while the reconciler thread
+        # runs Python, the loop waits for the GIL after each socket call, up to the switch
+        # interval (5 ms by default). 1 ms: API reads p99 33-68 ms under 50 clients, was
+        # 71-74 (bench).
+        sys.setswitchinterval(0.001)
+        log.info(
+            "agent %s: listening on %s://%s:%d, database %s, dataplane %s",
+            cfg.agent.name,
+            "http" if server_tls is None else "https",
+            cfg.agent.listen,
+            cfg.agent.port,
+            ctx.store.engine.url.render_as_string(),
+            cfg.dataplane.driver,
+        )
         server.run()
     finally:
         if metrics_server is not None:

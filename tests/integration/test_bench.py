@@ -48,6 +48,7 @@ EXPECTED = (
         "ha.delivered_once",
     ]
 )
+DEFAULT_SECTIONS = ("dataplane", "control", "scale", "probes", "openstack", "migration", "ha")
 WITH_TARGET = {
     "tcp.ic_plain",
     "tcp.ic_enc",
@@ -97,6 +98,9 @@ def test_machine_facts_and_table(result):
     assert m["cpu_model"] and m["cores"] >= 1 and m["kernel"]
     assert result["mode"] == "short"
     assert "Data plane" in result["_stdout"] and "Control plane" in result["_stdout"]
+    sections = result["details"]["section_seconds"]  # what each costs: the suite waits for it
+    print(f"\nbench --short, seconds per section: {sections}")
+    assert set(sections) == set(DEFAULT_SECTIONS) and all(v > 0 for v in sections.values())
 
 
 def test_every_figure_has_a_value_a_baseline_and_a_ratio(result):

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from intercloud import config, tls
-from intercloud.agent import SHUTDOWN_GRACE, pinned_ca
+from intercloud.agent import pinned_ca
+from intercloud.api.server import SHUTDOWN_GRACE
 from intercloud.api_client import ApiClient
 from intercloud.errors import IntercloudError, Invalid, PeerError
 from intercloud.federation.peers import Federation, PeerRef

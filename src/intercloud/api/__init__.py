@@ -1,5 +1,19 @@
-"""The HTTP API: admin, user and federation routers, versioned under /v1."""
+"""The HTTP API: admin, user and federation routers, versioned under /v1.
 
-from intercloud.api.app import create_app
+`create_app` is imported on first use: FastAPI and the routers' models take ~0.7 s to import,
+and the agent starts its reconciler before it builds the app (agent.py), so that a pass can
+rebuild the data plane while the rest of the agent is still starting."""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from intercloud.api.app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
