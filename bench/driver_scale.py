@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import ns as nsmod
+from bench import scale
 from intercloud.domain.hoststate import HostState, Vxlan
 from intercloud.domain.plan import plan
 from intercloud.drivers.dataplane.linux import LinuxDataplane, ipbatch, ipv6
@@ -93,18 +94,9 @@ def _pass(dp: LinuxDataplane, want: HostState, foreign: list[str]) -> dict[str, 
 
 
 def _floor(ns: str, n: int) -> float:
-    """The same tunnel ports by hand, the lines scale.kernel_floor writes."""
-    make = [
-        f"link add name icv{i + 1} mtu 1450 master tn{i} type vxlan id {i + 1} "
-        f"local 198.18.1.2 remote 198.18.{2 + i % 3}.2 dstport 4789 learning"
-        for i in range(n)
-    ]
-    make += [f"link set icv{i + 1} type bridge_slave isolated on" for i in range(n)]
-    make += [f"link set icv{i + 1} alias intercloud:mtu=1450" for i in range(n)]
+    """The same tunnel ports by hand (scale.make_by_hand, the scale section's floor)."""
     t0 = time.perf_counter()
-    nsmod.ip_batch(ns, make)
-    ipv6.disable([f"icv{i + 1}" for i in range(n)], ns)
-    nsmod.ip_batch(ns, [f"link set icv{i + 1} up" for i in range(n)])
+    scale.make_by_hand(ns, n)
     return round(time.perf_counter() - t0, 3)
 
 

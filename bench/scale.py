@@ -236,6 +236,22 @@ def _tenant_bridges(ns: str, n: int) -> None:
     nsmod.ip_batch(ns, [f"link set {x} up" for x in names])
 
 
+def make_by_hand(ns: str, n: int) -> None:
+    """Tunnel ports icv1..icv<n> into tn0..tn<n-1>, as the agent makes them (one `ip -batch`
+    made and configured, IPv6 off, one `ip -batch` up): the floor's work."""
+    make = [
+        f"link add name icv{i + 1} mtu 1450 master tn{i} type vxlan id {i + 1} "
+        f"local 198.18.1.2 remote 198.18.{2 + i % 3}.2 dstport 4789 learning"
+        for i in range(n)
+    ]
+    # isolated, as the agent makes a tunnel port of a network it relays nothing for
+    make += [f"link set icv{i + 1} type bridge_slave isolated on" for i in range(n)]
+    make += [f"link set icv{i + 1} alias intercloud:mtu=1450" for i in range(n)]
+    nsmod.ip_batch(ns, make)
+    ipv6.disable([f"icv{i + 1}" for i in range(n)], ns)
+    nsmod.ip_batch(ns, [f"link set icv{i + 1} up" for i in range(n)])
+
+
 def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
     """The same devices as the agent makes on A, the way it makes them: create, then delete.
     Since tunnel ports join the tenant's own bridge (no bridge of ours, no veth patch), that is
@@ -246,18 +262,8 @@ def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
     # In phases, as the agent's batch path does (all made, then configured, then up): the
     # same lines device by device take about twice as long (each "up" waits for the link
     # events of the change before it).
-    make = [
-        f"link add name icv{i + 1} mtu 1450 master tn{i} type vxlan id {i + 1} "
-        f"local 198.18.1.2 remote 198.18.{2 + i % 3}.2 dstport 4789 learning"
-        for i in range(n)
-    ]
-    # isolated, as the agent makes a tunnel port of a network it relays nothing for
-    make += [f"link set icv{i + 1} type bridge_slave isolated on" for i in range(n)]
-    make += [f"link set icv{i + 1} alias intercloud:floor" for i in range(n)]
     t0 = time.monotonic()
-    nsmod.ip_batch(ns, make)
-    ipv6.disable([f"icv{i + 1}" for i in range(n)], ns)
-    nsmod.ip_batch(ns, [f"link set icv{i + 1} up" for i in range(n)])
+    make_by_hand(ns, n)
     created = time.monotonic() - t0
     group = _free_group(ns)
     t0 = time.monotonic()  # deleted together, as the agent deletes many (ipbatch.py)

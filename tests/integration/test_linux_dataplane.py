@@ -243,6 +243,21 @@ def test_vms_in_two_gateways_ping_over_vxlan(driver, namespaces):
     assert ping.returncode != 0
 
 
+def _tunnel(i: int) -> Vxlan:
+    """Tunnel port i of the batch tests into bridge icbn<i>: every other one with an MTU, every
+    third isolated, the sixth rate-limited."""
+    return Vxlan(
+        f"icv{1000 + i}",
+        1000 + i,
+        "198.18.0.1",
+        f"198.18.0.{2 + i % 3}",
+        f"icbn{i}",
+        mtu=1400 if i % 2 else None,
+        isolated=i % 3 == 0,
+        rate_mbit=50.0 if i == 5 else None,
+    )
+
+
 def test_many_fresh_devices_are_made_in_one_batch_and_checked(host, monkeypatch):
     """Past BATCH_MIN_STEPS fresh devices, apply() makes them with one `ip -batch`, then each
     step checks its device the ordinary way: a line the kernel refuses (a VNI already taken)
@@ -260,18 +275,7 @@ def test_many_fresh_devices_are_made_in_one_batch_and_checked(host, monkeypatch)
     want = HostState()
     for i in range(n):
         want.add(Bridge(f"icbn{i}", 1400 if i % 2 else None))
-        want.add(
-            Vxlan(
-                f"icv{1000 + i}",
-                1000 + i,
-                "198.18.0.1",
-                f"198.18.0.{2 + i % 3}",
-                f"icbn{i}",
-                mtu=1400 if i % 2 else None,
-                isolated=i % 3 == 0,
-                rate_mbit=50.0 if i == 5 else None,
-            )
-        )
+        want.add(_tunnel(i))
         want.add(Patch(f"icpn{i}", f"icqn{i}", f"icbn{i}", "opbr"))
     want.add(Attachment("opv0", "icbn0"))
     clash = Vxlan("icv999", 1003, "198.18.0.1", "198.18.0.9", "icbn1")  # icv1003's VNI
@@ -296,8 +300,7 @@ def test_many_fresh_devices_are_made_in_one_batch_and_checked(host, monkeypatch)
 def test_a_batch_of_tunnels_alone_is_checked_against_a_dump_of_tunnels_only(host, monkeypatch):
     """Tunnel ports into bridges that exist (a pass that rebuilds them): after the batch the
     driver asks only for the VXLAN devices again, not every interface, and every step still
-    finds its port made as wanted (rate limit, MTU mark, isolation), with a port that was
-    already there left as it was."""
+    finds its port made as wanted (rate limit, MTU mark, isolation)."""
     dp, ns = host
     n = BATCH_MIN_STEPS + 2
     want = HostState()
@@ -306,18 +309,7 @@ def test_a_batch_of_tunnels_alone_is_checked_against_a_dump_of_tunnels_only(host
     with dp.applying():
         assert all(exc is None for _, exc in dp.apply(plan(want, dp.observe())))
     for i in range(n):
-        want.add(
-            Vxlan(
-                f"icv{1000 + i}",
-                1000 + i,
-                "198.18.0.1",
-                f"198.18.0.{2 + i % 3}",
-                f"icbn{i}",
-                mtu=1400 if i % 2 else None,
-                isolated=i % 3 == 0,
-                rate_mbit=50.0 if i == 5 else None,
-            )
-        )
+        want.add(_tunnel(i))
     dumps: list[str | None] = []
     real_links = type(dp._nl).links
 
