@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 
 from intercloud import config as config_mod
 from intercloud import tls
+from intercloud.api import server as api_server
 from intercloud.api.context import AppContext
 from intercloud.drivers import cloud as cloud_drivers
 from intercloud.drivers import dataplane as dataplane_drivers
@@ -144,39 +145,34 @@ def run(config_path: str | Path) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     server_tls = _server_tls(cfg)
     ctx = build(cfg)
+    # The API is built before the reconciler starts. Tried the other way round (2026-12-06):
+    # the first pass then shares the interpreter with FastAPI's import (5 s instead of ~1 at
+    # 3,000 expansions) and a restart from nothing got no faster (bench/scale.py).
+    server = api_server.make(ctx, server_tls, first=ctx.ha.stop if ctx.ha else lambda: None)
+    # What start-up made (modules, FastAPI, SQLAlchemy, pydantic: most of the heap) lives as
+    # long as the agent: kept out of the collector's full passes, which otherwise stopped
+    # every request for ~100 ms every 1-2 s under load (measured with gc.callbacks).
+    gc.collect()
+    gc.freeze()
+    # The event loop answers every request on one thread; while the reconciler thread runs
+    # Python, the loop waits for the GIL after each socket call, up to the switch interval
+    # (5 ms by default). 1 ms: API reads p99 33-68 ms under 50 clients, was 71-74 (bench).
+    sys.setswitchinterval(0.001)
+    log.info(
+        "agent %s: listening on %s://%s:%d, database %s, dataplane %s",
+        cfg.agent.name,
+        "http" if server_tls is None else "https",
+        cfg.agent.listen,
+        cfg.agent.port,
+        ctx.store.engine.url.render_as_string(),
+        cfg.dataplane.driver,
+    )
     metrics_server = _metrics_listener(cfg, ctx)
     ctx.probes.start()
     if ctx.ha is not None:
         ctx.ha.start()  # standby until it holds the lease
-    # The reconciler first, then the API (FastAPI and its models: ~0.7 s to import, more on a
-    # busy host): a host rebuilding its data plane after a reboot waits on the kernel
-    # meanwhile (`ip -batch`), not on imports (bench/scale.py, reconcile from nothing).
     ctx.reconciler.start()
     try:
-        from intercloud.api import server as api_server
-
-        server = api_server.make(ctx, server_tls, first=ctx.ha.stop if ctx.ha else lambda: None)
-        # What start-up made (modules, FastAPI, SQLAlchemy, pydantic: most of the heap) lives
-        # as long as the agent: kept out of the collector's full passes, which otherwise
-        # stopped every request for ~100 ms every 1-2 s under load (measured with
-        # gc.callbacks). (What the first pass holds now is frozen too; it is freed by its
-        # reference counts as before, only a cycle among it would stay.)
-        gc.collect()
-        gc.freeze()
-        # The event loop answers every request on one thread; while the reconciler thread
-        # runs Python, the loop waits for the GIL after each socket call, up to the switch
-        # interval (5 ms by default). 1 ms: API reads p99 33-68 ms under 50 clients, was
-        # 71-74 (bench).
-        sys.setswitchinterval(0.001)
-        log.info(
-            "agent %s: listening on %s://%s:%d, database %s, dataplane %s",
-            cfg.agent.name,
-            "http" if server_tls is None else "https",
-            cfg.agent.listen,
-            cfg.agent.port,
-            ctx.store.engine.url.render_as_string(),
-            cfg.dataplane.driver,
-        )
         server.run()
     finally:
         if metrics_server is not None:

@@ -1,8 +1,7 @@
 """The HTTP API: admin, user and federation routers, versioned under /v1.
 
 `create_app` is imported on first use: FastAPI and the routers' models take ~0.7 s to import,
-and the agent starts its reconciler before it builds the app (agent.py), so that a pass can
-rebuild the data plane while the rest of the agent is still starting."""
+which a module that needs only `api.context` or `api.auth` does not pay."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""The agent's HTTP server: uvicorn serving the API app, told how to stop a gateway first.
-
-Imported by the agent once its reconciler runs (agent.py says why)."""
+"""The agent's HTTP server: uvicorn serving the API app, told how to stop a gateway first."""
 
 from __future__ import annotations
 
