@@ -341,7 +341,7 @@ class LinuxDataplane(Dataplane):
             kinds = bulk.kinds(run)
             if kinds is None:
                 self._links.refresh()
-            else:  # only what the batch made asked again (3,000 tunnels: a third of a dump)
+            else:  # only the kinds the batch made asked again (3,000 tunnels: half the JSON)
                 self._links.refresh_kinds(kinds)
             self._batched = tunnels
         try:

@@ -193,8 +193,9 @@ class _Netlink:
         return json.loads(done.stdout or "[]") if done.returncode == 0 else None
 
     def links(self, kind: str | None = None, others: Mapping[str, int] | None = None) -> list[Link]:
-        """Every interface, or those of one `kind` (the kernel filters: a dump of 3,000 VXLAN
-        devices among 9,000 interfaces decodes a third). `others` as _from_json's."""
+        """Every interface, or those of one `kind` (`ip` still walks every interface, but
+        prints and we decode only those: 3,000 VXLAN devices among 6,000 interfaces, half the
+        JSON). `others` as _from_json's."""
         if kind is not None and kind not in DUMP_KINDS:
             raise DriverError(f"refusing to list interfaces of kind {kind!r}")
         found = self._json(["ip", "-d", "-j", "link", "show", *(("type", kind) if kind else ())])
