@@ -112,6 +112,13 @@ def make_agent(
     return Agent(name, ip, ctx, http, admin_token, tokens)
 
 
+def converge(*agents: Agent, rounds: int = 4) -> None:
+    """`rounds` passes of each agent in turn: what a federation needs to settle."""
+    for _ in range(rounds):
+        for agent in agents:
+            agent.reconcile()
+
+
 def peer(a: Agent, b: Agent, projects: tuple[str, ...] = ("p1", "p2"), limit: int = 10) -> None:
     key = secrets.token_hex(16)
     psk = secrets.token_hex(16)

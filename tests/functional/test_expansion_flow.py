@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, converge, make_agent, peer
 
 
 @pytest.fixture
@@ -17,12 +17,6 @@ def pair(tmp_path, databases):
     yield a, b, router
     for agent in (a, b):
         agent.ctx.store.dispose()
-
-
-def converge(*agents, rounds: int = 4) -> None:
-    for _ in range(rounds):
-        for agent in agents:
-            agent.reconcile()
 
 
 def test_expand_builds_both_sides_and_goes_active(pair):

@@ -14,7 +14,7 @@ from intercloud.errors import Fenced
 from intercloud.federation.peers import PeerRef
 from intercloud.store import models as m
 from intercloud.store.fence import Fence
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, converge, make_agent, peer
 
 
 @pytest.fixture
@@ -38,12 +38,6 @@ def _lease(agent, holder: str, token: int) -> None:
 def _gateway(agent, token: int) -> None:
     """`agent` becomes gateway gw1 of its cloud, holding `token`."""
     agent.ctx.store.fence = Fence(agent.name, "gw1", lambda: token)
-
-
-def _converge(*agents, rounds: int = 4) -> None:
-    for _ in range(rounds):
-        for agent in agents:
-            agent.reconcile()
 
 
 def test_an_api_write_of_a_fenced_out_gateway_answers_503_like_a_standby(pair):
@@ -89,7 +83,7 @@ def test_a_pass_of_a_fenced_out_gateway_fails_and_the_next_one_works(pair, caplo
     # it takes the lease back (a new term): its passes write again
     _lease(a, "gw1", 3)
     _gateway(a, 3)
-    _converge(a, b)
+    converge(a, b)
     assert a.user("p1", "GET", f"/v1/expansions/{uid}").json()["status"] == "active"
 
 

@@ -16,7 +16,7 @@ from intercloud.drivers.cloud.base import (
 from intercloud.drivers.cloud.standalone import StandaloneCloud
 from intercloud.errors import PeerError
 from intercloud.federation.peers import PeerRef
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, converge, make_agent, peer
 
 FULL = (("10.10.0.2", "10.10.0.254"),)
 
@@ -91,12 +91,6 @@ def trio(tmp_path):
     yield a, b, c
     for agent in (a, b, c):
         agent.ctx.store.dispose()
-
-
-def converge(*agents, rounds: int = 4) -> None:
-    for _ in range(rounds):
-        for agent in agents:
-            agent.reconcile()
 
 
 def test_peer_gets_a_slice_of_the_pool_the_gateway_and_our_ports(pair):

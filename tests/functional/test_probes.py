@@ -11,7 +11,7 @@ import pytest
 
 from intercloud.domain import probe as p
 from intercloud.drivers.probe.fake import FakeProber
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, converge, make_agent, peer
 
 
 @pytest.fixture
@@ -26,12 +26,6 @@ def pair(tmp_path):
     yield a, b, probers
     for agent in (a, b):
         agent.ctx.store.dispose()
-
-
-def converge(*agents, rounds: int = 4) -> None:
-    for _ in range(rounds):
-        for agent in agents:
-            agent.reconcile()
 
 
 def expand(a, b, project="p1", network="net1"):

@@ -16,7 +16,7 @@ from intercloud.domain import vni as vnis
 from intercloud.errors import Conflict, PeerError
 from intercloud.federation.peers import Federation, PeerRef
 from intercloud.store import models as m
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, converge, make_agent, peer
 
 MAC = "02:00:00:00:00:01"
 
@@ -34,12 +34,6 @@ def refused(router, agents, caller, callee, method, path, body=None) -> PeerErro
     with pytest.raises(PeerError) as exc:
         fed(router, agents, caller, callee, method, path, body)
     return exc.value
-
-
-def converge(*agents, rounds: int = 4) -> None:
-    for _ in range(rounds):
-        for agent in agents:
-            agent.reconcile()
 
 
 @pytest.fixture

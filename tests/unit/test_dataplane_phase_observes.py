@@ -3,7 +3,7 @@ only after a step failed: what is still missing is then not reported as built.""
 
 from __future__ import annotations
 
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, converge, make_agent, peer
 
 
 def _pair(tmp_path):
@@ -40,17 +40,11 @@ def test_a_pass_whose_steps_all_succeed_observes_once(tmp_path):
         b.ctx.store.dispose()
 
 
-def _converge(*agents, rounds: int = 4) -> None:
-    for _ in range(rounds):
-        for agent in agents:
-            agent.reconcile()
-
-
 def test_a_failed_step_observes_again_and_its_tunnel_is_not_reported_built(tmp_path):
     a, b = _pair(tmp_path)
     try:
         uid = _expand(a, b)
-        _converge(a, b)
+        converge(a, b)
         assert a.user("p1", "GET", f"/v1/expansions/{uid}").json()["status"] == "active"
         (tunnel,) = _tunnels(a)
         a.dataplane.links.pop(tunnel)  # gone behind the agent's back
@@ -62,7 +56,7 @@ def test_a_failed_step_observes_again_and_its_tunnel_is_not_reported_built(tmp_p
         assert not _tunnels(a)
         exp = a.user("p1", "GET", f"/v1/expansions/{uid}").json()
         assert exp["status"] != "active", exp
-        _converge(a, b)  # the next passes make it again
+        converge(a, b)  # the next passes make it again
         assert _tunnels(a) == [tunnel]
         assert a.user("p1", "GET", f"/v1/expansions/{uid}").json()["status"] == "active"
     finally:
