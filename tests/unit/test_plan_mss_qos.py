@@ -213,7 +213,7 @@ def test_base_default_observes_nothing_and_refuses_to_clamp():
 # -- nftables text and JSON -----------------------------------------------------------------------
 
 
-def test_render_is_one_transaction_with_a_set_and_four_rules_per_mss_value():
+def test_render_is_one_transaction_with_a_syn_gate_a_set_and_four_rules_per_mss_value():
     text = nft.render(P, {"icv2": 1400, "icv100": 1310, "icv101": 1310})
     lines = text.splitlines()
     assert lines[:3] == [
@@ -224,7 +224,14 @@ def test_render_is_one_transaction_with_a_set_and_four_rules_per_mss_value():
     assert "type filter hook forward priority filter; policy accept;" in text
     assert '\t\telements = { "icv100", "icv101" }' in lines
     assert '\t\telements = { "icv2" }' in lines
+    gate = lines.index("\tchain mss {")
+    assert lines[gate + 2 : gate + 5] == [
+        "\t\ttcp flags syn / syn,rst jump clamp",  # the only rule every bridged frame meets
+        "\t}",
+        "\tchain clamp {",
+    ]
     rules = [ln.strip() for ln in lines if "maxseg" in ln]
+    assert all(lines.index("\t\t" + rule) > gate + 4 for rule in rules)
     assert len(rules) == 8 and rules[0].startswith("iifname @mss_1310 meta protocol ip tcp")
     assert rules[0].endswith("tcp option maxseg size > 1310 tcp option maxseg size set 1310")
     assert rules[3].startswith("oifname @mss_1310 meta protocol ip6") and "set 1290" in rules[3]
@@ -254,13 +261,15 @@ def test_table_names_need_a_plain_prefix():
 MAXSEG = {"tcp option": {"name": "maxseg", "field": "size"}}
 
 
-def _rule(direction: str, ref: str, proto: str, mss: int, chain: str = "mss") -> dict:
+FLAGS = {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["syn", "rst"]]}
+SYN = {"match": {"op": "==", "left": FLAGS, "right": "syn"}}
+
+
+def _rule(direction: str, ref: str, proto: str, mss: int, chain: str = "clamp") -> dict:
     """A rule as `nft -j list table` (nft 1.0.6) shows what render() wrote."""
-    flags = {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["syn", "rst"]]}
     exprs = [
         {"match": {"op": "==", "left": {"meta": {"key": direction}}, "right": ref}},
         {"match": {"op": "==", "left": {"meta": {"key": "protocol"}}, "right": proto}},
-        {"match": {"op": "==", "left": flags, "right": "syn"}},
         {"match": {"op": ">", "left": MAXSEG, "right": mss}},
         {"mangle": {"key": MAXSEG, "value": mss}},
     ]
@@ -268,12 +277,29 @@ def _rule(direction: str, ref: str, proto: str, mss: int, chain: str = "mss") ->
     return {"rule": {**body, "expr": exprs}}
 
 
+def _former_rule(direction: str, ref: str, proto: str, mss: int) -> dict:
+    """A rule of the layout before the SYN gate: the flags test inside, in the base chain."""
+    rule = _rule(direction, ref, proto, mss, chain="mss")
+    rule["rule"]["expr"].insert(2, SYN)
+    return rule
+
+
+GATE = {
+    "rule": {
+        "family": "bridge", "table": "intercloud_ic", "chain": "mss", "handle": 4,
+        "expr": [SYN, {"jump": {"target": "clamp"}}],
+    }
+}  # fmt: skip
+CLAMP = {"chain": {"family": "bridge", "table": "intercloud_ic", "name": "clamp", "handle": 2}}
+
+
 def _set(mss: int, *ifnames: str) -> dict:
     body = {"family": "bridge", "name": f"mss_{mss}", "table": "intercloud_ic", "type": "ifname"}
     return {"set": {**body, "handle": 3, "elem": list(ifnames)}}
 
 
-def _listing(*items: dict, chain: dict | None = None) -> dict:
+def _listing(*items: dict, chain: dict | None = None, gate: bool = True) -> dict:
+    """A listing as nft shows it: sets, the base chain, the clamp chain, the gate, the rest."""
     base = {"family": "bridge", "table": "intercloud_ic", "name": "mss", "handle": 1}
     hook = {"type": "filter", "hook": "forward", "prio": -200, "policy": "accept"}
     return {
@@ -282,6 +308,7 @@ def _listing(*items: dict, chain: dict | None = None) -> dict:
             {"table": {"family": "bridge", "name": "intercloud_ic", "handle": 1}},
             *[i for i in items if "set" in i],
             {"chain": chain if chain is not None else {**base, **hook}},
+            *([CLAMP, GATE] if gate else []),
             *[i for i in items if "set" not in i],
         ]
     }
@@ -303,7 +330,7 @@ def test_parse_reads_back_what_render_writes():
         "icv101": 1310,
         "icv2": 1400,
     }
-    assert nft.parse(_listing(), P) == {}
+    assert nft.parse(_listing(gate=False), P) == {}
 
 
 def test_parse_flags_partial_and_foreign_content():
@@ -325,6 +352,26 @@ def test_parse_flags_partial_and_foreign_content():
     assert nft.parse(_listing(flagged, *_value(1300, "icv1")[1:]), P) == {"*": 0}
     former = _rule("iifname", "icv1", "ip", 1300)  # one rule per port: rewritten
     assert nft.parse(_listing(former), P) == {"*": 0}
+
+
+def test_parse_wants_exactly_one_syn_gate_before_the_rules():
+    assert nft.parse(_listing(*_value(1300, "icv1"), gate=False), P) == {"icv1": 1300, "*": 0}
+    assert nft.parse(_listing(*_value(1300, "icv1"), GATE), P) == {"icv1": 1300, "*": 0}
+    assert nft.parse(_listing(gate=False), P) == {}
+    assert nft.parse(_listing(), P) == {"*": 0}  # a gate with nothing behind it: removed
+    wrong_jump = {"rule": {**GATE["rule"], "expr": [SYN, {"jump": {"target": "other"}}]}}
+    assert nft.parse(_listing(*_value(1300, "icv1"), wrong_jump, gate=False), P)["*"] == 0
+
+
+def test_parse_rewrites_the_layout_before_the_gate():
+    """Four rules per value in the base chain, each testing the flags itself (before 2026-12-06):
+    reported foreign, so the first pass after an upgrade writes the gated table."""
+    rules = [
+        _former_rule(d, "@mss_1300", p, m)
+        for p, m in (("ip", 1300), ("ip6", 1280))
+        for d in ("iifname", "oifname")
+    ]
+    assert nft.parse(_listing(_set(1300, "icv1"), *rules, gate=False), P) == {"icv1": 0, "*": 0}
 
 
 # -- tbf parameters -------------------------------------------------------------------------------
