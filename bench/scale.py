@@ -17,8 +17,13 @@ and deleted with `ip -batch` in a scratch namespace, the way the agent makes and
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
+import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +75,62 @@ def _bulk(lab: Lab, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
     return out
 
 
-def _ours(ns: str) -> dict[str, int]:
-    """The agent's devices in ns, by kind (icv: VXLAN; icb bridges and icp/icq veth ends
-    only where a layout still needs them: encrypted or relayed expansions)."""
+def _ours(ns: str, up: bool = False) -> dict[str, int]:
+    """The agent's devices in ns (only those up: `up`), by kind (icv: VXLAN; icb bridges and
+    icp/icq veth ends only where a layout still needs them: encrypted or relayed expansions)."""
     counts: dict[str, int] = {}
-    for name in _names(ns):
+    for name in _names(ns, up):
         if name.startswith("ic") and len(name) > 2:
             counts[name[:3]] = counts.get(name[:3], 0) + 1
     return counts
+
+
+_EVENT_RE = re.compile(r"(Deleted )?\d+: ([^:@ ]+)[^:]*: <([^>]*)>")
+
+
+class UpWatch:
+    """Our devices (counted by their 3-letter prefix, as _ours() does) seen up, from the
+    kernel's link events (`ip -o monitor link` in `ns`). Waiting with it costs the machine the
+    events only; polling `ip -o link show` five times a second dumped every interface each
+    time (at 1,000 expansions the bench's own polls took 0.36 s of CPU in a 2.9 s window)."""
+
+    def __init__(self, ns: str, kinds: dict[str, int]) -> None:
+        self.ns, self.kinds = ns, kinds
+        self.up: dict[str, set[str]] = {k: set() for k in kinds}
+        self.done = threading.Event()
+        self.proc = nsmod.exec_popen(ns, ["ip", "-o", "monitor", "link"], stdout=subprocess.PIPE)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        time.sleep(0.5)  # `ip monitor` listens before the agent makes its first device
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            m = _EVENT_RE.match(line)
+            if m is None or m[2][:3] not in self.up:
+                continue
+            names = self.up[m[2][:3]]
+            if m[1] is None and "UP" in m[3].split(","):
+                names.add(m[2])
+            else:
+                names.discard(m[2])
+            if all(len(self.up[k]) >= n for k, n in self.kinds.items()):
+                self.done.set()
+
+    def wait(self, timeout: float) -> str:
+        """Until every device is up: how that was seen ("events", or "dump" when the events
+        fell behind, e.g. a full netlink buffer, and a dump every 2 s found them all)."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.done.wait(2.0):
+                    return "events"
+                if _ours(self.ns, up=True) == self.kinds:
+                    return "dump"
+            raise RuntimeError(f"not every device up in {self.ns} after {timeout:.0f} s")
+        finally:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
 
 
 def _hwm_mb(pid: int) -> float:
@@ -96,17 +149,60 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+Snapshot = dict[int, tuple[str, float]]  # pid -> (command, CPU seconds)
+
+
+def _cpu_seconds() -> Snapshot:
+    """pid -> (command, CPU seconds it and its reaped children used), every process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        fields = rest.split()  # field 3 (state) is fields[0]: utime .. cstime are 14..17
+        found[int(entry.name)] = (comm, sum(int(x) for x in fields[11:15]) / tick)
+    return found
+
+
+def cpu_by_whom(before: Snapshot, after: Snapshot, agents: dict[int, str]) -> dict[str, float]:
+    """CPU seconds used between two _cpu_seconds() snapshots, by lab agent (its name in
+    `agents`) or else by command; a process that started and ended in between is counted in
+    its parent (its children's time), one started in between in full."""
+    used: dict[str, float] = {}
+    for pid, (comm, seconds) in after.items():
+        grown = seconds - (before[pid][1] if pid in before else 0.0)
+        if grown > 0:
+            who = agents.get(pid, comm)
+            used[who] = round(used.get(who, 0.0) + grown, 2)
+    return dict(sorted(used.items(), key=lambda kv: -kv[1]))
+
+
+def _agents(lab: Lab) -> dict[int, str]:
+    return {c.pid: f"agent {name}" for name in ("A", *PEERS) if (c := lab.cloud(name)).pid}
+
+
 def _status(lab: Lab) -> dict[str, Any]:
     return lab.api("A", "GET", "/v1/status")
 
 
-def run(lab: Lab, n: int, log) -> dict[str, Any]:
+Floor = Callable[[], dict[str, float]]
+
+
+def run(lab: Lab, n: int, log, floor_now: Floor | None = None) -> dict[str, Any]:
+    """`floor_now`: measures the kernel floor once more with the lab running, in the moment
+    before the agent is started to reconcile from nothing (the same machine as the agent's)."""
     out: dict[str, Any] = {"expansions": n, "links": len(PEERS)}
     lab.up(4, encrypt=False)
     gw = lab.cloud("A").ns
     try:
         _tenant_bridges(gw, n)
-        return _measure(lab, n, log, out)
+        return _measure(lab, n, log, out, floor_now)
     finally:  # A's devices deleted together, not by its namespace's slow teardown
         lab.stop_agent("A")
         ours = [x for x in _names(gw) if x[:3] in ("icb", "icv", "icp") or x.startswith("tn")]
@@ -114,14 +210,14 @@ def run(lab: Lab, n: int, log) -> dict[str, Any]:
             _delete_together(gw, ours)
 
 
-def _names(ns: str) -> list[str]:
+def _names(ns: str, up: bool = False) -> list[str]:
     return [
         ln.split(":", 2)[1].strip().split("@")[0]
-        for ln in nsmod.ip(ns, "-o", "link", "show").stdout.splitlines()
+        for ln in nsmod.ip(ns, "-o", "link", "show", *(["up"] if up else [])).stdout.splitlines()
     ]
 
 
-def _measure(lab: Lab, n: int, log, out: dict[str, Any]) -> dict[str, Any]:
+def _measure(lab: Lab, n: int, log, out: dict[str, Any], floor_now: Floor | None) -> dict[str, Any]:
     gw = lab.cloud("A").ns
     tokens = _configure_a(lab, n)
     lab.restart_agent("A")
@@ -153,7 +249,7 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any]) -> dict[str, Any]:
     )
     out["create_all_s"] = round(created["done_s"], 2)
     out["create_posts_s"] = round(created["sent_s"], 2)
-    expected = _ours(gw)
+    expected, expected_up = _ours(gw), _ours(gw, up=True)
     out["devices_on_a"] = expected
     log(
         f"scale: {n} expansions active in {created['done_s']:.1f} s "
@@ -166,12 +262,24 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any]) -> dict[str, Any]:
     _delete_together(gw, [x for x in _names(gw) if x[:3] in ("icb", "icv", "icp")])
     nsmod.exec_run(gw, ["nft", "delete", "table", "bridge", "intercloud_ic"])
     left = _ours(gw)
+    if floor_now is not None:  # B, C and D run on (and probe A's tunnels, silent now)
+        out["kernel_floor_lab_running"] = {**floor_now(), "load": os.getloadavg()[0]}
+        log(f"scale: kernel floor with the lab running {out['kernel_floor_lab_running']}")
+    watch = UpWatch(gw, expected_up)
+    cpu_before = _cpu_seconds()
     t0 = time.monotonic()
     lab.start_agent("A", wait=False)
-    wait_for(lambda: _ours(gw) == expected, max(300, n), "A's data plane rebuilt", interval=0.2)
+    out["reconcile_from_nothing_seen_by"] = watch.wait(max(300, n))
     out["reconcile_from_nothing_s"] = round(time.monotonic() - t0, 2)
+    # who used the two cores meanwhile: in a federation B, C and D are other machines; here
+    # they share A's, and A's restart makes them work (its tunnels fall silent, then answer)
+    out["cpu_s_during_reconcile_from_nothing"] = cpu_by_whom(
+        cpu_before, _cpu_seconds(), _agents(lab)
+    )
+    wait_for(lambda: _ours(gw) == expected, 60, "A's data plane as before (no extra device)")
     out["left_before_reconcile"] = left
     log(f"scale: reconcile from nothing {out['reconcile_from_nothing_s']} s")
+    log(f"scale: CPU seconds meanwhile {out['cpu_s_during_reconcile_from_nothing']}")
     wait_for(lambda: _status(lab)["reconciler"]["passes"] >= 1, max(120, n), "first pass done")
     st = _status(lab)["reconciler"]
     out["first_pass_from_nothing"] = {
@@ -252,12 +360,12 @@ def make_by_hand(ns: str, n: int) -> None:
     nsmod.ip_batch(ns, [f"link set icv{i + 1} up" for i in range(n)])
 
 
-def kernel_floor(topo: nsmod.Topology, n: int) -> dict[str, float]:
+def kernel_floor(topo: nsmod.Topology, n: int, tag: str = "k") -> dict[str, float]:
     """The same devices as the agent makes on A, the way it makes them: create, then delete.
     Since tunnel ports join the tenant's own bridge (no bridge of ours, no veth patch), that is
     one VXLAN device per expansion, made into its tenant bridge, isolated, marked (alias), IPv6
-    off and set up."""
-    ns = topo.add("k")
+    off and set up. In a scratch namespace `tag`."""
+    ns = topo.add(tag)
     _tenant_bridges(ns, n)
     # In phases, as the agent's batch path does (all made, then configured, then up): the
     # same lines device by device take about twice as long (each "up" waits for the link
