@@ -29,7 +29,8 @@ SERVER = Path(hostile_peer.__file__)
 # what A's log may say it did to its host: our own objects only
 STEP = re.compile(
     r"(ensure_bridge icbe\d+|ensure_patch icpe\d+|attach tn-net[12]|ensure_vxlan icv\d+"
-    r"|remove_link ic[bvpq]e?\d+|detach tn-net[12]|flush_learned (icv\d+|icpe\d+|tn-net[12])"
+    r"|remove_link ic[bvpq]e?\d+|detach tn-net[12]"
+    r"|flush_learned (icv\d+|icpe\d+|tn-net[12])(, (icv\d+|icpe\d+|tn-net[12]))*"
     r"|ensure_mss_clamp .*|remove_mss_clamp ic|ensure_no_forward .*|remove_no_forward ic)"
 )
 OURS = re.compile(r"ic(be|pe|qe|v)\d+")

@@ -415,3 +415,55 @@ def test_a_value_with_ip_syntax_never_reaches_the_batch(host, monkeypatch):
     assert written and not [line for line in written if pwn in line or "0.0.0.0/0" in line]
     assert pwn not in sh("ip", "netns", "list")
     assert plan(want, dp.observe(["opv0"])) == []  # everything else was made
+
+
+def _learned(ns: str, port: str) -> set[str]:
+    """The MACs the bridge learned (dynamic entries) on `port`."""
+    lines = sh("bridge", "-n", ns, "fdb", "show", "dev", port).splitlines()
+    return {ln.split()[0] for ln in lines if "master" in ln and "permanent" not in ln}
+
+
+def test_learned_macs_are_flushed_in_one_batch(host, monkeypatch):
+    """flush_learned: tunnel ports and an operator bridge (all its ports) forget what they
+    learned, with one `ip -batch` for all; a port of an odd name goes the ordinary way; a
+    name that is gone or no bridge's port is passed over; nothing else is flushed."""
+    dp, ns = host
+    batches: list[list[str]] = []
+    real_run = ipbatch.run
+    monkeypatch.setattr(
+        ipbatch,
+        "run",
+        lambda lines, netns, timeout=300.0: (
+            batches.append(lines) or real_run(lines, netns, timeout)
+        ),
+    )
+    want = desired()
+    want.add(Vxlan("icv300", 300, "198.18.0.1", "198.18.0.4", "icbe1"))
+    converge(dp, want)
+    sh("ip", "-n", ns, "link", "add", "op,v", "type", "veth", "peer", "name", "op,w")
+    for port, master in (("opv1", "opbr"), ("op,v", "icbe2")):
+        sh("ip", "-n", ns, "link", "set", port, "master", master, "up")
+        # only our entries: what the veth's own IPv6 sends is not learned meanwhile
+        sh("ip", "-n", ns, "link", "set", port, "type", "bridge_slave", "learning", "off")
+    for name in ("opv0", "op,w", "opbr"):  # a port learns only with carrier, in a bridge up
+        sh("ip", "-n", ns, "link", "set", name, "up")
+    macs = {
+        "icv100": "02:00:00:00:01:00", "icv200": "02:00:00:00:02:00",
+        "icv300": "02:00:00:00:03:00", "opv1": "02:00:00:00:04:00",
+        "op,v": "02:00:00:00:05:00",
+    }  # fmt: skip
+    for port, mac in macs.items():  # as learned: dynamic entries of the bridge
+        sh("bridge", "-n", ns, "fdb", "add", mac, "dev", port, "master", "dynamic")
+    assert all(_learned(ns, port) == {mac} for port, mac in macs.items())
+
+    sh("ip", "-n", ns, "link", "add", "opd", "type", "veth", "peer", "name", "ope")  # no bridge
+    dp.flush_learned(["icv100", "icv200", "opbr", "op,v", "icv404", "opd", "op,w"])
+
+    assert len(batches) == 1 and sorted(batches[0]) == [
+        "link set dev icv100 type bridge_slave fdb_flush",
+        "link set dev icv200 type bridge_slave fdb_flush",
+        "link set dev opbr type bridge fdb_flush",
+    ]
+    for port in ("icv100", "icv200", "opv1", "op,v"):
+        assert _learned(ns, port) == set(), port
+    assert _learned(ns, "icv300") == {macs["icv300"]}  # not asked: kept

@@ -5,6 +5,7 @@ data-plane driver in a pass is made here."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from intercloud.domain import naming
@@ -69,21 +70,31 @@ def converge(parts: Parts, result: PassResult, wants: Wants) -> Built:
     return Built(desired, wants.networks, {_step_name(st) for st in remaining})
 
 
-def flush_network(parts: Parts, desired: DesiredResult, key: str) -> None:
-    """Forget the MACs learned by the ports of one network's bridge (`key`: its owner's key):
-    its tunnel ports and its local side (a VM that moved away was learned there). On the
-    operator's own bridge the local side is all of its other ports: that bridge forgets
-    what it learned as a whole."""
+def flush_networks(parts: Parts, desired: DesiredResult, keys: Iterable[str]) -> None:
+    """Forget the MACs learned by the ports of these networks' bridges (`keys`: their owners'
+    keys): their tunnel ports and local sides (a VM that moved away was learned there). On
+    the operator's own bridge the local side is all of its other ports: that bridge forgets
+    what it learned as a whole. One driver call for all (a link that comes back flushes
+    every network over it); one log line per network."""
     state = desired.state
-    bridge = desired.masters.get(key) or naming.bridge(parts.cfg.dataplane.prefix, key)
-    ports = [vx.name for vx in state.vxlans.values() if vx.master == bridge]
-    ports += [p.name for p in state.patches.values() if p.master == bridge]
-    ports += [a.interface for a in state.attachments.values() if a.master == bridge]
-    if bridge not in state.bridges and ports:
-        ports.append(bridge)
-    for port in sorted(ports):
-        parts.dataplane.flush_learned(port)
-        log.info("dataplane: flush_learned %s", port)
+    by_master: dict[str, list[str]] = {}
+    for name, master in (
+        *((vx.name, vx.master) for vx in state.vxlans.values()),
+        *((p.name, p.master) for p in state.patches.values()),
+        *((a.interface, a.master) for a in state.attachments.values()),
+    ):
+        by_master.setdefault(master, []).append(name)
+    flushed: list[str] = []
+    for key in sorted(set(keys)):
+        bridge = desired.masters.get(key) or naming.bridge(parts.cfg.dataplane.prefix, key)
+        ports = by_master.get(bridge, [])
+        if bridge not in state.bridges and ports:
+            ports = [*ports, bridge]
+        if ports:
+            log.info("dataplane: flush_learned %s", ", ".join(sorted(ports)))
+            flushed += ports
+    if flushed:
+        parts.dataplane.flush_learned(flushed)
 
 
 def _step_name(step: planner.Step) -> str:

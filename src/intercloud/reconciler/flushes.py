@@ -44,10 +44,9 @@ def phase(
 ) -> None:
     """Once our data plane follows the paths of this pass: flush where they changed, and
     the replicas we were asked to flush."""
-    on_new_paths(parts, memory, result, routed, built, down)
-    while memory.flush_requests:
-        key = owners.replica(memory.flush_requests.pop()).key
-        dataplane.flush_network(parts, built.desired, key)
+    requested = [owners.replica(rid).key for rid in memory.flush_requests]
+    memory.flush_requests.clear()
+    on_new_paths(parts, memory, result, routed, built, down, requested)
 
 
 def on_new_paths(
@@ -57,11 +56,13 @@ def on_new_paths(
     routed: Routed,
     built: Built,
     down: dict[str, str],
+    requested: list[str],
 ) -> None:
     """The origin, once its data plane follows new paths (or a tunnel port of ours went down
     or came back because another member relays): forget what our own ports of that network
-    learned, and ask the members on a changed path (its ends and relays) to do the same. A
-    member we cannot reach does it itself when its link to us comes back."""
+    learned (and of the `requested` networks' keys: all in one go), then ask the members on
+    a changed path (its ends and relays) to do the same. A member we cannot reach does it
+    itself when its link to us comes back."""
     for gone in set(memory.paths_applied) - set(routed.plans):
         del memory.paths_applied[gone]
         memory.flush_pending.pop(gone, None)
@@ -77,7 +78,8 @@ def on_new_paths(
         names = _on_changed_paths(before, now)
         names.discard(parts.me)
         memory.flush_pending[exp_id] = memory.flush_pending.get(exp_id, set()) | names
-        dataplane.flush_network(parts, built.desired, owners.expansion(exp_id).key)
+        requested.append(owners.expansion(exp_id).key)
+    dataplane.flush_networks(parts, built.desired, requested)
     for exp_id, names in list(memory.flush_pending.items()):
         reachable = names - set(down)
         if not reachable or members(

@@ -68,9 +68,8 @@ def phase(parts: Parts, memory: Memory, result: PassResult, built: Built) -> dic
     for gone in set(memory.mac_places) - set(now):
         del memory.mac_places[gone]
         memory.moves.pop(gone, None)
+    dataplane.flush_networks(parts, built.desired, [owners.expansion(e).key for e in moved])
     for exp_id in moved:
-        key = owners.expansion(exp_id).key
-        dataplane.flush_network(parts, built.desired, key)
         with parts.store.session() as s:
             exp = s.get(m.Expansion, exp_id)
             names = {t.peer.name for t in exp.targets} if exp is not None else set()

@@ -7,7 +7,7 @@ is named with it (domain/naming.py), and its MSS clamp table and relay filter ar
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 from intercloud.domain import naming
@@ -86,9 +86,11 @@ class Dataplane(ABC):
         """Call `callback` (from any thread) when the host changes in a way that the next
         pass must see soon (the OVS data plane: a port tagged or gone on br-int)."""
 
-    def flush_learned(self, port: str) -> None:  # noqa: B027 - optional hook
-        """Forget the MAC addresses the bridge learned on `port` (no error if it is gone):
-        after a path change they may point the wrong way until they age out (5 min)."""
+    def flush_learned(self, ports: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Forget the MAC addresses the bridges learned on each of `ports` (given a bridge: on
+        all of its ports; no error for one that is gone): after a path change they may point
+        the wrong way until they age out (5 min). All at once: a peer's link that goes down
+        and comes back asks for every port toward it."""
 
     # -- Relay filter (in/out port pairs not to forward between; HostState.no_forward) --------
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from intercloud.domain.hoststate import (
@@ -249,8 +249,9 @@ class FakeDataplane(Dataplane):
         self._record("remove_mss_clamp", self.prefix)
         self.clamps.pop(self.prefix, None)
 
-    def flush_learned(self, port: str) -> None:
-        self._record("flush_learned", port)
+    def flush_learned(self, ports: Sequence[str]) -> None:
+        for port in ports:
+            self._record("flush_learned", port)
 
     def ensure_no_forward(self, pairs: Iterable[tuple[str, str]]) -> None:
         wanted = set(pairs)

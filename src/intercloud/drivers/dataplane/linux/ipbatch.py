@@ -103,6 +103,14 @@ def attach(att: Attachment) -> list[Line]:
     ]
 
 
+def flush_learned(name: str, bridge: bool) -> str:
+    """The line that makes a bridge forget the MACs it learned on port `name` (`bridge`: the
+    bridge `name` forgets what it learned on all of its ports)."""
+    checked = checks.ifname(name, "bridge" if bridge else "bridge port")
+    kind = "bridge" if bridge else "bridge_slave"
+    return f"link set dev {checked} type {kind} fdb_flush"
+
+
 def delete_together(names: list[str], group: int) -> list[str]:
     """Lines that delete `names` in one request: each put in device group `group` (unused, see
     free_group), then the group deleted. The kernel then unregisters them as one batch, with

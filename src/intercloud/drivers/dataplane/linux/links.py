@@ -63,6 +63,18 @@ class KnownLinks:
             return link
         return self._known.get(name)
 
+    def as_known(self, names: Iterable[str]) -> dict[str, Link]:
+        """The interfaces of `names` that exist, as last seen (even outside a plan: for what
+        does not change while it stands, such as kind and master); one we changed since, or
+        did not see, asked."""
+        found = {}
+        for name in names:
+            known = self._known.get(name) if self._known is not None else None
+            link = known if known is not None and name not in self._unsure else self.nl.link(name)
+            if link is not None:
+                found[name] = link
+        return found
+
     def must(self, name: str) -> Link:
         """The interface as it is now (asked), after a change of ours."""
         link = self.nl.link(name)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import subprocess
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 
 from intercloud.domain import naming
@@ -243,14 +243,16 @@ class OvsKernelDataplane(Dataplane):
         with suppress(DriverError):  # OVS not up yet: the first use connects, and reports
             self.ovsdb.api  # noqa: B018 - connect now: the IDL reports changes from then on
 
-    def flush_learned(self, port: str) -> None:
-        """A tunnel port, or a network's local side (its id: the veth in its bridge)."""
-        if _is_network_id(port):
-            att = rec.parse(self.ovsdb.records(self.ovs.br_cloud)).attachments.get(port)
-            if att is None:
-                return
-            port = self.veths(att.master)[0]
-        self.linux.flush_learned(port)
+    def flush_learned(self, ports: Sequence[str]) -> None:
+        """Tunnel ports, or networks' local sides (an id: the veth in its bridge)."""
+        names = [p for p in ports if not _is_network_id(p)]
+        if len(names) < len(ports):
+            attachments = rec.parse(self.ovsdb.records(self.ovs.br_cloud)).attachments
+            for port in set(ports) - set(names):
+                att = attachments.get(port)
+                if att is not None:
+                    names.append(self.veths(att.master)[0])
+        self.linux.flush_learned(names)
 
     # -- clamps and relay filter (the Linux data plane's) --------------------------------------
 
