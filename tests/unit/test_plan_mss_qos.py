@@ -391,8 +391,32 @@ def test_relay_filter_render_and_parse_round_trip():
 
     pairs = {("icv1", "icv2"), ("icv2", "icv1")}
     text = nft.render_relay("ic", pairs)
-    assert 'iifname "icv1" oifname "icv2" drop' in text and "intercloud_ic_relay" in text
+    assert '"icv1" . "icv2", "icv2" . "icv1"' in text and "intercloud_ic_relay" in text
+    assert "\t\tiifname . oifname @pairs drop" in text.splitlines()  # one rule, however many
     assert nft.render_relay("ic", ()).count("table") == 2  # add + delete: no table left
+    table = {"family": "bridge", "table": "intercloud_ic_relay"}
+    a_set = {
+        **table, "name": "pairs", "type": ["ifname", "ifname"], "handle": 2,
+        "elem": [{"concat": ["icv2", "icv1"]}, {"concat": ["icv1", "icv2"]}],
+    }  # fmt: skip
+    match = {"concat": [{"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}]}
+    rule = {
+        **table, "chain": "relay", "handle": 3,
+        "expr": [{"match": {"op": "==", "left": match, "right": "@pairs"}}, {"drop": None}],
+    }  # fmt: skip
+    chain = {"name": "relay", "type": "filter", "hook": "forward", "prio": -200,
+             "policy": "accept"}  # fmt: skip
+    listing = {"nftables": [{"metainfo": {}}, {"set": a_set}, {"chain": chain}, {"rule": rule}]}
+    assert nft.parse_relay(listing, "ic") == pairs
+    accept = dict(rule, expr=rule["expr"][:1] + [{"accept": None}])
+    listing["nftables"].append({"rule": accept})
+    assert nft.FOREIGN_PAIR in nft.parse_relay(listing, "ic")  # not ours: rewritten
+
+
+def test_relay_filter_of_the_former_layout_is_rewritten():
+    """One rule per pair (before 2026-12-06): every frame walked every rule."""
+    from intercloud.drivers.dataplane.linux import nft
+
     rule = {
         "family": "bridge", "table": "intercloud_ic_relay", "chain": "relay",
         "expr": [
@@ -404,10 +428,11 @@ def test_relay_filter_render_and_parse_round_trip():
     chain = {"name": "relay", "type": "filter", "hook": "forward", "prio": -200,
              "policy": "accept"}  # fmt: skip
     listing = {"nftables": [{"metainfo": {}}, {"chain": chain}, {"rule": rule}]}
-    assert nft.parse_relay(listing, "ic") == {("icv1", "icv2")}
-    accept = dict(rule, expr=rule["expr"][:2] + [{"accept": None}])
-    listing["nftables"].append({"rule": accept})
-    assert nft.FOREIGN_PAIR in nft.parse_relay(listing, "ic")  # not ours: rewritten
+    assert nft.parse_relay(listing, "ic") == {nft.FOREIGN_PAIR}
+    elem = [{"concat": ["a", "b"]}]
+    lone_set = {"set": {"table": "intercloud_ic_relay", "name": "pairs",
+                        "type": ["ifname", "ifname"], "elem": elem}}  # fmt: skip
+    assert nft.FOREIGN_PAIR in nft.parse_relay({"nftables": [lone_set]}, "ic")  # no rule
 
 
 def test_plan_sets_the_relay_filter_only_when_it_differs():

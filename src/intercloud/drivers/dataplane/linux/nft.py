@@ -327,11 +327,25 @@ def remove_mss_clamp(table_prefix: str, netns: str | None = None) -> None:
 
 
 # -- Relay filter: in/out port pairs the bridge must not forward between ---------------------
-# A second table, `table bridge intercloud_<prefix>_relay`, one base chain on the forward hook
-# with one rule per ordered pair: `iifname "X" oifname "Y" drop`. The origin of a network uses
-# it so that two members which talk directly are not also relayed (domain/relay.py).
+# A second table, `table bridge intercloud_<prefix>_relay`: a set `pairs` of (in, out)
+# interface name pairs and one rule on the forward hook, `iifname . oifname @pairs drop`. The
+# origin of a network uses it so that two members which talk directly are not also relayed
+# (domain/relay.py). One hash lookup per bridged frame, however many pairs: with one rule per
+# pair, every frame of every network walked all of them.
 RELAY_CHAIN = "relay"
+RELAY_SET = "pairs"
+RELAY_RULE = f"iifname . oifname @{RELAY_SET} drop"
 FOREIGN_PAIR = ("*", "*")
+_RELAY_EXPRS = [
+    {
+        "match": {
+            "op": "==",
+            "left": {"concat": [{"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}]},
+            "right": f"@{RELAY_SET}",
+        }
+    },
+    {"drop": None},
+]
 
 
 def relay_table(prefix: str) -> str:
@@ -349,44 +363,63 @@ def _check_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 def render_relay(prefix: str, pairs: Iterable[tuple[str, str]]) -> str:
     """The `nft -f` transaction that makes the relay table drop exactly `pairs` (none: no
     table)."""
-    rules = [f'iifname "{i}" oifname "{o}" drop' for i, o in _check_pairs(pairs)]
-    return _transaction(relay_table(prefix), RELAY_CHAIN, rules)
+    elements = [f'"{i}" . "{o}"' for i, o in _check_pairs(pairs)]
+    rows = [
+        ", ".join(elements[k : k + ELEMENTS_PER_LINE])
+        for k in range(0, len(elements), ELEMENTS_PER_LINE)
+    ]
+    set_lines = [
+        f"\tset {RELAY_SET} {{",
+        "\t\ttype ifname . ifname",
+        "\t\telements = { " + ",\n\t\t\t".join(rows) + " }",
+        "\t}",
+    ]
+    rules = [RELAY_RULE] if elements else []
+    return _transaction(relay_table(prefix), RELAY_CHAIN, rules, set_lines)
 
 
-def _parse_pair(exprs: list[Any]) -> tuple[str, str] | None:
-    if len(exprs) != 3 or exprs[2] != {"drop": None}:
+def _relay_elements(body: dict[str, Any], table: str) -> set[tuple[str, str]] | None:
+    """The pairs of a listed set as render_relay() writes it, else None."""
+    elems = body.get("elem", [])
+    if (
+        body.get("table") != table
+        or body.get("name") != RELAY_SET
+        or body.get("type") != ["ifname", "ifname"]
+        or set(body) - {"family", "name", "table", "type", "handle", "elem"}
+        or not isinstance(elems, list)
+    ):
         return None
-    found = []
-    for expr, key in zip(exprs[:2], ("iifname", "oifname"), strict=True):
-        match = expr.get("match") if isinstance(expr, dict) else None
-        if (
-            not isinstance(match, dict)
-            or match.get("op") != "=="
-            or match.get("left") != {"meta": {"key": key}}
-            or not isinstance(match.get("right"), str)
-        ):
+    pairs = set()
+    for elem in elems:
+        pair = elem.get("concat") if isinstance(elem, dict) else None
+        if not isinstance(pair, list) or [type(x) for x in pair] != [str, str]:
             return None
-        found.append(match["right"])
-    return found[0], found[1]
+        pairs.add((pair[0], pair[1]))
+    return pairs
 
 
 def parse_relay(listing: dict[str, Any], prefix: str) -> set[tuple[str, str]]:
     """The dropped (in, out) pairs from `nft -j list table`; anything not written by
-    render_relay() adds FOREIGN_PAIR, so a caller sees a difference and rewrites the table."""
+    render_relay() (a table of the former layout, one rule per pair, included) adds
+    FOREIGN_PAIR, so a caller sees a difference and rewrites the table."""
     table = relay_table(prefix)
     pairs: set[tuple[str, str]] = set()
+    rules, foreign = 0, False
     for item in listing.get("nftables", []):
         kind, body = next(iter(item.items()))
         if kind in ("metainfo", "table"):
             continue
         if kind == "chain":
-            if not _our_chain(body, RELAY_CHAIN):
-                pairs.add(FOREIGN_PAIR)
+            foreign |= not _our_chain(body, RELAY_CHAIN)
+        elif kind == "set" and (found := _relay_elements(body, table)) is not None:
+            pairs |= found
         elif kind == "rule" and body.get("table") == table and body.get("chain") == RELAY_CHAIN:
-            parsed = _parse_pair(body.get("expr", []))
-            pairs.add(parsed if parsed is not None else FOREIGN_PAIR)
+            rules += 1
+            foreign |= body.get("expr") != _RELAY_EXPRS
         else:
-            pairs.add(FOREIGN_PAIR)
+            foreign = True
+    if foreign or rules != (1 if pairs else 0):
+        pairs.add(FOREIGN_PAIR)
     return pairs
 
 
