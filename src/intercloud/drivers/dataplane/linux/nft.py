@@ -104,19 +104,23 @@ def _rule(direction: str, set_name: str, proto: str, mss: int) -> str:
     return f"{direction} @{set_name} meta protocol {proto} {size} > {mss} {size} set {mss}"
 
 
-def _set_lines(name: str, ifnames: list[str]) -> list[str]:
-    """A set of interface names (never empty: a value no port uses has no set)."""
-    quoted = [f'"{checks.ifname(n, "clamped port")}"' for n in ifnames]
+def _set_lines(name: str, kind: str, elements: list[str]) -> list[str]:
+    """A set of `kind` holding `elements` (written as nft reads them; never empty: a value
+    no port uses has no set), ELEMENTS_PER_LINE to a line."""
     rows = [
-        ", ".join(quoted[i : i + ELEMENTS_PER_LINE])
-        for i in range(0, len(quoted), ELEMENTS_PER_LINE)
+        ", ".join(elements[i : i + ELEMENTS_PER_LINE])
+        for i in range(0, len(elements), ELEMENTS_PER_LINE)
     ]
     return [
         f"\tset {name} {{",
-        "\t\ttype ifname",
+        f"\t\ttype {kind}",
         "\t\telements = { " + ",\n\t\t\t".join(rows) + " }",
         "\t}",
     ]
+
+
+def _ports_set(name: str, ifnames: list[str]) -> list[str]:
+    return _set_lines(name, "ifname", [f'"{checks.ifname(n, "clamped port")}"' for n in ifnames])
 
 
 def _transaction(
@@ -168,7 +172,7 @@ def render(prefix: str, rules: Mapping[str, int]) -> str:
             for proto, value in (("ip", mss), ("ip6", mss - IPV6_EXTRA))
             for direction in ("iifname", "oifname")
         ],
-        [line for mss in sorted(ports) for line in _set_lines(_set_name(mss), ports[mss])],
+        [line for mss in sorted(ports) for line in _ports_set(_set_name(mss), ports[mss])],
         gate=(SYN_GATE, CLAMP_CHAIN),
     )
 
@@ -364,18 +368,9 @@ def render_relay(prefix: str, pairs: Iterable[tuple[str, str]]) -> str:
     """The `nft -f` transaction that makes the relay table drop exactly `pairs` (none: no
     table)."""
     elements = [f'"{i}" . "{o}"' for i, o in _check_pairs(pairs)]
-    rows = [
-        ", ".join(elements[k : k + ELEMENTS_PER_LINE])
-        for k in range(0, len(elements), ELEMENTS_PER_LINE)
-    ]
-    set_lines = [
-        f"\tset {RELAY_SET} {{",
-        "\t\ttype ifname . ifname",
-        "\t\telements = { " + ",\n\t\t\t".join(rows) + " }",
-        "\t}",
-    ]
     rules = [RELAY_RULE] if elements else []
-    return _transaction(relay_table(prefix), RELAY_CHAIN, rules, set_lines)
+    sets = _set_lines(RELAY_SET, "ifname . ifname", elements)
+    return _transaction(relay_table(prefix), RELAY_CHAIN, rules, sets)
 
 
 def _relay_elements(body: dict[str, Any], table: str) -> set[tuple[str, str]] | None:
