@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,9 @@ class Run:
             fn()
         except Exception as exc:  # record, clean up at the end, go on with the next section
             self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-            self.log(f"{name} FAILED: {exc}")
+            frames = reversed(traceback.extract_tb(exc.__traceback__)[-3:])  # innermost first
+            where = " < ".join(f"{f.name}:{f.lineno}" for f in frames)
+            self.log(f"{name} FAILED: {exc} at {where}")
         finally:  # what each section costs (the test suite runs them all, --short)
             seconds = self.details.setdefault("section_seconds", {})
             seconds[name] = round(time.monotonic() - t0, 1)

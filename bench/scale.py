@@ -29,6 +29,7 @@ from bench.dataplane import wait_for
 from intercloud import config
 from intercloud.drivers.dataplane.linux import ipbatch, ipv6
 from intercloud.lab import agentconf, namespaces, nsexec
+from intercloud.lab.nsexec import LabError
 from intercloud.lab.topology import Lab
 
 PEERS = ("B", "C", "D")
@@ -116,7 +117,7 @@ class RebuildWatch:
             while not all(self._existing().get(k, 0) >= n for k, n in self.kinds.items()):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"not every device back in {self.ns} in {timeout:.0f} s")
-                time.sleep(0.05)
+                time.sleep(0.1)
             while _ours(self.ns, up=True) != self.kinds:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"not every device up in {self.ns} in {timeout:.0f} s")
@@ -177,7 +178,9 @@ def cpu_by_whom(before: Snapshot, after: Snapshot, agents: dict[int, str]) -> di
 
 
 def _agents(lab: Lab) -> dict[int, str]:
-    return {c.pid: f"agent {name}" for name in ("A", *PEERS) if (c := lab.cloud(name)).pid}
+    """pid -> name of the lab's agents, and of this process (the benchmark's own polling)."""
+    named = {c.pid: f"agent {name}" for name in ("A", *PEERS) if (c := lab.cloud(name)).pid}
+    return {os.getpid(): "this benchmark", **named}
 
 
 def _status(lab: Lab) -> dict[str, Any]:
@@ -261,7 +264,10 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any], floor_now: Floor | None
     watch = RebuildWatch(gw, expected_up)
     cpu_before = _cpu_seconds()
     t0 = time.monotonic()
-    lab.start_agent("A", wait=False)
+    try:
+        lab.start_agent("A", wait=False)
+    except (IndexError, LabError) as exc:  # it ended at once: say why (its log goes at cleanup)
+        raise RuntimeError(f"agent A did not start: {lab.agent_log('A', 15)}") from exc
     watch.wait(max(300, n))
     out["reconcile_from_nothing_s"] = round(time.monotonic() - t0, 2)
     # who used the two cores meanwhile: in a federation B, C and D are other machines; here
