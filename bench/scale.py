@@ -7,8 +7,9 @@ of project s<i%3> is expanded to one peer, round robin, so each link carries N/3
 
 Phases, each timed: create all (POSTs from 8 concurrent clients until every expansion is
 active); reconcile from nothing (agent stopped, every device and the nft table it made deleted,
-agent started, until all its devices exist again); restart on a converged host (first pass,
-must change nothing); delete all (until the lists are empty and A's devices are gone).
+agent started, until all its devices exist and are up again); restart on a converged host
+(first pass, must change nothing); delete all (until the lists are empty and A's devices are
+gone).
 Peak RSS: VmHWM of agent A's processes. Baseline: the kernel's floor, the same devices made
 and deleted with `ip -batch` in a scratch namespace, the way the agent makes and deletes many
 (IPv6 off before up; deleted together in one device group).
@@ -20,7 +21,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,14 @@ def _bulk(lab: Lab, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
 def _ours(ns: str, up: bool = False) -> dict[str, int]:
     """The agent's devices in ns (only those up: `up`), by kind (icv: VXLAN; icb bridges and
     icp/icq veth ends only where a layout still needs them: encrypted or relayed expansions)."""
+    return _by_kind(name for name in _names(ns, up) if name.startswith("ic") and len(name) > 2)
+
+
+def _by_kind(names: Iterable[str]) -> dict[str, int]:
+    """How many of `names` there are per kind (the first 3 letters: icv, icb, icp...)."""
     counts: dict[str, int] = {}
-    for name in _names(ns, up):
-        if name.startswith("ic") and len(name) > 2:
-            counts[name[:3]] = counts.get(name[:3], 0) + 1
+    for name in names:
+        counts[name[:3]] = counts.get(name[:3], 0) + 1
     return counts
 
 
@@ -104,12 +109,7 @@ class RebuildWatch:
 
     def _existing(self) -> dict[str, int]:
         with open(f"/proc/{self.anchor.pid}/net/dev") as f:
-            names = [line.split(":", 1)[0].strip() for line in f.readlines()[2:]]
-        counts: dict[str, int] = {}
-        for name in names:
-            if name[:3] in self.kinds:
-                counts[name[:3]] = counts.get(name[:3], 0) + 1
-        return counts
+            return _by_kind(line.split(":", 1)[0].strip() for line in f.readlines()[2:])
 
     def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
