@@ -5,6 +5,7 @@ until they age out; forget them."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from sqlalchemy import select
 
@@ -56,7 +57,7 @@ def on_new_paths(
     routed: Routed,
     built: Built,
     down: dict[str, str],
-    requested: list[str],
+    requested: Iterable[str],
 ) -> None:
     """The origin, once its data plane follows new paths (or a tunnel port of ours went down
     or came back because another member relays): forget what our own ports of that network
@@ -66,6 +67,7 @@ def on_new_paths(
     for gone in set(memory.paths_applied) - set(routed.plans):
         del memory.paths_applied[gone]
         memory.flush_pending.pop(gone, None)
+    keys = list(requested)  # the caller's list stays as it gave it
     cut: dict[int, frozenset] = {}
     for b in routed.rerouted.values():
         cut[b.expansion_id] = cut.get(b.expansion_id, frozenset()) | {(b.peer, b.via)}
@@ -78,8 +80,8 @@ def on_new_paths(
         names = _on_changed_paths(before, now)
         names.discard(parts.me)
         memory.flush_pending[exp_id] = memory.flush_pending.get(exp_id, set()) | names
-        requested.append(owners.expansion(exp_id).key)
-    dataplane.flush_networks(parts, built.desired, requested)
+        keys.append(owners.expansion(exp_id).key)
+    dataplane.flush_networks(parts, built.desired, keys)
     for exp_id, names in list(memory.flush_pending.items()):
         reachable = names - set(down)
         if not reachable or members(
