@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -29,8 +30,11 @@ from intercloud.lab.topology import DEFAULT_LANES, Lab
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def standalone(prefix: str, workdir: Path, lanes: int) -> tuple[Lab, Endpoint]:
+def standalone(prefix: str, workdir: Path, lanes: int, labs: list[Lab]) -> Endpoint:
+    """The standalone lab (appended to `labs` before it is built, so that `run` takes down
+    a half-built one too) and its endpoint."""
     lab = Lab(prefix + "s", state_dir=workdir / "standalone")
+    labs.append(lab)
     lab.up(2, encrypt=True, lanes=lanes)
     lab.peer("A", "B")
     expand(lab, "A", "p1", "net1", ["B"])
@@ -40,11 +44,13 @@ def standalone(prefix: str, workdir: Path, lanes: int) -> tuple[Lab, Endpoint]:
     ep = Endpoint(
         lab.namespace("A/a1"), lab.namespace("B/b1"), "10.10.0.2", gws[0], "eth0", charon_pids(*gws)
     )
-    return lab, ep
+    return ep
 
 
-def openstack(prefix: str, workdir: Path, lanes: int) -> tuple[Lab, Endpoint]:
+def openstack(prefix: str, workdir: Path, lanes: int, labs: list[Lab]) -> Endpoint:
+    """The OpenStack lab (appended to `labs` as `standalone` does) and its endpoint."""
     lab = OpenStackLab(prefix + "o", state_dir=workdir / "openstack")
+    labs.append(lab)
     lab.up(2, encrypt=True, lanes=lanes)
     lab.peer("A", "B")
     lab.add_vm("A", "a1", network="net1")
@@ -55,7 +61,7 @@ def openstack(prefix: str, workdir: Path, lanes: int) -> tuple[Lab, Endpoint]:
     ep = Endpoint(lab.namespace("A/a1"), lab.namespace("B/b1"), ip, gws[0], "eth0")
     ep.charon_pids = charon_pids(*gws)
     wait_for(lambda: measure.ping_ok(ep.client_ns, ip, count=1, wait=2.0), 60, "a1 -> b1 ping")
-    return lab, ep
+    return ep
 
 
 def run(mode: Mode, lanes: int, prefix: str | None = None) -> dict:
@@ -69,9 +75,7 @@ def run(mode: Mode, lanes: int, prefix: str | None = None) -> dict:
         configs = {}
         for key, build in (("ic_enc_standalone", standalone), ("ic_enc_openstack", openstack)):
             print(f"building {key} ...", file=sys.stderr, flush=True)
-            lab, ep = build(prefix, workdir, lanes)
-            labs.append(lab)
-            configs[key] = ep
+            configs[key] = build(prefix, workdir, lanes, labs)
         runs: dict[str, list[float]] = {k: [] for k in configs}
         for ep in configs.values():
             servers.append(measure.Iperf3Server(ep.server_ns))
@@ -93,6 +97,7 @@ def run(mode: Mode, lanes: int, prefix: str | None = None) -> dict:
             server.stop()
         for lab in labs:
             lab.down()
+        shutil.rmtree(workdir, ignore_errors=True)  # the labs' own directories went with them
     return out
 
 
