@@ -316,6 +316,17 @@ class Run:
             better="lower",
             target="value < 2",
         )
+        steady = out["steady_converged"]
+        self.figs.add(
+            "scale.steady_pass",
+            "scale",
+            f"converged pass after it (median of {len(steady['pass_ms'])}), {n} expansions",
+            round(steady["median_ms"] / 1000, 3),
+            "s",
+            baseline=("scale.floor.steady_pass", k, floor["create_s"]),
+            better="lower",
+            target="value < 2",
+        )
 
     # --- the tenant API proxy, an OpenStack lab of its own (bench/proxy.py) ------------------
 

@@ -8,8 +8,8 @@ of project s<i%3> is expanded to one peer, round robin, so each link carries N/3
 Phases, each timed: create all (POSTs from 8 concurrent clients until every expansion is
 active); reconcile from nothing (agent stopped, every device and the nft table it made deleted,
 agent started, until all its devices exist and are up again); restart on a converged host
-(first pass, must change nothing); delete all (until the lists are empty and A's devices are
-gone).
+(first pass, must change nothing) and the converged passes after it; delete all (until the
+lists are empty and A's devices are gone).
 Peak RSS: VmHWM of agent A's processes. Baseline: the kernel's floor, the same devices made
 and deleted with `ip -batch` in a scratch namespace, the way the agent makes and deletes many
 (IPv6 off before up; deleted together in one device group).
@@ -35,6 +35,7 @@ from intercloud.lab.topology import Lab
 
 PEERS = ("B", "C", "D")
 PROJECTS = ("s0", "s1", "s2")
+STEADY_PASSES = 3  # converged passes timed after the first pass of a restart
 
 
 def _configure_a(lab: Lab, n: int) -> dict[str, str]:
@@ -187,6 +188,31 @@ def _status(lab: Lab) -> dict[str, Any]:
     return lab.api("A", "GET", "/v1/status")
 
 
+def _steady_passes(lab: Lab, k: int, timeout: float) -> dict[str, Any]:
+    """The `k` passes after the one running now (periodic passes of a converged agent, its
+    peers re-checked in turn): each one's duration and phases, read from A's status once a
+    second (a pass follows the last one after 5 s in the lab)."""
+    seen: dict[int, dict[str, Any]] = {}
+    first = _status(lab)["reconciler"]["passes"] + 1  # the one running now may be half seen
+
+    def all_seen() -> bool:
+        st = _status(lab)["reconciler"]
+        if st["passes"] > first:
+            seen.setdefault(st["passes"], st)
+        return len(seen) >= k
+
+    wait_for(all_seen, timeout, f"{k} more passes", interval=1.0)
+    passes = [seen[p] for p in sorted(seen)]
+    durations = [st["last_duration_ms"] for st in passes]
+    slowest = passes[durations.index(max(durations))]
+    return {
+        "pass_ms": durations,
+        "median_ms": sorted(durations)[len(durations) // 2],
+        "changes": [st["last_changes"] for st in passes],
+        "slowest_phases_ms": slowest.get("last_phases_ms"),
+    }
+
+
 Floor = Callable[[], dict[str, float]]
 
 
@@ -299,6 +325,8 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any], floor_now: Floor | None
         "start_to_first_pass_s": round(time.monotonic() - t0, 2),
     }
     log(f"scale: restart on converged host: {out['restart_converged']}")
+    out["steady_converged"] = _steady_passes(lab, STEADY_PASSES, max(120, n))
+    log(f"scale: steady converged passes: {out['steady_converged']}")
 
     # delete all
     ids = created["ids"]
