@@ -99,3 +99,87 @@ def test_after_a_restart_replicas_are_confirmed_spread_over_the_refresh_window(p
     clock[0] += PEER_REFRESH
     fresh.reconcile_once()
     assert replica_puts() == 4
+
+
+def _expanded(a, b) -> None:
+    r = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]})
+    assert r.status_code == 201, r.text
+    for _ in range(4):
+        a.reconcile()
+        b.reconcile()
+    assert a.user("p1", "GET", "/v1/expansions").json()[0]["status"] == "active"
+
+
+def test_a_peer_that_is_away_is_watched_by_health_calls_alone(pair):
+    """While B is away, A's expansion to B waits for the link without making the pass
+    unsettled (a pass over every expansion is not how to wait for one peer); between passes
+    only B's health is asked, and nothing is written until the pass after it answers."""
+    from intercloud.reconciler import links
+
+    a, b, router = pair
+    _expanded(a, b)
+    router.down.add(b.ip)
+    a.ctx.reconciler.memory.healthy_at.clear()  # B answered a moment ago: asked again now
+    result = a.ctx.reconciler.reconcile_once()
+    assert result.links_down and result.settled, result
+    parts, memory = a.ctx.reconciler._parts(), a.ctx.reconciler.memory
+    router.paths.clear()
+    assert not links.back(parts, memory)
+    assert set(router.paths) == {(b.ip, "/v1/federation/health")}, router.paths
+    router.down.discard(b.ip)
+    assert links.back(parts, memory)
+    assert a.admin("GET", "/v1/links/B").json()["status"]["state"] == "down"  # not written
+    result = a.ctx.reconciler.reconcile_once()
+    assert not result.links_down
+    assert a.admin("GET", "/v1/links/B").json()["status"]["state"] == "up"
+
+
+def test_the_rest_after_a_pass_ends_when_a_link_is_back(pair):
+    a, b, router = pair
+    rec = a.ctx.reconciler
+    router.down.add(b.ip)
+    assert rec.reconcile_once().links_down
+    passes = rec.stats.passes
+    rec.rest(0, links_down=False)  # the API's triggers while the test set up (no loop runs)
+    router.paths.clear()
+    assert rec.rest(0.8, links_down=True) == "due"  # B still away: health calls only
+    assert router.paths and set(router.paths) == {(b.ip, "/v1/federation/health")}
+    assert rec.stats.passes == passes
+    router.down.discard(b.ip)
+    assert rec.rest(30.0, links_down=True) == "link back"
+    rec.trigger()
+    assert rec.rest(30.0, links_down=True) == "triggered"
+    router.paths.clear()
+    assert rec.rest(0.4, links_down=False) == "due"
+    assert router.paths == []  # no link down: nobody is asked between passes
+
+
+def test_an_encrypted_link_is_back_once_its_ipsec_is_up_and_its_peer_answers(pair):
+    from intercloud.reconciler import links
+
+    a, b, router = pair
+    a.ctx.ipsec.fail_auth("link-B")
+    assert a.ctx.reconciler.reconcile_once().links_down
+    parts, memory = a.ctx.reconciler._parts(), a.ctx.reconciler.memory
+    router.paths.clear()
+    assert not links.back(parts, memory)
+    assert router.paths == []  # no health call through a link whose IPsec is down
+    a.ctx.ipsec.fail_auth("link-B", False)
+    assert links.back(parts, memory)
+
+
+def test_a_triggered_pass_waits_for_the_gap_but_a_take_over_does_not(pair):
+    import time
+
+    a, _, _ = pair
+    rec = a.ctx.reconciler
+    rec.rest(0, links_down=False)
+    rec.trigger()
+    started = time.monotonic()
+    assert rec.rest(30.0, links_down=False, gap=0.5) == "triggered"
+    assert time.monotonic() - started >= 0.5  # the triggers of that while: one pass
+    rec.took_over()
+    started = time.monotonic()
+    assert rec.rest(30.0, links_down=False, gap=20.0) == "triggered"
+    assert time.monotonic() - started < 10.0  # traffic first: no gap
+    rec.memory.taking_over = False

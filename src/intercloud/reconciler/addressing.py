@@ -115,7 +115,8 @@ def report_ports(
     errors: list[str] | None = None,
 ) -> bool:
     """A member: tell each origin the ports of its replica here when they changed, so the
-    origin (and through it the other members) make placeholders for them. True if all told."""
+    origin (and through it the other members) make placeholders for them. True if all told
+    but those whose origin's link is down (the pass after it is back tells them)."""
     with store.session() as s:
         due = [
             (
@@ -132,7 +133,6 @@ def report_ports(
     ok = True
     for rep_id, uid, cidr, origin, ports in due:
         if origin.name in down:
-            ok = False
             continue
         try:
             federation.peer(origin).report_ports(uid, ports, cidr)

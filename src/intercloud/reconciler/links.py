@@ -16,6 +16,7 @@ from intercloud.domain import text
 from intercloud.errors import PeerError
 from intercloud.federation import answers
 from intercloud.federation.peers import PeerRef
+from intercloud.reconciler import connections
 from intercloud.reconciler.connections import Readiness
 from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import Parts, PassResult
@@ -80,12 +81,42 @@ def recently_down(memory: Memory, broken: set[str], now: float) -> bool:
             del memory.down_since[peer]
     for peer in broken:
         memory.down_since.setdefault(peer, now)
+    return coming_up(memory, now)
+
+
+def coming_up(memory: Memory, now: float) -> bool:
+    """Whether a link the last pass found broken went down (or was made) less than
+    FAST_RETRY_WINDOW ago."""
     return any(now - since < FAST_RETRY_WINDOW for since in memory.down_since.values())
 
 
-def check(parts: Parts, memory: Memory, result: PassResult, skip: set[str]) -> dict[int, Health]:
-    """Health-check every enabled link's peer but those in `skip`, by link id. The peer also
-    tells its own address for our tunnel (it differs from ours for it behind NAT)."""
+def back(parts: Parts, memory: Memory) -> bool:
+    """Between passes: whether a link the last pass found broken would be up now (its IPsec
+    connection ready if it is encrypted, its peer answering). Asks those links' peers only
+    and writes no link state: the pass that follows does, and sees the change."""
+    broken = set(memory.down_since)
+    if not broken:
+        return False
+    ready = connections.phase(parts, memory, PassResult())  # the links' share: no expansion
+    if ready is None:
+        return False
+    unready = {peer for peer, r in ready.items() if not r.ready}
+    if not broken - unready:
+        return False
+    health = check(parts, memory, PassResult(), skip=unready, only=broken)
+    return any(h.answers for h in health.values())
+
+
+def check(
+    parts: Parts,
+    memory: Memory,
+    result: PassResult,
+    skip: set[str],
+    only: set[str] | None = None,
+) -> dict[int, Health]:
+    """Health-check every enabled link's peer (or those in `only`) but those in `skip`, by
+    link id. The peer also tells its own address for our tunnel (it differs from ours for it
+    behind NAT)."""
     with parts.store.session() as s:
         todo = [
             (lk.id, PeerRef(lk.peer.name, lk.peer.federation_url, lk.peer.key), family)
@@ -95,7 +126,7 @@ def check(parts: Parts, memory: Memory, result: PassResult, skip: set[str]) -> d
     health: dict[int, Health] = {}
     now = parts.clock()
     for link_id, peer, family in todo:
-        if peer.name in skip:
+        if peer.name in skip or (only is not None and peer.name not in only):
             continue
         fresh = memory.healthy_at.get((link_id, peer.url), -HEALTH_FRESH)
         if now - fresh < HEALTH_FRESH:

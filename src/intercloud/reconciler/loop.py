@@ -23,18 +23,14 @@ from intercloud.drivers.probe.base import NO_PROBES
 from intercloud.errors import Fenced
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
-from intercloud.reconciler import connections, cycle
+from intercloud.reconciler import connections, cycle, links
 from intercloud.reconciler.memory import Memory
+from intercloud.reconciler.pacing import Pace, link_retry
 from intercloud.reconciler.parts import LAST_ERROR_MAX, Clock, Parts, PassResult, TunnelProbes
 from intercloud.store import Store
 from intercloud.store.db import describe
 
 log = logging.getLogger("intercloud.reconciler")
-
-# How soon to pass again when something is still moving, instead of reconcile_interval.
-RETRY_PENDING = 0.3  # an expansion waits for its peer: it is usually a fraction of a second
-RETRY_LINK_DOWN = 2.0  # a link is down: check again soon, without hammering the peer
-RETRY_CONNECTING = 0.5  # ... and sooner while it is new or just went down
 
 
 @dataclass
@@ -49,16 +45,6 @@ class Stats:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def next_wait(interval: float, result: PassResult) -> float:
-    """Seconds until the next pass unless triggered."""
-    wait = interval
-    if result.links_down:
-        wait = min(wait, RETRY_CONNECTING if result.retry_soon else RETRY_LINK_DOWN)
-    if not result.settled:
-        wait = min(wait, RETRY_PENDING)
-    return wait
 
 
 class Reconciler:
@@ -91,6 +77,7 @@ class Reconciler:
         self.memory = Memory()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._urgent = threading.Event()  # a take-over or stop: no gap before the next pass
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         # gateway HA (reconciler/ha.py): a standby gateway makes no writing pass
@@ -119,6 +106,7 @@ class Reconciler:
         """This gateway became active (HA): a pass now, which waits for the IKE exchanges
         the take-over initiated, so that it raises the tunnel ports itself."""
         self.memory.taking_over = True
+        self._urgent.set()
         self._wake.set()
 
     def start(self) -> None:
@@ -129,16 +117,66 @@ class Reconciler:
 
     def stop(self) -> None:
         self._stop.set()
+        self._urgent.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
         self.federation.close()
 
     def _loop(self) -> None:
+        pace = Pace()
         while not self._stop.is_set():
+            started = time.monotonic()
             result = self.reconcile_once()
-            self._wake.wait(timeout=next_wait(self.cfg.agent.reconcile_interval, result))
-            self._wake.clear()
+            wait = pace.after(result, self.cfg.agent.reconcile_interval, time.monotonic() - started)
+            self.rest(wait, result.links_down, gap=pace.gap)
+
+    def rest(self, seconds: float, links_down: bool, *, gap: float = 0.0) -> str:
+        """Wait until the next pass: `seconds`, or less if triggered (but not before `gap`),
+        stopped, or (while `links_down`) a link is back: asked every link_retry seconds by a
+        health call of its own, so that a peer that is away costs no pass over every
+        expansion. Says which."""
+        now = time.monotonic()
+        deadline, hold = now + seconds, now + min(gap, seconds)
+        why = "due"
+        while (left := deadline - time.monotonic()) > 0:
+            if links_down:
+                left = min(left, link_retry(links.coming_up(self.memory, self.clock())))
+            if self._wake.wait(timeout=left):
+                why = "stopped" if self._stop.is_set() else "triggered"
+                if why == "triggered":
+                    self._urgent.wait(timeout=max(0.0, hold - time.monotonic()))
+                break
+            if links_down and time.monotonic() < deadline and self._link_back():
+                why = "link back"
+                break
+        self._wake.clear()
+        if not self._stop.is_set():
+            self._urgent.clear()
+        return why
+
+    def _link_back(self) -> bool:
+        with self._lock:
+            if not self.may_write():  # no longer the active gateway: a pass says what next
+                return True
+            try:
+                return links.back(self._parts(), self.memory)
+            except Exception as exc:  # the pass that follows reports it properly
+                log.warning("watching links that are down failed: %s", describe(exc))
+                return True
+
+    def _parts(self) -> Parts:
+        return Parts(
+            self.cfg,
+            self.store,
+            self.cloud,
+            self.dataplane,
+            self.ipsec,
+            self.federation,
+            self.clock,
+            self.metrics,
+            self.probes,
+        )
 
     def reconcile_once(self) -> PassResult:
         with self._lock:
@@ -148,17 +186,7 @@ class Reconciler:
             started, timer = self.clock(), time.perf_counter()
             result = PassResult()
             failed = 0
-            parts = Parts(
-                self.cfg,
-                self.store,
-                self.cloud,
-                self.dataplane,
-                self.ipsec,
-                self.federation,
-                self.clock,
-                self.metrics,
-                self.probes,
-            )
+            parts = self._parts()
             try:
                 cycle.run(parts, self.memory, result)
                 self.stats.last_error = result.summary()

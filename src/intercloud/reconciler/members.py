@@ -159,7 +159,7 @@ def report_phase(
 ) -> None:
     """Tell each origin the members our built direct tunnels reach (`realized`, by replica)."""
     for due in reports_due(parts.store, realized):
-        if due.origin.name in down or not report(
-            parts.store, parts.federation, due, result.peer_errors
-        ):
+        if due.origin.name in down:  # told by the pass after the link is back (links.back)
+            continue
+        if not report(parts.store, parts.federation, due, result.peer_errors):
             result.settled = False

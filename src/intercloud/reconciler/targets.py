@@ -194,9 +194,8 @@ def phase(
     for gone in set(memory.confirmed_at) - {w.target_id for w in works}:
         del memory.confirmed_at[gone]
     for work in works:
-        if work.peer.name in down:
+        if work.peer.name in down:  # the pass after the link is back (links.back) goes on
             _wait_for_link(parts.store, work, down, rerouted_last_pass)
-            result.settled = False
         elif work.deleting:
             _remove(parts, result, work)
         else:
