@@ -23,6 +23,7 @@ PARSERS = {
     "ports": lambda x: answers.ports("B", x, "10.10.0.0/24"),
     "flush": lambda x: answers.accepted("B", x, "flush"),
     "delete": lambda x: answers.accepted("B", x, "delete"),
+    "confirmations": lambda x: answers.confirmations("B", x, ("u1", "u2")),
 }
 WELL_FORMED_REFUSAL = {"status": "error", "vni": None}  # a replica the peer could not build
 ODD = [None, 0, -1, 1.5, True, "", "x\n" * 1000, [], [[]], {}, {"a": {"b": []}}, 2**80]
@@ -93,3 +94,30 @@ def test_users_see_no_url_the_admin_sees_it_clean():
     assert answers.reason(exc) == "peer B unreachable"
     admin = answers.admin_reason(exc)
     assert "198.18.2.2" in admin and admin.isprintable()
+
+
+def test_a_confirmations_answer_is_typed_by_uid_and_a_refused_replica_is_none():
+    answer = {
+        "replicas": [
+            {"uid": "u1", "status": "active", "vni": 7, "reason": ""},
+            {"uid": "u2", "error": "project: 'p9' may not expand into this cloud"},
+        ]
+    }
+    got = answers.confirmations("B", answer, ("u1", "u2", "u3"))
+    assert got == {"u1": answers.ReplicaView("active", 7), "u2": None}  # u3: not confirmed
+
+
+@pytest.mark.parametrize(
+    "answer,where",
+    [
+        ({"replicas": {"u1": {}}}, "replicas"),
+        ({"replicas": [{"uid": "u1", "status": "active", "vni": 1}] * 3}, "replicas"),
+        ({"replicas": [{"uid": "u9", "status": "active", "vni": 1}]}, "uid"),
+        ({"replicas": [{"uid": 1, "status": "active", "vni": 1}]}, "uid"),
+        ({"replicas": [{"uid": "u1", "status": "pwned", "vni": 1}]}, "status"),
+        ({"replicas": [{"uid": "u1", "status": "active", "vni": 2**24}]}, "vni"),
+    ],
+)
+def test_a_confirmations_answer_about_other_replicas_or_bad_views_is_refused(answer, where):
+    with pytest.raises(answers.BadAnswer, match=f"confirmations: {where}: "):
+        answers.confirmations("B", answer, ("u1", "u2"))

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from intercloud.api import auth
 from intercloud.api.schemas import (
     AdjacencyPut,
+    Confirmations,
     DirectPut,
     PortsPut,
     RelaysPut,
@@ -19,7 +20,7 @@ from intercloud.api.schemas import (
 )
 from intercloud.config import DataplaneSection
 from intercloud.domain import validation as v
-from intercloud.errors import Conflict
+from intercloud.errors import Conflict, IntercloudError
 from intercloud.service import adjacencies, admin, ports, replicas, views
 
 router = APIRouter(prefix="/v1/federation", tags=["federation"])
@@ -77,6 +78,39 @@ def put_replica(
     if outcome != "same":
         c.reconciler.trigger()
     return JSONResponse(out, status_code=201 if outcome == "created" else 200)
+
+
+@router.post("/confirmations")
+def confirm_replicas(
+    body: Confirmations, request: Request, peer: str = Depends(auth.peer)
+) -> dict[str, Any]:
+    """Many PUT /replicas/{uid} in one call (the origin's periodic re-checks): each replica
+    as that call would answer it, or the error it would have answered, by uid."""
+    c = auth.ctx(request)
+    out: list[dict[str, Any]] = []
+    changed = False
+    for item in body.replicas:
+        try:
+            with c.store.session() as s:
+                view, outcome = replicas.upsert(
+                    s,
+                    admin.get_peer(s, peer),
+                    item.uid,
+                    item.project,
+                    item.network,
+                    item.cidr,
+                    item.members,
+                    item.addressing.model_dump() if item.addressing is not None else None,
+                    max_replicas=c.cfg.agent.max_replicas_per_peer,
+                )
+        except IntercloudError as exc:  # that replica only: the others are answered
+            out.append({"uid": item.uid, "error": exc.message})
+            continue
+        out.append({"uid": item.uid, **{k: view[k] for k in ("status", "vni", "reason")}})
+        changed = changed or outcome != "same"
+    if changed:
+        c.reconciler.trigger()
+    return {"replicas": out}
 
 
 @router.get("/replicas/{uid}")

@@ -151,6 +151,14 @@ class ReplicaPut(Strict):
     addressing: Addressing | None = None
 
 
+class ReplicaConfirm(ReplicaPut):
+    uid: str = Field(max_length=64)  # checked as a replica id by service/replicas.upsert
+
+
+class Confirmations(Strict):
+    replicas: list[ReplicaConfirm] = Field(min_length=1, max_length=validation.MAX_CONFIRMATIONS)
+
+
 class AdjacencyPut(Strict):
     origin: Name  # the network's origin cloud: uids are unique per origin only
     exclude: list[Vni] = Field(default_factory=list, max_length=MAX_EXCLUDE)

@@ -166,6 +166,7 @@ def secret(value: object, field: str = "key") -> str:
 
 _MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 MAX_PORTS = 4096
+MAX_CONFIRMATIONS = 100  # replicas one confirmation call re-checks (reconciler/confirms.py)
 
 
 def address_in(value: object, cidr_: str, field: str) -> str:

@@ -133,6 +133,24 @@ def replica(peer: str, answer: object, call: str = "replica") -> ReplicaView:
     return ReplicaView(status, vni, text.clean(reason, PEER_REASON_MAX))
 
 
+def confirmations(
+    peer: str, answer: object, sent: Collection[str]
+) -> dict[str, ReplicaView | None]:
+    """The answer to a confirmation call: each uid we sent -> the peer's replica view, or
+    None where it refused that replica (its reason is the PUT's to tell, one by one)."""
+    call = "confirmations"
+    items = _object(peer, call, answer).get("replicas")
+    if not isinstance(items, list) or len(items) > len(sent):
+        raise _bad(peer, call, "replicas", f"must be a list of at most {len(sent)} objects")
+    out: dict[str, ReplicaView | None] = {}
+    for item in items:
+        uid = _object(peer, call, item).get("uid")
+        if not isinstance(uid, str) or uid not in sent:
+            raise _bad(peer, call, "uid", "must be one of the replicas asked about")
+        out[uid] = None if "error" in item else replica(peer, item, call)
+    return out
+
+
 def _vni(peer: str, call: str, where: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(peer, call, where, f"must be an integer, not {_kind(value)}")

@@ -51,6 +51,21 @@ def _timed(
     return timed
 
 
+def replica_body(
+    project: str, network: str, cidr: str, members: Sequence[str], addressing: dict | None
+) -> dict[str, object]:
+    """What the origin tells a peer of its replica (PUT /replicas/{uid}, confirmations)."""
+    body: dict[str, object] = {
+        "project": project,
+        "network": network,
+        "cidr": cidr,
+        "members": list(members),
+    }
+    if addressing is not None:
+        body["addressing"] = addressing
+    return body
+
+
 class PeerClient(Channel):
     """The federation calls this agent makes to one peer (api/federation.py answers them)."""
 
@@ -78,15 +93,19 @@ class PeerClient(Channel):
         members: Sequence[str],
         addressing: dict | None = None,
     ) -> answers.ReplicaView:
-        body: dict[str, object] = {
-            "project": project,
-            "network": network,
-            "cidr": cidr,
-            "members": list(members),
-        }
-        if addressing is not None:
-            body["addressing"] = addressing
+        body = replica_body(project, network, cidr, members, addressing)
         return answers.replica(self.peer.name, self.request("PUT", _replica(uid), body))
+
+    @_timed
+    def confirm_replicas(
+        self, bodies: dict[str, dict[str, object]]
+    ) -> dict[str, answers.ReplicaView | None]:
+        """Re-check many replicas in one call: uid -> what put_replica would send
+        (replica_body). Each uid's view as put_replica would answer it, None where the peer
+        refused that one; a uid missing from the answer was not confirmed."""
+        replicas = [{"uid": uid, **body} for uid, body in bodies.items()]
+        answer = self.request("POST", "/v1/federation/confirmations", {"replicas": replicas})
+        return answers.confirmations(self.peer.name, answer, bodies.keys())
 
     @_timed
     def agree_vni(

@@ -34,6 +34,7 @@ class Memory:
     confirmed_at: dict[int, float] = field(default_factory=dict)  # target id -> confirmed
     confirming: set[int] = field(default_factory=set)  # target ids re-checked this pass
     agree_from: int = 0  # the target id the next pass's agreements start with (round robin)
+    unbatched: dict[str, float] = field(default_factory=dict)  # peer -> its confirmations failed
     # relays (relays.py): target id -> the member relaying us to it, as of the last pass
     rerouted: dict[int, Blocked] = field(default_factory=dict)
     # expansion id -> (paths, blocked pairs) our data plane last followed

@@ -14,7 +14,7 @@ from intercloud.domain.validation import VNI_MAX, VNI_MIN
 from intercloud.errors import Conflict, IntercloudError, PeerError
 from intercloud.federation import answers
 from intercloud.federation.peers import Federation, PeerRef
-from intercloud.reconciler import addressing
+from intercloud.reconciler import addressing, confirms
 from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import Parts, PassResult
 from intercloud.service import allocations
@@ -193,13 +193,21 @@ def phase(
     works = works[first:] + works[:first]
     for gone in set(memory.confirmed_at) - {w.target_id for w in works}:
         del memory.confirmed_at[gone]
+    due: list[TargetWork] = []  # re-checks of agreed replicas, one call per peer
     for work in works:
         if work.peer.name in down:  # the pass after the link is back (links.back) goes on
             _wait_for_link(parts.store, work, down, rerouted_last_pass)
         elif work.deleting:
             _remove(parts, result, work)
         else:
-            replica = _keep(parts, memory, result, work, now, calls)
+            replica = _keep(parts, memory, result, work, now, calls, due)
+            if replica is not None:
+                replicas[work.target_id] = replica
+    if due:
+        confirmed = confirms.send(parts.federation, memory, due, now)
+        replicas.update(confirmed.views)
+        for work in confirmed.one_by_one:
+            replica = _agree_within(parts, memory, result, work, now, calls)
             if replica is not None:
                 replicas[work.target_id] = replica
     memory.agree_from = calls.first_refused or 0  # the next pass starts there (ids are > 0)
@@ -249,8 +257,10 @@ def _keep(
     work: TargetWork,
     now: float,
     calls: _Budget,
+    due: list[TargetWork],
 ) -> answers.ReplicaView | None:
-    """The replica of a live target, agreed (or confirmed when due) with its peer."""
+    """The replica of a live target, agreed with its peer; or None with the target in `due`
+    when it is agreed and its re-check is due (confirms.py)."""
     try:
         work = dataclasses.replace(
             work, addressing=addressing.for_target(parts.store, parts.cloud, work)
@@ -259,15 +269,26 @@ def _keep(
         set_status(parts.store, work.target_id, "error", exc.message)
         result.settled = False
         return None
-    if (
-        work.status == "active"
-        and work.vni is not None
-        and not memory.confirm_due(work.target_id)
-        and work.peer_told()
-    ):
+    if work.status == "active" and work.vni is not None and work.peer_told():
         # Agreed and built on both sides: the peer is asked again only when due, so a pass
         # costs no call per expansion (1,000 expansions, 1,000 calls).
-        return answers.ReplicaView("active", work.vni)
+        if not memory.confirm_due(work.target_id):
+            return answers.ReplicaView("active", work.vni)
+        if confirms.batched(memory, work.peer.name, now):
+            due.append(work)
+            return None
+    return _agree_within(parts, memory, result, work, now, calls)
+
+
+def _agree_within(
+    parts: Parts,
+    memory: Memory,
+    result: PassResult,
+    work: TargetWork,
+    now: float,
+    calls: _Budget,
+) -> answers.ReplicaView | None:
+    """`agree` if this pass's budget of calls allows it."""
     if not calls.take(work.target_id):  # left for the next pass, which comes soon (not settled)
         result.settled = False
         return None
