@@ -36,8 +36,15 @@ def batched(memory: Memory, peer: str, now: float) -> bool:
     return failed is None or now - failed >= PEER_REFRESH
 
 
-def send(federation: Federation, memory: Memory, works: list[TargetWork], now: float) -> Confirmed:
-    """One call per peer (of at most MAX_CONFIRMATIONS replicas each) for `works`."""
+def send(
+    federation: Federation,
+    memory: Memory,
+    works: list[TargetWork],
+    now: float,
+    errors: list[str] | None = None,
+) -> Confirmed:
+    """One call per peer (of at most MAX_CONFIRMATIONS replicas each) for `works`; a peer's
+    bad answer is added to `errors` (the pass's peer errors)."""
     out = Confirmed()
     by_peer: dict[str, list[TargetWork]] = {}
     for w in works:
@@ -45,7 +52,7 @@ def send(federation: Federation, memory: Memory, works: list[TargetWork], now: f
     for group in by_peer.values():
         for start in range(0, len(group), MAX_CONFIRMATIONS):
             chunk = group[start : start + MAX_CONFIRMATIONS]
-            views = _call(federation, memory, chunk, now)
+            views = _call(federation, memory, chunk, now, errors)
             for w in chunk:
                 view = views.get(w.expansion_uid)
                 if view is not None and w.vni is not None and view.vni == w.vni:
@@ -57,7 +64,11 @@ def send(federation: Federation, memory: Memory, works: list[TargetWork], now: f
 
 
 def _call(
-    federation: Federation, memory: Memory, chunk: list[TargetWork], now: float
+    federation: Federation,
+    memory: Memory,
+    chunk: list[TargetWork],
+    now: float,
+    errors: list[str] | None,
 ) -> dict[str, answers.ReplicaView | None]:
     peer = chunk[0].peer
     bodies = {
@@ -68,5 +79,7 @@ def _call(
         return federation.peer(peer).confirm_replicas(bodies)
     except PeerError as exc:  # each one goes its own way, whose answer says what is wrong
         memory.unbatched[peer.name] = now
+        if isinstance(exc, answers.BadAnswer) and errors is not None:
+            errors.append(exc.message)
         log.info("confirmations with %s: %s (one call each for now)", peer.name, exc.message)
         return {}

@@ -204,7 +204,7 @@ def phase(
             if replica is not None:
                 replicas[work.target_id] = replica
     if due:
-        confirmed = confirms.send(parts.federation, memory, due, now)
+        confirmed = confirms.send(parts.federation, memory, due, now, result.peer_errors)
         replicas.update(confirmed.views)
         for work in confirmed.one_by_one:
             replica = _agree_within(parts, memory, result, work, now, calls)
