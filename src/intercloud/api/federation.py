@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from intercloud.api import auth
+from intercloud.api.context import AppContext
 from intercloud.api.schemas import (
     AdjacencyPut,
     Confirmations,
@@ -63,8 +64,16 @@ def put_replica(
     uid: str = Depends(_uid),
 ) -> Any:
     c = auth.ctx(request)
+    out, outcome = _upsert(c, peer, uid, body)
+    if outcome != "same":
+        c.reconciler.trigger()
+    return JSONResponse(out, status_code=201 if outcome == "created" else 200)
+
+
+def _upsert(c: AppContext, peer: str, uid: str, body: ReplicaPut) -> tuple[dict[str, Any], str]:
+    """service/replicas.upsert in a session of its own: (view, outcome)."""
     with c.store.session() as s:
-        out, outcome = replicas.upsert(
+        return replicas.upsert(
             s,
             admin.get_peer(s, peer),
             uid,
@@ -75,9 +84,6 @@ def put_replica(
             body.addressing.model_dump() if body.addressing is not None else None,
             max_replicas=c.cfg.agent.max_replicas_per_peer,
         )
-    if outcome != "same":
-        c.reconciler.trigger()
-    return JSONResponse(out, status_code=201 if outcome == "created" else 200)
 
 
 @router.post("/confirmations")
@@ -91,18 +97,7 @@ def confirm_replicas(
     changed = False
     for item in body.replicas:
         try:
-            with c.store.session() as s:
-                view, outcome = replicas.upsert(
-                    s,
-                    admin.get_peer(s, peer),
-                    item.uid,
-                    item.project,
-                    item.network,
-                    item.cidr,
-                    item.members,
-                    item.addressing.model_dump() if item.addressing is not None else None,
-                    max_replicas=c.cfg.agent.max_replicas_per_peer,
-                )
+            view, outcome = _upsert(c, peer, item.uid, item)
         except IntercloudError as exc:  # that replica only: the others are answered
             out.append({"uid": item.uid, "error": exc.message})
             continue
