@@ -24,6 +24,14 @@ class CountingRouter(Router):
         return super().handle_request(request)
 
 
+def _coming_up(agent) -> bool:
+    """Whether the rest after a pass asks a down link again soon (pacing.link_retry)."""
+    from intercloud.reconciler import links
+
+    rec = agent.ctx.reconciler
+    return links.coming_up(rec.memory, rec.clock())
+
+
 @pytest.fixture
 def pair(tmp_path):
     router = CountingRouter()
@@ -43,12 +51,12 @@ def test_no_health_call_through_a_link_whose_ipsec_is_down(pair):
     assert (b.ip, "/v1/federation/health") not in router.paths
     status = a.admin("GET", "/v1/links/B").json()["status"]
     assert status["state"] == "down" and "authentication failed" in status["reason"], status
-    assert result.links_down and result.retry_soon  # just went down: pass again soon
+    assert result.links_down and _coming_up(a)  # just went down: asked again soon
     a.ctx.ipsec.fail_auth("link-B", False)
     result = a.ctx.reconciler.reconcile_once()
     assert (b.ip, "/v1/federation/health") in router.paths
     assert a.admin("GET", "/v1/links/B").json()["status"]["state"] == "up"
-    assert not result.links_down and not result.retry_soon
+    assert not result.links_down and not _coming_up(a)
 
 
 def test_fast_retries_stop_after_the_window(pair):
@@ -58,10 +66,11 @@ def test_fast_retries_stop_after_the_window(pair):
     clock = [1000.0]
     a.ctx.reconciler.clock = lambda: clock[0]
     a.ctx.ipsec.fail_auth("link-B")
-    assert a.ctx.reconciler.reconcile_once().retry_soon
+    a.ctx.reconciler.reconcile_once()
+    assert _coming_up(a)
     clock[0] += links.FAST_RETRY_WINDOW
     result = a.ctx.reconciler.reconcile_once()
-    assert result.links_down and not result.retry_soon  # still down: every RETRY_LINK_DOWN
+    assert result.links_down and not _coming_up(a)  # still down: every RETRY_LINK_DOWN
 
 
 def test_after_a_restart_replicas_are_confirmed_spread_over_the_refresh_window(pair):

@@ -18,7 +18,7 @@ from intercloud.reconciler.parts import PassResult
 
 def test_a_settled_pass_rests_the_interval_even_with_a_link_down():
     assert next_wait(10.0, PassResult()) == 10.0
-    assert next_wait(10.0, PassResult(links_down=True, retry_soon=True)) == 10.0
+    assert next_wait(10.0, PassResult(links_down=True)) == 10.0
 
 
 def test_unsettled_passes_that_change_nothing_back_off_up_to_the_interval():

@@ -69,7 +69,7 @@ def phase(
     broken = {peer for peer, why in down.items() if why != DISABLED}
     changed = broken ^ set(memory.down_since)  # its keys: the last pass's broken links
     result.links_down = bool(broken)
-    result.retry_soon = recently_down(memory, broken, parts.clock())
+    recently_down(memory, broken, parts.clock())  # the rest's link retries (coming_up)
     return LinkStates(down, broken, changed)
 
 

@@ -70,7 +70,6 @@ class PassResult:
     changes: int = 0
     settled: bool = True
     links_down: bool = False
-    retry_soon: bool = False  # a link is coming up
     errors: list[str] = field(default_factory=list)
     # what peers did wrong this pass (contained to their own objects; not the data plane's)
     peer_errors: list[str] = field(default_factory=list)
