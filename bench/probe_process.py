@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import threading
 import time
 
 from intercloud.domain.probe import Verdict
@@ -30,15 +31,22 @@ def sent(prober: LinuxProber, ports: dict[str, str]) -> int:
     return sum(h.sent for h in (prober.health(name) for name in ports) if h is not None)
 
 
+def _spin() -> None:
+    while True:
+        sum(i * i for i in range(10_000))
+
+
 def main() -> None:
     prefix, first, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     warmup, seconds, mode = float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
     me, peer = sys.argv[7], sys.argv[8]
     prober = LinuxProber(prefix, me)
     ports = {f"{prefix}v{first + i}": peer for i in range(n)}
-    if mode == "probe":
+    if mode in ("probe", "busy"):
         prober.start()
         prober.track(ports)
+    if mode == "busy":  # a thread that holds the interpreter, as a long reconciler pass does
+        threading.Thread(target=_spin, daemon=True).start()
     print("ready", flush=True)
     time.sleep(warmup)
     sent0 = sent(prober, ports)

@@ -10,6 +10,8 @@ import ctypes
 import os
 import random
 import socket
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -153,4 +155,100 @@ def test_hostile_frames_neither_stop_it_nor_draw_more_answers_than_the_rate(tunn
         lambda: (h := probers["A"].health(PORT)) is not None and h.answered > after.answered,
         timeout=10,
         what="A's probes still answered after the flood",
+    )
+
+
+MANY = 60  # tunnel ports, past what BUDGET requests a second probe at the usual period
+BUDGET = 20.0
+
+
+def _spin(stop: threading.Event) -> None:
+    """Hold the interpreter as a long reconciler pass does (the probers share it)."""
+    while not stop.is_set():
+        sum(i * i for i in range(20_000))
+
+
+def _sent(prober: LinuxProber) -> int:
+    return sum(t.sent for t in prober.totals().values())
+
+
+def _rate_over(prober: LinuxProber, seconds: float) -> float:
+    before, started = _sent(prober), time.monotonic()
+    time.sleep(seconds)
+    return (_sent(prober) - before) / (time.monotonic() - started)
+
+
+def _verdicts(prober: LinuxProber, names: list[str]) -> list[p.Verdict | None]:
+    return [prober.verdict(name) for name in names]
+
+
+@pytest.fixture
+def many(namespaces):
+    """MANY VXLAN tunnel ports between two namespaces, a prober with a budget of BUDGET
+    requests a second on each side, and a thread that holds the interpreter meanwhile."""
+    a, b = namespaces.make("pa"), namespaces.make("pb")
+    namespaces.veth(a, "eth0", b, "eth0")
+    names = [f"ptv{1000 + i}" for i in range(MANY)]
+    for ns, me, other in ((a, "198.18.251.1", "198.18.251.2"), (b, "198.18.251.2", "198.18.251.1")):
+        ip("-n", ns, "addr", "add", f"{me}/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+        lines = []
+        for i, name in enumerate(names):
+            vxlan = f"id {1000 + i} local {me} remote {other} dstport 4789"
+            lines += [f"link add {name} type vxlan {vxlan}", f"link set {name} up"]
+        batch = "\n".join(lines) + "\n"
+        subprocess.run(
+            ["ip", "-n", ns, "-batch", "-"], input=batch, check=True, text=True, timeout=60
+        )
+    stop = threading.Event()
+    probers = {}
+    try:
+        for ns, me, peer in ((a, "A", "B"), (b, "B", "A")):
+            probers[me] = prober = LinuxProber("pt", me, budget=BUDGET)
+            with inside(ns):
+                prober.start()
+            prober.track(dict.fromkeys(names, peer))
+        threading.Thread(target=_spin, args=(stop,), daemon=True).start()
+        yield a, b, names, probers
+    finally:
+        stop.set()
+        for prober in probers.values():
+            prober.stop()
+
+
+def test_past_its_budget_the_prober_stretches_its_period_and_still_finds_cut_tunnels(many):
+    _, b, names, probers = many
+    leader, follower = probers["A"], probers["B"]
+    period = p.steady_period(MANY, BUDGET)
+    assert leader.period == period > p.PERIOD and follower.period == p.PERIOD  # B leads none
+    # new ports are re-probed every FAST_PERIOD until they answer (120 a second asked for)
+    assert _rate_over(leader, 2.0) <= BUDGET * 1.1 + 1
+    for prober in (leader, follower):
+        wait_for(
+            lambda prober=prober: set(_verdicts(prober, names)) == {p.Verdict.ANSWERING},
+            timeout=30,
+            what=f"{prober.me}: every tunnel answering",
+        )
+    # B learned the stretched period from A's requests: it expects them that far apart
+    health = follower.health(names[0])
+    assert health is not None and health.period == period
+    time.sleep(p.expect_within(p.PERIOD) + 1)  # longer than B waits for a leader at PERIOD
+    assert set(_verdicts(follower, names)) == {p.Verdict.ANSWERING}
+    # one tunnel cut (its port gone on B's side): A finds it, and only it
+    ip("-n", b, "link", "del", names[0])
+    wait_for(lambda: leader.verdict(names[0]) is p.Verdict.SILENT, timeout=3 * period, what="cut")
+    assert set(_verdicts(leader, names[1:])) == {p.Verdict.ANSWERING}
+    # every tunnel cut: all are silent, and their re-probes stay within the budget too
+    ip("-n", b, "link", "set", "eth0", "down")
+    wait_for(
+        lambda: set(_verdicts(leader, names)) == {p.Verdict.SILENT},
+        timeout=3 * period,
+        what="every tunnel silent",
+    )
+    assert _rate_over(leader, 2.0) <= BUDGET * 1.1 + 1  # MANY a second asked for
+    ip("-n", b, "link", "set", "eth0", "up")
+    wait_for(
+        lambda: set(_verdicts(leader, names[1:])) == {p.Verdict.ANSWERING},
+        timeout=30,
+        what="answering again",
     )

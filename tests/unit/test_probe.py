@@ -11,7 +11,7 @@ import pytest
 
 from intercloud.cli import output
 from intercloud.domain import probe as p
-from intercloud.drivers.probe.ports import Port, after_send, next_look
+from intercloud.drivers.probe.ports import Budget, Port, after_send, next_look
 from intercloud.service import gauges, topology, views
 
 MAC = bytes.fromhex("02aabbccdd01")
@@ -46,6 +46,50 @@ def test_stamp_changes_the_sequence_number_send_time_and_ack():
     assert reply is not None and p.parse(reply).ack == p.Ack(42, 1234, 7)  # type: ignore[union-attr]
 
 
+def test_a_stretched_period_is_said_in_the_request_and_the_usual_one_is_version_1s_frame():
+    template = bytearray(p.encode(p.REQUEST, MAC, 5, 0, 0, p.MIN_FRAME))
+    plain = p.stamp(template, 5, 42, 99, p.Ack(41, 10, 0))
+    assert plain[48:50] == b"\x00\x00" and p.parse(plain).period is None  # type: ignore[union-attr]
+    said = p.parse(p.stamp(template, 5, 43, 100, None, 50.0))
+    assert said is not None and said.period == 50.0 and said.ack is None
+    said = p.parse(p.stamp(template, 5, 44, 100, p.Ack(43, 10, 0), 1e6))  # capped, not wrapped
+    assert said is not None and said.period == 300.0 and said.ack == p.Ack(43, 10, 0)
+    reply = p.answer(p.stamp(template, 5, 45, 100, None, 12.3), OTHER)
+    assert reply is not None and p.parse(reply).period == 12.3  # type: ignore[union-attr]
+
+
+def test_the_steady_period_stretches_past_the_budget_and_the_judgements_with_it():
+    assert p.steady_period(0) == p.steady_period(1000) == p.PERIOD  # 200 requests/s at 5 s
+    assert p.steady_period(10_000) == 50.0  # half of 400 a second, the rest for re-probes
+    assert p.steady_period(1001) == 5.1  # tenths, rounded up: never over the share
+    assert p.steady_period(10**7) == p.MAX_PERIOD
+    assert p.steady_period(100, budget=20) == 10.0
+    assert p.silent_after(p.PERIOD) == p.SILENT_AFTER and p.silent_after(1.0) == p.SILENT_AFTER
+    assert p.silent_after(50.0) == pytest.approx(10 * p.SILENT_AFTER)
+    assert p.expect_within(p.PERIOD) == p.EXPECT_WITHIN
+    # a leader at 50 s: an answer 30 s ago is fine, one 111 s ago is silence
+    w = p.Window(1000.0)
+    w.period = 50.0
+    w.sent_one(1, 10.0)
+    w.answer(1, 10.001, 1000.0)
+    assert w.verdict(1030.0) is p.Verdict.ANSWERING
+    assert w.verdict(1000.0 + p.silent_after(50.0) + 0.1) is p.Verdict.SILENT
+    assert p.verdict(w.health(), 1030.0) is p.Verdict.ANSWERING  # the status judges alike
+
+
+def test_the_budget_lets_rate_a_second_through_and_says_when_the_next_may_go():
+    budget = Budget(10.0, 2.0, now=0.0)
+    assert budget.take(0.0) and budget.take(0.0) and not budget.take(0.0)  # the burst
+    assert budget.ready_at(0.0) == pytest.approx(0.1)
+    assert not budget.take(0.05) and budget.take(0.1)
+    sent = sum(budget.take(t / 1000) for t in range(100, 10_100))  # 10 s, asked every 1 ms
+    assert 99 <= sent <= 101
+    assert budget.ready_at(100.0) == 100.0  # idle: ready, and no more than the burst saved
+    assert budget.take(100.0) and budget.take(100.0) and not budget.take(100.0)
+    with pytest.raises(ValueError):
+        Budget(0.0, 1.0, now=0.0)
+
+
 def test_one_side_of_each_tunnel_leads():
     assert p.leads("A", "B") and not p.leads("B", "A")
     w = p.Window(0.0)
@@ -77,7 +121,9 @@ def _patched(frame: bytes, at: int, value: bytes) -> bytes:
         _patched(request(), 20, b"\x00\x02"),  # a flag we do not know
         _patched(request(), 40, b"\x00\x00\x00\x07"),  # an ack without its flag
         _patched(p.encode(p.REQUEST, MAC, 1, 2, 3, 60, p.Ack(1, 5, 0)), 46, b"\x03\xe9"),
-        _patched(request(), 48, b"\x00\x01"),  # reserved bytes not zero
+        _patched(request(), 48, b"\x00\x01"),  # a period without its flag
+        _patched(request(), 20, b"\x00\x02"),  # the period flag without a period
+        _patched(_patched(request(), 20, b"\x00\x02"), 48, b"\x0b\xb9"),  # 300.1 s
         _patched(request(), 6, bytes.fromhex("01aabbccdd01")),  # multicast source
         _patched(request(), 50, b"\x01"),  # padding that is not zeros
     ],

@@ -44,6 +44,22 @@ leader that hears an answer after misses (or its first) sends the next request w
 FAST_PERIOD, so the follower does not wait a steady period to learn it. Measured at 1,000
 tunnel ports (`python -m bench --only probes`): see README's "Probes through the tunnels".
 
+Budget: an agent sends at most BUDGET requests a second in all, whatever its tunnels do (a
+token bucket: when it is empty, the ports due longest go first). Up to BUDGET * STEADY_SHARE *
+PERIOD ports led (1,000) nothing changes; past that the steady period stretches so that the
+steady probes take STEADY_SHARE of the budget (`steady_period`: 10,000 ports, 50 s), and the
+rest is left for re-probes of suspect, new and silent ports. A stretched leader says its
+period in each request (flag PERIOD_SET), so that its followers expect its requests that far
+apart (`expect_within`); the backstop (`silent_after`) stretches likewise, and detection
+takes about one stretched period. Without a budget, 10,000 silent ports re-probed every
+second were 10,000 frames a second: more than the agent could read, so answers came late,
+counted as lost, and kept every port silent.
+
+Time: a frame counts from when it arrived (the kernel's receive time stamp), and a probe in
+flight counts as lost only once every frame that arrived by its deadline has been read: the
+prober shares the agent's interpreter with the reconciler, and a frame that waits to be read
+is not a loss.
+
 Verdict of a port: `ANSWERING`, `SILENT` (it answered before, then MISSES probes lost in a
 row, or a follower's expected request overdue, or no answer for SILENT_AFTER whatever was
 counted: the tunnel black-holes frames; the status turns `error`, "since" the last answer),
@@ -86,18 +102,44 @@ FAST_PERIOD = 0.5  # ... while it has not answered yet, or its last probe is una
 RECOVER_PERIOD = 1.0  # ... once it is silent (it is seen answering again within a second)
 TIMEOUT = 1.0  # an answer later than this counts as lost
 MISSES = 3  # probes lost in a row since the last answer: the tunnel is silent
-# a follower's answer is confirmed by the leader's next request: this late at most
-FOLLOW_TIMEOUT = 1.5 * PERIOD + TIMEOUT
 # a follower expects the leader's next request this soon after the last (a steady period and
 # its spread, and room for MISSES fast re-probes of a request lost on the way)
 EXPECT_WITHIN = 1.1 * PERIOD + MISSES * FAST_PERIOD
-SILENT_AFTER = 2.2 * PERIOD  # no answer for this long: silent whatever was counted (backstop)
+# no answer for this long (SILENT_AFTER / PERIOD steady periods, if stretched): silent whatever
+# was counted (backstop)
+SILENT_AFTER = 2.2 * PERIOD
+# requests a second an agent sends in all (its frame budget): past BUDGET * STEADY_SHARE / PERIOD
+# ports it leads, the steady period stretches (the rest of the budget is for re-probes)
+BUDGET = 400.0
+STEADY_SHARE = 0.5
+MAX_PERIOD = 300.0
 GRACE = 10.0  # a new tunnel port may stay unanswered this long before it counts as unanswered
 WINDOW = 10  # probes the loss figure is computed over
 ANSWER_RATE = 10.0  # answers per second and port a peer may draw from us (burst ANSWER_BURST)
 ANSWER_BURST = 20.0
 # of the RTT histogram: a LAN's tenth of a millisecond to a slow WAN's second
 RTT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+def steady_period(leading: int, budget: float = BUDGET, base: float = PERIOD) -> float:
+    """The steady period of an agent that leads `leading` tunnel ports: `base`, stretched so
+    that the steady probes take STEADY_SHARE of the `budget` (tenths of a second, rounded up,
+    at most MAX_PERIOD). 1,000 ports at the defaults: 5 s; 10,000: 50 s."""
+    stretched = leading / (budget * STEADY_SHARE)
+    if stretched <= base:
+        return base
+    return min(MAX_PERIOD, -(-stretched * 10 // 1) / 10)
+
+
+def expect_within(period: float) -> float:
+    """(A follower) the leader's next request is due this long after the last (EXPECT_WITHIN
+    for a leader at PERIOD)."""
+    return 1.1 * period + MISSES * FAST_PERIOD
+
+
+def follow_timeout(period: float) -> float:
+    """(A follower) its answer is confirmed by the leader's next request this late at most."""
+    return 1.5 * period + TIMEOUT
 
 
 def leads(me: str, peer: str) -> bool:
@@ -123,16 +165,19 @@ class TunnelHealth:
     answered: int
     missed: int = 0  # probes (a follower: answers) lost in a row since the last answer
     expect_by: float | None = None  # (a follower) epoch seconds the next request is due by
+    period: float = PERIOD  # the leader's steady period
 
 
-def verdict(
-    health: TunnelHealth, now: float, silent_after: float = SILENT_AFTER, grace: float = GRACE
-) -> Verdict:
+def silent_after(period: float) -> float:
+    """No answer for this long is silence, for a leader probing every `period`."""
+    return SILENT_AFTER * max(period, PERIOD) / PERIOD
+
+
+def verdict(health: TunnelHealth, now: float, grace: float = GRACE) -> Verdict:
     """What a port's probes say at `now` (epoch seconds)."""
     h = health
-    return _judge(
-        h.tracked_since, h.last_answer_at, h.missed, h.expect_by, now, silent_after, grace
-    )
+    after = silent_after(h.period)
+    return _judge(h.tracked_since, h.last_answer_at, h.missed, h.expect_by, now, after, grace)
 
 
 def _judge(
@@ -191,6 +236,7 @@ class Window:
         "missed",
         "outcomes",
         "pending",
+        "period",
         "rtt",
         "sent",
         "since",
@@ -206,6 +252,7 @@ class Window:
         self.answered = 0
         self.missed = 0  # lost in a row since the last answer
         self.expect_by: float | None = None  # (a follower) the leader's next request, by then
+        self.period = PERIOD  # the leader's steady period (ours, or the one its requests say)
 
     def sent_one(self, seq: int, mono: float) -> None:
         self.pending[seq] = mono
@@ -246,13 +293,12 @@ class Window:
         self.missed += len(seqs)
         return len(seqs)
 
-    def verdict(
-        self, wall: float, silent_after: float = SILENT_AFTER, grace: float = GRACE
-    ) -> Verdict:
+    def verdict(self, wall: float, grace: float = GRACE) -> Verdict:
         """verdict(self.health(), wall) without building the health (the prober judges every
         port every second)."""
+        after = silent_after(self.period)
         return _judge(
-            self.since, self.last_answer_at, self.missed, self.expect_by, wall, silent_after, grace
+            self.since, self.last_answer_at, self.missed, self.expect_by, wall, after, grace
         )
 
     def loss(self) -> float:
@@ -276,6 +322,7 @@ class Window:
             self.answered,
             self.missed,
             self.expect_by,
+            self.period,
         )
 
 
@@ -329,7 +376,11 @@ __all__ = [
     "Window",
     "answer",
     "encode",
+    "expect_within",
+    "follow_timeout",
     "parse",
+    "silent_after",
+    "steady_period",
     "summarize",
     "verdict",
 ]

@@ -30,8 +30,15 @@ from collections.abc import Callable, Mapping
 from intercloud.domain import naming
 from intercloud.domain import probe as p
 from intercloud.drivers.probe.base import Prober
-from intercloud.drivers.probe.packet import PACKET_OUTGOING, AnswerRate, mac_of, open_socket
-from intercloud.drivers.probe.ports import Check, Port, after_send, next_look
+from intercloud.drivers.probe.packet import (
+    ANCILLARY,
+    PACKET_OUTGOING,
+    AnswerRate,
+    arrival,
+    mac_of,
+    open_socket,
+)
+from intercloud.drivers.probe.ports import Budget, Check, Port, after_send, next_look
 from intercloud.errors import DriverError
 
 log = logging.getLogger("intercloud.probe")
@@ -54,13 +61,15 @@ class LinuxProber(Prober):
         me: str = "",
         *,
         period: float = p.PERIOD,
+        budget: float = p.BUDGET,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.prefix = naming.check_prefix(prefix)
         self.me = me  # this agent's name: who leads a port (domain/probe.leads)
-        self.period: float = period
+        self.base_period, self.budget = period, budget
+        self.period: float = period  # the steady period now: stretched past the budget's ports
         self._tunnel_prefix = prefix + "v"
         self._mono, self._wall = mono, wall
         self._nonce = secrets.randbits(32)
@@ -72,6 +81,8 @@ class LinuxProber(Prober):
         self._checks: dict[tuple[str, int], Check] = {}
         self._check_seq = itertools.count(1)
         self._rate = AnswerRate()
+        self._sends = Budget(budget, max(1.0, budget * BATCH), mono())
+        self._drained_at = mono()  # every frame that arrived before this was read
         self._sock: socket.socket | None = None
         self._wake: tuple[int, int] | None = None
         self._stop = threading.Event()
@@ -123,10 +134,25 @@ class LinuxProber(Prober):
                 port = Port(name, peer, p.Window(wall), totals, now, leads)
                 self._ports[name] = port
                 if leads:
+                    port.window.period = self.period
                     due = now + random.uniform(0, p.FAST_PERIOD)  # 1,000 new ports: no burst
                     heapq.heappush(self._schedule, (due, next(self._order), port))
+            self._stretch()
         if self._wake is not None:
             os.write(self._wake[1], b"x")  # the schedule changed: the thread looks again
+
+    def _stretch(self) -> None:
+        """The steady period for the ports we lead now (domain/probe.steady_period); under the
+        lock."""
+        leading = sum(1 for port in self._ports.values() if port.leads)
+        period = p.steady_period(leading, self.budget, self.base_period)
+        if period == self.period:
+            return
+        log.info("tunnel probes: %d ports led, steady period %.1f s", leading, period)
+        self.period = period
+        for port in self._ports.values():
+            if port.leads:
+                port.window.period = period
 
     def health(self, port: str) -> p.TunnelHealth | None:
         with self._lock:
@@ -201,7 +227,9 @@ class LinuxProber(Prober):
         assert self._sock is not None and self._wake is not None
         now = self._mono()
         with self._lock:
-            due = self._schedule[0][0] if self._schedule else judge_at
+            due = judge_at
+            if self._schedule:  # the first in line, once the budget lets it go
+                due = max(self._schedule[0][0], self._sends.ready_at(now))
         timeout = max(0.0, min(due, judge_at) - now)
         sock_fd, wake_fd = self._sock.fileno(), self._wake[0]
         readable, _, _ = select.select([sock_fd, wake_fd], [], [], timeout)
@@ -224,16 +252,23 @@ class LinuxProber(Prober):
             self._changed()
 
     def _receive_batch(self, sock: socket.socket) -> bool:
-        """Read what is queued (MAX_BATCH at most); whether a silent port answered again."""
-        changed, mono, wall = False, self._mono(), self._wall()
+        """Read what is queued (MAX_BATCH at most); whether a silent port answered again. A
+        frame counts from when it arrived (the kernel's time stamp), however late it is read."""
+        changed, offset = False, self._wall() - self._mono()  # epoch seconds - monotonic ones
         for _ in range(MAX_BATCH):
+            asked_at = self._mono()
             try:
-                frame, addr = sock.recvfrom(p.MAX_FRAME + 1)
+                frame, ancillary, _, addr = sock.recvmsg(p.MAX_FRAME + 1, ANCILLARY)
             except BlockingIOError:
+                self._drained_at = asked_at
                 break
             except OSError as exc:  # e.g. the device went away under a queued frame
                 log.debug("probe socket: %s", exc)
                 continue
+            wall = arrival(ancillary) or asked_at + offset
+            mono = min(wall - offset, asked_at)
+            # the queue is in order of arrival: all that came before this one has been read
+            self._drained_at = max(self._drained_at, mono)
             ifname, pkttype = addr[0], addr[2]
             if pkttype == PACKET_OUTGOING or not self._ours(ifname):
                 continue
@@ -241,12 +276,17 @@ class LinuxProber(Prober):
             if probe is None:
                 continue
             if probe.kind == p.REQUEST:
-                sent = self._answer(sock, ifname, frame, mono)
+                sent = self._answer(sock, ifname, frame, asked_at)
                 if not probe.seq & CHECK_BIT:
                     changed |= self._followed(ifname, probe, sent, mono, wall)
             elif probe.nonce == self._nonce:
                 changed |= self._answered(ifname, probe, mono, wall)
         return changed
+
+    def _read_until(self, now: float) -> float:
+        """The time up to which every frame that arrived was read (`now` at most): a probe in
+        flight is lost only if its answer could have been read by then."""
+        return min(now, self._drained_at)
 
     def _ours(self, ifname: str) -> bool:
         return (
@@ -284,11 +324,12 @@ class LinuxProber(Prober):
             rtt = window.answer(probe.ack.seq, mono, wall, probe.ack.rtt_us / 1e6)
             if rtt is not None:
                 port.totals.observe(rtt)
+        window.period = probe.period or p.PERIOD
         if window.pending:  # answers the leader had not had when it sent this one: lost
             port.totals.lost += window.lost_before(probe.seq)
             # (and any left from a leader's former run, whose numbers started again)
-            port.totals.lost += window.expire(mono, p.FOLLOW_TIMEOUT)
-        window.expect(wall + p.EXPECT_WITHIN)
+            port.totals.lost += window.expire(mono, p.follow_timeout(window.period))
+        window.expect(wall + p.expect_within(window.period))
         if answered:
             window.sent_one(probe.seq, mono)
             port.totals.sent += 1
@@ -316,6 +357,9 @@ class LinuxProber(Prober):
             return False
         if not port.leads:
             return False
+        sent_at = port.window.pending.get(probe.seq)
+        if sent_at is not None and mono - sent_at > p.TIMEOUT:  # arrived late: lost
+            port.totals.lost += port.window.expire(mono, p.TIMEOUT)
         missed = port.window.missed
         rtt = port.window.answer(probe.seq, mono, wall)
         if rtt is None:
@@ -331,14 +375,17 @@ class LinuxProber(Prober):
         assert sock is not None
         with self._lock:
             while self._schedule and self._schedule[0][0] <= horizon:
-                _, _, port = heapq.heappop(self._schedule)
+                _, _, port = self._schedule[0]
                 if self._ports.get(port.name) is not port:
+                    heapq.heappop(self._schedule)
                     continue  # no longer tracked (or toward another peer: a new port)
                 due = next_look(port, horizon)
                 if due is None:
+                    if not self._sends.take(now):
+                        break  # over budget: it stays first in line
                     self._send(sock, port, now)
                     due = after_send(port, now, self.period)
-                heapq.heappush(self._schedule, (due, next(self._order), port))
+                heapq.heapreplace(self._schedule, (due, next(self._order), port))
 
     def _send(self, sock: socket.socket, port: Port, now: float) -> None:
         if port.template is None:
@@ -347,13 +394,14 @@ class LinuxProber(Prober):
                 return  # not there (yet): the reconciler says why in the status
             port.template = bytearray(p.encode(p.REQUEST, port.mac, 0, 0, 0, p.MIN_FRAME))
         if port.window.pending:
-            port.totals.lost += port.window.expire(now, p.TIMEOUT)
+            port.totals.lost += port.window.expire(self._read_until(now), p.TIMEOUT)
         port.seq = seq = (port.seq + 1) & 0x7FFFFFFF
         port.window.sent_one(seq, now)
         port.totals.sent += 1
+        period = self.period if self.period != p.PERIOD else None  # said only when stretched
         try:
             ack = port.window.ack(port.acked_seq)
-            frame = p.stamp(port.template, self._nonce, seq, time.time_ns(), ack)
+            frame = p.stamp(port.template, self._nonce, seq, time.time_ns(), ack, period)
             sock.sendto(frame, (port.name, p.ETHERTYPE))
         except OSError as exc:  # down or gone: the probe is lost, which is the truth
             log.debug("probe into %s: %s", port.name, exc)
@@ -361,20 +409,23 @@ class LinuxProber(Prober):
 
     def _judge(self, now: float) -> None:
         """Which ports turned silent or answer again (domain/probe.py's verdict, inlined: it
-        looks at every port twice a second); the reconciler is woken to say so."""
-        wall, changed = self._wall(), False
-        edge, misses = wall - p.SILENT_AFTER, p.MISSES
+        looks at every port twice a second); the reconciler is woken to say so. Judged as of
+        the last frame read: a frame that waits in the socket is not a silence."""
+        read_until, changed = self._read_until(now), False
+        seen = self._wall() - (now - read_until)
+        lead_edge, misses = seen - p.silent_after(self.period), p.MISSES
         with self._lock:
             for port in self._ports.values():
                 window = port.window
                 if window.pending and (port.leads or port.silent):
-                    timeout = p.TIMEOUT if port.leads else p.FOLLOW_TIMEOUT
-                    port.totals.lost += window.expire(now, timeout)
+                    timeout = p.TIMEOUT if port.leads else p.follow_timeout(window.period)
+                    port.totals.lost += window.expire(read_until, timeout)
                 last, expect_by = window.last_answer_at, window.expect_by
+                edge = lead_edge if port.leads else seen - p.silent_after(window.period)
                 silent = last is not None and (
                     window.missed >= misses
                     or last < edge
-                    or (expect_by is not None and wall > expect_by)
+                    or (expect_by is not None and seen > expect_by)
                 )
                 if silent != port.silent:
                     port.silent, changed = silent, True

@@ -13,9 +13,12 @@ from intercloud.domain import probe as p
 
 PACKET_OUTGOING = 4  # linux/if_packet.h: a frame we sent, looped back to packet sockets
 SIOCGIFHWADDR = 0x8927
-SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20
+SOL_PACKET, PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS = 263, 23, 20
 SO_RCVBUFFORCE = 33
+SO_TIMESTAMPNS = 35  # (asm-generic; SCM_TIMESTAMPNS is the same number) not in `socket`
 RCVBUF = 4 << 20  # a second of answers and requests of 1,000 ports, with room
+_TIMESPEC = struct.Struct("@qq")
+ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 def open_socket() -> socket.socket:
@@ -27,11 +30,28 @@ def open_socket() -> socket.socket:
     # limit): less work per frame, and a probe is never queued behind tenant traffic
     with contextlib.suppress(OSError):
         sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+    # nor are our own frames looped back to be read and dropped (Linux 4.20; older kernels
+    # hand them over marked PACKET_OUTGOING, and the prober skips them)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    # each frame read carries when it arrived: a round trip is the network's, not the time the
+    # frame waited for the agent's interpreter (a long reconciler pass holds it)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     return sock
+
+
+def arrival(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's receive time (epoch seconds) in a frame's ancillary data, if there."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return sec + nsec / 1e9
+    return None
 
 
 def mac_of(sock: socket.socket, ifname: str) -> bytes | None:

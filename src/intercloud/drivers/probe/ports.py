@@ -1,6 +1,6 @@
-"""The prober's state of one tunnel port and of one check() probe, and when a port is probed
+"""The prober's state of one tunnel port and of one check() probe, when a port is probed
 next (domain/probe.py says why: steady while it answers, fast while suspect or new, at the
-recovery rate once silent)."""
+recovery rate once silent), and the agent's frame budget that all of them share."""
 
 from __future__ import annotations
 
@@ -54,3 +54,32 @@ def after_send(port: Port, now: float, period: float) -> float:
     if window.missed >= p.MISSES:
         return now + p.RECOVER_PERIOD * random.uniform(0.9, 1.1)
     return now + p.FAST_PERIOD
+
+
+class Budget:
+    """A token bucket of requests: `rate` a second, at most `burst` at once. Every probe the
+    schedule sends takes one; when none is left the schedule waits (the ports due longest go
+    first), so no state of the tunnels makes the agent send more than `rate` a second."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a probe budget needs rate > 0 and burst >= 1, got {rate}, {burst}")
+        self.rate, self.burst = rate, burst
+        self._tokens, self._at = burst, now
+
+    def _refill(self, now: float) -> None:
+        if now > self._at:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def ready_at(self, now: float) -> float:
+        """When the next request may go (`now` if one may already)."""
+        self._refill(now)
+        return now if self._tokens >= 1 else now + (1 - self._tokens) / self.rate
