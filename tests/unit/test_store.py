@@ -332,3 +332,23 @@ def test_listing_networks_costs_the_same_queries_for_3_or_30(store, listing):
     _networks(store, 27, peers)
     assert _statements(store, lambda s: counted.append(listed(s))) == few
     assert counted[1] == 10 * counted[0] > 0  # the 30 were listed
+
+
+def test_a_vni_offer_starts_at_the_lowest_free_and_names_only_the_vnis_in_use_in_it(store):
+    from intercloud.domain import owners
+    from intercloud.service import allocations
+
+    me = owners.target(1)
+    with store.session() as s:
+        for vni in (*range(100, 110), 111, 120, 5000):
+            s.add(m.VniAllocation(vni=vni, owner=f"a:{vni}"))
+        s.add(m.VniAllocation(vni=110, owner=str(me)))  # its own: free for it
+    with store.session() as s:
+        assert allocations.offer(s, me, 100, 200, width=16) == (110, 125, [111, 120])
+        assert allocations.offer(s, owners.target(2), 100, 200, width=4) == (112, 115, [])
+        assert allocations.offer(s, me, 4990, 5005) == (4990, 5005, [5000])  # capped at high
+        assert allocations.offer(s, me, 5000, 5000 + 1)[0] == 5001
+        assert allocations.offer(s, me, 90, 99, width=4) == (90, 93, [])
+        with pytest.raises(Conflict):
+            allocations.offer(s, me, 100, 109)  # all ten held by others
+        assert len(allocations.offer(s, me, 1, 100000)[2]) <= allocations.OFFER_WIDTH

@@ -13,7 +13,7 @@ from intercloud.domain import owners, text
 from intercloud.domain.validation import VNI_MAX, VNI_MIN
 from intercloud.errors import Conflict, IntercloudError, PeerError
 from intercloud.federation import answers
-from intercloud.federation.peers import Federation, PeerRef
+from intercloud.federation.peers import Federation, PeerClient, PeerRef
 from intercloud.reconciler import addressing, confirms
 from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import Parts, PassResult
@@ -153,9 +153,7 @@ def agree(
             _record_replica(store, w)  # a re-check that changed nothing writes nothing
         if w.vni is not None and replica.vni == w.vni:
             return replica
-        with store.session() as s:
-            used = allocations.used_by_others(s, owners.target(w.target_id))
-        vni = peer.agree_vni(w.expansion_uid, w.requested_vni, used, vnis)
+        vni = _agree_vni(store, peer, w, vnis, new=replica.vni is None)
         with store.session() as s:
             t = s.get(m.Target, w.target_id)
             if t is None:
@@ -169,6 +167,30 @@ def agree(
     except PeerError as exc:
         set_status(store, w.target_id, "error", answers.failed(errors, exc))
     return None
+
+
+def _agree_vni(
+    store: Store, peer: PeerClient, w: TargetWork, vnis: tuple[int, int], new: bool
+) -> int:
+    """The VNI the peer agrees for a replica. A new one (no VNI there yet, none asked for) is
+    chosen in an offer (allocations.offer: a part of our range, with the few VNIs in use in
+    it), and in the whole range with every VNI in use here only if the peer has none free in
+    that part; a replica that holds a VNI already is offered the whole range, so that the
+    peer keeps its VNI if it is free here."""
+    owner = owners.target(w.target_id)
+    if new and w.requested_vni is None:
+        try:
+            with store.session() as s:
+                start, top, used = allocations.offer(s, owner, *vnis)
+            return peer.agree_vni(w.expansion_uid, None, used, (start, top))
+        except Conflict:
+            pass  # none free here: the peer's answer below says so, as it always did
+        except PeerError as exc:
+            if exc.status != 409 or (start, top) == vnis:
+                raise
+    with store.session() as s:
+        used = allocations.used_by_others(s, owner)
+    return peer.agree_vni(w.expansion_uid, w.requested_vni, used, vnis)
 
 
 def phase(

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Integer, func, literal, select, union
 from sqlalchemy.orm import Session
 
 from intercloud.domain import validation as v
 from intercloud.domain import vni as vnis
 from intercloud.domain.owners import Owner
-from intercloud.errors import Invalid
+from intercloud.errors import Conflict, Invalid
 from intercloud.store import models as m
 
 
@@ -26,6 +26,38 @@ def used_by_others(s: Session, owner: Owner) -> list[int]:
     """The VNIs in use here except `owner`'s: what a peer must not choose for it."""
     query = select(m.VniAllocation.vni).where(m.VniAllocation.owner != str(owner))
     return sorted(s.scalars(query))
+
+
+OFFER_WIDTH = 1024  # VNIs a peer chooses among when it makes a new replica
+
+
+def offer(
+    s: Session, owner: Owner, low: int, high: int, width: int | None = None
+) -> tuple[int, int, list[int]]:
+    """What to offer a peer that chooses a new VNI for `owner`: the part of low-high that starts
+    at the lowest VNI free here and is `width` (OFFER_WIDTH) wide, and the VNIs in use in it
+    (by others). An agreement then carries at most `width` VNIs, not every one in use here
+    (10,000 expansions: 10,000 VNIs in each call, written, sent, parsed and checked twice).
+    Conflict if none is free here."""
+    others = m.VniAllocation.owner != str(owner)
+    start = _lowest_free(s, others, low, high)
+    if start is None:
+        raise Conflict(f"vni: no free VNI left in {low}-{high}", field="vni")
+    top = min(high, start + (width or OFFER_WIDTH) - 1)
+    inside = select(m.VniAllocation.vni).where(others, m.VniAllocation.vni.between(start, top))
+    return start, top, sorted(s.scalars(inside))
+
+
+def _lowest_free(s: Session, others: Any, low: int, high: int) -> int | None:
+    """The lowest VNI in low-high that no row matching `others` holds: `low`, or one above a
+    VNI in use (asked of the database: it holds every row already, and an index on vni)."""
+    taken = select(m.VniAllocation.vni).where(others)
+    above = select((m.VniAllocation.vni + 1).label("c")).where(others)
+    candidates = union(select(literal(low, Integer).label("c")), above).subquery()
+    c = candidates.c.c
+    query = select(func.min(c)).where(c.between(low, high), c.not_in(taken))
+    found = s.scalar(query)
+    return int(found) if found is not None else None
 
 
 def take(s: Session, owner: Owner, vni: int) -> None:
