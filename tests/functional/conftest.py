@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, peered_pair
 
 FUNCTIONAL = Path(__file__).parent
 
@@ -23,10 +23,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def pair(tmp_path):
     """Agents A and B in one process, peered (both projects); a test module may define its own."""
-    router = Router()
-    a = make_agent(tmp_path, router, "A", 1)
-    b = make_agent(tmp_path, router, "B", 2)
-    peer(a, b)
-    yield a, b
-    for agent in (a, b):
-        agent.ctx.store.dispose()
+    with peered_pair(tmp_path, Router()) as agents:
+        yield agents

@@ -3,7 +3,9 @@ federation calls routed between their apps in memory."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -146,3 +148,16 @@ def peer(a: Agent, b: Agent, projects: tuple[str, ...] = ("p1", "p2"), limit: in
         ):
             r = x.admin("POST", path, body)
             assert r.status_code == 201, r.text
+
+
+@contextlib.contextmanager
+def peered_pair(tmp_path: Path, router: Router) -> Iterator[tuple[Agent, Agent]]:
+    """Agents A and B on `router`, peered (both projects); their stores closed afterwards."""
+    a = make_agent(tmp_path, router, "A", 1)
+    b = make_agent(tmp_path, router, "B", 2)
+    peer(a, b)
+    try:
+        yield a, b
+    finally:
+        for agent in (a, b):
+            agent.ctx.store.dispose()

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, peered_pair
 
 
 class CountingRouter(Router):
@@ -35,12 +35,8 @@ def _coming_up(agent) -> bool:
 @pytest.fixture
 def pair(tmp_path):
     router = CountingRouter()
-    a = make_agent(tmp_path, router, "A", 1)
-    b = make_agent(tmp_path, router, "B", 2)
-    peer(a, b)
-    yield a, b, router
-    for agent in (a, b):
-        agent.ctx.store.dispose()
+    with peered_pair(tmp_path, router) as (a, b):
+        yield a, b, router
 
 
 def test_no_health_call_through_a_link_whose_ipsec_is_down(pair):

@@ -12,7 +12,7 @@ import pytest
 
 from intercloud.service import allocations
 from intercloud.store import models as m
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, peered_pair
 
 
 class Recording(Router):
@@ -30,12 +30,8 @@ class Recording(Router):
 @pytest.fixture
 def agents(tmp_path):
     router = Recording()
-    a = make_agent(tmp_path, router, "A", 1)
-    b = make_agent(tmp_path, router, "B", 2)
-    peer(a, b)
-    yield a, b, router
-    for agent in (a, b):
-        agent.ctx.store.dispose()
+    with peered_pair(tmp_path, router) as (a, b):
+        yield a, b, router
 
 
 def _hold(agent, *vnis: int) -> None:
