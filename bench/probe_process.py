@@ -4,7 +4,7 @@
 measures this process's CPU time for SECONDS and prints one JSON line: cpu_s, wall_s, the
 frames it sent a second over that time, and what the probes say (answering, silent, sent,
 answered). Mode "idle": the same process, the prober
-never started (the baseline).
+never started (the baseline); "busy": probing, with a thread that holds the interpreter.
 
     python probe_process.py PREFIX FIRST N WARMUP SECONDS MODE ME PEER
 """
@@ -69,6 +69,7 @@ def main() -> None:
                 "sent": sum(h.sent for h in healths),
                 "answered": sum(h.answered for h in healths),
                 "period_s": prober.period,
+                "budget": prober.budget,
                 "frames_per_s": (sent1 - sent0) / (w1 - w0),
             }
         ),

@@ -1,7 +1,9 @@
 """The cost of the tunnel probes (domain/probe.py, drivers/probe/linux.py): two namespaces
 joined by a veth, N VXLAN devices in each (one per bridge, as the agent builds them), a prober
 in each probing its N ports and answering the other's; the CPU time of one of them over a
-measured interval, as a share of one core, beside the same process idle (prober not started)."""
+measured interval, as a share of one core, beside the same process idle (prober not started);
+and the same with a thread beside each prober that holds the interpreter (as a long reconciler
+pass does): the ports still answering, beside the run without it."""
 
 from __future__ import annotations
 
@@ -60,13 +62,14 @@ def measure(topo: nsmod.Topology, n: int, seconds: float) -> dict[str, Any]:
     try:
         idle = _run_pair(a, b, n, seconds, "idle")
         probing = _run_pair(a, b, n, seconds, "probe")
+        busy = _run_pair(a, b, n, seconds, "busy")
     finally:
         for name in (a, b):
             namespaces.delete_namespace(name)
             topo.made.remove(name)
     for what in (idle, probing, idle["follower"], probing["follower"]):
         what["core_pct"] = 100 * what["cpu_s"] / what["wall_s"]
-    return {"tunnels": n, "seconds": seconds, "idle": idle, "probing": probing}
+    return {"tunnels": n, "seconds": seconds, "idle": idle, "probing": probing, "busy": busy}
 
 
 def section(bench: Any) -> None:
@@ -91,4 +94,16 @@ def section(bench: Any) -> None:
         f"{probing['follower'].get('frames_per_s', 0):.0f} answers/s); "
         f"{probing['answering']}/{n} led ports answering, "
         f"{probing['follower']['answering']}/{n} followed, {probing['silent']} silent",
+    )
+    busy = out["busy"]
+    bench.figs.add(
+        "probes.under_load",
+        "probes",
+        f"led tunnel ports answering at {n}, a thread holding the interpreter meanwhile, %",
+        100 * busy["answering"] / n,
+        "%",
+        baseline=("probes.answering", "the same, no such thread", 100 * probing["answering"] / n),
+        target="value >= 99",
+        note=f"{busy['silent']} silent, {busy.get('frames_per_s', 0):.0f} requests/s (budget "
+        f"{busy.get('budget')}/s, period {busy.get('period_s')} s)",
     )
