@@ -13,7 +13,7 @@ from sqlalchemy import select
 from intercloud.reconciler import Reconciler
 from intercloud.reconciler.memory import PEER_REFRESH
 from intercloud.store import models as m
-from tests.functional.federation_harness import Router, make_agent, peer
+from tests.functional.federation_harness import Router, make_agent, peer, peered_pair
 
 CONFIRM = "/v1/federation/confirmations"
 
@@ -163,3 +163,20 @@ def test_a_bad_confirmations_body_is_refused_naming_the_field(agents, body, fiel
     with pytest.raises(PeerError) as exc:
         _as_a_to_b(a, b).request("POST", CONFIRM, body)
     assert exc.value.status == 422 and field in exc.value.message, exc.value.message
+
+
+def test_replicas_the_peer_has_not_built_yet_are_asked_in_the_same_call(tmp_path):
+    router = Recording()
+    with peered_pair(tmp_path, router) as (a, b):
+        uids = []
+        for project, network in (("p1", "net1"), ("p2", "net2")):
+            r = a.user(project, "POST", "/v1/expansions", {"network": network, "peers": ["B"]})
+            uids.append(r.json()["id"])
+        a.reconcile()  # agreed (a PUT and a VNI each); B has built nothing yet
+        assert _statuses(a) == {"pending"} and router.puts() == 4  # replica, VNI: each
+        router.calls.clear()
+        a.reconcile()  # still pending: both asked again in one call
+        assert router.puts() == 0 and [sorted(c) for c in router.confirmed()] == [sorted(uids)]
+        b.reconcile()  # B builds its side
+        a.reconcile()
+        assert _statuses(a) == {"active"} and router.puts() == 0

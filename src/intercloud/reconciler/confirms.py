@@ -1,4 +1,5 @@
-"""The origin's periodic re-checks of active replicas, one call per peer: POST
+"""The origin's re-checks of agreed replicas (active ones when due, pending ones every pass
+until the peer has built its side), one call per peer: POST
 /v1/federation/confirmations carries what PUT /replicas/{uid} would, for up to
 MAX_CONFIRMATIONS replicas. One call each was ~10 ms, 100 per pass: most of a converged
 pass at 1,000 expansions. A replica the peer did not confirm as agreed (another VNI, refused,

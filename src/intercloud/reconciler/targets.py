@@ -291,7 +291,8 @@ def _keep(
         set_status(parts.store, work.target_id, "error", exc.message)
         result.settled = False
         return None
-    if work.status == "active" and work.vni is not None and work.peer_told():
+    agreed = work.vni is not None and work.peer_told()
+    if agreed and work.status == "active":
         # Agreed and built on both sides: the peer is asked again only when due, so a pass
         # costs no call per expansion (1,000 expansions, 1,000 calls).
         if not memory.confirm_due(work.target_id):
@@ -299,6 +300,11 @@ def _keep(
         if confirms.batched(memory, work.peer.name, now):
             due.append(work)
             return None
+    elif agreed and work.status == "pending" and confirms.batched(memory, work.peer.name, now):
+        # Agreed, waiting for the peer to build its side: asked every pass, in the same one
+        # call per peer (10,000 new expansions: 100 calls, not 10,000 PUTs in 200 a pass)
+        due.append(work)
+        return None
     return _agree_within(parts, memory, result, work, now, calls)
 
 
