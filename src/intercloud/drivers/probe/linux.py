@@ -237,6 +237,8 @@ class LinuxProber(Prober):
             os.read(wake_fd, 512)
         if sock_fd in readable:
             self._receive(self._sock)
+        else:  # nothing came meanwhile: every frame that arrived was read
+            self._drained_at = self._mono()
         now = self._mono()
         if due <= now:
             self._send_due(now, now + BATCH)
