@@ -252,3 +252,12 @@ def test_past_its_budget_the_prober_stretches_its_period_and_still_finds_cut_tun
         timeout=30,
         what="answering again",
     )
+
+
+def test_a_lone_tunnel_cut_is_found_though_no_frame_comes_at_all(tunnel):
+    _, b, probers = tunnel
+    wait_for(
+        lambda: probers["A"].verdict(PORT) is p.Verdict.ANSWERING, timeout=10, what="answering"
+    )
+    ip("-n", b, "link", "del", PORT)  # nothing reaches A's socket from now on
+    wait_for(lambda: probers["A"].verdict(PORT) is p.Verdict.SILENT, timeout=15, what="silent")
