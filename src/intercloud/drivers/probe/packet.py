@@ -10,6 +10,7 @@ import struct
 from collections.abc import Collection
 
 from intercloud.domain import probe as p
+from intercloud.drivers.probe.ports import Budget
 
 PACKET_OUTGOING = 4  # linux/if_packet.h: a frame we sent, looped back to packet sockets
 SIOCGIFHWADDR = 0x8927
@@ -66,22 +67,20 @@ def mac_of(sock: socket.socket, ifname: str) -> bytes | None:
 
 
 class AnswerRate:
-    """A token bucket per port: at most ANSWER_RATE answers a second, ANSWER_BURST at once."""
+    """A token bucket per port (ports.Budget): at most ANSWER_RATE answers a second,
+    ANSWER_BURST at once."""
 
     def __init__(self) -> None:
-        self._tokens: dict[str, list[float]] = {}  # port -> [tokens, refilled at]
+        self._buckets: dict[str, Budget] = {}
 
     def take(self, port: str, now: float) -> bool:
-        tokens = self._tokens.setdefault(port, [p.ANSWER_BURST, now])
-        tokens[0] = min(p.ANSWER_BURST, tokens[0] + (now - tokens[1]) * p.ANSWER_RATE)
-        tokens[1] = now
-        if tokens[0] < 1:
-            return False
-        tokens[0] -= 1
-        return True
+        bucket = self._buckets.get(port)
+        if bucket is None:
+            bucket = self._buckets[port] = Budget(p.ANSWER_RATE, p.ANSWER_BURST, now)
+        return bucket.take(now)
 
     def keep_only(self, ports: Collection[str]) -> None:
         """Forget the buckets of ports that are gone."""
-        if len(self._tokens) > len(ports):
-            for name in set(self._tokens) - set(ports):
-                del self._tokens[name]
+        if len(self._buckets) > len(ports):
+            for name in set(self._buckets) - set(ports):
+                del self._buckets[name]
