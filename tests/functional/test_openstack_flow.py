@@ -33,6 +33,8 @@ class AddressingCloud(StandaloneCloud):
         self.replicas: dict[str, ReplicaSpec] = {}
         self.replica_ports: dict[str, list[tuple[str, str]]] = {}  # network -> our VMs on it
         self.placeholders: dict[str, list[tuple[str, str]]] = {}
+        self.slow: set[str] = set()  # networks whose replica this cloud has not made yet
+        self.refusing: dict[str, str] = {}  # network -> why this cloud refuses its replica
 
     def networks(self, project):
         return [
@@ -52,8 +54,10 @@ class AddressingCloud(StandaloneCloud):
 
     def sync_replicas(self, wanted):
         self.replicas = {w.uid: w for w in wanted}
+        made = [w for w in wanted if w.network not in self.slow | set(self.refusing)]
         return ReplicaSync(
-            interfaces={w.uid: f"tn-{w.network}" for w in wanted},
+            interfaces={w.uid: f"tn-{w.network}" for w in made},
+            errors={w.uid: self.refusing[w.network] for w in wanted if w.network in self.refusing},
             local_ports={
                 w.uid: tuple(sorted(self.replica_ports.get(w.network, []))) for w in wanted
             },
@@ -158,6 +162,34 @@ def test_a_full_pool_is_an_error_that_names_the_network(pair):
     assert "net1" in exp["peers"][0]["reason"] and "free block" in exp["peers"][0]["reason"]
     assert b.ctx.cloud.replicas == {}
     assert a.ctx.cloud.pools["net1"] == (("10.10.0.2", "10.10.0.4"),)  # unchanged
+
+
+def test_a_replica_whose_network_the_peer_cloud_has_not_made_yet_is_pending_not_error(pair):
+    """While B's cloud has not made the replica's network, both sides say pending and why
+    (an origin that read "error" would give up on an expansion still being made); a network
+    the cloud refuses is an error that says the cloud's reason."""
+    a, b = pair
+    b.ctx.cloud.slow.add("net1")
+    uid = a.user("p1", "POST", "/v1/expansions", {"network": "net1", "peers": ["B"]}).json()["id"]
+    converge(a, b)
+    peer_b = a.user("p1", "GET", f"/v1/expansions/{uid}").json()["peers"][0]
+    assert peer_b["status"] == "pending" and peer_b["vni"] is not None
+    assert "waiting for its network in this cloud" in peer_b["reason"]
+    replica = b.admin("GET", "/v1/replicas").json()[0]
+    assert (replica["status"], replica["reason"]) == (
+        "pending",
+        "waiting for its network in this cloud",
+    )
+
+    b.ctx.cloud.slow.clear()
+    b.ctx.cloud.refusing["net1"] = "quota exceeded for networks"
+    converge(a, b)
+    peer_b = a.user("p1", "GET", f"/v1/expansions/{uid}").json()["peers"][0]
+    assert peer_b["status"] == "error" and "quota exceeded" in peer_b["reason"]
+
+    del b.ctx.cloud.refusing["net1"]
+    converge(a, b)
+    assert a.user("p1", "GET", f"/v1/expansions/{uid}").json()["status"] == "active"
 
 
 def test_addressing_outside_the_cidr_is_refused_by_the_peer(pair):

@@ -22,19 +22,23 @@ def pytest_collection_modifyitems(items):
 def pytest_runtest_makereport(item, call):
     """On a failure, attach the tail of every lab agent's log: CI keeps nothing else."""
     report = yield
-    funcargs = getattr(item, "funcargs", {})
-    lab = (
-        funcargs.get("lab3") or funcargs.get("lab4") or funcargs.get("oslab")
-        if report.failed
-        else None
-    )
-    if isinstance(lab, Lab):
+    lab = _lab_of(getattr(item, "funcargs", {})) if report.failed else None
+    if lab is not None:
         for cloud in lab.clouds:
             try:
                 report.sections.append((f"agent {cloud} log", lab.agent_log(cloud, 60)))
             except Exception as exc:  # the lab may be half gone; say so, do not mask the failure
                 report.sections.append((f"agent {cloud} log", f"unavailable: {exc}"))
     return report
+
+
+def _lab_of(funcargs: dict) -> Lab | None:
+    """The test's lab: a fixture's value, or the first item of one (oslab is (lab, path))."""
+    for value in funcargs.values():
+        for candidate in value if isinstance(value, tuple) else (value,):
+            if isinstance(candidate, Lab):
+                return candidate
+    return None
 
 
 @pytest.fixture

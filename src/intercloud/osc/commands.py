@@ -91,6 +91,14 @@ def _wait(cmd: command.Command, uid: str, until: str, timeout: float) -> dict | 
         time.sleep(1.0)
 
 
+def _why(exp: dict) -> str:
+    """`B: peer B unreachable; C: ...`: what each peer in error says."""
+    peers = exp.get("peers")
+    peers = peers if isinstance(peers, list) else []
+    failed = [p for p in peers if isinstance(p, dict) and p.get("status") == "error"]
+    return "; ".join(f"{p.get('peer')}: {p.get('reason') or 'no reason given'}" for p in failed)
+
+
 class CreateExpansion(command.ShowOne):
     """Stretch one of your project's networks into peer clouds."""
 
@@ -116,7 +124,9 @@ class CreateExpansion(command.ShowOne):
         if parsed_args.wait:
             exp = _wait(self, exp["id"], "active", parsed_args.timeout) or exp
             if exp.get("status") == "error":
-                raise exceptions.CommandError(f"intercloud: expansion {exp['id']} failed")
+                raise exceptions.CommandError(
+                    f"intercloud: expansion {exp['id']} failed: {_why(exp)}"
+                )
         return _show(exp, parsed_args)
 
 

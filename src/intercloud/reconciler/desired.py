@@ -34,6 +34,7 @@ class PortWant:
     vni: int | None
     rate_mbit: float | None = None  # egress limit of this network toward this peer
     blocked: str = ""  # why not to build it although the link is ready (e.g. peer unreachable)
+    failed: str = ""  # why it cannot be built: an error (e.g. the cloud refused its network)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class DesiredResult:
     state: HostState
     # why an owner's tunnel port is not in the desired state (for its status)
     blocked: dict[Owner, str] = field(default_factory=dict)
+    # why an owner's tunnel port cannot be built at all (an error, not a wait)
+    failed: dict[Owner, str] = field(default_factory=dict)
     # owner -> interface names that must exist for it to be realized
     needs: dict[Owner, set[str]] = field(default_factory=dict)
     # network key -> the bridge its tunnel ports join (ours, or the operator's own bridge)
@@ -68,7 +71,7 @@ def build(
     None: it does not exist), as the data plane observed it."""
     result = DesiredResult(HostState())
     for net in networks:
-        ports = _buildable(net, links, result.blocked)
+        ports = _buildable(net, links, result)
         if not ports:
             continue
         joined = _local_side(prefix, net, kinds, result.state)
@@ -104,13 +107,16 @@ def build(
 
 
 def _buildable(
-    net: NetworkWant, links: dict[str, LinkView], blocked: dict[Owner, str]
+    net: NetworkWant, links: dict[str, LinkView], result: DesiredResult
 ) -> list[tuple[PortWant, LinkView]]:
     """The network's ports that may be built, with their link; why not the others."""
     out = []
+    blocked = result.blocked
     for t in net.ports:
         link = links.get(t.peer)
-        if t.blocked:
+        if t.failed:
+            result.failed[t.owner] = t.failed
+        elif t.blocked:
             blocked[t.owner] = t.blocked
         elif t.vni is None:
             blocked[t.owner] = "waiting for a VNI"

@@ -43,9 +43,13 @@ class LocalState:
 def local_state(built: Built, owner: Owner) -> LocalState:
     """Whether an owner's tunnel port is built here, and why not."""
     desired = built.desired
+    if owner in desired.failed:
+        return LocalState(Local.NOT_BUILT, desired.failed[owner])
     if owner in desired.blocked:
         return LocalState(Local.BLOCKED, desired.blocked[owner])
-    missing = desired.needs.get(owner, set()) & built.broken
+    if owner not in desired.needs:  # made after this pass read what to build (a peer's call)
+        return LocalState(Local.BLOCKED, "to be built in the next pass")
+    missing = desired.needs[owner] & built.broken
     if missing:
         why = "the data plane could not be built: " + ", ".join(sorted(missing))
         return LocalState(Local.NOT_BUILT, why)
@@ -125,7 +129,8 @@ def _target_status(
         return "active", ""
     if peer_side.status == "error":  # its reason was cleaned (answers.replica)
         return "error", f"peer {t.peer}: {peer_side.reason}"
-    return "pending", f"waiting for peer {t.peer} to build its side"
+    waiting = f"waiting for peer {t.peer} to build its side"
+    return "pending", f"{waiting}: {peer_side.reason}" if peer_side.reason else waiting
 
 
 def _replicas(s: Session, built: Built, silent: _Silence) -> dict[int, list[str]]:
@@ -137,7 +142,9 @@ def _replicas(s: Session, built: Built, silent: _Silence) -> dict[int, list[str]
             if a.vni is not None and local_state(built, owners.adjacency(a.id)).ok
         ]
         local = local_state(built, owners.replica(rep.id))
-        status = "active" if local.ok else ("pending" if rep.vni is None else "error")
+        # waiting (for its VNI, its network in this cloud, the link) is pending, as a target's
+        # is: an origin that read "error" there would give up on an expansion being made
+        status = {Local.BUILT: "active", Local.BLOCKED: "pending"}.get(local.state, "error")
         reason = local.reason
         black_hole = silent(rep.vni) if local.ok else ""
         if black_hole:

@@ -92,8 +92,9 @@ def _replicas(s: Session, down: dict[str, str], made: ReplicaSync) -> list[Netwo
     for rep in s.scalars(REPLICAS_WITH_ADJACENCIES):
         # OpenStack: the network made for it in the cloud is its local side
         local = made.interfaces.get(rep.uid)
-        why_not = made.errors.get(rep.uid, "")
-        if rep.addressing is not None and local is None and not why_not:
+        failed = made.errors.get(rep.uid, "")  # the cloud refused its network
+        why_not = ""
+        if rep.addressing is not None and local is None and not failed:
             why_not = "waiting for its network in this cloud"
         ports: tuple[PortWant, ...] = (PortWant(owners.replica(rep.id), rep.peer.name, rep.vni),)
         # A direct tunnel is only worth it while its peer answers: otherwise the path may be
@@ -109,8 +110,8 @@ def _replicas(s: Session, down: dict[str, str], made: ReplicaSync) -> list[Netwo
             )
             for a in rep.adjacencies
         )
-        if why_not:
-            ports = tuple(dataclasses.replace(w, blocked=why_not) for w in ports)
+        if why_not or failed:
+            ports = tuple(dataclasses.replace(w, blocked=why_not, failed=failed) for w in ports)
         # a member relays only the pairs its origin asked it to (domain/relay.py)
         forward = frozenset((a, b) for a, b in rep.relays or [])
         networks.append(NetworkWant(owners.replica(rep.id).key, local, ports, forward))
