@@ -94,6 +94,18 @@ class HostState:
     def mss_clamp(self, table: Mapping[str, int]) -> None:
         self.clamp_table = dict(table)
 
+    def copy(self) -> HostState:
+        """Another state with the same objects (they are frozen): changing one leaves the
+        other as it was."""
+        return HostState(
+            dict(self.bridges),
+            dict(self.vxlans),
+            dict(self.patches),
+            dict(self.attachments),
+            None if self.clamp_table is None else dict(self.clamp_table),
+            set(self.no_forward),
+        )
+
     def add(self, obj: Bridge | Vxlan | Patch | Attachment) -> None:
         if isinstance(obj, Bridge):
             self.bridges[obj.name] = obj

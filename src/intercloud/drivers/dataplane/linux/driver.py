@@ -45,6 +45,7 @@ from intercloud.drivers.dataplane.linux.netlink import (
     _Netlink,
     tbf_params,
 )
+from intercloud.drivers.dataplane.linux.watch import KernelChanges, LastObservation
 from intercloud.errors import DriverError, IntercloudError
 
 log = logging.getLogger("intercloud.dataplane")
@@ -66,10 +67,16 @@ class LinuxDataplane(Dataplane):
         self._nl = _Netlink(netns, ipr)
         self._links = KnownLinks(self._nl)  # what the last observe() saw (while applying)
         self._batched: set[str] = set()  # tunnels the running batch made (no qdisc yet)
+        # the last full observation, valid while the kernel says nothing changed (watch.py)
+        self._seen = LastObservation(KernelChanges(netns))
 
     # -- observation -------------------------------------------------------------------------
 
     def observe(self, foreign: Iterable[str] = ()) -> Observed:
+        return self._seen.get(frozenset(foreign), self._read)
+
+    def _read(self, foreign: Iterable[str]) -> Observed:
+        """Every interface, qdisc and nft set of ours, from the kernel."""
         clamp = self.observe_mss_clamp()
         links = self._links.refresh()
         state, kinds = observation.read(
@@ -235,6 +242,7 @@ class LinuxDataplane(Dataplane):
             self._delete(link)
 
     def close(self) -> None:
+        self._seen.changes.close()
         self._nl.close()
 
     # -- MSS clamping (nft.py, run inside our namespace) ---------------------------------------
