@@ -9,6 +9,7 @@ PUT each: that call's answer is what says what is wrong."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from intercloud.reconciler.targets import TargetWork
 
 log = logging.getLogger("intercloud.sync")
+
+MAX_PEERS_AT_ONCE = 8  # threads of one pass's confirmations (one per peer)
+Answered = tuple[dict[str, answers.ReplicaView | None], PeerError | None]
 
 
 @dataclass
@@ -44,43 +48,60 @@ def send(
     now: float,
     errors: list[str] | None = None,
 ) -> Confirmed:
-    """One call per peer (of at most MAX_CONFIRMATIONS replicas each) for `works`; a peer's
-    bad answer is added to `errors` (the pass's peer errors)."""
+    """One call per peer (of at most MAX_CONFIRMATIONS replicas each) for `works`, the peers
+    asked at the same time (the pass waits for the slowest peer, not for all in turn); a
+    peer's bad answer is added to `errors` (the pass's peer errors)."""
     out = Confirmed()
     by_peer: dict[str, list[TargetWork]] = {}
     for w in works:
         by_peer.setdefault(w.peer.name, []).append(w)
-    for group in by_peer.values():
-        for start in range(0, len(group), MAX_CONFIRMATIONS):
-            chunk = group[start : start + MAX_CONFIRMATIONS]
-            views = _call(federation, memory, chunk, now, errors)
-            for w in chunk:
-                view = views.get(w.expansion_uid)
-                if view is not None and w.vni is not None and view.vni == w.vni:
-                    out.views[w.target_id] = view
-                    memory.confirmed_at[w.target_id] = now
-                else:
-                    out.one_by_one.append(w)
+
+    def ask(group: list[TargetWork]) -> list[tuple[list[TargetWork], Answered]]:
+        return [
+            (chunk, _call(federation, chunk))
+            for chunk in (
+                group[start : start + MAX_CONFIRMATIONS]
+                for start in range(0, len(group), MAX_CONFIRMATIONS)
+            )
+        ]
+
+    groups = list(by_peer.values())
+    if len(groups) > 1:
+        with ThreadPoolExecutor(min(len(groups), MAX_PEERS_AT_ONCE)) as pool:
+            answered = [item for items in pool.map(ask, groups) for item in items]
+    else:
+        answered = [item for group in groups for item in ask(group)]
+    for chunk, (views, failure) in answered:
+        if failure is not None:
+            _failed(memory, chunk[0].peer.name, failure, now, errors)
+        for w in chunk:
+            view = views.get(w.expansion_uid)
+            if view is not None and w.vni is not None and view.vni == w.vni:
+                out.views[w.target_id] = view
+                memory.confirmed_at[w.target_id] = now
+            else:
+                out.one_by_one.append(w)
     return out
 
 
-def _call(
-    federation: Federation,
-    memory: Memory,
-    chunk: list[TargetWork],
-    now: float,
-    errors: list[str] | None,
-) -> dict[str, answers.ReplicaView | None]:
-    peer = chunk[0].peer
+def _call(federation: Federation, chunk: list[TargetWork]) -> Answered:
+    """The peer's answer for `chunk` (all of one peer), or why there is none. Runs in a
+    thread of its own: it touches nothing but the call."""
     bodies = {
         w.expansion_uid: replica_body(w.project, w.network, w.cidr, w.members, w.addressing)
         for w in chunk
     }
     try:
-        return federation.peer(peer).confirm_replicas(bodies)
-    except PeerError as exc:  # each one goes its own way, whose answer says what is wrong
-        memory.unbatched[peer.name] = now
-        if isinstance(exc, answers.BadAnswer) and errors is not None:
-            errors.append(exc.message)
-        log.info("confirmations with %s: %s (one call each for now)", peer.name, exc.message)
-        return {}
+        return federation.peer(chunk[0].peer).confirm_replicas(bodies), None
+    except PeerError as exc:
+        return {}, exc
+
+
+def _failed(
+    memory: Memory, peer: str, exc: PeerError, now: float, errors: list[str] | None
+) -> None:
+    """Each one of the call goes its own way, whose answer says what is wrong."""
+    memory.unbatched[peer] = now
+    if isinstance(exc, answers.BadAnswer) and errors is not None:
+        errors.append(exc.message)
+    log.info("confirmations with %s: %s (one call each for now)", peer, exc.message)
