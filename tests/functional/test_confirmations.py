@@ -147,6 +147,46 @@ def test_the_peer_answers_each_replica_and_refuses_one_it_may_not_hold(agents):
         assert s.scalar(select(m.Replica).where(m.Replica.uid == refused["uid"])) is None
 
 
+def test_one_call_answers_held_new_changed_and_refused_replicas_each_as_its_put_would(agents):
+    """The replicas the peer holds are answered from one query; a new one is made as its PUT
+    would make it; a held one asked with another cidr, and a malformed id, are refused alone."""
+    a, b, _, _, _, uids = agents
+    with b.ctx.store.session() as s:
+        held = {r.uid: r.network for r in s.scalars(select(m.Replica))}
+    net = {uid: held[uid] for uid in uids}
+    project = {uid: "p1" if net[uid] == "net1" else "p2" for uid in uids}
+
+    def item(uid, **kw):
+        body = {"project": project.get(uid, "p1"), "network": net.get(uid, "net9")}
+        return {"uid": uid, **body, "cidr": "10.10.0.0/24", "members": ["A", "B"], **kw}
+
+    new_uid = "0b1e5c1e-0000-4000-8000-0000000000aa"
+    answer = _as_a_to_b(a, b).request(
+        "POST",
+        CONFIRM,
+        {
+            "replicas": [
+                item(uids[0]),
+                item(uids[1], members=["A", "B", "C"]),
+                item(uids[0], cidr="10.99.0.0/24"),
+                item(new_uid),
+                item("not-a-uuid"),
+            ]
+        },
+    )
+    same, changed, other_cidr, made, bad = answer["replicas"]
+    assert same["status"] == "active" and same["vni"] and "error" not in same
+    assert changed["uid"] == uids[1] and "error" not in changed
+    assert "another project/network/cidr" in other_cidr["error"]
+    assert made["uid"] == new_uid and made["status"] == "pending" and made["vni"] is None
+    assert bad["uid"] == "not-a-uuid" and "id" in bad["error"]
+    with b.ctx.store.session() as s:
+        rows = {r.uid: r for r in s.scalars(select(m.Replica))}
+        assert rows[uids[1]].members == ["A", "B", "C"]  # the change was kept
+        assert rows[uids[0]].cidr == "10.10.0.0/24"  # the refused one changed nothing
+        assert new_uid in rows and "not-a-uuid" not in rows
+
+
 @pytest.mark.parametrize(
     "body,field",
     [

@@ -70,6 +70,17 @@ def put_replica(
     return JSONResponse(out, status_code=201 if outcome == "created" else 200)
 
 
+def _fields(body: ReplicaPut) -> dict[str, Any]:
+    """The replica's fields as service/replicas takes them."""
+    return {
+        "project": body.project,
+        "network": body.network,
+        "cidr": body.cidr,
+        "members": body.members,
+        "addressing": body.addressing.model_dump() if body.addressing is not None else None,
+    }
+
+
 def _upsert(c: AppContext, peer: str, uid: str, body: ReplicaPut) -> tuple[dict[str, Any], str]:
     """service/replicas.upsert in a session of its own: (view, outcome)."""
     with c.store.session() as s:
@@ -77,11 +88,7 @@ def _upsert(c: AppContext, peer: str, uid: str, body: ReplicaPut) -> tuple[dict[
             s,
             admin.get_peer(s, peer),
             uid,
-            body.project,
-            body.network,
-            body.cidr,
-            body.members,
-            body.addressing.model_dump() if body.addressing is not None else None,
+            **_fields(body),
             max_replicas=c.cfg.agent.max_replicas_per_peer,
         )
 
@@ -93,14 +100,23 @@ def confirm_replicas(
     """Many PUT /replicas/{uid} in one call (the origin's periodic re-checks): each replica
     as that call would answer it, or the error it would have answered, by uid."""
     c = auth.ctx(request)
+    # those held here in one session and one query (100 sessions of 4 queries each were
+    # ~0.25 s of a peer's interpreter per call); a new one as its own PUT would make it
+    with c.store.session() as s:
+        held = replicas.confirm(
+            s, admin.get_peer(s, peer), [(i.uid, _fields(i)) for i in body.replicas]
+        )
     out: list[dict[str, Any]] = []
     changed = False
-    for item in body.replicas:
+    for item, kept in zip(body.replicas, held, strict=True):
         try:
-            view, outcome = _upsert(c, peer, item.uid, item)
+            got = kept or _upsert(c, peer, item.uid, item)
+            if isinstance(got, IntercloudError):
+                raise got
         except IntercloudError as exc:  # that replica only: the others are answered
             out.append({"uid": item.uid, "error": exc.message})
             continue
+        view, outcome = got
         out.append({"uid": item.uid, **{k: view[k] for k in ("status", "vni", "reason")}})
         changed = changed or outcome != "same"
     if changed:

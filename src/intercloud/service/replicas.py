@@ -5,6 +5,7 @@ peer's replicas, and can only act within its agreement."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from intercloud.config import AgentSection
 from intercloud.domain import owners
 from intercloud.domain import validation as v
-from intercloud.errors import Conflict, Forbidden, Invalid, NotFound
+from intercloud.errors import Conflict, Forbidden, IntercloudError, Invalid, NotFound
 from intercloud.service import allocations, views
 from intercloud.service.admin import allows
 from intercloud.store import models as m
@@ -79,6 +80,48 @@ def _members(peer: m.Peer, members: list[str] | None) -> list[str] | None:
     return names
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What an origin asks of one replica (PUT /replicas/{uid}, an item of confirmations),
+    validated, and allowed by its agreement."""
+
+    uid: str
+    project: str
+    network: str
+    cidr: str
+    members: list[str] | None
+    addressing: dict | None
+
+
+def asked(
+    peer: m.Peer,
+    uid: str,
+    project: str,
+    network: str,
+    cidr: str,
+    members: list[str] | None = None,
+    addressing: dict | None = None,
+) -> Asked:
+    uid, project, network = _uid(uid), v.name(project, "project"), v.name(network, "network")
+    cidr = v.cidr(cidr, "cidr")
+    out = Asked(
+        uid,
+        project,
+        network,
+        cidr,
+        _members(peer, members),
+        None if addressing is None else v.addressing(addressing, cidr),
+    )
+    agreement = peer.agreement
+    if agreement is None or not allows(agreement.peer_projects, out.project):
+        raise Forbidden(
+            f"project: {out.project!r} of peer {peer.name!r} may not expand into this "
+            "cloud (no agreement for it)",
+            field="project",
+        )
+    return out
+
+
 def upsert(
     s: Session,
     peer: m.Peer,
@@ -93,42 +136,65 @@ def upsert(
     """Create the replica, or return it; `members` and `addressing` (when given) replace
     what it had. Returns (view, "created" | "changed" | "same"). A new replica needs room
     under the agreement's per-project limit and under `max_replicas` for the peer."""
-    _uid(uid)
-    v.name(project, "project")
-    v.name(network, "network")
-    cidr = v.cidr(cidr, "cidr")
-    members = _members(peer, members)
-    if addressing is not None:
-        addressing = v.addressing(addressing, cidr)
-    agreement = peer.agreement
-    if agreement is None or not allows(agreement.peer_projects, project):
-        raise Forbidden(
-            f"project: {project!r} of peer {peer.name!r} may not expand into this "
-            "cloud (no agreement for it)",
-            field="project",
-        )
-    existing = s.scalar(select(m.Replica).where(m.Replica.peer_id == peer.id, m.Replica.uid == uid))
+    a = asked(peer, uid, project, network, cidr, members, addressing)
+    existing = s.scalar(
+        select(m.Replica).where(m.Replica.peer_id == peer.id, m.Replica.uid == a.uid)
+    )
     if existing is not None:
-        if (existing.project.origin_name, existing.network, existing.cidr) != (
-            project,
-            network,
-            cidr,
-        ):
-            raise Conflict(
-                f"id: replica {uid!r} exists with another project/network/cidr", field="id"
-            )
-        changed = False
-        if members is not None and members != list(existing.members or []):
-            existing.members = members
-            existing.direct_sent = None  # tell the origin again whom we reach directly
-            changed = True
-        if addressing is not None and addressing != existing.addressing:
-            existing.addressing = addressing
-            changed = True
-        if changed:
-            s.flush()
-            return views.replica(existing), "changed"
-        return views.replica(existing), "same"
+        return _kept(s, existing, a)
+    return _created(s, peer, a, max_replicas)
+
+
+def confirm(
+    s: Session, peer: m.Peer, items: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[dict[str, Any], str] | IntercloudError | None]:
+    """`upsert` for many (uid, fields) at once, of the replicas that exist (read in one
+    query): for each item in turn, (view, outcome) or the error that upsert would raise; None
+    for one not here: the caller makes it with `upsert`, in a session of its own."""
+    uids = [uid for uid, _ in items]
+    held = {
+        r.uid: r
+        for r in s.scalars(
+            REPLICA_VIEWS.where(m.Replica.peer_id == peer.id, m.Replica.uid.in_(uids))
+        )
+    }
+    out: list[tuple[dict[str, Any], str] | IntercloudError | None] = []
+    for uid, fields in items:
+        rep = held.get(uid)
+        try:
+            out.append(None if rep is None else _kept(s, rep, asked(peer, uid, **fields)))
+        except IntercloudError as exc:
+            out.append(exc)
+    return out
+
+
+def _kept(s: Session, existing: m.Replica, a: Asked) -> tuple[dict[str, Any], str]:
+    if (existing.project.origin_name, existing.network, existing.cidr) != (
+        a.project,
+        a.network,
+        a.cidr,
+    ):
+        raise Conflict(
+            f"id: replica {a.uid!r} exists with another project/network/cidr", field="id"
+        )
+    changed = False
+    if a.members is not None and a.members != list(existing.members or []):
+        existing.members = a.members
+        existing.direct_sent = None  # tell the origin again whom we reach directly
+        changed = True
+    if a.addressing is not None and a.addressing != existing.addressing:
+        existing.addressing = a.addressing
+        changed = True
+    if changed:
+        s.flush()
+        return views.replica(existing), "changed"
+    return views.replica(existing), "same"
+
+
+def _created(s: Session, peer: m.Peer, a: Asked, max_replicas: int) -> tuple[dict[str, Any], str]:
+    agreement = peer.agreement
+    assert agreement is not None  # asked() said so
+    project = a.project
     total = s.scalars(
         select(func.count()).select_from(m.Replica).where(m.Replica.peer_id == peer.id)
     ).one()
@@ -151,15 +217,15 @@ def upsert(
             field="project",
         )
     rep = m.Replica(
-        uid=uid,
+        uid=a.uid,
         peer=peer,
         project=_replicated_project(s, peer, project),
-        network=network,
-        cidr=cidr,
+        network=a.network,
+        cidr=a.cidr,
         status="pending",
         reason="waiting for a VNI",
-        members=members or [peer.name],
-        addressing=addressing,
+        members=a.members or [peer.name],
+        addressing=a.addressing,
     )
     s.add(rep)
     s.flush()
