@@ -78,10 +78,6 @@ class KernelChanges:
             return False
         return not self._drain()
 
-    def forget(self) -> None:
-        """The next `quiet()` is False (the driver changed something without an event)."""
-        self._read_at = None
-
     def _drain(self) -> bool:
         """Read every queued message away; whether there was any (or an overflow)."""
         changed = False
