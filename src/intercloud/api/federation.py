@@ -84,13 +84,9 @@ def _fields(body: ReplicaPut) -> dict[str, Any]:
 def _upsert(c: AppContext, peer: str, uid: str, body: ReplicaPut) -> tuple[dict[str, Any], str]:
     """service/replicas.upsert in a session of its own: (view, outcome)."""
     with c.store.session() as s:
-        return replicas.upsert(
-            s,
-            admin.get_peer(s, peer),
-            uid,
-            **_fields(body),
-            max_replicas=c.cfg.agent.max_replicas_per_peer,
-        )
+        origin = admin.get_peer(s, peer)
+        asked = replicas.asked(origin, uid, **_fields(body))
+        return replicas.upsert(s, origin, asked, max_replicas=c.cfg.agent.max_replicas_per_peer)
 
 
 @router.post("/confirmations")

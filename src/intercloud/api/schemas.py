@@ -152,7 +152,7 @@ class ReplicaPut(Strict):
 
 
 class ReplicaConfirm(ReplicaPut):
-    uid: str = Field(max_length=64)  # checked as a replica id by service/replicas.upsert
+    uid: str = Field(max_length=64)  # checked as a replica id by service/replicas.asked
 
 
 class Confirmations(Strict):

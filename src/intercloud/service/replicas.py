@@ -123,20 +123,12 @@ def asked(
 
 
 def upsert(
-    s: Session,
-    peer: m.Peer,
-    uid: str,
-    project: str,
-    network: str,
-    cidr: str,
-    members: list[str] | None = None,
-    addressing: dict | None = None,
-    max_replicas: int = MAX_REPLICAS_PER_PEER,
+    s: Session, peer: m.Peer, a: Asked, max_replicas: int = MAX_REPLICAS_PER_PEER
 ) -> tuple[dict[str, Any], str]:
-    """Create the replica, or return it; `members` and `addressing` (when given) replace
-    what it had. Returns (view, "created" | "changed" | "same"). A new replica needs room
-    under the agreement's per-project limit and under `max_replicas` for the peer."""
-    a = asked(peer, uid, project, network, cidr, members, addressing)
+    """Create the replica `a` asks for (see `asked`), or return it; its `members` and
+    `addressing` (when given) replace what it had. Returns (view, "created" | "changed" |
+    "same"). A new replica needs room under the agreement's per-project limit and under
+    `max_replicas` for the peer."""
     existing = s.scalar(
         select(m.Replica).where(m.Replica.peer_id == peer.id, m.Replica.uid == a.uid)
     )
