@@ -85,6 +85,19 @@ def test_the_replicas_due_with_one_peer_are_confirmed_in_one_call(agents):
     assert _statuses(a) == {"active"}
 
 
+def test_targets_in_error_are_asked_in_the_one_call_and_turn_active_again(agents):
+    """After a restart the peers may have said `error` (our tunnels were silent while we were
+    down): those targets are asked again in the one call, not with a PUT each."""
+    a, _, router, fresh, _, uids = agents
+    with a.ctx.store.session() as s:
+        for t in s.scalars(select(m.Target)):
+            t.status, t.reason = "error", "peer B: no frames through the tunnel since then"
+    fresh.reconcile_once()
+    assert [sorted(c) for c in router.confirmed()] == [sorted(uids)]
+    assert router.puts() == 0
+    assert _statuses(a) == {"active"}
+
+
 def test_a_replica_the_peer_lost_is_made_again_one_by_one(agents):
     a, b, router, fresh, clock, uids = agents
     with b.ctx.store.session() as s:  # B forgot one replica (a restore from an old backup)
