@@ -184,19 +184,26 @@ def standalone_moves(n: int, prefix: str | None = None) -> dict:
     return {**summary(got), "idle_gap_s": round(idle, 3)}
 
 
-def openstack_moves(n: int, prefix: str | None = None) -> dict:
+def openstack_moves(n: int, prefix: str | None = None, lab: Lab | None = None) -> dict:
     """The same in OpenStack mode: Neutron ports moved by lab.move_vm (the destination's agent
     swaps its placeholder for the port, the VM switches over and announces itself, the old
     port goes once the origin saw the move). Each move waits for the last one's ports to settle
-    (lab.move_vm returns once the origin saw the old port go), then `SETTLE` seconds."""
-    name = prefix or "bq" + secrets.token_hex(2)
-    lab = OpenStackLab(name, state_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
+    (lab.move_vm returns once the origin saw the old port go), then `SETTLE` seconds. `lab`:
+    an OpenStack lab of A and B peered, A's net1 expanded to B (bench/openstack.py's; it stays
+    up), else one of its own."""
+    own = lab is None
+    if lab is None:
+        name = prefix or "bq" + secrets.token_hex(2)
+        lab = OpenStackLab(name, state_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
+    assert isinstance(lab, OpenStackLab)
     try:
-        lab.up(2, lanes=1)
-        lab.peer("A", "B")
+        if own:
+            lab.up(2, lanes=1)
+            lab.peer("A", "B")
         lab.add_vm("A", "s1", network="net1")
         mv = lab.add_vm("A", "mv", network="net1")
-        expand(lab, "A", "p1", "net1", ["B"])
+        if own:
+            expand(lab, "A", "p1", "net1", ["B"])
         ip = mv.ip.split("/")[0]
         wait_for(
             lambda: lab.exec("A/s1", ["ping", "-c", "1", "-W", "1", ip]).returncode == 0,
@@ -214,7 +221,8 @@ def openstack_moves(n: int, prefix: str | None = None) -> dict:
                 time.sleep(SETTLE)
         got, idle = pings.gaps(starts), pings.idle_gap(starts[0])
     finally:
-        lab.down()
+        if own:
+            lab.down()
     return {**summary(got), "idle_gap_s": round(idle, 3)}
 
 
@@ -231,11 +239,17 @@ def summary(got: list[float]) -> dict:
 def section(bench: Any) -> None:
     """`python -m bench`'s migration section (bench/run.py `Run`): 10 moves in each mode, the
     longest ping gap's median and max. --short: 4 standalone and 2 OpenStack moves (there and
-    back: each OpenStack move waits for passes and Neutron's cache window, ~30 s)."""
+    back: each OpenStack move waits for passes and Neutron's cache window, ~15 s)."""
     n = 4 if bench.mode.short else 10
     alone = standalone_moves(n, prefix=bench.prefix + "g")
     bench.log(f"standalone moves: {alone['gaps_s']}")
-    ostack = openstack_moves(2 if bench.mode.short else n, prefix=bench.prefix + "h")
+    shared = bench.openstack_lab  # built by the openstack section: its ~30 s saved
+    try:
+        ostack = openstack_moves(2 if bench.mode.short else n, bench.prefix + "h", shared)
+    finally:
+        if shared is not None:
+            bench.down(shared)
+            bench.openstack_lab = None
     bench.log(f"OpenStack moves: {ostack['gaps_s']}")
     bench.details["migration"] = {"standalone": alone, "openstack": ostack}
     idle = "no move: longest gap of the same ping before the first move"

@@ -64,11 +64,21 @@ def openstack(prefix: str, workdir: Path, lanes: int, labs: list[Lab]) -> Endpoi
     return ep
 
 
-def run(mode: Mode, lanes: int, prefix: str | None = None) -> dict:
-    """Both labs (named `prefix` + s / o), the TCP reps in turns, RTT; the labs go after."""
+def run(
+    mode: Mode,
+    lanes: int,
+    prefix: str | None = None,
+    keep: list[Lab] | None = None,
+    workdir: Path | None = None,
+) -> dict:
+    """Both labs (named `prefix` + s / o, in `workdir`, default a temporary one), the TCP reps
+    in turns, RTT; the labs go after, but for the OpenStack one when the caller `keep`s it
+    (appended there once measured: bench/migration.py moves VMs in it then)."""
     prefix = prefix or "bo" + secrets.token_hex(2)
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+    own_workdir = workdir is None
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
     labs: list[Lab] = []
+    kept = False
     out: dict = {"lanes": lanes, "tcp_seconds": mode.tcp_seconds, "reps": mode.tcp_reps}
     servers = []
     try:
@@ -92,19 +102,29 @@ def run(mode: Mode, lanes: int, prefix: str | None = None) -> dict:
             }
         base = out["ic_enc_standalone"]["tcp_gbps"]
         out["ratio_tcp"] = round(out["ic_enc_openstack"]["tcp_gbps"] / base, 3) if base else None
+        if keep is not None:
+            keep.extend(lab for lab in labs if isinstance(lab, OpenStackLab))
+            kept = True
     finally:
         for server in servers:
             server.stop()
         for lab in labs:
-            lab.down()
-        shutil.rmtree(workdir, ignore_errors=True)  # the labs' own directories went with them
+            if not (kept and isinstance(lab, OpenStackLab)):
+                lab.down()
+        if own_workdir and not kept:  # the labs' own directories went with them
+            shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 
 def section(bench: Any) -> None:
     """`python -m bench`'s openstack section (bench/run.py `Run`): the OpenStack expansion,
     encrypted, beside the standalone one, with the figures it adds."""
-    out = run(bench.mode, lanes=DEFAULT_LANES, prefix=bench.prefix + "x")
+    kept: list[Lab] = []
+    out = run(
+        bench.mode, DEFAULT_LANES, bench.prefix + "x", keep=kept, workdir=bench.workdir / "os"
+    )
+    bench.labs.extend(kept)  # taken down at the end of the run, if not before
+    bench.openstack_lab = kept[0] if kept else None  # the migration section's moves
     bench.details["openstack"] = out
     s, o = out["ic_enc_standalone"], out["ic_enc_openstack"]
     base = "standalone, encrypted (same run, same charons)"

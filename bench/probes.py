@@ -74,7 +74,7 @@ def measure(topo: nsmod.Topology, n: int, seconds: float) -> dict[str, Any]:
 
 def section(bench: Any) -> None:
     """`python -m bench`'s probes section (bench/run.py `Run`) and the figures it adds."""
-    n, seconds = bench.scale_n, (10.0 if bench.mode.short else 30.0)
+    n, seconds = bench.scale_n, (5.0 if bench.mode.short else 30.0)
     out = measure(bench.topo, n, seconds)
     bench.details["probes"] = out
     probing, idle = out["probing"], out["idle"]

@@ -55,6 +55,7 @@ class Run:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.prefix}-"))
         self.topo = nsmod.Topology(self.prefix)
         self.labs: list[Lab] = []
+        self.openstack_lab: Lab | None = None  # the openstack section's, for the migration one
         self.figs = Figures()
         self.details: dict[str, Any] = {}
         self.errors: list[str] = []

@@ -53,7 +53,11 @@ def write(path: Path, cfg: Config) -> None:
 
 
 def agent_section(
-    name: str, cloud_dir: Path, tls: dict[str, str], admin_token: str = ""
+    name: str,
+    cloud_dir: Path,
+    tls: dict[str, str],
+    admin_token: str = "",
+    reconcile_interval: float = 5,
 ) -> AgentSection:
     """A lab agent's [agent]: on every address of its namespace, its database in its cloud's
     directory, TLS from the cloud's own CA (`tls`: tls_cert, tls_key)."""
@@ -63,7 +67,7 @@ def agent_section(
         port=AGENT_PORT,
         database=f"sqlite:///{cloud_dir / 'state.db'}",
         admin_token=admin_token,
-        reconcile_interval=5,
+        reconcile_interval=reconcile_interval,
         tls_cert=tls["tls_cert"],
         tls_key=tls["tls_key"],
     )

@@ -45,7 +45,7 @@ def agent_config(
     """The agent of an OpenStack cloud: the ovs data plane (kernel tunnels), `ipsec` (None: no
     IPsec), the openstack cloud driver with its service user (`creds`)."""
     return Config(
-        agent=agentconf.agent_section(letter, cloud_dir, tls),
+        agent=agentconf.agent_section(letter, cloud_dir, tls, reconcile_interval=2),
         dataplane=DataplaneSection(
             driver="ovs", prefix="ic", ovs_db=inst.db, ovs_rundir=inst.rundir, tunnels="kernel"
         ),
