@@ -5,27 +5,40 @@ that never answered leave the status alone."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from intercloud.domain import probe as p
 from intercloud.drivers.probe.fake import FakeProber
+from intercloud.reconciler.links import HEALTH_FRESH
 from tests.functional.federation_harness import Router, converge, make_agent, peer
+
+BLACK_HOLE = "no frames through the tunnel since"
 
 
 @pytest.fixture
-def pair(tmp_path):
+def routed(tmp_path):
+    """A and B peered, each with a prober the test drives (its clock: the wall's), and the
+    router between them (`router.down`: an agent that does not answer)."""
     router = Router()
     a = make_agent(tmp_path, router, "A", 1)
     b = make_agent(tmp_path, router, "B", 2)
     peer(a, b)
     probers = {}
     for agent in (a, b):
-        probers[agent.name] = agent.ctx.reconciler.probes = agent.ctx.probes = FakeProber()
-    yield a, b, probers
+        prober = FakeProber(now=time.time())
+        probers[agent.name] = agent.ctx.reconciler.probes = agent.ctx.probes = prober
+    yield a, b, probers, router
     for agent in (a, b):
         agent.ctx.store.dispose()
+
+
+@pytest.fixture
+def pair(routed):
+    a, b, probers, _ = routed
+    return a, b, probers
 
 
 def expand(a, b, project="p1", network="net1"):
@@ -102,3 +115,75 @@ def test_tunnels_never_answered_leave_the_status_alone_and_deleted_ones_are_untr
     assert a.user("p1", "DELETE", f"/v1/expansions/{exp['id']}").status_code == 202
     converge(a, b)
     assert probers["A"].tracked == {} and probers["B"].tracked == {}
+
+
+def test_a_peer_agent_away_flaps_no_status_and_a_peer_gone_for_good_turns_error(routed):
+    """A restarts (its API and prober stop, the tunnel still carries the VMs' frames): B sees
+    its follower's port silent, but A's link down too; B's replica stays active while A may be
+    restarting, and while A's prober resumes once A is back. A peer away past the grace, or a
+    silence that begins while the peer answers, is the tunnel's: error."""
+    a, b, probers, router = routed
+    exp = expand(a, b)
+    vni = exp["peers"][0]["vni"]
+    port = f"icv{vni}"
+    clock = [time.monotonic() + 1000]  # past every check the passes so far remember
+    b.ctx.reconciler.clock = lambda: clock[0]
+    STEP = HEALTH_FRESH + 1  # each pass asks A again
+
+    def replica() -> tuple[str, str]:
+        (got,) = [r for r in b.admin("GET", "/v1/replicas").json() if r["vni"] == vni]
+        return got["status"], got["reason"]
+
+    probers["B"].answer(port)
+    b.reconcile()
+    assert replica() == ("active", "")
+
+    # A stops: no requests come (B's port turns silent), A's API does not answer
+    router.down.add(a.ip)
+    probers["B"].silence(port, probers["B"].now - 2 * p.SILENT_AFTER)
+    clock[0] += STEP
+    b.reconcile()
+    link = b.admin("GET", "/v1/links/A").json()
+    assert link["status"]["state"] == "down", link
+    assert replica() == ("active", "")
+    clock[0] += p.PEER_AWAY_GRACE / 2
+    b.reconcile()
+    assert replica() == ("active", "")
+
+    # A is back; its prober has a pass and a period to resume
+    router.down.discard(a.ip)
+    clock[0] += STEP
+    b.reconcile()
+    assert b.admin("GET", "/v1/links/A").json()["status"]["state"] == "up"
+    assert replica() == ("active", "")
+    probers["B"].answer(port)
+    b.reconcile()
+    assert replica() == ("active", "")
+
+    # a silence that begins while A answers is the tunnel's, at once
+    clock[0] += STEP
+    probers["B"].silence(port, time.time() - 0.5)
+    b.reconcile()
+    assert replica()[0] == "error" and replica()[1].startswith(BLACK_HOLE), replica()
+    probers["B"].answer(port)
+    b.reconcile()
+    assert replica() == ("active", "")
+
+    # away past the grace: its tunnels are taken for down too
+    router.down.add(a.ip)
+    probers["B"].silence(port, time.time() - 2 * p.SILENT_AFTER)
+    clock[0] += STEP
+    b.reconcile()
+    assert replica() == ("active", "")
+    clock[0] += p.PEER_AWAY_GRACE
+    b.reconcile()
+    assert replica()[0] == "error" and replica()[1].startswith(BLACK_HOLE), replica()
+    # back, still silent: it says as it said while the prober resumes, then the tunnel's
+    router.down.discard(a.ip)
+    clock[0] += STEP
+    b.reconcile()
+    assert replica()[0] == "error"
+    probers["B"].silence(port, time.time() - 2 * p.SILENT_AFTER)
+    clock[0] += p.expect_within(p.PERIOD) + p.RESUME_ALLOWANCE
+    b.reconcile()
+    assert replica()[0] == "error" and replica()[1].startswith(BLACK_HOLE), replica()

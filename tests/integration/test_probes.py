@@ -143,3 +143,39 @@ def b_replicas_answered(lab) -> list | None:
     replicas = lab.api("B", "GET", "/v1/replicas")
     answered = all(r["tunnel"] and r["tunnel"]["answered"] >= 1 for r in replicas)
     return replicas if answered else None
+
+
+def test_an_agent_restart_flaps_no_status_on_its_peer(lab3):
+    """A's agent stops for longer than a silence takes to be judged (its prober with it; the
+    kernel's tunnel still carries the VMs' frames): B's probes through the tunnel go silent,
+    but A's API is silent too, so B's replica stays active, and stays so while A comes back
+    and its prober resumes. (Before: B said `error`, "no frames through the tunnel", then
+    `active`, and A followed it in its re-checks.)"""
+    exp = expand(lab3, "A", "p1", "net1", ["B"])
+    try:
+        wait_for(lambda: answered(lab3, exp["id"], "p1"), 15, what="A's probes answered")
+        wait_for(lambda: b_replicas_answered(lab3), 15, what="B's probes answered")
+        seen: dict[str, set] = {"replica": set(), "link": set()}
+
+        def watch(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                (rep,) = lab3.api("B", "GET", "/v1/replicas")
+                seen["replica"].add((rep["status"], rep["reason"]))
+                (link,) = [lk for lk in lab3.api("B", "GET", "/v1/links") if lk["peer"] == "A"]
+                seen["link"].add(link["status"]["state"])
+                time.sleep(0.3)
+
+        lab3.stop_agent("A")
+        try:
+            # past a follower's wait for the next request (7 s) and one of B's passes (5 s)
+            watch(16)
+        finally:
+            lab3.start_agent("A")
+        watch(20)  # A's first pass, and its prober's first requests
+        assert "down" in seen["link"], seen  # B saw A's agent away
+        assert seen["replica"] == {("active", "")}, seen
+        # A, which asks B of its replicas, never read anything else either
+        assert peer_view(lab3, exp["id"], "p1")["status"] == "active"
+    finally:
+        shrink(lab3, "A", "p1", exp["id"])

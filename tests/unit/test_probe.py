@@ -349,3 +349,20 @@ def test_the_data_planes_with_kernel_tunnel_ports_are_probed(driver, tunnels, pr
         dataplane=SimpleNamespace(driver=driver, prefix="ic", tunnels=tunnels),
     )
     assert isinstance(probe_drivers.load(cfg), LinuxProber) is probes
+
+
+def test_a_peer_agent_away_or_just_back_explains_its_tunnels_silence_for_a_while():
+    back_window = p.expect_within(p.PERIOD) + p.RESUME_ALLOWANCE
+    # it answers and was not away lately: a silence is the tunnel's
+    assert not p.silence_explained(30.0, None, None)
+    # away (restarting?): the silence proves nothing until the grace ends
+    assert p.silence_explained(30.0, 0.0, None)
+    assert p.silence_explained(30.0, p.PEER_AWAY_GRACE - 1, 5.0)
+    assert not p.silence_explained(300.0, p.PEER_AWAY_GRACE, None)
+    # back: its prober resumes within a leader's period and a first pass
+    assert p.silence_explained(30.0, None, back_window - 1)
+    assert not p.silence_explained(300.0, None, back_window)
+    # a stretched leader (10,000 ports) gets its own period to resume
+    assert p.silence_explained(300.0, None, back_window + 30, period=50.0)
+    # silent since after it came back: the tunnel's, at once
+    assert not p.silence_explained(3.0, None, 5.0)

@@ -68,7 +68,9 @@ answered). Only SILENT changes an
 expansion's status: an agent that restarts must not flap every status to pending while its
 first probes fly, and a peer whose data plane cannot answer (Open vSwitch's userspace tunnel
 ports are not kernel devices) must not hold expansions pending forever; the figures and the
-`intercloud_tunnels_probed{verdict="unanswered"}` metric say it instead.
+`intercloud_tunnels_probed{verdict="unanswered"}` metric say it instead. Nor does SILENT change
+a status while the peer's agent is away (its API does not answer: restarting?) or just back
+(`silence_explained`): its prober stops with it, while the kernel's tunnels carry on.
 """
 
 from __future__ import annotations
@@ -140,6 +142,30 @@ def expect_within(period: float) -> float:
 def follow_timeout(period: float) -> float:
     """(A follower) its answer is confirmed by the leader's next request this late at most."""
     return 1.5 * period + TIMEOUT
+
+
+# A peer's agent that does not answer its API may be restarting, and its prober with it: the
+# silence of its tunnels then proves nothing for this long (one that stays away longer is down,
+# and so are its tunnels, as far as we can tell) ...
+PEER_AWAY_GRACE = 60.0
+# ... nor, once it answers again, before its first pass has tracked its ports (seconds) and a
+# leader's period has passed (expect_within)
+RESUME_ALLOWANCE = 10.0
+
+
+def silence_explained(
+    quiet_for: float, away_for: float | None, back_for: float | None, period: float = PERIOD
+) -> bool:
+    """Whether a silent port's silence may be its peer's agent being away rather than the
+    tunnel: `quiet_for` seconds since the port's last answer; the peer's API unreachable for
+    `away_for` seconds (None: it answers), answering again for `back_for` (None: not away
+    lately). An agent restart then flaps no status on its peers; a black hole while the peer
+    answers is judged at once, one while it is away after PEER_AWAY_GRACE."""
+    if away_for is not None:
+        return away_for < PEER_AWAY_GRACE
+    if back_for is None or back_for >= quiet_for:  # silent since after it came back
+        return False
+    return back_for < expect_within(period) + RESUME_ALLOWANCE
 
 
 def leads(me: str, peer: str) -> bool:

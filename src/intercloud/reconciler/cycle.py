@@ -55,5 +55,5 @@ def run(parts: Parts, memory: Memory, result: PassResult) -> None:
             memory.relays_applied = built.relays(parts.cfg.dataplane.prefix)
             flushes.phase(parts, memory, result, routed, built, down)
     with timed("status"):
-        realized = status.phase(parts, result, built, replicas)  # write status
+        realized = status.phase(parts, memory, result, built, replicas)  # write status
         members.report_phase(parts, result, down, realized)  # tell origins whom we reach

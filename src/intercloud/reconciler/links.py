@@ -79,6 +79,7 @@ def recently_down(memory: Memory, broken: set[str], now: float) -> bool:
     for peer in list(memory.down_since):
         if peer not in broken:
             del memory.down_since[peer]
+            memory.back_at[peer] = now
     for peer in broken:
         memory.down_since.setdefault(peer, now)
     return coming_up(memory, now)

@@ -24,6 +24,8 @@ class Memory:
     healthy_at: dict[tuple[int, str], float] = field(default_factory=dict)
     # peer -> since when its link is down (not disabled); its keys are last pass's broken links
     down_since: dict[str, float] = field(default_factory=dict)
+    # peer -> when its link last came back up (status.py: its tunnels' probes resume after)
+    back_at: dict[str, float] = field(default_factory=dict)
     # IPsec (connections.py): peer -> when its connection was last seen up (rekey grace)
     ipsec_up_at: dict[str, float] = field(default_factory=dict)
     ipsec_backend: str | None = None  # as the IPsec driver last said

@@ -5,6 +5,7 @@ says of its side."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -13,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from intercloud.domain import naming, owners, text
 from intercloud.domain.owners import Owner
-from intercloud.domain.probe import Verdict
+from intercloud.domain.probe import Verdict, silence_explained
 from intercloud.federation import answers
 from intercloud.reconciler.dataplane import Built
 from intercloud.reconciler.members import REPLICAS_WITH_ADJACENCIES
-from intercloud.reconciler.parts import Parts, PassResult, TunnelProbes
+from intercloud.reconciler.memory import Memory
+from intercloud.reconciler.parts import Clock, Parts, PassResult, TunnelProbes
 from intercloud.store import models as m
 from intercloud.store.rows import ExpansionRows, TargetRow
 
@@ -57,11 +59,15 @@ def local_state(built: Built, owner: Owner) -> LocalState:
 
 
 def phase(
-    parts: Parts, result: PassResult, built: Built, replicas: dict[int, answers.ReplicaView]
+    parts: Parts,
+    memory: Memory,
+    result: PassResult,
+    built: Built,
+    replicas: dict[int, answers.ReplicaView],
 ) -> dict[int, list[str]]:
     """Write the statuses. Returns, per replica, the members its direct tunnels reach (built
     and usable)."""
-    silent = _Silence(parts.probes, parts.cfg.dataplane.prefix)
+    silent = _Silence(parts.probes, parts.cfg.dataplane.prefix, _Away(memory, parts.clock()))
     changed = _targets(parts.rows, result, built, replicas, silent)
     with parts.store.session() as s:
         for target_id, (status, reason) in changed.items():
@@ -71,14 +77,34 @@ def phase(
         return _replicas(s, built, silent)
 
 
+@dataclass(frozen=True)
+class _Away:
+    """Which peers' agents do not answer (their links are down), or answer again lately:
+    seconds, from the links phase's record (memory)."""
+
+    memory: Memory
+    now: float  # the pass's clock
+
+    def away_for(self, peer: str) -> float | None:
+        since = self.memory.down_since.get(peer)
+        return None if since is None else self.now - since
+
+    def back_for(self, peer: str) -> float | None:
+        at = self.memory.back_at.get(peer)
+        return None if at is None else self.now - at
+
+
 class _Silence:
-    """Why a built tunnel port is black-holed, from its probes ("" if it is not: answering,
-    not probed, or never answered; see domain/probe.py)."""
+    """Why a built tunnel port is black-holed, from its probes: "" if it is not (answering,
+    not probed, or never answered; see domain/probe.py), None if its peer's agent is away or
+    just back (the status stays as it is: a restart is no black hole)."""
 
-    def __init__(self, probes: TunnelProbes, prefix: str) -> None:
-        self.probes, self.prefix = probes, prefix
+    def __init__(
+        self, probes: TunnelProbes, prefix: str, away: _Away, wall: Clock = time.time
+    ) -> None:
+        self.probes, self.prefix, self.away, self.wall = probes, prefix, away, wall
 
-    def __call__(self, vni: int | None) -> str:
+    def __call__(self, vni: int | None, peer: str) -> str | None:
         if vni is None:
             return ""
         port = naming.vxlan(self.prefix, vni)
@@ -86,8 +112,11 @@ class _Silence:
             return ""
         health = self.probes.health(port)
         last = health.last_answer_at if health is not None else None
-        if last is None:
+        if health is None or last is None:
             return ""
+        away, back = self.away.away_for(peer), self.away.back_for(peer)
+        if silence_explained(self.wall() - last, away, back, health.period):
+            return None
         since = datetime.fromtimestamp(last, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return f"no frames through the tunnel since {since}"
 
@@ -106,10 +135,13 @@ def _targets(
             if t.id not in replicas:
                 continue  # the peers phase recorded why
             local = local_state(built, owners.target(t.id))
-            black_hole = silent(t.vni) if local.ok else ""
-            status, reason = (
-                ("error", black_hole) if black_hole else _target_status(t, local, replicas[t.id])
-            )
+            black_hole = silent(t.vni, t.peer) if local.ok else ""
+            if black_hole is None:  # its peer's agent is away: it says as it said
+                status, reason = t.status, t.reason or ""
+            elif black_hole:
+                status, reason = "error", black_hole
+            else:
+                status, reason = _target_status(t, local, replicas[t.id])
             if status != "active":
                 result.settled = False
             reason = text.clean(reason)
@@ -146,8 +178,10 @@ def _replicas(s: Session, built: Built, silent: _Silence) -> dict[int, list[str]
         # is: an origin that read "error" there would give up on an expansion being made
         status = {Local.BUILT: "active", Local.BLOCKED: "pending"}.get(local.state, "error")
         reason = local.reason
-        black_hole = silent(rep.vni) if local.ok else ""
-        if black_hole:
+        black_hole = silent(rep.vni, rep.peer.name) if local.ok else ""
+        if black_hole is None:  # its peer's agent is away: it says as it said
+            status, reason = rep.status, rep.reason or ""
+        elif black_hole:
             status, reason = "error", black_hole
         reason = text.clean(reason)
         if (rep.status, rep.reason) != (status, reason):

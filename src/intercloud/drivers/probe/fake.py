@@ -34,10 +34,17 @@ class FakeProber(Prober):
         )
 
     def silence(self, port: str, since: float) -> None:
-        """`port` answered last at `since` (epoch seconds) and never after."""
+        """`port` answered last at `since` (epoch seconds) and never after: MISSES probes
+        lost in a row since."""
         old = self._health.get(port) or p.TunnelHealth(since - 1, None, None, 0.0, 0, 0)
         self._health[port] = p.TunnelHealth(
-            old.tracked_since, since, old.rtt_seconds or 0.001, 1.0, old.sent + 5, old.answered
+            old.tracked_since,
+            since,
+            old.rtt_seconds or 0.001,
+            1.0,
+            old.sent + p.MISSES,
+            old.answered,
+            missed=p.MISSES,
         )
 
     def health(self, port: str) -> p.TunnelHealth | None:
