@@ -78,7 +78,7 @@ def run(
     own_workdir = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
     labs: list[Lab] = []
-    kept = False
+    handed: list[Lab] = []  # to the caller, measured
     out: dict = {"lanes": lanes, "tcp_seconds": mode.tcp_seconds, "reps": mode.tcp_reps}
     servers = []
     try:
@@ -103,15 +103,15 @@ def run(
         base = out["ic_enc_standalone"]["tcp_gbps"]
         out["ratio_tcp"] = round(out["ic_enc_openstack"]["tcp_gbps"] / base, 3) if base else None
         if keep is not None:
-            keep.extend(lab for lab in labs if isinstance(lab, OpenStackLab))
-            kept = True
+            handed = [lab for lab in labs if isinstance(lab, OpenStackLab)]
+            keep.extend(handed)
     finally:
         for server in servers:
             server.stop()
         for lab in labs:
-            if not (kept and isinstance(lab, OpenStackLab)):
+            if lab not in handed:
                 lab.down()
-        if own_workdir and not kept:  # the labs' own directories went with them
+        if own_workdir and not handed:  # the labs' own directories went with them
             shutil.rmtree(workdir, ignore_errors=True)
     return out
 

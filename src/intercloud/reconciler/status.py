@@ -67,7 +67,7 @@ def phase(
 ) -> dict[int, list[str]]:
     """Write the statuses. Returns, per replica, the members its direct tunnels reach (built
     and usable)."""
-    silent = _Silence(parts.probes, parts.cfg.dataplane.prefix, _Away(memory, parts.clock()))
+    silent = _Silence(parts.probes, parts.cfg.dataplane.prefix, memory, parts.clock())
     changed = _targets(parts.rows, result, built, replicas, silent)
     with parts.store.session() as s:
         for target_id, (status, reason) in changed.items():
@@ -77,32 +77,22 @@ def phase(
         return _replicas(s, built, silent)
 
 
-@dataclass(frozen=True)
-class _Away:
-    """Which peers' agents do not answer (their links are down), or answer again lately:
-    seconds, from the links phase's record (memory)."""
-
-    memory: Memory
-    now: float  # the pass's clock
-
-    def away_for(self, peer: str) -> float | None:
-        since = self.memory.down_since.get(peer)
-        return None if since is None else self.now - since
-
-    def back_for(self, peer: str) -> float | None:
-        at = self.memory.back_at.get(peer)
-        return None if at is None else self.now - at
-
-
 class _Silence:
     """Why a built tunnel port is black-holed, from its probes: "" if it is not (answering,
     not probed, or never answered; see domain/probe.py), None if its peer's agent is away or
     just back (the status stays as it is: a restart is no black hole)."""
 
     def __init__(
-        self, probes: TunnelProbes, prefix: str, away: _Away, wall: Clock = time.time
+        self, probes: TunnelProbes, prefix: str, memory: Memory, now: float, wall: Clock = time.time
     ) -> None:
-        self.probes, self.prefix, self.away, self.wall = probes, prefix, away, wall
+        self.probes, self.prefix, self.wall = probes, prefix, wall
+        # since when each peer's link is down, or came back (the links phase's record), in the
+        # pass's clock `now`
+        self.down_since, self.back_at, self.now = memory.down_since, memory.back_at, now
+
+    def _for(self, since: dict[str, float], peer: str) -> float | None:
+        at = since.get(peer)
+        return None if at is None else self.now - at
 
     def __call__(self, vni: int | None, peer: str) -> str | None:
         if vni is None:
@@ -111,14 +101,24 @@ class _Silence:
         if self.probes.verdict(port) is not Verdict.SILENT:
             return ""
         health = self.probes.health(port)
-        last = health.last_answer_at if health is not None else None
-        if health is None or last is None:
+        if health is None or health.last_answer_at is None:
             return ""
-        away, back = self.away.away_for(peer), self.away.back_for(peer)
+        last = health.last_answer_at
+        away, back = self._for(self.down_since, peer), self._for(self.back_at, peer)
         if silence_explained(self.wall() - last, away, back, health.period):
             return None
         since = datetime.fromtimestamp(last, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return f"no frames through the tunnel since {since}"
+
+
+def _heard(
+    black_hole: str | None, said: tuple[str, str], otherwise: tuple[str, str]
+) -> tuple[str, str]:
+    """(status, reason) with a tunnel's silence (`_Silence`) applied: as `said` while its
+    peer's agent is away (None), error when black-holed, else `otherwise`."""
+    if black_hole is None:
+        return said
+    return ("error", black_hole) if black_hole else otherwise
 
 
 def _targets(
@@ -136,12 +136,9 @@ def _targets(
                 continue  # the peers phase recorded why
             local = local_state(built, owners.target(t.id))
             black_hole = silent(t.vni, t.peer) if local.ok else ""
-            if black_hole is None:  # its peer's agent is away: it says as it said
-                status, reason = t.status, t.reason or ""
-            elif black_hole:
-                status, reason = "error", black_hole
-            else:
-                status, reason = _target_status(t, local, replicas[t.id])
+            status, reason = _heard(
+                black_hole, (t.status, t.reason or ""), _target_status(t, local, replicas[t.id])
+            )
             if status != "active":
                 result.settled = False
             reason = text.clean(reason)
@@ -176,13 +173,11 @@ def _replicas(s: Session, built: Built, silent: _Silence) -> dict[int, list[str]
         local = local_state(built, owners.replica(rep.id))
         # waiting (for its VNI, its network in this cloud, the link) is pending, as a target's
         # is: an origin that read "error" there would give up on an expansion being made
-        status = {Local.BUILT: "active", Local.BLOCKED: "pending"}.get(local.state, "error")
-        reason = local.reason
+        built_here = {Local.BUILT: "active", Local.BLOCKED: "pending"}.get(local.state, "error")
         black_hole = silent(rep.vni, rep.peer.name) if local.ok else ""
-        if black_hole is None:  # its peer's agent is away: it says as it said
-            status, reason = rep.status, rep.reason or ""
-        elif black_hole:
-            status, reason = "error", black_hole
+        status, reason = _heard(
+            black_hole, (rep.status, rep.reason or ""), (built_here, local.reason)
+        )
         reason = text.clean(reason)
         if (rep.status, rep.reason) != (status, reason):
             shown = f" ({reason})" if reason else ""
