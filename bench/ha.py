@@ -235,9 +235,9 @@ def measure(n: int, prefix: str | None = None) -> dict[str, Any]:
 
 
 def section(bench: Any) -> None:
-    """`python -m bench`'s ha section (bench/run.py `Run`): 10 failovers each (3 with
+    """`python -m bench`'s ha section (bench/run.py `Run`): 10 failovers each (2 with
     --short) of kill and cut; median, p95 and max of the ping gap; duplicates."""
-    n = 3 if bench.mode.short else 10
+    n = 2 if bench.mode.short else 10
     got = measure(n, prefix=bench.prefix + "i")
     bench.details["ha"] = got
     bench.log(f"ha: kill {got['kill']['gaps_s']}, cut {got['cut']['gaps_s']}")

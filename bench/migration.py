@@ -238,9 +238,9 @@ def summary(got: list[float]) -> dict:
 
 def section(bench: Any) -> None:
     """`python -m bench`'s migration section (bench/run.py `Run`): 10 moves in each mode, the
-    longest ping gap's median and max. --short: 4 standalone and 2 OpenStack moves (there and
+    longest ping gap's median and max. --short: 2 standalone and 2 OpenStack moves (there and
     back: each OpenStack move waits for passes and Neutron's cache window, ~15 s)."""
-    n = 4 if bench.mode.short else 10
+    n = 2 if bench.mode.short else 10
     alone = standalone_moves(n, prefix=bench.prefix + "g")
     bench.log(f"standalone moves: {alone['gaps_s']}")
     shared = bench.openstack_lab  # built by the openstack section: its ~30 s saved

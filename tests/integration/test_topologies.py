@@ -9,12 +9,15 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from intercloud.lab import nsexec
 from intercloud.lab.topology import Lab
 from tests.integration.helpers import capture
 from tests.integration.test_expansion import expand, ping, shrink
@@ -161,41 +164,63 @@ def test_hybrid_relays_around_a_cut_link_and_returns(lab4, net1):
     assert broadcasts_seen(lab4, "B", ["A", "C", "D"]) == {"A": 5, "C": 5, "D": 5}
 
     # A running ping B -> C while the B-C link is cut at the WAN, then restored.
-    runner, out = running_ping(lab4, "B", "C")
-    try:
-        time.sleep(1)  # the ping runs a while before the cut: part of the scenario
-        _wan_cut(lab4, "B", "C", on=True)
-        relayed = dict(mesh, **{"B-C": "A"})
-        wait_paths(lab4, uid, relayed, timeout=40)
-        seen = icmp_at_a(lab4, "B", "C", count=3)
-        assert any("echo request" in x for x in seen), seen  # now through A
-        assert broadcasts_seen(lab4, "B", ["A", "C", "D"]) == {"A": 5, "C": 5, "D": 5}
-    finally:
-        _wan_cut(lab4, "B", "C", on=False)
-    wait_paths(lab4, uid, mesh, timeout=60)
-    direct_again(lab4, "B", "C")
-    check_ping(runner, out, "B->C")
+    with running_ping(lab4, "B", "C") as pinging:
+        try:
+            time.sleep(1)  # the ping runs a while before the cut: part of the scenario
+            _wan_cut(lab4, "B", "C", on=True)
+            relayed = dict(mesh, **{"B-C": "A"})
+            wait_paths(lab4, uid, relayed, timeout=40)
+            seen = icmp_at_a(lab4, "B", "C", count=3)
+            assert any("echo request" in x for x in seen), seen  # now through A
+            assert broadcasts_seen(lab4, "B", ["A", "C", "D"]) == {"A": 5, "C": 5, "D": 5}
+        finally:
+            _wan_cut(lab4, "B", "C", on=False)
+        wait_paths(lab4, uid, mesh, timeout=60)
+        direct_again(lab4, "B", "C")
+    check_ping(pinging.output, "B->C")
 
 
 PING_INTERVAL = 0.1
 
 
-def running_ping(lab, src: str, dst: str) -> tuple[threading.Thread, dict[str, str]]:
-    """A ping from src's VM to dst's, 10 a second for at most 60 s, in the background."""
-    argv = ["ping", "-i", str(PING_INTERVAL), "-W", "1", "-c", "600", IPS[dst]]
-    out: dict[str, str] = {}
-    runner = threading.Thread(
-        target=lambda: out.update(r=lab.exec(f"{src}/vm", argv, timeout=120).stdout)
-    )
-    runner.start()
-    time.sleep(1)  # pings answered before the caller changes anything
-    return runner, out
+class RunningPing:
+    """A ping from src's VM to dst's, 10 a second, in the background until stop() (SIGINT:
+    ping prints what it got); at most 120 s."""
+
+    def __init__(self, lab, src: str, dst: str) -> None:
+        argv = ["ping", "-i", str(PING_INTERVAL), "-W", "1", "-c", "1200", IPS[dst]]
+        self.proc = subprocess.Popen(
+            nsexec.exec_argv(lab.namespace(f"{src}/vm"), argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.output = ""
+        time.sleep(1)  # pings answered before the caller changes anything
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.output, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.output, _ = self.proc.communicate()
+        return self.output
 
 
-def check_ping(runner: threading.Thread, out: dict[str, str], what: str) -> None:
+@contextmanager
+def running_ping(lab, src: str, dst: str) -> Iterator[RunningPing]:
+    """RunningPing for the block; stopped when it ends, even on failure."""
+    pinging = RunningPing(lab, src, dst)
+    try:
+        yield pinging
+    finally:
+        pinging.stop()
+
+
+def check_ping(text: str, what: str) -> None:
     """The running ping kept being answered through a cut and a repair, never twice."""
-    runner.join(timeout=120)
-    text = out.get("r", "")
     seqs = [int(x) for x in re.findall(r"icmp_seq=(\d+)", text)]
     assert seqs, text[-500:]
     gap = max(b - a for a, b in zip([0, *seqs], seqs, strict=False))
@@ -208,22 +233,22 @@ def check_ping(runner: threading.Thread, out: dict[str, str], what: str) -> None
 def test_hybrid_origin_link_cut_relays_through_another_member_and_returns(lab4, net1):
     """A loses its own link to C: B (linked to both) relays A-C, C-D goes B then A."""
     uid, mesh = hybrid(lab4, net1), HYBRID
-    runner, out = running_ping(lab4, "A", "C")
-    try:
-        _wan_cut(lab4, "A", "C", on=True)
-        wait_paths(lab4, uid, dict(mesh, **{"A-C": "B", "C-D": "B,A"}), timeout=40)
-        seen = icmp_at_a(lab4, "A", "C", count=3, at="B")
-        assert any("echo request" in x for x in seen), seen  # B relays A's traffic to C
-        assert any("echo reply" in x for x in seen), seen
-        assert ping(lab4, "D/vm", IPS["C"])  # D -> A -> B -> C and back
-        for sender in ("A", "C", "D"):  # still exactly once everywhere, from every side
-            others = [x for x in "ABCD" if x != sender]
-            assert broadcasts_seen(lab4, sender, others) == dict.fromkeys(others, 5), sender
-    finally:
-        _wan_cut(lab4, "A", "C", on=False)
-    wait_paths(lab4, uid, mesh, timeout=60)
-    direct_again(lab4, "A", "C", relay="B")
-    check_ping(runner, out, "A->C")
+    with running_ping(lab4, "A", "C") as pinging:
+        try:
+            _wan_cut(lab4, "A", "C", on=True)
+            wait_paths(lab4, uid, dict(mesh, **{"A-C": "B", "C-D": "B,A"}), timeout=40)
+            seen = icmp_at_a(lab4, "A", "C", count=3, at="B")
+            assert any("echo request" in x for x in seen), seen  # B relays A's traffic to C
+            assert any("echo reply" in x for x in seen), seen
+            assert ping(lab4, "D/vm", IPS["C"])  # D -> A -> B -> C and back
+            for sender in ("A", "C", "D"):  # still exactly once everywhere, from every side
+                others = [x for x in "ABCD" if x != sender]
+                assert broadcasts_seen(lab4, sender, others) == dict.fromkeys(others, 5), sender
+        finally:
+            _wan_cut(lab4, "A", "C", on=False)
+        wait_paths(lab4, uid, mesh, timeout=60)
+        direct_again(lab4, "A", "C", relay="B")
+    check_ping(pinging.output, "A->C")
     assert broadcasts_seen(lab4, "C", ["A", "B", "D"]) == {"A": 5, "B": 5, "D": 5}
 
 

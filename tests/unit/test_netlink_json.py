@@ -1,7 +1,13 @@
 """The Linux driver's interface dump read from `ip -d -j link show` (dataplane/linux/netlink):
 the same Link fields as the netlink attributes pyroute2 would give."""
 
-from intercloud.drivers.dataplane.linux.netlink import _from_json, _Netlink
+import copy
+import json
+
+import pytest
+
+from intercloud.drivers.dataplane.linux.netlink import _from_json, _Netlink, decode_links
+from intercloud.errors import DriverError
 
 DUMP = [
     {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "mtu": 65536},
@@ -84,6 +90,41 @@ def test_links_from_ip_json():
     assert links["lo"].kind is None and links["lo"].data == {}
 
 
+# What `ip -d -j link show` prints besides the keys the driver reads (a bridge port's details
+# are ~40 keys like these; a bridge's info_data as many).
+NOISE = {"operstate": "UP", "txqlen": 1000, "addr_info": [{"local": "x"}], "promiscuity": 0}
+PORT_NOISE = {"state": "forwarding", "priority": 32, "cost": 100, "mcast_flood": True}
+
+
+def _noisy(dump):
+    noisy = copy.deepcopy(dump)
+    for d in noisy:
+        d.update(NOISE)
+        info = d.get("linkinfo")
+        if info is None:
+            continue
+        info["info_data"] = {**(info.get("info_data") or {}), "forward_delay": 1500, "ttl": 9}
+        if "info_slave_data" in info:
+            info["info_slave_data"].update(PORT_NOISE)
+    return noisy
+
+
+def test_the_dump_is_decoded_with_only_the_keys_the_driver_reads():
+    """Dropping the rest while decoding (the full read's peak memory) gives the same Links."""
+    raw = json.dumps(_noisy(DUMP)).encode()
+    kept = decode_links(raw)
+    assert _from_json(kept) == _from_json(DUMP)
+    assert _from_json(kept) != _from_json(_noisy(DUMP)[:2])  # the comparison can fail
+    text = json.dumps(kept)
+    for key in [*NOISE, *PORT_NOISE, "forward_delay", "ttl"]:
+        assert f'"{key}"' not in text, key
+    vx = next(d for d in kept if d["ifname"] == "icv7")
+    assert vx["linkinfo"]["info_slave_data"] == {"isolated": True, "learning": True}
+    assert decode_links(b"") == []
+    with pytest.raises(DriverError, match="no list"):
+        decode_links(b'{"ifname": "x"}')
+
+
 def test_our_rate_limits_are_read_from_tc_json(monkeypatch):
     """Only root tbf qdiscs with our handle count; the rate is in bytes/s."""
     nl = _Netlink(ipr=object())
@@ -99,5 +140,6 @@ def test_our_rate_limits_are_read_from_tc_json(monkeypatch):
         {"kind": "tbf", "handle": "1c1:", "dev": "icv8", "parent": "1:", "options": {"rate": 5}},
         {"kind": "noqueue", "handle": "0:", "dev": "lo", "root": True, "options": {}},
     ]
-    monkeypatch.setattr(nl, "_json", lambda argv: shown if argv[0] == "tc" else None)
+    printed = json.dumps(shown).encode()
+    monkeypatch.setattr(nl, "_output", lambda argv: printed if argv[0] == "tc" else None)
     assert nl.root_rates_by_name([]) == {"icv7": 1250000}
