@@ -198,7 +198,7 @@ class RunningPing:
         self.output = ""
         time.sleep(1)  # pings answered before the caller changes anything
 
-    def stop(self) -> str:
+    def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
@@ -206,7 +206,6 @@ class RunningPing:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.output, _ = self.proc.communicate()
-        return self.output
 
 
 @contextmanager

@@ -9,7 +9,6 @@ PUT each: that call's answer is what says what is wrong."""
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ from intercloud.domain.validation import MAX_CONFIRMATIONS
 from intercloud.errors import PeerError
 from intercloud.federation import answers
 from intercloud.federation.peers import Federation, replica_body
+from intercloud.reconciler import at_once
 from intercloud.reconciler.memory import PEER_REFRESH, Memory
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("intercloud.sync")
 
-MAX_PEERS_AT_ONCE = 8  # threads of one pass's confirmations (one per peer)
 Answered = tuple[dict[str, answers.ReplicaView | None], PeerError | None]
 
 
@@ -65,12 +64,7 @@ def send(
             )
         ]
 
-    groups = list(by_peer.values())
-    if len(groups) > 1:
-        with ThreadPoolExecutor(min(len(groups), MAX_PEERS_AT_ONCE)) as pool:
-            answered = [item for items in pool.map(ask, groups) for item in items]
-    else:
-        answered = [item for group in groups for item in ask(group)]
+    answered = [item for items in at_once.each(ask, list(by_peer.values())) for item in items]
     for chunk, (views, failure) in answered:
         if failure is not None:
             _failed(memory, chunk[0].peer.name, failure, now, errors)

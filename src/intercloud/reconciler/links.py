@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,8 +16,7 @@ from intercloud.domain import text
 from intercloud.errors import PeerError
 from intercloud.federation import answers
 from intercloud.federation.peers import PeerRef
-from intercloud.reconciler import connections
-from intercloud.reconciler.confirms import MAX_PEERS_AT_ONCE
+from intercloud.reconciler import at_once, connections
 from intercloud.reconciler.connections import Readiness
 from intercloud.reconciler.memory import Memory
 from intercloud.reconciler.parts import Parts, PassResult
@@ -179,10 +177,7 @@ def _asked(parts: Parts, asks: list[_Ask]) -> list[Asked]:
             answer = exc
         return answer, time.perf_counter() - started
 
-    if len(asks) < 2:
-        return [one(ask) for ask in asks]
-    with ThreadPoolExecutor(min(len(asks), MAX_PEERS_AT_ONCE)) as pool:
-        return list(pool.map(one, asks))
+    return at_once.each(one, asks)
 
 
 def recorded_health(parts: Parts) -> dict[int, Health]:
