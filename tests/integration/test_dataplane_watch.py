@@ -117,3 +117,15 @@ def test_the_observation_handed_out_is_a_copy(dp):
     first.state.vxlans.clear()
     assert "icv100" in driver.observe().state.vxlans
     assert reads == []
+
+
+def test_forgetting_learned_macs_leaves_the_observation_standing(dp):
+    """A link that comes back makes the pass flush the learned MACs of every tunnel port over
+    it: a bulk delete of bridge entries, which changes no interface, so the next pass reads
+    nothing (a link-level flush announced every port, and 3,000 ports were read again)."""
+    driver, ns, reads = dp
+    settle(driver, reads)
+    sh("bridge", "-n", ns, "fdb", "add", "02:00:00:00:01:00", "dev", "icv100", "master", "dynamic")
+    driver.flush_learned(["icv100", "icbe1"])
+    assert converge(driver) == []
+    assert reads == [], "flushing the learned MACs made the next pass read the kernel"

@@ -420,23 +420,17 @@ def test_a_value_with_ip_syntax_never_reaches_the_batch(host, monkeypatch):
 def _learned(ns: str, port: str) -> set[str]:
     """The MACs the bridge learned (dynamic entries) on `port`."""
     lines = sh("bridge", "-n", ns, "fdb", "show", "dev", port).splitlines()
-    return {ln.split()[0] for ln in lines if "master" in ln and "permanent" not in ln}
+    return {
+        ln.split()[0]
+        for ln in lines
+        if "master" in ln and "permanent" not in ln and "static" not in ln
+    }
 
 
-def test_learned_macs_are_flushed_in_one_batch(host, monkeypatch):
-    """flush_learned: tunnel ports and an operator bridge (all its ports) forget what they
-    learned, with one `ip -batch` for all; a port of an odd name goes the ordinary way; a
-    name that is gone or no bridge's port is passed over; nothing else is flushed."""
+def _learning_host(host) -> tuple[LinuxDataplane, str, dict[str, str]]:
+    """Our bridges and tunnels, an operator bridge with a port and a port of an odd name in
+    ours, each port with one learned (dynamic) entry: port -> its MAC."""
     dp, ns = host
-    batches: list[list[str]] = []
-    real_run = ipbatch.run
-    monkeypatch.setattr(
-        ipbatch,
-        "run",
-        lambda lines, netns, timeout=300.0: (
-            batches.append(lines) or real_run(lines, netns, timeout)
-        ),
-    )
     want = desired()
     want.add(Vxlan("icv300", 300, "198.18.0.1", "198.18.0.4", "icbe1"))
     converge(dp, want)
@@ -454,16 +448,76 @@ def test_learned_macs_are_flushed_in_one_batch(host, monkeypatch):
     }  # fmt: skip
     for port, mac in macs.items():  # as learned: dynamic entries of the bridge
         sh("bridge", "-n", ns, "fdb", "add", mac, "dev", port, "master", "dynamic")
+    sh("bridge", "-n", ns, "fdb", "add", "02:00:00:00:01:99", "dev", "icv100", "master", "static")
     assert all(_learned(ns, port) == {mac} for port, mac in macs.items())
-
     sh("ip", "-n", ns, "link", "add", "opd", "type", "veth", "peer", "name", "ope")  # no bridge
-    dp.flush_learned(["icv100", "icv200", "opbr", "op,v", "icv404", "opd", "op,w"])
+    return dp, ns, macs
 
-    assert len(batches) == 1 and sorted(batches[0]) == [
+
+def _batches(monkeypatch, module: str) -> list[list[str]]:
+    """Every batch of lines ipbatch.`module` is given from now on (it still runs them)."""
+    batches: list[list[str]] = []
+    real = getattr(ipbatch, module)
+
+    def recorded(lines, netns, timeout=300.0):
+        batches.append(lines)
+        return real(lines, netns, timeout)
+
+    monkeypatch.setattr(ipbatch, module, recorded)
+    return batches
+
+
+FLUSHED = ["icv100", "icv200", "opbr", "op,v", "icv404", "opd", "op,w"]
+
+
+def test_learned_macs_are_flushed_in_one_batch(host, monkeypatch):
+    """flush_learned: tunnel ports and an operator bridge (all its ports) forget what they
+    learned, with one `bridge -batch` for all (a bulk delete of the bridge's learned
+    entries); a port of an odd name goes the ordinary way; a name that is gone or no bridge's
+    port is passed over; nothing else is flushed, and no static entry."""
+    dp, ns, macs = _learning_host(host)
+    batches, ip_batches = _batches(monkeypatch, "run_bridge"), _batches(monkeypatch, "run")
+
+    dp.flush_learned(FLUSHED)
+
+    assert (
+        ip_batches == []
+        and len(batches) == 1
+        and sorted(batches[0])
+        == [
+            "fdb flush dev icv100 master dynamic",
+            "fdb flush dev icv200 master dynamic",
+            "fdb flush dev opbr dynamic",
+        ]
+    )
+    for port in ("icv100", "icv200", "opv1", "op,v"):
+        assert _learned(ns, port) == set(), port
+    assert "02:00:00:00:01:99" in sh("bridge", "-n", ns, "fdb", "show", "dev", "icv100")
+    assert _learned(ns, "icv300") == {macs["icv300"]}  # not asked: kept
+
+
+def test_without_bulk_flush_the_learned_macs_are_flushed_by_ip(host, monkeypatch):
+    """Where `bridge fdb flush` is missing (iproute2 before 6.0; what it then says is
+    simulated), the same ports forget the same entries through one `ip -batch`."""
+    dp, ns, macs = _learning_host(host)
+    ip_batches = _batches(monkeypatch, "run")
+    said, real_run = 'Command "flush" is unknown, try "bridge fdb help".', subprocess.run
+
+    def old_iproute2(argv, **kw):
+        if "bridge" in argv:
+            return subprocess.CompletedProcess(argv, 255, "", said)
+        return real_run(argv, **kw)
+
+    monkeypatch.setattr(ipbatch.subprocess, "run", old_iproute2)
+
+    dp.flush_learned(FLUSHED)
+    monkeypatch.undo()  # `bridge` reads the entries again
+
+    assert len(ip_batches) == 1 and sorted(ip_batches[0]) == [
         "link set dev icv100 type bridge_slave fdb_flush",
         "link set dev icv200 type bridge_slave fdb_flush",
         "link set dev opbr type bridge fdb_flush",
     ]
-    for port in ("icv100", "icv200", "opv1", "op,v"):
+    for port in ("icv200", "opv1", "op,v"):
         assert _learned(ns, port) == set(), port
-    assert _learned(ns, "icv300") == {macs["icv300"]}  # not asked: kept
+    assert _learned(ns, "icv300") == {macs["icv300"]}

@@ -12,6 +12,6 @@ def in_netns(argv: list[str], netns: str | None) -> list[str]:
         return argv
     if "/" in netns:
         return ["nsenter", f"--net={netns}", *argv]
-    if argv[0] in ("ip", "tc"):
+    if argv[0] in ("ip", "tc", "bridge"):
         return [argv[0], "-n", netns, *argv[1:]]
     return ["ip", "netns", "exec", netns, *argv]
