@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 
 from intercloud.domain.hoststate import Attachment, Bridge, HostState, Patch, Vxlan
@@ -47,8 +46,7 @@ def _ours(
         return Bridge(link.name, mtu=link.marked_mtu)
     if tag == "v" and link.kind == "vxlan":
         kbit = None if link.name not in rates else max(rates[link.name] // 125, 1)
-        rate = None if kbit is None else kbit / 1000
-        return dataclasses.replace(vxlan(link, master), rate_mbit=rate)
+        return vxlan(link, master, rate_mbit=None if kbit is None else kbit / 1000)
     if tag == "p" and link.kind == "veth":
         peer = by_index.get(link.peer) if not link.peer_elsewhere else None
         peer_master = by_index.get(peer.master) if peer else None
@@ -61,8 +59,8 @@ def _ours(
     return None
 
 
-def vxlan(link: Link, master: str) -> Vxlan:
-    """A VXLAN device as a Vxlan (no rate, no MSS: those live elsewhere)."""
+def vxlan(link: Link, master: str, rate_mbit: float | None = None) -> Vxlan:
+    """A VXLAN device as a Vxlan (no MSS: it lives elsewhere; the rate, its qdisc's, given)."""
     d = link.data
     return Vxlan(
         name=link.name,
@@ -73,6 +71,7 @@ def vxlan(link: Link, master: str) -> Vxlan:
         port=d.get("IFLA_VXLAN_PORT", 0),
         mtu=link.marked_mtu,
         isolated=bool(link.slave.get("IFLA_BRPORT_ISOLATED", 0)) if master else False,
+        rate_mbit=rate_mbit,
     )
 
 
