@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from intercloud import config as config_mod
-from intercloud import tls
+from intercloud import heap, tls
 from intercloud.api import server as api_server
 from intercloud.api.context import AppContext
 from intercloud.drivers import cloud as cloud_drivers
@@ -142,6 +142,7 @@ def _metrics_listener(cfg: config_mod.Config, ctx: AppContext) -> Any:
 def run(config_path: str | Path) -> None:
     cfg = config_mod.load(config_path)
     logging.basicConfig(level=cfg.agent.log_level.upper(), format=LOG_FORMAT, force=True)
+    heap.tune()  # before any thread: big buffers freed go back to the system (heap.py)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     server_tls = _server_tls(cfg)
     ctx = build(cfg)

@@ -1,0 +1,52 @@
+"""intercloud.heap: with the agent's thresholds, big buffers a thread frees go back to the
+system; with glibc's adaptive defaults the same work leaves them resident. Each case runs in a
+fresh interpreter (the thresholds are process-wide), on this machine's real glibc."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from intercloud import heap
+
+# A thread frees one 30 MB buffer (glibc then serves buffers below 30 MB from its heaps), then
+# makes and frees 20 MB of 2 MB buffers three times, each time keeping a small object made
+# after them: what the agent's API workers do with big answers and dumps.
+WORK = """
+import sys, threading
+if sys.argv[1] == "tuned":
+    from intercloud import heap
+    assert heap.tune()
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) // 1024
+def work():
+    big = bytearray(30 << 20)
+    del big
+    kept = []
+    for _ in range(3):
+        buffers = [bytes(2 << 20) for _ in range(10)]
+        kept.append(bytes(100))
+        del buffers
+before = rss_mb()
+worker = threading.Thread(target=work)
+worker.start()
+worker.join()
+print(rss_mb() - before)
+"""
+
+
+def grown_mb(mode: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", WORK, mode], capture_output=True, text=True, timeout=60, check=True
+    )
+    return int(done.stdout.split()[-1])
+
+
+def test_big_buffers_freed_by_a_thread_leave_the_process():
+    assert grown_mb("default") >= 15  # the case is one that keeps memory without tuning
+    assert grown_mb("tuned") <= 3
+
+
+def test_tune_reports_whether_glibc_took_the_thresholds():
+    assert heap.tune() is True
