@@ -132,10 +132,8 @@ def run_bridge(lines: list[str], netns: str | None, timeout: float = 300.0) -> b
     A line that fails for its own reason (a port gone meanwhile) does not stop the others."""
     if not lines:
         return True
-    argv = in_netns(["bridge", "-force", "-batch", "-"], netns)
-    script = "".join(checks.one_line(line) + "\n" for line in lines)
     try:
-        done = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=timeout)
+        done = _batch("bridge", lines, netns, timeout)
     except FileNotFoundError:
         return False
     except subprocess.TimeoutExpired:
@@ -174,10 +172,17 @@ def run(lines: list[str], netns: str | None, timeout: float = 300.0) -> str:
     failures; the caller checks the result, not this text). Missing `ip` -> ''."""
     if not lines:
         return ""
-    argv = in_netns(["ip", "-force", "-batch", "-"], netns)
-    script = "".join(checks.one_line(line) + "\n" for line in lines)  # all, or nothing runs
     try:
-        done = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=timeout)
+        done = _batch("ip", lines, netns, timeout)
     except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     return done.stderr
+
+
+def _batch(
+    tool: str, lines: list[str], netns: str | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`tool -force -batch -` (ip or bridge) in `netns`, fed `lines`."""
+    argv = in_netns([tool, "-force", "-batch", "-"], netns)
+    script = "".join(checks.one_line(line) + "\n" for line in lines)  # all, or nothing runs
+    return subprocess.run(argv, input=script, capture_output=True, text=True, timeout=timeout)
