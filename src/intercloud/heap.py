@@ -4,8 +4,9 @@ By default glibc adapts: once a big buffer (an `ip -j` dump, a long list answere
 API, a federation answer) is freed, it raises the size under which buffers come from its
 heaps instead of their own mapping (up to 32 MB) and the free space a heap keeps before giving
 it back (twice that). Each thread has its own heap, so the agent's API workers and its
-reconciler each kept tens of MB free but resident: at 10,000 expansions the creating agent's
-heaps held 137 MB, 86 MB of it free, most in the workers' heaps (malloc_info, 2026-12-07).
+reconciler each kept tens of MB free but resident: at its peak with 10,000 expansions the
+creating agent's heaps held 201 MB, 151 MB of it free, most in the workers' heaps (malloc_info,
+2026-12-07; docs/benchmarks.md).
 Fixed thresholds keep buffers of 256 KiB and more in mappings of their own, unmapped when
 freed, and give back a heap's free top above 1 MiB at once.
 
