@@ -209,6 +209,7 @@ def _steady_passes(lab: Lab, k: int, timeout: float) -> dict[str, Any]:
         "pass_ms": durations,
         "median_ms": sorted(durations)[len(durations) // 2],
         "changes": [st["last_changes"] for st in passes],
+        "gc_ms": [st.get("last_gc_ms") for st in passes],  # the collector's part of each
         "slowest_phases_ms": slowest.get("last_phases_ms"),
     }
 
@@ -308,7 +309,7 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any], floor_now: Floor | None
     wait_for(lambda: _status(lab)["reconciler"]["passes"] >= 1, max(120, n), "first pass done")
     st = _status(lab)["reconciler"]
     out["first_pass_from_nothing"] = {
-        k: st.get(k) for k in ("last_duration_ms", "last_changes", "last_phases_ms")
+        k: st.get(k) for k in ("last_duration_ms", "last_changes", "last_phases_ms", "last_gc_ms")
     }
     log(f"scale: first pass from nothing {out['first_pass_from_nothing']}")
 
@@ -322,6 +323,7 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any], floor_now: Floor | None
         "first_pass_ms": st["last_duration_ms"],
         "first_pass_changes": st["last_changes"],
         "first_pass_phases_ms": st.get("last_phases_ms"),
+        "first_pass_gc_ms": st.get("last_gc_ms"),
         "start_to_first_pass_s": round(time.monotonic() - t0, 2),
     }
     log(f"scale: restart on converged host: {out['restart_converged']}")

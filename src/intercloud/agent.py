@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import sys
@@ -150,11 +149,9 @@ def run(config_path: str | Path) -> None:
     # the first pass then shares the interpreter with FastAPI's import (5 s instead of ~1 at
     # 3,000 expansions) and a restart from nothing got no faster (bench/scale.py).
     server = api_server.make(ctx, server_tls, first=ctx.ha.stop if ctx.ha else lambda: None)
-    # What start-up made (modules, FastAPI, SQLAlchemy, pydantic: most of the heap) lives as
-    # long as the agent: kept out of the collector's full passes, which otherwise stopped
-    # every request for ~100 ms every 1-2 s under load (measured with gc.callbacks).
-    gc.collect()
-    gc.freeze()
+    heap.freeze_startup()  # start-up's objects out of the collector's walks (heap.py)
+    heap.collect_less()
+    heap.COLLECTOR.start()  # its time in /v1/status and the metrics
     # The event loop answers every request on one thread; while the reconciler thread runs
     # Python, the loop waits for the GIL after each socket call, up to the switch interval
     # (5 ms by default). 1 ms: API reads p99 33-68 ms under 50 clients, was 71-74 (bench).

@@ -18,8 +18,11 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
+
+from intercloud import heap
 
 # The text format every Prometheus reads (2.x included).
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -110,6 +113,8 @@ class Metrics:
             registry=r,
         )
 
+        self.watch(_collector_time)
+
     def proxied(self, peer: str, service_type: str, status: int) -> None:
         """One call of the tenant API proxy (api/proxy.py)."""
         self.proxy_calls.labels(peer, service_type, f"{status // 100}xx").inc()
@@ -153,3 +158,22 @@ class Metrics:
 
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
+
+
+def _collector_time() -> Iterable[Any]:
+    """The cyclic collector's walks and their seconds by generation (heap.COLLECTOR; nothing
+    where it is not timed). Process-wide, like the collector."""
+    if not heap.COLLECTOR.watching:
+        return []
+    seconds = CounterMetricFamily(
+        "intercloud_gc_seconds",
+        "Seconds Python's cyclic collector ran (every thread waits meanwhile).",
+        labels=["generation"],
+    )
+    walks = CounterMetricFamily(
+        "intercloud_gc_collections", "Walks of Python's cyclic collector.", labels=["generation"]
+    )
+    for generation in range(3):
+        seconds.add_metric([str(generation)], heap.COLLECTOR.seconds[generation])
+        walks.add_metric([str(generation)], heap.COLLECTOR.collections[generation])
+    return [seconds, walks]

@@ -131,6 +131,13 @@ def test_prometheus_reads_link_states_and_tunnel_byte_rates(lab3, vms, prometheu
         status, text, _ = nshttp.http(a.ns, "GET", "/metrics", token=a.admin_token, cafile=a.ca)
         assert status == 200
         print(text)  # a real scrape, for the README's sample
+        # each agent times Python's cyclic collector: young walks happened in every one
+        walks = query(ns, 'intercloud_gc_collections_total{generation="0"}') or {}
+        assert sorted(dict(k)["cloud"] for k, v in walks.items() if v >= 1) == ["A", "B", "C"]
+        seconds = query(ns, "intercloud_gc_seconds_total") or {}
+        assert len(seconds) == 9 and all(v >= 0 for v in seconds.values()), seconds
+        passed = lab3.api("A", "GET", "/v1/status")["reconciler"]
+        assert 0 <= passed["last_gc_ms"] <= passed["last_duration_ms"] + 1, passed
     finally:
         pings.terminate()
         pings.wait(timeout=10)

@@ -17,7 +17,7 @@ RANK = {
     "domain": 1,
     "tls": 1,
     "metrics": 1,  # prometheus_client only
-    "heap": 1,  # ctypes only
+    "heap": 0,  # ctypes and gc only
     "store": 2,
     "federation": 2,
     "drivers": 2,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from intercloud import heap
 from intercloud.config import Config
 from intercloud.domain import text
 from intercloud.drivers.cloud.base import Cloud
@@ -42,6 +43,9 @@ class Stats:
     last_error: str | None = None
     last_duration_ms: float = 0.0
     last_phases_ms: dict[str, float] = field(default_factory=dict)  # where the last pass went
+    # the cyclic collector's time during the last pass, whichever thread set it off (it stops
+    # them all); None where it is not timed (heap.COLLECTOR not started)
+    last_gc_ms: float | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -184,6 +188,7 @@ class Reconciler:
                 self._prepare()
                 return PassResult()
             started, timer = self.clock(), time.perf_counter()
+            collected = heap.COLLECTOR.total
             result = PassResult()
             failed = 0
             parts = self._parts()
@@ -201,7 +206,7 @@ class Reconciler:
                 self.stats.last_error = text.clean(what, LAST_ERROR_MAX)
                 result.settled = False
                 failed = 1
-            self._count(result, started)
+            self._count(result, started, collected)
             errors = len(set(result.errors)) + failed
             self.metrics.passed(time.perf_counter() - timer, result.changes, errors)
             return result
@@ -217,10 +222,12 @@ class Reconciler:
         if changes:
             log.info("standby: %d IPsec connection change(s) prepared", changes)
 
-    def _count(self, result: PassResult, started: float) -> None:
+    def _count(self, result: PassResult, started: float, collected: float) -> None:
         self.stats.passes += 1
         self.stats.last_pass_at = datetime.now(UTC).isoformat()
         self.stats.last_changes = result.changes
         self.stats.changes_since_start += result.changes
         self.stats.last_duration_ms = round((self.clock() - started) * 1000, 1)
         self.stats.last_phases_ms = result.phases_ms
+        gc_ms = (heap.COLLECTOR.total - collected) * 1000
+        self.stats.last_gc_ms = round(gc_ms, 1) if heap.COLLECTOR.watching else None
