@@ -284,13 +284,13 @@ def _keep(
     """The replica of a live target, agreed with its peer; or None with the target in `due`
     when it is agreed and its re-check is due (confirms.py)."""
     try:
-        work = dataclasses.replace(
-            work, addressing=addressing.for_target(parts.store, parts.cloud, work)
-        )
+        told = addressing.for_target(parts.store, parts.cloud, work)
     except IntercloudError as exc:
         set_status(parts.store, work.target_id, "error", exc.message)
         result.settled = False
         return None
+    if told is not None:  # a copy only then: ~10 µs each, 0.1 s a pass at 10,000 standalone
+        work = dataclasses.replace(work, addressing=told)
     agreed = work.vni is not None and work.peer_told()
     if agreed and work.status == "active":
         # Agreed and built on both sides: the peer is asked again only when due, so a pass
