@@ -46,11 +46,17 @@ def plan(
     out: dict[int, relay.Routes] = {}
     pushes: list[RelayPush] = []
     new_paths: dict[int, list[dict]] = {}
+    # Networks with the same members and edges have the same routes: planned once (a plan is
+    # ~20 µs, 0.2 s a pass at 10,000 expansions over a few peers), and shared read-only.
+    planned: dict[tuple[tuple[str, ...], frozenset[frozenset[str]]], relay.Routes] = {}
     for exp in rows.live():
         targets = [t for t in exp.targets if t.vni is not None]
         edges = {frozenset((me, t.peer)) for t in targets if t.peer not in down}
         edges |= relay.direct_pairs({t.peer: t.direct or [] for t in targets})
-        routes = relay.plan(me, [t.peer for t in targets], edges)
+        key = (tuple(t.peer for t in targets), frozenset(edges))
+        routes = planned.get(key)
+        if routes is None:
+            routes = planned[key] = relay.plan(me, key[0], edges)
         out[exp.id] = routes
         if exp.paths != routes.paths:
             new_paths[exp.id] = routes.paths
