@@ -23,29 +23,21 @@ KEPT = 10  # recent moves kept per expansion
 
 
 def _where(parts: Parts) -> dict[int, tuple[str, dict[str, tuple[str, frozenset[str]]]]]:
-    """Expansion id -> (uid, mac -> (ip, the clouds that hold a port with it))."""
-    rows: list[tuple[int, str, str, str, list[tuple[str, list]]]] = [
-        (
-            e.id,
-            e.uid,
-            e.project,
-            e.network,
-            [(t.peer, [(p[0], p[1]) for p in t.peer_ports or []]) for t in e.targets],
-        )
-        for e in parts.rows.live()
-    ]
+    """Expansion id -> (uid, mac -> (ip, the clouds that hold a port with it)). Only networks
+    whose addresses the cloud hands out (standalone: none, so a pass walks no port)."""
     out = {}
-    for exp_id, uid, project, network, members in rows:
-        net = parts.cloud.network(project, network)
+    for e in parts.rows.live():
+        net = parts.cloud.network(e.project, e.network)
         current = parts.cloud.addressing(net) if net is not None else None
         if current is None:
             continue
         macs: dict[str, tuple[str, set[str]]] = {}
-        holders: list[tuple[str, list]] = [(parts.me, list(current.ports)), *members]
+        holders: list[tuple[str, list]] = [(parts.me, list(current.ports))]
+        holders += [(t.peer, [(p[0], p[1]) for p in t.peer_ports or []]) for t in e.targets]
         for cloud, ports in holders:
             for mac, ip in ports:
                 macs.setdefault(mac.lower(), (ip, set()))[1].add(cloud)
-        out[exp_id] = (uid, {k: (ip, frozenset(c)) for k, (ip, c) in macs.items()})
+        out[e.id] = (e.uid, {k: (ip, frozenset(c)) for k, (ip, c) in macs.items()})
     return out
 
 
