@@ -69,3 +69,25 @@ def test_rows_are_read_again_only_after_a_write_and_at_each_pass(tmp_path):
     rows.all()
     assert rows.reads == 3
     store.dispose()
+
+
+def test_json_values_are_decoded_once_per_read_and_shared_by_equal_texts(tmp_path):
+    """SQLite gives JSON as text: a read decodes each distinct text once (most targets hold
+    the same few), so rows with the same text share one value; NULL stays None."""
+    store = _store(tmp_path)
+    with store.session() as s:
+        b = s.query(m.Peer).filter_by(name="B").one()
+        for i in range(3):
+            e = m.Expansion(uid=f"s{i}", project="p1", network=f"s{i}", cidr="10.2.0.0/24")
+            e.targets = [m.Target(peer=b, members_sent=["A", "B"], relays_sent=None)]
+            s.add(e)
+    rows = ExpansionRows(store)
+    shared = [e.targets[0] for e in rows.all() if e.uid.startswith("s")]
+    assert [t.members_sent for t in shared] == [["A", "B"]] * 3
+    assert shared[0].members_sent is shared[1].members_sent is shared[2].members_sent
+    assert [t.relays_sent for t in shared] == [None] * 3
+    first = shared[0].members_sent
+    rows.new_pass()
+    again = next(e.targets[0] for e in rows.all() if e.uid == "s0")
+    assert again.members_sent == first and again.members_sent is not first  # one read's only
+    store.dispose()

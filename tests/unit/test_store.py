@@ -352,3 +352,36 @@ def test_a_vni_offer_starts_at_the_lowest_free_and_names_only_the_vnis_in_use_in
         with pytest.raises(Conflict):
             allocations.offer(s, me, 100, 109)  # all ten held by others
         assert len(allocations.offer(s, me, 1, 100000)[2]) <= allocations.OFFER_WIDTH
+
+
+def test_the_reconcilers_rows_decode_json_on_both_databases(store):
+    """store/rows.py reads SQLite's JSON as text and decodes it itself, PostgreSQL's as its
+    driver decodes it: the same values either way."""
+    from intercloud.store.rows import ExpansionRows
+
+    with store.session() as s:
+        p = m.Peer(
+            name="B", federation_url="http://x", underlay_endpoint="198.18.2.2", key="k" * 32
+        )
+        e = m.Expansion(uid="u1", project="p1", network="n1", cidr="10.0.0.0/24",
+                        paths=[{"between": ["A", "B"], "state": "direct", "via": []}])  # fmt: skip
+        e.targets = [
+            m.Target(
+                peer=p,
+                members_sent=["A", "B"],
+                addressing_sent={"gateway": "10.0.0.1"},
+                peer_ports=[["aa:bb:cc:00:00:01", "10.0.0.5"]],
+                direct=[],
+            )  # fmt: skip
+        ]
+        s.add(e)
+    (row,) = ExpansionRows(store).all()
+    (t,) = row.targets
+    assert row.paths == [{"between": ["A", "B"], "state": "direct", "via": []}]
+    assert (t.members_sent, t.addressing_sent, t.direct) == (
+        ["A", "B"],
+        {"gateway": "10.0.0.1"},
+        [],
+    )
+    assert t.peer_ports == [["aa:bb:cc:00:00:01", "10.0.0.5"]]
+    assert (t.relays_sent, t.pool) == (None, None)

@@ -11,9 +11,11 @@ store sees them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from intercloud.store import Store
@@ -58,49 +60,97 @@ class ExpansionRow:
         return self.rate_mbit if self.rate_mbit is not None else t.peer_rate_mbit
 
 
-_EXPANSIONS = select(
-    m.Expansion.id, m.Expansion.uid, m.Expansion.project, m.Expansion.network, m.Expansion.cidr,
-    m.Expansion.requested_vni, m.Expansion.rate_mbit, m.Expansion.deleting, m.Expansion.paths,
-).order_by(m.Expansion.id)  # fmt: skip
+def _json(column: Any, as_text: bool) -> Any:
+    """A JSON column as the database holds it (SQLite: text, decoded by `_Texts`), or decoded
+    by SQLAlchemy (PostgreSQL's driver decodes JSON itself)."""
+    return type_coerce(column, String) if as_text else column
 
-_TARGETS = (
-    select(
-        m.Target.id,
-        m.Target.expansion_id,
-        m.Peer.name,
-        m.Peer.federation_url,
-        m.Peer.key,
-        m.Agreement.default_rate_mbit,
-        m.Target.vni,
-        m.Target.status,
-        m.Target.reason,
-        m.Target.direct,
-        m.Target.relays_sent,
-        m.Target.peer_ports,
-        m.Target.members_sent,
-        m.Target.pool,
-        m.Target.addressing_sent,
-    )  # fmt: skip
-    .join(m.Peer, m.Target.peer_id == m.Peer.id)
-    .outerjoin(m.Agreement, m.Agreement.peer_id == m.Peer.id)
-    .order_by(m.Target.id)
-)
+
+def _expansions(as_text: bool) -> Select:
+    return select(
+        m.Expansion.id, m.Expansion.uid, m.Expansion.project, m.Expansion.network,
+        m.Expansion.cidr, m.Expansion.requested_vni, m.Expansion.rate_mbit, m.Expansion.deleting,
+        _json(m.Expansion.paths, as_text),
+    ).order_by(m.Expansion.id)  # fmt: skip
+
+
+def _targets(as_text: bool) -> Select:
+    return (
+        select(
+            m.Target.id,
+            m.Target.expansion_id,
+            m.Peer.name,
+            m.Peer.federation_url,
+            m.Peer.key,
+            m.Agreement.default_rate_mbit,
+            m.Target.vni,
+            m.Target.status,
+            m.Target.reason,
+            *(
+                _json(c, as_text)
+                for c in (
+                    m.Target.direct,
+                    m.Target.relays_sent,
+                    m.Target.peer_ports,
+                    m.Target.members_sent,
+                    m.Target.pool,
+                    m.Target.addressing_sent,
+                )
+            ),
+        )  # fmt: skip
+        .join(m.Peer, m.Target.peer_id == m.Peer.id)
+        .outerjoin(m.Agreement, m.Agreement.peer_id == m.Peer.id)
+        .order_by(m.Target.id)
+    )
+
+
+_QUERIES = {as_text: (_expansions(as_text), _targets(as_text)) for as_text in (True, False)}
+
+
+class _Texts(dict[str, Any]):
+    """JSON texts decoded once per read: most rows hold the same few (`["A", "B"]`, `[]`, one
+    path), so rows with the same text share its value (read-only, as the rows are). At 10,000
+    expansions a read decoded 40,000 texts, half of its time, and made as many objects for the
+    collector to walk."""
+
+    def __missing__(self, text: str) -> Any:
+        value = self[text] = json.loads(text)
+        return value
+
+    def value(self, text: Any) -> Any:
+        return self[text] if isinstance(text, str) else text
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def read(s: Session) -> list[ExpansionRow]:
     """Every expansion (by id) with its targets (by id): two queries."""
+    as_text = s.get_bind().dialect.name == "sqlite"
+    expansions, targets = _QUERIES[as_text]
+    value = _Texts().value if as_text else _same
     by_expansion: dict[int, list[TargetRow]] = {}
-    for t in s.execute(_TARGETS):
+    for t in s.execute(targets):
         row = TargetRow(
-            t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12],
-            t[13], t[14],
+            t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], value(t[9]), value(t[10]),
+            value(t[11]), value(t[12]), value(t[13]), value(t[14]),
         )  # fmt: skip
         by_expansion.setdefault(row.expansion_id, []).append(row)
     return [
         ExpansionRow(
-            e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8], tuple(by_expansion.get(e[0], ()))
-        )
-        for e in s.execute(_EXPANSIONS)
+            e[0],
+            e[1],
+            e[2],
+            e[3],
+            e[4],
+            e[5],
+            e[6],
+            e[7],
+            value(e[8]),
+            tuple(by_expansion.get(e[0], ())),
+        )  # fmt: skip
+        for e in s.execute(expansions)
     ]
 
 
