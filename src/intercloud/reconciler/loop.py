@@ -21,7 +21,7 @@ from intercloud.drivers.dataplane.base import Dataplane
 from intercloud.drivers.ipsec.base import Ipsec
 from intercloud.drivers.ipsec.noop import NO_IPSEC
 from intercloud.drivers.probe.base import NO_PROBES
-from intercloud.errors import Fenced
+from intercloud.errors import Fenced, IntercloudError
 from intercloud.federation.peers import Federation
 from intercloud.metrics import Metrics
 from intercloud.reconciler import connections, cycle, links
@@ -199,7 +199,7 @@ class Reconciler:
                 what = describe(exc)  # a database error's text can quote a key or PSK
                 if isinstance(exc, Fenced):  # we lost the lease: the next pass checks the role
                     log.warning("reconciler pass stopped: %s", exc.message)
-                elif isinstance(exc, SQLAlchemyError):
+                elif isinstance(exc, SQLAlchemyError | IntercloudError):  # says what: one line
                     log.error("reconciler pass failed: %s", what)
                 else:
                     log.exception("reconciler pass failed")

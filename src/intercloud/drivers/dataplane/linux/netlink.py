@@ -24,6 +24,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as _vxlan_nla
 
+from intercloud.domain import text
 from intercloud.drivers.dataplane.linux import checks
 from intercloud.drivers.nsexec import in_netns
 from intercloud.errors import DriverError
@@ -36,6 +37,8 @@ TBF_MIN_BURST = 64 * 1024  # a whole GSO packet passes without being split
 TBF_BURST_S = 0.004  # at high rates: 4 ms of traffic (one jiffy at HZ=250)
 MAX_RATE_BYTES = 2**32 - 1  # tbf's 32-bit rate field (34.3 Gbit/s); beyond needs RATE64
 DUMP_KINDS = frozenset({"bridge", "vxlan", "veth"})  # the kinds the driver makes
+TOOL_ATTEMPTS = 3  # an `ip`/`tc` dump that fails (e.g. interrupted) is asked again
+TOOL_TIMEOUT_S = 60.0
 NETNS_RUN_DIR = "/var/run/netns"  # where `ip netns add` mounts named namespaces
 _IFF_UP = 0x1
 # VXLAN_DF_UNSET: outer packets may fragment. Only sent where pyroute2 knows the attribute.
@@ -208,14 +211,27 @@ class _Netlink:
         self.netns = netns
 
     def _output(self, argv: list[str]) -> bytes | None:
-        """What an iproute2 tool (`ip`, `tc`) prints in our namespace; None if it cannot run
-        (then the caller asks pyroute2). Bytes: json reads them without a decoded copy."""
-        try:
-            argv = in_netns(argv, self.netns)
-            done = subprocess.run(argv, capture_output=True, timeout=60)
-        except (FileNotFoundError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout if done.returncode == 0 else None
+        """What an iproute2 tool (`ip`, `tc`) prints in our namespace. None only where the
+        tool is missing: the caller then asks pyroute2, fine for a few interfaces. A tool that
+        fails or hangs fails this read, and the next pass reads again: pyroute2 is no way
+        round at scale (a peer with 3,334 expansions fell back to it while the kernel was busy
+        and spent minutes and ~400 MB decoding 6,700 interfaces, 2026-12-07). A dump the
+        kernel interrupted (interfaces changed meanwhile) is asked again at once. Bytes: json
+        reads them without a decoded copy."""
+        argv = in_netns(argv, self.netns)
+        why = ""
+        for _ in range(TOOL_ATTEMPTS):
+            try:
+                done = subprocess.run(argv, capture_output=True, timeout=TOOL_TIMEOUT_S)
+            except FileNotFoundError:
+                return None
+            except subprocess.TimeoutExpired:
+                why = f"no answer within {TOOL_TIMEOUT_S:g} s"
+                break
+            if done.returncode == 0:
+                return done.stdout
+            why = text.clean(done.stderr.decode(errors="replace")) or f"exit {done.returncode}"
+        raise DriverError(f"cannot read the kernel's state with `{' '.join(argv)}`: {why}")
 
     def links(self, kind: str | None = None, others: Mapping[str, int] | None = None) -> list[Link]:
         """Every interface, or those of one `kind` (`ip` still walks every interface, but
