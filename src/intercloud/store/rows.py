@@ -97,7 +97,7 @@ def _targets(as_text: bool) -> Select:
                     m.Target.addressing_sent,
                 )
             ),
-        )  # fmt: skip
+        )
         .join(m.Peer, m.Target.peer_id == m.Peer.id)
         .outerjoin(m.Agreement, m.Agreement.peer_id == m.Peer.id)
         .order_by(m.Target.id)
@@ -149,7 +149,7 @@ def read(s: Session) -> list[ExpansionRow]:
             e[7],
             value(e[8]),
             tuple(by_expansion.get(e[0], ())),
-        )  # fmt: skip
+        )
         for e in s.execute(expansions)
     ]
 
