@@ -79,7 +79,7 @@ class CollectorTime:
     def __init__(self) -> None:
         self.seconds = [0.0, 0.0, 0.0]
         self.collections = [0, 0, 0]
-        self.longest = 0.0
+        self.longest = [0.0, 0.0, 0.0]  # the longest single walk: how long every thread waited
         self._began = 0.0
 
     @property
@@ -106,7 +106,7 @@ class CollectorTime:
         generation = info["generation"]
         self.seconds[generation] += took
         self.collections[generation] += 1
-        self.longest = max(self.longest, took)
+        self.longest[generation] = max(self.longest[generation], took)
 
 
 COLLECTOR = CollectorTime()  # the process's (the collector is process-wide)

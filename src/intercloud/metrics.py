@@ -18,7 +18,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
@@ -173,7 +173,15 @@ def _collector_time() -> Iterable[Any]:
     walks = CounterMetricFamily(
         "intercloud_gc_collections", "Walks of Python's cyclic collector.", labels=["generation"]
     )
+    longest = GaugeMetricFamily(
+        "intercloud_gc_longest_walk_seconds",
+        "The longest single walk of Python's cyclic collector since the agent started (the"
+        " longest every thread, the API's included, waited for it).",
+        labels=["generation"],
+    )
     for generation in range(3):
-        seconds.add_metric([str(generation)], heap.COLLECTOR.seconds[generation])
-        walks.add_metric([str(generation)], heap.COLLECTOR.collections[generation])
-    return [seconds, walks]
+        label = [str(generation)]
+        seconds.add_metric(label, heap.COLLECTOR.seconds[generation])
+        walks.add_metric(label, heap.COLLECTOR.collections[generation])
+        longest.add_metric(label, heap.COLLECTOR.longest[generation])
+    return [seconds, walks, longest]

@@ -136,6 +136,9 @@ def test_prometheus_reads_link_states_and_tunnel_byte_rates(lab3, vms, prometheu
         assert sorted(dict(k)["cloud"] for k, v in walks.items() if v >= 1) == ["A", "B", "C"]
         seconds = query(ns, "intercloud_gc_seconds_total") or {}
         assert len(seconds) == 9 and all(v >= 0 for v in seconds.values()), seconds
+        # and its longest walk, which every thread (the API's too) waited for
+        longest = query(ns, 'intercloud_gc_longest_walk_seconds{generation="0"}') or {}
+        assert sorted(dict(k)["cloud"] for k, v in longest.items() if v > 0) == ["A", "B", "C"]
         passed = lab3.api("A", "GET", "/v1/status")["reconciler"]
         assert 0 <= passed["last_gc_ms"] <= passed["last_duration_ms"] + 1, passed
     finally:

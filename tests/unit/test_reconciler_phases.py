@@ -75,6 +75,12 @@ def test_status_and_metrics_give_the_collectors_time_while_it_is_timed(tmp_path,
         )
         assert old >= 1
         assert 'intercloud_gc_seconds_total{generation="2"}' in scraped
+        longest = [
+            float(line.split()[-1])
+            for line in scraped.splitlines()
+            if line.startswith('intercloud_gc_longest_walk_seconds{generation="2"}')
+        ]
+        assert longest and longest[0] > 0
     finally:
         clock.stop()
         agent.ctx.store.dispose()
