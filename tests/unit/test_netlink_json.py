@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from intercloud.drivers.dataplane.linux.netlink import _from_json, _Netlink, decode_links
+from intercloud.drivers.dataplane.linux.netlink import Link, _from_json, _Netlink, decode_links
 from intercloud.errors import DriverError
 
 DUMP = [
@@ -142,4 +142,5 @@ def test_our_rate_limits_are_read_from_tc_json(monkeypatch):
     ]
     printed = json.dumps(shown).encode()
     monkeypatch.setattr(nl, "_output", lambda argv: printed if argv[0] == "tc" else None)
-    assert nl.root_rates_by_name([]) == {"icv7": 1250000}
+    icv7 = Link(7, "icv7", "vxlan", 1450, 0, True, None, {}, {}, 0, False, qdisc="tbf")
+    assert nl.root_rates_by_name([icv7]) == {"icv7": 1250000}
