@@ -366,9 +366,12 @@ def _delete_together(ns: str, names: list[str]) -> None:
 def _tenant_bridges(ns: str, n: int) -> None:
     """The tenants' bridges tn0..tn<n-1>, up, with IPv6 off as a cloud with thousands of
     networks would have them (with it on, each one's coming up walks every other's multicast
-    route: 10,000 take minutes; drivers/dataplane/linux/ipv6.py)."""
+    route: 10,000 take minutes; drivers/dataplane/linux/ipv6.py), and no forward delay, as
+    Neutron's Linux bridge agent makes its bridges. (With the kernel's default of 15 s, every
+    port that joins a bridge without STP is announced once more 15 s later, when its forward
+    delay timer ends: 3,000 new tunnel ports made the agent read the kernel again then.)"""
     names = [f"tn{i}" for i in range(n)]
-    nsmod.ip_batch(ns, [f"link add {x} type bridge" for x in names])
+    nsmod.ip_batch(ns, [f"link add {x} type bridge forward_delay 0" for x in names])
     ipv6.disable(names, ns)
     nsmod.ip_batch(ns, [f"link set {x} up" for x in names])
 
