@@ -1,9 +1,12 @@
 """The Linux data plane's batch lines (ipbatch.py): what each fresh device becomes, in phases."""
 
+import subprocess
+
 import pytest
 
 from intercloud.domain.hoststate import Attachment, Bridge, Patch, Vxlan
-from intercloud.drivers.dataplane.linux import ipbatch
+from intercloud.domain.plan import Step
+from intercloud.drivers.dataplane.linux import bulk, ipbatch
 from intercloud.errors import DriverError
 
 
@@ -74,3 +77,58 @@ def test_devices_deleted_together_go_through_one_group():
 def test_a_bad_name_or_group_never_reaches_a_deletion_line(names, group):
     with pytest.raises(DriverError):
         ipbatch.delete_together(names, group)
+
+
+@pytest.mark.parametrize(
+    ("code", "stderr", "said"),
+    [
+        (0, "", ""),
+        (1, "RTNETLINK answers: File exists\nCommand failed -:3\n", "File exists"),
+        (1, "", "exited with 1"),  # a failure ip did not explain still counts as one
+    ],
+)
+def test_run_says_nothing_only_when_ip_did_every_line(monkeypatch, code, stderr, said):
+    """The driver takes an empty answer as "every line done" and checks nothing after it."""
+
+    def batch(tool, lines, netns, timeout):
+        return subprocess.CompletedProcess([tool], code, "", stderr)
+
+    monkeypatch.setattr(ipbatch, "_batch", batch)
+    answer = ipbatch.run(["link add name icb1 type bridge"], None)
+    assert (answer == "") == (said == "") and said in answer
+
+
+def test_a_missing_ip_is_a_failure(monkeypatch):
+    def batch(tool, lines, netns, timeout):
+        raise FileNotFoundError(2, "No such file or directory", "ip")
+
+    monkeypatch.setattr(ipbatch, "_batch", batch)
+    assert ipbatch.run(["link add name icb1 type bridge"], None)
+
+
+def test_a_batched_step_is_whole_but_for_a_rate_limited_tunnel():
+    """What the driver may take as done once ip did every line, and what it asks again."""
+    free = Vxlan("icv1", 1, "198.18.0.1", "198.18.0.2", "icb1")
+    limited = Vxlan("icv2", 2, "198.18.0.1", "198.18.0.2", "icb1", rate_mbit=10.0)
+    patch = Patch("icp1", "icq1", "icb1", "opbr")
+    steps = {
+        "bridge": Step("ensure_bridge", Bridge("icb1")),
+        "free": Step("ensure_vxlan", free),
+        "limited": Step("ensure_vxlan", limited),
+        "patch": Step("ensure_patch", patch),
+        "attach": Step("attach", Attachment("opv0", "icb1")),
+    }
+    assert {k: bulk.whole(s) for k, s in steps.items()} == {
+        "bridge": True,
+        "free": True,
+        "limited": False,
+        "patch": True,
+        "attach": True,
+    }
+    assert {k: bulk.touched(s) for k, s in steps.items()} == {
+        "bridge": ("icb1",),
+        "free": ("icv1",),
+        "limited": ("icv2",),
+        "patch": ("icp1", "icq1"),
+        "attach": ("opv0",),
+    }

@@ -31,6 +31,22 @@ def kinds(steps: list[Step]) -> set[str] | None:
     return out
 
 
+def touched(step: Step) -> tuple[str, ...]:
+    """The interfaces a batched step's lines made or changed."""
+    obj = step.obj
+    if isinstance(obj, Patch):
+        return (obj.name, obj.peer)
+    if isinstance(obj, Attachment):
+        return (obj.interface,)
+    return (obj.name,) if isinstance(obj, (Bridge, Vxlan)) else ()
+
+
+def whole(step: Step) -> bool:
+    """Whether a batched step's lines are all of it, once ip did them without a complaint: all
+    but a tunnel with a rate limit (its qdisc, then its coming up, are the ordinary step's)."""
+    return not (isinstance(step.obj, Vxlan) and step.obj.rate_mbit is not None)
+
+
 def lines(step: Step, lookup: Lookup, bridges: set[str]) -> list[ipbatch.Line] | None:
     """The ip lines for a step that makes a device that does not exist (None: not one, or a
     value ipbatch refuses to write: the ordinary step then says why). `bridges`: the bridges

@@ -296,10 +296,12 @@ class LinuxDataplane(Dataplane):
     # -- many steps at once (ipbatch.py) --------------------------------------------------------
 
     def apply(self, steps: Iterable[Step]) -> Iterator[tuple[Step, IntercloudError | None]]:
-        """While applying a plan: runs of steps that make fresh devices go in one `ip -batch`,
-        then each of those steps runs the ordinary way against one dump taken after it (it
-        finds its device made, or makes it and reports its own error). Other steps, and
-        everything outside applying(), go one netlink request at a time."""
+        """While applying a plan: runs of steps that make fresh devices go in one `ip -batch`.
+        If ip did every line, those steps are done (but a rate-limited tunnel's qdisc, which
+        its ordinary step adds); if not, each of them runs the ordinary way against one dump
+        taken after the batch (it finds its device made, or makes it and reports its own
+        error). Other steps, and everything outside applying(), go one netlink request at a
+        time."""
         if not self._links.trusting or not self._links.observed:
             yield from super().apply(steps)
             return
@@ -348,6 +350,7 @@ class LinuxDataplane(Dataplane):
     def _run_batch(
         self, run: list[Step], lines: list[ipbatch.Line]
     ) -> Iterator[tuple[Step, IntercloudError | None]]:
+        trusted = False
         if len(run) >= BATCH_MIN_STEPS:
             tunnels = {s.obj.name for s in run if isinstance(s.obj, Vxlan)}
             made, up = ipbatch.split_up(lines)
@@ -356,14 +359,26 @@ class LinuxDataplane(Dataplane):
             failed += ipbatch.run(up, self.netns)
             if failed:
                 log.debug("ip -batch (%d steps) reported: %s", len(run), failed.strip()[:2000])
-            kinds = bulk.kinds(run)
-            if kinds is None:
-                self._links.refresh()
-            else:  # only the kinds the batch made asked again (3,000 tunnels: half the JSON)
-                self._links.refresh_kinds(kinds)
+                kinds = bulk.kinds(run)
+                if kinds is None:
+                    self._links.refresh()
+                else:  # only the kinds the batch made asked again (3,000 tunnels: half the JSON)
+                    self._links.refresh_kinds(kinds)
+            else:
+                # ip did every line: a step whose lines are all of it is done, and what the
+                # batch touched is asked by name if a later step looks it up. (Checking 3,000
+                # tunnels against a dump of them took 0.5 s: a third of the batch's own time.)
+                trusted = True
+                for step in run:
+                    for name in bulk.touched(step):
+                        self._links.changing(name)
             self._batched = tunnels
         try:
-            yield from super().apply(run)
+            for step in run:
+                if trusted and bulk.whole(step):
+                    yield step, None
+                else:
+                    yield from super().apply([step])
         finally:
             self._batched = set()
 

@@ -3,9 +3,10 @@
 Creating 1,000 networks' bridges, tunnels and patches one pyroute2 request at a time costs
 1-3 ms of Python per request (about 9 per network); iproute2 sends the same requests from C.
 Only devices that do not exist yet are made this way, each as its plan step would make it
-(`lines`). The batch runs with `-force` (a failed line does not stop the others), and whatever
-it did is checked afterwards by the driver's ordinary step (driver.py): that step finds the
-device made and changes nothing, or makes it and reports its own precise error.
+(`lines`). The batch runs with `-force` (a failed line does not stop the others). If ip did
+every line, each step whose lines are all of it is done (bulk.whole). If any line failed, every
+step is checked afterwards by the driver's ordinary step (driver.py): it finds its device made
+and changes nothing, or makes it and reports its own precise error.
 
 Every value of a line is checked for its use as the line is built (checks.py): interface
 names, plain addresses, integers. One that fails raises DriverError and no line is made.
@@ -168,14 +169,17 @@ def free_group(netns: str | None, tries: int = 5) -> int | None:
 
 
 def run(lines: list[str], netns: str | None, timeout: float = 300.0) -> str:
-    """Run the lines (in_phases) in one `ip -force -batch -`; returns what ip printed on stderr (its
-    failures; the caller checks the result, not this text). Missing `ip` -> ''."""
+    """Run the lines (in_phases) in one `ip -force -batch -`; returns what ip printed on stderr
+    (each line that failed; -force goes on with the next): '' only if ip ran and did every
+    line. Missing `ip`, a timeout or a failure it did not explain: a text saying so."""
     if not lines:
         return ""
     try:
         done = _batch("ip", lines, netns, timeout)
     except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
+        return str(exc) or "ip -batch did not run"
+    if done.returncode != 0 and not done.stderr.strip():
+        return f"ip -batch exited with {done.returncode}"
     return done.stderr
 
 
