@@ -367,7 +367,7 @@ class LinuxDataplane(Dataplane):
             else:
                 # ip did every line: a step whose lines are all of it is done, and what the
                 # batch touched is asked by name if a later step looks it up. (Checking 3,000
-                # tunnels against a dump of them took 0.5 s: a third of the batch's own time.)
+                # tunnels against a dump of them took 0.5 s: a quarter of the batch's own time.)
                 trusted = True
                 for step in run:
                     for name in bulk.touched(step):
