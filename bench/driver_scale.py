@@ -120,9 +120,7 @@ def measure(n: int) -> dict[str, Any]:
     calls: Spent = collections.Counter()
     out: dict[str, Any] = {"n": n}
     try:
-        nsmod.ip_batch(ns, [f"link add {x} type bridge forward_delay 0" for x in bridges])
-        ipv6.disable(bridges, ns)
-        nsmod.ip_batch(ns, [f"link set {x} up" for x in bridges])
+        scale._tenant_bridges(ns, n)  # tn0..tn<n-1>, as the scale section makes them
         undo = _timing(spent, calls)
         dp = LinuxDataplane("ic", netns=ns)
         try:
