@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
@@ -24,6 +22,9 @@ from intercloud.store.fence import Fence, writes
 log = logging.getLogger("intercloud.store")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest revision in MIGRATIONS (a unit test holds them equal): a database already there is
+# told by one query, without importing alembic (~0.15 s of every agent start)
+HEAD_REVISION = "0010"
 # SQLite lets one connection write at a time; another writer sleeps in its busy handler (1, 2,
 # 5 ... 100 ms between tries). With 50 concurrent API writes that gave p99 1,043 ms; writers of
 # this process taking turns on a lock instead: 323 ms (bench, API writes). Readers never take
@@ -205,6 +206,11 @@ class Store:
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision`, the newest by default (a no-op when it is there)."""
+        if revision == "head" and self.revision() == HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
@@ -213,6 +219,13 @@ class Store:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+
+    def revision(self) -> str | None:
+        """The schema's revision as alembic recorded it (None: no schema yet)."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     def tables(self) -> set[str]:
         return set(inspect(self.engine).get_table_names())
