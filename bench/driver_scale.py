@@ -5,9 +5,11 @@
 In a scratch namespace with N tenant bridges (IPv6 off, as scale.py makes them), the driver
 observes, plans and applies N isolated tunnel ports (one per bridge, MTU marked, 3 remotes),
 as the reconciler's data-plane phase does from nothing; then two converged passes (observe and
-plan, no step). Each is broken down by what it waited for (dumps, `ip -batch`, sysctl). The
-floor: the same devices by hand (scale.kernel_floor's lines). What this leaves out is what the
-agent adds around the driver: its start, the other phases, the other threads.
+plan, no step), and the pass of a new driver on the converged host (an agent's first pass after
+a restart: nothing remembered, everything read). Each is broken down by what it waited for
+(dumps, `ip -batch`, sysctl). The floor: the same devices by hand (scale.kernel_floor's
+lines). What this leaves out is what the agent adds around the driver: its start, the other
+phases, the other threads.
 
 The converged passes read the kernel again: once N bridges got their port, the kernel announces
 each bridge's new carrier state at 100 devices a second (its linkwatch work, for devices
@@ -69,6 +71,9 @@ def _timing(spent: Spent, calls: Spent) -> Callable[[], None]:
     return undo
 
 
+PASSES = ("from_nothing", "converged", "converged_again", "restarted")
+
+
 def _wanted(n: int) -> HostState:
     want = HostState()
     for i in range(n):
@@ -125,7 +130,10 @@ def measure(n: int) -> dict[str, Any]:
         dp = LinuxDataplane("ic", netns=ns)
         try:
             want = _wanted(n)
-            for name in ("from_nothing", "converged", "converged_again"):
+            for name in PASSES:
+                if name == "restarted":
+                    dp.close()
+                    dp = LinuxDataplane("ic", netns=ns)
                 out[name] = _pass(dp, want, bridges)
                 out[name]["waits_s"] = {k: round(v, 3) for k, v in spent.most_common()}
                 out[name]["calls"] = dict(calls)
@@ -146,7 +154,7 @@ def measure(n: int) -> dict[str, Any]:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
     out = measure(n)
-    for name in ("from_nothing", "converged", "converged_again"):
+    for name in PASSES:
         p = out[name]
         print(
             f"{name}: {p['total_s']} s (observe {p['observe_s']}, plan {p['plan_s']}, "

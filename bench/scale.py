@@ -21,11 +21,12 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import ns as nsmod
+from bench import rebuild_watch
 from bench.dataplane import wait_for
 from intercloud import config
 from intercloud.drivers.dataplane.linux import ipbatch, ipv6
@@ -78,54 +79,7 @@ def _bulk(lab: Lab, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
 def _ours(ns: str, up: bool = False) -> dict[str, int]:
     """The agent's devices in ns (only those up: `up`), by kind (icv: VXLAN; icb bridges and
     icp/icq veth ends only where a layout still needs them: encrypted or relayed expansions)."""
-    return _by_kind(name for name in _names(ns, up) if name.startswith("ic") and len(name) > 2)
-
-
-def _by_kind(names: Iterable[str]) -> dict[str, int]:
-    """How many of `names` there are per kind (the first 3 letters: icv, icb, icp...)."""
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name[:3]] = counts.get(name[:3], 0) + 1
-    return counts
-
-
-class RebuildWatch:
-    """Waits until our devices (counted by their 3-letter prefix, as _ours() does) exist and
-    are up again in `ns`, costing the measured machine little: while they are being made it
-    reads the namespace's /proc/net/dev (the kernel's text, through a `sleep` held in the
-    namespace; no netlink dump, no process started), and only once all exist asks `ip` which
-    are up. Polling `ip -o link show` five times a second took 0.36 s of CPU in a 2.9 s
-    window at 1,000 expansions, and `ip monitor` as much (it formats every link event)."""
-
-    def __init__(self, ns: str, kinds: dict[str, int]) -> None:
-        self.ns, self.kinds = ns, kinds
-        self.anchor = nsmod.exec_popen(ns, ["sleep", "3600"])
-        netns = os.stat(f"/run/netns/{ns}").st_ino
-        for _ in range(100):  # until the sleep runs in the namespace (ip netns exec: setns)
-            if os.stat(f"/proc/{self.anchor.pid}/ns/net").st_ino == netns:
-                break
-            time.sleep(0.02)
-        else:
-            raise RuntimeError(f"cannot hold a process in {ns}")
-
-    def _existing(self) -> dict[str, int]:
-        with open(f"/proc/{self.anchor.pid}/net/dev") as f:
-            return _by_kind(line.split(":", 1)[0].strip() for line in f.readlines()[2:])
-
-    def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        try:
-            while not all(self._existing().get(k, 0) >= n for k, n in self.kinds.items()):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"not every device back in {self.ns} in {timeout:.0f} s")
-                time.sleep(0.1)
-            while _ours(self.ns, up=True) != self.kinds:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"not every device up in {self.ns} in {timeout:.0f} s")
-                time.sleep(0.05)
-        finally:
-            self.anchor.kill()
-            self.anchor.wait(timeout=10)
+    return rebuild_watch.ours(_names(ns, up))
 
 
 def _hwm_mb(pid: int) -> float:
@@ -288,15 +242,15 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any], floor_now: Floor | None
     if floor_now is not None:  # B, C and D run on (and probe A's tunnels, silent now)
         out["kernel_floor_lab_running"] = {**floor_now(), "load": os.getloadavg()[0]}
         log(f"scale: kernel floor with the lab running {out['kernel_floor_lab_running']}")
-    watch = RebuildWatch(gw, expected_up)
+    watch = rebuild_watch.RebuildWatch(gw, expected_up, lambda up: _names(gw, up))
     cpu_before = _cpu_seconds()
     t0 = time.monotonic()
     try:
         lab.start_agent("A", wait=False)
     except (IndexError, LabError) as exc:  # it ended at once: say why (its log goes at cleanup)
+        watch.close()
         raise RuntimeError(f"agent A did not start: {lab.agent_log('A', 15)}") from exc
-    watch.wait(max(300, n))
-    out["reconcile_from_nothing_s"] = round(time.monotonic() - t0, 2)
+    out["reconcile_from_nothing_s"] = round(watch.wait(max(300, n)) - t0, 2)
     # who used the two cores meanwhile: in a federation B, C and D are other machines; here
     # they share A's, and A's restart makes them work (its tunnels fall silent, then answer)
     out["cpu_s_during_reconcile_from_nothing"] = cpu_by_whom(
