@@ -5,6 +5,7 @@ made too small on purpose) it still ends, by asking `ip`."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -34,12 +35,17 @@ def later(ns: str, lines: list[str]) -> threading.Thread:
     return thread
 
 
-def test_it_ends_when_every_device_of_the_agent_is_up(namespaces):
+def test_it_ends_when_every_device_of_the_agent_is_up(namespaces, monkeypatch):
     ns = namespaces("watch")
+    # no copy of the benchmark forked (one ran its cleanup on SIGTERM), and the calling
+    # thread stays in its own namespace
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("the watch forked a process"))
+    here = os.readlink("/proc/thread-self/ns/net")
     # before: one of ours exists but is down, one interface is not ours
     ip_batch(ns, ["link add icv1 type bridge", "link add tn0 type bridge", "link set tn0 up"])
     watch = rebuild_watch.RebuildWatch(ns, {"icv": 3, "icb": 1}, lambda up: scale._names(ns, up))
     assert watch.up == {}
+    assert os.readlink("/proc/thread-self/ns/net") == here
     made = later(
         ns,
         [
