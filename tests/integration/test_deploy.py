@@ -102,12 +102,13 @@ def wire(namespaces: Namespaces, hosts: dict[str, Host], variables: dict) -> dic
 
 
 def check_after(a: Host, blocks: list[str], hosts: dict, vms: dict, variables: dict) -> None:
-    """Both lanes carried an SA and are up; the agent migrated its database at each start; the
-    tunnel still carries the VMs' ping after the upgrade's restart."""
+    """Both lanes carried an SA and are up; the agent migrated its new database at its first
+    start, and the upgrade's restart (the same schema) found it at the newest revision without
+    running alembic; the tunnel still carries the VMs' ping after that restart."""
     for lane in (0, 1):
         assert "CHILD_SA link-B{" in a.journal(f"intercloud-charon@{lane}")
     assert "Running upgrade  -> 0001" in a.journal("intercloud-agent")
-    assert a.journal("intercloud-agent").count("alembic.runtime.migration: Context impl") == 2
+    assert a.journal("intercloud-agent").count("alembic.runtime.migration: Context impl") == 1
     cli = ". /etc/intercloud/cli.env && . /etc/intercloud/admin.env && export INTERCLOUD_URL "
     cli += "INTERCLOUD_CACERT INTERCLOUD_TOKEN && intercloud status"
     assert "lanes 2/2 up" in a.bash(cli, {})
