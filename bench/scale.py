@@ -7,7 +7,8 @@ of project s<i%3> is expanded to one peer, round robin, so each link carries N/3
 
 Phases, each timed: create all (POSTs from 8 concurrent clients until every expansion is
 active); reconcile from nothing (agent stopped, every device and the nft table it made deleted,
-agent started, until all its devices exist and are up again); restart on a converged host
+the kernel and the peers left to settle (`_settle`), agent started, until all its devices
+exist and are up again); restart on a converged host
 (first pass, must change nothing) and the converged passes after it; delete all (until the
 lists are empty and A's devices are gone).
 Peak RSS: VmHWM of agent A's processes. Baseline: the kernel's floor, the same devices made
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ns as nsmod
-from bench import rebuild_watch
+from bench import quiet_kernel, rebuild_watch
 from bench.dataplane import wait_for
 from intercloud import config
 from intercloud.drivers.dataplane.linux import ipbatch, ipv6
@@ -194,6 +195,27 @@ def _names(ns: str, up: bool = False) -> list[str]:
     ]
 
 
+def _settle(lab: Lab, n: int) -> dict[str, float]:
+    """Waits, before the from-nothing clock starts, for the debts of what came before it:
+    the kernel still freeing deleted devices, and B, C and D catching up after the floor's
+    batch, which holds the kernel's lock for seconds (at 10,000 one of B's reads found no
+    answer for 60 s, and its next pass, inside A's window, marked 3,334 replicas in error,
+    then active again, and flushed them). Each peer finishes a pass begun after this call.
+    A host reconciling after a reboot pays neither. The seconds each wait took."""
+    waited = {"kernel": quiet_kernel.wait_until_quiet(max(60, n / 50))}
+    t0 = time.monotonic()
+    begun = {p: lab.api(p, "GET", "/v1/status")["reconciler"]["passes"] + 1 for p in PEERS}
+    for peer, passes in begun.items():
+        wait_for(
+            lambda p=peer, k=passes: lab.api(p, "GET", "/v1/status")["reconciler"]["passes"] > k,
+            max(120, n / 20),
+            f"a pass of {peer}'s after the floor",
+            interval=0.5,
+        )
+    waited["peers"] = round(time.monotonic() - t0, 2)
+    return waited
+
+
 def _measure(lab: Lab, n: int, log, out: dict[str, Any], floor_now: Floor | None) -> dict[str, Any]:
     gw = lab.cloud("A").ns
     tokens = _configure_a(lab, n)
@@ -242,6 +264,8 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any], floor_now: Floor | None
     if floor_now is not None:  # B, C and D run on (and probe A's tunnels, silent now)
         out["kernel_floor_lab_running"] = {**floor_now(), "load": os.getloadavg()[0]}
         log(f"scale: kernel floor with the lab running {out['kernel_floor_lab_running']}")
+    out["settled_before_start_s"] = _settle(lab, n)
+    log(f"scale: kernel and peers settled before A's start {out['settled_before_start_s']}")
     watch = rebuild_watch.RebuildWatch(gw, expected_up, lambda up: _names(gw, up))
     cpu_before = _cpu_seconds()
     t0 = time.monotonic()
