@@ -13,22 +13,17 @@ confirmed once by `ip`, and the time returned is when the events showed it.
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import os
 import select
-import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-CLONE_NEWNET = 0x40000000
-NETLINK_ROUTE, RTMGRP_LINK = 0, 0x1
+from intercloud.drivers.dataplane.linux import watch
+from intercloud.drivers.dataplane.linux.watch import NETLINK_ROUTE, RTMGRP_LINK
+
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFLA_IFNAME = 3
 IFF_UP = 0x1
-SO_RCVBUFFORCE = 33  # asm-generic/socket.h: SO_RCVBUF beyond rmem_max (root); not in `socket`
 NLMSG_HEADER, IFINFOMSG = 16, 16
 RECEIVE_BUFFER = 256 << 20  # 10,000 tunnels make ~40,000 events of ~1.5 KB within seconds
 POLL_S = 0.25  # after a lost event
@@ -76,33 +71,6 @@ def _ifname(data: bytes, start: int, end: int) -> str:
     return ""
 
 
-def netlink_socket_in(ns: str) -> socket.socket:
-    """A NETLINK_ROUTE socket made in namespace `ns`. A network namespace is a thread's: a
-    thread of its own enters it, makes the socket (which stays in it) and ends. Not pyroute2's
-    `netns.create_socket`: it forks the benchmark, and the SIGTERM it sends that copy ran the
-    copy's way out, the benchmark's cleanup, which took the labs down under the real one."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    made: list[socket.socket] = []
-    failed: list[OSError] = []
-
-    def enter_and_make() -> None:
-        try:
-            with open(f"/run/netns/{ns}") as f:
-                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
-                    code = ctypes.get_errno()
-                    raise OSError(code, f"setns {ns}: {os.strerror(code)}")
-            made.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE))
-        except OSError as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=enter_and_make, name=f"netns {ns}")
-    thread.start()
-    thread.join()
-    if failed:
-        raise failed[0]
-    return made[0]
-
-
 class RebuildWatch:
     """Made before the agent starts; `wait()` returns once the agent's devices up, counted by
     kind (`ours`), are `kinds` exactly. `names(up)`: the namespace's interface names (only
@@ -110,14 +78,9 @@ class RebuildWatch:
 
     def __init__(self, ns: str, kinds: dict[str, int], names: Callable[[bool], list[str]]) -> None:
         self.ns, self.kinds, self.names = ns, kinds, names
-        self.sock = netlink_socket_in(ns)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-            self.sock.bind((0, RTMGRP_LINK))
-            self.sock.setblocking(False)
-        except OSError:
-            self.sock.close()
-            raise
+        # in a thread that enters the namespace, not a forked copy of the benchmark (a copy's
+        # SIGTERM handler ran its cleanup and took the labs down): drivers/nsexec.py
+        self.sock = watch.subscribed(ns, NETLINK_ROUTE, RTMGRP_LINK, RECEIVE_BUFFER)
         # subscribed first: whatever changes after this read is in the events
         up = set(names(True))
         self.present = {name: name in up for name in names(False) if is_ours(name)}
@@ -136,25 +99,21 @@ class RebuildWatch:
                 del self.up[name[:3]]
 
     def _read_events(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(1 << 16)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                self.lost = True  # events were dropped: the counts cannot be trusted
-                return
-            for kind, name, flags in link_events(data):
-                if is_ours(name):
-                    self._seen(name, None if kind == RTM_DELLINK else bool(flags & IFF_UP))
+        _, lost = watch.drain(self.sock, self._decode)
+        self.lost = self.lost or lost  # events were dropped: the counts cannot be trusted
+
+    def _decode(self, data: bytes) -> None:
+        for kind, name, flags in link_events(data):
+            if is_ours(name):
+                self._seen(name, None if kind == RTM_DELLINK else bool(flags & IFF_UP))
 
     def wait(self, timeout: float) -> float:
         """Blocks until done; the time.monotonic() at which the devices were all up."""
         deadline = time.monotonic() + timeout
         try:
             done = self._events_until(deadline)
+            if self.lost:  # the end was read from `ip` already
+                return done
             while ours(self.names(True)) != self.kinds:  # confirmed by the kernel's own list
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"not every device up in {self.ns} in {timeout:.0f} s")

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from socket import AF_INET, AF_INET6
 from typing import Any
 
+from intercloud.drivers.nsexec import iproute_in
 from intercloud.errors import DriverError
 
 log = logging.getLogger("intercloud.ipsec")
@@ -79,10 +80,8 @@ class CleartextGuard:
         self.vxlan_port, self.netns = vxlan_port, netns
 
     def _ipr(self) -> Any:
-        from pyroute2 import IPRoute
-
         try:
-            return IPRoute(netns=self.netns, flags=0) if self.netns else IPRoute()
+            return iproute_in(self.netns)
         except OSError as exc:
             raise DriverError(f"cleartext guard: netlink: {exc}") from exc
 

@@ -20,13 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as _vxlan_nla
 
 from intercloud.domain import text
 from intercloud.drivers.dataplane.linux import checks
-from intercloud.drivers.nsexec import in_netns
+from intercloud.drivers.nsexec import in_netns, iproute_in, netns_path
 from intercloud.errors import DriverError
 
 MTU_MARK = "intercloud:mtu="
@@ -39,7 +38,6 @@ MAX_RATE_BYTES = 2**32 - 1  # tbf's 32-bit rate field (34.3 Gbit/s); beyond need
 DUMP_KINDS = frozenset({"bridge", "vxlan", "veth"})  # the kinds the driver makes
 TOOL_ATTEMPTS = 3  # an `ip`/`tc` dump that fails (e.g. interrupted) is asked again
 TOOL_TIMEOUT_S = 60.0
-NETNS_RUN_DIR = "/var/run/netns"  # where `ip netns add` mounts named namespaces
 _IFF_UP = 0x1
 # VXLAN_DF_UNSET: outer packets may fragment. Only sent where pyroute2 knows the attribute.
 _HAS_DF = any(name == "IFLA_VXLAN_DF" for name, *_ in _vxlan_nla.nla_map)
@@ -199,12 +197,10 @@ class _Netlink:
     def __init__(self, netns: str | None = None, ipr: Any = None) -> None:
         self.owned = ipr is None
         if ipr is None:
-            # Checked first: pyroute2 leaks its socketpair when the namespace is missing.
-            path = netns if netns and "/" in netns else f"{NETNS_RUN_DIR}/{netns}"
-            if netns and not os.path.exists(path):
+            if netns and not os.path.exists(netns_path(netns)):
                 raise DriverError(f"network namespace {netns} does not exist")
             try:
-                ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
+                ipr = iproute_in(netns)
             except FileNotFoundError as exc:
                 raise DriverError(f"network namespace {netns} does not exist") from exc
             except (OSError, NetlinkError) as exc:

@@ -17,9 +17,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from pyroute2 import netns as pyroute2_netns
-
 from intercloud.domain.hoststate import Observed
+from intercloud.drivers.nsexec import netlink_socket
 
 log = logging.getLogger("intercloud.dataplane")
 
@@ -28,22 +27,47 @@ RTMGRP_LINK, RTMGRP_TC = 0x1, 0x8  # every interface (bridge ports too), every q
 NFNLGRP_NFTABLES = 7
 MAX_AGE = 60.0  # seconds a quiet kernel's last observation is trusted, events or not
 CHUNK = 1 << 16
+SO_RCVBUFFORCE = 33  # asm-generic/socket.h; not in `socket`
 
 
-def _open(netns: str | None, proto: int, groups: int) -> socket.socket:
-    if netns:  # made in the namespace (never created: flags 0), as the driver's netlink
-        sock = pyroute2_netns.create_socket(
-            netns, socket.AF_NETLINK, socket.SOCK_RAW, proto, flags=0
-        )
-    else:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto)
+def subscribed(
+    netns: str | None, proto: int, groups: int, receive_buffer: int = 0
+) -> socket.socket:
+    """A non-blocking netlink socket in `netns` (None: here) that receives the multicast
+    `groups` of `proto`; with a `receive_buffer` of that many bytes (0: the kernel's default).
+    Its messages can be read away with `drain`."""
+    sock = netlink_socket(netns, proto)
     try:
+        if receive_buffer:  # beyond rmem_max: SO_RCVBUFFORCE (root)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, receive_buffer)
         sock.bind((0, groups))
         sock.setblocking(False)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def drain(sock: socket.socket, each: Callable[[bytes], None] | None = None) -> tuple[int, bool]:
+    """Reads every datagram queued on a non-blocking `sock` away, each given to `each`: (how
+    many, whether the kernel dropped some because the queue was full: ENOBUFS, after which
+    what is still queued is read on). Other errors raise."""
+    read, lost = 0, False
+    while True:
+        try:
+            data = sock.recv(CHUNK)
+        except BlockingIOError:
+            return read, lost
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
+            lost = True
+            continue
+        if not data:
+            return read, lost
+        read += 1
+        if each is not None:
+            each(data)
 
 
 class KernelChanges:
@@ -54,8 +78,8 @@ class KernelChanges:
         self._read_at: float | None = None
         self._socks: list[socket.socket] = []
         try:
-            self._socks.append(_open(netns, NETLINK_ROUTE, RTMGRP_LINK | RTMGRP_TC))
-            self._socks.append(_open(netns, NETLINK_NETFILTER, 1 << (NFNLGRP_NFTABLES - 1)))
+            self._socks.append(subscribed(netns, NETLINK_ROUTE, RTMGRP_LINK | RTMGRP_TC))
+            self._socks.append(subscribed(netns, NETLINK_NETFILTER, 1 << (NFNLGRP_NFTABLES - 1)))
         except Exception as exc:  # without them every pass reads the kernel, as before
             log.info("dataplane: no kernel change events (%s): every pass reads it all", exc)
             self.close()
@@ -82,18 +106,13 @@ class KernelChanges:
         """Read every queued message away; whether there was any (or an overflow)."""
         changed = False
         for sock in self._socks:
-            while True:
-                try:
-                    if not sock.recv(CHUNK):
-                        break
-                except BlockingIOError:
-                    break
-                except OSError as exc:  # ENOBUFS: messages were lost; what is queued is read on
-                    if exc.errno != errno.ENOBUFS:
-                        log.info("dataplane: kernel change events: %s", exc)
-                        changed = True
-                        break
+            try:
+                read, lost = drain(sock)
+            except OSError as exc:
+                log.info("dataplane: kernel change events: %s", exc)
                 changed = True
+                continue
+            changed = changed or bool(read) or lost
         return changed
 
     def close(self) -> None:
