@@ -11,14 +11,6 @@ creating agent's heaps held 201 MB, 151 MB of it free, most in the workers' heap
 Fixed thresholds keep buffers of 256 KiB and more in mappings of their own, unmapped when
 freed, and give back a heap's free top above 1 MiB at once.
 
-And one heap for every thread: glibc gives each new thread a heap of its own (up to 8 per
-core), so what an API worker frees is only reused by that worker, while its heap stays as
-large as the most it ever held. Python's threads allocate holding the interpreter lock, one at
-a time, so the heaps bought no parallelism; shared, one thread's freed memory serves the next.
-3,000 expansions (`--only scale --scale 3000`, 2026-12-07): peak RSS while creating 186 MB
-against 198 MB, while deleting 176 MB against 189 MB; the passes no slower (converged median
-0.38 s against 0.43 s).
-
 glibc only (Debian, Ubuntu, RHEL): elsewhere `tune` does nothing.
 
 The collector: CPython looks for cycles among the youngest objects after every 700 container
@@ -40,15 +32,13 @@ from typing import Any
 
 log = logging.getLogger("intercloud.agent")
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt's parameters (malloc.h)
-ARENA_MAX = 1  # heaps shared by every thread (the module's doc says why)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 MMAP_THRESHOLD = 256 * 1024
 TRIM_THRESHOLD = 1024 * 1024
 
 
 def tune() -> bool:
-    """Fix glibc's thresholds and its number of heaps (module docstring); whether it took
-    them. Called before the agent makes any thread."""
+    """Fix glibc's thresholds (module docstring); whether it took them."""
     name = ctypes.util.find_library("c")
     try:
         mallopt = ctypes.CDLL(name).mallopt if name else None
@@ -57,12 +47,9 @@ def tune() -> bool:
     if mallopt is None:
         log.info("heap: no glibc mallopt here; the allocator's defaults stay")
         return False
-    taken = [
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-        mallopt(M_ARENA_MAX, ARENA_MAX),  # before any thread: threads made later share it
-    ]
-    return all(taken)
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
 
 
 YOUNG_THRESHOLD = 10_000  # objects made (less those freed) between young walks; CPython: 700

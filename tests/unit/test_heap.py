@@ -50,50 +50,6 @@ def test_big_buffers_freed_by_a_thread_leave_the_process():
     assert grown_mb("tuned") <= 3
 
 
-# Four threads alive at once take turns: each makes and frees 24 MB of 96 KiB buffers (below
-# the mapping threshold: from a heap), keeping one small object made after them, which pins
-# that memory in the heap it came from. A heap per thread keeps each one's 24 MB; one shared
-# heap serves every turn from the memory the one before freed.
-TURNS = """
-import sys, threading
-if sys.argv[1] == "tuned":
-    from intercloud import heap
-    assert heap.tune()
-def rss_mb():
-    with open("/proc/self/status") as f:
-        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) // 1024
-turns = [threading.Event() for _ in range(5)]
-kept = []
-def work(i):
-    turns[i].wait()
-    buffers = [bytearray(96 << 10) for _ in range(256)]
-    kept.append(bytearray(1024))  # from malloc too (above pymalloc's 512 bytes)
-    del buffers
-    turns[i + 1].set()
-workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-for w in workers:
-    w.start()
-before = rss_mb()
-turns[0].set()
-turns[4].wait()
-print(rss_mb() - before)
-for w in workers:
-    w.join()
-"""
-
-
-def turns_grown_mb(mode: str) -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", TURNS, mode], capture_output=True, text=True, timeout=60, check=True
-    )
-    return int(done.stdout.split()[-1])
-
-
-def test_threads_share_one_heap_so_one_frees_for_the_next():
-    assert turns_grown_mb("default") >= 30  # a heap per thread: 41 MB here, every run
-    assert turns_grown_mb("tuned") <= 20  # one heap: 10-11 MB
-
-
 def test_tune_reports_whether_glibc_took_the_thresholds():
     assert heap.tune() is True
 
