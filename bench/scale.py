@@ -105,19 +105,10 @@ Snapshot = dict[int, tuple[str, float]]  # pid -> (command, CPU seconds)
 def _cpu_seconds() -> Snapshot:
     """pid -> (command, CPU seconds it and its reaped children used), every process."""
     tick = os.sysconf("SC_CLK_TCK")
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue  # gone meanwhile
-        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
-        fields = rest.split()  # field 3 (state) is fields[0]: utime .. cstime are 14..17
-        found[int(entry.name)] = (comm, sum(int(x) for x in fields[11:15]) / tick)
-    return found
+    return {
+        pid: (comm, sum(int(x) for x in fields[11:15]) / tick)
+        for pid, comm, fields in quiet_kernel.tasks()
+    }
 
 
 def cpu_by_whom(before: Snapshot, after: Snapshot, agents: dict[int, str]) -> dict[str, float]:
@@ -139,8 +130,8 @@ def _agents(lab: Lab) -> dict[int, str]:
     return {os.getpid(): "this benchmark", **named}
 
 
-def _status(lab: Lab) -> dict[str, Any]:
-    return lab.api("A", "GET", "/v1/status")
+def _status(lab: Lab, cloud: str = "A") -> dict[str, Any]:
+    return lab.api(cloud, "GET", "/v1/status")
 
 
 def _steady_passes(lab: Lab, k: int, timeout: float) -> dict[str, Any]:
@@ -197,17 +188,18 @@ def _names(ns: str, up: bool = False) -> list[str]:
 
 def _settle(lab: Lab, n: int) -> dict[str, float]:
     """Waits, before the from-nothing clock starts, for the debts of what came before it:
-    the kernel still freeing deleted devices, and B, C and D catching up after the floor's
-    batch, which holds the kernel's lock for seconds (at 10,000 one of B's reads found no
-    answer for 60 s, and its next pass, inside A's window, marked 3,334 replicas in error,
-    then active again, and flushed them). Each peer finishes a pass begun after this call.
-    A host reconciling after a reboot pays neither. The seconds each wait took."""
+    the kernel busy with deleted devices (a guard, never seen so far: quiet_kernel.py), and
+    B, C and D catching up after the floor's batch, which holds the kernel's lock for seconds
+    (at 10,000 one of B's reads found no answer for 60 s, and its next pass, inside A's
+    window, marked 3,334 replicas in error, then active again, and flushed them). Each peer
+    finishes a pass begun after this call. A host reconciling after a reboot pays neither.
+    The seconds each wait took."""
     waited = {"kernel": quiet_kernel.wait_until_quiet(max(60, n / 50))}
     t0 = time.monotonic()
-    begun = {p: lab.api(p, "GET", "/v1/status")["reconciler"]["passes"] + 1 for p in PEERS}
+    begun = {p: _status(lab, p)["reconciler"]["passes"] + 1 for p in PEERS}
     for peer, passes in begun.items():
         wait_for(
-            lambda p=peer, k=passes: lab.api(p, "GET", "/v1/status")["reconciler"]["passes"] > k,
+            lambda p=peer, k=passes: _status(lab, p)["reconciler"]["passes"] > k,
             max(120, n / 20),
             f"a pass of {peer}'s after the floor",
             interval=0.5,

@@ -11,7 +11,6 @@ import socket
 import threading
 from typing import Any
 
-NETLINK_ROUTE = 0
 NETNS_RUN_DIR = "/var/run/netns"  # where `ip netns add` mounts named namespaces
 CLONE_NEWNET = 0x40000000
 
@@ -71,7 +70,7 @@ def iproute_in(netns: str | None) -> Any:
 
     if not netns:
         return IPRoute()
-    fd = netlink_socket(netns, NETLINK_ROUTE, socket.SOCK_DGRAM).detach()
+    fd = netlink_socket(netns, socket.NETLINK_ROUTE, socket.SOCK_DGRAM).detach()
     try:
         return IPRoute(fileno=fd)
     except BaseException:

@@ -25,7 +25,7 @@ from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as _vxlan_nla
 
 from intercloud.domain import text
 from intercloud.drivers.dataplane.linux import checks
-from intercloud.drivers.nsexec import in_netns, iproute_in, netns_path
+from intercloud.drivers.nsexec import in_netns, iproute_in
 from intercloud.errors import DriverError
 
 MTU_MARK = "intercloud:mtu="
@@ -197,8 +197,6 @@ class _Netlink:
     def __init__(self, netns: str | None = None, ipr: Any = None) -> None:
         self.owned = ipr is None
         if ipr is None:
-            if netns and not os.path.exists(netns_path(netns)):
-                raise DriverError(f"network namespace {netns} does not exist")
             try:
                 ipr = iproute_in(netns)
             except FileNotFoundError as exc:
