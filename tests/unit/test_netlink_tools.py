@@ -5,12 +5,11 @@ interfaces took minutes and hundreds of MB in a peer that fell back to it."""
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import pytest
 
-from intercloud.drivers.dataplane.linux import netlink
+from intercloud.drivers.dataplane.linux import netlink, tooljson
 from intercloud.errors import DriverError
 
 LINKS = (
@@ -35,19 +34,22 @@ def nl() -> netlink._Netlink:
 
 
 def answers(monkeypatch, *outcomes: Any) -> list[list[str]]:
-    """subprocess.run gives `outcomes` in turn: (returncode, stdout, stderr) or an exception."""
+    """The tool's run (tooljson.read) gives `outcomes` in turn: (returncode, stdout, stderr)
+    or an exception."""
     calls: list[list[str]] = []
     todo = list(outcomes)
 
-    def run(argv, **_kw):
+    def read(argv, keep, *, timeout, object_hook=None):
         calls.append(argv)
         got = todo.pop(0)
         if isinstance(got, BaseException):
             raise got
         code, out, err = got
-        return subprocess.CompletedProcess(argv, code, out, err)
+        if code != 0:
+            raise tooljson.Failed(err.decode())
+        return [keep(item) for item in tooljson.items([out], object_hook)]
 
-    monkeypatch.setattr(netlink.subprocess, "run", run)
+    monkeypatch.setattr(tooljson, "read", read)
     return calls
 
 
@@ -68,7 +70,7 @@ def test_a_tool_that_keeps_failing_fails_the_read_with_its_message(monkeypatch):
 
 
 def test_a_tool_that_hangs_fails_the_read_at_once(monkeypatch):
-    calls = answers(monkeypatch, subprocess.TimeoutExpired(["ip"], 60))
+    calls = answers(monkeypatch, tooljson.NoAnswer("no answer within 60 s"))
     with pytest.raises(DriverError, match="no answer within 60 s"):
         nl().root_rates_by_name([link("icv1", "tbf")])
     assert len(calls) == 1
@@ -113,5 +115,5 @@ def test_the_interfaces_dump_gives_each_root_qdisc_kind():
         b' "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 5}}},'
         b' {"ifindex": 8, "ifname": "icb1", "mtu": 1500}]'
     )
-    tbf, untold = netlink._from_json(netlink.decode_links(raw))
+    tbf, untold = netlink._from_json(list(tooljson.items([raw], netlink._kept)))
     assert (tbf.qdisc, untold.qdisc) == ("tbf", None)

@@ -27,7 +27,9 @@ class KnownLinks:
         return self._known is not None
 
     def refresh(self) -> list[Link]:
-        """Every interface as the kernel has it now; trusted from here on (while trusting)."""
+        """Every interface as the kernel has it now; trusted from here on (while trusting).
+        The last dump is let go first: not two of them at the read's peak."""
+        self._known = None
         links = self.nl.links()
         self._known = {link.name: link for link in links}
         self._unsure = set()

@@ -12,19 +12,18 @@ expansions last seconds. pyroute2 stays the fallback when `ip` is missing.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as _vxlan_nla
 
 from intercloud.domain import text
-from intercloud.drivers.dataplane.linux import checks
+from intercloud.drivers.dataplane.linux import checks, tooljson
 from intercloud.drivers.nsexec import in_netns, iproute_in
 from intercloud.errors import DriverError
 
@@ -39,11 +38,12 @@ DUMP_KINDS = frozenset({"bridge", "vxlan", "veth"})  # the kinds the driver make
 TOOL_ATTEMPTS = 3  # an `ip`/`tc` dump that fails (e.g. interrupted) is asked again
 TOOL_TIMEOUT_S = 60.0
 _IFF_UP = 0x1
+T = TypeVar("T")
 # VXLAN_DF_UNSET: outer packets may fragment. Only sent where pyroute2 knows the attribute.
 _HAS_DF = any(name == "IFLA_VXLAN_DF" for name, *_ in _vxlan_nla.nla_map)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Link:
     """The parts of one RTM_NEWLINK message the driver looks at."""
 
@@ -54,8 +54,8 @@ class Link:
     master: int  # 0 = none
     up: bool
     alias: str | None
-    data: dict[str, Any]  # IFLA_INFO_DATA (vxlan: IFLA_VXLAN_*)
-    slave: dict[str, Any]  # IFLA_INFO_SLAVE_DATA (bridge port: IFLA_BRPORT_*)
+    data: Mapping[str, Any]  # IFLA_INFO_DATA (vxlan: IFLA_VXLAN_*)
+    slave: Mapping[str, Any]  # IFLA_INFO_SLAVE_DATA (bridge port: IFLA_BRPORT_*)
     peer: int  # IFLA_LINK (a veth's peer), 0 = none
     peer_elsewhere: bool  # IFLA_LINK_NETNSID present: the peer lives in another namespace
     qdisc: str | None = None  # IFLA_QDISC: the kind of its root qdisc (None: not told)
@@ -102,56 +102,103 @@ def _kept(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k in _LINK_KEYS}
 
 
-def decode_links(raw: bytes) -> list[dict[str, Any]]:
-    """`ip -d -j link show` output with only the keys _from_json reads (_LINK_KEYS)."""
-    found = json.loads(raw or b"[]", object_hook=_kept)
-    if not isinstance(found, list):
-        raise DriverError("ip -j link show printed no list of interfaces")
-    return found
+# Shared by every Link that has them (most): not one dictionary per interface. Read-only.
+_NO_ATTRS: Mapping[str, Any] = MappingProxyType({})
+_PORT: dict[bool, Mapping[str, Any]] = {
+    flag: MappingProxyType({"IFLA_BRPORT_ISOLATED": int(flag)}) for flag in (False, True)
+}
+
+
+class _Listed(NamedTuple):
+    """One interface of `ip -j link show`, its master and peer still named."""
+
+    ifindex: int
+    name: str
+    kind: str | None
+    mtu: int
+    master: str
+    up: bool
+    alias: str | None
+    data: Mapping[str, Any]
+    slave: Mapping[str, Any]
+    peer: str | int  # a name, or an index in another namespace (`elsewhere`)
+    elsewhere: bool
+    qdisc: str | None
+
+
+def _listed(d: Any) -> _Listed:
+    """One object of `ip -d -j link show` (its keys already cut to _LINK_KEYS)."""
+    if not isinstance(d, dict) or not isinstance(d.get("ifname"), str):
+        raise DriverError("ip -j link show printed an interface without a name")
+    info = d.get("linkinfo") or {}
+    data = _NO_ATTRS
+    if info.get("info_kind") == "vxlan":
+        v = info.get("info_data") or {}
+        data = {
+            "IFLA_VXLAN_ID": v.get("id", 0),
+            "IFLA_VXLAN_LOCAL": v.get("local", ""),
+            "IFLA_VXLAN_GROUP": v.get("remote") or v.get("group", ""),
+            "IFLA_VXLAN_PORT": v.get("port", 0),
+            "IFLA_VXLAN_LEARNING": int(bool(v.get("learning", True))),
+            "IFLA_VXLAN_DF": _DF.get(v.get("df", "unset"), 0),
+        }
+    slave = _NO_ATTRS
+    if info.get("info_slave_kind") == "bridge":
+        slave = _PORT[bool((info.get("info_slave_data") or {}).get("isolated", False))]
+    elsewhere = "link_netnsid" in d
+    return _Listed(
+        ifindex=d.get("ifindex", 0),
+        name=d["ifname"],
+        kind=info.get("info_kind"),
+        mtu=d.get("mtu", 0),
+        master=d.get("master") or "",
+        up="UP" in d.get("flags", ()),
+        alias=d.get("ifalias"),
+        data=data,
+        slave=slave,
+        peer=d.get("link_index", 0) if elsewhere else d.get("link") or "",
+        elsewhere=elsewhere,
+        qdisc=d.get("qdisc"),
+    )
+
+
+def _links(listed: list[_Listed], others: Mapping[str, int] | None = None) -> list[Link]:
+    """The Links of `listed`, masters and peers by index. `others`: name -> index of
+    interfaces outside the list (a dump of one kind names masters and peers it does not
+    hold)."""
+    index = {**(others or {}), **{d.name: d.ifindex for d in listed}}
+    return [
+        Link(
+            index=d.ifindex,
+            name=d.name,
+            kind=d.kind,
+            mtu=d.mtu,
+            master=index.get(d.master, 0),
+            up=d.up,
+            alias=d.alias,
+            data=d.data,
+            slave=d.slave,
+            peer=d.peer if isinstance(d.peer, int) else index.get(d.peer, 0),
+            peer_elsewhere=d.elsewhere,
+            qdisc=d.qdisc,
+        )
+        for d in listed
+    ]
 
 
 def _from_json(links: list[dict[str, Any]], others: Mapping[str, int] | None = None) -> list[Link]:
-    """`ip -d -j link show` objects as Links, with the same keys as the netlink attributes.
-    `others`: name -> index of interfaces outside this dump (a dump of one kind names masters
-    and peers it does not hold)."""
-    index = {**(others or {}), **{d["ifname"]: d["ifindex"] for d in links}}
-    out = []
-    for d in links:
-        info = d.get("linkinfo") or {}
-        data: dict[str, Any] = {}
-        if info.get("info_kind") == "vxlan":
-            v = info.get("info_data") or {}
-            data = {
-                "IFLA_VXLAN_ID": v.get("id", 0),
-                "IFLA_VXLAN_LOCAL": v.get("local", ""),
-                "IFLA_VXLAN_GROUP": v.get("remote") or v.get("group", ""),
-                "IFLA_VXLAN_PORT": v.get("port", 0),
-                "IFLA_VXLAN_LEARNING": int(bool(v.get("learning", True))),
-                "IFLA_VXLAN_DF": _DF.get(v.get("df", "unset"), 0),
-            }
-        slave = {}
-        if info.get("info_slave_kind") == "bridge":
-            port = info.get("info_slave_data") or {}
-            slave = {"IFLA_BRPORT_ISOLATED": int(bool(port.get("isolated", False)))}
-        elsewhere = "link_netnsid" in d
-        peer = d.get("link_index", 0) if elsewhere else index.get(d.get("link") or "", 0)
-        out.append(
-            Link(
-                index=d["ifindex"],
-                name=d["ifname"],
-                kind=info.get("info_kind"),
-                mtu=d.get("mtu", 0),
-                master=index.get(d.get("master") or "", 0),
-                up="UP" in d.get("flags", ()),
-                alias=d.get("ifalias"),
-                data=data,
-                slave=slave,
-                peer=peer,
-                peer_elsewhere=elsewhere,
-                qdisc=d.get("qdisc"),
-            )
-        )
-    return out
+    """`ip -d -j link show` objects as Links, with the same keys as the netlink attributes."""
+    return _links([_listed(d) for d in links], others)
+
+
+def _our_rate(q: Any) -> tuple[str, int] | None:
+    """(interface name, rate in bytes/s) of one `tc -j qdisc show` object if it is our root
+    tbf (handle 1c1:), else None."""
+    if not isinstance(q, dict) or q.get("kind") != "tbf" or not q.get("root"):
+        return None
+    if q.get("handle") != f"{QDISC_HANDLE >> 16:x}:" or not isinstance(q.get("dev"), str):
+        return None
+    return q["dev"], int((q.get("options") or {}).get("rate", 0))
 
 
 def _attrs(nla: Any) -> dict[str, Any]:
@@ -207,38 +254,43 @@ class _Netlink:
         self.ipr = ipr
         self.netns = netns
 
-    def _output(self, argv: list[str]) -> bytes | None:
-        """What an iproute2 tool (`ip`, `tc`) prints in our namespace. None only where the
-        tool is missing: the caller then asks pyroute2, fine for a few interfaces. A tool that
-        fails or hangs fails this read, and the next pass reads again: pyroute2 is no way
-        round at scale (a peer with 3,334 expansions fell back to it while the kernel was busy
-        and spent minutes and ~400 MB decoding 6,700 interfaces, 2026-12-07). A dump the
-        kernel interrupted (interfaces changed meanwhile) is asked again at once. Bytes: json
-        reads them without a decoded copy."""
+    def _read(
+        self, argv: list[str], keep: Callable[[Any], T], object_hook: tooljson.Hook | None = None
+    ) -> list[T] | None:
+        """`keep(item)` for each item of the JSON list an iproute2 tool (`ip`, `tc`) prints in
+        our namespace, read as it prints it (tooljson.py). None only where the tool is
+        missing: the caller then asks pyroute2, fine for a few interfaces. A tool that fails
+        or hangs fails this read, and the next pass reads again: pyroute2 is no way round at
+        scale (a peer with 3,334 expansions fell back to it while the kernel was busy and
+        spent minutes and ~400 MB decoding 6,700 interfaces, 2026-12-07). A dump the kernel
+        interrupted (interfaces changed meanwhile) is asked again at once."""
         argv = in_netns(argv, self.netns)
         why = ""
         for _ in range(TOOL_ATTEMPTS):
             try:
-                done = subprocess.run(argv, capture_output=True, timeout=TOOL_TIMEOUT_S)
+                return tooljson.read(argv, keep, timeout=TOOL_TIMEOUT_S, object_hook=object_hook)
             except FileNotFoundError:
                 return None
-            except subprocess.TimeoutExpired:
+            except tooljson.NoAnswer:
                 why = f"no answer within {TOOL_TIMEOUT_S:g} s"
                 break
-            if done.returncode == 0:
-                return done.stdout
-            why = text.clean(done.stderr.decode(errors="replace")) or f"exit {done.returncode}"
+            except tooljson.Unreadable as exc:
+                why = f"it printed no JSON list ({exc})"
+                break
+            except tooljson.Failed as exc:
+                why = text.clean(exc.reason)
         raise DriverError(f"cannot read the kernel's state with `{' '.join(argv)}`: {why}")
 
     def links(self, kind: str | None = None, others: Mapping[str, int] | None = None) -> list[Link]:
         """Every interface, or those of one `kind` (`ip` still walks every interface, but
         prints and we decode only those: 3,000 VXLAN devices among 6,000 interfaces, half the
-        JSON). `others` as _from_json's."""
+        JSON). `others` as _links'."""
         if kind is not None and kind not in DUMP_KINDS:
             raise DriverError(f"refusing to list interfaces of kind {kind!r}")
-        raw = self._output(["ip", "-d", "-j", "link", "show", *(("type", kind) if kind else ())])
-        if raw is not None:
-            return _from_json(decode_links(raw), others)
+        argv = ["ip", "-d", "-j", "link", "show", *(("type", kind) if kind else ())]
+        listed = self._read(argv, _listed, object_hook=_kept)
+        if listed is not None:
+            return _links(listed, others)
         with _netlink("list", "interfaces"):
             links = [_parse(m) for m in self.ipr.get_links()]
         return [link for link in links if kind is None or link.kind == kind]
@@ -250,17 +302,11 @@ class _Netlink:
         qdisc dump of 20,000 interfaces takes 0.3 s, and most hosts limit no rate."""
         if all(link.qdisc is not None and link.qdisc != "tbf" for link in links):
             return {}
-        raw = self._output(["tc", "-j", "qdisc", "show"])
-        if raw is None:
+        found = self._read(["tc", "-j", "qdisc", "show"], _our_rate)
+        if found is None:
             names = {link.index: link.name for link in links}
             return {names[i]: r for i, r in self.root_rates().items() if i in names}
-        found = json.loads(raw or b"[]")
-        handle = f"{QDISC_HANDLE >> 16:x}:"
-        return {
-            q["dev"]: int((q.get("options") or {}).get("rate", 0))
-            for q in found
-            if q.get("kind") == "tbf" and q.get("root") and q.get("handle") == handle
-        }
+        return dict(rate for rate in found if rate is not None)
 
     def link(self, name: str) -> Link | None:
         try:

@@ -135,6 +135,7 @@ class LastObservation:
         last = self._last
         if last is None or not foreign <= last[0] or not self.changes.quiet():
             self.changes.reading()
+            self._last = last = None  # let go before reading: not two at the read's peak
             last = self._last = (foreign, read(foreign))
         seen = last[1]
         return dataclasses.replace(seen, state=seen.state.copy(), kinds=dict(seen.kinds))
