@@ -20,7 +20,8 @@ device; observe() reports the rate of that qdisc, None if the device has no qdis
 ensure_vxlan changes only the qdisc when only the rate differs. See tbf_params() for the burst.
 TCP MSS clamps are one nftables table per agent, written through nft.py inside `netns`.
 
-Modules: netlink.py (one request each), links.py (what was observed, while a plan applies),
+Modules: netlink.py (one request each; the dumps through tooljson.py, read as `ip` prints
+them), links.py (what was observed, while a plan applies),
 bulk.py + ipbatch.py (fresh devices in one `ip -batch`), nft.py (clamps, relay filter),
 checks.py (values checked before they reach a command line).
 """
