@@ -226,6 +226,20 @@ def _parse(msg: Any) -> Link:
     )
 
 
+def _drop_strays(ipr: Any) -> None:
+    """Forget the answers pyroute2 (0.9) filed under no request. A lookup's answer comes with
+    the kernel's acknowledgement in a datagram of its own; pyroute2 returns once it has the
+    answer, and the acknowledgement, arriving after, goes to a queue that only listeners of
+    broadcasts read (this socket has none). Each is 36 bytes, but its buffer was a 256 KiB
+    read shrunk in place: it kept a 4 KiB page mapped. The creating agent at 10,000
+    expansions held 4,400 of them (17 MB) after 25 minutes, ~100 more every minute
+    (/proc/PID/maps and /proc/PID/mem, 2026-12-07)."""
+    root = getattr(getattr(getattr(ipr, "asyncore", None), "msg_queue", None), "root", None)
+    while root is not None and not root.empty():
+        root.get_nowait()
+        root.task_done()
+
+
 @contextmanager
 def _netlink(action: str, what: str, tolerate: tuple[int, ...] = ()) -> Iterator[None]:
     """Turn a NetlinkError into "cannot <action> <what>: <reason>"; errnos in `tolerate` pass."""
@@ -311,6 +325,7 @@ class _Netlink:
     def link(self, name: str) -> Link | None:
         try:
             msgs = self.ipr.link("get", ifname=name)
+            _drop_strays(self.ipr)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
