@@ -7,7 +7,12 @@ import json
 import pytest
 
 from intercloud.drivers.dataplane.linux import tooljson
-from intercloud.drivers.dataplane.linux.netlink import Link, _from_json, _kept, _Netlink
+from intercloud.drivers.dataplane.linux.netlink import Link, _kept, _links, _listed, _Netlink
+
+
+def _from_json(links: list) -> list:
+    """`ip -d -j link show` objects as the driver makes Links of them."""
+    return _links([_listed(d) for d in links])
 
 
 def decode_links(raw: bytes) -> list:

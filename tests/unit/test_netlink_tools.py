@@ -115,5 +115,5 @@ def test_the_interfaces_dump_gives_each_root_qdisc_kind():
         b' "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 5}}},'
         b' {"ifindex": 8, "ifname": "icb1", "mtu": 1500}]'
     )
-    tbf, untold = netlink._from_json(list(tooljson.items([raw], netlink._kept)))
+    tbf, untold = netlink._links([netlink._listed(d) for d in tooljson.items([raw], netlink._kept)])
     assert (tbf.qdisc, untold.qdisc) == ("tbf", None)

@@ -30,6 +30,7 @@ from intercloud.errors import DriverError
 MTU_MARK = "intercloud:mtu="
 QDISC_HANDLE = 0x01C10000  # "1c1:", our root tbf on a VXLAN device
 TC_H_ROOT = 0xFFFFFFFF
+_OUR_HANDLE = f"{QDISC_HANDLE >> 16:x}:"  # as `tc -j` prints it
 TBF_LATENCY_S = 0.05  # queue: at most 50 ms of traffic waits in the tbf
 TBF_MIN_BURST = 64 * 1024  # a whole GSO packet passes without being split
 TBF_BURST_S = 0.004  # at high rates: 4 ms of traffic (one jiffy at HZ=250)
@@ -83,7 +84,7 @@ def tbf_params(rate_mbit: float) -> tuple[int, int, int]:
 
 
 _DF = {"unset": 0, "set": 1, "inherit": 2}
-# Every key _from_json reads, at any depth of `ip -d -j link show`'s objects. The dump is
+# Every key _listed reads, at any depth of `ip -d -j link show`'s objects. The dump is
 # decoded with the rest dropped object by object: a bridge port's details alone are ~40 keys
 # (3,000 bridges with a port and a veth pair each: 14 MB of JSON decoded to 55 MB of objects
 # at the peak whole, 29 MB this way).
@@ -186,17 +187,12 @@ def _links(listed: list[_Listed], others: Mapping[str, int] | None = None) -> li
     ]
 
 
-def _from_json(links: list[dict[str, Any]], others: Mapping[str, int] | None = None) -> list[Link]:
-    """`ip -d -j link show` objects as Links, with the same keys as the netlink attributes."""
-    return _links([_listed(d) for d in links], others)
-
-
 def _our_rate(q: Any) -> tuple[str, int] | None:
     """(interface name, rate in bytes/s) of one `tc -j qdisc show` object if it is our root
     tbf (handle 1c1:), else None."""
     if not isinstance(q, dict) or q.get("kind") != "tbf" or not q.get("root"):
         return None
-    if q.get("handle") != f"{QDISC_HANDLE >> 16:x}:" or not isinstance(q.get("dev"), str):
+    if q.get("handle") != _OUR_HANDLE or not isinstance(q.get("dev"), str):
         return None
     return q["dev"], int((q.get("options") or {}).get("rate", 0))
 

@@ -24,7 +24,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-CHUNK = 256 * 1024  # bytes read from the pipe at a time
+# bytes asked of the pipe at a time: its whole buffer (a pipe never hands out more at once).
+# 256 KiB asked was a buffer past glibc's mapping threshold (heap.py): one mmap and munmap
+# for each read, ~500 for a 30 MB dump.
+CHUNK = 64 * 1024
 FEED = 64 * 1024  # characters gathered before decoding (an item cut short is decoded again)
 UNREADABLE_WAIT_S = 1.0
 _BLANK = re.compile(r"[ \t\n\r]*")
