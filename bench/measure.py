@@ -31,6 +31,10 @@ class Mode:
     udp_seconds: int = 2
     pings: int = 50
     frag_datagrams: int = 40
+    # iperf3 -A "client,server" CPUs for TCP: with both ends pinned, where the scheduler puts
+    # the two single-threaded iperf3s no longer decides a repetition (on 2 cores, together
+    # on one core or apart moves a transfer by up to 1.5x).
+    tcp_affinity: str | None = None
 
     @classmethod
     def make(cls, short: bool) -> Mode:
@@ -126,7 +130,8 @@ def iperf3(ep: Endpoint, *args: str, seconds: int) -> dict[str, Any]:
 def tcp(ep: Endpoint, mode: Mode, streams: int = 10) -> float:
     """Gb/s received, iperf3 -P streams; the first second (slow start) is omitted in full runs."""
     omit = [] if mode.short else ["-O", "1"]
-    data = iperf3(ep, "-P", str(streams), *omit, seconds=mode.tcp_seconds)
+    pin = ["-A", mode.tcp_affinity] if mode.tcp_affinity else []
+    data = iperf3(ep, "-P", str(streams), *omit, *pin, seconds=mode.tcp_seconds)
     return data["end"]["sum_received"]["bits_per_second"] / 1e9
 
 

@@ -251,7 +251,7 @@ class Run:
 
     def scale(self) -> None:
         n = self.scale_n
-        floor = scale.kernel_floor(self.topo, n)
+        floor = scale.quiet_floor(self.topo, n)
         out = scale.run(self.lab("s"), n, self.log, lambda: scale.kernel_floor(self.topo, n, "kl"))
         out["kernel_floor"] = floor
         busy = out["kernel_floor_lab_running"]
