@@ -256,8 +256,7 @@ def _measure(lab: Lab, n: int, log, out: dict[str, Any], floor_now: Floor | None
     nsmod.exec_run(gw, ["nft", "delete", "table", "bridge", "intercloud_ic"])
     left = _ours(gw)
     if floor_now is not None:  # B, C and D run on (and probe A's tunnels, silent now)
-        # in the state A will start in: the peers done with A's devices going (before this
-        # wait, they were still at it during the floor: 11.1 s against 7.1 s quiet at 10,000)
+        # in the state A will start in: the peers done with A's devices going
         out["settled_before_floor_s"] = _settle(lab, n, "A's devices deleted")
         out["kernel_floor_lab_running"] = {**floor_now(), "load": os.getloadavg()[0]}
         log(f"scale: kernel floor with the lab running {out['kernel_floor_lab_running']}")
