@@ -31,9 +31,9 @@ class Mode:
     udp_seconds: int = 2
     pings: int = 50
     frag_datagrams: int = 40
-    # iperf3 -A "client,server" CPUs for TCP: with both ends pinned, where the scheduler puts
-    # the two single-threaded iperf3s no longer decides a repetition (on 2 cores, together
-    # on one core or apart moves a transfer by up to 1.5x).
+    # iperf3 -A "client,server" CPUs for TCP, to take the scheduler's placement of the two
+    # single-threaded iperf3s out of a repetition (bench.layout --affinity; on 2026-12-07
+    # it did not narrow the spread between reps: docs/benchmarks.md).
     tcp_affinity: str | None = None
 
     @classmethod

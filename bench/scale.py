@@ -368,7 +368,8 @@ def make_by_hand(ns: str, n: int) -> None:
 
 def quiet_floor(topo: nsmod.Topology, n: int, times: int = 3) -> dict[str, Any]:
     """The kernel floor before anything else runs, `times` over: the median of each figure
-    (at 10,000 a single one read 7.1 s one day and 12.2 s another)."""
+    (a guard against one disturbed reading: at 10,000 a floor read 7.1 s one day and 12.2 s
+    another, and 7.20-7.54 s three times in a row; about 3 minutes each there)."""
     runs = []
     for i in range(times):
         quiet_kernel.wait_until_quiet(max(60, n / 50))
