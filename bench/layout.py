@@ -47,14 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         n = args.reps
         for i in range(args.runs):
-            a, b = (
-                statistics.median(plain[i * n : (i + 1) * n]),
-                statistics.median(ours[i * n : (i + 1) * n]),
-            )
+            plain_reps, our_reps = plain[i * n : (i + 1) * n], ours[i * n : (i + 1) * n]
+            a, b = statistics.median(plain_reps), statistics.median(our_reps)
             print(
                 f"run {i + 1}: plain VXLAN {a:.3f} Gb/s, expansion {b:.3f} Gb/s, ratio {b / a:.3f}"
-                f" (reps: plain {_spread(plain[i * n : (i + 1) * n])},"
-                f" expansion {_spread(ours[i * n : (i + 1) * n])})"
+                f" (reps: plain {_spread(plain_reps)}, expansion {_spread(our_reps)})"
             )
         ratio = statistics.median(ours) / statistics.median(plain)
         print(
